@@ -1,0 +1,41 @@
+"""Pick the compiled twins when they are built and allowed, the pure ones otherwise.
+
+``NOTIPIPE_NO_EXTENSIONS`` set to anything but ``""``/``"0"`` forces pure Python, as does any
+interpreter other than CPython. The pure modules are the type truth, so type checkers always see
+them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+__all__ = ["COMPILED", "NO_EXTENSIONS", "EmailMessage", "Publisher", "SMSMessage"]
+
+NO_EXTENSIONS: bool = (
+    os.environ.get("NOTIPIPE_NO_EXTENSIONS", "") not in ("", "0")
+    or sys.implementation.name != "cpython"
+)
+
+if TYPE_CHECKING:
+    from notipipe._messages_py import EmailMessage, SMSMessage
+    from notipipe._publisher_py import Publisher
+
+    COMPILED: bool
+elif NO_EXTENSIONS:
+    from notipipe._messages_py import EmailMessage, SMSMessage
+    from notipipe._publisher_py import Publisher
+
+    COMPILED = False
+else:
+    try:
+        from notipipe._messages_c import EmailMessage, SMSMessage
+        from notipipe._publisher_c import Publisher
+    except ImportError:  # not built here (e.g. a source checkout): the twins behave the same
+        from notipipe._messages_py import EmailMessage, SMSMessage
+        from notipipe._publisher_py import Publisher
+
+        COMPILED = False
+    else:
+        COMPILED = True

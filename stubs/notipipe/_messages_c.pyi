@@ -1,0 +1,72 @@
+# Stubs for the compiled message records; kept honest by `python -m mypy.stubtest notipipe`.
+# The annotated pure twin, notipipe/_messages_py.py, is the type truth these mirror.
+from typing import ClassVar, Final
+
+__all__ = [
+    "DEFAULT_PRIORITY",
+    "MAX_PRIORITY",
+    "MAX_SMS_BODY",
+    "MAX_SUBJECT",
+    "MIN_PRIORITY",
+    "EmailMessage",
+    "SMSMessage",
+]
+
+MIN_PRIORITY: Final = 1
+MAX_PRIORITY: Final = 5
+DEFAULT_PRIORITY: Final = 3
+MAX_SMS_BODY: Final = 160
+MAX_SUBJECT: Final = 255
+
+class EmailMessage:
+    kind: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, object]]
+    @property
+    def recipient(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def id(self) -> int: ...
+    def __init__(
+        self,
+        recipient: str = "",
+        subject: str = "",
+        body: str = "",
+        *,
+        priority: int = 3,
+        created_at: float | None = None,
+        id: int = 0,
+    ) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+class SMSMessage:
+    kind: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, object]]
+    @property
+    def phone_number(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def id(self) -> int: ...
+    def __init__(
+        self,
+        phone_number: str = "",
+        body: str = "",
+        *,
+        priority: int = 3,
+        created_at: float | None = None,
+        id: int = 0,
+    ) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
