@@ -91,7 +91,7 @@ class MessageFactory:
 
         Registering a name that exists raises ValueError unless ``replace=True``.
         """
-        if not isinstance(name, str) or not name:
+        if not isinstance(cast("object", name), str) or not name:
             raise ValueError(f"message type name must be a non-empty str, got {name!r}")
 
         def decorator(kind: C) -> C:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from typing import ClassVar, Final
 
 __all__ = [
@@ -180,6 +180,16 @@ class SMSMessage:
         _set_sms_created_at(self, _check_time("SMSMessage", created_at))
         _set_sms_id(self, _check_id("SMSMessage", id))
 
+
+def _refuse_assignment(self: object, name: str, value: object = None) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+# dataclass's own frozen __setattr__ uses zero-argument super(), which breaks on the class that
+# slots=True rebuilds (CPython gh-90562 on 3.12): assigning a non-field raised TypeError there.
+for _cls in (EmailMessage, SMSMessage):
+    type.__setattr__(_cls, "__setattr__", _refuse_assignment)
+    type.__setattr__(_cls, "__delattr__", _refuse_assignment)
 
 # The slot descriptors' __set__, looked up once (slots=True builds a new class, so after it).
 _set_email_recipient = EmailMessage.__dict__["recipient"].__set__

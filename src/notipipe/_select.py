@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 __all__ = ["COMPILED", "NO_EXTENSIONS", "EmailMessage", "Publisher", "SMSMessage"]
 
 NO_EXTENSIONS: bool = (
-    os.environ.get("NOTIPIPE_NO_EXTENSIONS", "") not in ("", "0")
-    or sys.implementation.name != "cpython"
+    os.environ.get("NOTIPIPE_NO_EXTENSIONS", "") not in ("", "0") or sys.implementation.name != "cpython"
 )
 
 if TYPE_CHECKING:

@@ -40,37 +40,14 @@ class ThreadSafeSingletonMeta(type):
         super().__init__(name, bases, namespace)
         ThreadSafeSingletonMeta._locks[cls] = threading.Lock()
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+    def __call__[T](cls: type[T], *args: Any, **kwargs: Any) -> T:
+        # Typed through the class (type[T] -> T) so checkers see an instance, not Any.
         instance = ThreadSafeSingletonMeta._instances.get(cls)  # fast path: no lock
         if instance is None:
-            instance = cls._create(args, kwargs)
+            instance = _create(cls, args, kwargs)
         elif args or kwargs:
-            cls._check_args(instance, args, kwargs)
-        return instance
-
-    def _create(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
-        me = threading.get_ident()
-        if ThreadSafeSingletonMeta._creating.get(cls) == me:
-            raise RuntimeError(f"{cls.__name__}() was called from its own __init__")
-        with ThreadSafeSingletonMeta._locks[cls]:
-            instance = ThreadSafeSingletonMeta._instances.get(cls)  # second check, under the lock
-            if instance is not None:
-                if args or kwargs:
-                    cls._check_args(instance, args, kwargs)
-                return instance
-            ThreadSafeSingletonMeta._creating[cls] = me
-            try:
-                instance = super().__call__(*args, **kwargs)  # __new__ + __init__
-            finally:
-                del ThreadSafeSingletonMeta._creating[cls]
-            ThreadSafeSingletonMeta._instances[cls] = instance  # publish only when complete
-            return instance
-
-    def _check_args(cls, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        check = getattr(instance, "_check_singleton_args", None)
-        if check is None:
-            raise TypeError(f"{cls.__name__} already exists; it takes no arguments after the first call")
-        check(*args, **kwargs)
+            _check_args(cls, instance, args, kwargs)
+        return instance  # type: ignore[return-value]  # the dict maps each class to its instance
 
     def reset_instance(cls) -> object | None:
         """Forget the instance (for tests and shutdown); return it, or None if there was none.
@@ -84,6 +61,33 @@ class ThreadSafeSingletonMeta(type):
     def instance_exists(cls) -> bool:
         """True if ``Cls()`` would return an existing instance without building one."""
         return cls in ThreadSafeSingletonMeta._instances
+
+
+def _create(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+    """The slow path: build, initialise and publish the instance under the class's lock."""
+    me = threading.get_ident()
+    if ThreadSafeSingletonMeta._creating.get(cls) == me:
+        raise RuntimeError(f"{cls.__name__}() was called from its own __init__")
+    with ThreadSafeSingletonMeta._locks[cls]:
+        instance = ThreadSafeSingletonMeta._instances.get(cls)  # second check, under the lock
+        if instance is not None:
+            if args or kwargs:
+                _check_args(cls, instance, args, kwargs)
+            return instance
+        ThreadSafeSingletonMeta._creating[cls] = me
+        try:
+            instance = type.__call__(cls, *args, **kwargs)  # __new__ + __init__
+        finally:
+            del ThreadSafeSingletonMeta._creating[cls]
+        ThreadSafeSingletonMeta._instances[cls] = instance  # publish only when complete
+        return instance
+
+
+def _check_args(cls: type, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    check = getattr(instance, "_check_singleton_args", None)
+    if check is None:
+        raise TypeError(f"{cls.__name__} already exists; it takes no arguments after the first call")
+    check(*args, **kwargs)
 
 
 def _reinit_locks_after_fork() -> None:

@@ -1,0 +1,84 @@
+"""Shared fixtures: every behaviour runs against both twins (compiled and pure).
+
+``impl`` is a session fixture parametrized over the implementations available in this run:
+``c`` and ``py`` normally, ``py`` alone when ``NOTIPIPE_NO_EXTENSIONS`` is set. Set
+``NOTIPIPE_EXPECT_COMPILED=1`` (the test command does, on its compiled legs) to turn a missing
+extension into a failure instead of a quietly pure run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import notipipe
+from notipipe._database import DatabaseCore
+from notipipe._factory import MessageFactory
+from notipipe._select import NO_EXTENSIONS
+from notipipe._singleton import ThreadSafeSingletonMeta
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One twin: its message classes, publisher, factory and a DatabaseConnection built on it."""
+
+    name: str
+    EmailMessage: Any
+    SMSMessage: Any
+    Publisher: Any
+    MessageFactory: type[MessageFactory]
+    DatabaseConnection: Any
+    messages_module: ModuleType
+
+
+def _build(name: str) -> Impl:
+    messages = importlib.import_module(f"notipipe._messages_{name}")
+    publisher = importlib.import_module(f"notipipe._publisher_{name}")
+    if messages.EmailMessage is notipipe.EmailMessage and publisher.Publisher is notipipe.Publisher:
+        database: Any = notipipe.DatabaseConnection  # the public class itself
+    else:
+        database = ThreadSafeSingletonMeta(
+            "DatabaseConnection", (DatabaseCore, publisher.Publisher), {"__module__": __name__}
+        )
+    kinds = {"email": messages.EmailMessage, "sms": messages.SMSMessage}
+    factory: type[MessageFactory] = type(f"MessageFactory_{name}", (MessageFactory,), {})
+    factory._kinds = kinds
+    return Impl(
+        name, messages.EmailMessage, messages.SMSMessage, publisher.Publisher, factory, database, messages
+    )
+
+
+def _available() -> list[str]:
+    if NO_EXTENSIONS:
+        return ["py"]
+    if os.environ.get("NOTIPIPE_EXPECT_COMPILED", "") not in ("", "0") and not notipipe.COMPILED:
+        raise RuntimeError("NOTIPIPE_EXPECT_COMPILED is set but notipipe runs pure: the extension is missing")
+    return ["c", "py"] if notipipe.COMPILED else ["py"]
+
+
+@pytest.fixture(scope="session", params=_available())
+def impl(request: pytest.FixtureRequest) -> Impl:
+    name: str = request.param
+    return _build(name)
+
+
+@pytest.fixture
+def db(impl: Impl) -> Iterator[Any]:
+    """A fresh DatabaseConnection of this twin, dropped again after the test."""
+    impl.DatabaseConnection.reset_instance()
+    yield impl.DatabaseConnection()
+    impl.DatabaseConnection.reset_instance()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_public_singleton() -> Iterator[None]:
+    # Tests that use the public notipipe.DatabaseConnection start and end without an instance.
+    notipipe.DatabaseConnection.reset_instance()
+    yield
+    notipipe.DatabaseConnection.reset_instance()

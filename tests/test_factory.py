@@ -1,0 +1,80 @@
+"""MessageFactory: kinds by name, generic creation, registration of new kinds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+
+import notipipe
+from notipipe import MessageFactory
+from tests.conftest import Impl
+
+
+def test_create_each_kind(impl: Impl) -> None:
+    email = impl.MessageFactory.create_message("email", recipient="ops@example.com", subject="cpu")
+    sms = impl.MessageFactory.create_message("sms", phone_number="+4915112345678", body="cpu 99%", priority=5)
+    assert type(email) is impl.EmailMessage
+    assert (email.recipient, email.subject) == ("ops@example.com", "cpu")
+    assert type(sms) is impl.SMSMessage
+    assert (sms.phone_number, sms.body, sms.priority) == ("+4915112345678", "cpu 99%", 5)
+
+
+def test_no_arguments_gives_documented_defaults(impl: Impl) -> None:
+    msg = impl.MessageFactory.create_message("email")
+    assert (msg.recipient, msg.subject, msg.body, msg.priority, msg.id) == ("", "", "", 3, 0)
+
+
+def test_unknown_type_lists_known_ones(impl: Impl) -> None:
+    with pytest.raises(ValueError, match=r"unknown message type 'fax'; known types: 'email', 'sms'"):
+        impl.MessageFactory.create_message("fax")
+    with pytest.raises(ValueError, match=r"unknown message type \['email'\]"):
+        impl.MessageFactory.create_message(["email"])  # type: ignore[call-overload]
+
+
+def test_bad_field_names_and_values_are_errors(impl: Impl) -> None:
+    with pytest.raises(TypeError, match="phone_number"):
+        impl.MessageFactory.create_message("email", phone_number="+15551234567")
+    with pytest.raises(ValueError, match=r"SMSMessage\.phone_number"):
+        impl.MessageFactory.create_message("sms", phone_number="call me")
+
+
+def test_generic_create(impl: Impl) -> None:
+    msg = impl.MessageFactory.create(impl.SMSMessage, body="up again")
+    assert type(msg) is impl.SMSMessage
+    assert msg.body == "up again"
+    with pytest.raises(ValueError, match=r"is not a registered message class"):
+        impl.MessageFactory.create(int)  # type: ignore[type-var]
+
+
+def test_register_a_new_kind_without_touching_the_parent() -> None:
+    class Factory(MessageFactory):
+        pass
+
+    @Factory.register("push")
+    @dataclass(slots=True, frozen=True)
+    class PushMessage:
+        kind: ClassVar[str] = "push"
+        device: str = ""
+        title: str = ""
+        priority: int = 3
+        created_at: float = 0.0
+        id: int = 0
+
+    push = Factory.create_message("push", device="pixel-7", title="disk full")
+    assert isinstance(push, PushMessage)
+    assert Factory.create(PushMessage, device="x").device == "x"
+    assert Factory.kinds() == ("email", "push", "sms")
+    assert MessageFactory.kinds() == ("email", "sms")  # the parent is untouched
+    with pytest.raises(ValueError, match="'push' is already registered"):
+        Factory.register("push")(PushMessage)
+    assert Factory.register("push", replace=True)(PushMessage) is PushMessage
+    with pytest.raises(ValueError, match="non-empty str"):
+        Factory.register("")
+    with pytest.raises(TypeError, match="is not callable"):
+        Factory.register("bad")(42)  # type: ignore[type-var]
+
+
+def test_public_factory_builds_the_selected_twin() -> None:
+    assert type(notipipe.MessageFactory.create_message("email")) is notipipe.EmailMessage
