@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import FrozenInstanceError, dataclass
-from typing import ClassVar, Final
+from typing import ClassVar, Final, final
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -111,6 +111,7 @@ def _check_time(cls: str, value: float | None) -> float:
     return stamp
 
 
+@final  # as the compiled twin, a final cdef class
 @dataclass(slots=True, frozen=True, init=False)
 class EmailMessage:
     """An e-mail alert. Frozen, slotted, no ``__dict__``.
@@ -149,6 +150,7 @@ class EmailMessage:
         _set_email_id(self, _check_id("EmailMessage", id))
 
 
+@final
 @dataclass(slots=True, frozen=True, init=False)
 class SMSMessage:
     """An SMS alert. Frozen, slotted, no ``__dict__``.

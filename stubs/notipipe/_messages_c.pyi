@@ -1,6 +1,6 @@
 # Stubs for the compiled message records; kept honest by `python -m mypy.stubtest notipipe`.
 # The annotated pure twin, notipipe/_messages_py.py, is the type truth these mirror.
-from typing import ClassVar, Final
+from typing import ClassVar, Final, final
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -18,8 +18,10 @@ DEFAULT_PRIORITY: Final = 3
 MAX_SMS_BODY: Final = 160
 MAX_SUBJECT: Final = 255
 
+@final
 class EmailMessage:
     kind: ClassVar[str]
+    __match_args__: ClassVar[tuple[str, ...]]
     __dataclass_fields__: ClassVar[dict[str, object]]
     @property
     def recipient(self) -> str: ...
@@ -43,11 +45,13 @@ class EmailMessage:
         created_at: float | None = None,
         id: int = 0,
     ) -> None: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
+@final
 class SMSMessage:
     kind: ClassVar[str]
+    __match_args__: ClassVar[tuple[str, ...]]
     __dataclass_fields__: ClassVar[dict[str, object]]
     @property
     def phone_number(self) -> str: ...
@@ -68,5 +72,5 @@ class SMSMessage:
         created_at: float | None = None,
         id: int = 0,
     ) -> None: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...

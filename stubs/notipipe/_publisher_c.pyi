@@ -2,11 +2,14 @@
 # The annotated pure twin, notipipe/_publisher_py.py, is the type truth these mirror.
 from collections.abc import Iterable
 
+from typing_extensions import disjoint_base
+
 from notipipe._protocols import ErrorHandler, Observer
 from notipipe._publisher_py import log_observer_error as log_observer_error
 
 __all__ = ["Publisher", "log_observer_error"]
 
+@disjoint_base
 class Publisher[T]:
     def subscribe(self, observer: Observer[T], /) -> bool: ...
     def unsubscribe(self, observer: Observer[T], /) -> bool: ...
