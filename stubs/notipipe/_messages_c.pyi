@@ -21,7 +21,7 @@ MAX_SUBJECT: Final = 255
 @final
 class EmailMessage:
     kind: ClassVar[str]
-    __match_args__: ClassVar[tuple[str, ...]]
+    __match_args__ = ("recipient", "subject", "body", "priority", "created_at", "id")
     __dataclass_fields__: ClassVar[dict[str, object]]
     @property
     def recipient(self) -> str: ...
@@ -51,7 +51,7 @@ class EmailMessage:
 @final
 class SMSMessage:
     kind: ClassVar[str]
-    __match_args__: ClassVar[tuple[str, ...]]
+    __match_args__ = ("phone_number", "body", "priority", "created_at", "id")
     __dataclass_fields__: ClassVar[dict[str, object]]
     @property
     def phone_number(self) -> str: ...
