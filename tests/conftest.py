@@ -8,6 +8,7 @@ extension into a failure instead of a quietly pure run.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Iterator
@@ -37,15 +38,19 @@ class Impl:
     messages_module: ModuleType
 
 
+@functools.cache
 def _build(name: str) -> Impl:
     messages = importlib.import_module(f"notipipe._messages_{name}")
     publisher = importlib.import_module(f"notipipe._publisher_{name}")
     if messages.EmailMessage is notipipe.EmailMessage and publisher.Publisher is notipipe.Publisher:
         database: Any = notipipe.DatabaseConnection  # the public class itself
     else:
-        database = ThreadSafeSingletonMeta(
-            "DatabaseConnection", (DatabaseCore, publisher.Publisher), {"__module__": __name__}
-        )
+        namespace = {
+            "__module__": __name__,
+            "_email_cls": messages.EmailMessage,
+            "_sms_cls": messages.SMSMessage,
+        }
+        database = ThreadSafeSingletonMeta("DatabaseConnection", (DatabaseCore, publisher.Publisher), namespace)
     kinds = {"email": messages.EmailMessage, "sms": messages.SMSMessage}
     factory: type[MessageFactory] = type(f"MessageFactory_{name}", (MessageFactory,), {})
     factory._kinds = kinds
@@ -68,17 +73,28 @@ def impl(request: pytest.FixtureRequest) -> Impl:
     return _build(name)
 
 
+def drop(cls: Any) -> None:
+    """Forget ``cls``'s singleton instance, closing its store if it has one."""
+    old = cls.reset_instance()
+    if old is not None and hasattr(old, "close"):
+        old.close()
+
+
 @pytest.fixture
 def db(impl: Impl) -> Iterator[Any]:
-    """A fresh DatabaseConnection of this twin, dropped again after the test."""
-    impl.DatabaseConnection.reset_instance()
-    yield impl.DatabaseConnection()
-    impl.DatabaseConnection.reset_instance()
+    """A fresh in-memory DatabaseConnection of this twin, closed again after the test."""
+    drop(impl.DatabaseConnection)
+    yield impl.DatabaseConnection(":memory:")
+    drop(impl.DatabaseConnection)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_public_singleton() -> Iterator[None]:
-    # Tests that use the public notipipe.DatabaseConnection start and end without an instance.
-    notipipe.DatabaseConnection.reset_instance()
+def _fresh_singletons(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Every test starts and ends with no DatabaseConnection instance of either twin, and with
+    # the in-memory default whatever NOTIPIPE_DB the caller's shell has.
+    monkeypatch.delenv("NOTIPIPE_DB", raising=False)
+    for name in _available():
+        drop(_build(name).DatabaseConnection)
     yield
-    notipipe.DatabaseConnection.reset_instance()
+    for name in _available():
+        drop(_build(name).DatabaseConnection)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Impl
+from tests.conftest import Impl, drop
 
 
 def test_singleton_same_object(impl: Impl) -> None:
@@ -17,7 +17,7 @@ def test_singleton_same_object(impl: Impl) -> None:
 
 def test_singleton_same_object_from_many_threads(impl: Impl) -> None:
     DatabaseConnection: Any = impl.DatabaseConnection  # noqa: N806
-    DatabaseConnection.reset_instance()
+    drop(DatabaseConnection)
     barrier = threading.Barrier(32)
     seen: list[object] = []
 
@@ -32,7 +32,7 @@ def test_singleton_same_object_from_many_threads(impl: Impl) -> None:
         t.join()
     assert len(seen) == 32
     assert all(s is seen[0] for s in seen)
-    DatabaseConnection.reset_instance()
+    drop(DatabaseConnection)
 
 
 def test_message_has_no_dict(impl: Impl) -> None:
@@ -43,7 +43,7 @@ def test_message_has_no_dict(impl: Impl) -> None:
 
 def test_dashboard_receives_alert(impl: Impl, capsys: pytest.CaptureFixture[str]) -> None:
     DatabaseConnection: Any = impl.DatabaseConnection  # noqa: N806
-    DatabaseConnection.reset_instance()
+    drop(DatabaseConnection)
 
     class DashboardAnalytics:  # no base class
         def update(self, message: str) -> None:
@@ -52,7 +52,7 @@ def test_dashboard_receives_alert(impl: Impl, capsys: pytest.CaptureFixture[str]
     DatabaseConnection().subscribe(DashboardAnalytics())  # mypy --strict accepts this line
     DatabaseConnection().notify_all("System Alert")  # the dashboard prints the alert
     assert capsys.readouterr().out == "dashboard: System Alert\n"
-    DatabaseConnection.reset_instance()
+    drop(DatabaseConnection)
 
 
 def test_public_names_are_the_selected_twin() -> None:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 from notipipe import ThreadSafeSingletonMeta
-from tests.conftest import Impl
+from tests.conftest import Impl, drop
 from tests.storm import singleton_storm
 
 
@@ -55,13 +55,13 @@ def test_storm_catches_the_unlocked_variant() -> None:
 
 def test_storm_on_database_connection(impl: Impl) -> None:
     cls = impl.DatabaseConnection
-    bad, rounds = singleton_storm(cls, cls.reset_instance, threads=64, rounds=200)
+    bad, rounds = singleton_storm(cls, lambda: drop(cls), threads=64, rounds=200)
     assert (bad, rounds) == (0, 200)
 
 
 def test_init_runs_once_and_state_is_shared(impl: Impl) -> None:
     cls = impl.DatabaseConnection
-    cls.reset_instance()
+    drop(cls)
     received: list[object] = []
 
     class Sink:

@@ -51,7 +51,8 @@ cdef class Publisher:
     cdef Py_ssize_t _failures
     cdef object __weakref__
 
-    def __cinit__(self):
+    def __cinit__(self, *args, **kwargs):
+        # Accepts (and ignores) the arguments of a subclass's __init__, e.g. DatabaseConnection(path=...).
         self._lock = threading.Lock()
         self._observers = ()
         self._updates = ()

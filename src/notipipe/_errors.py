@@ -1,0 +1,29 @@
+"""notipipe's exceptions: one base class, and errors that name the path and the reason."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigurationError", "NotipipeError", "StorageClosedError", "StorageError"]
+
+
+class NotipipeError(Exception):
+    """Base class of notipipe's own errors."""
+
+
+class StorageError(NotipipeError):
+    """The database cannot be opened, is not notipipe's, or a write failed."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class StorageClosedError(StorageError):
+    """Saving or reading after ``close()``."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "the database connection is closed")
+
+
+class ConfigurationError(NotipipeError, ValueError):
+    """``DatabaseConnection(...)`` asked for a configuration other than the one in use."""
