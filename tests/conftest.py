@@ -50,7 +50,9 @@ def _build(name: str) -> Impl:
             "_email_cls": messages.EmailMessage,
             "_sms_cls": messages.SMSMessage,
         }
-        database = ThreadSafeSingletonMeta("DatabaseConnection", (DatabaseCore, publisher.Publisher), namespace)
+        database = ThreadSafeSingletonMeta(
+            "DatabaseConnection", (DatabaseCore, publisher.Publisher), namespace
+        )
     kinds = {"email": messages.EmailMessage, "sms": messages.SMSMessage}
     factory: type[MessageFactory] = type(f"MessageFactory_{name}", (MessageFactory,), {})
     factory._kinds = kinds

@@ -10,12 +10,13 @@ from __future__ import annotations
 import random
 import threading
 import time
+from dataclasses import dataclass
 
 from notipipe._database import DatabaseConnection
 from notipipe._factory import MessageFactory
 from notipipe._select import EmailMessage, SMSMessage
 
-__all__ = ["KindCounter", "RateMeter", "produce_alerts"]
+__all__ = ["KindCounter", "RateMeter", "RunPlan", "produce_alerts"]
 
 
 class _PerThreadCounts:
@@ -89,31 +90,39 @@ class RateMeter(_PerThreadCounts):
         return f"RateMeter(seen={self.seen()})"
 
 
-_RECIPIENTS = [f"{team}@{host}.example.com" for team in ("ops", "dba", "sre", "noc", "oncall") for host in ("eu", "us", "ap")]
+_RECIPIENTS = [
+    f"{team}@{host}.example.com"
+    for team in ("ops", "dba", "sre", "noc", "oncall")
+    for host in ("eu", "us", "ap")
+]
 _PHONES = [f"+1555{n:07d}" for n in range(0, 15_000, 1_000)]
 _CHECKS = ["cpu", "disk", "memory", "latency", "errors", "queue depth"]
 
 
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What ``notipipe run`` produces: ``total`` alerts from ``threads`` threads, saved in chunks."""
+
+    total: int
+    threads: int
+    mix: dict[str, float]
+    chunk: int
+    seed: int
+
+
 def produce_alerts(
-    db: DatabaseConnection,
-    index: int,
-    threads: int,
-    total: int,
-    mix: dict[str, float],
-    chunk: int,
-    seed: int,
-    produced: list[int],
-    errors: list[BaseException],
+    db: DatabaseConnection, index: int, plan: RunPlan, produced: list[int], errors: list[BaseException]
 ) -> None:
-    """Producer thread ``index`` of ``threads``: create its share of ``total`` alerts and save them.
+    """Producer thread ``index``: create its share of the plan's alerts and save them.
 
     Progress goes to ``produced[index]`` (one slot per thread, so no lock); an exception is
     appended to ``errors`` for the main thread to raise.
     """
     try:
-        share = total // threads + (1 if index < total % threads else 0)
-        rng = random.Random(seed * 1_000_003 + index)
-        email_share = mix.get("email", 0.0) / sum(mix.values())
+        threads, chunk = plan.threads, plan.chunk
+        share = plan.total // threads + (1 if index < plan.total % threads else 0)
+        rng = random.Random(plan.seed * 1_000_003 + index)
+        email_share = plan.mix.get("email", 0.0) / sum(plan.mix.values())
         create = MessageFactory.create_message
         done = 0
         while done < share:

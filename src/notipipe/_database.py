@@ -146,7 +146,9 @@ class DatabaseCore:
         within ``max_delay``; ``durable=True`` returns only once it is committed.
         """
         if type(message) not in _ROWS:
-            raise TypeError(f"cannot store {type(message).__name__} {message!r}: expected EmailMessage or SMSMessage")
+            raise TypeError(
+                f"cannot store {type(message).__name__} {message!r}: expected EmailMessage or SMSMessage"
+            )
         self._store.put(message)
         if self._deliver == "immediate":
             self.notify_all(message)
@@ -182,8 +184,11 @@ class DatabaseCore:
             self._store.close()
         finally:
             cls = type(self)
-            if isinstance(cls, ThreadSafeSingletonMeta) and ThreadSafeSingletonMeta._instances.get(cls) is self:
-                ThreadSafeSingletonMeta.reset_instance(cls)
+            if (
+                isinstance(cls, ThreadSafeSingletonMeta)
+                and ThreadSafeSingletonMeta._instances.get(cls) is self
+            ):
+                ThreadSafeSingletonMeta.reset_instance(cast("ThreadSafeSingletonMeta", cls))
 
     def __enter__(self) -> Self:
         return self
@@ -224,14 +229,18 @@ class DatabaseCore:
     def last(self, n: int = 10) -> list[StoredMessage]:
         """The ``n`` most recently stored messages, oldest first."""
         _check_count("n", n)
-        rows = self._store.query(f"SELECT * FROM (SELECT {_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?) ORDER BY id", (n,))
+        rows = self._store.query(
+            f"SELECT * FROM (SELECT {_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?) ORDER BY id", (n,)
+        )
         return [self._message(r) for r in rows]
 
     def after(self, message_id: int, limit: int = 1000) -> list[StoredMessage]:
         """Up to ``limit`` messages stored after ``message_id``, in storage order."""
         _check_count("message_id", message_id)
         _check_count("limit", limit)
-        rows = self._store.query(f"SELECT {_COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?", (message_id, limit))
+        rows = self._store.query(
+            f"SELECT {_COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?", (message_id, limit)
+        )
         return [self._message(r) for r in rows]
 
     def stats(self) -> StoreStats:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from notipipe._database import DatabaseConnection
@@ -27,11 +27,11 @@ class Display:
         self.produced = produced
         self.console = Console()
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._start = time.perf_counter()
         self._last_line = 0.0
 
-    def __enter__(self) -> Display:
+    def __enter__(self) -> Self:
         self._start = time.perf_counter()
         if self.mode == "bar":
             self._progress = Progress(

@@ -101,7 +101,9 @@ def _check_or_create(conn: sqlite3.Connection, path: str) -> None:
     if tables and app_id != APPLICATION_ID:
         raise StorageError(path, f"a SQLite database, but not notipipe's (application_id {app_id:#x})")
     if version > SCHEMA_VERSION:
-        raise StorageError(path, f"schema version {version} is newer than this notipipe reads ({SCHEMA_VERSION})")
+        raise StorageError(
+            path, f"schema version {version} is newer than this notipipe reads ({SCHEMA_VERSION})"
+        )
     if tables and version < 1:
         raise StorageError(path, f"unknown schema version {version}")
     try:
@@ -282,7 +284,9 @@ class MessageStore:
                     try:
                         for i in range(0, len(rows), step):
                             part = rows[i : i + step]
-                            self._conn.execute(_insert_sql(len(part)), list(itertools.chain.from_iterable(part)))
+                            self._conn.execute(
+                                _insert_sql(len(part)), list(itertools.chain.from_iterable(part))
+                            )
                         self._conn.execute("COMMIT")
                     except BaseException:
                         self._conn.execute("ROLLBACK")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import notipipe
-from notipipe._dashboards import KindCounter, RateMeter, produce_alerts
+from notipipe._dashboards import KindCounter, RateMeter, RunPlan, produce_alerts
 from notipipe._database import DatabaseConnection
 from notipipe._errors import NotipipeError
 
@@ -88,26 +88,84 @@ def build_parser() -> argparse.ArgumentParser:
         "dashboard observe them. Shows progress (with how many alerts are durable so far) and "
         "a summary.",
     )
-    run.add_argument("--alerts", "-n", type=_count, default=1_000_000, metavar="N", help="alerts to produce (default 1,000,000)")
-    run.add_argument("--threads", "-t", type=_positive, default=2, metavar="T", help="producer threads (default 2)")
-    run.add_argument("--db", default=None, metavar="PATH", help=f"database file (default $NOTIPIPE_DB or {DEFAULT_DB})")
-    run.add_argument("--mix", type=_mix, default={"email": 0.7, "sms": 0.3}, metavar="KIND=W,...", help="share of each kind (default email=0.7,sms=0.3)")
-    run.add_argument("--chunk", type=_positive, default=1000, metavar="K", help="alerts per save_many call (default 1000)")
-    run.add_argument("--batch-size", type=_positive, default=10_000, metavar="B", help="rows per commit (default 10,000)")
-    run.add_argument("--max-delay", type=float, default=0.05, metavar="S", help="longest wait before a commit, seconds (default 0.05)")
-    run.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="NORMAL", help="FULL also survives power loss (default NORMAL)")
-    run.add_argument("--deliver", choices=("immediate", "after_commit"), default="immediate", help="observers see alerts at once, or once durable (default immediate)")
-    run.add_argument("--seed", type=_count, default=1, help="random seed for the synthetic alerts (default 1)")
-    run.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto", help="progress display: a live bar (terminal), plain lines, or none (default auto)")
+    run.add_argument(
+        "--alerts",
+        "-n",
+        type=_count,
+        default=1_000_000,
+        metavar="N",
+        help="alerts to produce (default 1,000,000)",
+    )
+    run.add_argument(
+        "--threads", "-t", type=_positive, default=2, metavar="T", help="producer threads (default 2)"
+    )
+    run.add_argument(
+        "--db", default=None, metavar="PATH", help=f"database file (default $NOTIPIPE_DB or {DEFAULT_DB})"
+    )
+    run.add_argument(
+        "--mix",
+        type=_mix,
+        default={"email": 0.7, "sms": 0.3},
+        metavar="KIND=W,...",
+        help="share of each kind (default email=0.7,sms=0.3)",
+    )
+    run.add_argument(
+        "--chunk", type=_positive, default=1000, metavar="K", help="alerts per save_many call (default 1000)"
+    )
+    run.add_argument(
+        "--batch-size", type=_positive, default=10_000, metavar="B", help="rows per commit (default 10,000)"
+    )
+    run.add_argument(
+        "--max-delay",
+        type=float,
+        default=0.05,
+        metavar="S",
+        help="longest wait before a commit, seconds (default 0.05)",
+    )
+    run.add_argument(
+        "--synchronous",
+        choices=("NORMAL", "FULL"),
+        default="NORMAL",
+        help="FULL also survives power loss (default NORMAL)",
+    )
+    run.add_argument(
+        "--deliver",
+        choices=("immediate", "after_commit"),
+        default="immediate",
+        help="observers see alerts at once, or once durable (default immediate)",
+    )
+    run.add_argument(
+        "--seed", type=_count, default=1, help="random seed for the synthetic alerts (default 1)"
+    )
+    run.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="progress display: a live bar (terminal), plain lines, or none (default auto)",
+    )
 
-    stats = sub.add_parser("stats", help="counts per kind, first and last alert, size", description="Summarise an alert database.")
-    stats.add_argument("--db", default=None, metavar="PATH", help=f"database file (default $NOTIPIPE_DB or {DEFAULT_DB})")
+    stats = sub.add_parser(
+        "stats",
+        help="counts per kind, first and last alert, size",
+        description="Summarise an alert database.",
+    )
+    stats.add_argument(
+        "--db", default=None, metavar="PATH", help=f"database file (default $NOTIPIPE_DB or {DEFAULT_DB})"
+    )
 
-    tail = sub.add_parser("tail", help="the last K alerts", description="Print the most recent alerts, oldest first.")
-    tail.add_argument("--db", default=None, metavar="PATH", help=f"database file (default $NOTIPIPE_DB or {DEFAULT_DB})")
+    tail = sub.add_parser(
+        "tail", help="the last K alerts", description="Print the most recent alerts, oldest first."
+    )
+    tail.add_argument(
+        "--db", default=None, metavar="PATH", help=f"database file (default $NOTIPIPE_DB or {DEFAULT_DB})"
+    )
     tail.add_argument("-n", type=_count, default=10, metavar="K", help="how many (default 10)")
 
-    sub.add_parser("info", help="version, compiled or pure, interpreter, GIL, SQLite", description="Describe this installation.")
+    sub.add_parser(
+        "info",
+        help="version, compiled or pure, interpreter, GIL, SQLite",
+        description="Describe this installation.",
+    )
     return parser
 
 
@@ -173,7 +231,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
         messages = db.last(args.n)
     for m in messages:
         if isinstance(m, notipipe.EmailMessage):
-            print(f"#{m.id} {_stamp(m.created_at)} email p{m.priority} to={m.recipient} subject={m.subject!r}")
+            print(
+                f"#{m.id} {_stamp(m.created_at)} email p{m.priority} to={m.recipient} subject={m.subject!r}"
+            )
         else:
             print(f"#{m.id} {_stamp(m.created_at)} sms   p{m.priority} to={m.phone_number} body={m.body!r}")
     return 0
@@ -197,11 +257,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         produced = [0] * args.threads
         errors: list[BaseException] = []
         display = Display(args.progress, args.alerts, db, produced)
+        plan = RunPlan(args.alerts, args.threads, args.mix, args.chunk, args.seed)
         start = time.perf_counter()
         threads = [
             threading.Thread(
                 target=produce_alerts,
-                args=(db, i, args.threads, args.alerts, args.mix, args.chunk, args.seed, produced, errors),
+                args=(db, i, plan, produced, errors),
                 name=f"producer-{i}",
             )
             for i in range(args.threads)
@@ -232,7 +293,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             "alerts stored (database total)": f"{stats.total:,}",
             "elapsed": f"{elapsed:.2f} s",
             "throughput": f"{sum(produced) / elapsed:,.0f} alerts/s" if elapsed > 0 else "n/a",
-            "per kind (counter dashboard)": ", ".join(f"{k}={v:,}" for k, v in sorted(counter.counts().items())) or "-",
+            "per kind (counter dashboard)": ", ".join(
+                f"{k}={v:,}" for k, v in sorted(counter.counts().items())
+            )
+            or "-",
             "per kind (database total)": ", ".join(f"{k}={v:,}" for k, v in stats.by_kind.items()) or "-",
             "peak rate (rate dashboard)": f"{meter.peak_rate():,.0f} alerts/s",
             "observer failures": f"{failures:,}",
