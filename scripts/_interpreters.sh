@@ -44,3 +44,22 @@ ft_python() {
   echo "no free-threaded interpreter: put python3.13t or python3.14t on PATH, or set NOTIPIPE_FT_PYTHON" >&2
   return 1
 }
+
+venv_tag() {  # "3.12", "3.13t", ...
+  "$1" -c 'import sys, sysconfig; print("%d.%d%s" % (*sys.version_info[:2], "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""))'
+}
+
+setup_venv() {  # $1 interpreter, $2 venv dir, then extra packages to install (test tools, linters)
+  local py=$1 venv=$2; shift 2
+  [[ -x "$venv/bin/python" ]] || "$py" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+  if (($#)); then
+    # --prefer-binary: on 3.13t some tools (new hypothesis) have only sdists that need the network.
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --prefer-binary "$@" 2>&1 \
+      | { grep -v '^WARNING: Location' || true; }
+  fi
+  # A regular install from this checkout: compiles the Cython twins (build isolation brings Cython).
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --prefer-binary --force-reinstall . 2>&1 \
+    | { grep -v '^WARNING: Location' || true; }
+  "$venv/bin/python" -c 'import notipipe' || { echo "notipipe does not import in $venv" >&2; return 1; }
+}
