@@ -13,7 +13,9 @@ from collections.abc import Callable
 import notipipe
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, setup: Callable[[], object] | None = None) -> float:
+def median_seconds(
+    fn: Callable[[], object], repeats: int, setup: Callable[[], object] | None = None
+) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs (``setup()`` before each, untimed)."""
     times = []
     for _ in range(repeats):
@@ -30,11 +32,13 @@ def gil_enabled() -> bool:
     return True if check is None else bool(check())
 
 
-def label() -> str:
+def label(implementation: str | None = None) -> str:
     """Interpreter, GIL state, implementation and machine, for every table and chart."""
     ft = " free-threaded" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+    if implementation is None:
+        implementation = "compiled" if notipipe.COMPILED else "pure"
     return (
         f"CPython {platform.python_version()}{ft}, GIL {'on' if gil_enabled() else 'off'}, "
-        f"notipipe {'compiled' if notipipe.COMPILED else 'pure'}, "
+        f"notipipe {implementation}, "
         f"{platform.machine()} x{os.cpu_count()} ({platform.system()})"
     )

@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import label, median_seconds  # noqa: E402
+from _common import label, median_seconds
 
-import notipipe  # noqa: E402
-from notipipe import DatabaseConnection, MessageFactory  # noqa: E402
-from notipipe._database import _to_row  # noqa: E402
-from notipipe._store import _SCHEMA, _insert_sql  # noqa: E402
+import notipipe
+from notipipe import DatabaseConnection, MessageFactory
+from notipipe._database import _to_row
+from notipipe._store import _SCHEMA, _insert_sql
 
 BATCH = 10_000
 
@@ -35,9 +36,17 @@ def make_messages(n: int) -> list[notipipe.EmailMessage | notipipe.SMSMessage]:
     out: list[notipipe.EmailMessage | notipipe.SMSMessage] = []
     for i in range(n):
         if i % 10 < 7:
-            out.append(MessageFactory.create_message("email", recipient="ops@eu.example.com", subject=f"cpu at {i % 50}%", body=f"alert {i}"))
+            out.append(
+                MessageFactory.create_message(
+                    "email", recipient="ops@eu.example.com", subject=f"cpu at {i % 50}%", body=f"alert {i}"
+                )
+            )
         else:
-            out.append(MessageFactory.create_message("sms", phone_number="+15550001000", body=f"cpu {i % 50}% host-{i % 97}"))
+            out.append(
+                MessageFactory.create_message(
+                    "sms", phone_number="+15550001000", body=f"cpu {i % 50}% host-{i % 97}"
+                )
+            )
     return out
 
 
@@ -56,7 +65,9 @@ def _raw_connection(path: Path) -> sqlite3.Connection:
 
 def raw_executemany(path: Path, rows: list[tuple[object, ...]]) -> None:
     conn = _raw_connection(path)
-    sql = "INSERT INTO messages (kind, created_at, priority, address, subject, body) VALUES (?, ?, ?, ?, ?, ?)"
+    sql = (
+        "INSERT INTO messages (kind, created_at, priority, address, subject, body) VALUES (?, ?, ?, ?, ?, ?)"
+    )
     for i in range(0, len(rows), BATCH):
         conn.execute("BEGIN")
         conn.executemany(sql, rows[i : i + BATCH])
@@ -86,8 +97,14 @@ class Tally:
         self.n += 1
 
 
-def notipipe_end_to_end(path: Path, messages: list[object], observers: int, chunk: int = 1000) -> None:
-    db = DatabaseConnection(path, batch_size=BATCH)
+def notipipe_end_to_end(
+    path: Path,
+    messages: list[object],
+    observers: int,
+    chunk: int = 1000,
+    database: Callable[[Path], Any] = lambda p: DatabaseConnection(p, batch_size=BATCH),
+) -> None:
+    db = database(path)
     for _ in range(observers):
         db.subscribe(Tally())
     for i in range(0, len(messages), chunk):
@@ -101,8 +118,12 @@ def run(alerts: int, repeats: int, observers: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
         results = {
-            "raw executemany": median_seconds(lambda: raw_executemany(path, rows), repeats, lambda: _fresh(path)),
-            "raw multi-row INSERT": median_seconds(lambda: raw_multirow(path, rows), repeats, lambda: _fresh(path)),
+            "raw executemany": median_seconds(
+                lambda: raw_executemany(path, rows), repeats, lambda: _fresh(path)
+            ),
+            "raw multi-row INSERT": median_seconds(
+                lambda: raw_multirow(path, rows), repeats, lambda: _fresh(path)
+            ),
             f"notipipe save_many + fan-out to {observers}": median_seconds(
                 lambda: notipipe_end_to_end(path, messages, observers), repeats, lambda: _fresh(path)
             ),
@@ -113,7 +134,9 @@ def run(alerts: int, repeats: int, observers: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--alerts", type=int, default=200_000, help="messages per run (default 200,000)")
-    parser.add_argument("--repeats", type=int, default=5, help="runs per figure; the median is kept (default 5)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="runs per figure; the median is kept (default 5)"
+    )
     parser.add_argument("--observers", type=int, default=4, help="observers subscribed (default 4)")
     args = parser.parse_args()
     rates = run(args.alerts, args.repeats, args.observers)

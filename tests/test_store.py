@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def open_db(impl: Impl, tmp_path: Path) -> Iterator[Any]:
 
 
 def _raw_count(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
 
 
@@ -222,7 +223,7 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(impl: Impl, tmp_pat
 
 def test_another_applications_database_is_refused_and_left_alone(impl: Impl, tmp_path: Path) -> None:
     path = tmp_path / "other.db"
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT)")
     before = _digest(path)
     with pytest.raises(StorageError, match=r"a SQLite database, but not notipipe's \(application_id 0x0\)"):
@@ -233,9 +234,8 @@ def test_another_applications_database_is_refused_and_left_alone(impl: Impl, tmp
 def test_a_newer_schema_is_refused_and_left_alone(impl: Impl, tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     impl.DatabaseConnection(path).close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    conn.close()
     before = _digest(path)
     with pytest.raises(
         StorageError, match=f"schema version {SCHEMA_VERSION + 1} is newer than this notipipe reads"

@@ -171,6 +171,7 @@ class MessageStore:
         self._flush_waiters = 0
         self._error: BaseException | None = None
         self._closed = False
+        self._conn_closed = False
         self._writer = threading.Thread(target=self._write_loop, name=f"notipipe-writer:{path}", daemon=True)
         self._writer.start()
 
@@ -238,14 +239,16 @@ class MessageStore:
     def close(self) -> None:
         """Commit what is queued, stop the writer and close the file. Idempotent."""
         with self._cond:
-            if self._closed:
-                return
-            self._closed = True
+            first = not self._closed
+            self._closed = True  # the writer may have set it already, on a failed write
             self._cond.notify_all()
         self._writer.join()
         with self._db_lock:
-            self._conn.close()
-        self._raise_if_failed()
+            if not self._conn_closed:
+                self._conn.close()
+                self._conn_closed = True
+        if first:
+            self._raise_if_failed()
 
     # -- reading -------------------------------------------------------------------------------
 

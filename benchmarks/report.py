@@ -1,0 +1,226 @@
+"""Turn one run of ``suite.py`` into ``<tag>.md`` (tables, ratios, target checks) and ``<tag>.png``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+BASE_FANOUT = "plain loop over bound update (baseline)"
+BASE_MESSAGE = "dataclass(slots=True) (baseline)"
+CEILING = "raw executemany (ceiling)"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _find(table: dict[str, Any], *words: str) -> str | None:
+    for name in table:
+        if all(w in name for w in words):
+            return name
+    return None
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:  # noqa: PLR0912 - one branch a target
+    """(target, measured, met) for each target of the performance issue that this run can check."""
+    out: list[tuple[str, str, bool | None]] = []
+    k4 = r["fanout"]["4"]
+    base = k4[BASE_FANOUT]
+    compiled = _find(k4, "compiled")
+    pure = _find(k4, "pure")
+    if compiled:
+        ratio = k4[compiled] / base
+        out.append(("fan-out K=4, compiled <= 1.2x plain loop", f"{ratio:.2f}x", ratio <= 1.2))
+        for peer in ("pyee emit", "psygnal emit"):
+            if peer in k4:
+                speedup = k4[peer] / k4[compiled]
+                out.append(
+                    (f"fan-out K=4, compiled >= 5x faster than {peer}", f"{speedup:.1f}x", speedup >= 5)
+                )
+    if pure:
+        ratio = k4[pure] / base
+        out.append(("fan-out K=4, pure <= 1.5x plain loop", f"{ratio:.2f}x", ratio <= 1.5))
+    msgs = r["messages"]
+    direct_c = _find(msgs, "compiled", "SMSMessage(")
+    factory_c = _find(msgs, "compiled", "create_message")
+    direct_p = _find(msgs, "pure", "SMSMessage(")
+    header = 32 if r["free_threaded"] else 16
+    limit = header + 8 * 5
+    if direct_c:
+        if "msgspec Struct(gc=False)" in msgs:
+            ms = msgs["msgspec Struct(gc=False)"]["ns"]
+            for name in (direct_c, factory_c):
+                if name:
+                    ns = msgs[name]["ns"]
+                    out.append(
+                        (
+                            f"{name.removeprefix('notipipe ')}: no slower than msgspec",
+                            f"{ns:.0f} vs {ms:.0f} ns",
+                            ns <= ms,
+                        )
+                    )
+        else:
+            out.append(("message creation no slower than msgspec", "msgspec not installed here", None))
+        b = msgs[direct_c]["bytes"]
+        out.append((f"compiled SMSMessage (5 fields) <= {limit} bytes", f"{b:.1f} bytes", b <= limit + 0.5))
+    if direct_p:
+        ratio = msgs[direct_p]["ns"] / msgs[BASE_MESSAGE]["ns"]
+        out.append(("pure SMSMessage(...) <= 1.5x dataclass(slots=True)", f"{ratio:.2f}x", ratio <= 1.5))
+    e2e = r["end_to_end"]
+    name = _find(e2e, "compiled", "save_many")
+    if name:
+        share = e2e[name] / e2e[CEILING]
+        out.append(("end-to-end, compiled >= 80% of the executemany ceiling", f"{share:.0%}", share >= 0.8))
+    if r["free_threaded"]:
+        for twin, rates in r["scaling"].items():
+            if twin == "compiled" and "2" in rates:
+                speedup = rates["2"] / rates["1"]
+                out.append(
+                    (
+                        "free-threaded: 2 threads >= 1.7x one thread (compiled)",
+                        f"{speedup:.2f}x",
+                        speedup >= 1.7,
+                    )
+                )
+    return out
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        f"# notipipe benchmarks: {r['tag']}",
+        "",
+        f"{r['label']}. Twins measured side by side: {', '.join(r['twins'])}.",
+    ]
+    if r["quick"]:
+        lines += ["", "**--quick run: tiny sizes, the figures mean nothing.**"]
+    s = r["sizes"]
+    lines += [
+        "",
+        f"Medians of {s['repeats']} round-robin repeats. Ratios are against the baseline of the same run.",
+        "",
+    ]
+
+    lines += ["## Targets", "", _row(["target", "measured", "met"]), _row(["---", "---:", ":---:"])]
+    for target, measured, met in targets(r):
+        lines.append(_row([target, measured, "n/a" if met is None else ("yes" if met else "**no**")]))
+
+    lines += ["", "## Fan-out: ns per message to K observers", ""]
+    fan = r["fanout"]
+    lines += [
+        _row(["case", "K=1", "K=4", "K=16", "K=4 vs baseline"]),
+        _row(["---", "---:", "---:", "---:", "---:"]),
+    ]
+    for name in fan["4"]:
+        cells = [f"{fan[k][name]:,.0f}" for k in ("1", "4", "16")]
+        lines.append(_row([name, *cells, f"{fan['4'][name] / fan['4'][BASE_FANOUT]:.2f}x"]))
+
+    lines += ["", f"## Batches: ns per message, K=4, {s['batch']:,} messages", ""]
+    lines += [_row(["case", "ns/message"]), _row(["---", "---:"])]
+    for name, ns in r["batches"].items():
+        lines.append(_row([name, f"{ns:,.0f}"]))
+
+    lines += [
+        "",
+        f"## Messages: a 5-field record, strings shared ({s['memory_objects']:,} objects for bytes)",
+        "",
+    ]
+    lines += [
+        _row(["maker", "ns/object", "vs baseline", "bytes/object"]),
+        _row(["---", "---:", "---:", "---:"]),
+    ]
+    base = r["messages"][BASE_MESSAGE]["ns"]
+    for name, m in r["messages"].items():
+        lines.append(_row([name, f"{m['ns']:,.0f}", f"{m['ns'] / base:.2f}x", f"{m['bytes']:.1f}"]))
+
+    lines += ["", f"## End-to-end: {s['alerts']:,} alerts into a file database, flushed", ""]
+    lines += [_row(["path", "alerts/s", "vs executemany ceiling"]), _row(["---", "---:", "---:"])]
+    for name, rate in r["end_to_end"].items():
+        lines.append(_row([name, f"{rate:,.0f}", f"{rate / r['end_to_end'][CEILING]:.0%}"]))
+
+    counts = sorted({k for rates in r["scaling"].values() for k in rates}, key=int)
+    lines += ["", "## Thread scaling: alerts/s, T threads notifying through the one DatabaseConnection", ""]
+    lines += [
+        "Each thread sends its own stream; 4 shared observers do a little CPU work per message.",
+        "",
+        _row(["twin", *[f"T={t}" for t in counts], *[f"T={t} / T=1" for t in counts[1:]]]),
+        _row(["---", *["---:"] * (2 * len(counts) - 1)]),
+    ]
+    for twin, rates in r["scaling"].items():
+        lines.append(
+            _row(
+                [
+                    twin,
+                    *[f"{rates[t]:,.0f}" for t in counts],
+                    *[f"{rates[t] / rates['1']:.2f}x" for t in counts[1:]],
+                ]
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(r: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9))
+    fig.suptitle(f"notipipe benchmarks: {r['label']}", fontsize=10)
+
+    def barh(ax: Any, data: dict[str, float], title: str, unit: str) -> None:
+        names = list(data)
+        values = [data[n] for n in names]
+        colors = [
+            "tab:blue" if "notipipe" in n or n.startswith(("compiled", "pure")) else "tab:gray" for n in names
+        ]
+        ax.barh(names, values, color=colors)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(unit)
+        ax.tick_params(axis="y", labelsize=7)
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:,.0f}", va="center", fontsize=7)
+
+    barh(
+        axes[0][0],
+        r["fanout"]["4"],
+        "fan-out of one message to 4 observers",
+        "ns per message (lower is better)",
+    )
+    barh(
+        axes[0][1],
+        {n: m["ns"] for n, m in r["messages"].items()},
+        "create a 5-field record",
+        "ns per object (lower is better)",
+    )
+    barh(
+        axes[1][0],
+        {n: m["bytes"] for n, m in r["messages"].items()},
+        "memory per record",
+        "bytes per object (lower is better)",
+    )
+    ax = axes[1][1]
+    for twin, rates in r["scaling"].items():
+        ts = sorted(rates, key=int)
+        ax.plot([int(t) for t in ts], [rates[t] for t in ts], marker="o", label=twin)
+    ax.set_title("thread scaling through one DatabaseConnection", fontsize=10)
+    ax.set_xlabel("threads")
+    ax.set_ylabel("alerts/s (higher is better)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(r: dict[str, Any], out: Path) -> tuple[Path, Path | None]:
+    md = out / f"{r['tag']}.md"
+    png = out / f"{r['tag']}.png"
+    drawn = chart(r, png)
+    text = markdown(r)
+    if drawn:
+        text += f"\n![chart]({png.name})\n"
+    md.write_text(text)
+    return md, png if drawn else None
