@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Literal, Never, Self, cast
@@ -77,8 +77,9 @@ class DatabaseCore:
         # A typed channel, where the checker matches observers to messages, is Publisher[T].
         def subscribe(self, observer: Observer[Never], /) -> bool: ...
         def unsubscribe(self, observer: Observer[Never], /) -> bool: ...
-        def notify_all(self, message: object, /) -> None: ...
-        def notify_many(self, messages: Iterable[object], /) -> int: ...
+
+        notify_all: Callable[[object], None]
+        notify_many: Callable[[Iterable[object]], int]
 
     def __init__(
         self,

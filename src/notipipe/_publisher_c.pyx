@@ -1,26 +1,35 @@
 # cython: language_level=3, freethreading_compatible=True
 """Compiled fan-out: the twin of ``_publisher_py.py`` (the type truth), same names and behaviour.
 
-``Publisher`` is a cdef class with fixed fields. The hot path is ``notify_all``: one protected
-read of the snapshot, then a C loop calling each bound ``update`` with no lock held.
+``Publisher`` is a cdef class with fixed fields: the snapshot (observers, their bound
+``update`` methods, and the fan-out functions generated for them by ``_fanout.make_fanout``),
+the writers' lock, the error handler and the failure count. The hot path is ``notify_all``: a
+read-only field set once in ``__cinit__`` and never replaced (so reading it needs no lock, on any
+build), holding a stable Python function that reads the live fan-out function from the list
+``_current`` and calls it (``_fanout.make_entry_points``). The per-observer calls run in that
+generated Python function because CPython inlines Python-to-Python calls; a C loop re-enters the
+interpreter once per observer: 2,900 against 2,350 instructions a message for four observers,
+under callgrind, where this design takes 2,200. See ``_fanout``.
 
-Why the read is protected. On a free-threaded build a ``cdef object`` field is a bare pointer:
-if thread A loads ``self._updates`` while thread B replaces it, B's decref can free the old tuple
-before A's incref lands (a use-after-free). Every read and every write of ``_observers`` and
-``_updates`` therefore happens inside ``cython.critical_section(self)``, the per-object mutex
-CPython uses for its own containers (a no-op on GIL builds). The section covers only the pointer
-copy and incref, never a call into user code, so an observer that subscribes from ``update``
-cannot deadlock. Writers also take ``_lock`` (a ``threading.Lock``) to make
-read-modify-write of the tuples atomic without calling ``__eq__`` or ``repr`` inside a critical
-section.
+How the reads are made safe. On a free-threaded build a ``cdef object`` field is a bare pointer:
+if thread A loaded ``self._observers`` while thread B replaced it, B's decref could free the old
+tuple before A's incref lands (a use-after-free). So: the fields read on the hot path
+(``notify_all``, ``notify_many``, ``_current``) are written once, before the object is shared;
+the live snapshot changes only inside the list ``_current``, through the interpreter's own list
+assignment (``_fanout.install``), which is thread-safe; and every read and write of the tuple
+fields happens inside ``cython.critical_section(self)``, the per-object mutex CPython uses for
+its own containers (a no-op on GIL builds). No section covers a call into user code, so an
+observer that subscribes from ``update`` cannot deadlock. Writers also take ``_lock`` (a
+``threading.Lock``) to make read-modify-write of the tuples atomic without calling ``__eq__`` or
+``repr`` inside a critical section.
 """
 
 cimport cython
-from cpython.object cimport PyObject
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
 import threading
+import weakref
 
+from notipipe._fanout import install, make_entry_points
 from notipipe._publisher_py import log_observer_error
 
 __all__ = ["Publisher", "log_observer_error"]
@@ -42,11 +51,18 @@ cdef class Publisher:
     Thread-safe: subscribe, unsubscribe and notify from any thread, including from an observer.
     An observer that raises does not stop delivery to the others; the error goes to
     ``error_handler`` (by default, a log record naming the observer) and ``failures`` counts it.
+
+    ``notify_all(message)`` delivers ``message`` to every observer subscribed when the call
+    starts; ``notify_many(messages)`` delivers each message in turn and returns how many were
+    sent (the whole batch goes to one snapshot). Both are functions held in read-only fields.
     """
 
     cdef object _lock
     cdef tuple _observers
     cdef tuple _updates
+    cdef list _current
+    cdef readonly object notify_all
+    cdef readonly object notify_many
     cdef object _error_handler
     cdef Py_ssize_t _failures
     cdef object __weakref__
@@ -54,10 +70,11 @@ cdef class Publisher:
     def __cinit__(self, *args, **kwargs):
         # Accepts (and ignores) the arguments of a subclass's __init__, e.g. DatabaseConnection(path=...).
         self._lock = threading.Lock()
-        self._observers = ()
-        self._updates = ()
         self._error_handler = log_observer_error
         self._failures = 0
+        self._current = [None, None]
+        self.notify_all, self.notify_many = make_entry_points(self._current)
+        self._publish((), ())
 
     def __class_getitem__(cls, item):
         # Publisher[str] at run time, as for the generic pure twin.
@@ -71,16 +88,20 @@ cdef class Publisher:
             snapshot = self._updates
         return snapshot
 
+
     cdef inline tuple _read_observers(self):
         cdef tuple snapshot
         with cython.critical_section(self):
             snapshot = self._observers
         return snapshot
 
-    cdef inline void _publish(self, tuple observers, tuple updates):
+    cdef void _publish(self, tuple observers, tuple updates):
+        # Called with _lock held (or from __cinit__). install() runs Python code, so it stays
+        # outside the critical section.
         with cython.critical_section(self):
             self._observers = observers
             self._updates = updates
+        install(self._current, updates, _report_failure, weakref.ref(self))
 
     # -- subscribers ---------------------------------------------------------------------------
 
@@ -118,34 +139,6 @@ cdef class Publisher:
         """The current subscribers, in subscription order (a snapshot)."""
         return self._read_observers()
 
-    # -- delivery ------------------------------------------------------------------------------
-
-    cdef inline void _deliver(self, tuple updates, object message):
-        cdef Py_ssize_t i, n = PyTuple_GET_SIZE(updates)
-        for i in range(n):
-            # Borrowed from the snapshot tuple, which our local reference keeps alive.
-            update = <object>PyTuple_GET_ITEM(updates, i)
-            try:
-                update(message)
-            except Exception as error:
-                self._report(update, message, error)
-
-    def notify_all(self, message, /):
-        """Deliver ``message`` to every observer subscribed when the call starts."""
-        self._deliver(self._read_updates(), message)
-
-    def notify_many(self, messages, /):
-        """Deliver each message in turn to every observer; return how many messages were sent.
-
-        The whole batch goes to the snapshot taken when the call starts.
-        """
-        cdef tuple updates = self._read_updates()
-        cdef Py_ssize_t count = 0
-        for message in messages:
-            count += 1
-            self._deliver(updates, message)
-        return count
-
     # -- failures ------------------------------------------------------------------------------
 
     @property
@@ -179,3 +172,8 @@ cdef class Publisher:
             log_observer_error(observer, message, error)
             import logging
             logging.getLogger("notipipe").error("error handler %r failed: %r", handler, handler_error)
+
+
+def _report_failure(Publisher pub, update, message, error):
+    # Called by the generated fan-out functions, which hold no reference to the publisher.
+    pub._report(update, message, error)

@@ -1,17 +1,23 @@
 """Pure-Python fan-out: the annotated twin of ``_publisher_c.pyx`` and the type truth.
 
-The subscriber list is an immutable snapshot (a tuple), replaced copy-on-write under a lock.
-``notify_all`` reads the current snapshot once and calls the observers with no lock held, so an
-observer may subscribe, unsubscribe or notify from inside ``update`` and a slow observer never
-blocks a subscriber. A change made during a notify takes effect from the next notify.
+The subscriber list is an immutable snapshot (a tuple), replaced copy-on-write under a lock,
+together with the fan-out functions generated for it (``_fanout.make_fanout``). ``notify_all``
+reads the current function once and calls the observers with no lock held, so an observer may
+subscribe, unsubscribe or notify from inside ``update`` and a slow observer never blocks a
+subscriber. A change made during a notify takes effect from the next notify.
+
+``notify_all`` and ``notify_many`` are per-publisher functions stored in slots (see
+``_fanout.make_entry_points``), not methods: calling them is a plain Python-to-Python call.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 
+from notipipe._fanout import install, make_entry_points
 from notipipe._protocols import ErrorHandler, Observer
 
 __all__ = ["Publisher", "log_observer_error"]
@@ -49,16 +55,41 @@ class Publisher[T]:
     ``error_handler`` (by default, a log record naming the observer) and ``failures`` counts it.
     """
 
-    __slots__ = ("__weakref__", "_error_handler", "_failures", "_lock", "_observers", "_updates")
+    __slots__ = (
+        "__weakref__",
+        "_current",
+        "_error_handler",
+        "_failures",
+        "_lock",
+        "_observers",
+        "_updates",
+        "notify_all",
+        "notify_many",
+    )
+
+    #: ``notify_all(message)``: deliver ``message`` to every observer subscribed when the call
+    #: starts, in subscription order.
+    notify_all: Callable[[T], None]
+    #: ``notify_many(messages)``: deliver each message in turn to every observer; return how many
+    #: messages were sent. The whole batch goes to the snapshot taken when the call starts.
+    notify_many: Callable[[Iterable[T]], int]
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # Two parallel tuples, always replaced together under _lock; notify reads only _updates,
-        # whose bound methods save an attribute lookup per observer per message.
-        self._observers: tuple[Observer[T], ...] = ()
-        self._updates: tuple[Callable[[T], object], ...] = ()
         self._error_handler: ErrorHandler = log_observer_error
         self._failures = 0
+        self._current: list[Callable[..., object]] = [_nothing, _nothing]
+        self.notify_all, self.notify_many = make_entry_points(self._current)
+        self._publish((), ())
+
+    def _publish(
+        self, observers: tuple[Observer[T], ...], updates: tuple[Callable[[T], object], ...]
+    ) -> None:
+        # Under _lock (or in __init__). Readers of the tuples take _lock; notify reads one item
+        # of _current, atomically, on every CPython build.
+        self._observers = observers
+        self._updates = updates  # bound methods: no attribute lookup per observer per message
+        install(self._current, updates, _report_failure, weakref.ref(self))
 
     # -- subscribers ---------------------------------------------------------------------------
 
@@ -72,8 +103,7 @@ class Publisher[T]:
         with self._lock:
             if any(o is observer for o in self._observers):
                 return False
-            self._observers = (*self._observers, observer)
-            self._updates = (*self._updates, update)
+            self._publish((*self._observers, observer), (*self._updates, update))
         return True
 
     def unsubscribe(self, observer: Observer[T], /) -> bool:
@@ -82,8 +112,8 @@ class Publisher[T]:
             observers = self._observers
             for i, o in enumerate(observers):
                 if o is observer:
-                    self._observers = observers[:i] + observers[i + 1 :]
-                    self._updates = self._updates[:i] + self._updates[i + 1 :]
+                    updates = self._updates
+                    self._publish(observers[:i] + observers[i + 1 :], updates[:i] + updates[i + 1 :])
                     return True
         return False
 
@@ -91,32 +121,6 @@ class Publisher[T]:
     def observers(self) -> tuple[Observer[T], ...]:
         """The current subscribers, in subscription order (a snapshot)."""
         return self._observers
-
-    # -- delivery ------------------------------------------------------------------------------
-
-    def notify_all(self, message: T, /) -> None:
-        """Deliver ``message`` to every observer subscribed when the call starts."""
-        for update in self._updates:  # one atomic read of the snapshot; no lock held
-            try:
-                update(message)
-            except Exception as error:  # noqa: BLE001 - isolation is the point
-                self._report(update, message, error)
-
-    def notify_many(self, messages: Iterable[T], /) -> int:
-        """Deliver each message in turn to every observer; return how many messages were sent.
-
-        The whole batch goes to the snapshot taken when the call starts.
-        """
-        updates = self._updates
-        count = 0
-        for message in messages:
-            count += 1
-            for update in updates:
-                try:
-                    update(message)
-                except Exception as error:  # noqa: BLE001
-                    self._report(update, message, error)
-        return count
 
     # -- failures ------------------------------------------------------------------------------
 
@@ -146,3 +150,14 @@ class Publisher[T]:
         except Exception as handler_error:  # noqa: BLE001 - a broken handler must not go silent
             log_observer_error(observer, message, error)
             _log.error("error handler %r failed: %r", self._error_handler, handler_error)
+
+
+def _report_failure(
+    pub: Publisher[object], update: Callable[[object], object], message: object, error: Exception
+) -> None:
+    # Called by the generated fan-out functions, which hold no reference to the publisher.
+    pub._report(update, message, error)
+
+
+def _nothing(*_: object) -> None:  # placeholder until the first _publish
+    return None
