@@ -368,10 +368,54 @@ class Worker:
             h = (h * 31 + ord(ch)) & 0xFFFF
 
 
+def _reference_work(stream: list[Any], barrier: threading.Barrier) -> None:
+    # The observers' work, four times a message, with nothing shared between threads.
+    barrier.wait()
+    for m in stream:
+        body = m.body
+        for _ in range(4):
+            h = 0
+            for ch in body:
+                h = (h * 31 + ord(ch)) & 0xFFFF
+
+
+def _threads_rate(
+    t: int, per_thread: int, repeats: int, target: Callable[..., None], make: Callable[[int], Any]
+) -> float:
+    rates = []
+    for _ in range(repeats):
+        barrier = threading.Barrier(t + 1)
+        threads = [threading.Thread(target=target, args=(make(i), barrier)) for i in range(t)]
+        for th in threads:
+            th.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for th in threads:
+            th.join()
+        rates.append(t * per_thread / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
 def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, dict[str, float]]:
-    """alerts/s with T threads notifying their own streams through the one DatabaseConnection."""
+    """alerts/s with T threads notifying their own streams through the one DatabaseConnection.
+
+    The first row is the machine's own ceiling: the same per-message work in T threads that share
+    nothing at all. On a VM whose second vCPU is not always there, it is well below Tx.
+    """
     out: dict[str, dict[str, float]] = {}
     counts = sorted({1, 2, os.cpu_count() or 1})
+    per = sizes.scaling_messages
+    plain = _messages_py.SMSMessage
+    out["reference: same work, nothing shared"] = {
+        str(t): _threads_rate(
+            t,
+            per,
+            sizes.repeats,
+            _reference_work,
+            lambda i: [plain(PHONE, f"{BODY} {j}", created_at=STAMP) for j in range(per)],
+        )
+        for t in counts
+    }
     for twin in twin_list:
         db = open_db(twin)
         for _ in range(4):

@@ -13,6 +13,7 @@ regular expressions.
 
 cimport cython
 from cpython.time cimport time as _now
+from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport Py_UNICODE_ISSPACE
 
 from notipipe._messages_py import (
@@ -117,17 +118,25 @@ cdef str _check_subject(object value):
 cdef long _check_priority(str cls, object value) except? -1:
     if type(value) is not int:  # bool is an int subclass, and rejected on purpose
         raise _fail_type(cls, "priority", value, "int")
-    if not (MIN_PRIORITY <= value <= MAX_PRIORITY):
+    # C comparisons below: a Python one costs several hundred instructions. No try block either
+    # (entering one costs a thread-state lookup): the overflow flag says "far out of range".
+    cdef int overflow = 0
+    cdef long v = PyLong_AsLongAndOverflow(value, &overflow)
+    if overflow:
+        v = _MIN_PRIORITY - 1
+    if not (_MIN_PRIORITY <= v <= _MAX_PRIORITY):
         raise ValueError(f"{cls}.priority: {value!r} is outside {MIN_PRIORITY}..{MAX_PRIORITY}")
-    return <long>value
+    return v
 
 
 cdef long long _check_id(str cls, object value) except? -1:
     if type(value) is not int:
         raise _fail_type(cls, "id", value, "int")
-    if not (0 <= value < 2**63):
+    cdef int overflow = 0
+    cdef long long v = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow or v < 0:
         raise ValueError(f"{cls}.id: {value!r} is outside 0..2**63-1")
-    return <long long>value
+    return v
 
 
 cdef double _check_time(str cls, object value) except? -1.0:

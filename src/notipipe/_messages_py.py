@@ -37,6 +37,10 @@ _MAX_ADDRESS: Final = 254
 # the compiled twin tests the same set character by character.
 _BLANK = re.compile(r"[\s\x00-\x1f\x7f]")
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+_E164_MATCH = _E164.fullmatch
+_ID_LIMIT: Final = 2**63
+_MAX_BODY: Final = 1 << 20  # 1 MiB of e-mail body text
+_time = time.time
 
 
 def _fail_type(cls: str, field: str, value: object, expected: str) -> TypeError:
@@ -142,9 +146,29 @@ class EmailMessage:
     ) -> None:
         # Frozen: fields are written once, through the slot descriptors, which is what a
         # frozen dataclass's own __init__ does via object.__setattr__, only cheaper.
+        if (  # the common case, checked inline; anything else takes the path that explains
+            type(subject) is str
+            and type(body) is str
+            and type(priority) is int
+            and MIN_PRIORITY <= priority <= MAX_PRIORITY
+            and type(id) is int
+            and 0 <= id < _ID_LIMIT
+            and (created_at is None or (type(created_at) is float and 0.0 <= created_at < 1e11))
+            and len(subject) <= MAX_SUBJECT
+            and len(body) <= _MAX_BODY
+            and "\n" not in subject
+            and "\r" not in subject
+        ):
+            _set_email_recipient(self, _check_email(recipient))
+            _set_email_subject(self, subject)
+            _set_email_body(self, body)
+            _set_email_priority(self, priority)
+            _set_email_created_at(self, _time() if created_at is None else created_at)
+            _set_email_id(self, id)
+            return
         _set_email_recipient(self, _check_email(recipient))
         _set_email_subject(self, _check_subject(subject))
-        _set_email_body(self, _check_str("EmailMessage", "body", body, 1 << 20))
+        _set_email_body(self, _check_str("EmailMessage", "body", body, _MAX_BODY))
         _set_email_priority(self, _check_priority("EmailMessage", priority))
         _set_email_created_at(self, _check_time("EmailMessage", created_at))
         _set_email_id(self, _check_id("EmailMessage", id))
@@ -176,6 +200,23 @@ class SMSMessage:
         created_at: float | None = None,
         id: int = 0,
     ) -> None:
+        if (  # the common case, checked inline; anything else takes the path that explains
+            type(phone_number) is str
+            and (not phone_number or (len(phone_number) <= 16 and _E164_MATCH(phone_number) is not None))
+            and type(body) is str
+            and len(body) <= MAX_SMS_BODY
+            and type(priority) is int
+            and MIN_PRIORITY <= priority <= MAX_PRIORITY
+            and type(id) is int
+            and 0 <= id < _ID_LIMIT
+            and (created_at is None or (type(created_at) is float and 0.0 <= created_at < 1e11))
+        ):
+            _set_sms_phone_number(self, phone_number)
+            _set_sms_body(self, body)
+            _set_sms_priority(self, priority)
+            _set_sms_created_at(self, _time() if created_at is None else created_at)
+            _set_sms_id(self, id)
+            return
         _set_sms_phone_number(self, _check_phone(phone_number))
         _set_sms_body(self, _check_str("SMSMessage", "body", body, MAX_SMS_BODY))
         _set_sms_priority(self, _check_priority("SMSMessage", priority))
