@@ -80,7 +80,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:  # noqa: P
                     ceiling = ref["2"] / ref["1"]
                     out.append(
                         (
-                            "free-threaded: 2 threads, compiled, against this machine's ceiling (same work, nothing shared)",
+                            "free-threaded: 2 threads, compiled, vs this machine's ceiling (nothing shared)",
                             f"{speedup:.2f}x of {ceiling:.2f}x ({speedup / ceiling:.0%})",
                             None,
                         )
