@@ -174,3 +174,21 @@ def test_sigkill_mid_run_loses_no_alert_reported_durable(tmp_path: Path) -> None
         conn.close()
     assert stored >= reported
     assert ids == (1, stored)  # whole batches only: no gaps
+
+
+def test_benchmark_suite_runs_on_a_tiny_size(tmp_path: Path) -> None:
+    suite = Path(__file__).parent.parent / "benchmarks" / "suite.py"
+    if not suite.exists():
+        pytest.skip("benchmarks/ is not shipped with the installed tests")
+    result = subprocess.run(
+        [sys.executable, str(suite), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    md = next(tmp_path.glob("cpython-*.md")).read_text()
+    assert "## Targets" in md
+    assert "plain loop over bound update (baseline)" in md
+    assert "reference: same work, nothing shared" in md
