@@ -38,6 +38,19 @@ _MAX_ADDRESS: Final = 254
 _BLANK = re.compile(r"[\s\x00-\x1f\x7f]")
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _E164_MATCH = _E164.fullmatch
+# Alerts reuse a small set of addresses; a regular expression costs as much as building the
+# whole record, so addresses that passed are remembered (a bounded set; set operations are
+# atomic on every CPython build, free-threaded included).
+_GOOD_ADDRESSES: set[str] = set()
+_GOOD_ADDRESSES_LIMIT: Final = 4096
+
+
+def _remember(address: str) -> str:
+    if len(_GOOD_ADDRESSES) < _GOOD_ADDRESSES_LIMIT:
+        _GOOD_ADDRESSES.add(address)
+    return address
+
+
 _ID_LIMIT: Final = 2**63
 _MAX_BODY: Final = 1 << 20  # 1 MiB of e-mail body text
 _time = time.time
@@ -57,7 +70,7 @@ def _check_str(cls: str, field: str, value: object, limit: int) -> str:
 
 def _check_email(value: object) -> str:
     address = _check_str("EmailMessage", "recipient", value, _MAX_ADDRESS)
-    if not address:  # empty: the dashboard's default distribution list
+    if not address or address in _GOOD_ADDRESSES:  # empty: the default distribution list
         return address
     local, _, domain = address.partition("@")
     if not (
@@ -71,14 +84,16 @@ def _check_email(value: object) -> str:
         and _BLANK.search(address) is None
     ):
         raise ValueError(f"EmailMessage.recipient: {address!r} is not an e-mail address (name@domain.tld)")
-    return address
+    return _remember(address)
 
 
 def _check_phone(value: object) -> str:
     number = _check_str("SMSMessage", "phone_number", value, 16)
-    if number and _E164.fullmatch(number) is None:
+    if not number or number in _GOOD_ADDRESSES:
+        return number
+    if _E164_MATCH(number) is None:
         raise ValueError(f"SMSMessage.phone_number: {number!r} is not an E.164 number (+ and 2 to 15 digits)")
-    return number
+    return _remember(number)
 
 
 def _check_subject(value: object) -> str:
@@ -202,7 +217,7 @@ class SMSMessage:
     ) -> None:
         if (  # the common case, checked inline; anything else takes the path that explains
             type(phone_number) is str
-            and (not phone_number or (len(phone_number) <= 16 and _E164_MATCH(phone_number) is not None))
+            and (not phone_number or phone_number in _GOOD_ADDRESSES)
             and type(body) is str
             and len(body) <= MAX_SMS_BODY
             and type(priority) is int
@@ -211,7 +226,7 @@ class SMSMessage:
             and 0 <= id < _ID_LIMIT
             and (created_at is None or (type(created_at) is float and 0.0 <= created_at < 1e11))
         ):
-            _set_sms_phone_number(self, phone_number)
+            _set_sms_phone_number(self, phone_number)  # empty, or validated before
             _set_sms_body(self, body)
             _set_sms_priority(self, priority)
             _set_sms_created_at(self, _time() if created_at is None else created_at)
