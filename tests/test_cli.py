@@ -141,6 +141,7 @@ def test_bad_databases_give_one_line_status_1_and_stay_unchanged(tmp_path: Path)
     assert not (tmp_path / "none.db").exists()
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only")
 def test_sigkill_mid_run_loses_no_alert_reported_durable(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
     with subprocess.Popen(
