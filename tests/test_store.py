@@ -331,7 +331,7 @@ def test_producer_storm_catches_a_shared_connection_without_a_writer(impl: Impl,
     def put_many_unsafely(batch: list[Any]) -> int:
         store._conn.execute("BEGIN")
         for m in batch:
-            store._conn.execute(_insert_sql(1), store._to_row(m))
+            store._conn.execute(_insert_sql(1), m._row())
             time.sleep(0)  # let another producer in
         store._conn.execute("COMMIT")
         return len(batch)

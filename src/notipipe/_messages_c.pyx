@@ -182,6 +182,10 @@ cdef class EmailMessage:
     ):
         _fill_email(self, recipient, subject, body, priority, created_at, id)
 
+    def _row(self):
+        """The store's row: (kind, created_at, priority, address, subject, body)."""
+        return ("email", self.created_at, self.priority, self.recipient, self.subject, self.body)
+
 
 @cython.final
 @cython.dataclasses.dataclass(frozen=True, init=False)
@@ -210,6 +214,10 @@ cdef class SMSMessage:
         id=0,
     ):
         _fill_sms(self, phone_number, body, priority, created_at, id)
+
+    def _row(self):
+        """The store's row: (kind, created_at, priority, address, subject, body)."""
+        return ("sms", self.created_at, self.priority, self.phone_number, "", self.body)
 
 
 cdef inline int _fill_email(EmailMessage m, recipient, subject, body, priority, created_at, id) except -1:

@@ -188,6 +188,10 @@ class EmailMessage:
         _set_email_created_at(self, _check_time("EmailMessage", created_at))
         _set_email_id(self, _check_id("EmailMessage", id))
 
+    def _row(self) -> tuple[str, float, int, str, str, str]:
+        """The store's row: (kind, created_at, priority, address, subject, body)."""
+        return ("email", self.created_at, self.priority, self.recipient, self.subject, self.body)
+
 
 @final
 @dataclass(slots=True, frozen=True, init=False)
@@ -237,6 +241,10 @@ class SMSMessage:
         _set_sms_priority(self, _check_priority("SMSMessage", priority))
         _set_sms_created_at(self, _check_time("SMSMessage", created_at))
         _set_sms_id(self, _check_id("SMSMessage", id))
+
+    def _row(self) -> tuple[str, float, int, str, str, str]:
+        """The store's row: (kind, created_at, priority, address, subject, body)."""
+        return ("sms", self.created_at, self.priority, self.phone_number, "", self.body)
 
 
 def _refuse_assignment(self: object, name: str, value: object = None) -> None:

@@ -123,7 +123,7 @@ def _check_or_create(conn: sqlite3.Connection, path: str) -> None:
 class MessageStore:
     """A SQLite-backed queue of messages with a group-committing writer thread.
 
-    ``to_row`` turns a message into a ``Row``; ``on_commit``, if given, is called by the writer
+    ``to_rows`` turns a batch of messages into ``Row``s; ``on_commit``, if given, is called by the writer
     thread with each committed batch (no lock held), which is how observers can be told only
     after storage.
 
@@ -135,7 +135,7 @@ class MessageStore:
     def __init__(
         self,
         path: str,
-        to_row: Callable[[object], Row],
+        to_rows: Callable[[list[object]], list[Row]],
         *,
         synchronous: Synchronous = "NORMAL",
         batch_size: int = 10_000,
@@ -158,7 +158,7 @@ class MessageStore:
         self.synchronous: Synchronous = synchronous
         self.batch_size = batch_size
         self.max_delay = max_delay
-        self._to_row = to_row
+        self._to_rows = to_rows
         self._on_commit = on_commit
         self._conn = _open(path, synchronous)
         limit = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
@@ -280,7 +280,7 @@ class MessageStore:
                 n = min(len(self._pending), self.batch_size)
                 batch = [self._pending.popleft() for _ in range(n)]
             try:
-                rows = [self._to_row(m) for m in batch]
+                rows = self._to_rows(batch)
                 step = self._rows_per_statement
                 with self._db_lock:
                     self._conn.execute("BEGIN")
