@@ -231,3 +231,17 @@ def test_failures_counter_is_exact_under_threads(impl: Impl) -> None:
     for t in threads:
         t.join()
     assert pub.failures == 8000
+
+
+def test_a_kept_notify_all_follows_later_subscriptions(impl: Impl) -> None:
+    pub = impl.Publisher()
+    first, second = Tally(), Tally()
+    pub.subscribe(first)
+    send, send_many = pub.notify_all, pub.notify_many  # kept across snapshot changes
+    pub.subscribe(second)
+    send(1)
+    assert send_many([2, 3]) == 2
+    pub.unsubscribe(first)
+    send(4)
+    assert first.got == [1, 2, 3]
+    assert second.got == [1, 2, 3, 4]
