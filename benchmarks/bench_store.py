@@ -26,7 +26,6 @@ from _common import label, median_seconds
 
 import notipipe
 from notipipe import DatabaseConnection, MessageFactory
-from notipipe._database import _to_row
 from notipipe._store import _SCHEMA, _insert_sql
 
 BATCH = 10_000
@@ -114,7 +113,7 @@ def notipipe_end_to_end(
 
 def run(alerts: int, repeats: int, observers: int) -> dict[str, float]:
     messages = make_messages(alerts)
-    rows = [_to_row(m) for m in messages]
+    rows = [m._row() for m in messages]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
         results = {

@@ -34,7 +34,7 @@ from _common import gil_enabled, label
 from bench_store import make_messages, notipipe_end_to_end, raw_executemany, raw_multirow
 
 from notipipe import _messages_py, _publisher_py
-from notipipe._database import DatabaseCore, _to_row
+from notipipe._database import DatabaseCore
 from notipipe._factory import MessageFactory
 from notipipe._singleton import ThreadSafeSingletonMeta
 
@@ -334,7 +334,7 @@ def bench_end_to_end(sizes: Sizes, twin_list: list[Twin]) -> dict[str, float]:
                 Path(str(path) + suffix).unlink(missing_ok=True)
 
         messages = make_messages(sizes.alerts)
-        rows = [_to_row(m) for m in messages]
+        rows = [m._row() for m in messages]
         cases: dict[str, Callable[[], object]] = {
             "raw executemany (ceiling)": lambda: raw_executemany(path, rows),
             "raw multi-row INSERT": lambda: raw_multirow(path, rows),

@@ -43,8 +43,11 @@ def _to_rows(batch: list[StoredMessage]) -> list[Row]:
     return [m._row() for m in batch]
 
 
-def _to_row(message: StoredMessage) -> Row:
-    return message._row()
+def _check_storable(message: object) -> None:
+    if type(message) not in _ROWS:
+        raise TypeError(
+            f"cannot store {type(message).__name__} {message!r}: expected EmailMessage or SMSMessage"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +144,7 @@ class DatabaseCore:
         With the default ``deliver="immediate"`` observers see it at once and it is committed
         within ``max_delay``; ``durable=True`` returns only once it is committed.
         """
-        if type(message) not in _ROWS:
-            raise TypeError(
-                f"cannot store {type(message).__name__} {message!r}: expected EmailMessage or SMSMessage"
-            )
+        _check_storable(message)
         self._store.put(message)
         if self._deliver == "immediate":
             self.notify_all(message)
@@ -154,11 +154,8 @@ class DatabaseCore:
     def save_many(self, messages: Iterable[StoredMessage], /, *, durable: bool = False) -> int:
         """Store a batch and broadcast it; return how many messages it held."""
         batch = list(messages)
-        for message in batch:
-            if type(message) not in _ROWS:
-                raise TypeError(
-                    f"cannot store {type(message).__name__} {message!r}: expected EmailMessage or SMSMessage"
-                )
+        for message in batch:  # all checked before any is queued
+            _check_storable(message)
         self._store.put_many(batch)
         if self._deliver == "immediate":
             self.notify_many(batch)

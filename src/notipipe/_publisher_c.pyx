@@ -34,7 +34,7 @@ import weakref
 from cpython.sequence cimport PySequence_GetItem
 
 from notipipe._fanout import install
-from notipipe._publisher_py import log_observer_error
+from notipipe._publisher_py import call_error_handler, log_observer_error
 
 __all__ = ["Publisher", "log_observer_error"]
 
@@ -182,13 +182,7 @@ cdef class Publisher:
         with cython.critical_section(self):
             self._failures += 1
             handler = self._error_handler
-        observer = getattr(update, "__self__", update)
-        try:
-            handler(observer, message, error)
-        except Exception as handler_error:
-            log_observer_error(observer, message, error)
-            import logging
-            logging.getLogger("notipipe").error("error handler %r failed: %r", handler, handler_error)
+        call_error_handler(handler, getattr(update, "__self__", update), message, error)
 
 
 def _report_failure(Publisher pub, update, message, error):

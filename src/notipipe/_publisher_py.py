@@ -37,6 +37,15 @@ def log_observer_error(observer: object, message: object, error: Exception) -> N
     )
 
 
+def call_error_handler(handler: ErrorHandler, observer: object, message: object, error: Exception) -> None:
+    """Pass one failure to ``handler``; if the handler itself raises, log both (never silent)."""
+    try:
+        handler(observer, message, error)
+    except Exception as handler_error:  # noqa: BLE001 - a broken handler must not go silent
+        log_observer_error(observer, message, error)
+        _log.error("error handler %r failed: %r", handler, handler_error)
+
+
 def _bound_update[T](observer: Observer[T]) -> Callable[[T], object]:
     update = getattr(observer, "update", None)
     if update is None or not callable(update):
@@ -144,12 +153,7 @@ class Publisher[T]:
         # Off the hot path: only failing deliveries get here.
         with self._lock:
             self._failures += 1
-        observer: object = getattr(update, "__self__", update)
-        try:
-            self._error_handler(observer, message, error)
-        except Exception as handler_error:  # noqa: BLE001 - a broken handler must not go silent
-            log_observer_error(observer, message, error)
-            _log.error("error handler %r failed: %r", self._error_handler, handler_error)
+        call_error_handler(self._error_handler, getattr(update, "__self__", update), message, error)
 
 
 def _report_failure(

@@ -191,7 +191,7 @@ def cmd_info(_: argparse.Namespace) -> int:
     print(f"notipipe {notipipe.__version__}")
     print(f"implementation: {'compiled (Cython)' if notipipe.COMPILED else 'pure Python'}")
     print(f"python: {sys.implementation.name} {sys.version.split()[0]} ({sys.executable})")
-    print(f"free-threaded build: {'yes' if not _gil_enabled() or _ft_build() else 'no'}")
+    print(f"free-threaded build: {'yes' if _ft_build() else 'no'}")
     print(f"GIL enabled: {'yes' if _gil_enabled() else 'no'}")
     print(f"sqlite: {sqlite3.sqlite_version}")
     return 0
