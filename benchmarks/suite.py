@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import gil_enabled, label
 from bench_store import make_messages, notipipe_end_to_end, raw_executemany, raw_multirow
+from report import FROZEN, MSGSPEC, MSGSPEC_FACTORY
 
 from notipipe import _messages_py, _publisher_py
 from notipipe._database import DatabaseCore
@@ -244,7 +245,7 @@ def message_makers(twin_list: list[Twin]) -> dict[str, Callable[[], object]]:
 
     makers: dict[str, Callable[[], object]] = {
         "dataclass(slots=True) (baseline)": lambda: SlotsDC(PHONE, BODY, 3, STAMP, 0),
-        "dataclass(slots=True, frozen=True)": lambda: FrozenSlotsDC(PHONE, BODY, 3, STAMP, 0),
+        FROZEN: lambda: FrozenSlotsDC(PHONE, BODY, 3, STAMP, 0),
         "NamedTuple": lambda: NT(PHONE, BODY, 3, STAMP, 0),
     }
     for twin in twin_list:
@@ -265,7 +266,20 @@ def message_makers(twin_list: list[Twin]) -> dict[str, Callable[[], object]]:
             created_at: float
             id: int
 
-        makers["msgspec Struct(gc=False)"] = lambda: MsgspecStruct(PHONE, BODY, 3, STAMP, 0)
+        makers[MSGSPEC] = lambda: MsgspecStruct(PHONE, BODY, 3, STAMP, 0)
+        # The same keywords notipipe's call takes (its priority, created_at and id are keyword-only).
+        makers["msgspec Struct(gc=False), keywords"] = lambda: MsgspecStruct(
+            PHONE, BODY, priority=3, created_at=STAMP, id=0
+        )
+        # create_message's peer: the same dispatch by kind name, written for msgspec records.
+        msgspec_kinds: dict[str, Callable[..., object]] = {"sms": MsgspecStruct}
+
+        def msgspec_factory(kind: str, /, **fields: object) -> object:
+            return msgspec_kinds[kind](**fields)
+
+        makers[MSGSPEC_FACTORY] = lambda: msgspec_factory(
+            "sms", phone_number=PHONE, body=BODY, priority=3, created_at=STAMP, id=0
+        )
     except ImportError:
         pass
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -38,6 +38,18 @@ def test_bad_field_names_and_values_are_errors(impl: Impl) -> None:
         impl.MessageFactory.create_message("email", phone_number="+15551234567")
     with pytest.raises(ValueError, match=r"SMSMessage\.phone_number"):
         impl.MessageFactory.create_message("sms", phone_number="call me")
+
+
+def test_positional_misuse_and_run_time_keywords(impl: Impl) -> None:
+    create: Any = impl.MessageFactory.create_message
+    with pytest.raises(TypeError, match="positional argument"):
+        create("sms", "+15551234567")
+    with pytest.raises(TypeError, match="positional argument"):
+        create()
+    name = "".join(["phone_", "number"])  # a keyword name that is not an interned constant
+    assert create("sms", **{name: "+15551234567"}).phone_number == "+15551234567"
+    with pytest.raises(TypeError, match="recipient"):
+        create("sms", recipient="ops@example.com")
 
 
 def test_generic_create(impl: Impl) -> None:

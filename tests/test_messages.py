@@ -82,6 +82,62 @@ def test_not_tracked_by_gc_when_compiled(impl: Impl) -> None:
     assert gc.is_tracked(msg) is (impl.name == "py")
 
 
+def _spelled_at_run_time(name: str) -> str:
+    """``name`` as a new str object: not the interned constant a call site passes."""
+    return "".join(list(name))
+
+
+def test_every_call_shape_fills_the_same_fields(impl: Impl) -> None:
+    # The compiled classes are called through their own vectorcall entry (see _messages_c);
+    # positionals, keywords, a ** mapping and keyword names made at run time must all agree.
+    want = impl.SMSMessage("+15551234567", "db down", priority=5, created_at=5.0, id=3)
+    assert (
+        impl.SMSMessage(phone_number="+15551234567", body="db down", priority=5, created_at=5.0, id=3) == want
+    )
+    assert impl.SMSMessage("+15551234567", body="db down", id=3, created_at=5.0, priority=5) == want
+    fields = {_spelled_at_run_time(f.name): getattr(want, f.name) for f in dataclasses.fields(want)}
+    assert impl.SMSMessage(**fields) == want
+    email = impl.EmailMessage("ops@example.com", "disk", "full", priority=1, created_at=9.0, id=2**40)
+    assert (email.recipient, email.subject, email.body, email.priority, email.created_at, email.id) == (
+        "ops@example.com",
+        "disk",
+        "full",
+        1,
+        9.0,
+        2**40,
+    )
+    assert impl.EmailMessage(**{_spelled_at_run_time("subject"): "s"}).subject == "s"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (("+15551234567", "b", 3), {}, "positional argument"),
+        (("+15551234567",), {"phone_number": "+15551234567"}, "multiple values"),
+        ((), {"colour": "red"}, "unexpected keyword argument 'colour'"),
+        ((), {_spelled_at_run_time("colour"): "red"}, "unexpected keyword argument 'colour'"),
+    ],
+)
+def test_bad_call_shapes_are_type_errors(
+    impl: Impl, args: tuple[object, ...], kwargs: dict[str, object], match: str
+) -> None:
+    with pytest.raises(TypeError, match=match):
+        impl.SMSMessage(*args, **kwargs)
+
+
+def test_recycled_objects_carry_only_their_own_values(impl: Impl) -> None:
+    # On GIL builds the compiled classes keep a free list of dead objects to reuse; a reused
+    # object must never show a field of its previous life.
+    first = [
+        impl.SMSMessage(f"+1555000{i:04d}", f"old {i}", priority=5, created_at=1.0, id=i) for i in range(200)
+    ]
+    del first
+    again = [impl.SMSMessage() for _ in range(200)]
+    assert all((m.phone_number, m.body, m.priority, m.id) == ("", "", 3, 0) for m in again)
+    emails = [impl.EmailMessage(created_at=2.0) for _ in range(200)]
+    assert all((m.recipient, m.subject, m.body, m.created_at) == ("", "", "", 2.0) for m in emails)
+
+
 BAD_VALUES: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     (
         "email",

@@ -39,15 +39,16 @@ _BLANK = re.compile(r"[\s\x00-\x1f\x7f]")
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _E164_MATCH = _E164.fullmatch
 # Alerts reuse a small set of addresses; a regular expression costs as much as building the
-# whole record, so addresses that passed are remembered (a bounded set; set operations are
-# atomic on every CPython build, free-threaded included).
-_GOOD_ADDRESSES: set[str] = set()
+# whole record, so addresses that passed are remembered (bounded). A dict, not a set: on a
+# free-threaded build a set locks itself for every `in`, where a dict is read without a lock,
+# and every message on every thread reads this. Writes are atomic on every CPython build.
+_GOOD_ADDRESSES: dict[str, None] = {}
 _GOOD_ADDRESSES_LIMIT: Final = 4096
 
 
 def _remember(address: str) -> str:
     if len(_GOOD_ADDRESSES) < _GOOD_ADDRESSES_LIMIT:
-        _GOOD_ADDRESSES.add(address)
+        _GOOD_ADDRESSES[address] = None
     return address
 
 

@@ -76,17 +76,4 @@ class SMSMessage:
     def __hash__(self) -> int: ...
 
 # Installed as MessageFactory.create_message (a classmethod) when compiled; see _factory.py.
-def create_message(
-    cls: type,
-    msg_type: object,
-    /,
-    *,
-    recipient: str = ...,
-    subject: str = ...,
-    body: str = ...,
-    phone_number: str = ...,
-    priority: int = ...,
-    created_at: float | None = None,
-    id: int = ...,
-    **extra: object,
-) -> object: ...
+def create_message(cls: type, msg_type: object, /, **fields: object) -> object: ...
