@@ -393,74 +393,71 @@ def _reference_work(stream: list[Any], barrier: threading.Barrier) -> None:
                 h = (h * 31 + ord(ch)) & 0xFFFF
 
 
-def _threads_rate(
-    t: int, per_thread: int, repeats: int, target: Callable[..., None], make: Callable[[int], Any]
-) -> float:
-    rates = []
-    for _ in range(repeats):
-        barrier = threading.Barrier(t + 1)
-        threads = [threading.Thread(target=target, args=(make(i), barrier)) for i in range(t)]
-        for th in threads:
-            th.start()
+def _one_rate(t: int, per_thread: int, target: Callable[..., None], streams: list[Any]) -> float:
+    """alerts/s of ``t`` threads, each running ``target(stream, barrier)`` on its own stream."""
+    barrier = threading.Barrier(t + 1)
+    threads = [threading.Thread(target=target, args=(streams[i], barrier)) for i in range(t)]
+    for th in threads:
+        th.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for th in threads:
+        th.join()
+    return t * per_thread / (time.perf_counter() - start)
+
+
+def _notify_all_of(db: Any) -> Callable[..., None]:
+    def work(stream: list[object], barrier: threading.Barrier) -> None:
+        notify = db.notify_all
         barrier.wait()
-        start = time.perf_counter()
-        for th in threads:
-            th.join()
-        rates.append(t * per_thread / (time.perf_counter() - start))
-    return statistics.median(rates)
+        for m in stream:
+            notify(m)
+
+    return work
 
 
-def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, dict[str, float]]:
+def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, dict[str, dict[str, float]]]:
     """alerts/s with T threads notifying their own streams through the one DatabaseConnection.
 
-    The first row is the machine's own ceiling: the same per-message work in T threads that share
-    nothing at all. On a VM whose second vCPU is not always there, it is well below Tx.
+    The first case is the machine's own ceiling: the same per-message work in T threads that
+    share nothing at all. This VM's second vCPU comes and goes from one minute to the next, so
+    the runs are interleaved: each round measures every case at every T back to back, and the
+    speed-up is the median of each round's own T-thread / 1-thread ratio. Returns
+    {"rates": {case: {T: median alerts/s}}, "ratios": {case: {T: median paired ratio}}}.
     """
-    out: dict[str, dict[str, float]] = {}
     counts = sorted({1, 2, os.cpu_count() or 1})
     per = sizes.scaling_messages
     plain = _messages_py.SMSMessage
-    out["reference: same work, nothing shared"] = {
-        str(t): _threads_rate(
-            t,
-            per,
-            sizes.repeats,
+    cases: dict[str, tuple[Callable[..., None], Callable[[], list[object]]]] = {
+        "reference: same work, nothing shared": (
             _reference_work,
-            lambda i: [plain(PHONE, f"{BODY} {j}", created_at=STAMP) for j in range(per)],
+            lambda: [plain(PHONE, f"{BODY} {j}", created_at=STAMP) for j in range(per)],
         )
-        for t in counts
     }
     for twin in twin_list:
         db = open_db(twin)
         for _ in range(4):
             db.subscribe(Worker())
-        per_thread = sizes.scaling_messages
-        out[twin.name] = {}
-        for t in counts:
-            streams = [
-                [twin.SMSMessage(PHONE, f"{BODY} {i}", created_at=STAMP) for i in range(per_thread)]
-                for _ in range(t)
-            ]
-            rates = []
-            for _ in range(sizes.repeats):
-                barrier = threading.Barrier(t + 1)
-
-                def work(stream: list[object], db: Any = db, barrier: threading.Barrier = barrier) -> None:
-                    notify = db.notify_all
-                    barrier.wait()
-                    for m in stream:
-                        notify(m)
-
-                threads = [threading.Thread(target=work, args=(s,)) for s in streams]
-                for th in threads:
-                    th.start()
-                barrier.wait()
-                start = time.perf_counter()
-                for th in threads:
-                    th.join()
-                rates.append(t * per_thread / (time.perf_counter() - start))
-            out[twin.name][str(t)] = statistics.median(rates)
-    return out
+        cases[twin.name] = (
+            _notify_all_of(db),
+            lambda cls=twin.SMSMessage: [cls(PHONE, f"{BODY} {i}", created_at=STAMP) for i in range(per)],
+        )
+    streams = {name: [make() for _ in range(max(counts))] for name, (_, make) in cases.items()}
+    rates: dict[str, dict[str, list[float]]] = {name: {str(t): [] for t in counts} for name in cases}
+    for _ in range(sizes.repeats):
+        for name, (target, _) in cases.items():
+            for t in counts:
+                rates[name][str(t)].append(_one_rate(t, per, target, streams[name]))
+    return {
+        "rates": {n: {t: statistics.median(v) for t, v in by_t.items()} for n, by_t in rates.items()},
+        "ratios": {
+            n: {
+                t: statistics.median(x / one for x, one in zip(v, by_t["1"], strict=True))
+                for t, v in by_t.items()
+            }
+            for n, by_t in rates.items()
+        },
+    }
 
 
 # -- the run -----------------------------------------------------------------------------------
