@@ -11,6 +11,7 @@ CEILING = "raw executemany (ceiling)"
 MSGSPEC = "msgspec Struct(gc=False)"
 MSGSPEC_FACTORY = "msgspec Struct through a factory function: kinds[kind](**fields)"
 FROZEN = "dataclass(slots=True, frozen=True)"
+PLAIN_SHARED = "reference: plain loop over 4 shared observers, no notipipe"
 
 
 def _row(cells: list[str]) -> str:
@@ -122,6 +123,15 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     (
                         "free-threaded: 2 threads, compiled, vs this machine's ceiling (nothing shared)",
                         f"{speedup:.2f}x of {ceiling:.2f}x ({speedup / ceiling:.0%})",
+                        None,
+                    )
+                )
+            if PLAIN_SHARED in ratios:
+                plain = ratios[PLAIN_SHARED]["2"]
+                out.append(
+                    (
+                        "free-threaded: 2 threads, compiled, vs a plain loop over the same shared observers",
+                        f"{speedup:.2f}x of {plain:.2f}x ({speedup / plain:.0%})",
                         None,
                     )
                 )

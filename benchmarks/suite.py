@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import gil_enabled, label
 from bench_store import make_messages, notipipe_end_to_end, raw_executemany, raw_multirow
-from report import FROZEN, MSGSPEC, MSGSPEC_FACTORY
+from report import FROZEN, MSGSPEC, MSGSPEC_FACTORY, PLAIN_SHARED
 
 from notipipe import _messages_py, _publisher_py
 from notipipe._database import DatabaseCore
@@ -416,13 +416,24 @@ def _notify_all_of(db: Any) -> Callable[..., None]:
     return work
 
 
+def _plain_loop_over(updates: list[Callable[[Any], None]]) -> Callable[..., None]:
+    def work(stream: list[object], barrier: threading.Barrier) -> None:
+        barrier.wait()
+        for m in stream:
+            for update in updates:
+                update(m)
+
+    return work
+
+
 def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, dict[str, dict[str, float]]]:
     """alerts/s with T threads notifying their own streams through the one DatabaseConnection.
 
     The first case is the machine's own ceiling: the same per-message work in T threads that
-    share nothing at all. This VM's second vCPU comes and goes from one minute to the next, so
-    the runs are interleaved: each round measures every case at every T back to back, and the
-    speed-up is the median of each round's own T-thread / 1-thread ratio. Returns
+    share nothing at all; the second, a plain loop over shared observers (see below). This VM's
+    second vCPU comes and goes from one minute to the next, so the runs are interleaved: each
+    round measures every case at every T back to back, and the speed-up is the median of each
+    round's own T-thread / 1-thread ratio. Returns
     {"rates": {case: {T: median alerts/s}}, "ratios": {case: {T: median paired ratio}}}.
     """
     counts = sorted({1, 2, os.cpu_count() or 1})
@@ -434,6 +445,14 @@ def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, dict[str, di
             lambda: [plain(PHONE, f"{BODY} {j}", created_at=STAMP) for j in range(per)],
         )
     }
+    # The observers are shared between the threads, as a user's dashboards would be; calling a
+    # shared object's method touches its reference count from every thread. This case pays that
+    # and nothing else: a plain loop over the same kind of shared observers, no notipipe.
+    shared_updates = [Worker().update for _ in range(4)]
+    cases[PLAIN_SHARED] = (
+        _plain_loop_over(shared_updates),
+        lambda: [plain(PHONE, f"{BODY} {j}", created_at=STAMP) for j in range(per)],
+    )
     for twin in twin_list:
         db = open_db(twin)
         for _ in range(4):
