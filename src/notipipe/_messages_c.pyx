@@ -430,16 +430,37 @@ cdef extern from "Python.h":
     object PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf, PyObject* kwnames)
 
 
+cdef extern from *:
+    """
+    /* A strong reference to d[k]: another thread may replace a registered kind meanwhile, so a
+       borrowed one is not safe on a free-threaded build (PyDict_GetItemRef is 3.13+; under the
+       GIL of 3.12 the borrowed lookup and the increment cannot be interleaved). */
+    #if PY_VERSION_HEX >= 0x030D0000
+    #define notipipe_dict_get_ref(d, k, out) PyDict_GetItemRef((d), (k), (out))
+    #else
+    static int notipipe_dict_get_ref(PyObject *d, PyObject *k, PyObject **out) {
+        *out = PyDict_GetItemWithError(d, k);
+        if (*out == NULL) return PyErr_Occurred() ? -1 : 0;
+        Py_INCREF(*out);
+        return 1;
+    }
+    #endif
+    """
+    int _dict_get_ref "notipipe_dict_get_ref"(object d, object k, PyObject** out) except -1
+    void _decref "Py_DECREF"(PyObject* o)
+
+
 cdef object _create_message(PyObject* unused, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     cdef Py_ssize_t i, nkw
+    cdef PyObject* found = NULL
     if nargs == 2:
         cls = <object>args[0]
         msg_type = <object>args[1]
         kinds = getattr(cls, "_kinds", None)
-        if type(kinds) is dict and type(msg_type) is str:
-            make = (<dict>kinds).get(msg_type)
-            if make is not None:
-                return PyObject_Vectorcall(make, args + 2, 0, kwnames)
+        if type(kinds) is dict and type(msg_type) is str and _dict_get_ref(kinds, msg_type, &found):
+            make = <object>found
+            _decref(found)  # `make` holds the strong reference the lookup returned
+            return PyObject_Vectorcall(make, args + 2, 0, kwnames)
     if nargs < 2:
         raise TypeError(f"create_message() takes 2 positional arguments (the factory and the message type) but {nargs} were given")
     if nargs > 2:
