@@ -393,17 +393,31 @@ def _reference_work(stream: list[Any], barrier: threading.Barrier) -> None:
                 h = (h * 31 + ord(ch)) & 0xFFFF
 
 
-def _one_rate(t: int, per_thread: int, target: Callable[..., None], streams: list[Any]) -> float:
-    """alerts/s of ``t`` threads, each running ``target(stream, barrier)`` on its own stream."""
+def _one_rate(
+    t: int, per_thread: int, target: Callable[..., None], streams: list[Any]
+) -> tuple[float, float]:
+    """(alerts/s, CPU seconds per alert) of ``t`` threads, each running ``target(stream, barrier)``.
+
+    CPU time is each thread's own (``time.thread_time``): time a thread waits for a vCPU the
+    hypervisor took away is not in it, while time lost to cache lines bouncing between cores,
+    or spinning, is. So the CPU cost per alert shows what sharing costs, whatever the VM does.
+    """
     barrier = threading.Barrier(t + 1)
-    threads = [threading.Thread(target=target, args=(streams[i], barrier)) for i in range(t)]
+    cpu = [0.0] * t
+
+    def run(i: int) -> None:
+        start = time.thread_time()
+        target(streams[i], barrier)
+        cpu[i] = time.thread_time() - start
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(t)]
     for th in threads:
         th.start()
     barrier.wait()
     start = time.perf_counter()
     for th in threads:
         th.join()
-    return t * per_thread / (time.perf_counter() - start)
+    return t * per_thread / (time.perf_counter() - start), sum(cpu) / (t * per_thread)
 
 
 def _notify_all_of(db: Any) -> Callable[..., None]:
@@ -426,7 +440,7 @@ def _plain_loop_over(updates: list[Callable[[Any], None]]) -> Callable[..., None
     return work
 
 
-def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, dict[str, dict[str, float]]]:
+def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, Any]:
     """alerts/s with T threads notifying their own streams through the one DatabaseConnection.
 
     The first case is the machine's own ceiling: the same per-message work in T threads that
@@ -434,7 +448,8 @@ def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, dict[str, di
     second vCPU comes and goes from one minute to the next, so the runs are interleaved: each
     round measures every case at every T back to back, and the speed-up is the median of each
     round's own T-thread / 1-thread ratio. Returns
-    {"rates": {case: {T: median alerts/s}}, "ratios": {case: {T: median paired ratio}}}.
+    {"rates": {case: {T: median alerts/s}}, "ratios": {case: {T: median paired ratio}},
+    "cpu_ratios": {case: {T: the same from each thread's CPU time, see _one_rate}}}.
     """
     counts = sorted({1, 2, os.cpu_count() or 1})
     per = sizes.scaling_messages
@@ -463,19 +478,30 @@ def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, dict[str, di
         )
     streams = {name: [make() for _ in range(max(counts))] for name, (_, make) in cases.items()}
     rates: dict[str, dict[str, list[float]]] = {name: {str(t): [] for t in counts} for name in cases}
+    cpu: dict[str, dict[str, list[float]]] = {name: {str(t): [] for t in counts} for name in cases}
     for _ in range(sizes.repeats):
         for name, (target, _) in cases.items():
             for t in counts:
-                rates[name][str(t)].append(_one_rate(t, per, target, streams[name]))
-    return {
-        "rates": {n: {t: statistics.median(v) for t, v in by_t.items()} for n, by_t in rates.items()},
-        "ratios": {
+                rate, cpu_per_alert = _one_rate(t, per, target, streams[name])
+                rates[name][str(t)].append(rate)
+                cpu[name][str(t)].append(cpu_per_alert)
+
+    def paired(
+        samples: dict[str, dict[str, list[float]]], speedup: Callable[[str, float, float], float]
+    ) -> Any:
+        return {
             n: {
-                t: statistics.median(x / one for x, one in zip(v, by_t["1"], strict=True))
+                t: statistics.median(speedup(t, x, one) for x, one in zip(v, by_t["1"], strict=True))
                 for t, v in by_t.items()
             }
-            for n, by_t in rates.items()
-        },
+            for n, by_t in samples.items()
+        }
+
+    return {
+        "rates": {n: {t: statistics.median(v) for t, v in by_t.items()} for n, by_t in rates.items()},
+        "ratios": paired(rates, lambda t, x, one: x / one),
+        # What T dedicated cores would give: T times the 1-thread CPU cost over the T-thread one.
+        "cpu_ratios": paired(cpu, lambda t, x, one: int(t) * one / x),
     }
 
 
