@@ -204,6 +204,9 @@ def markdown(r: dict[str, Any]) -> str:
 
     rates_by_case, ratios = r["scaling"]["rates"], r["scaling"]["ratios"]
     counts = sorted({k for rates in rates_by_case.values() for k in rates}, key=int)
+    # Under the GIL a thread waiting for it uses no CPU, so the CPU-time speed-up means nothing.
+    cpu_ratios = r["scaling"].get("cpu_ratios", {}) if r["free_threaded"] else {}
+    cpu_counts = counts[1:] if cpu_ratios else []
     lines += ["", "## Thread scaling: alerts/s, T threads notifying through the one DatabaseConnection", ""]
     lines += [
         "Each thread sends its own stream; 4 shared observers do a little CPU work per message. "
@@ -211,21 +214,26 @@ def markdown(r: dict[str, Any]) -> str:
         "speed-up columns are the median of each round's own ratio (this VM's second vCPU comes and "
         "goes, so ratios of separate medians would mix machine states).",
         "",
-        "The last columns give the same speed-up from each thread's own CPU time (T times the "
-        "1-thread CPU cost per alert over the T-thread one): what T dedicated cores would give. A "
-        "vCPU taken away does not count in it; cache lines bouncing between cores do.",
-        "",
+        *(
+            [
+                "The last columns give the same speed-up from each thread's own CPU time (T times the "
+                "1-thread CPU cost per alert over the T-thread one): what T dedicated cores would give. A "
+                "vCPU taken away does not count in it; cache lines bouncing between cores do.",
+                "",
+            ]
+            if cpu_ratios
+            else []
+        ),
         _row(
             [
                 "twin",
                 *[f"T={t}" for t in counts],
                 *[f"T={t} / T=1" for t in counts[1:]],
-                *[f"T={t} / T=1 by CPU time" for t in counts[1:]],
+                *[f"T={t} / T=1 by CPU time" for t in cpu_counts],
             ]
         ),
-        _row(["---", *["---:"] * (3 * len(counts) - 2)]),
+        _row(["---", *["---:"] * (2 * len(counts) - 1 + len(cpu_counts))]),
     ]
-    cpu_ratios = r["scaling"].get("cpu_ratios", {})
     for twin, rates in rates_by_case.items():
         lines.append(
             _row(
@@ -233,7 +241,7 @@ def markdown(r: dict[str, Any]) -> str:
                     twin,
                     *[f"{rates[t]:,.0f}" for t in counts],
                     *[f"{ratios[twin][t]:.2f}x" for t in counts[1:]],
-                    *[f"{cpu_ratios[twin][t]:.2f}x" if twin in cpu_ratios else "-" for t in counts[1:]],
+                    *[f"{cpu_ratios[twin][t]:.2f}x" for t in cpu_counts],
                 ]
             )
         )
