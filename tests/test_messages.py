@@ -212,6 +212,17 @@ def test_good_values_are_kept(impl: Impl, kind: str, fields: dict[str, Any]) -> 
         assert getattr(msg, name) == value
 
 
+def test_a_phone_number_that_passed_is_not_thereby_an_email_address(impl: Impl) -> None:
+    # The pure twin remembers values that passed validation; a number remembered as a phone
+    # number once let the same string through as an e-mail recipient (found by the test below).
+    assert impl.SMSMessage("+15550001111").phone_number == "+15550001111"
+    with pytest.raises(ValueError, match="is not an e-mail address"):
+        impl.EmailMessage("+15550001111")
+    assert impl.EmailMessage("ops@example.com").recipient == "ops@example.com"
+    with pytest.raises(ValueError, match="is not an E.164 number"):
+        impl.SMSMessage("ops@example.com")
+
+
 def _outcome(cls: Any, **fields: object) -> tuple[str, str]:
     try:
         cls(**fields)

@@ -42,14 +42,16 @@ _E164_MATCH = _E164.fullmatch
 # whole record, so addresses that passed are remembered (bounded). A dict, not a set: on a
 # free-threaded build a set locks itself for every `in`, where a dict is read without a lock,
 # and every message on every thread reads this. Writes are atomic on every CPython build.
-_GOOD_ADDRESSES: dict[str, None] = {}
-_GOOD_ADDRESSES_LIMIT: Final = 4096
+# One cache per rule: a string that passed as a phone number is not thereby an e-mail address.
+_GOOD_EMAILS: dict[str, None] = {}
+_GOOD_PHONES: dict[str, None] = {}
+_GOOD_LIMIT: Final = 4096
 
 
-def _remember(address: str) -> str:
-    if len(_GOOD_ADDRESSES) < _GOOD_ADDRESSES_LIMIT:
-        _GOOD_ADDRESSES[address] = None
-    return address
+def _remember(cache: dict[str, None], value: str) -> str:
+    if len(cache) < _GOOD_LIMIT:
+        cache[value] = None
+    return value
 
 
 _ID_LIMIT: Final = 2**63
@@ -71,7 +73,7 @@ def _check_str(cls: str, field: str, value: object, limit: int) -> str:
 
 def _check_email(value: object) -> str:
     address = _check_str("EmailMessage", "recipient", value, _MAX_ADDRESS)
-    if not address or address in _GOOD_ADDRESSES:  # empty: the default distribution list
+    if not address or address in _GOOD_EMAILS:  # empty: the default distribution list
         return address
     local, _, domain = address.partition("@")
     if not (
@@ -85,16 +87,16 @@ def _check_email(value: object) -> str:
         and _BLANK.search(address) is None
     ):
         raise ValueError(f"EmailMessage.recipient: {address!r} is not an e-mail address (name@domain.tld)")
-    return _remember(address)
+    return _remember(_GOOD_EMAILS, address)
 
 
 def _check_phone(value: object) -> str:
     number = _check_str("SMSMessage", "phone_number", value, 16)
-    if not number or number in _GOOD_ADDRESSES:
+    if not number or number in _GOOD_PHONES:
         return number
     if _E164_MATCH(number) is None:
         raise ValueError(f"SMSMessage.phone_number: {number!r} is not an E.164 number (+ and 2 to 15 digits)")
-    return _remember(number)
+    return _remember(_GOOD_PHONES, number)
 
 
 def _check_subject(value: object) -> str:
@@ -222,7 +224,7 @@ class SMSMessage:
     ) -> None:
         if (  # the common case, checked inline; anything else takes the path that explains
             type(phone_number) is str
-            and (not phone_number or phone_number in _GOOD_ADDRESSES)
+            and (not phone_number or phone_number in _GOOD_PHONES)
             and type(body) is str
             and len(body) <= MAX_SMS_BODY
             and type(priority) is int
