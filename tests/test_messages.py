@@ -219,7 +219,7 @@ def test_a_phone_number_that_passed_is_not_thereby_an_email_address(impl: Impl) 
     with pytest.raises(ValueError, match="is not an e-mail address"):
         impl.EmailMessage("+15550001111")
     assert impl.EmailMessage("ops@example.com").recipient == "ops@example.com"
-    with pytest.raises(ValueError, match="is not an E.164 number"):
+    with pytest.raises(ValueError, match=r"is not an E\.164 number"):
         impl.SMSMessage("ops@example.com")
 
 
