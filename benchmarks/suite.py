@@ -453,29 +453,23 @@ def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, Any]:
     """
     counts = sorted({1, 2, os.cpu_count() or 1})
     per = sizes.scaling_messages
-    plain = _messages_py.SMSMessage
+
+    def stream_of(cls: Callable[..., object]) -> Callable[[], list[object]]:
+        return lambda: [cls(PHONE, f"{BODY} {i}", created_at=STAMP) for i in range(per)]
+
     cases: dict[str, tuple[Callable[..., None], Callable[[], list[object]]]] = {
-        "reference: same work, nothing shared": (
-            _reference_work,
-            lambda: [plain(PHONE, f"{BODY} {j}", created_at=STAMP) for j in range(per)],
-        )
+        "reference: same work, nothing shared": (_reference_work, stream_of(_messages_py.SMSMessage))
     }
     # The observers are shared between the threads, as a user's dashboards would be; calling a
     # shared object's method touches its reference count from every thread. This case pays that
     # and nothing else: a plain loop over the same kind of shared observers, no notipipe.
     shared_updates = [Worker().update for _ in range(4)]
-    cases[PLAIN_SHARED] = (
-        _plain_loop_over(shared_updates),
-        lambda: [plain(PHONE, f"{BODY} {j}", created_at=STAMP) for j in range(per)],
-    )
+    cases[PLAIN_SHARED] = (_plain_loop_over(shared_updates), stream_of(_messages_py.SMSMessage))
     for twin in twin_list:
         db = open_db(twin)
         for _ in range(4):
             db.subscribe(Worker())
-        cases[twin.name] = (
-            _notify_all_of(db),
-            lambda cls=twin.SMSMessage: [cls(PHONE, f"{BODY} {i}", created_at=STAMP) for i in range(per)],
-        )
+        cases[twin.name] = (_notify_all_of(db), stream_of(twin.SMSMessage))
     streams = {name: [make() for _ in range(max(counts))] for name, (_, make) in cases.items()}
     rates: dict[str, dict[str, list[float]]] = {name: {str(t): [] for t in counts} for name in cases}
     cpu: dict[str, dict[str, list[float]]] = {name: {str(t): [] for t in counts} for name in cases}

@@ -342,12 +342,17 @@ cdef bint _bind(PyObject** args, Py_ssize_t nargs, PyObject* kwnames, tuple fiel
     return True
 
 
+cdef dict _keywords(PyObject** values, PyObject* kwnames):
+    """The keyword part of a vectorcall as a dict; ``values`` points at the first keyword value."""
+    cdef Py_ssize_t i, nkw = 0 if kwnames is NULL else _tuple_size(kwnames)
+    return {<object>_tuple_item(kwnames, i): <object>values[i] for i in range(nkw)}
+
+
 cdef object _call_slowly(object cls, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     """The plain ``type.__call__`` with the same arguments: its behaviour, its error messages."""
-    cdef Py_ssize_t i, nkw = 0 if kwnames is NULL else _tuple_size(kwnames)
+    cdef Py_ssize_t i
     positional = tuple([<object>args[i] for i in range(nargs)])
-    keywords = {<object>_tuple_item(kwnames, i): <object>args[nargs + i] for i in range(nkw)}
-    return notipipe_type_call(cls, positional, keywords)
+    return notipipe_type_call(cls, positional, _keywords(args + nargs, kwnames))
 
 
 cdef object _call_email(object cls, PyObject** args, size_t nargsf, PyObject* kwnames):
@@ -451,7 +456,6 @@ cdef extern from *:
 
 
 cdef object _create_message(PyObject* unused, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef Py_ssize_t i, nkw
     cdef PyObject* found = NULL
     if nargs == 2:
         cls = <object>args[0]
@@ -461,15 +465,14 @@ cdef object _create_message(PyObject* unused, PyObject** args, Py_ssize_t nargs,
             make = <object>found
             _decref(found)  # `make` holds the strong reference the lookup returned
             return PyObject_Vectorcall(make, args + 2, 0, kwnames)
-    if nargs < 2:
-        raise TypeError(f"create_message() takes 2 positional arguments (the factory and the message type) but {nargs} were given")
-    if nargs > 2:
-        raise TypeError(f"create_message() takes 2 positional arguments (the factory and the message type) but {nargs} were given; the fields are keywords")
-    nkw = 0 if kwnames is NULL else _tuple_size(kwnames)
-    fields = {<object>_tuple_item(kwnames, i): <object>args[2 + i] for i in range(nkw)}
+    if nargs != 2:
+        raise TypeError(
+            f"create_message() takes 2 positional arguments (the factory and the message type) but "
+            f"{nargs} were given{'; the fields are keywords' if nargs > 2 else ''}"
+        )
     from notipipe._factory import create_generic
 
-    return create_generic(<object>args[0], <object>args[1], fields)
+    return create_generic(<object>args[0], <object>args[1], _keywords(args + 2, kwnames))
 
 
 cdef _MethodDef _create_message_def
