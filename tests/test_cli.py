@@ -193,3 +193,4 @@ def test_benchmark_suite_runs_on_a_tiny_size(tmp_path: Path) -> None:
     assert "## Targets" in md
     assert "plain loop over bound update (baseline)" in md
     assert "reference: same work, nothing shared" in md
+    assert "T=2 / T=1 busy" in md  # the scaling table has both baselines
