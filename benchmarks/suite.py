@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import gil_enabled, label
 from bench_store import make_messages, notipipe_end_to_end, raw_executemany, raw_multirow
-from report import FROZEN, MSGSPEC, MSGSPEC_FACTORY, PLAIN_SHARED
+from report import FROZEN, MSGSPEC, MSGSPEC_FACTORY, NOTHING_SHARED, PLAIN_SHARED
 
 from notipipe import _messages_py, _publisher_py
 from notipipe._database import DatabaseCore
@@ -396,6 +396,8 @@ def _reference_deliver(message: Any) -> None:
 
 
 def _plain_loop_over(updates: list[Callable[[Any], None]]) -> Callable[[Any], None]:
+    # A nested function, like notipipe's fan-out: shared by the threads, its reference count
+    # written by each call from both, as the fan-out's is.
     def deliver(message: Any, updates: list[Callable[[Any], None]] = updates) -> None:
         for update in updates:
             update(message)
@@ -503,7 +505,7 @@ def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, Any]:
         ]
 
     cases: dict[str, tuple[Callable[[Any], object], Any]] = {
-        "reference: same work, nothing shared": (_reference_deliver, streams_of(_messages_py.SMSMessage))
+        NOTHING_SHARED: (_reference_deliver, streams_of(_messages_py.SMSMessage))
     }
     # The observers are shared between the threads, as a user's dashboards would be; calling a
     # shared object's method writes its reference count from every thread. This case pays that
