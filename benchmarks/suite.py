@@ -486,8 +486,9 @@ def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, Any]:
     with every vCPU busy (T threads plus cpu_count - T processes that spin and share nothing),
     which holds the clock equal across T and leaves the cost of sharing alone in the ratio.
     Rounds are interleaved (every case at every T back to back) and each speed-up is the median
-    of each round's own ratio. Returns {"rates": {case: {T: median alerts/s}}, "busy_rates":
-    the same with every vCPU busy, "ratios" and "busy_ratios": {case: {T: median ratio}}}.
+    of each round's own ratio. Returns {"rates": {case: {T: median alerts/s}}, "ratios": {case:
+    {T: median speed-up}}, "of_ceiling": {case: {T: median of each round's speed-up over the
+    nothing-shared case's}}, and the same three with every vCPU busy, prefixed "busy_"}.
     """
     cpus = os.cpu_count() or 1
     counts = sorted({1, 2, cpus})
@@ -522,7 +523,7 @@ def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, Any]:
     runs: dict[str, dict[str, dict[str, list[float]]]] = {
         mode: {name: {str(t): [] for t in counts} for name in cases} for mode in ("as_is", "busy")
     }
-    for _ in range(sizes.repeats):
+    for _ in range(sizes.scaling_rounds):
         for name, (deliver, streams) in cases.items():
             for t in counts:
                 gc.collect()
@@ -533,24 +534,31 @@ def bench_scaling(sizes: Sizes, twin_list: list[Twin]) -> dict[str, Any]:
                 else:  # every vCPU is busy already
                     runs["busy"][name][str(t)].append(runs["as_is"][name][str(t)][-1])
 
-    def medians(samples: dict[str, dict[str, list[float]]]) -> Any:
-        return {n: {t: statistics.median(v) for t, v in by_t.items()} for n, by_t in samples.items()}
-
-    def paired(samples: dict[str, dict[str, list[float]]]) -> Any:
+    def speedups(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, list[float]]]:
+        # Each round's own T-thread / 1-thread ratio.
         return {
-            n: {
-                t: statistics.median(x / one for x, one in zip(v, by_t["1"], strict=True))
-                for t, v in by_t.items()
-            }
+            n: {t: [x / one for x, one in zip(v, by_t["1"], strict=True)] for t, v in by_t.items()}
             for n, by_t in samples.items()
         }
 
-    return {
-        "rates": medians(runs["as_is"]),
-        "busy_rates": medians(runs["busy"]),
-        "ratios": paired(runs["as_is"]),
-        "busy_ratios": paired(runs["busy"]),
-    }
+    def medians(samples: dict[str, dict[str, list[float]]]) -> Any:
+        return {n: {t: statistics.median(v) for t, v in by_t.items()} for n, by_t in samples.items()}
+
+    out: dict[str, Any] = {}
+    for mode, prefix in (("as_is", ""), ("busy", "busy_")):
+        ratios = speedups(runs[mode])
+        ceiling = ratios[NOTHING_SHARED]
+        out[f"{prefix}rates"] = medians(runs[mode])
+        out[f"{prefix}ratios"] = medians(ratios)
+        # Each round's speed-up over the nothing-shared one of the same round: what sharing
+        # costs, with the machine's state of that moment divided out.
+        out[f"{prefix}of_ceiling"] = medians(
+            {
+                n: {t: [x / c for x, c in zip(v, ceiling[t], strict=True)] for t, v in by_t.items()}
+                for n, by_t in ratios.items()
+            }
+        )
+    return out
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -566,6 +574,7 @@ class Sizes:
     alerts: int
     scaling_messages: int
     scaling_window: float
+    scaling_rounds: int
 
 
 FULL = Sizes(
@@ -576,7 +585,8 @@ FULL = Sizes(
     memory_objects=1_000_000,
     alerts=200_000,
     scaling_messages=20_000,
-    scaling_window=0.5,
+    scaling_window=0.3,
+    scaling_rounds=15,
 )
 QUICK = Sizes(
     repeats=2,
@@ -587,6 +597,7 @@ QUICK = Sizes(
     alerts=3_000,
     scaling_messages=500,
     scaling_window=0.02,
+    scaling_rounds=2,
 )
 
 
