@@ -155,3 +155,75 @@ class InPlacePublisher:
     def notify_all(self, message: object) -> None:
         for update in self._updates:
             update(message)
+
+
+class WriterGate:
+    """Pauses a subscriber change inside its locked region, once armed (see notify_bypasses_writers)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def hold(self) -> None:
+        if self.armed:
+            self.entered.set()
+            self.release.wait(30)
+
+
+def notify_bypasses_writers(publisher: object, gate: WriterGate, *, timeout: float) -> bool:
+    """Whether notify_all and notify_many deliver while a subscribe is paused holding its lock.
+
+    ``publisher`` must call ``gate.hold()`` inside the locked region of ``subscribe``. Delivery
+    must not wait for writers (the hot path takes no lock), and it goes to the snapshot that was
+    live before the paused change.
+    """
+    pub: Any = publisher
+    tally = Tally()
+    pub.subscribe(tally)
+    gate.armed = True
+    writer = threading.Thread(target=pub.subscribe, args=(Transient(),))
+    writer.start()
+    try:
+        if not gate.entered.wait(30):
+            raise AssertionError("the writer never reached its locked region")
+        sent = threading.Event()
+
+        def send() -> None:
+            pub.notify_all(1)
+            pub.notify_many([2, 3])
+            sent.set()
+
+        notifier = threading.Thread(target=send, daemon=True)
+        notifier.start()
+        delivered = sent.wait(timeout)
+    finally:
+        gate.release.set()
+        writer.join()
+    notifier.join()
+    return delivered and tally.got == [1, 2, 3]
+
+
+class LockingPublisher:
+    """The deliberately broken variant: notify takes the writers' lock."""
+
+    def __init__(self, gate: WriterGate) -> None:
+        self._lock = threading.Lock()
+        self._gate = gate
+        self._updates: tuple[Callable[[object], object], ...] = ()
+
+    def subscribe(self, observer: Any) -> None:
+        with self._lock:
+            self._gate.hold()
+            self._updates = (*self._updates, observer.update)
+
+    def notify_all(self, message: object) -> None:
+        with self._lock:
+            updates = self._updates
+        for update in updates:
+            update(message)
+
+    def notify_many(self, messages: list[object]) -> int:
+        for message in messages:
+            self.notify_all(message)
+        return len(messages)

@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
+from notipipe import _fanout
 from tests.conftest import Impl
-from tests.storm import InPlacePublisher, Tally, churn_storm
+from tests.storm import (
+    InPlacePublisher,
+    LockingPublisher,
+    Tally,
+    WriterGate,
+    churn_storm,
+    notify_bypasses_writers,
+)
 
 
 class Recorder:
@@ -245,3 +253,25 @@ def test_a_kept_notify_all_follows_later_subscriptions(impl: Impl) -> None:
     send(4)
     assert first.got == [1, 2, 3]
     assert second.got == [1, 2, 3, 4]
+
+
+def test_notify_delivers_while_a_subscribe_holds_the_lock(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both twins build the new snapshot's fan-out (_fanout.make_fanout) with the writers' lock
+    # held: pausing there pauses a subscribe inside its locked region.
+    gate = WriterGate()
+    make_fanout = _fanout.make_fanout
+
+    def paused(*args: Any) -> Any:
+        gate.hold()
+        return make_fanout(*args)
+
+    monkeypatch.setattr(_fanout, "make_fanout", paused)
+    assert notify_bypasses_writers(impl.Publisher(), gate, timeout=30)
+
+
+def test_writer_pause_catches_a_notify_that_takes_the_lock() -> None:
+    # The harness must be able to fail: a notify that takes the writers' lock waits for them.
+    gate = WriterGate()
+    assert not notify_bypasses_writers(LockingPublisher(gate), gate, timeout=0.5)
