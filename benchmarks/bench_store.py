@@ -26,7 +26,8 @@ from _common import label, median_seconds
 
 import notipipe
 from notipipe import DatabaseConnection, MessageFactory
-from notipipe._store import _SCHEMA, _insert_sql
+from notipipe._sqlite_file import SCHEMA
+from notipipe._store import _insert_sql
 
 BATCH = 10_000
 
@@ -58,7 +59,7 @@ def _raw_connection(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(_SCHEMA)
+    conn.executescript(SCHEMA)
     return conn
 
 

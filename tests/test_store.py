@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
-from notipipe._store import SCHEMA_VERSION, _insert_sql
+from notipipe._sqlite_file import SCHEMA_VERSION
+from notipipe._store import _insert_sql
 from tests.conftest import Impl, drop
 from tests.storm import fast_switching
 
@@ -233,7 +234,8 @@ def test_another_applications_database_is_refused_and_left_alone(impl: Impl, tmp
 
 def test_a_newer_schema_is_refused_and_left_alone(impl: Impl, tmp_path: Path) -> None:
     path = tmp_path / "new.db"
-    impl.DatabaseConnection(path).close()
+    with impl.DatabaseConnection(path) as db:
+        db.save(impl.SMSMessage())
     with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     before = _digest(path)
@@ -326,17 +328,20 @@ def test_producer_storm_catches_a_shared_connection_without_a_writer(impl: Impl,
     # The harness must be able to fail: producers writing straight through the one connection,
     # each in its own transaction and with no lock, collide.
     db = open_db()
-    store = db._store
+    db.flush()
+    store = db._open()
+    store._ensure_writer()
+    conn = store._conn
 
     def put_many_unsafely(batch: list[Any]) -> int:
-        store._conn.execute("BEGIN")
+        conn.execute("BEGIN")
         for m in batch:
-            store._conn.execute(_insert_sql(1), m._row())
+            conn.execute(_insert_sql(1), m._row())
             time.sleep(0)  # let another producer in
-        store._conn.execute("COMMIT")
+        conn.execute("COMMIT")
         return len(batch)
 
     store.put_many = put_many_unsafely
     store.put = lambda m: put_many_unsafely([m])
     assert _producer_storm(db, impl, threads=4, per_thread=500) != []
-    store._conn.execute("ROLLBACK") if store._conn.in_transaction else None
+    conn.execute("ROLLBACK") if conn.in_transaction else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import threading
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,11 +17,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Literal, Never, Self, cast
 
 from notipipe import _messages_py
-from notipipe._errors import ConfigurationError
+from notipipe._errors import ConfigurationError, StorageClosedError
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
-from notipipe._store import MessageStore, Row, Synchronous
+from notipipe._sqlite_file import Synchronous, check_existing
+from notipipe._store import MessageStore, Row
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
 
@@ -87,26 +89,32 @@ class DatabaseCore:
         batch_size: int = 10_000,
         max_delay: float = 0.05,
         deliver: Delivery = "immediate",
+        busy_timeout: float = 5.0,
     ) -> None:
-        """Open (or create) the store. Only the first ``DatabaseConnection(...)`` gets here.
+        """Configure the store; only the first ``DatabaseConnection(...)`` gets here.
 
         ``path``: a SQLite file, or ``":memory:"``; default ``$NOTIPIPE_DB``, else in memory, so
         that merely using the library never leaves files behind (the ``notipipe`` command
-        defaults to ``notipipe.db``).
+        defaults to ``notipipe.db``). ``busy_timeout``: seconds that opening and reading wait for
+        a lock another connection holds; the writer itself never gives up (see ``flush``).
+
+        Nothing is opened here. The first save or read opens the file, and fixes the
+        configuration: until then a ``DatabaseConnection(...)`` with arguments may replace a
+        configuration made with none (a dashboard subscribed at import time, say). A file given
+        here is checked at once, so a path that cannot be used is refused now, with nothing
+        written.
         """
         super().__init__()
-        if deliver not in ("immediate", "after_commit"):
-            raise ValueError(f"deliver must be 'immediate' or 'after_commit', got {deliver!r}")
-        self._deliver: Delivery = deliver
-        self._config = (_resolve(path), synchronous, batch_size, max_delay, deliver)
-        self._store = MessageStore(
-            self._config[0],
-            _to_rows,  # type: ignore[arg-type]
-            synchronous=synchronous,
-            batch_size=batch_size,
-            max_delay=max_delay,
-            on_commit=self.notify_many if deliver == "after_commit" else None,
-        )
+        config = _Config.make(path, synchronous, batch_size, max_delay, deliver, busy_timeout)
+        self._config_lock = threading.Lock()
+        self._config = config
+        # A configuration of defaults only may still be replaced, until first use.
+        self._provisional = config == _Config.make(None)
+        self._store: MessageStore | None = None
+        self._closed = False
+        if not self._provisional:
+            check_existing(config.path)
+        _CONNECTIONS.add(self)
         ref = weakref.ref(self)
 
         def close_at_exit() -> None:  # queued alerts reach the file on a normal exit
@@ -125,16 +133,47 @@ class DatabaseCore:
         batch_size: int = 10_000,
         max_delay: float = 0.05,
         deliver: Delivery = "immediate",
+        busy_timeout: float = 5.0,
     ) -> None:
         # Called by the metaclass when DatabaseConnection(...) is called again with arguments.
-        wanted = (_resolve(path), synchronous, batch_size, max_delay, deliver)
-        if wanted != self._config:
-            raise ConfigurationError(
-                f"{type(self).__name__} is already open with path={self._config[0]!r}, "
-                f"synchronous={self._config[1]}, batch_size={self._config[2]}, "
-                f"max_delay={self._config[3]}, deliver={self._config[4]}; "
-                f"close() it before opening path={wanted[0]!r} with other settings"
-            )
+        wanted = _Config.make(path, synchronous, batch_size, max_delay, deliver, busy_timeout)
+        with self._config_lock:
+            if wanted == self._config:
+                return
+            if self._provisional and self._store is None and not self._closed:
+                check_existing(wanted.path)
+                self._config = wanted
+                self._provisional = False
+                return
+            current = self._config
+        raise ConfigurationError(
+            f"{type(self).__name__} is already open with {current.describe()}; "
+            f"close() it before opening {wanted.describe()}"
+        )
+
+    def _open(self) -> MessageStore:
+        """The store, opened (lazily) with the configuration as it is now, which fixes it."""
+        with self._config_lock:
+            if self._store is None:
+                if self._closed:
+                    raise StorageClosedError(self._config.path)
+                c = self._config
+                self._provisional = False
+                self._store = MessageStore(
+                    c.path,
+                    _to_rows,  # type: ignore[arg-type]
+                    synchronous=c.synchronous,
+                    batch_size=c.batch_size,
+                    max_delay=c.max_delay,
+                    busy_timeout=c.busy_timeout,
+                    on_commit=self._deliver_committed if c.deliver == "after_commit" else None,
+                )
+            return self._store
+
+    def _deliver_committed(self, batch: list[StoredMessage], ids: list[int]) -> None:
+        # On the writer thread, once the batch is durable: observers get each message with the
+        # id it was stored under (a refused one, id 0, is not delivered: it was not stored).
+        self.notify_many([_with_id(m, i) for m, i in zip(batch, ids, strict=True) if i])
 
     # -- saving --------------------------------------------------------------------------------
 
@@ -145,27 +184,38 @@ class DatabaseCore:
         within ``max_delay``; ``durable=True`` returns only once it is committed.
         """
         _check_storable(message)
-        self._store.put(message)
-        if self._deliver == "immediate":
+        (self._store or self._open()).put(message)
+        if self._config.deliver == "immediate":
             self.notify_all(message)
         if durable:
-            self._store.flush()
+            self._open().flush()
 
     def save_many(self, messages: Iterable[StoredMessage], /, *, durable: bool = False) -> int:
         """Store a batch and broadcast it; return how many messages it held."""
         batch = list(messages)
         for message in batch:  # all checked before any is queued
             _check_storable(message)
-        self._store.put_many(batch)
-        if self._deliver == "immediate":
+        (self._store or self._open()).put_many(batch)
+        if self._config.deliver == "immediate":
             self.notify_many(batch)
         if durable:
-            self._store.flush()
+            self._open().flush()
         return len(batch)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Return once everything saved before this call is committed (survives ``kill -9``)."""
-        self._store.flush(timeout)
+        """Return once everything saved before this call is committed (survives ``kill -9``).
+
+        A database locked by another connection is waited for; ``timeout`` (seconds) bounds the
+        wait with ``TimeoutError``. Raises ``StorageError`` naming the reason if the file has
+        other trouble now (a full disk: the alerts stay queued and are retried), if alerts were
+        refused since the last report, or if an ``after_commit`` observer raised
+        ``BaseException`` on the writer thread; ``ReentrancyError`` if called from that thread.
+        """
+        store = self._store
+        if store is not None:
+            store.flush(timeout)
+        elif self._closed:
+            raise StorageClosedError(self._config.path)
 
     def close(self) -> None:
         """Commit what is queued and close the file; a later ``DatabaseConnection()`` reopens.
@@ -173,8 +223,12 @@ class DatabaseCore:
         Saving or reading through this object afterwards raises ``StorageClosedError``.
         """
         atexit.unregister(self._atexit)
+        with self._config_lock:
+            self._closed = True
+            store = self._store
         try:
-            self._store.close()
+            if store is not None:
+                store.close()
         finally:
             cls = type(self)
             if (
@@ -196,33 +250,35 @@ class DatabaseCore:
     @property
     def path(self) -> str:
         """The database file, or ``":memory:"``."""
-        return self._store.path
+        return self._config.path
 
     @property
     def durable_count(self) -> int:
         """Messages committed by this connection since it opened (they survive ``kill -9``)."""
-        return self._store.durable
+        return 0 if self._store is None else self._store.durable
 
     @property
     def pending_count(self) -> int:
         """Messages saved but not yet committed."""
-        return self._store.pending
+        return 0 if self._store is None else self._store.pending
 
     @property
     def closed(self) -> bool:
-        return self._store.closed
+        return self._closed
 
-    # -- reading (each read first commits what is queued) ----------------------------------------
+    # -- reading (each read first commits what this process queued) -----------------------------
+    # A file is read through a read-only connection of its own: reading needs no write access,
+    # starts no writer thread, and never blocks a writer. An after_commit observer may read too.
 
     def count_by_kind(self) -> dict[str, int]:
         """Stored messages per kind, e.g. ``{"email": 700, "sms": 300}``."""
-        rows = self._store.query("SELECT kind, count(*) FROM messages GROUP BY kind ORDER BY kind")
+        rows = self._open().query("SELECT kind, count(*) FROM messages GROUP BY kind ORDER BY kind")
         return {str(kind): int(n) for kind, n in rows}  # type: ignore[call-overload]
 
     def last(self, n: int = 10) -> list[StoredMessage]:
         """The ``n`` most recently stored messages, oldest first."""
         _check_count("n", n)
-        rows = self._store.query(
+        rows = self._open().query(
             f"SELECT * FROM (SELECT {_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?) ORDER BY id", (n,)
         )
         return [self._message(r) for r in rows]
@@ -231,7 +287,7 @@ class DatabaseCore:
         """Up to ``limit`` messages stored after ``message_id``, in storage order."""
         _check_count("message_id", message_id)
         _check_count("limit", limit)
-        rows = self._store.query(
+        rows = self._open().query(
             f"SELECT {_COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?", (message_id, limit)
         )
         return [self._message(r) for r in rows]
@@ -239,14 +295,14 @@ class DatabaseCore:
     def stats(self) -> StoreStats:
         """Totals per kind, first and last alert time, and the size on disk."""
         by_kind = self.count_by_kind()
-        first, last = self._store.query("SELECT min(created_at), max(created_at) FROM messages")[0]
+        first, last = self._open().query("SELECT min(created_at), max(created_at) FROM messages")[0]
         return StoreStats(
             self.path,
             sum(by_kind.values()),
             by_kind,
             first if isinstance(first, float) else None,
             last if isinstance(last, float) else None,
-            self._store.file_size(),
+            self._open().file_size(),
         )
 
     def _message(self, row: tuple[object, ...]) -> StoredMessage:
@@ -258,6 +314,77 @@ class DatabaseCore:
 
 
 _COLUMNS = "id, kind, created_at, priority, address, subject, body"
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    path: str
+    synchronous: Synchronous
+    batch_size: int
+    max_delay: float
+    deliver: Delivery
+    busy_timeout: float
+
+    @classmethod
+    def make(
+        cls,
+        path: str | os.PathLike[str] | None,
+        synchronous: Synchronous = "NORMAL",
+        batch_size: int = 10_000,
+        max_delay: float = 0.05,
+        deliver: Delivery = "immediate",
+        busy_timeout: float = 5.0,
+    ) -> _Config:
+        """Check every option (ValueError/TypeError naming it) and resolve the path."""
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
+        if type(batch_size) is not int or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not _is_seconds(max_delay, 60):
+            raise ValueError(f"max_delay must be 0..60 seconds, got {max_delay!r}")
+        if deliver not in ("immediate", "after_commit"):
+            raise ValueError(f"deliver must be 'immediate' or 'after_commit', got {deliver!r}")
+        if not _is_seconds(busy_timeout, 3600):
+            raise ValueError(f"busy_timeout must be 0..3600 seconds, got {busy_timeout!r}")
+        return cls(_resolve(path), synchronous, batch_size, float(max_delay), deliver, float(busy_timeout))
+
+    def describe(self) -> str:
+        return (
+            f"path={self.path!r}, synchronous={self.synchronous}, batch_size={self.batch_size}, "
+            f"max_delay={self.max_delay}, deliver={self.deliver}, busy_timeout={self.busy_timeout}"
+        )
+
+
+def _is_seconds(value: object, most: float) -> bool:
+    return type(value) in (int, float) and 0 <= value <= most  # type: ignore[operator]
+
+
+def _with_id(message: StoredMessage, stored_id: int) -> StoredMessage:
+    """The same message, carrying the id it was stored under."""
+    kind, created_at, priority, address, subject, body = message._row()
+    common = {"priority": priority, "created_at": created_at, "id": stored_id}
+    if kind == "email":
+        return type(message)(address, subject, body, **common)  # type: ignore[call-arg, arg-type]
+    return type(message)(address, body, **common)  # type: ignore[call-arg, arg-type]
+
+
+#: Every connection object, so that a forked child can give each a fresh store.
+_CONNECTIONS: weakref.WeakSet[DatabaseCore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The inherited store is unusable in the child (its writer thread did not survive the fork;
+    # _store closed it already). The same object reopens on first use, with the parent's
+    # configuration and subscribers; what the parent had queued is the parent's to commit.
+    for db in list(_CONNECTIONS):
+        db._config_lock = threading.Lock()
+        db._store = None
+        after_fork = getattr(db, "_after_fork_in_child", None)
+        if after_fork is not None:
+            after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _resolve(path: str | os.PathLike[str] | None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "NotipipeError", "StorageClosedError", "StorageError"]
+__all__ = ["ConfigurationError", "NotipipeError", "ReentrancyError", "StorageClosedError", "StorageError"]
 
 
 class NotipipeError(Exception):
@@ -27,3 +27,7 @@ class StorageClosedError(StorageError):
 
 class ConfigurationError(NotipipeError, ValueError):
     """``DatabaseConnection(...)`` asked for a configuration other than the one in use."""
+
+
+class ReentrancyError(NotipipeError, RuntimeError):
+    """A call that would wait on itself, e.g. ``flush()`` from an ``after_commit`` observer."""

@@ -1,55 +1,69 @@
-"""``MessageStore``: every alert kept in SQLite, written by one thread in group commits.
+"""``MessageStore``: every accepted alert kept in SQLite, written by one thread in group commits.
 
 Producers in any number of threads call ``put``/``put_many``, which only append to a queue. One
-writer thread owns the SQLite connection's writes: it drains the queue in batches (at most
-``batch_size`` messages, waiting at most ``max_delay`` seconds for a batch to fill) and commits
-each batch as one ``executemany`` transaction in WAL mode. One transaction per row tops out near
-24 k rows/s here; batches reach several hundred thousand.
+writer thread owns the writing connection: it drains the queue in batches (at most
+``batch_size`` messages) and commits each batch as one transaction in WAL mode. A batch is
+committed once it is full or once its oldest message has waited ``max_delay`` seconds, at any
+rate of arrival.
 
-Durability: a batch is durable once its transaction has committed. With ``synchronous=NORMAL``
-(the default) a committed batch survives the process being killed (``kill -9``); with ``FULL`` it
-also survives power loss. ``flush()`` returns once everything put before it is committed.
+What the writer promises, and how:
+
+* Durable once committed: with ``synchronous=NORMAL`` (the default) a committed batch survives
+  ``kill -9``; with ``FULL`` also power loss. ``flush()`` returns once everything put before it
+  is committed.
+* A busy or locked database (another process writing, a maintenance job) is a wait, not a
+  failure: the writer keeps its batch and retries with backoff for as long as it takes, the
+  queue's bound holds producers back meanwhile, and ``flush(timeout)`` raises ``TimeoutError``.
+* Other trouble with the file (a full disk, an I/O error) is retried the same way, and reported:
+  ``flush()`` and a producer that would have to wait raise ``StorageError`` naming SQLite's own
+  reason, while the queued alerts stay queued for the next attempt.
+* One bad row never costs its batch: a batch that SQLite refuses row by row is written row by
+  row, and only the rows it refuses are dropped, each reported by the next ``flush``/``close``.
+* The writer thread never dies silently: whatever escapes (an ``after_commit`` observer raising
+  ``SystemExit``, say) is caught, logged, and raised by the next ``flush``/``close``.
+
+Reads use their own read-only connection on a file (WAL readers never block the writer), so a
+store that is only read needs no write access and starts no writer thread.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Final, Literal
+from typing import Final
 
-from notipipe._errors import StorageClosedError, StorageError
+from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
+from notipipe._sqlite_file import (
+    WAL_LIMIT_BYTES,
+    Synchronous,
+    describe,
+    open_reader,
+    open_writer,
+)
 
-__all__ = ["SCHEMA_VERSION", "MessageStore", "Row", "Synchronous"]
+__all__ = ["MessageStore", "Row"]
 
-#: Bumped whenever the table layout changes; a newer file is refused, never rewritten.
-SCHEMA_VERSION: Final = 1
-#: "NTPP": marks a SQLite file as a notipipe database (PRAGMA application_id).
-APPLICATION_ID: Final = 0x4E545050
+_log = logging.getLogger("notipipe")
 
-type Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 #: (kind, created_at, priority, address, subject, body): one stored message.
 type Row = tuple[str, float, int, str, str, str]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id         INTEGER PRIMARY KEY,  -- assigned in save order
-    kind       TEXT    NOT NULL,     -- 'email' | 'sms'
-    created_at REAL    NOT NULL,     -- Unix seconds
-    priority   INTEGER NOT NULL,
-    address    TEXT    NOT NULL,     -- e-mail recipient or E.164 phone number
-    subject    TEXT    NOT NULL,     -- '' for SMS
-    body       TEXT    NOT NULL
-);
-"""
 _COLUMNS = 6
 #: Rows per INSERT statement (bounded again by the connection's variable limit).
 _ROWS_PER_STATEMENT = 2000
+#: The writer's backoff while the file is busy or failing: from the first to the last value.
+_BACKOFF_FIRST: Final = 0.005
+_BACKOFF_LAST: Final = 0.5
+#: SQLite's primary result codes for "someone else holds the lock".
+_BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 @functools.cache
@@ -58,78 +72,47 @@ def _insert_sql(rows: int) -> str:
 
     Why not ``executemany``: the sqlite3 module releases the GIL around every row's step, and on a
     GIL build each re-acquisition waits out the switch interval whenever another thread is busy
-    (a producer, say). Measured here with one busy thread: executemany 695 rows/s, multi-row
-    VALUES 168 k rows/s (332 k with no other thread, against 218 k for executemany).
+    (a producer, say); one statement of many rows pays that once.
     """
     return "INSERT INTO messages (kind, created_at, priority, address, subject, body) VALUES " + ",".join(
         ["(?,?,?,?,?,?)"] * rows
     )
 
 
-def _open(path: str, synchronous: Synchronous) -> sqlite3.Connection:
-    """Open or create a notipipe database; refuse anything else without writing to it."""
-    if path != ":memory:":
-        if os.path.isdir(path):
-            raise StorageError(path, "is a directory")
-        parent = os.path.dirname(path) or "."
-        if not os.path.isdir(parent):
-            raise StorageError(path, f"directory {parent} does not exist")
-        if os.path.exists(path) and not os.access(path, os.W_OK):
-            raise StorageError(path, "is not writable")
-        if not os.path.exists(path) and not os.access(parent, os.W_OK):
-            raise StorageError(path, f"directory {parent} is not writable")
-    try:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    except sqlite3.Error as error:
-        raise StorageError(path, str(error)) from None
-    try:
-        _check_or_create(conn, path)
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+def _is_busy(error: BaseException) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _BUSY_CODES
 
 
-def _check_or_create(conn: sqlite3.Connection, path: str) -> None:
-    try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.DatabaseError as error:  # e.g. "file is not a database"
-        raise StorageError(path, f"not a SQLite database ({error})") from None
-    if tables and app_id != APPLICATION_ID:
-        raise StorageError(path, f"a SQLite database, but not notipipe's (application_id {app_id:#x})")
-    if version > SCHEMA_VERSION:
-        raise StorageError(
-            path, f"schema version {version} is newer than this notipipe reads ({SCHEMA_VERSION})"
-        )
-    if tables and version < 1:
-        raise StorageError(path, f"unknown schema version {version}")
-    try:
-        if path != ":memory:":
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise StorageError(path, f"cannot use WAL mode (journal_mode is {mode})")
-        if not tables:
-            conn.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA application_id={APPLICATION_ID};"
-                f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-            )
-    except sqlite3.Error as error:  # read-only file system, locked, disk full...
-        raise StorageError(path, str(error)) from None
+def _is_file_trouble(error: BaseException) -> bool:
+    """True for errors about the database file (retry the batch), False for a refused row."""
+    return isinstance(error, sqlite3.OperationalError) or type(error) is sqlite3.DatabaseError
+
+
+class _WriteProblem:
+    """What currently stops the writer from committing (busy, or other trouble with the file)."""
+
+    __slots__ = ("busy", "error", "since")
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.busy = _is_busy(error)
+        self.since = time.monotonic()
 
 
 class MessageStore:
     """A SQLite-backed queue of messages with a group-committing writer thread.
 
-    ``to_rows`` turns a batch of messages into ``Row``s; ``on_commit``, if given, is called by the writer
-    thread with each committed batch (no lock held), which is how observers can be told only
-    after storage.
+    ``to_rows`` turns a batch of messages into ``Row``s; ``on_commit``, if given, is called by the
+    writer thread with each committed batch and the stored ids of its messages (0 for a message
+    that could not be stored), with no lock held: that is how observers are told only after
+    storage.
+
+    Nothing is opened until it is needed: the writing connection and its thread on the first
+    ``put``, a read-only connection on the first read of a file.
 
     Back-pressure: once ``max_pending`` messages (default four batches) wait for the writer, a
-    producer blocks until the writer catches up. That bounds memory and the storage delay: on a
-    GIL build busy producers would otherwise starve the writer of the interpreter.
+    producer blocks until the writer catches up; that bounds memory and the storage delay.
     """
 
     def __init__(
@@ -140,15 +123,10 @@ class MessageStore:
         synchronous: Synchronous = "NORMAL",
         batch_size: int = 10_000,
         max_delay: float = 0.05,
-        on_commit: Callable[[list[object]], object] | None = None,
+        busy_timeout: float = 5.0,
+        on_commit: Callable[[list[object], list[int]], object] | None = None,
         max_pending: int | None = None,
     ) -> None:
-        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
-        if type(batch_size) is not int or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not 0 <= max_delay <= 60:
-            raise ValueError(f"max_delay must be 0..60 seconds, got {max_delay!r}")
         if max_pending is None:
             max_pending = 4 * batch_size
         if type(max_pending) is not int or max_pending < batch_size:
@@ -158,50 +136,77 @@ class MessageStore:
         self.synchronous: Synchronous = synchronous
         self.batch_size = batch_size
         self.max_delay = max_delay
+        self.busy_timeout = busy_timeout
         self._to_rows = to_rows
         self._on_commit = on_commit
-        self._conn = _open(path, synchronous)
-        limit = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        self._rows_per_statement = max(1, min(_ROWS_PER_STATEMENT, limit // _COLUMNS))
-        self._db_lock = threading.Lock()  # one statement at a time on the connection
+        # _write_lock guards the writing connection, _read_lock the reading one; a fork waits
+        # for both (see _before_fork), so a child never inherits SQLite in mid-call.
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._rows_per_statement = _ROWS_PER_STATEMENT
         self._cond = threading.Condition(threading.Lock())
         self._pending: deque[object] = deque()
+        self._oldest = 0.0  # monotonic time the oldest pending message was queued
         self._enqueued = 0  # messages ever put; guarded by _cond
-        self._committed = 0  # messages ever committed; guarded by _cond
+        self._committed = 0  # messages ever taken off the queue and settled (stored or dropped)
+        self._stored = 0  # messages ever committed to the file
         self._flush_waiters = 0
-        self._error: BaseException | None = None
+        self._problem: _WriteProblem | None = None  # a retried failure, current
+        self._dropped: list[tuple[object, BaseException]] = []  # rows refused, not yet reported
+        self._news: BaseException | None = None  # an after_commit observer's exit; reported once
+        self._crash: StorageError | None = None  # why the writer stopped, if it did
         self._closed = False
-        self._conn_closed = False
-        self._writer = threading.Thread(target=self._write_loop, name=f"notipipe-writer:{path}", daemon=True)
-        self._writer.start()
+        self._writer: threading.Thread | None = None
+        self._writer_ident: int | None = None
+        _STORES.add(self)
 
     # -- producers -----------------------------------------------------------------------------
 
     def put(self, message: object) -> None:
         """Queue one message for the next group commit."""
+        self._ensure_writer()
         with self._cond:
             self._wait_for_room()
+            if not self._pending:
+                self._oldest = time.monotonic()
+                self._cond.notify_all()  # the writer may be idle, waiting with no timeout
             self._pending.append(message)
             self._enqueued += 1
-            if len(self._pending) >= self.batch_size:
-                self._cond.notify()
+            if len(self._pending) == self.batch_size:
+                self._cond.notify_all()
 
     def put_many(self, messages: Iterable[object]) -> int:
         """Queue a batch; return how many messages it held."""
         batch = messages if isinstance(messages, list) else list(messages)
+        if not batch:
+            return 0
+        self._ensure_writer()
         with self._cond:
             self._wait_for_room()
+            was_empty = not self._pending
+            if was_empty:
+                self._oldest = time.monotonic()
             self._pending.extend(batch)
             self._enqueued += len(batch)
-            if len(self._pending) >= self.batch_size:
-                self._cond.notify()
+            if was_empty or len(self._pending) >= self.batch_size:
+                self._cond.notify_all()
         return len(batch)
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every message put before this call is committed (durable).
 
-        Raises StorageError if the writer failed, TimeoutError if ``timeout`` ran out.
+        Raises ``TimeoutError`` if ``timeout`` ran out (a busy database is waited for),
+        ``StorageError`` if the file has other trouble right now, if messages were refused since
+        the last report, or if the writer failed.
         """
+        if self._on_writer_thread():
+            raise ReentrancyError(
+                f"{self.path}: flush() was called from the writer thread (an after_commit observer);"
+                " it would wait on itself. Everything delivered to it is already committed."
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._enqueued
@@ -210,11 +215,20 @@ class MessageStore:
             try:
                 while self._committed < target:
                     self._raise_if_failed()
-                    if self._closed and not self._writer.is_alive():
+                    if self._problem is not None and not self._problem.busy:
+                        raise self._problem_error()
+                    if self._writer is None or (self._closed and not self._writer.is_alive()):
                         raise StorageClosedError(self.path)
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
-                        raise TimeoutError(f"{self.path}: {target - self._committed} messages not yet stored")
+                        why = (
+                            f" ({describe(self._problem.error)} for {self._problem_age():.1f} s)"
+                            if self._problem is not None
+                            else ""
+                        )
+                        raise TimeoutError(
+                            f"{self.path}: {target - self._committed} messages not yet stored{why}"
+                        )
                     self._cond.wait(remaining)
                 self._raise_if_failed()
             finally:
@@ -224,7 +238,7 @@ class MessageStore:
     def durable(self) -> int:
         """How many messages this store has committed since it was opened."""
         with self._cond:
-            return self._committed
+            return self._stored
 
     @property
     def pending(self) -> int:
@@ -237,88 +251,437 @@ class MessageStore:
         return self._closed
 
     def close(self) -> None:
-        """Commit what is queued, stop the writer and close the file. Idempotent."""
+        """Commit what is queued, stop the writer and close the file. Idempotent.
+
+        Raises ``StorageError`` if anything accepted could not be stored (and says why).
+        """
         with self._cond:
             first = not self._closed
-            self._closed = True  # the writer may have set it already, on a failed write
+            self._closed = True
             self._cond.notify_all()
-        self._writer.join()
-        with self._db_lock:
-            if not self._conn_closed:
-                self._conn.close()
-                self._conn_closed = True
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+        writer = self._writer
+        if writer is not None and self._on_writer_thread():
+            return  # an after_commit observer closed us: the writer drains and closes on return
+        if writer is not None:
+            writer.join()
+        self._close_writer_conn()
         if first:
-            self._raise_if_failed()
+            with self._cond:
+                lost = self._enqueued - self._committed
+                if lost and self._crash is None:
+                    problem = describe(self._problem.error) if self._problem else "the writer stopped"
+                    self._crash = StorageError(
+                        self.path, f"{lost} alerts could not be stored before closing: {problem}"
+                    )
+                self._raise_if_failed()
 
     # -- reading -------------------------------------------------------------------------------
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        """Run a read-only query on the store's connection, after committing what is queued."""
-        self.flush()
-        with self._db_lock:
-            self._check_open()
-            return self._conn.execute(sql, params).fetchall()
+        """Run a read-only query, after committing what this process has queued.
+
+        From the writer thread (an ``after_commit`` observer) nothing is waited for: everything
+        it has been told of is committed already.
+        """
+        if self._closed:
+            raise StorageClosedError(self.path)
+        if self._writer is not None and not self._on_writer_thread():
+            self.flush()
+        if self.path == ":memory:":  # one connection holds the whole database
+            self._ensure_writer()
+            with self._write_lock:
+                return self._run(self._live_conn(), sql, params)
+        with self._read_lock:
+            if self._closed:
+                raise StorageClosedError(self.path)
+            if self._reader is None:
+                if not os.path.exists(self.path):
+                    self._ensure_writer()  # nothing to read yet: create the file
+                self._reader = open_reader(self.path, self.busy_timeout)
+            return self._run(self._reader, sql, params)
+
+    def _run(self, conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as error:  # "database disk image is malformed", locked too long...
+            raise StorageError(self.path, f"reading failed: {describe(error)}") from None
 
     def file_size(self) -> int:
         """Bytes on disk: the database file plus its WAL (0 for an in-memory store)."""
         if self.path == ":memory:":
             return 0
-        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+        total = 0
+        for p in (self.path, self.path + "-wal"):
+            try:
+                total += os.path.getsize(p)
+            except OSError:
+                pass
+        return total
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _ensure_writer(self) -> None:
+        if self._writer is not None:
+            return
+        with self._open_lock:
+            if self._writer is not None:
+                return
+            if self._closed:
+                raise StorageClosedError(self.path)
+            conn = open_writer(self.path, self.synchronous, self.busy_timeout)
+            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._rows_per_statement = max(1, min(_ROWS_PER_STATEMENT, limit // _COLUMNS))
+            with self._write_lock:
+                self._conn = conn
+            # Waits for a lock held by others are the writer's own, with backoff (see _commit).
+            conn.execute("PRAGMA busy_timeout=50")
+            writer = threading.Thread(
+                target=self._write_loop, name=f"notipipe-writer:{self.path}", daemon=True
+            )
+            writer.start()
+            self._writer = writer
+
+    def _live_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StorageClosedError(self.path)
+        return self._conn
+
+    def _close_writer_conn(self) -> None:
+        with self._write_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _on_writer_thread(self) -> bool:
+        return self._writer_ident == threading.get_ident()
 
     # -- the writer thread ---------------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        while True:
+        self._writer_ident = threading.get_ident()
+        try:
+            while True:
+                batch = self._next_batch()
+                if not batch:
+                    return  # closed and drained, or closed while the file keeps failing
+                ids = self._commit(batch)
+                if ids is None:
+                    return
+                if self._on_commit is not None:
+                    self._deliver(batch, ids)
+        except BaseException as error:  # noqa: BLE001 - nothing may end this thread unreported
+            _log.critical("notipipe writer for %s stopped", self.path, exc_info=error)
+            crash = StorageError(self.path, f"the writer stopped: {type(error).__name__}: {describe(error)}")
+            crash.__cause__ = error
             with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    return  # closed and drained
-                if len(self._pending) < self.batch_size and not self._closed and not self._flush_waiters:
-                    # Let the batch fill, but no longer than max_delay (put wakes us when full).
-                    self._cond.wait(self.max_delay)
-                n = min(len(self._pending), self.batch_size)
-                batch = [self._pending.popleft() for _ in range(n)]
-            try:
-                rows = self._to_rows(batch)
-                step = self._rows_per_statement
-                with self._db_lock:
-                    self._conn.execute("BEGIN")
-                    try:
-                        for i in range(0, len(rows), step):
-                            part = rows[i : i + step]
-                            self._conn.execute(
-                                _insert_sql(len(part)), list(itertools.chain.from_iterable(part))
-                            )
-                        self._conn.execute("COMMIT")
-                    except BaseException:
-                        self._conn.execute("ROLLBACK")
-                        raise
-            except BaseException as error:  # noqa: BLE001 - handed to every flush() and put()
-                with self._cond:
-                    self._error = error
-                    self._closed = True
-                    self._cond.notify_all()
-                return
-            with self._cond:
-                self._committed += n
+                self._crash = self._crash or crash
+                self._closed = True
                 self._cond.notify_all()
-            if self._on_commit is not None:
-                self._on_commit(batch)
+        finally:
+            if self._closed:
+                self._close_writer_conn()
+
+    def _next_batch(self) -> list[object]:
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait()
+            if not self._pending:
+                return []
+            # Let the batch fill, but never past max_delay after its oldest message was queued.
+            deadline = self._oldest + self.max_delay
+            while len(self._pending) < self.batch_size and not self._closed and not self._flush_waiters:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            n = min(len(self._pending), self.batch_size)
+            batch = [self._pending.popleft() for _ in range(n)]
+            if self._pending:
+                self._oldest = float("-inf")  # they have waited a whole batch already: no delay
+            return batch
+
+    def _commit(self, batch: list[object]) -> list[int] | None:
+        """Commit ``batch``, retrying while the file is busy or failing; return the stored ids.
+
+        Returns None only if the store was closed while the file kept failing (close() reports
+        what was lost).
+        """
+        rows, refused = self._rows(batch)
+        delay = _BACKOFF_FIRST
+        while True:
+            try:
+                with self._write_lock:
+                    ids = self._insert(rows, refused)
+            except BaseException as error:
+                if not _is_file_trouble(error):
+                    raise
+                if not self._wait_out(error, delay):
+                    with self._cond:
+                        self._pending.extendleft(reversed(batch))
+                    return None
+                delay = min(delay * 2, _BACKOFF_LAST)
+                continue
+            break
+        with self._cond:
+            if self._problem is not None:
+                _log.warning(
+                    "notipipe: %s is writable again after %.1f s (%s)",
+                    self.path,
+                    self._problem_age(),
+                    describe(self._problem.error),
+                )
+                self._problem = None
+            self._committed += len(batch)
+            self._stored += len(batch) - len(refused)
+            for i in sorted(refused):
+                self._dropped.append((batch[i], refused[i]))
+            self._cond.notify_all()
+        for i in sorted(refused):
+            _log.error("notipipe: %s refused alert %r: %s", self.path, batch[i], describe(refused[i]))
+        self._bound_wal()
+        return ids
+
+    def _rows(self, batch: list[object]) -> tuple[list[Row | None], dict[int, BaseException]]:
+        """Rows for the batch; a message whose row cannot be built is refused alone."""
+        try:
+            return list(self._to_rows(batch)), {}
+        except Exception:  # noqa: BLE001 - find the culprit(s) one by one
+            rows: list[Row | None] = []
+            refused: dict[int, BaseException] = {}
+            for i, message in enumerate(batch):
+                try:
+                    rows.append(self._to_rows([message])[0])
+                except Exception as error:  # noqa: BLE001 - reported by flush/close
+                    rows.append(None)
+                    refused[i] = error
+            return rows, refused
+
+    def _insert(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
+        """One transaction for the batch: fast multi-row statements, or row by row if refused."""
+        conn = self._live_conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if refused:
+                ids = self._insert_one_by_one(conn, rows, refused)
+            else:
+                try:
+                    ids = self._insert_fast(conn, rows)
+                except BaseException as error:
+                    if _is_file_trouble(error):
+                        raise
+                    # SQLite refused a row: start over row by row, to find and drop only it.
+                    _rollback(conn)
+                    conn.execute("BEGIN IMMEDIATE")
+                    ids = self._insert_one_by_one(conn, rows, refused)
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return ids
+
+    def _insert_fast(self, conn: sqlite3.Connection, rows: list[Row | None]) -> list[int]:
+        ids: list[int] = []
+        step = self._rows_per_statement
+        for i in range(0, len(rows), step):
+            part = rows[i : i + step]
+            last = conn.execute(_insert_sql(len(part)), list(itertools.chain.from_iterable(part))).lastrowid
+            # Rows of one statement, in one write transaction, get consecutive rowids.
+            ids.extend(range(int(last or 0) - len(part) + 1, int(last or 0) + 1))
+        return ids
+
+    def _insert_one_by_one(
+        self, conn: sqlite3.Connection, rows: list[Row | None], refused: dict[int, BaseException]
+    ) -> list[int]:
+        ids: list[int] = []
+        sql = _insert_sql(1)
+        for i, row in enumerate(rows):
+            if row is None:
+                ids.append(0)
+                continue
+            try:
+                ids.append(int(conn.execute(sql, row).lastrowid or 0))
+            except BaseException as error:
+                if _is_file_trouble(error):
+                    raise
+                refused[i] = error
+                ids.append(0)
+        return ids
+
+    def _wait_out(self, error: BaseException, delay: float) -> bool:
+        """Record a failed attempt and sleep ``delay``; False if closed meanwhile with trouble
+        other than a busy lock (which close() waits out too)."""
+        with self._cond:
+            if self._problem is None or type(self._problem.error) is not type(error):
+                self._problem = _WriteProblem(error)
+                _log.warning(
+                    "notipipe: cannot write to %s (%s); %d alerts wait and are retried",
+                    self.path,
+                    describe(error),
+                    self._enqueued - self._committed,
+                )
+            else:
+                self._problem.error = error
+            self._cond.notify_all()  # flush() and blocked producers re-check the problem
+            if self._closed and not self._problem.busy:
+                return False
+            self._cond.wait(delay)
+            return True
+
+    def _deliver(self, batch: list[object], ids: list[int]) -> None:
+        assert self._on_commit is not None
+        try:
+            self._on_commit(batch, ids)
+        except BaseException as error:  # noqa: BLE001 - the writer must outlive its observers
+            _log.error(
+                "notipipe: an after_commit observer raised %s on the writer thread; the alerts are"
+                " stored, the rest of this batch's delivery was skipped",
+                type(error).__name__,
+                exc_info=error,
+            )
+            with self._cond:
+                self._news = self._news or error
+                self._cond.notify_all()
+
+    def _bound_wal(self) -> None:
+        """Keep the WAL bounded when other processes write the same file.
+
+        SQLite's automatic checkpoint is passive: while other connections keep transactions open
+        back to back it never reaches the end of the WAL, which then grows without limit. Past
+        the limit, a TRUNCATE checkpoint waits for them and starts the WAL over.
+        """
+        if self.path == ":memory:":
+            return
+        try:
+            size = os.path.getsize(self.path + "-wal")
+        except OSError:
+            return
+        if size <= WAL_LIMIT_BYTES:
+            return
+        with self._write_lock:
+            conn = self._live_conn()
+            try:
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as error:
+                _log.warning("notipipe: checkpoint of %s failed: %s", self.path, describe(error))
+            finally:
+                conn.execute("PRAGMA busy_timeout=50")
+
+    # -- state checks ----------------------------------------------------------------------------
 
     def _wait_for_room(self) -> None:
-        # Called with _cond held. A batch larger than max_pending still goes in, alone.
+        # Called with _cond held. A batch larger than max_pending still goes in, alone. The
+        # writer thread itself (an after_commit observer saving) never waits: it would wait on
+        # itself.
         self._check_open()
+        if self._on_writer_thread():
+            return
         while self._enqueued - self._committed >= self.max_pending:
+            if self._problem is not None and not self._problem.busy:
+                raise self._problem_error()
             self._cond.notify_all()
             self._cond.wait()
             self._check_open()
 
+    def _problem_age(self) -> float:
+        return 0.0 if self._problem is None else time.monotonic() - self._problem.since
+
+    def _problem_error(self) -> StorageError:
+        assert self._problem is not None
+        return StorageError(
+            self.path,
+            f"{describe(self._problem.error)} ({self._enqueued - self._committed} alerts wait in memory"
+            f" and are retried; failing for {self._problem_age():.1f} s)",
+        )
+
     def _check_open(self) -> None:
-        self._raise_if_failed()
+        if self._crash is not None:
+            raise self._crash
         if self._closed:
             raise StorageClosedError(self.path)
 
     def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise StorageError(self.path, f"writing failed: {self._error}") from self._error
+        """Raise what flush()/close() must report: news once (refused rows, an observer's exit),
+        a stopped writer every time."""
+        dropped, self._dropped = self._dropped, []
+        if dropped:
+            message, error = dropped[0]
+            raise StorageError(
+                self.path,
+                f"{len(dropped)} alert(s) could not be stored; the first, {message!r}: {describe(error)}",
+            ) from error
+        news, self._news = self._news, None
+        if news is not None:
+            raise StorageError(
+                self.path,
+                f"an after_commit observer raised {type(news).__name__}({news}) on the writer thread;"
+                " the alerts were stored, the rest of that batch's delivery was skipped",
+            ) from news
+        if self._crash is not None:
+            raise self._crash
+
+    # -- fork ------------------------------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        self._read_lock.acquire()
+        self._write_lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._write_lock.release()
+        self._read_lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        # The child has no writer thread, and SQLite connections must not cross a fork: keep the
+        # inherited ones referenced forever (closing them could touch the parent's file state)
+        # and leave this store closed. What was queued belongs to the parent, which commits it.
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                _ABANDONED.append(conn)
+        self._conn = self._reader = None
+        self._writer = None
+        self._writer_ident = None
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._pending = deque()
+        self._enqueued = self._committed = 0
+        self._closed = True
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite has already rolled back after some errors (a full disk on COMMIT): rolling back
+    # again would raise "no transaction is active" and hide the real reason.
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+_STORES: weakref.WeakSet[MessageStore] = weakref.WeakSet()
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+def _before_fork() -> None:
+    for store in list(_STORES):
+        store._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for store in list(_STORES):
+        store._after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._after_fork_in_child()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)

@@ -1,0 +1,280 @@
+"""Opening a notipipe SQLite file: refuse anything else without writing to it, create atomically.
+
+Kept apart from the writer (``_store``) because these are the rules about *files*: what counts as
+ours, how a new one comes into being when several processes race to create it, and how a
+reader opens without write access.
+
+Creation is atomic across processes: the new database is built complete (schema, application
+id, WAL mode) in a private temporary file beside the target and then hard-linked into place,
+which fails if another process got there first; the loser simply opens the winner's file. So
+no process ever sees a half-made database, and a failed creation (a full disk, say) leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import stat
+import time
+import urllib.parse
+from typing import Final, Literal
+
+from notipipe._errors import StorageError
+
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "Synchronous",
+    "check_existing",
+    "describe",
+    "open_reader",
+    "open_writer",
+    "validate_path",
+]
+
+#: Bumped whenever the table layout changes; a newer file is refused, never rewritten.
+SCHEMA_VERSION: Final = 1
+#: "NTPP": marks a SQLite file as a notipipe database (PRAGMA application_id).
+APPLICATION_ID: Final = 0x4E545050
+#: The first 16 bytes of every SQLite 3 database file.
+_MAGIC: Final = b"SQLite format 3\x00"
+
+type Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS messages (
+    id         INTEGER PRIMARY KEY,  -- assigned in save order
+    kind       TEXT    NOT NULL,     -- 'email' | 'sms'
+    created_at REAL    NOT NULL,     -- Unix seconds
+    priority   INTEGER NOT NULL,
+    address    TEXT    NOT NULL,     -- e-mail recipient or E.164 phone number
+    subject    TEXT    NOT NULL,     -- '' for SMS
+    body       TEXT    NOT NULL
+);
+"""
+
+#: WAL larger than this after a commit is checkpointed and truncated (see ``_store``).
+WAL_LIMIT_BYTES: Final = 64 * 1024 * 1024
+
+
+def describe(error: BaseException) -> str:
+    """The reason SQLite gave, e.g. "database or disk is full"."""
+    return str(error) or type(error).__name__
+
+
+def validate_path(path: str) -> bytes:
+    """Refuse a path the file system cannot name, before anything touches the disk.
+
+    Returns the path as the bytes the OS uses (so a name that is not UTF-8 still works).
+    """
+    if "\x00" in path:
+        raise StorageError(path.replace("\x00", "\\x00"), "a path cannot contain a NUL character")
+    try:
+        return os.fsencode(path)
+    except UnicodeEncodeError:
+        raise StorageError(
+            path.encode("utf-8", "backslashreplace").decode("ascii"),
+            "the path is not valid text for this file system (a lone surrogate?)",
+        ) from None
+
+
+def _precheck(path: str, *, for_writing: bool) -> bool:
+    """Checks that need no SQLite: return True if the file exists."""
+    validate_path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(path) or "."
+        if not os.path.isdir(parent):
+            raise StorageError(path, f"directory {parent} does not exist") from None
+        if for_writing and not os.access(parent, os.W_OK):
+            raise StorageError(path, f"directory {parent} is not writable") from None
+        return False
+    except OSError as error:
+        raise StorageError(path, error.strerror or str(error)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise StorageError(path, "is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise StorageError(path, "is not a regular file")
+    if for_writing and not os.access(path, os.W_OK):
+        raise StorageError(path, "is not writable")
+    if st.st_size:
+        _check_file_header(path)
+    return True
+
+
+def _check_file_header(path: str) -> None:
+    """Check the 100-byte SQLite header itself: magic, application id, schema version.
+
+    Read as plain bytes, so that refusing a file never creates a -wal, -shm or -journal file
+    beside it (opening it in SQLite could).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError as error:
+        raise StorageError(path, error.strerror or str(error)) from None
+    if not head.startswith(_MAGIC):
+        raise StorageError(path, "not a SQLite database (the file does not start with its header)")
+    if len(head) < 100:
+        raise StorageError(path, "not a SQLite database (its header is cut short)")
+    version = int.from_bytes(head[60:64], "big", signed=True)
+    app_id = int.from_bytes(head[68:72], "big", signed=True)
+    _check_header(path, app_id, version)
+
+
+def _uri(path: str, mode: str) -> str:
+    return "file:" + urllib.parse.quote(os.fsencode(path)) + f"?mode={mode}"
+
+
+def _connect(path: str, mode: str, busy_timeout: float) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(
+            _uri(path, mode),
+            uri=True,
+            timeout=busy_timeout,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+    except sqlite3.Error as error:
+        raise StorageError(path, describe(error)) from None
+
+
+def _header(conn: sqlite3.Connection, path: str) -> tuple[int, int]:
+    """(application_id, user_version), as SQLite sees them (the WAL included), in one snapshot."""
+    try:
+        row = conn.execute(
+            "SELECT a.application_id, v.user_version FROM pragma_application_id AS a, pragma_user_version AS v"
+        ).fetchone()
+    except sqlite3.OperationalError as error:  # locked, I/O error
+        raise StorageError(path, describe(error)) from None
+    except sqlite3.DatabaseError as error:  # "file is not a database", "malformed"
+        raise StorageError(path, f"not a SQLite database ({describe(error)})") from None
+    return int(row[0]), int(row[1])
+
+
+def _check_header(path: str, app_id: int, version: int) -> None:
+    if app_id != APPLICATION_ID:
+        raise StorageError(path, f"a SQLite database, but not notipipe's (application_id {app_id:#x})")
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            path, f"schema version {version} is newer than this notipipe reads ({SCHEMA_VERSION})"
+        )
+    if version < 1:
+        raise StorageError(path, f"unknown schema version {version}")
+
+
+def check_existing(path: str) -> bool:
+    """Refuse (StorageError) a file that is not a usable notipipe database; write nothing.
+
+    Returns False if there is no file yet (it will be created on first write).
+    """
+    if path == ":memory:":
+        return True
+    if not _precheck(path, for_writing=False):
+        return False
+    return True
+
+
+def open_reader(path: str, busy_timeout: float) -> sqlite3.Connection:
+    """A read-only connection to an existing notipipe file (no write access needed)."""
+    conn = _connect(path, "ro", busy_timeout)
+    try:
+        _check_header(path, *_header(conn, path))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_writer(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite3.Connection:
+    """Open the notipipe database at ``path`` for writing, creating it (atomically) if needed."""
+    if path == ":memory:":
+        conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        _initialise(conn)
+        return conn
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        exists = _precheck(path, for_writing=True)
+        if not exists or os.path.getsize(path) == 0:
+            _create(path, replace_empty=exists)
+        conn = _connect(path, "rw", busy_timeout)
+        try:
+            _check_header(path, *_header(conn, path))
+            _set_pragmas(conn, path, synchronous)
+        except StorageError as error:
+            conn.close()
+            # A creator's link appears with its content, so a race leaves nothing to retry but
+            # a lock; anything else is a real refusal.
+            if "locked" in error.reason and time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+
+def _set_pragmas(conn: sqlite3.Connection, path: str, synchronous: Synchronous) -> None:
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StorageError(path, f"cannot use WAL mode (journal_mode is {mode})")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+    except sqlite3.Error as error:
+        raise StorageError(path, describe(error)) from None
+
+
+def _initialise(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id={APPLICATION_ID};"
+        f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+    )
+
+
+def _create(path: str, *, replace_empty: bool) -> None:
+    """Build a complete database in a temporary file, then link it into place.
+
+    ``os.link`` fails if ``path`` exists, so of several processes creating at once exactly one
+    wins and the others open its (complete) file. An existing empty file is replaced with
+    ``os.replace`` instead, re-checked just before, so a file that gained content meanwhile is
+    never overwritten.
+    """
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{time.monotonic_ns()}.new")
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            _initialise(conn)
+        finally:
+            conn.close()
+        if replace_empty:
+            if os.path.getsize(path) == 0:
+                os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process created it first: use theirs
+            except OSError as error:
+                if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                # A file system without hard links: exclusive creation of the name, then content.
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                    os.replace(tmp, path)
+    except sqlite3.Error as error:
+        raise StorageError(path, f"cannot create the database: {describe(error)}") from None
+    except OSError as error:
+        raise StorageError(path, f"cannot create the database: {error.strerror or error}") from None
+    finally:
+        for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
