@@ -92,12 +92,13 @@ def _is_file_trouble(error: BaseException) -> bool:
 class _WriteProblem:
     """What currently stops the writer from committing (busy, or other trouble with the file)."""
 
-    __slots__ = ("busy", "error", "since")
+    __slots__ = ("busy", "error", "since", "warned")
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
         self.busy = _is_busy(error)
         self.since = time.monotonic()
+        self.warned = False
 
 
 class MessageStore:
@@ -155,6 +156,7 @@ class MessageStore:
         self._stored = 0  # messages ever committed to the file
         self._flush_waiters = 0
         self._problem: _WriteProblem | None = None  # a retried failure, current
+        self._failed_attempts = 0  # writes that failed, ever: "has it failed again since?"
         self._dropped: list[tuple[object, BaseException]] = []  # rows refused, not yet reported
         self._news: BaseException | None = None  # an after_commit observer's exit; reported once
         self._crash: StorageError | None = None  # why the writer stopped, if it did
@@ -210,12 +212,13 @@ class MessageStore:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._enqueued
+            attempts = self._failed_attempts
             self._flush_waiters += 1
-            self._cond.notify_all()
+            self._cond.notify_all()  # the writer retries at once, even in the midst of a backoff
             try:
                 while self._committed < target:
                     self._raise_if_failed()
-                    if self._problem is not None and not self._problem.busy:
+                    if self._failing_since(attempts):
                         raise self._problem_error()
                     if self._writer is None or (self._closed and not self._writer.is_alive()):
                         raise StorageClosedError(self.path)
@@ -373,6 +376,9 @@ class MessageStore:
                     return
                 if self._on_commit is not None:
                     self._deliver(batch, ids)
+                with self._cond:  # settled: flush() returns once observers have heard of it
+                    self._committed += len(batch)
+                    self._cond.notify_all()
         except BaseException as error:  # noqa: BLE001 - nothing may end this thread unreported
             _log.critical("notipipe writer for %s stopped", self.path, exc_info=error)
             crash = StorageError(self.path, f"the writer stopped: {type(error).__name__}: {describe(error)}")
@@ -427,19 +433,17 @@ class MessageStore:
                 continue
             break
         with self._cond:
-            if self._problem is not None:
-                _log.warning(
-                    "notipipe: %s is writable again after %.1f s (%s)",
-                    self.path,
-                    self._problem_age(),
-                    describe(self._problem.error),
-                )
-                self._problem = None
-            self._committed += len(batch)
+            recovered = self._problem if self._problem is not None and self._problem.warned else None
+            age = self._problem_age()
+            self._problem = None
             self._stored += len(batch) - len(refused)
             for i in sorted(refused):
                 self._dropped.append((batch[i], refused[i]))
-            self._cond.notify_all()
+        # Logged with no lock held: logging handlers are the application's code.
+        if recovered is not None:
+            _log.warning(
+                "notipipe: %s is writable again after %.1f s (%s)", self.path, age, describe(recovered.error)
+            )
         for i in sorted(refused):
             _log.error("notipipe: %s refused alert %r: %s", self.path, batch[i], describe(refused[i]))
         self._bound_wal()
@@ -515,21 +519,29 @@ class MessageStore:
         """Record a failed attempt and sleep ``delay``; False if closed meanwhile with trouble
         other than a busy lock (which close() waits out too)."""
         with self._cond:
-            if self._problem is None or type(self._problem.error) is not type(error):
-                self._problem = _WriteProblem(error)
-                _log.warning(
-                    "notipipe: cannot write to %s (%s); %d alerts wait and are retried",
-                    self.path,
-                    describe(error),
-                    self._enqueued - self._committed,
-                )
-            else:
-                self._problem.error = error
+            problem = self._problem
+            if problem is None or problem.busy != _is_busy(error):
+                problem = self._problem = _WriteProblem(error)
+            problem.error = error
+            self._failed_attempts += 1
+            # Several processes on one file take turns at the lock: a short wait is normal and
+            # not logged; a lock held past busy_timeout, or any other trouble, is.
+            warn = not problem.warned and (not problem.busy or self._problem_age() >= self.busy_timeout)
+            problem.warned = problem.warned or warn
+            waiting = self._enqueued - self._committed
             self._cond.notify_all()  # flush() and blocked producers re-check the problem
-            if self._closed and not self._problem.busy:
+            if self._closed and not problem.busy:
                 return False
+        if warn:  # no lock held: logging handlers are the application's code
+            _log.warning(
+                "notipipe: cannot write to %s (%s); %d alerts wait and are retried",
+                self.path,
+                describe(error),
+                waiting,
+            )
+        with self._cond:
             self._cond.wait(delay)
-            return True
+        return True
 
     def _deliver(self, batch: list[object], ids: list[int]) -> None:
         assert self._on_commit is not None
@@ -580,12 +592,17 @@ class MessageStore:
         self._check_open()
         if self._on_writer_thread():
             return
+        attempts = self._failed_attempts
         while self._enqueued - self._committed >= self.max_pending:
-            if self._problem is not None and not self._problem.busy:
+            if self._failing_since(attempts):
                 raise self._problem_error()
             self._cond.notify_all()
             self._cond.wait()
             self._check_open()
+
+    def _failing_since(self, attempts: int) -> bool:
+        """True if a write failed, for a reason other than a busy lock, after ``attempts``."""
+        return self._problem is not None and not self._problem.busy and self._failed_attempts > attempts
 
     def _problem_age(self) -> float:
         return 0.0 if self._problem is None else time.monotonic() - self._problem.since
