@@ -54,9 +54,9 @@ def flood(path: str, chunk: str) -> None:
 
 
 @program
-def writer(path: str, seconds: str) -> None:
+def writer(path: str, seconds: str, wal_limit: str) -> None:
     """Write for ``seconds`` as fast as possible, saying the committed count twice a second."""
-    db = DatabaseConnection(path, batch_size=2000)
+    db = DatabaseConnection(path, batch_size=2000, wal_limit=int(wal_limit))
     deadline = time.monotonic() + float(seconds)
     next_report = time.monotonic()
     pid = os.getpid()

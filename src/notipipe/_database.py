@@ -14,14 +14,14 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar, Literal, Never, Self, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, Self, cast
 
 from notipipe import _messages_py
 from notipipe._errors import ConfigurationError, StorageClosedError
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
-from notipipe._sqlite_file import Synchronous, check_existing
+from notipipe._sqlite_file import DEFAULT_WAL_LIMIT, Synchronous, check_existing
 from notipipe._store import MessageStore, Row
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
@@ -90,13 +90,16 @@ class DatabaseCore:
         max_delay: float = 0.05,
         deliver: Delivery = "immediate",
         busy_timeout: float = 5.0,
+        wal_limit: int = DEFAULT_WAL_LIMIT,
     ) -> None:
         """Configure the store; only the first ``DatabaseConnection(...)`` gets here.
 
         ``path``: a SQLite file, or ``":memory:"``; default ``$NOTIPIPE_DB``, else in memory, so
         that merely using the library never leaves files behind (the ``notipipe`` command
         defaults to ``notipipe.db``). ``busy_timeout``: seconds that opening and reading wait for
-        a lock another connection holds; the writer itself never gives up (see ``flush``).
+        a lock another connection holds; the writer itself never gives up (see ``flush``), and
+        logs a warning once a lock has kept it waiting this long. ``wal_limit``: bytes of
+        write-ahead log after which a commit checkpoints and truncates it.
 
         Nothing is opened here. The first save or read opens the file, and fixes the
         configuration: until then a ``DatabaseConnection(...)`` with arguments may replace a
@@ -105,7 +108,15 @@ class DatabaseCore:
         written.
         """
         super().__init__()
-        config = _Config.make(path, synchronous, batch_size, max_delay, deliver, busy_timeout)
+        config = _Config.make(
+            path,
+            synchronous=synchronous,
+            batch_size=batch_size,
+            max_delay=max_delay,
+            deliver=deliver,
+            busy_timeout=busy_timeout,
+            wal_limit=wal_limit,
+        )
         self._config_lock = threading.Lock()
         self._config = config
         # A configuration of defaults only may still be replaced, until first use.
@@ -125,18 +136,9 @@ class DatabaseCore:
         self._atexit = close_at_exit
         atexit.register(close_at_exit)
 
-    def _check_singleton_args(
-        self,
-        path: str | os.PathLike[str] | None = None,
-        *,
-        synchronous: Synchronous = "NORMAL",
-        batch_size: int = 10_000,
-        max_delay: float = 0.05,
-        deliver: Delivery = "immediate",
-        busy_timeout: float = 5.0,
-    ) -> None:
+    def _check_singleton_args(self, *args: Any, **kwargs: Any) -> None:
         # Called by the metaclass when DatabaseConnection(...) is called again with arguments.
-        wanted = _Config.make(path, synchronous, batch_size, max_delay, deliver, busy_timeout)
+        wanted = _Config.make(*args, **kwargs)
         with self._config_lock:
             if wanted == self._config:
                 return
@@ -166,6 +168,7 @@ class DatabaseCore:
                     batch_size=c.batch_size,
                     max_delay=c.max_delay,
                     busy_timeout=c.busy_timeout,
+                    wal_limit=c.wal_limit,
                     on_commit=self._deliver_committed if c.deliver == "after_commit" else None,
                 )
             return self._store
@@ -324,16 +327,19 @@ class _Config:
     max_delay: float
     deliver: Delivery
     busy_timeout: float
+    wal_limit: int
 
     @classmethod
     def make(
         cls,
-        path: str | os.PathLike[str] | None,
+        path: str | os.PathLike[str] | None = None,
+        *,
         synchronous: Synchronous = "NORMAL",
         batch_size: int = 10_000,
         max_delay: float = 0.05,
         deliver: Delivery = "immediate",
         busy_timeout: float = 5.0,
+        wal_limit: int = DEFAULT_WAL_LIMIT,
     ) -> _Config:
         """Check every option (ValueError/TypeError naming it) and resolve the path."""
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -346,12 +352,17 @@ class _Config:
             raise ValueError(f"deliver must be 'immediate' or 'after_commit', got {deliver!r}")
         if not _is_seconds(busy_timeout, 3600):
             raise ValueError(f"busy_timeout must be 0..3600 seconds, got {busy_timeout!r}")
-        return cls(_resolve(path), synchronous, batch_size, float(max_delay), deliver, float(busy_timeout))
+        if type(wal_limit) is not int or wal_limit < 2**20:
+            raise ValueError(f"wal_limit must be an int of at least 1 MiB (1048576), got {wal_limit!r}")
+        return cls(
+            _resolve(path), synchronous, batch_size, float(max_delay), deliver, float(busy_timeout), wal_limit
+        )
 
     def describe(self) -> str:
         return (
             f"path={self.path!r}, synchronous={self.synchronous}, batch_size={self.batch_size}, "
-            f"max_delay={self.max_delay}, deliver={self.deliver}, busy_timeout={self.busy_timeout}"
+            f"max_delay={self.max_delay}, deliver={self.deliver}, busy_timeout={self.busy_timeout}, "
+            f"wal_limit={self.wal_limit}"
         )
 
 

@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS messages (
 """
 
 #: WAL larger than this after a commit is checkpointed and truncated (see ``_store``).
-WAL_LIMIT_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_WAL_LIMIT: Final = 64 * 1024 * 1024
 
 
 def describe(error: BaseException) -> str:
@@ -181,8 +181,14 @@ def check_existing(path: str) -> bool:
 
 
 def open_reader(path: str, busy_timeout: float) -> sqlite3.Connection:
-    """A read-only connection to an existing notipipe file (no write access needed)."""
-    conn = _connect(path, "ro", busy_timeout)
+    """A read-only connection to an existing notipipe file (no write access needed).
+
+    On a read-only file system SQLite cannot make the shared-memory file a WAL database needs;
+    there nobody can write, so the file is opened as immutable instead.
+    """
+    _check_file_header(path)
+    mode = "ro&immutable=1" if _on_read_only_file_system(path) else "ro"
+    conn = _connect(path, mode, busy_timeout)
     try:
         _check_header(path, *_header(conn, path))
     except BaseException:
@@ -191,7 +197,16 @@ def open_reader(path: str, busy_timeout: float) -> sqlite3.Connection:
     return conn
 
 
-def open_writer(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite3.Connection:
+def _on_read_only_file_system(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): the plain read-only mode
+        return False
+
+
+def open_writer(
+    path: str, synchronous: Synchronous, busy_timeout: float, wal_limit: int = DEFAULT_WAL_LIMIT
+) -> sqlite3.Connection:
     """Open the notipipe database at ``path`` for writing, creating it (atomically) if needed."""
     if path == ":memory:":
         conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
@@ -205,7 +220,7 @@ def open_writer(path: str, synchronous: Synchronous, busy_timeout: float) -> sql
         conn = _connect(path, "rw", busy_timeout)
         try:
             _check_header(path, *_header(conn, path))
-            _set_pragmas(conn, path, synchronous)
+            _set_pragmas(conn, path, synchronous, wal_limit)
         except StorageError as error:
             conn.close()
             # A creator's link appears with its content, so a race leaves nothing to retry but
@@ -220,13 +235,13 @@ def open_writer(path: str, synchronous: Synchronous, busy_timeout: float) -> sql
         return conn
 
 
-def _set_pragmas(conn: sqlite3.Connection, path: str, synchronous: Synchronous) -> None:
+def _set_pragmas(conn: sqlite3.Connection, path: str, synchronous: Synchronous, wal_limit: int) -> None:
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StorageError(path, f"cannot use WAL mode (journal_mode is {mode})")
         conn.execute(f"PRAGMA synchronous={synchronous}")
-        conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+        conn.execute(f"PRAGMA journal_size_limit={wal_limit}")
     except sqlite3.Error as error:
         raise StorageError(path, describe(error)) from None
 

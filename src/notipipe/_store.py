@@ -42,7 +42,7 @@ from typing import Final
 
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
 from notipipe._sqlite_file import (
-    WAL_LIMIT_BYTES,
+    DEFAULT_WAL_LIMIT,
     Synchronous,
     describe,
     open_reader,
@@ -125,6 +125,7 @@ class MessageStore:
         batch_size: int = 10_000,
         max_delay: float = 0.05,
         busy_timeout: float = 5.0,
+        wal_limit: int = DEFAULT_WAL_LIMIT,
         on_commit: Callable[[list[object], list[int]], object] | None = None,
         max_pending: int | None = None,
     ) -> None:
@@ -138,6 +139,7 @@ class MessageStore:
         self.batch_size = batch_size
         self.max_delay = max_delay
         self.busy_timeout = busy_timeout
+        self.wal_limit = wal_limit
         self._to_rows = to_rows
         self._on_commit = on_commit
         # _write_lock guards the writing connection, _read_lock the reading one; a fork waits
@@ -335,7 +337,7 @@ class MessageStore:
                 return
             if self._closed:
                 raise StorageClosedError(self.path)
-            conn = open_writer(self.path, self.synchronous, self.busy_timeout)
+            conn = open_writer(self.path, self.synchronous, self.busy_timeout, self.wal_limit)
             limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
             self._rows_per_statement = max(1, min(_ROWS_PER_STATEMENT, limit // _COLUMNS))
             with self._write_lock:
@@ -571,7 +573,7 @@ class MessageStore:
             size = os.path.getsize(self.path + "-wal")
         except OSError:
             return
-        if size <= WAL_LIMIT_BYTES:
+        if size <= self.wal_limit:
             return
         with self._write_lock:
             conn = self._live_conn()
