@@ -395,10 +395,13 @@ def test_a_short_or_foreign_file_is_refused_untouched(impl: Impl, tmp_path: Path
 def test_a_character_device_is_refused_without_a_journal(impl: Impl, tmp_path: Path) -> None:
     link = tmp_path / "null.db"
     link.symlink_to("/dev/null")
+    journal = Path("/dev/null-journal")  # where SQLite would put it: beside the link's target
+    if journal.exists():  # debris of an earlier run of a version with this bug
+        journal.unlink()
     with pytest.raises(StorageError, match="is not a regular file"):
         impl.DatabaseConnection(link)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["null.db"]
-    assert not Path("/dev/null-journal").exists()
+    assert not journal.exists()
 
 
 @pytest.mark.parametrize("name", ["nul\x00.db", "lone\ud800.db"])
