@@ -138,7 +138,7 @@ def fork_busy(path: str) -> None:
     producers = [threading.Thread(target=produce) for _ in range(2)]
     for t in producers:
         t.start()
-    results = []
+    results: list[int | str] = []
     for attempt in range(10):
         time.sleep(0.02)
         pid = os.fork()

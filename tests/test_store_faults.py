@@ -8,9 +8,10 @@ users select it (``NOTIPIPE_NO_EXTENSIONS``).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -93,9 +94,7 @@ def test_kill_9_after_a_trickle_loses_nothing_older_than_max_delay(
     assert _bodies(path) == [f"trickle {i}" for i in range(5)]
 
 
-def test_after_commit_observers_hear_of_a_lone_alert_with_its_stored_id(
-    impl: Impl, tmp_path: Path
-) -> None:
+def test_after_commit_observers_hear_of_a_lone_alert_with_its_stored_id(impl: Impl, tmp_path: Path) -> None:
     db = impl.DatabaseConnection(tmp_path / "one.db", deliver="after_commit", max_delay=0.05)
     heard: list[Any] = []
     got = threading.Event()
@@ -160,7 +159,7 @@ def test_a_lock_held_past_busy_timeout_is_waited_out(
     saved = [impl.SMSMessage(body=f"during {i}") for i in range(30)]
     for m in saved:
         db.save(m)
-    with pytest.raises(TimeoutError, match="30 messages not yet stored.*database is locked"):
+    with pytest.raises(TimeoutError, match=r"30 messages not yet stored.*database is locked"):
         db.flush(timeout=0.2)
     # More than max_pending (four batches) while locked: the producer is held back, not refused.
     more = [impl.SMSMessage(body=f"held back {i}") for i in range(100)]
@@ -191,7 +190,9 @@ def _row(body: str) -> tuple[str, float, int, str, str, str]:
 def test_a_row_sqlite_refuses_costs_only_itself(tmp_path: Path) -> None:
     path = str(tmp_path / "rows.db")
     store = MessageStore(path, lambda batch: [_row(str(b)) for b in batch], max_delay=10, batch_size=1000)
-    store.put_many(["ok 1", *[f"ok {i}" for i in range(2, 51)], "bad \ud800", *[f"ok {i}" for i in range(51, 101)]])
+    store.put_many(
+        ["ok 1", *[f"ok {i}" for i in range(2, 51)], "bad \ud800", *[f"ok {i}" for i in range(51, 101)]]
+    )
     with pytest.raises(StorageError, match=r"1 alert\(s\) could not be stored.*surrogate"):
         store.flush()
     store.flush()  # reported once; the writer lives on
@@ -337,13 +338,10 @@ def _small_file_system(tmp_path: Path, size_kib: int) -> Iterator[Path]:
 def _fill(directory: Path) -> Path:
     filler = directory / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
+    with contextlib.suppress(OSError):  # ENOSPC: the file system is full
         while os.write(fd, b"\0" * 1024):
             pass
-    except OSError:
-        pass  # ENOSPC: the file system is full
-    finally:
-        os.close(fd)
+    os.close(fd)
     return filler
 
 
@@ -431,7 +429,7 @@ def test_a_damaged_file_is_a_storage_error_in_the_library_and_the_cli(impl: Impl
         db.save_many([impl.EmailMessage(body="x" * 2000) for _ in range(2000)])
     _damage(path)
     db = impl.DatabaseConnection(path)
-    with pytest.raises(StorageError, match="malformed|not a database"):
+    with pytest.raises(StorageError, match=r"malformed|not a database"):
         db.count_by_kind()
     drop(impl.DatabaseConnection)
     cli = subprocess.run(
@@ -458,10 +456,8 @@ def test_several_writer_processes_all_progress_and_the_wal_stays_bounded(impl: I
     procs = [_child(impl, "writer", str(path), str(seconds), str(limit)) for _ in range(3)]
     biggest = 0
     while any(p.poll() is None for p in procs):
-        try:
+        with contextlib.suppress(OSError):
             biggest = max(biggest, os.path.getsize(str(path) + "-wal"))
-        except OSError:
-            pass
         time.sleep(0.05)
     committed_total = 0
     for p in procs:
@@ -471,7 +467,7 @@ def test_several_writer_processes_all_progress_and_the_wal_stays_bounded(impl: I
         # No process starves: each commits something in every 3-second window of its run.
         stamps = [t for (n, t), (m, _) in zip(reports[1:], reports, strict=False) if n > m]
         assert stamps, f"a writer committed nothing: {out[-500:]}"
-        gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
         assert max(gaps, default=0) < 3, f"a writer stalled for {max(gaps):.1f} s"
         committed_total += reports[-1][0]
     assert len(_bodies(path)) == committed_total
@@ -497,7 +493,7 @@ def test_a_reader_needs_no_write_access_and_starts_no_writer(impl: Impl, tmp_pat
         assert [m.body for m in db.last(2)] == ["3", "4"]
         assert db.stats().total == 5
         assert [t.name for t in threading.enumerate() if t.ident not in before] == []
-        with pytest.raises(StorageError, match="read-only|not writable|readonly"):
+        with pytest.raises(StorageError, match=r"read-only|not writable|readonly"):
             db.save(impl.SMSMessage(body="refused"))
         db.close()
 

@@ -371,12 +371,14 @@ def _is_seconds(value: object, most: float) -> bool:
 
 
 def _with_id(message: StoredMessage, stored_id: int) -> StoredMessage:
-    """The same message, carrying the id it was stored under."""
+    """The same message, carrying the id it was stored under (of the message's own twin)."""
     kind, created_at, priority, address, subject, body = message._row()
-    common = {"priority": priority, "created_at": created_at, "id": stored_id}
+    cls: Any = type(message)
     if kind == "email":
-        return type(message)(address, subject, body, **common)  # type: ignore[call-arg, arg-type]
-    return type(message)(address, body, **common)  # type: ignore[call-arg, arg-type]
+        copy = cls(address, subject, body, priority=priority, created_at=created_at, id=stored_id)
+    else:
+        copy = cls(address, body, priority=priority, created_at=created_at, id=stored_id)
+    return cast("StoredMessage", copy)
 
 
 #: Every connection object, so that a forked child can give each a fresh store.

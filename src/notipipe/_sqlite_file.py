@@ -148,7 +148,8 @@ def _header(conn: sqlite3.Connection, path: str) -> tuple[int, int]:
     """(application_id, user_version), as SQLite sees them (the WAL included), in one snapshot."""
     try:
         row = conn.execute(
-            "SELECT a.application_id, v.user_version FROM pragma_application_id AS a, pragma_user_version AS v"
+            "SELECT a.application_id, v.user_version"
+            " FROM pragma_application_id AS a, pragma_user_version AS v"
         ).fetchone()
     except sqlite3.OperationalError as error:  # locked, I/O error
         raise StorageError(path, describe(error)) from None
@@ -173,11 +174,7 @@ def check_existing(path: str) -> bool:
 
     Returns False if there is no file yet (it will be created on first write).
     """
-    if path == ":memory:":
-        return True
-    if not _precheck(path, for_writing=False):
-        return False
-    return True
+    return path == ":memory:" or _precheck(path, for_writing=False)
 
 
 def open_reader(path: str, busy_timeout: float) -> sqlite3.Connection:

@@ -28,6 +28,7 @@ store that is only read needs no write access and starts no writer thread.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -38,7 +39,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Any, Final
 
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
 from notipipe._sqlite_file import (
@@ -126,7 +127,7 @@ class MessageStore:
         max_delay: float = 0.05,
         busy_timeout: float = 5.0,
         wal_limit: int = DEFAULT_WAL_LIMIT,
-        on_commit: Callable[[list[object], list[int]], object] | None = None,
+        on_commit: Callable[[list[Any], list[int]], object] | None = None,
         max_pending: int | None = None,
     ) -> None:
         if max_pending is None:
@@ -309,7 +310,9 @@ class MessageStore:
                 self._reader = open_reader(self.path, self.busy_timeout)
             return self._run(self._reader, sql, params)
 
-    def _run(self, conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+    def _run(
+        self, conn: sqlite3.Connection, sql: str, params: tuple[object, ...]
+    ) -> list[tuple[object, ...]]:
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as error:  # "database disk image is malformed", locked too long...
@@ -321,10 +324,8 @@ class MessageStore:
             return 0
         total = 0
         for p in (self.path, self.path + "-wal"):
-            try:
+            with contextlib.suppress(OSError):
                 total += os.path.getsize(p)
-            except OSError:
-                pass
         return total
 
     # -- opening -------------------------------------------------------------------------------
@@ -333,7 +334,7 @@ class MessageStore:
         if self._writer is not None:
             return
         with self._open_lock:
-            if self._writer is not None:
+            if self._writer_started():
                 return
             if self._closed:
                 raise StorageClosedError(self.path)
@@ -349,6 +350,9 @@ class MessageStore:
             )
             writer.start()
             self._writer = writer
+
+    def _writer_started(self) -> bool:  # re-read under _open_lock (another thread may have won)
+        return self._writer is not None
 
     def _live_conn(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -494,7 +498,8 @@ class MessageStore:
         step = self._rows_per_statement
         for i in range(0, len(rows), step):
             part = rows[i : i + step]
-            last = conn.execute(_insert_sql(len(part)), list(itertools.chain.from_iterable(part))).lastrowid
+            params = list(itertools.chain.from_iterable(r for r in part if r is not None))
+            last = conn.execute(_insert_sql(len(part)), params).lastrowid
             # Rows of one statement, in one write transaction, get consecutive rowids.
             ids.extend(range(int(last or 0) - len(part) + 1, int(last or 0) + 1))
         return ids
@@ -676,10 +681,8 @@ def _rollback(conn: sqlite3.Connection) -> None:
     # SQLite has already rolled back after some errors (a full disk on COMMIT): rolling back
     # again would raise "no transaction is active" and hide the real reason.
     if conn.in_transaction:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
 
 _STORES: weakref.WeakSet[MessageStore] = weakref.WeakSet()
