@@ -1,6 +1,7 @@
-"""Failing observers: isolation after the publisher is gone, the right observer, BaseException.
+"""Failing observers: isolation after the publisher is gone, a bounded log, the right observer.
 
-Every test runs on both twins.
+Every test runs on both twins. The throttle of the default handler reads ``_failures._now``;
+the ``clock`` fixture replaces it so that the tests decide when time passes.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -18,9 +20,34 @@ from pathlib import Path
 
 import pytest
 
+from notipipe import _failures
+from notipipe._failures import SUMMARY_INTERVAL, Failures, ObserverFailures
 from tests.conftest import Impl
+from tests.storm import UnlockedFailures, failure_storm
 
 type Records = list[logging.LogRecord]
+
+GIL_ENABLED = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+SUMMARY = re.compile(
+    r"observer (?P<observer>.+) failed (?P<count>\d+) more times in the last (?P<seconds>\d+) s; "
+    r"last error on (?P<message>.+?): (?P<error>\w+: .*)"
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(_failures, "_now", fake)
+    return fake
 
 
 class Collect(logging.Handler):
@@ -64,6 +91,11 @@ class Tally:
 
     def update(self, message: object) -> None:
         self.got.append(message)
+
+
+def summaries(records: Records) -> list[re.Match[str]]:
+    found = [SUMMARY.fullmatch(r.getMessage()) for r in records]
+    return [m for m in found if m is not None]
 
 
 # -- a kept notify_all outliving its publisher (issue 11, #1) -----------------------------------
@@ -154,6 +186,155 @@ def test_a_kept_notify_all_outlives_its_publisher(impl: Impl, tmp_path: Path) ->
     for name in ("pub", "db"):
         assert f"observer Exploding() failed on '{name}:1': RuntimeError: boom on {name}:1" in result.stderr
     assert "pub-custom" not in result.stderr
+
+
+# -- a broken observer must not flood the log (issue 11, #4) ------------------------------------
+
+
+def test_ten_thousand_failures_log_one_traceback(impl: Impl, clock: FakeClock, records: Records) -> None:
+    pub = impl.Publisher()
+    bomb, tally = Exploding("dash"), Tally()
+    pub.subscribe(bomb)
+    pub.subscribe(tally)
+    for i in range(5000):
+        pub.notify_all(i)
+    assert pub.notify_many(range(5000, 10_000)) == 5000
+    assert pub.failures == 10_000
+    assert tally.got == list(range(10_000))
+    assert len(records) == 1
+    first = records[0]
+    assert first.exc_info is not None
+    assert str(first.exc_info[1]) == "boom on 0"
+    assert first.getMessage() == "observer Exploding('dash') failed on 0: RuntimeError: boom on 0"
+
+
+def test_repeated_failures_are_summarised_with_their_count(
+    impl: Impl, clock: FakeClock, records: Records
+) -> None:
+    pub = impl.Publisher()
+    pub.subscribe(Exploding("dash"))
+    for i in range(10_000):
+        pub.notify_all(i)
+        clock.now += 0.025  # 250 s in all: a few summary intervals
+    clock.now += SUMMARY_INTERVAL
+    pub.notify_all("last")  # brings out the count of the failures since the last line
+    assert pub.failures == 10_001
+    assert records[0].exc_info is not None
+    found = summaries(records)
+    assert len(found) == len(records) - 1  # the full first line, then summaries only
+    assert len(records) <= 2 + int(250 / SUMMARY_INTERVAL) + 1
+    assert all(r.exc_info is None for r in records[1:])
+    assert all(m["observer"] == "Exploding('dash')" for m in found)
+    assert all(float(m["seconds"]) >= SUMMARY_INTERVAL - 1 for m in found)
+    assert 1 + sum(int(m["count"]) for m in found) == pub.failures
+    assert found[-1]["message"] == "'last'"
+    assert found[-1]["error"] == "RuntimeError: boom on 'last'"
+
+
+def test_a_failure_after_a_quiet_interval_is_logged_in_full(
+    impl: Impl, clock: FakeClock, records: Records
+) -> None:
+    pub = impl.Publisher()
+    pub.subscribe(Exploding())
+    pub.notify_all(1)
+    clock.now += SUMMARY_INTERVAL + 1
+    pub.notify_all(2)  # nothing was counted in between: a fresh failure, with its traceback
+    clock.now += 1
+    pub.notify_all(3)  # counted only
+    clock.now += SUMMARY_INTERVAL
+    pub.notify_all(4)
+    assert [r.exc_info is not None for r in records] == [True, True, False]
+    match = SUMMARY.fullmatch(records[2].getMessage())
+    assert match is not None
+    assert (match["count"], match["seconds"], match["message"]) == ("2", "61", "4")
+
+
+def test_each_observer_gets_its_own_first_traceback(impl: Impl, clock: FakeClock, records: Records) -> None:
+    pub = impl.Publisher()
+    a, b = Exploding("a"), Exploding("b")
+    pub.subscribe(a)
+    pub.subscribe(b)
+    pub.notify_many(range(100))
+    assert pub.failures == 200
+    assert [r.getMessage() for r in records] == [
+        "observer Exploding('a') failed on 0: RuntimeError: boom on 0",
+        "observer Exploding('b') failed on 0: RuntimeError: boom on 0",
+    ]
+
+
+def test_a_custom_handler_is_still_called_for_every_failure(
+    impl: Impl, clock: FakeClock, records: Records
+) -> None:
+    pub = impl.Publisher()
+    seen: list[object] = []
+    pub.error_handler = lambda o, m, e: seen.append(m)
+    pub.subscribe(Exploding())
+    pub.notify_many(range(10_000))
+    assert seen == list(range(10_000))
+    assert pub.failures == 10_000
+    assert records == []
+
+
+def test_a_broken_custom_handler_does_not_flood_the_log(
+    impl: Impl, clock: FakeClock, records: Records
+) -> None:
+    pub = impl.Publisher()
+    calls: list[object] = []
+
+    def broken(observer: object, message: object, error: Exception) -> None:
+        calls.append(message)
+        raise ValueError("handler bug")
+
+    pub.error_handler = broken
+    pub.subscribe(Exploding())
+    pub.notify_many(range(10_000))
+    assert len(calls) == 10_000
+    assert pub.failures == 10_000
+    assert [r.getMessage() for r in records] == [
+        "observer Exploding('') failed on 0: RuntimeError: boom on 0",
+        f"error handler {broken!r} failed: ValueError('handler bug')",
+    ]
+
+
+def test_failures_and_summaries_are_exact_under_threads(
+    impl: Impl, clock: FakeClock, records: Records
+) -> None:
+    pub = impl.Publisher()
+    pub.subscribe(Exploding())
+    failure_storm(pub.notify_all, threads=4, per_thread=20_000)
+    clock.now += SUMMARY_INTERVAL
+    pub.notify_all("last")
+    assert pub.failures == 80_001
+    found = summaries(records)
+    assert len(records) == 2
+    assert len(found) == 1
+    assert int(found[0]["count"]) == 80_000
+
+
+@pytest.mark.skipif(
+    GIL_ENABLED, reason="the GIL never switches between the read and the write of an unlocked +="
+)
+def test_failure_storm_catches_unlocked_counters(clock: FakeClock, records: Records) -> None:
+    # The harness must be able to fail: without the lock, concurrent failures lose counts.
+    shared = UnlockedFailures()
+    watch = ObserverFailures(shared, Exploding())
+    error = RuntimeError("boom")
+    for _ in range(5):
+        shared.count = 0
+        failure_storm(lambda m: watch.failed(m, error), threads=4, per_thread=50_000)
+        if shared.count != 200_000:
+            return
+    pytest.fail("the failure storm never caught the unlocked counters")
+
+
+def test_the_locked_counters_pass_the_same_storm(clock: FakeClock, records: Records) -> None:
+    # The same storm as above, on the real Failures: the control for the broken variant.
+    shared = Failures()
+    watch = ObserverFailures(shared, Exploding())
+    error = RuntimeError("boom")
+    failure_storm(lambda m: watch.failed(m, error), threads=4, per_thread=50_000)
+    assert shared.count == 200_000
+    assert len(records) == 1
 
 
 # -- the error handler is told the subscribed object (issue 11, #5) -----------------------------

@@ -180,7 +180,9 @@ cdef class Publisher:
     def error_handler(self):
         """Called as ``handler(observer, message, error)`` for each failing ``update``.
 
-        ``observer`` is the object that was subscribed.
+        ``observer`` is the object that was subscribed. The default, ``log_observer_error``, is
+        throttled per observer: the first failure is logged with its traceback, the repeats are
+        counted and summarised in one line at most every ``SUMMARY_INTERVAL`` seconds.
         """
         return self._failures.handler
 

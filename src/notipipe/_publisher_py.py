@@ -8,7 +8,7 @@ subscriber. A change made during a notify takes effect from the next notify.
 
 ``notify_all`` and ``notify_many`` are per-publisher functions stored in slots (see
 ``_fanout.make_entry_points``), not methods: calling them is a plain Python-to-Python call.
-What happens when an observer raises (the count, the handler) is in
+What happens when an observer raises (the count, the handler, the throttled default log) is in
 ``_failures``, shared with the compiled twin.
 """
 
@@ -130,7 +130,9 @@ class Publisher[T]:
     def error_handler(self) -> ErrorHandler:
         """Called as ``handler(observer, message, error)`` for each failing ``update``.
 
-        ``observer`` is the object that was subscribed.
+        ``observer`` is the object that was subscribed. The default, ``log_observer_error``, is
+        throttled per observer: the first failure is logged with its traceback, the repeats are
+        counted and summarised in one line at most every ``SUMMARY_INTERVAL`` seconds.
         """
         return self._failures.handler
 
