@@ -9,8 +9,10 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
+
+from notipipe._failures import Failures
 
 
 @contextmanager
@@ -227,3 +229,38 @@ class LockingPublisher:
         for message in messages:
             self.notify_all(message)
         return len(messages)
+
+
+def failure_storm(fail: Callable[[int], object], *, threads: int, per_thread: int) -> None:
+    """Call ``fail(i)`` for i in range(per_thread) from ``threads`` threads released together.
+
+    Used with a publisher whose only observer raises, or with one ``ObserverFailures.failed``:
+    afterwards the failure count must be exactly ``threads * per_thread``.
+    """
+    go = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        go.wait()
+        try:
+            for i in range(per_thread):
+                fail(i)
+        except BaseException as error:  # noqa: BLE001 - reported to the main thread
+            errors.append(error)
+
+    with fast_switching():
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+    if errors:
+        raise errors[0]
+
+
+class UnlockedFailures(Failures):
+    """The deliberately broken variant: failures counted without the lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = nullcontext()

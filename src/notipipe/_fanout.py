@@ -10,10 +10,13 @@ C-to-Python transition per message, not one per observer, and ``try`` costs noth
 until something raises. The code is built from a fixed template (no user text enters it) and
 compiled once per observer count.
 
-``make_fanout(updates, report, owner)`` returns ``(notify, notify_many)`` where
+``make_fanout(updates, failed, current)`` returns ``(notify, notify_many)`` where
 ``notify(message)`` delivers one message and ``notify_many(messages)`` a batch, calling
-``report(owner(), update, message, error)`` for each ``Exception`` an observer raises. ``owner``
-is a weak reference to the publisher, so the functions it stores create no reference cycle.
+``failed[i](message, error)`` for each ``Exception`` that ``updates[i]`` raises: ``failed`` is
+the snapshot's tuple of ``ObserverFailures.failed`` (see ``_failures``), one per observer, so a
+failure is reported against the object that was subscribed, and the functions need no
+reference to the publisher (they keep working after it is gone). Only the ``except`` clauses
+read ``failed``: delivery itself does the same work as before.
 """
 
 from __future__ import annotations
@@ -27,35 +30,39 @@ __all__ = ["UNROLL_LIMIT", "install", "make_entry_points", "make_fanout"]
 #: Above this many observers a plain loop is generated instead (the code would only grow).
 UNROLL_LIMIT = 32
 
-type Report = Callable[[Any, Any, Any, Exception], object]
+type Failed = Callable[[Any, Exception], object]
 type Notify = Callable[[Any], None]
 type NotifyMany = Callable[[Iterable[Any]], int]
 
 
-def _call(update: str, indent: str) -> str:
+def _call(update: str, failed: str, indent: str) -> str:
     return (
         f"{indent}try:\n"
         f"{indent}    {update}(message)\n"
         f"{indent}except Exception as error:\n"
-        f"{indent}    report(owner(), {update}, message, error)\n"
+        f"{indent}    {failed}(message, error)\n"
     )
 
 
 def _calls(count: int, indent: str) -> str:
     if count < 0:
-        return f"{indent}for u in updates:\n" + _call("u", indent + "    ")
-    return "".join(_call(f"u{i}", indent) for i in range(count)) or f"{indent}pass\n"
+        return f"{indent}for u, f in pairs:\n" + _call("u", "f", indent + "    ")
+    return "".join(_call(f"u{i}", f"failed[{i}]", indent) for i in range(count)) or f"{indent}pass\n"
 
 
 @functools.cache
 def _factory(count: int) -> Callable[..., tuple[Notify, NotifyMany]]:
-    """Compile the maker of fan-out functions for ``count`` observers (-1: a loop over a tuple)."""
-    params = "updates" if count < 0 else ", ".join(f"u{i}" for i in range(count))
+    """Compile the maker of fan-out functions for ``count`` observers (-1: a loop over pairs).
+
+    The unrolled functions take the failure reporters as one tuple, indexed only in an
+    ``except`` clause: the success path keeps one closure cell per observer and nothing more.
+    """
+    params = "pairs" if count < 0 else ", ".join([*(f"u{i}" for i in range(count)), "failed"])
     # Each function first checks that it is still the live one (``current`` holds the live
     # pair): a reference kept from an older snapshot hands over to the live function, so that
     # whoever holds ``pub.notify_all`` always reaches the current subscribers.
     source = (
-        f"def make({params}{', ' if params else ''}report, owner, current):\n"
+        f"def make({params}, current):\n"
         "    def notify(message, /):\n"
         "        live = current[0]\n"
         "        if live is not notify:\n"
@@ -80,14 +87,16 @@ def _factory(count: int) -> Callable[..., tuple[Notify, NotifyMany]]:
 
 def make_fanout(
     updates: tuple[Callable[[Any], object], ...],
-    report: Report,
-    owner: Callable[[], object],
+    failed: tuple[Failed, ...],
     current: list[Any],
 ) -> tuple[Notify, NotifyMany]:
-    """The ``(notify, notify_many)`` pair for this snapshot of bound ``update`` methods."""
+    """The ``(notify, notify_many)`` pair for this snapshot of bound ``update`` methods.
+
+    ``failed[i]`` reports a failure of ``updates[i]``; the two tuples have the same length.
+    """
     if len(updates) > UNROLL_LIMIT:
-        return _factory(-1)(updates, report, owner, current)
-    return _factory(len(updates))(*updates, report, owner, current)
+        return _factory(-1)(tuple(zip(updates, failed, strict=True)), current)
+    return _factory(len(updates))(*updates, failed, current)
 
 
 def make_entry_points(current: list[Any]) -> tuple[Notify, NotifyMany]:
@@ -114,12 +123,11 @@ def make_entry_points(current: list[Any]) -> tuple[Notify, NotifyMany]:
 def install(
     current: list[Any],
     updates: tuple[Callable[[Any], object], ...],
-    report: Report,
-    owner: Callable[[], object],
+    failed: tuple[Failed, ...],
 ) -> None:
     """Make the snapshot ``updates`` live: replace the items of ``current`` (see above).
 
     Written in Python on purpose: the interpreter's list item assignment is the thread-safe one
     on a free-threaded build (a C extension's ``PyList_SET_ITEM`` would bypass the list's lock).
     """
-    current[0], current[1] = make_fanout(updates, report, owner, current)
+    current[0], current[1] = make_fanout(updates, failed, current)

@@ -2,20 +2,21 @@
 """Compiled fan-out: the twin of ``_publisher_py.py`` (the type truth), same names and behaviour.
 
 ``Publisher`` is a cdef class with fixed fields: the snapshot (observers, their bound
-``update`` methods, and the fan-out functions generated for them by ``_fanout.make_fanout``),
-the writers' lock, the error handler and the failure count. The hot path is ``notify_all``: a
-C-level property that returns the live snapshot's generated fan-out function, read from the list
-``_current``; ``pub.notify_all(message)`` then calls straight into it. The per-observer calls run
-in that generated Python function because CPython inlines Python-to-Python calls; a C loop
-re-enters the interpreter once per observer: 2,900 against 2,350 instructions a message for four
-observers, under callgrind, where this design takes 2,200. A reference kept from an older
-snapshot still reaches the live subscribers: each generated function checks that it is the live
-one and hands over if not. See ``_fanout``.
+``update`` methods, their failure reporters, and the fan-out functions generated for them by
+``_fanout.make_fanout``), the writers' lock, and the ``_failures.Failures`` that holds the error
+handler and the failure count (shared Python code: failures are off the hot path). The hot path
+is ``notify_all``: a C-level property that returns the live snapshot's generated fan-out
+function, read from the list ``_current``; ``pub.notify_all(message)`` then calls straight into
+it. The per-observer calls run in that generated Python function because CPython inlines
+Python-to-Python calls; a C loop re-enters the interpreter once per observer: 2,900 against
+2,350 instructions a message for four observers, under callgrind, where this design takes
+2,200. A reference kept from an older snapshot still reaches the live subscribers: each
+generated function checks that it is the live one and hands over if not. See ``_fanout``.
 
 How the reads are made safe. On a free-threaded build a ``cdef object`` field is a bare pointer:
 if thread A loaded ``self._observers`` while thread B replaced it, B's decref could free the old
 tuple before A's incref lands (a use-after-free). So: ``_current``, the one field read on the hot
-path, is written once, before the object is shared; its items are read with
+path, is written once, before the object is shared (as is ``_failures``); its items are read with
 ``PySequence_GetItem`` (the list's own thread-safe item access, not ``PyList_GET_ITEM``) and
 replaced only through the interpreter's list assignment (``_fanout.install``); and every read and
 write of the tuple
@@ -29,12 +30,11 @@ observer that subscribes from ``update`` cannot deadlock. Writers also take ``_l
 cimport cython
 
 import threading
-import weakref
 
 from cpython.sequence cimport PySequence_GetItem
 
+from notipipe._failures import Failures, ObserverFailures, log_observer_error
 from notipipe._fanout import install
-from notipipe._publisher_py import call_error_handler, log_observer_error
 
 __all__ = ["Publisher", "log_observer_error"]
 
@@ -64,24 +64,23 @@ cdef class Publisher:
     cdef object _lock
     cdef tuple _observers
     cdef tuple _updates
+    cdef tuple _failed
     cdef list _current
-    cdef object _error_handler
-    cdef Py_ssize_t _failures
+    cdef object _failures
     cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
         # Accepts (and ignores) the arguments of a subclass's __init__, e.g. DatabaseConnection(path=...).
         self._lock = threading.Lock()
-        self._error_handler = log_observer_error
-        self._failures = 0
+        self._failures = Failures()
         self._current = [None, None]
-        self._publish((), ())
+        self._publish((), (), ())
 
     def __class_getitem__(cls, item):
         # Publisher[str] at run time, as for the generic pure twin.
         return cls
 
-    # -- snapshot access: the only places the two tuple fields are touched -------------------
+    # -- snapshot access: the only places the tuple fields are touched -----------------------
 
     cdef inline tuple _read_updates(self):
         cdef tuple snapshot
@@ -89,6 +88,11 @@ cdef class Publisher:
             snapshot = self._updates
         return snapshot
 
+    cdef inline tuple _read_failed(self):
+        cdef tuple snapshot
+        with cython.critical_section(self):
+            snapshot = self._failed
+        return snapshot
 
     cdef inline tuple _read_observers(self):
         cdef tuple snapshot
@@ -96,13 +100,14 @@ cdef class Publisher:
             snapshot = self._observers
         return snapshot
 
-    cdef void _publish(self, tuple observers, tuple updates):
-        # Called with _lock held (or from __cinit__). install() runs Python code, so it stays
-        # outside the critical section.
+    cdef void _publish(self, tuple observers, tuple updates, tuple failed):
+        # Called with _lock held (or from __cinit__). The three tuples run in parallel.
+        # install() runs Python code, so it stays outside the critical section.
         with cython.critical_section(self):
             self._observers = observers
             self._updates = updates
-        install(self._current, updates, _report_failure, weakref.ref(self))
+            self._failed = failed
+        install(self._current, updates, failed)
 
     # -- subscribers ---------------------------------------------------------------------------
 
@@ -113,25 +118,33 @@ cdef class Publisher:
         Raises TypeError if ``observer`` has no callable ``update``.
         """
         update = _bound_update(observer)
+        failed = ObserverFailures(self._failures, observer).failed
         cdef tuple observers
         with self._lock:
             observers = self._read_observers()
             for o in observers:
                 if o is observer:
                     return False
-            self._publish(observers + (observer,), self._read_updates() + (update,))
+            self._publish(
+                observers + (observer,), self._read_updates() + (update,), self._read_failed() + (failed,)
+            )
         return True
 
     def unsubscribe(self, observer, /):
         """Remove ``observer``; return False if it was not subscribed (nothing to remove)."""
-        cdef tuple observers, updates
+        cdef tuple observers, updates, failed
         cdef Py_ssize_t i
         with self._lock:
             observers = self._read_observers()
             for i in range(len(observers)):
                 if observers[i] is observer:
                     updates = self._read_updates()
-                    self._publish(observers[:i] + observers[i + 1:], updates[:i] + updates[i + 1:])
+                    failed = self._read_failed()
+                    self._publish(
+                        observers[:i] + observers[i + 1:],
+                        updates[:i] + updates[i + 1:],
+                        failed[:i] + failed[i + 1:],
+                    )
                     return True
         return False
 
@@ -161,30 +174,20 @@ cdef class Publisher:
     @property
     def failures(self):
         """How many ``update`` calls have raised since this publisher was created."""
-        with cython.critical_section(self):
-            return self._failures
+        return self._failures.count
 
     @property
     def error_handler(self):
-        """Called as ``handler(observer, message, error)`` for each failing ``update``."""
-        with cython.critical_section(self):
-            return self._error_handler
+        """Called as ``handler(observer, message, error)`` for each failing ``update``.
+
+        ``observer`` is the object that was subscribed. The default, ``log_observer_error``, is
+        throttled per observer: the first failure is logged with its traceback, the repeats are
+        counted and summarised in one line at most every ``SUMMARY_INTERVAL`` seconds.
+        """
+        return self._failures.handler
 
     @error_handler.setter
     def error_handler(self, handler):
         if not callable(handler):
             raise TypeError(f"error_handler must be callable, got {handler!r}")
-        with cython.critical_section(self):
-            self._error_handler = handler
-
-    cdef void _report(self, object update, object message, Exception error):
-        # Off the hot path: only failing deliveries get here.
-        with cython.critical_section(self):
-            self._failures += 1
-            handler = self._error_handler
-        call_error_handler(handler, getattr(update, "__self__", update), message, error)
-
-
-def _report_failure(Publisher pub, update, message, error):
-    # Called by the generated fan-out functions, which hold no reference to the publisher.
-    pub._report(update, message, error)
+        self._failures.handler = handler

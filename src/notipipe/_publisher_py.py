@@ -8,42 +8,22 @@ subscriber. A change made during a notify takes effect from the next notify.
 
 ``notify_all`` and ``notify_many`` are per-publisher functions stored in slots (see
 ``_fanout.make_entry_points``), not methods: calling them is a plain Python-to-Python call.
+What happens when an observer raises (the count, the handler, the throttled default log) is in
+``_failures``, shared with the compiled twin.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-import weakref
 from collections.abc import Callable, Iterable
 
+from notipipe._failures import Failures, ObserverFailures, log_observer_error
 from notipipe._fanout import install, make_entry_points
 from notipipe._protocols import ErrorHandler, Observer
 
 __all__ = ["Publisher", "log_observer_error"]
 
-_log = logging.getLogger("notipipe")
-
-
-def log_observer_error(observer: object, message: object, error: Exception) -> None:
-    """The default error handler: log the failure, with the observer's repr, to ``notipipe``."""
-    _log.error(
-        "observer %r failed on %r: %s: %s",
-        observer,
-        message,
-        type(error).__name__,
-        error,
-        exc_info=error,
-    )
-
-
-def call_error_handler(handler: ErrorHandler, observer: object, message: object, error: Exception) -> None:
-    """Pass one failure to ``handler``; if the handler itself raises, log both (never silent)."""
-    try:
-        handler(observer, message, error)
-    except Exception as handler_error:  # noqa: BLE001 - a broken handler must not go silent
-        log_observer_error(observer, message, error)
-        _log.error("error handler %r failed: %r", handler, handler_error)
+type Failed[T] = Callable[[T, Exception], None]
 
 
 def _bound_update[T](observer: Observer[T]) -> Callable[[T], object]:
@@ -67,7 +47,7 @@ class Publisher[T]:
     __slots__ = (
         "__weakref__",
         "_current",
-        "_error_handler",
+        "_failed",
         "_failures",
         "_lock",
         "_observers",
@@ -85,20 +65,23 @@ class Publisher[T]:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._error_handler: ErrorHandler = log_observer_error
-        self._failures = 0
+        self._failures = Failures()
         self._current: list[Callable[..., object]] = [_nothing, _nothing]
         self.notify_all, self.notify_many = make_entry_points(self._current)
-        self._publish((), ())
+        self._publish((), (), ())
 
     def _publish(
-        self, observers: tuple[Observer[T], ...], updates: tuple[Callable[[T], object], ...]
+        self,
+        observers: tuple[Observer[T], ...],
+        updates: tuple[Callable[[T], object], ...],
+        failed: tuple[Failed[T], ...],
     ) -> None:
         # Under _lock (or in __init__). Readers of the tuples take _lock; notify reads one item
-        # of _current, atomically, on every CPython build.
+        # of _current, atomically, on every CPython build. The three tuples run in parallel.
         self._observers = observers
         self._updates = updates  # bound methods: no attribute lookup per observer per message
-        install(self._current, updates, _report_failure, weakref.ref(self))
+        self._failed = failed  # each observer's ObserverFailures.failed (see _failures)
+        install(self._current, updates, failed)
 
     # -- subscribers ---------------------------------------------------------------------------
 
@@ -109,10 +92,11 @@ class Publisher[T]:
         Raises TypeError if ``observer`` has no callable ``update``.
         """
         update = _bound_update(observer)
+        failed = ObserverFailures(self._failures, observer).failed
         with self._lock:
             if any(o is observer for o in self._observers):
                 return False
-            self._publish((*self._observers, observer), (*self._updates, update))
+            self._publish((*self._observers, observer), (*self._updates, update), (*self._failed, failed))
         return True
 
     def unsubscribe(self, observer: Observer[T], /) -> bool:
@@ -121,8 +105,12 @@ class Publisher[T]:
             observers = self._observers
             for i, o in enumerate(observers):
                 if o is observer:
-                    updates = self._updates
-                    self._publish(observers[:i] + observers[i + 1 :], updates[:i] + updates[i + 1 :])
+                    updates, failed = self._updates, self._failed
+                    self._publish(
+                        observers[:i] + observers[i + 1 :],
+                        updates[:i] + updates[i + 1 :],
+                        failed[:i] + failed[i + 1 :],
+                    )
                     return True
         return False
 
@@ -136,31 +124,23 @@ class Publisher[T]:
     @property
     def failures(self) -> int:
         """How many ``update`` calls have raised since this publisher was created."""
-        return self._failures
+        return self._failures.count
 
     @property
     def error_handler(self) -> ErrorHandler:
-        """Called as ``handler(observer, message, error)`` for each failing ``update``."""
-        return self._error_handler
+        """Called as ``handler(observer, message, error)`` for each failing ``update``.
+
+        ``observer`` is the object that was subscribed. The default, ``log_observer_error``, is
+        throttled per observer: the first failure is logged with its traceback, the repeats are
+        counted and summarised in one line at most every ``SUMMARY_INTERVAL`` seconds.
+        """
+        return self._failures.handler
 
     @error_handler.setter
     def error_handler(self, handler: ErrorHandler) -> None:
         if not callable(handler):
             raise TypeError(f"error_handler must be callable, got {handler!r}")
-        self._error_handler = handler
-
-    def _report(self, update: Callable[[T], object], message: T, error: Exception) -> None:
-        # Off the hot path: only failing deliveries get here.
-        with self._lock:
-            self._failures += 1
-        call_error_handler(self._error_handler, getattr(update, "__self__", update), message, error)
-
-
-def _report_failure(
-    pub: Publisher[object], update: Callable[[object], object], message: object, error: Exception
-) -> None:
-    # Called by the generated fan-out functions, which hold no reference to the publisher.
-    pub._report(update, message, error)
+        self._failures.handler = handler
 
 
 def _nothing(*_: object) -> None:  # placeholder until the first _publish
