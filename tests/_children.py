@@ -170,5 +170,62 @@ def fork_busy(path: str) -> None:
     db.close()
 
 
+@program
+def fork_with_locks_held(path: str) -> None:
+    """Fork while other threads hold every lock notipipe has; the child must still work."""
+    import warnings
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: that is the test
+    db = DatabaseConnection(path)
+    db.save(SMSMessage(body="parent"), durable=True)
+    store = db._open()
+    locks = [store._cond, store._write_lock, store._read_lock, store._open_lock, db._config_lock]
+    pub_lock = getattr(db, "_lock", None)  # the pure publisher's; the compiled one is C-private
+    if pub_lock is not None:
+        locks.append(pub_lock)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        for lock in locks:
+            if lock is not store._write_lock and lock is not store._read_lock:
+                lock.acquire()
+        held.set()
+        release.wait()
+        for lock in reversed(locks):
+            if lock is not store._write_lock and lock is not store._read_lock:
+                lock.release()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        heard: list[str] = []
+
+        class Dashboard:
+            def update(self, message: SMSMessage) -> None:
+                heard.append(message.body)
+
+        child = DatabaseConnection()
+        child.subscribe(Dashboard())
+        child.save(SMSMessage(body="child"), durable=True)
+        os._exit(0 if heard == ["child"] and child.count_by_kind() == {"sms": 2} else 3)
+    deadline = time.monotonic() + 20
+    status: int | str = "hung"
+    while time.monotonic() < deadline:
+        done, raw = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = os.waitstatus_to_exitcode(raw)
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    release.set()
+    holder.join()
+    say("child", status)
+
+
 if __name__ == "__main__":
     PROGRAMS[sys.argv[1]](*sys.argv[2:])

@@ -297,6 +297,15 @@ def test_fork_while_busy_children_exit_and_can_write(impl: Impl, tmp_path: Path)
     assert bodies.count("child") == 50  # five children wrote ten each through the same object
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+def test_fork_while_other_threads_hold_the_locks(impl: Impl, tmp_path: Path) -> None:
+    # The before-fork handler waits for SQLite calls in progress (the store's own connection
+    # locks), so those two cannot be held across a fork; every other lock is, deliberately.
+    result = _run_child(impl, "fork_with_locks_held", str(tmp_path / "locks.db"), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["child 0"]
+
+
 # -- 7. several processes creating one new database at once --------------------------------------
 
 

@@ -392,9 +392,7 @@ def _after_fork_in_child() -> None:
     for db in list(_CONNECTIONS):
         db._config_lock = threading.Lock()
         db._store = None
-        after_fork = getattr(db, "_after_fork_in_child", None)
-        if after_fork is not None:
-            after_fork()
+        cast("Publisher[object]", db)._reinit_locks_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -80,6 +80,11 @@ cdef class Publisher:
         # Publisher[str] at run time, as for the generic pure twin.
         return cls
 
+    def _reinit_locks_after_fork(self):
+        """In a forked child: fresh locks (another thread of the parent may have held them)."""
+        self._lock = threading.Lock()
+        self._failures.lock = threading.Lock()
+
     # -- snapshot access: the only places the tuple fields are touched -----------------------
 
     cdef inline tuple _read_updates(self):

@@ -70,6 +70,11 @@ class Publisher[T]:
         self.notify_all, self.notify_many = make_entry_points(self._current)
         self._publish((), (), ())
 
+    def _reinit_locks_after_fork(self) -> None:
+        """In a forked child: fresh locks (another thread of the parent may have held them)."""
+        self._lock = threading.Lock()
+        self._failures.lock = threading.Lock()
+
     def _publish(
         self,
         observers: tuple[Observer[T], ...],
