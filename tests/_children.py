@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from notipipe import DatabaseConnection, EmailMessage, SMSMessage
 
@@ -179,7 +180,8 @@ def fork_with_locks_held(path: str) -> None:
     db = DatabaseConnection(path)
     db.save(SMSMessage(body="parent"), durable=True)
     store = db._open()
-    locks = [store._cond, store._write_lock, store._read_lock, store._open_lock, db._config_lock]
+    # The store's connection locks are left out: the before-fork handler waits for them.
+    locks: list[Any] = [store._cond, store._open_lock, db._config_lock]
     pub_lock = getattr(db, "_lock", None)  # the pure publisher's; the compiled one is C-private
     if pub_lock is not None:
         locks.append(pub_lock)
@@ -188,13 +190,11 @@ def fork_with_locks_held(path: str) -> None:
 
     def hold() -> None:
         for lock in locks:
-            if lock is not store._write_lock and lock is not store._read_lock:
-                lock.acquire()
+            lock.acquire()
         held.set()
         release.wait()
         for lock in reversed(locks):
-            if lock is not store._write_lock and lock is not store._read_lock:
-                lock.release()
+            lock.release()
 
     holder = threading.Thread(target=hold)
     holder.start()
