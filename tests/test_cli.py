@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -17,15 +18,26 @@ import pytest
 import notipipe
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("NOTIPIPE_DB", None)
+    # The command must pass its output on itself (a pipe is block-buffered), whatever this
+    # environment does.
+    env.pop("PYTHONUNBUFFERED", None)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "notipipe", *args],
         capture_output=True,
         text=True,
+        errors="surrogateescape",  # a non-UTF-8 path comes back as it was given
         cwd=cwd,
-        env=env,
+        env=_env() if env is None else env,
         timeout=timeout,
         check=False,
     )
@@ -100,6 +112,10 @@ def test_help_on_every_subcommand(command: list[str]) -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("usage: notipipe")
     assert "--help" in result.stdout
+    assert "exit status" in result.stdout
+    assert "example" in result.stdout
+    if command in (["run"], ["stats"], ["tail"]):
+        assert "$NOTIPIPE_DB" in result.stdout
 
 
 def test_no_command_prints_help_and_fails() -> None:
@@ -120,6 +136,36 @@ def test_no_command_prints_help_and_fails() -> None:
         (["run", "--bogus"], r"notipipe: error: unrecognized arguments: --bogus"),
         (["tail", "-n", "-1"], r"notipipe tail: error: argument -n: -1 is negative"),
         (["frobnicate"], r"invalid choice: 'frobnicate'"),
+        (["run", "x\ny"], r"notipipe: error: unrecognized arguments: x\\ny \(see notipipe --help\)$"),
+        (["tail", "-n", " -5\n"], r"argument -n: -5 is negative"),
+        (["run", "--max-delay", "nan"], r"argument --max-delay: nan is not between 0 and 60 seconds"),
+        (["run", "--max-delay", "inf"], r"argument --max-delay: inf is not between 0 and 60 seconds"),
+        (["run", "--max-delay", "-1"], r"argument --max-delay: -1 is not between 0 and 60 seconds"),
+        (["run", "--max-delay", "1e9"], r"argument --max-delay: 1e9 is not between 0 and 60 seconds"),
+        (["run", "--max-delay", "soon"], r"argument --max-delay: 'soon' is not a number"),
+        (
+            ["tail", "-n", "1" + "0" * 20],
+            r"argument -n: 10+ is too large \(at most 9,223,372,036,854,775,807\)",
+        ),
+        (["tail", "-n", "9" * 5000], r"argument -n: 9{40}\.\.\. is too large"),
+        (["run", "--alerts", "1" + "0" * 20], r"argument --alerts/-n: 10+ is too large"),
+        (["run", "--threads", "1" + "0" * 20], r"argument --threads/-t: 10+ is too large \(at most 1,024\)"),
+        (
+            ["run", "--alerts", "1", "--chunk", "1" + "0" * 20],
+            r"argument --chunk: 10+ is too large \(at most 1,000,000\)",
+        ),
+        (
+            ["run", "--alerts", "1", "--batch-size", "1" + "0" * 20],
+            r"argument --batch-size: 10+ is too large",
+        ),
+        (["run", "--alerts", "1", "--seed", "1" + "0" * 20], r"argument --seed: 10+ is too large"),
+        (["run", "--alerts", "1", "--db", ""], r"argument --db: the path is empty"),
+        (["stats", "--db", ""], r"argument --db: the path is empty"),
+        (["tail", "--db", ""], r"argument --db: the path is empty"),
+        (
+            ["run", "--alerts", "1", "--mix", "email=1e308,sms=1e308"],
+            r"the weights add up to more than a float holds",
+        ),
     ],
 )
 def test_bad_arguments_give_one_line_and_status_2(args: list[str], pattern: str, tmp_path: Path) -> None:
@@ -139,6 +185,110 @@ def test_bad_databases_give_one_line_status_1_and_stay_unchanged(tmp_path: Path)
     _one_line_error(run_cli("run", "--db", str(tmp_path)), 1, r"is a directory")
     _one_line_error(run_cli("stats", "--db", str(tmp_path / "none.db")), 1, r"none\.db: no such database")
     assert not (tmp_path / "none.db").exists()
+
+
+# -- hostile arguments: every option of every subcommand ----------------------------------------
+
+_HOSTILE = ["", " ", "-1", "0", "1_0", "1" + "0" * 20, "9" * 5000, "nan", "inf", "-inf", "1e9", "0x10",
+            "\udcff", "é", "=", ",", "email=,sms=1", "email=1,fax", ".", "a\nb", " -5\n"]  # fmt: skip
+_OPTIONS = [
+    ("run", "--alerts"), ("run", "--threads"), ("run", "--chunk"), ("run", "--batch-size"),
+    ("run", "--max-delay"), ("run", "--seed"), ("run", "--mix"), ("run", "--synchronous"),
+    ("run", "--deliver"), ("run", "--progress"), ("run", "--db"), ("stats", "--db"), ("tail", "--db"),
+    ("tail", "-n"),
+]  # fmt: skip
+_SWEEP = [(command, option, value) for command, option in _OPTIONS for value in _HOSTILE]
+
+# Calls main() once per argv in one child process (the import costs more than a command) and
+# reports what each would have made the command do: its exit status and stderr, or the
+# exception that escaped (which the command would print as a traceback).
+# A command still busy after a minute (a value accepted that should not be) counts as escaped.
+_SWEEP_CHILD = """
+import contextlib, io, json, signal, sys, traceback
+from notipipe.cli import main
+
+def too_slow(signum, frame):
+    raise TimeoutError("still running after 60 s")
+
+alarm = getattr(signal, "SIGALRM", None)
+if alarm is not None:
+    signal.signal(alarm, too_slow)
+results = []
+for argv in json.load(sys.stdin):
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        if alarm is not None:
+            signal.alarm(60)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exit:
+                code = exit.code
+    except BaseException:
+        code, err = "escaped", io.StringIO(traceback.format_exc())
+    finally:
+        if alarm is not None:
+            signal.alarm(0)
+    results.append([code, err.getvalue()])
+json.dump(results, sys.stdout)
+"""
+
+
+def _sweep_argv(command: str, option: str, value: str, db: str) -> list[str]:
+    if command == "run":  # small runs: only the option under test is hostile (the last one wins)
+        return ["run", "--alerts", "10", "--progress", "none", "--db", db, option, value]
+    return [command, "--db", db, option, value] if option != "--db" else [command, option, value]
+
+
+@pytest.fixture(scope="module")
+def sweep_results(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], tuple[object, str]]:
+    cwd = tmp_path_factory.mktemp("sweep")
+    db = str(cwd / "sweep.db")
+    assert run_cli("run", "--alerts", "20", "--progress", "none", "--db", db).returncode == 0
+    (cwd / "junk").write_bytes(b"not a database\n" * 100)
+    argvs = [_sweep_argv(*case, db=db) for case in _SWEEP]
+    child = subprocess.run(
+        [sys.executable, "-c", _SWEEP_CHILD],
+        input=json.dumps(argvs),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_env(),
+        timeout=600,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    results = json.loads(child.stdout)
+    return {case: (code, err) for case, (code, err) in zip(_SWEEP, results, strict=True)}
+
+
+@pytest.mark.parametrize(
+    "case", _SWEEP, ids=[f"{c}-{o}-{v[:12].encode('unicode_escape').decode()}" for c, o, v in _SWEEP]
+)
+def test_hostile_values_give_one_line_never_a_traceback(
+    case: tuple[str, str, str], sweep_results: dict[tuple[str, str, str], tuple[object, str]]
+) -> None:
+    code, err = sweep_results[case]
+    assert code in (0, 1, 2), f"{case}: {code}\n{err}"
+    if code != 0:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith(f"notipipe {case[0]}: error: "), err
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])
+def test_a_non_utf8_path_is_printed_escaped_not_a_traceback(tmp_path: Path, encoding: str) -> None:
+    # A strict stdout encoding (a UTF-8 locale, or PYTHONIOENCODING) cannot print the undecodable
+    # byte of such a path; the command escapes it instead of failing after the work is done.
+    db = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"\xff.db"))
+    env = _env(PYTHONIOENCODING=encoding)
+    for args in (["run", "--alerts", "10", "--progress", "lines"], ["stats"], ["tail", "-n", "1"]):
+        result = run_cli(*args, "--db", db, env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+    stats = run_cli("stats", "--db", db, env=env)
+    assert "\\udcff.db" in stats.stdout
+    assert "alerts: 10" in stats.stdout
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only")
