@@ -291,6 +291,69 @@ def test_a_non_utf8_path_is_printed_escaped_not_a_traceback(tmp_path: Path, enco
     assert "alerts: 10" in stats.stdout
 
 
+# -- a closed output ends the command quietly ---------------------------------------------------
+
+
+def _closed_pipe_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # A pipe whose reader is gone before the command starts: its first write fails with EPIPE,
+    # as `notipipe ... | head -1` does once head has exited.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "notipipe", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            env=_env(),
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info"],
+        ["stats", "--db", "t.db"],
+        ["tail", "--db", "t.db", "-n", "5"],
+        ["run", "--alerts", "100", "--db", "t.db", "--progress", "lines"],
+        ["run", "--alerts", "100", "--db", "t.db", "--progress", "none"],
+        ["--help"],
+        ["tail", "--help"],
+        ["--version"],
+    ],
+)
+def test_a_closed_output_ends_quietly_with_status_141(args: list[str], tmp_path: Path) -> None:
+    assert (
+        run_cli("run", "--alerts", "10", "--progress", "none", "--db", "t.db", cwd=tmp_path).returncode == 0
+    )
+    result = _closed_pipe_run(*args, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_tail_into_head_ends_quietly(tmp_path: Path) -> None:
+    db = str(tmp_path / "t.db")
+    assert run_cli("run", "--alerts", "20000", "--progress", "none", "--db", db).returncode == 0
+    with subprocess.Popen(
+        [sys.executable, "-m", "notipipe", "tail", "--db", db, "-n", "20000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = proc.stdout.readline()  # head -1: one line, then the reader is gone
+        proc.stdout.close()  # far more than a pipe's buffer is still to be written
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+    assert first.startswith(b"#1 ")
+    assert (proc.returncode, err) == (141, b"")
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only")
 def test_sigkill_mid_run_loses_no_alert_reported_durable(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"

@@ -6,12 +6,15 @@
     notipipe info
 
 Exit statuses: 0 done; 1 the database cannot be used; 2 bad arguments (both with one line on
-stderr, never a traceback); 130 interrupted by Ctrl-C.
+stderr, never a traceback); 130 interrupted by Ctrl-C; 141 the output was closed (``notipipe
+tail | head -1``): the command stops quietly, as Unix tools do, with the status a shell reports
+for a process ended by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import math
 import os
@@ -21,12 +24,15 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import notipipe
 from notipipe._dashboards import KindCounter, RateMeter, RunPlan, produce_alerts
 from notipipe._database import DatabaseConnection, StoredMessage
 from notipipe._errors import NotipipeError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 DEFAULT_DB = "notipipe.db"
 
@@ -34,6 +40,7 @@ EXIT_OK = 0
 EXIT_UNUSABLE_DATABASE = 1
 EXIT_BAD_ARGUMENTS = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`'s yes
 
 #: SQLite's largest integer: no row count, row id or LIMIT goes past it.
 MAX_ROWS = 2**63 - 1
@@ -49,7 +56,8 @@ exit status:
   0    done
   1    the database cannot be used (one line on stderr says why)
   2    bad arguments (one line on stderr says which)
-  130  interrupted by Ctrl-C"""
+  130  interrupted by Ctrl-C
+  141  the output was closed (e.g. piped into `head`): stops quietly"""
 
 
 def _wrap(text: str) -> str:
@@ -63,6 +71,28 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         message = _one_line(message)  # argparse quotes some values as they are
         self.exit(EXIT_BAD_ARGUMENTS, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        # argparse's own printing ignores a failed write; a closed output must end the command
+        # the same way whatever it prints (see main()).
+        (file or sys.stdout).write(self.format_help())
+
+
+class _Version(argparse.Action):
+    """``--version``, written like ``--help`` (argparse's own action ignores a closed output)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        sys.stdout.write(f"notipipe {notipipe.__version__}\n")
+        parser.exit()
 
 
 def _one_line(text: str) -> str:
@@ -154,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  notipipe COMMAND --help          a command's options\n\n" + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"notipipe {notipipe.__version__}")
+    parser.add_argument("--version", action=_Version, help="print notipipe's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser(
@@ -429,6 +459,17 @@ COMMANDS = {"run": cmd_run, "stats": cmd_stats, "tail": cmd_tail, "info": cmd_in
 
 def main(argv: Sequence[str] | None = None) -> int:
     _escape_unencodable_output()
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed output shows here at the latest, not at exit
+    except BrokenPipeError:
+        _discard_output()
+        return EXIT_OUTPUT_CLOSED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -450,6 +491,17 @@ def _escape_unencodable_output() -> None:
     # the command would fail after its work was done; escape what cannot be encoded, as stderr does.
     if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
         sys.stdout.reconfigure(errors="backslashreplace")
+
+
+def _discard_output() -> None:
+    # The reader is gone. Whatever is still buffered goes to devnull, or Python's own flush at
+    # exit would fail again and print "Exception ignored ... BrokenPipeError".
+    with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover
