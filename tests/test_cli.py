@@ -354,6 +354,41 @@ def test_tail_into_head_ends_quietly(tmp_path: Path) -> None:
     assert (proc.returncode, err) == (141, b"")
 
 
+# -- concurrent runs, tail --follow -------------------------------------------------------------
+
+
+def _stored_this_run(out: str) -> int:
+    m = re.search(r"alerts stored \(this run\)\s+│ ([\d,]+)", out)
+    assert m is not None, out
+    return int(m[1].replace(",", ""))
+
+
+def test_two_concurrent_runs_each_report_what_they_stored(tmp_path: Path) -> None:
+    db = str(tmp_path / "shared.db")
+    assert run_cli("run", "--alerts", "0", "--progress", "none", "--db", db).returncode == 0
+    sizes = (200_000, 150_000)  # large enough that the two runs overlap
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "notipipe", "run", "--alerts", str(n), "--threads", "1",
+             "--progress", "none", "--db", db],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        for n in sizes
+    ]  # fmt: skip
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    assert [_stored_this_run(out) for out, _ in outputs] == list(sizes)
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == sum(sizes)
+    finally:
+        conn.close()
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only")
 def test_sigkill_mid_run_loses_no_alert_reported_durable(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"

@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
             "T producer threads create N synthetic alerts through MessageFactory and save "
             "them through DatabaseConnection into a SQLite file; a per-kind counter and a rate "
             "dashboard observe them. Shows progress (with how many alerts are durable so far) and "
-            "a summary."
+            "a summary. Several runs may write to one file at once; each summary counts what that "
+            "run stored."
         ),
         epilog="examples:\n"
         "  notipipe run                                one million alerts into ./notipipe.db\n"
@@ -395,7 +396,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_delay=args.max_delay,
         deliver=args.deliver,
     ) as db:
-        before = db.stats().total
         db.subscribe(counter)
         db.subscribe(meter)
         produced = [0] * args.threads
@@ -428,12 +428,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             db.flush()
             elapsed = time.perf_counter() - start
             display.refresh()
+        # What this connection committed: other processes may be writing to the same file, so
+        # the database total before and after would count their alerts too.
+        stored = db.durable_count
         stats = db.stats()
         failures = db.failures
     display.summary(
         {
             "alerts produced": f"{sum(produced):,}",
-            "alerts stored (this run)": f"{stats.total - before:,}",
+            "alerts stored (this run)": f"{stored:,}",
             "alerts stored (database total)": f"{stats.total:,}",
             "elapsed": f"{elapsed:.2f} s",
             "throughput": f"{sum(produced) / elapsed:,.0f} alerts/s" if elapsed > 0 else "n/a",
