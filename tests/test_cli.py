@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import queue
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -116,6 +120,8 @@ def test_help_on_every_subcommand(command: list[str]) -> None:
     assert "example" in result.stdout
     if command in (["run"], ["stats"], ["tail"]):
         assert "$NOTIPIPE_DB" in result.stdout
+    if command == ["tail"]:
+        assert "--follow" in result.stdout
 
 
 def test_no_command_prints_help_and_fails() -> None:
@@ -320,6 +326,7 @@ def _closed_pipe_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ["info"],
         ["stats", "--db", "t.db"],
         ["tail", "--db", "t.db", "-n", "5"],
+        ["tail", "--db", "t.db", "-n", "5", "--follow"],
         ["run", "--alerts", "100", "--db", "t.db", "--progress", "lines"],
         ["run", "--alerts", "100", "--db", "t.db", "--progress", "none"],
         ["--help"],
@@ -387,6 +394,106 @@ def test_two_concurrent_runs_each_report_what_they_stored(tmp_path: Path) -> Non
         assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == sum(sizes)
     finally:
         conn.close()
+
+
+class _Lines:
+    """A child's stdout read by a thread, so the test can wait for a line with a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def next(self, timeout: float = 60) -> str | None:
+        return self._queue.get(timeout=timeout)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="POSIX signals")
+def test_tail_follow_prints_alerts_as_another_process_stores_them(tmp_path: Path) -> None:
+    db = str(tmp_path / "live.db")
+    assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
+    with subprocess.Popen(
+        [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "2", "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    ) as tail:
+        assert tail.stdout is not None
+        assert tail.stderr is not None
+        lines = _Lines(tail.stdout)
+        ids: list[int] = []
+        try:
+            for _ in range(2):  # the last two, printed before anything new is stored
+                line = lines.next()
+                assert line is not None, tail.stderr.read()
+                ids.append(int(line.split()[0][1:]))
+            assert ids == [4, 5]
+            # Another process stores while tail follows: two runs, so tail sees more than one commit.
+            for n in (3000, 2000):
+                writer = run_cli(
+                    "run", "--alerts", str(n), "--batch-size", "500", "--progress", "none", "--db", db
+                )
+                assert writer.returncode == 0, writer.stderr
+            while ids[-1] < 5005:
+                line = lines.next()
+                assert line is not None, tail.stderr.read()
+                ids.append(int(line.split()[0][1:]))
+        finally:
+            tail.send_signal(signal.SIGINT)  # Ctrl-C
+            tail.wait(timeout=60)
+        assert lines.next() is None  # nothing more once interrupted
+        assert ids == list(range(4, 5006))
+        assert (tail.returncode, tail.stderr.read()) == (130, "")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="POSIX signals")
+def test_tail_follow_with_n_0_prints_only_new_alerts(tmp_path: Path) -> None:
+    db = str(tmp_path / "live.db")
+    assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
+    with subprocess.Popen(
+        [sys.executable, "-m", "notipipe", "tail", "-f", "-n", "0", "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    ) as tail:
+        assert tail.stdout is not None
+        assert tail.stderr is not None
+        lines = _Lines(tail.stdout)
+        ids: list[int] = []
+        try:
+            # Nothing tells when tail has looked at the file, so store one alert at a time until
+            # it prints one: whatever it prints first must be newer than the five before it.
+            for _ in range(100):
+                assert run_cli("run", "--alerts", "1", "--progress", "none", "--db", db).returncode == 0
+                with contextlib.suppress(queue.Empty):
+                    line = lines.next(timeout=1)
+                    assert line is not None, tail.stderr.read()
+                    ids.append(int(line.split()[0][1:]))
+                    break
+            assert ids, "tail -f printed none of the new alerts"
+            assert run_cli("run", "--alerts", "10", "--progress", "none", "--db", db).returncode == 0
+            conn = sqlite3.connect(db)
+            try:
+                newest = conn.execute("SELECT max(id) FROM messages").fetchone()[0]
+            finally:
+                conn.close()
+            while ids[-1] < newest:
+                line = lines.next()
+                assert line is not None, tail.stderr.read()
+                ids.append(int(line.split()[0][1:]))
+        finally:
+            tail.send_signal(signal.SIGINT)
+            tail.wait(timeout=60)
+        assert ids[0] > 5
+        assert ids == list(range(ids[0], newest + 1))
+        assert (tail.returncode, tail.stderr.read()) == (130, "")
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only")

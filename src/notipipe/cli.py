@@ -2,13 +2,13 @@
 
     notipipe run   [--alerts N] [--threads T] [--db PATH] [--mix email=0.7,sms=0.3] ...
     notipipe stats [--db PATH]
-    notipipe tail  [--db PATH] [-n K]
+    notipipe tail  [--db PATH] [-n K] [--follow]
     notipipe info
 
 Exit statuses: 0 done; 1 the database cannot be used; 2 bad arguments (both with one line on
-stderr, never a traceback); 130 interrupted by Ctrl-C; 141 the output was closed (``notipipe
-tail | head -1``): the command stops quietly, as Unix tools do, with the status a shell reports
-for a process ended by SIGPIPE.
+stderr, never a traceback); 130 interrupted by Ctrl-C (``tail --follow`` ends this way, quietly);
+141 the output was closed (``notipipe tail | head -1``): the command stops quietly, as Unix tools
+do, with the status a shell reports for a process ended by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ import contextlib
 import io
 import math
 import os
+import signal
 import sqlite3
 import sys
 import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 import notipipe
 from notipipe._dashboards import KindCounter, RateMeter, RunPlan, produce_alerts
@@ -49,6 +51,11 @@ MAX_DELAY = 60.0
 MAX_THREADS = 1024
 #: Alerts per ``save_many`` call or per commit: past this a batch only costs memory.
 MAX_BATCH = 1_000_000
+
+#: How often ``tail --follow`` asks the database for new alerts, in seconds.
+FOLLOW_INTERVAL = 0.1
+#: Alerts read per query while following: a large backlog is printed in pieces.
+FOLLOW_BATCH = 1000
 
 _DB_HELP = f"database file (default $NOTIPIPE_DB, else ./{DEFAULT_DB})"
 _EXIT_STATUS = """\
@@ -180,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  notipipe run --alerts 100000     store 100,000 synthetic alerts in ./notipipe.db\n"
         "  notipipe stats                   what ./notipipe.db holds\n"
-        "  notipipe tail -n 20              the last 20 alerts\n"
+        "  notipipe tail -f                 the last 10 alerts, then each new one\n"
         "  notipipe COMMAND --help          a command's options\n\n" + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -288,15 +295,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = sub.add_parser(
         "tail",
-        help="the last K alerts",
-        description="Print the most recent alerts, oldest first.",
+        help="the last K alerts; with -f, then each new one",
+        description=_wrap(
+            "Print the most recent alerts, oldest first. With --follow, keep printing "
+            "each alert as it is stored, by this or any other process, until Ctrl-C."
+        ),
         epilog="examples:\n"
         "  notipipe tail -n 20            the last 20 alerts\n"
-        "  notipipe tail -n 1000 | grep sms\n\n" + _EXIT_STATUS,
+        "  notipipe tail -f -n 0          only the alerts stored from now on\n"
+        "  notipipe tail -f | grep sms    new SMS alerts as they come\n\n"
+        "With --follow, Ctrl-C ends the command quietly with status 130.\n\n" + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tail.add_argument("--db", type=_path, default=None, metavar="PATH", help=_DB_HELP)
     tail.add_argument("-n", type=_whole(0, MAX_ROWS), default=10, metavar="K", help="how many (default 10)")
+    tail.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help=f"then print new alerts as they are stored (checks every {FOLLOW_INTERVAL:g} s) until Ctrl-C",
+    )
 
     sub.add_parser(
         "info",
@@ -370,18 +388,74 @@ def _stamp(t: float) -> str:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     with _open_existing(_db_path(args.db)) as db:
+        if args.follow:
+            return _follow(db, args.n)
         _print_alerts(db.last(args.n))
     return EXIT_OK
 
 
-def _print_alerts(messages: Iterable[StoredMessage]) -> None:
+def _print_alerts(messages: Iterable[StoredMessage], stop: Callable[[], bool] = lambda: False) -> None:
     for m in messages:
+        if stop():
+            return
         if isinstance(m, notipipe.EmailMessage):
             print(
                 f"#{m.id} {_stamp(m.created_at)} email p{m.priority} to={m.recipient} subject={m.subject!r}"
             )
         else:
             print(f"#{m.id} {_stamp(m.created_at)} sms   p{m.priority} to={m.phone_number} body={m.body!r}")
+
+
+def _follow(db: DatabaseConnection, n: int) -> int:
+    """``tail --follow``: the last ``n`` alerts, then every alert stored after them, until Ctrl-C.
+
+    Row ids grow in commit order (rows are never deleted) and a reader sees a commit whole or
+    not at all, so asking for the ids after the last one printed misses nothing and repeats
+    nothing, whoever writes. SQLite tells no other process of a commit, hence the polling.
+    """
+    with _CtrlC() as ctrl_c:
+        recent = db.last(max(n, 1))  # at least one: where "new" starts
+        last_id = recent[-1].id if recent else 0
+        _print_alerts(recent if n else (), ctrl_c.pressed)
+        sys.stdout.flush()
+        while not ctrl_c.pressed():
+            new = db.after(last_id, FOLLOW_BATCH)
+            if new:
+                _print_alerts(new, ctrl_c.pressed)
+                sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
+                last_id = new[-1].id
+            if len(new) < FOLLOW_BATCH:  # caught up
+                time.sleep(FOLLOW_INTERVAL)
+    return EXIT_INTERRUPTED
+
+
+class _CtrlC:
+    """While active, Ctrl-C (SIGINT) is noted instead of raising KeyboardInterrupt, so a follow
+    loop ends between two reads (never inside one) and quietly."""
+
+    def __init__(self) -> None:
+        self._pressed = False
+        self._previous: Callable[[int, FrameType | None], object] | int | None = None
+        self._installed = False
+
+    def pressed(self) -> bool:
+        return self._pressed
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self._pressed = True
+
+    def __enter__(self) -> Self:
+        # Only the main thread may set handlers; elsewhere Ctrl-C stays a KeyboardInterrupt.
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._note)
+            self._installed = True
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._installed and self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
