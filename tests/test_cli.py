@@ -2,30 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import queue
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 import notipipe
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("NOTIPIPE_DB", None)
+    # The command must pass its output on itself (a pipe is block-buffered), whatever this
+    # environment does.
+    env.pop("PYTHONUNBUFFERED", None)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "notipipe", *args],
         capture_output=True,
         text=True,
+        errors="surrogateescape",  # a non-UTF-8 path comes back as it was given
         cwd=cwd,
-        env=env,
+        env=_env() if env is None else env,
         timeout=timeout,
         check=False,
     )
@@ -100,6 +116,12 @@ def test_help_on_every_subcommand(command: list[str]) -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("usage: notipipe")
     assert "--help" in result.stdout
+    assert "exit status" in result.stdout
+    assert "example" in result.stdout
+    if command in (["run"], ["stats"], ["tail"]):
+        assert "$NOTIPIPE_DB" in result.stdout
+    if command == ["tail"]:
+        assert "--follow" in result.stdout
 
 
 def test_no_command_prints_help_and_fails() -> None:
@@ -120,6 +142,36 @@ def test_no_command_prints_help_and_fails() -> None:
         (["run", "--bogus"], r"notipipe: error: unrecognized arguments: --bogus"),
         (["tail", "-n", "-1"], r"notipipe tail: error: argument -n: -1 is negative"),
         (["frobnicate"], r"invalid choice: 'frobnicate'"),
+        (["run", "x\ny"], r"notipipe: error: unrecognized arguments: x\\ny \(see notipipe --help\)$"),
+        (["tail", "-n", " -5\n"], r"argument -n: -5 is negative"),
+        (["run", "--max-delay", "nan"], r"argument --max-delay: nan is not between 0 and 60 seconds"),
+        (["run", "--max-delay", "inf"], r"argument --max-delay: inf is not between 0 and 60 seconds"),
+        (["run", "--max-delay", "-1"], r"argument --max-delay: -1 is not between 0 and 60 seconds"),
+        (["run", "--max-delay", "1e9"], r"argument --max-delay: 1e9 is not between 0 and 60 seconds"),
+        (["run", "--max-delay", "soon"], r"argument --max-delay: 'soon' is not a number"),
+        (
+            ["tail", "-n", "1" + "0" * 20],
+            r"argument -n: 10+ is too large \(at most 9,223,372,036,854,775,807\)",
+        ),
+        (["tail", "-n", "9" * 5000], r"argument -n: 9{40}\.\.\. is too large"),
+        (["run", "--alerts", "1" + "0" * 20], r"argument --alerts/-n: 10+ is too large"),
+        (["run", "--threads", "1" + "0" * 20], r"argument --threads/-t: 10+ is too large \(at most 1,024\)"),
+        (
+            ["run", "--alerts", "1", "--chunk", "1" + "0" * 20],
+            r"argument --chunk: 10+ is too large \(at most 1,000,000\)",
+        ),
+        (
+            ["run", "--alerts", "1", "--batch-size", "1" + "0" * 20],
+            r"argument --batch-size: 10+ is too large",
+        ),
+        (["run", "--alerts", "1", "--seed", "1" + "0" * 20], r"argument --seed: 10+ is too large"),
+        (["run", "--alerts", "1", "--db", ""], r"argument --db: the path is empty"),
+        (["stats", "--db", ""], r"argument --db: the path is empty"),
+        (["tail", "--db", ""], r"argument --db: the path is empty"),
+        (
+            ["run", "--alerts", "1", "--mix", "email=1e308,sms=1e308"],
+            r"the weights add up to more than a float holds",
+        ),
     ],
 )
 def test_bad_arguments_give_one_line_and_status_2(args: list[str], pattern: str, tmp_path: Path) -> None:
@@ -139,6 +191,309 @@ def test_bad_databases_give_one_line_status_1_and_stay_unchanged(tmp_path: Path)
     _one_line_error(run_cli("run", "--db", str(tmp_path)), 1, r"is a directory")
     _one_line_error(run_cli("stats", "--db", str(tmp_path / "none.db")), 1, r"none\.db: no such database")
     assert not (tmp_path / "none.db").exists()
+
+
+# -- hostile arguments: every option of every subcommand ----------------------------------------
+
+_HOSTILE = ["", " ", "-1", "0", "1_0", "1" + "0" * 20, "9" * 5000, "nan", "inf", "-inf", "1e9", "0x10",
+            "\udcff", "é", "=", ",", "email=,sms=1", "email=1,fax", ".", "a\nb", " -5\n"]  # fmt: skip
+_OPTIONS = [
+    ("run", "--alerts"), ("run", "--threads"), ("run", "--chunk"), ("run", "--batch-size"),
+    ("run", "--max-delay"), ("run", "--seed"), ("run", "--mix"), ("run", "--synchronous"),
+    ("run", "--deliver"), ("run", "--progress"), ("run", "--db"), ("stats", "--db"), ("tail", "--db"),
+    ("tail", "-n"),
+]  # fmt: skip
+_SWEEP = [(command, option, value) for command, option in _OPTIONS for value in _HOSTILE]
+
+# Calls main() once per argv in one child process (the import costs more than a command) and
+# reports what each would have made the command do: its exit status and stderr, or the
+# exception that escaped (which the command would print as a traceback).
+# A command still busy after a minute (a value accepted that should not be) counts as escaped.
+_SWEEP_CHILD = """
+import contextlib, io, json, signal, sys, traceback
+from notipipe.cli import main
+
+def too_slow(signum, frame):
+    raise TimeoutError("still running after 60 s")
+
+alarm = getattr(signal, "SIGALRM", None)
+if alarm is not None:
+    signal.signal(alarm, too_slow)
+results = []
+for argv in json.load(sys.stdin):
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        if alarm is not None:
+            signal.alarm(60)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exit:
+                code = exit.code
+    except BaseException:
+        code, err = "escaped", io.StringIO(traceback.format_exc())
+    finally:
+        if alarm is not None:
+            signal.alarm(0)
+    results.append([code, err.getvalue()])
+json.dump(results, sys.stdout)
+"""
+
+
+def _sweep_argv(command: str, option: str, value: str, db: str) -> list[str]:
+    if command == "run":  # small runs: only the option under test is hostile (the last one wins)
+        return ["run", "--alerts", "10", "--progress", "none", "--db", db, option, value]
+    return [command, "--db", db, option, value] if option != "--db" else [command, option, value]
+
+
+@pytest.fixture(scope="module")
+def sweep_results(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], tuple[object, str]]:
+    cwd = tmp_path_factory.mktemp("sweep")
+    db = str(cwd / "sweep.db")
+    assert run_cli("run", "--alerts", "20", "--progress", "none", "--db", db).returncode == 0
+    (cwd / "junk").write_bytes(b"not a database\n" * 100)
+    argvs = [_sweep_argv(*case, db=db) for case in _SWEEP]
+    child = subprocess.run(
+        [sys.executable, "-c", _SWEEP_CHILD],
+        input=json.dumps(argvs),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_env(),
+        timeout=600,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    results = json.loads(child.stdout)
+    return {case: (code, err) for case, (code, err) in zip(_SWEEP, results, strict=True)}
+
+
+@pytest.mark.parametrize(
+    "case", _SWEEP, ids=[f"{c}-{o}-{v[:12].encode('unicode_escape').decode()}" for c, o, v in _SWEEP]
+)
+def test_hostile_values_give_one_line_never_a_traceback(
+    case: tuple[str, str, str], sweep_results: dict[tuple[str, str, str], tuple[object, str]]
+) -> None:
+    code, err = sweep_results[case]
+    assert code in (0, 1, 2), f"{case}: {code}\n{err}"
+    if code != 0:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith(f"notipipe {case[0]}: error: "), err
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])
+def test_a_non_utf8_path_is_printed_escaped_not_a_traceback(tmp_path: Path, encoding: str) -> None:
+    # A strict stdout encoding (a UTF-8 locale, or PYTHONIOENCODING) cannot print the undecodable
+    # byte of such a path; the command escapes it instead of failing after the work is done.
+    db = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"\xff.db"))
+    env = _env(PYTHONIOENCODING=encoding)
+    for args in (["run", "--alerts", "10", "--progress", "lines"], ["stats"], ["tail", "-n", "1"]):
+        result = run_cli(*args, "--db", db, env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+    stats = run_cli("stats", "--db", db, env=env)
+    assert "\\udcff.db" in stats.stdout
+    assert "alerts: 10" in stats.stdout
+
+
+# -- a closed output ends the command quietly ---------------------------------------------------
+
+
+def _closed_pipe_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # A pipe whose reader is gone before the command starts: its first write fails with EPIPE,
+    # as `notipipe ... | head -1` does once head has exited.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "notipipe", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            env=_env(),
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info"],
+        ["stats", "--db", "t.db"],
+        ["tail", "--db", "t.db", "-n", "5"],
+        ["tail", "--db", "t.db", "-n", "5", "--follow"],
+        ["run", "--alerts", "100", "--db", "t.db", "--progress", "lines"],
+        ["run", "--alerts", "100", "--db", "t.db", "--progress", "none"],
+        ["--help"],
+        ["tail", "--help"],
+        ["--version"],
+    ],
+)
+def test_a_closed_output_ends_quietly_with_status_141(args: list[str], tmp_path: Path) -> None:
+    assert (
+        run_cli("run", "--alerts", "10", "--progress", "none", "--db", "t.db", cwd=tmp_path).returncode == 0
+    )
+    result = _closed_pipe_run(*args, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_tail_into_head_ends_quietly(tmp_path: Path) -> None:
+    db = str(tmp_path / "t.db")
+    assert run_cli("run", "--alerts", "20000", "--progress", "none", "--db", db).returncode == 0
+    with subprocess.Popen(
+        [sys.executable, "-m", "notipipe", "tail", "--db", db, "-n", "20000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = proc.stdout.readline()  # head -1: one line, then the reader is gone
+        proc.stdout.close()  # far more than a pipe's buffer is still to be written
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+    assert first.startswith(b"#1 ")
+    assert (proc.returncode, err) == (141, b"")
+
+
+# -- concurrent runs, tail --follow -------------------------------------------------------------
+
+
+def _stored_this_run(out: str) -> int:
+    m = re.search(r"alerts stored \(this run\)\s+│ ([\d,]+)", out)
+    assert m is not None, out
+    return int(m[1].replace(",", ""))
+
+
+def test_two_concurrent_runs_each_report_what_they_stored(tmp_path: Path) -> None:
+    db = str(tmp_path / "shared.db")
+    assert run_cli("run", "--alerts", "0", "--progress", "none", "--db", db).returncode == 0
+    sizes = (200_000, 150_000)  # large enough that the two runs overlap
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "notipipe", "run", "--alerts", str(n), "--threads", "1",
+             "--progress", "none", "--db", db],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        for n in sizes
+    ]  # fmt: skip
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    assert [_stored_this_run(out) for out, _ in outputs] == list(sizes)
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == sum(sizes)
+    finally:
+        conn.close()
+
+
+class _Lines:
+    """A child's stdout read by a thread, so the test can wait for a line with a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def next(self, timeout: float = 60) -> str | None:
+        return self._queue.get(timeout=timeout)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="POSIX signals")
+def test_tail_follow_prints_alerts_as_another_process_stores_them(tmp_path: Path) -> None:
+    db = str(tmp_path / "live.db")
+    assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
+    with subprocess.Popen(
+        [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "2", "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    ) as tail:
+        assert tail.stdout is not None
+        assert tail.stderr is not None
+        lines = _Lines(tail.stdout)
+        ids: list[int] = []
+        try:
+            for _ in range(2):  # the last two, printed before anything new is stored
+                line = lines.next()
+                assert line is not None, tail.stderr.read()
+                ids.append(int(line.split()[0][1:]))
+            assert ids == [4, 5]
+            # Another process stores while tail follows: two runs, so tail sees more than one commit.
+            for n in (3000, 2000):
+                writer = run_cli(
+                    "run", "--alerts", str(n), "--batch-size", "500", "--progress", "none", "--db", db
+                )
+                assert writer.returncode == 0, writer.stderr
+            while ids[-1] < 5005:
+                line = lines.next()
+                assert line is not None, tail.stderr.read()
+                ids.append(int(line.split()[0][1:]))
+        finally:
+            tail.send_signal(signal.SIGINT)  # Ctrl-C
+            tail.wait(timeout=60)
+        assert lines.next() is None  # nothing more once interrupted
+        assert ids == list(range(4, 5006))
+        assert (tail.returncode, tail.stderr.read()) == (130, "")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="POSIX signals")
+def test_tail_follow_with_n_0_prints_only_new_alerts(tmp_path: Path) -> None:
+    db = str(tmp_path / "live.db")
+    assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
+    with subprocess.Popen(
+        [sys.executable, "-m", "notipipe", "tail", "-f", "-n", "0", "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    ) as tail:
+        assert tail.stdout is not None
+        assert tail.stderr is not None
+        lines = _Lines(tail.stdout)
+        ids: list[int] = []
+        try:
+            # Nothing tells when tail has looked at the file, so store one alert at a time until
+            # it prints one: whatever it prints first must be newer than the five before it.
+            for _ in range(100):
+                assert run_cli("run", "--alerts", "1", "--progress", "none", "--db", db).returncode == 0
+                with contextlib.suppress(queue.Empty):
+                    line = lines.next(timeout=1)
+                    assert line is not None, tail.stderr.read()
+                    ids.append(int(line.split()[0][1:]))
+                    break
+            assert ids, "tail -f printed none of the new alerts"
+            assert run_cli("run", "--alerts", "10", "--progress", "none", "--db", db).returncode == 0
+            conn = sqlite3.connect(db)
+            try:
+                newest = conn.execute("SELECT max(id) FROM messages").fetchone()[0]
+            finally:
+                conn.close()
+            while ids[-1] < newest:
+                line = lines.next()
+                assert line is not None, tail.stderr.read()
+                ids.append(int(line.split()[0][1:]))
+        finally:
+            tail.send_signal(signal.SIGINT)
+            tail.wait(timeout=60)
+        assert ids[0] > 5
+        assert ids == list(range(ids[0], newest + 1))
+        assert (tail.returncode, tail.stderr.read()) == (130, "")
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only")

@@ -3,6 +3,8 @@ otherwise (so a log or a test can read how many alerts are durable while the run
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import time
 from types import TracebackType
@@ -17,6 +19,14 @@ from notipipe._database import DatabaseConnection
 type Mode = Literal["auto", "bar", "lines", "none"]
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich's default exits with status 1 itself; let the command end as it does for any
+        # closed output (quietly, with its own status).
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 class Display:
     def __init__(self, mode: str, total: int, db: DatabaseConnection, produced: list[int]) -> None:
         if mode == "auto":
@@ -25,7 +35,7 @@ class Display:
         self.total = total
         self.db = db
         self.produced = produced
-        self.console = Console()
+        self.console = _Console()
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._start = time.perf_counter()
