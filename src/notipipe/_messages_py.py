@@ -468,26 +468,28 @@ def _refuse_deletion(self: object, name: str) -> None:
     raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
-def _refuse_new_email(cls: type, /, *args: object, **kwargs: object) -> object:
-    raise _new_error("EmailMessage")
-
-
-def _refuse_new_sms(cls: type, /, *args: object, **kwargs: object) -> object:
-    raise _new_error("SMSMessage")
-
-
-for _cls, _refuse_new in ((EmailMessage, _refuse_new_email), (SMSMessage, _refuse_new_sms)):
+for _cls in (EmailMessage, SMSMessage):
     # dataclass's own frozen __setattr__ uses zero-argument super(), which breaks on the class
     # that slots=True rebuilds (CPython gh-90562 on 3.12): assigning a non-field raised
     # TypeError there.
     type.__setattr__(_cls, "__setattr__", _refuse_assignment)
     type.__setattr__(_cls, "__delattr__", _refuse_deletion)
-    type.__setattr__(_cls, "__new__", staticmethod(_refuse_new))
     # slots=True adds state methods for pickling; __reduce__ replaces them, and a __setstate__
     # would be a way to write to a frozen message.
     for _name in ("__getstate__", "__setstate__"):
         if _name in _cls.__dict__:
             type.__delattr__(_cls, _name)
+
+if not TYPE_CHECKING:  # unannotated, so their signatures read as the compiled types' tp_new
+
+    def _refuse_new_email(*args, **kwargs):
+        raise _new_error("EmailMessage")
+
+    def _refuse_new_sms(*args, **kwargs):
+        raise _new_error("SMSMessage")
+
+    type.__setattr__(EmailMessage, "__new__", staticmethod(_refuse_new_email))
+    type.__setattr__(SMSMessage, "__new__", staticmethod(_refuse_new_sms))
 
 # inspect.signature(cls) would otherwise read the metaclass __call__ (and drop its first
 # parameter, taking it for the class).
