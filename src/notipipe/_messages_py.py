@@ -95,9 +95,8 @@ def _fail_surrogate(cls: str, field: str, text: str, index: int) -> ValueError:
 
 
 def _encodable(text: str) -> bool:
-    """Whether ``text`` can be encoded to UTF-8 (no surrogate code points): ASCII is, at once."""
-    if text.isascii():
-        return True
+    """Whether ``text`` can be encoded to UTF-8 (no surrogate code points); callers test
+    ``isascii()`` first, inline, as almost all text is ASCII."""
     try:
         text.encode()
     except UnicodeEncodeError:
@@ -245,8 +244,8 @@ def _construct_email(
         and len(body) <= _MAX_BODY
         and "\n" not in subject
         and "\r" not in subject
-        and _encodable(subject)
-        and _encodable(body)
+        and (subject.isascii() or _encodable(subject))
+        and (body.isascii() or _encodable(body))
     ):
         _set_email_recipient(self, _check_email(recipient))
         _set_email_subject(self, subject)
@@ -283,7 +282,7 @@ def _construct_sms(
         and type(id) is int
         and 0 <= id < _ID_LIMIT
         and (created_at is None or (type(created_at) is float and 0.0 <= created_at < 1e11))
-        and _encodable(body)
+        and (body.isascii() or _encodable(body))
     ):
         _set_sms_phone_number(self, phone_number)  # empty, or validated before
         _set_sms_body(self, body)
