@@ -239,3 +239,25 @@ def test_errors_for_every_bad_call_agree() -> None:
                 c_outcome = _outcome(lambda: shape(compiled, fields))  # noqa: B023 - called at once
                 assert c_outcome[0] in ("TypeError", "ValueError"), c_outcome
                 assert c_outcome == _outcome(lambda: shape(pure, fields)), fields  # noqa: B023
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_compiled_twin_has_no_way_to_write_a_message(name: str) -> None:
+    """Python's own back doors, which a pure-Python object cannot close, find no writable field
+    in the compiled one: no reader can ever meet a string being replaced."""
+    compiled, _ = _twins(name)
+    msg = compiled(body="kept", created_at=1.0)
+    doors: list[Callable[[], object]] = [
+        lambda: object.__setattr__(msg, "body", "x"),
+        lambda: object.__delattr__(msg, "body"),
+        lambda: object.__setattr__(msg, "__class__", _messages_py.SMSMessage),
+        lambda: vars(compiled)["body"].__set__(msg, "x"),
+        lambda: vars(compiled)["body"].__delete__(msg),
+        lambda: object.__new__(compiled),
+        lambda: msg.__setstate__(("x",)),
+        lambda: msg.__setstate_cython__(dataclasses.astuple(msg)),  # Cython's own pickling hook
+    ]
+    for door in doors:
+        kind, _message = _outcome(door)
+        assert kind in ("TypeError", "AttributeError"), (kind, _message)
+    assert (msg.body, type(msg)) == ("kept", compiled)

@@ -27,8 +27,8 @@ from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport Py_UNICODE_ISSPACE
 
 from dataclasses import FrozenInstanceError
-from typing import ClassVar  # for typing.get_type_hints on the classes' annotations
 from dataclasses import replace as _dataclass_replace
+from typing import ClassVar  # for typing.get_type_hints on the classes' annotations
 
 from notipipe import _messages_py as _twin
 from notipipe._messages_py import (
@@ -263,7 +263,7 @@ cdef class EmailMessage:
 
     kind = "email"
     __signature__ = _twin.EmailMessage.__signature__
-    __annotations__ = _twin.EmailMessage.__annotations__
+    __annotations__ = dict(_twin.EmailMessage.__annotations__)
     __final__ = True  # what typing.final marks on the pure twin
 
     recipient: str
@@ -308,7 +308,7 @@ cdef class SMSMessage:
 
     kind = "sms"
     __signature__ = _twin.SMSMessage.__signature__
-    __annotations__ = _twin.SMSMessage.__annotations__
+    __annotations__ = dict(_twin.SMSMessage.__annotations__)
     __final__ = True
 
     phone_number: str
