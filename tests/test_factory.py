@@ -90,3 +90,32 @@ def test_register_a_new_kind_without_touching_the_parent() -> None:
 
 def test_public_factory_builds_the_selected_twin() -> None:
     assert type(notipipe.MessageFactory.create_message("email")) is notipipe.EmailMessage
+
+
+BAD_FIELDS: list[tuple[str, dict[str, object]]] = [
+    ("sms", {"body": "db \ud800down"}),
+    ("email", {"subject": "\udfff"}),
+    ("sms", {"created_at": 10**400}),
+    ("email", {"priority": 10**5000}),
+    ("sms", {"colour": "red"}),
+    ("email", {"".join(["col", "our"]): "red"}),  # a keyword name made at run time
+    ("sms", {"kind": "sms"}),
+]
+
+
+def _outcome(make: Any, **fields: object) -> tuple[str, str]:
+    try:
+        make(**fields)
+    except (TypeError, ValueError) as error:
+        return type(error).__name__, str(error)
+    return "ok", ""
+
+
+@pytest.mark.parametrize(("kind", "fields"), BAD_FIELDS)
+def test_the_factory_raises_the_class_own_errors(impl: Impl, kind: str, fields: dict[str, object]) -> None:
+    cls = impl.EmailMessage if kind == "email" else impl.SMSMessage
+    expected = _outcome(cls, **fields)
+    assert expected[0] != "ok"
+    assert expected[1].startswith(cls.__name__)  # the field, or the class for a binding error
+    assert _outcome(lambda **f: impl.MessageFactory.create_message(kind, **f), **fields) == expected
+    assert _outcome(lambda **f: impl.MessageFactory.create(cls, **f), **fields) == expected

@@ -5,7 +5,11 @@ Each message is a Cython dataclass on a ``cdef class``: fixed C fields (no ``__d
 per-object slots table), ``dataclasses.is_dataclass``/``fields``/``replace`` work, and the fields
 are ``str`` and C numbers only, so Cython gives the type no ``tp_traverse``: the objects are not
 tracked by the garbage collector (they cannot form a cycle). The fields are read-only after
-``__init__`` (frozen); a frozen object is trivially safe to share between free threads.
+construction (frozen). Construction never runs ``__init__``: calling the class builds and fills
+the object in one step, and ``__init__``, ``__new__``, ``__setattr__`` and ``__delattr__`` refuse
+(as in the pure twin, with the pure twin's errors). So no field of a message is ever written
+after another thread could see it, and a message is safe to read from any number of free
+threads: there is no path by which a reader could meet a string that a writer is releasing.
 
 Validation mirrors the pure twin rule for rule, message for message, with C loops instead of
 regular expressions.
@@ -22,12 +26,23 @@ from cpython.object cimport PyObject
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport Py_UNICODE_ISSPACE
 
+from dataclasses import FrozenInstanceError
+from dataclasses import replace as _dataclass_replace
+from typing import ClassVar  # for typing.get_type_hints on the classes' annotations
+
+from notipipe import _messages_py as _twin
 from notipipe._messages_py import (
     DEFAULT_PRIORITY,
     MAX_PRIORITY,
     MAX_SMS_BODY,
     MAX_SUBJECT,
     MIN_PRIORITY,
+    _email_arguments,
+    _fail_surrogate,
+    _new_error,
+    _reinit_error,
+    _shown,
+    _sms_arguments,
 )
 
 __all__ = [
@@ -67,6 +82,29 @@ cdef extern from *:
     Py_ssize_t PY_SSIZE_T_MAX
 
 
+# UTF-8 cannot encode a surrogate code point (U+D800..U+DFFF), so the store could not write a
+# str holding one. Only the 2- and 4-byte string kinds can hold one: the common case (ASCII or
+# Latin-1 text) is decided by the kind alone, and the rest is one pass over the code units.
+cdef extern from *:
+    """
+    static Py_ssize_t notipipe_find_surrogate(PyObject *s) {
+        Py_ssize_t i, n = PyUnicode_GET_LENGTH(s);
+        if (PyUnicode_KIND(s) == PyUnicode_2BYTE_KIND) {
+            const Py_UCS2 *d = PyUnicode_2BYTE_DATA(s);
+            for (i = 0; i < n; i++) if (Py_UNICODE_IS_SURROGATE(d[i])) return i;
+        } else if (PyUnicode_KIND(s) == PyUnicode_4BYTE_KIND) {
+            const Py_UCS4 *d = PyUnicode_4BYTE_DATA(s);
+            for (i = 0; i < n; i++) if (Py_UNICODE_IS_SURROGATE(d[i])) return i;
+        }
+        return -1;
+    }
+    #define notipipe_encodable(s) \
+        (PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND || notipipe_find_surrogate(s) < 0)
+    """
+    Py_ssize_t _find_surrogate "notipipe_find_surrogate"(PyObject* s) noexcept
+    bint _encodable "notipipe_encodable"(PyObject* s) noexcept
+
+
 cdef inline bint _small_int_in(PyObject* o, Py_ssize_t low, Py_ssize_t high) noexcept:
     return _small_int(o) and low <= _small_int_value(o) <= high
 
@@ -76,7 +114,7 @@ cdef inline bint _plain_stamp(PyObject* o) noexcept:
 
 
 cdef inline TypeError _fail_type(str cls, str field, object value, str expected):
-    return TypeError(f"{cls}.{field}: expected {expected}, got {type(value).__name__} {value!r}")
+    return TypeError(f"{cls}.{field}: expected {expected}, got {type(value).__name__} {_shown(value)}")
 
 
 cdef str _check_str(str cls, str field, object value, Py_ssize_t limit):
@@ -85,6 +123,8 @@ cdef str _check_str(str cls, str field, object value, Py_ssize_t limit):
     cdef str text = <str>value
     if len(text) > limit:
         raise ValueError(f"{cls}.{field}: {text[:40]!r}... is {len(text)} characters, the limit is {limit}")
+    if not _encodable(<PyObject*>text):
+        raise _fail_surrogate(cls, field, text, _find_surrogate(<PyObject*>text))
     return text
 
 
@@ -173,7 +213,7 @@ cdef long _check_priority(str cls, object value) except? -1:
     if overflow:
         v = _MIN_PRIORITY - 1
     if not (_MIN_PRIORITY <= v <= _MAX_PRIORITY):
-        raise ValueError(f"{cls}.priority: {value!r} is outside {MIN_PRIORITY}..{MAX_PRIORITY}")
+        raise ValueError(f"{cls}.priority: {_shown(value)} is outside {MIN_PRIORITY}..{MAX_PRIORITY}")
     return v
 
 
@@ -183,7 +223,7 @@ cdef long long _check_id(str cls, object value) except? -1:
     cdef int overflow = 0
     cdef long long v = PyLong_AsLongLongAndOverflow(value, &overflow)
     if overflow or v < 0:
-        raise ValueError(f"{cls}.id: {value!r} is outside 0..2**63-1")
+        raise ValueError(f"{cls}.id: {_shown(value)} is outside 0..2**63-1")
     return v
 
 
@@ -192,13 +232,25 @@ cdef double _check_time(str cls, object value) except? -1.0:
         return _now()
     if type(value) is not float and type(value) is not int:
         raise _fail_type(cls, "created_at", value, "float")
-    cdef double stamp = float(value)
+    # An int is range-checked as an int: float() would overflow on one beyond the float range.
+    cdef int overflow = 0
+    cdef long long whole
+    cdef double stamp
+    if type(value) is int:
+        whole = PyLong_AsLongLongAndOverflow(value, &overflow)
+        stamp = -1.0 if overflow else <double>whole
+    else:
+        stamp = _float_value(<PyObject*>value)
     if not (0.0 <= stamp < 1e11):  # also rejects NaN and infinities
-        raise ValueError(f"{cls}.created_at: {value!r} is not a Unix time in seconds")
+        raise ValueError(f"{cls}.created_at: {_shown(value)} is not a Unix time in seconds")
     return stamp
 
 
+# The class bodies below declare C fields; the pure twin (the type truth) supplies what a
+# Python-level reader sees: the signature, and the fields' records (patched in after the classes).
+
 @cython.final
+@cython.auto_pickle(False)  # __reduce__ below: pickling calls the class, which validates
 @cython.freelist(64)  # GIL builds only: Cython turns freelists off on free-threaded ones
 @cython.dataclasses.dataclass(frozen=True, init=False)
 cdef class EmailMessage:
@@ -210,6 +262,9 @@ cdef class EmailMessage:
     """
 
     kind = "email"
+    __signature__ = _twin.EmailMessage.__signature__
+    __annotations__ = dict(_twin.EmailMessage.__annotations__)
+    __final__ = True  # what typing.final marks on the pure twin
 
     recipient: str
     subject: str
@@ -218,17 +273,22 @@ cdef class EmailMessage:
     created_at: cython.double
     id: cython.longlong
 
-    def __init__(
-        self,
-        recipient="",
-        subject="",
-        body="",
-        *,
-        priority=DEFAULT_PRIORITY,
-        created_at=None,
-        id=0,
-    ):
-        _fill_email(self, recipient, subject, body, priority, created_at, id)
+    def __init__(self, *args, **kwargs):
+        # Calling the class never runs this (see _call_email): this is a second initialisation.
+        raise _reinit_error("EmailMessage")
+
+    def __setattr__(self, name, value):
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name):
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self):
+        values = (self.recipient, self.subject, self.body, self.priority, self.created_at, self.id)
+        return _restore_email, (values,)
+
+    def __replace__(self, /, **changes):
+        return _dataclass_replace(self, **changes)
 
     def _row(self):
         """The store's row: (kind, created_at, priority, address, subject, body)."""
@@ -236,6 +296,7 @@ cdef class EmailMessage:
 
 
 @cython.final
+@cython.auto_pickle(False)
 @cython.freelist(64)  # GIL builds only: Cython turns freelists off on free-threaded ones
 @cython.dataclasses.dataclass(frozen=True, init=False)
 cdef class SMSMessage:
@@ -246,6 +307,9 @@ cdef class SMSMessage:
     """
 
     kind = "sms"
+    __signature__ = _twin.SMSMessage.__signature__
+    __annotations__ = dict(_twin.SMSMessage.__annotations__)
+    __final__ = True
 
     phone_number: str
     body: str
@@ -253,20 +317,52 @@ cdef class SMSMessage:
     created_at: cython.double
     id: cython.longlong
 
-    def __init__(
-        self,
-        phone_number="",
-        body="",
-        *,
-        priority=DEFAULT_PRIORITY,
-        created_at=None,
-        id=0,
-    ):
-        _fill_sms(self, phone_number, body, priority, created_at, id)
+    def __init__(self, *args, **kwargs):
+        raise _reinit_error("SMSMessage")  # see EmailMessage.__init__
+
+    def __setattr__(self, name, value):
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name):
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self):
+        return _restore_sms, ((self.phone_number, self.body, self.priority, self.created_at, self.id),)
+
+    def __replace__(self, /, **changes):
+        return _dataclass_replace(self, **changes)
 
     def _row(self):
         """The store's row: (kind, created_at, priority, address, subject, body)."""
         return ("sms", self.created_at, self.priority, self.phone_number, "", self.body)
+
+
+def _restore_email(values):
+    recipient, subject, body, priority, created_at, id = values
+    return EmailMessage(recipient, subject, body, priority=priority, created_at=created_at, id=id)
+
+
+def _restore_sms(values):
+    phone_number, body, priority, created_at, id = values
+    return SMSMessage(phone_number, body, priority=priority, created_at=created_at, id=id)
+
+
+cdef _match_twin_records(cls, twin):
+    """Cython records the C types (``cython.long``) and no defaults or keyword-only flags; the
+    records (``dataclasses.fields``) are the pure twin's, so the two describe one constructor."""
+    cdef object record, truth
+    for name, record in cls.__dataclass_fields__.items():
+        truth = twin.__dataclass_fields__[name]
+        record.type = truth.type
+        record.default = truth.default
+        record.default_factory = truth.default_factory
+        record.kw_only = truth.kw_only
+    # No __dict__ and a fixed set of fields: what slots=True gives the pure twin.
+    cls.__dataclass_params__.slots = twin.__dataclass_params__.slots
+
+
+_match_twin_records(EmailMessage, _twin.EmailMessage)
+_match_twin_records(SMSMessage, _twin.SMSMessage)
 
 
 cdef inline int _fill_email(EmailMessage m, recipient, subject, body, priority, created_at, id) except -1:
@@ -292,26 +388,32 @@ cdef inline int _fill_sms(SMSMessage m, phone_number, body, priority, created_at
 # Calling the classes. A cdef class is called through type.__call__: the arguments are packed
 # into a tuple and a dict, then tp_new and tp_init unpack them again; that packing was the gap
 # to msgspec. Each class gets a vectorcall entry instead (as list, dict and msgspec's Struct
-# types have): it reads the caller's argument array and the keyword names directly. Keywords
-# are matched by identity (call sites and Cython both intern identifiers); anything unusual
-# (a name built at run time, a field given twice, too many positionals, an unknown name) takes
-# type.__call__, so errors and results are exactly those of the plain class call.
+# types have): it reads the caller's argument array and the keyword names directly, makes the
+# object with the class's own allocator and fills it; tp_init is never called. Keywords are
+# matched by identity (call sites and Cython both intern identifiers); anything unusual (a name
+# built at run time, a field given twice, too many positionals, an unknown name) is bound by
+# the pure twin's binding function, so the errors are Python's own, worded as for the pure
+# class. The types' tp_new refuses, so `EmailMessage.__new__(EmailMessage)` and type.__call__
+# cannot make an object with no fields; this module allocates through the original tp_new
+# (Cython calls it directly).
 
 cdef extern from *:
     """
-    static PyObject *notipipe_type_call(PyObject *type, PyObject *args, PyObject *kwds) {
-        return PyType_Type.tp_call(type, args, kwds);
-    }
     static void notipipe_set_vectorcall(PyObject *type, void *call) {
         /* Only for the final classes below, at import, before any other thread sees them. */
         ((PyTypeObject *)type)->tp_vectorcall = (vectorcallfunc)call;
     }
+    static void notipipe_set_new(PyObject *type, void *new_) {
+        /* The same: at import, before any other thread sees the type. */
+        ((PyTypeObject *)type)->tp_new = (newfunc)new_;
+    }
     """
-    object notipipe_type_call(object type, object args, object kwds)
     void notipipe_set_vectorcall(object type, void* call)
+    void notipipe_set_new(object type, void* new_)
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
     Py_ssize_t _tuple_size "PyTuple_GET_SIZE"(PyObject* t)
     PyObject* _tuple_item "PyTuple_GET_ITEM"(PyObject* t, Py_ssize_t i)
+    object PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf, PyObject* kwnames)
 
 
 cdef tuple _EMAIL_FIELDS = ("recipient", "subject", "body", "priority", "created_at", "id")
@@ -322,7 +424,7 @@ cdef object _ZERO = 0
 
 cdef bint _bind(PyObject** args, Py_ssize_t nargs, PyObject* kwnames, tuple fields,
                 Py_ssize_t npos, PyObject** out) noexcept:
-    """Place the arguments in ``out`` (borrowed, field order); False: use type.__call__."""
+    """Place the arguments in ``out`` (borrowed, field order); False: bind them slowly."""
     cdef Py_ssize_t i, j, nfields = _tuple_size(<PyObject*>fields)
     cdef PyObject* name
     if nargs > npos:
@@ -348,13 +450,6 @@ cdef dict _keywords(PyObject** values, PyObject* kwnames):
     return {<object>_tuple_item(kwnames, i): <object>values[i] for i in range(nkw)}
 
 
-cdef object _call_slowly(object cls, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    """The plain ``type.__call__`` with the same arguments: its behaviour, its error messages."""
-    cdef Py_ssize_t i
-    positional = tuple([<object>args[i] for i in range(nargs)])
-    return notipipe_type_call(cls, positional, _keywords(args + nargs, kwnames))
-
-
 cdef object _call_email(object cls, PyObject** args, size_t nargsf, PyObject* kwnames):
     cdef Py_ssize_t nargs = PyVectorcall_NARGS(nargsf)
     cdef PyObject* v[6]
@@ -362,14 +457,16 @@ cdef object _call_email(object cls, PyObject** args, size_t nargsf, PyObject* kw
     v[3] = <PyObject*>_DEFAULT_PRIORITY
     v[4] = <PyObject*>None
     v[5] = <PyObject*>_ZERO
-    if not _bind(args, nargs, kwnames, _EMAIL_FIELDS, 3, v):
-        return _call_slowly(cls, args, nargs, kwnames)
     cdef EmailMessage email = EmailMessage.__new__(EmailMessage)
+    if not _bind(args, nargs, kwnames, _EMAIL_FIELDS, 3, v):
+        bound = PyObject_Vectorcall(_email_arguments, args, nargs, kwnames)  # raises if unbindable
+        _fill_email(email, bound[0], bound[1], bound[2], bound[3], bound[4], bound[5])
+        return email
     if (  # the common case, checked on the raw objects; anything else takes _fill_email
         _is_str(v[0]) and _str_len(v[0]) <= _MAX_ADDRESS
-        and (_str_len(v[0]) == 0 or _email_shape(<str>v[0]))
-        and _is_str(v[1]) and _str_len(v[1]) <= _MAX_SUBJECT and _one_line(<str>v[1])
-        and _is_str(v[2]) and _str_len(v[2]) <= _MAX_BODY
+        and (_str_len(v[0]) == 0 or _email_shape(<str>v[0])) and _encodable(v[0])
+        and _is_str(v[1]) and _str_len(v[1]) <= _MAX_SUBJECT and _one_line(<str>v[1]) and _encodable(v[1])
+        and _is_str(v[2]) and _str_len(v[2]) <= _MAX_BODY and _encodable(v[2])
         and _small_int_in(v[3], _MIN_PRIORITY, _MAX_PRIORITY)
         and (v[4] == <PyObject*>None or _plain_stamp(v[4]))
         and _small_int_in(v[5], 0, PY_SSIZE_T_MAX)
@@ -392,12 +489,14 @@ cdef object _call_sms(object cls, PyObject** args, size_t nargsf, PyObject* kwna
     v[2] = <PyObject*>_DEFAULT_PRIORITY
     v[3] = <PyObject*>None
     v[4] = <PyObject*>_ZERO
-    if not _bind(args, nargs, kwnames, _SMS_FIELDS, 2, v):
-        return _call_slowly(cls, args, nargs, kwnames)
     cdef SMSMessage sms = SMSMessage.__new__(SMSMessage)
+    if not _bind(args, nargs, kwnames, _SMS_FIELDS, 2, v):
+        bound = PyObject_Vectorcall(_sms_arguments, args, nargs, kwnames)  # raises if unbindable
+        _fill_sms(sms, bound[0], bound[1], bound[2], bound[3], bound[4])
+        return sms
     if (  # the common case, checked on the raw objects; anything else takes _fill_sms
-        _e164_shape(v[0])
-        and _is_str(v[1]) and _str_len(v[1]) <= _MAX_SMS_BODY
+        _e164_shape(v[0])  # ASCII, so encodable
+        and _is_str(v[1]) and _str_len(v[1]) <= _MAX_SMS_BODY and _encodable(v[1])
         and _small_int_in(v[2], _MIN_PRIORITY, _MAX_PRIORITY)
         and (v[3] == <PyObject*>None or _plain_stamp(v[3]))
         and _small_int_in(v[4], 0, PY_SSIZE_T_MAX)
@@ -412,8 +511,14 @@ cdef object _call_sms(object cls, PyObject** args, size_t nargsf, PyObject* kwna
     return sms
 
 
+cdef object _refuse_new(PyObject* cls, PyObject* args, PyObject* kwargs):
+    raise _new_error((<object>cls).__name__)
+
+
 notipipe_set_vectorcall(EmailMessage, <void*>_call_email)
 notipipe_set_vectorcall(SMSMessage, <void*>_call_sms)
+notipipe_set_new(EmailMessage, <void*>_refuse_new)
+notipipe_set_new(SMSMessage, <void*>_refuse_new)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,7 +537,6 @@ cdef extern from "Python.h":
     int METH_FASTCALL
     int METH_KEYWORDS
     object PyCFunction_NewEx(_MethodDef* ml, PyObject* self, PyObject* module)
-    object PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf, PyObject* kwnames)
 
 
 cdef extern from *:

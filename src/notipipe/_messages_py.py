@@ -1,15 +1,27 @@
 """Pure-Python message records: the annotated twin of ``_messages_c.pyx`` and the type truth.
 
 Both modules define ``EmailMessage`` and ``SMSMessage`` with the same fields, defaults,
-validation rules and error messages; ``tests/test_messages.py`` runs against both.
+validation rules and error messages; ``tests/test_messages.py`` runs against both, and
+``tests/test_twins.py`` compares the two modules' classes directly.
+
+A message is frozen from the moment it exists. Calling the class builds and fills the object in
+one step (here through the metaclass ``__call__``, in the compiled twin through a vectorcall
+entry), so ``__init__`` never runs during construction and refuses when called on a message:
+a message's fields are never written twice, which is what makes the compiled twin's objects
+safe to read from any number of free threads. ``__new__`` refuses too (an object with no
+fields would be a message that is not one), and the classes cannot be subclassed, as the
+compiled ``cdef class``es are final.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
 import time
-from dataclasses import FrozenInstanceError, dataclass
-from typing import ClassVar, Final, final
+from collections.abc import Callable
+from dataclasses import FrozenInstanceError, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, final
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -55,12 +67,41 @@ def _remember(cache: dict[str, None], value: str) -> str:
 
 
 _ID_LIMIT: Final = 2**63
+_TIME_LIMIT: Final = 10**11  # as an int: the float bound below
 _MAX_BODY: Final = 1 << 20  # 1 MiB of e-mail body text
 _time = time.time
 
 
+def _shown(value: object) -> str:
+    """``repr(value)`` for an error message; a huge int as its size (its digits could exceed
+    the interpreter's int-to-str limit, and the error would then be about that instead)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"<{type(value).__name__} of {value.bit_length()} bits>"
+    return repr(value)
+
+
 def _fail_type(cls: str, field: str, value: object, expected: str) -> TypeError:
-    return TypeError(f"{cls}.{field}: expected {expected}, got {type(value).__name__} {value!r}")
+    return TypeError(f"{cls}.{field}: expected {expected}, got {type(value).__name__} {_shown(value)}")
+
+
+def _fail_surrogate(cls: str, field: str, text: str, index: int) -> ValueError:
+    """A str holding a surrogate code point: UTF-8 cannot encode it, so the store could not
+    write it; refused here, where the error can name the field (shared with the compiled twin)."""
+    clipped = f"{text[:40]!r}{'...' if len(text) > 40 else ''}"
+    return ValueError(
+        f"{cls}.{field}: {clipped} contains the surrogate {text[index]!r} at index {index}, "
+        "which UTF-8 cannot encode"
+    )
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be encoded to UTF-8 (no surrogate code points); callers test
+    ``isascii()`` first, inline, as almost all text is ASCII."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_str(cls: str, field: str, value: object, limit: int) -> str:
@@ -68,6 +109,11 @@ def _check_str(cls: str, field: str, value: object, limit: int) -> str:
         raise _fail_type(cls, field, value, "str")
     if len(value) > limit:
         raise ValueError(f"{cls}.{field}: {value[:40]!r}... is {len(value)} characters, the limit is {limit}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as error:
+            raise _fail_surrogate(cls, field, value, error.start) from None
     return value
 
 
@@ -110,7 +156,7 @@ def _check_priority(cls: str, value: object) -> int:
     if type(value) is not int:  # bool is an int subclass, and rejected on purpose
         raise _fail_type(cls, "priority", value, "int")
     if not MIN_PRIORITY <= value <= MAX_PRIORITY:
-        raise ValueError(f"{cls}.priority: {value!r} is outside {MIN_PRIORITY}..{MAX_PRIORITY}")
+        raise ValueError(f"{cls}.priority: {_shown(value)} is outside {MIN_PRIORITY}..{MAX_PRIORITY}")
     return value
 
 
@@ -118,7 +164,7 @@ def _check_id(cls: str, value: object) -> int:
     if type(value) is not int:
         raise _fail_type(cls, "id", value, "int")
     if not 0 <= value < 2**63:
-        raise ValueError(f"{cls}.id: {value!r} is outside 0..2**63-1")
+        raise ValueError(f"{cls}.id: {_shown(value)} is outside 0..2**63-1")
     return value
 
 
@@ -127,15 +173,185 @@ def _check_time(cls: str, value: float | None) -> float:
         return time.time()
     if type(value) is not float and type(value) is not int:
         raise _fail_type(cls, "created_at", value, "float")
-    stamp = float(value)
-    if not 0.0 <= stamp < 1e11:  # also rejects NaN and infinities
-        raise ValueError(f"{cls}.created_at: {value!r} is not a Unix time in seconds")
-    return stamp
+    # An int is range-checked before float() would overflow on one beyond the float range.
+    if not (0.0 <= value < 1e11 if type(value) is float else 0 <= value < _TIME_LIMIT):
+        raise ValueError(f"{cls}.created_at: {_shown(value)} is not a Unix time in seconds")  # also NaN, inf
+    return float(value)
+
+
+# -- the classes' behaviour as types -----------------------------------------------------------
+# The compiled classes are static, final, immutable types; this metaclass gives the pure ones
+# the same behaviour and the same errors. Type checkers see plain classes (the TYPE_CHECKING
+# branch below): the constructors they check are the ``__init__`` signatures.
+
+_SEALED: set[type] = set()  # the finished message classes
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class _MessageType(type):
+    def __new__(mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> _MessageType:
+        for base in bases:
+            if base in _SEALED:
+                raise TypeError(f"type '{_type_name(base)}' is not an acceptable base type")
+        return super().__new__(mcls, name, bases, namespace)
+
+    def __setattr__(cls, name: str, value: object) -> None:
+        if cls in _SEALED:
+            raise TypeError(f"cannot set {name!r} attribute of immutable type '{_type_name(cls)}'")
+        super().__setattr__(name, value)
+
+    def __delattr__(cls, name: str) -> None:
+        if cls in _SEALED:
+            raise TypeError(f"cannot set {name!r} attribute of immutable type '{_type_name(cls)}'")
+        super().__delattr__(name)
+
+
+def _reinit_error(cls: str) -> FrozenInstanceError:
+    return FrozenInstanceError(f"cannot re-initialise a frozen {cls}: build a new one with {cls}(...)")
+
+
+def _new_error(cls: str) -> TypeError:
+    return TypeError(f"{cls}.__new__() would make a message with no fields: build one with {cls}(...)")
+
+
+_new = object.__new__
+
+
+def _construct_email(
+    recipient: str = "",
+    subject: str = "",
+    body: str = "",
+    *,
+    priority: int = DEFAULT_PRIORITY,
+    created_at: float | None = None,
+    id: int = 0,
+) -> EmailMessage:
+    self = _new(EmailMessage)
+    # Fields are written once, through the slot descriptors, which is what a frozen
+    # dataclass's own __init__ does via object.__setattr__, only cheaper.
+    if (  # the common case, checked inline; anything else takes the path that explains
+        type(subject) is str
+        and type(body) is str
+        and type(priority) is int
+        and MIN_PRIORITY <= priority <= MAX_PRIORITY
+        and type(id) is int
+        and 0 <= id < _ID_LIMIT
+        and (created_at is None or (type(created_at) is float and 0.0 <= created_at < 1e11))
+        and len(subject) <= MAX_SUBJECT
+        and len(body) <= _MAX_BODY
+        and "\n" not in subject
+        and "\r" not in subject
+        and (subject.isascii() or _encodable(subject))
+        and (body.isascii() or _encodable(body))
+    ):
+        _set_email_recipient(self, _check_email(recipient))
+        _set_email_subject(self, subject)
+        _set_email_body(self, body)
+        _set_email_priority(self, priority)
+        _set_email_created_at(self, _time() if created_at is None else created_at)
+        _set_email_id(self, id)
+        return self
+    _set_email_recipient(self, _check_email(recipient))
+    _set_email_subject(self, _check_subject(subject))
+    _set_email_body(self, _check_str("EmailMessage", "body", body, _MAX_BODY))
+    _set_email_priority(self, _check_priority("EmailMessage", priority))
+    _set_email_created_at(self, _check_time("EmailMessage", created_at))
+    _set_email_id(self, _check_id("EmailMessage", id))
+    return self
+
+
+def _construct_sms(
+    phone_number: str = "",
+    body: str = "",
+    *,
+    priority: int = DEFAULT_PRIORITY,
+    created_at: float | None = None,
+    id: int = 0,
+) -> SMSMessage:
+    self = _new(SMSMessage)
+    if (  # the common case, checked inline; anything else takes the path that explains
+        type(phone_number) is str
+        and (not phone_number or phone_number in _GOOD_PHONES)
+        and type(body) is str
+        and len(body) <= MAX_SMS_BODY
+        and type(priority) is int
+        and MIN_PRIORITY <= priority <= MAX_PRIORITY
+        and type(id) is int
+        and 0 <= id < _ID_LIMIT
+        and (created_at is None or (type(created_at) is float and 0.0 <= created_at < 1e11))
+        and (body.isascii() or _encodable(body))
+    ):
+        _set_sms_phone_number(self, phone_number)  # empty, or validated before
+        _set_sms_body(self, body)
+        _set_sms_priority(self, priority)
+        _set_sms_created_at(self, _time() if created_at is None else created_at)
+        _set_sms_id(self, id)
+        return self
+    _set_sms_phone_number(self, _check_phone(phone_number))
+    _set_sms_body(self, _check_str("SMSMessage", "body", body, MAX_SMS_BODY))
+    _set_sms_priority(self, _check_priority("SMSMessage", priority))
+    _set_sms_created_at(self, _check_time("SMSMessage", created_at))
+    _set_sms_id(self, _check_id("SMSMessage", id))
+    return self
+
+
+# The compiled twin binds unusual calls (a keyword given twice, an unknown one, too many
+# positionals) with these: Python's own binding errors, worded exactly as for the pure classes.
+def _email_arguments(
+    recipient: object = "",
+    subject: object = "",
+    body: object = "",
+    *,
+    priority: object = DEFAULT_PRIORITY,
+    created_at: object = None,
+    id: object = 0,
+) -> tuple[object, ...]:
+    return recipient, subject, body, priority, created_at, id
+
+
+def _sms_arguments(
+    phone_number: object = "",
+    body: object = "",
+    *,
+    priority: object = DEFAULT_PRIORITY,
+    created_at: object = None,
+    id: object = 0,
+) -> tuple[object, ...]:
+    return phone_number, body, priority, created_at, id
+
+
+# Argument errors name the function's __qualname__: "EmailMessage() got an unexpected keyword
+# argument 'colour'", as a plain class call would say it.
+_construct_email.__qualname__ = _email_arguments.__qualname__ = "EmailMessage"
+_construct_sms.__qualname__ = _sms_arguments.__qualname__ = "SMSMessage"
+
+if TYPE_CHECKING:  # checkers take the constructors from __init__, not a metaclass __call__
+    _EmailType = _MessageType
+    _SMSType = _MessageType
+else:
+
+    class _EmailType(_MessageType):
+        __call__ = staticmethod(_construct_email)
+
+    class _SMSType(_MessageType):
+        __call__ = staticmethod(_construct_sms)
+
+
+# A message's values in field order, as pickled.
+type _EmailValues = tuple[str, str, str, int, float, int]
+type _SMSValues = tuple[str, str, int, float, int]
+
+# The fields' records (dataclasses.fields) describe the constructor: defaults, and priority,
+# created_at and id keyword-only. __match_args__ is spelled out, as it has always held all the
+# fields (a dataclass would leave the keyword-only ones out).
 
 
 @final  # as the compiled twin, a final cdef class
 @dataclass(slots=True, frozen=True, init=False)
-class EmailMessage:
+class EmailMessage(metaclass=_EmailType):
     """An e-mail alert. Frozen, slotted, no ``__dict__``.
 
     Defaults: empty ``recipient`` (the dashboard's default distribution list), empty
@@ -144,61 +360,52 @@ class EmailMessage:
     """
 
     kind: ClassVar[str] = "email"
+    __match_args__ = ("recipient", "subject", "body", "priority", "created_at", "id")
 
-    recipient: str
-    subject: str
-    body: str
-    priority: int
-    created_at: float
-    id: int
+    recipient: str = ""
+    subject: str = ""
+    body: str = ""
+    priority: int = field(default=DEFAULT_PRIORITY, kw_only=True)
+    created_at: float = field(default_factory=time.time, kw_only=True)
+    id: int = field(default=0, kw_only=True)
 
-    def __init__(
-        self,
-        recipient: str = "",
-        subject: str = "",
-        body: str = "",
-        *,
-        priority: int = DEFAULT_PRIORITY,
-        created_at: float | None = None,
-        id: int = 0,
-    ) -> None:
-        # Frozen: fields are written once, through the slot descriptors, which is what a
-        # frozen dataclass's own __init__ does via object.__setattr__, only cheaper.
-        if (  # the common case, checked inline; anything else takes the path that explains
-            type(subject) is str
-            and type(body) is str
-            and type(priority) is int
-            and MIN_PRIORITY <= priority <= MAX_PRIORITY
-            and type(id) is int
-            and 0 <= id < _ID_LIMIT
-            and (created_at is None or (type(created_at) is float and 0.0 <= created_at < 1e11))
-            and len(subject) <= MAX_SUBJECT
-            and len(body) <= _MAX_BODY
-            and "\n" not in subject
-            and "\r" not in subject
-        ):
-            _set_email_recipient(self, _check_email(recipient))
-            _set_email_subject(self, subject)
-            _set_email_body(self, body)
-            _set_email_priority(self, priority)
-            _set_email_created_at(self, _time() if created_at is None else created_at)
-            _set_email_id(self, id)
-            return
-        _set_email_recipient(self, _check_email(recipient))
-        _set_email_subject(self, _check_subject(subject))
-        _set_email_body(self, _check_str("EmailMessage", "body", body, _MAX_BODY))
-        _set_email_priority(self, _check_priority("EmailMessage", priority))
-        _set_email_created_at(self, _check_time("EmailMessage", created_at))
-        _set_email_id(self, _check_id("EmailMessage", id))
+    if TYPE_CHECKING:  # the constructor's signature, as type checkers see it
+
+        def __init__(
+            self,
+            recipient: str = "",
+            subject: str = "",
+            body: str = "",
+            *,
+            priority: int = DEFAULT_PRIORITY,
+            created_at: float | None = None,
+            id: int = 0,
+        ) -> None: ...
+
+    else:
+
+        def __init__(self, /, *args, **kwargs):
+            # Calling the class never runs this (see the module docstring): this is a second
+            # initialisation, refused.
+            raise _reinit_error("EmailMessage")
 
     def _row(self) -> tuple[str, float, int, str, str, str]:
         """The store's row: (kind, created_at, priority, address, subject, body)."""
         return ("email", self.created_at, self.priority, self.recipient, self.subject, self.body)
 
+    def __reduce__(self) -> tuple[Callable[[_EmailValues], EmailMessage], tuple[_EmailValues]]:
+        # Unpickling and copying call the class: the values are validated again, and no
+        # existing message is ever written to.
+        values = (self.recipient, self.subject, self.body, self.priority, self.created_at, self.id)
+        return _restore_email, (values,)
+
+    def __replace__(self, /, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
 
 @final
 @dataclass(slots=True, frozen=True, init=False)
-class SMSMessage:
+class SMSMessage(metaclass=_SMSType):
     """An SMS alert. Frozen, slotted, no ``__dict__``.
 
     Defaults: empty ``phone_number`` (the on-call rota), empty ``body``, priority 3,
@@ -206,59 +413,88 @@ class SMSMessage:
     """
 
     kind: ClassVar[str] = "sms"
+    __match_args__ = ("phone_number", "body", "priority", "created_at", "id")
 
-    phone_number: str
-    body: str
-    priority: int
-    created_at: float
-    id: int
+    phone_number: str = ""
+    body: str = ""
+    priority: int = field(default=DEFAULT_PRIORITY, kw_only=True)
+    created_at: float = field(default_factory=time.time, kw_only=True)
+    id: int = field(default=0, kw_only=True)
 
-    def __init__(
-        self,
-        phone_number: str = "",
-        body: str = "",
-        *,
-        priority: int = DEFAULT_PRIORITY,
-        created_at: float | None = None,
-        id: int = 0,
-    ) -> None:
-        if (  # the common case, checked inline; anything else takes the path that explains
-            type(phone_number) is str
-            and (not phone_number or phone_number in _GOOD_PHONES)
-            and type(body) is str
-            and len(body) <= MAX_SMS_BODY
-            and type(priority) is int
-            and MIN_PRIORITY <= priority <= MAX_PRIORITY
-            and type(id) is int
-            and 0 <= id < _ID_LIMIT
-            and (created_at is None or (type(created_at) is float and 0.0 <= created_at < 1e11))
-        ):
-            _set_sms_phone_number(self, phone_number)  # empty, or validated before
-            _set_sms_body(self, body)
-            _set_sms_priority(self, priority)
-            _set_sms_created_at(self, _time() if created_at is None else created_at)
-            _set_sms_id(self, id)
-            return
-        _set_sms_phone_number(self, _check_phone(phone_number))
-        _set_sms_body(self, _check_str("SMSMessage", "body", body, MAX_SMS_BODY))
-        _set_sms_priority(self, _check_priority("SMSMessage", priority))
-        _set_sms_created_at(self, _check_time("SMSMessage", created_at))
-        _set_sms_id(self, _check_id("SMSMessage", id))
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            phone_number: str = "",
+            body: str = "",
+            *,
+            priority: int = DEFAULT_PRIORITY,
+            created_at: float | None = None,
+            id: int = 0,
+        ) -> None: ...
+
+    else:
+
+        def __init__(self, /, *args, **kwargs):
+            raise _reinit_error("SMSMessage")  # see EmailMessage.__init__
 
     def _row(self) -> tuple[str, float, int, str, str, str]:
         """The store's row: (kind, created_at, priority, address, subject, body)."""
         return ("sms", self.created_at, self.priority, self.phone_number, "", self.body)
 
+    def __reduce__(self) -> tuple[Callable[[_SMSValues], SMSMessage], tuple[_SMSValues]]:
+        return _restore_sms, ((self.phone_number, self.body, self.priority, self.created_at, self.id),)
 
-def _refuse_assignment(self: object, name: str, value: object = None) -> None:
+    def __replace__(self, /, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+
+def _restore_email(values: _EmailValues) -> EmailMessage:
+    recipient, subject, body, priority, created_at, id = values
+    return EmailMessage(recipient, subject, body, priority=priority, created_at=created_at, id=id)
+
+
+def _restore_sms(values: _SMSValues) -> SMSMessage:
+    phone_number, body, priority, created_at, id = values
+    return SMSMessage(phone_number, body, priority=priority, created_at=created_at, id=id)
+
+
+def _refuse_assignment(self: object, name: str, value: object) -> None:
     raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
 
-# dataclass's own frozen __setattr__ uses zero-argument super(), which breaks on the class that
-# slots=True rebuilds (CPython gh-90562 on 3.12): assigning a non-field raised TypeError there.
+def _refuse_deletion(self: object, name: str) -> None:
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
 for _cls in (EmailMessage, SMSMessage):
+    # dataclass's own frozen __setattr__ uses zero-argument super(), which breaks on the class
+    # that slots=True rebuilds (CPython gh-90562 on 3.12): assigning a non-field raised
+    # TypeError there.
     type.__setattr__(_cls, "__setattr__", _refuse_assignment)
-    type.__setattr__(_cls, "__delattr__", _refuse_assignment)
+    type.__setattr__(_cls, "__delattr__", _refuse_deletion)
+    # slots=True adds state methods for pickling; __reduce__ replaces them, and a __setstate__
+    # would be a way to write to a frozen message.
+    for _name in ("__getstate__", "__setstate__"):
+        if _name in _cls.__dict__:
+            type.__delattr__(_cls, _name)
+
+if not TYPE_CHECKING:  # unannotated, so their signatures read as the compiled types' tp_new
+
+    def _refuse_new_email(*args, **kwargs):
+        raise _new_error("EmailMessage")
+
+    def _refuse_new_sms(*args, **kwargs):
+        raise _new_error("SMSMessage")
+
+    type.__setattr__(EmailMessage, "__new__", staticmethod(_refuse_new_email))
+    type.__setattr__(SMSMessage, "__new__", staticmethod(_refuse_new_sms))
+
+# inspect.signature(cls) would otherwise read the metaclass __call__ (and drop its first
+# parameter, taking it for the class).
+type.__setattr__(EmailMessage, "__signature__", inspect.signature(_construct_email))
+type.__setattr__(SMSMessage, "__signature__", inspect.signature(_construct_sms))
+_SEALED.update((EmailMessage, SMSMessage))
 
 # The slot descriptors' __set__, looked up once (slots=True builds a new class, so after it).
 _set_email_recipient = EmailMessage.__dict__["recipient"].__set__

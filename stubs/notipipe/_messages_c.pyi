@@ -1,6 +1,7 @@
 # Stubs for the compiled message records; kept honest by `python -m mypy.stubtest notipipe`.
 # The annotated pure twin, notipipe/_messages_py.py, is the type truth these mirror.
-from typing import ClassVar, Final, final
+import inspect
+from typing import Any, ClassVar, Final, Self, final
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -23,6 +24,7 @@ class EmailMessage:
     kind: ClassVar[str]
     __match_args__ = ("recipient", "subject", "body", "priority", "created_at", "id")
     __dataclass_fields__: ClassVar[dict[str, object]]
+    __signature__: ClassVar[inspect.Signature]
     @property
     def recipient(self) -> str: ...
     @property
@@ -47,12 +49,14 @@ class EmailMessage:
     ) -> None: ...
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
+    def __replace__(self, /, **changes: Any) -> Self: ...
 
 @final
 class SMSMessage:
     kind: ClassVar[str]
     __match_args__ = ("phone_number", "body", "priority", "created_at", "id")
     __dataclass_fields__: ClassVar[dict[str, object]]
+    __signature__: ClassVar[inspect.Signature]
     @property
     def phone_number(self) -> str: ...
     @property
@@ -74,6 +78,7 @@ class SMSMessage:
     ) -> None: ...
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
+    def __replace__(self, /, **changes: Any) -> Self: ...
 
 # Installed as MessageFactory.create_message (a classmethod) when compiled; see _factory.py.
 def create_message(cls: type, msg_type: object, /, **fields: object) -> object: ...
