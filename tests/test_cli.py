@@ -16,6 +16,8 @@ import pytest
 
 import notipipe
 
+pytestmark = pytest.mark.thread_unsafe(reason="only waits on child processes: copies add load, not coverage")
+
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
