@@ -20,12 +20,16 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import notipipe
 from notipipe._database import DatabaseCore
 from notipipe._factory import MessageFactory
 from notipipe._select import NO_EXTENSIONS
 from notipipe._singleton import ThreadSafeSingletonMeta
+
+# scripts/memcheck runs the tests under valgrind, tens of times slower: no deadline per example.
+settings.register_profile("memcheck", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass(frozen=True)
