@@ -4,6 +4,9 @@
 ``c`` and ``py`` normally, ``py`` alone when ``NOTIPIPE_NO_EXTENSIONS`` is set. Set
 ``NOTIPIPE_EXPECT_COMPILED=1`` (the test command does, on its compiled legs) to turn a missing
 extension into a failure instead of a quietly pure run.
+
+Under pytest-run-parallel (the free-threaded parallel leg of ``scripts/test``) every test runs in
+several threads at once unless it shares process-wide state: see ``_THREAD_UNSAFE_FIXTURES``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import notipipe
 from notipipe._database import DatabaseCore
 from notipipe._factory import MessageFactory
 from notipipe._select import NO_EXTENSIONS
 from notipipe._singleton import ThreadSafeSingletonMeta
+
+# scripts/memcheck runs the tests under valgrind, tens of times slower: no deadline per example.
+settings.register_profile("memcheck", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass(frozen=True)
@@ -90,13 +97,47 @@ def db(impl: Impl) -> Iterator[Any]:
     drop(impl.DatabaseConnection)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_notipipe_db_from_the_shell() -> Iterator[None]:
+    # The tests expect the in-memory default whatever NOTIPIPE_DB the caller's shell has. Cleared
+    # once for the session by hand rather than per test with ``monkeypatch``: pytest-run-parallel
+    # runs no test that requests ``monkeypatch`` in parallel, and an autouse request would keep
+    # every test out of the parallel leg.
+    saved = os.environ.pop("NOTIPIPE_DB", None)
+    yield
+    if saved is not None:
+        os.environ["NOTIPIPE_DB"] = saved
+
+
 @pytest.fixture(autouse=True)
-def _fresh_singletons(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # Every test starts and ends with no DatabaseConnection instance of either twin, and with
-    # the in-memory default whatever NOTIPIPE_DB the caller's shell has.
-    monkeypatch.delenv("NOTIPIPE_DB", raising=False)
+def _fresh_singletons() -> Iterator[None]:
+    # Every test starts and ends with no DatabaseConnection instance of either twin. Fixtures run
+    # once per test on the main thread, before and after pytest-run-parallel's worker threads, so
+    # this reset never races the copies of a test; the copies of a test that share the instance
+    # are kept in one thread instead (see _THREAD_UNSAFE_FIXTURES).
     for name in _available():
         drop(_build(name).DatabaseConnection)
     yield
     for name in _available():
         drop(_build(name).DatabaseConnection)
+
+
+# The free-threaded leg of the test command runs each test in several threads at once
+# (pytest-run-parallel). A test stays in one thread when its copies would share process-wide
+# state: the plugin itself spots ``monkeypatch``, ``capsys``, ``gc.collect`` and the like; the
+# tests mark what it cannot see with ``@pytest.mark.thread_unsafe(reason=...)``; and these
+# fixtures mark every test that requests them.
+_THREAD_UNSAFE_FIXTURES = {
+    # The same DatabaseConnection for every copy: they would subscribe to, save into and close
+    # one instance and count each other's messages.
+    "db": "shares the DatabaseConnection singleton",
+    # One capture handler on the root logger: each copy would count the others' records, and the
+    # logger levels the copies set and restore in turn could leave the logger changed.
+    "caplog": "captures the process-wide logging",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in sorted(_THREAD_UNSAFE_FIXTURES.keys() & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.thread_unsafe(reason=_THREAD_UNSAFE_FIXTURES[fixture]))

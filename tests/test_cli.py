@@ -21,6 +21,8 @@ import pytest
 
 import notipipe
 
+pytestmark = pytest.mark.thread_unsafe(reason="only waits on child processes: copies add load, not coverage")
+
 
 def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)

@@ -39,6 +39,7 @@ class Broken(metaclass=UnlockedSingletonMeta):
         time.sleep(0.0005)
 
 
+@pytest.mark.thread_unsafe(reason="resets the module-level Counted singleton and its shared counter")
 def test_storm_64_threads_one_instance_per_round() -> None:
     Counted.inits = 0
     bad, rounds = singleton_storm(Counted, Counted.reset_instance, threads=64, rounds=300)
@@ -47,18 +48,21 @@ def test_storm_64_threads_one_instance_per_round() -> None:
     assert Counted.inits == 300  # exactly one __init__ per round
 
 
+@pytest.mark.thread_unsafe(reason="copies would reset each other's Broken instance: a catch must be its own")
 def test_storm_catches_the_unlocked_variant() -> None:
     bad, rounds = singleton_storm(Broken, UnlockedSingletonMeta.instances.clear, rounds=20)
     assert rounds == 20
     assert bad > 0, "the storm failed to catch a singleton with no lock"
 
 
+@pytest.mark.thread_unsafe(reason="resets the DatabaseConnection singleton its other copies use")
 def test_storm_on_database_connection(impl: Impl) -> None:
     cls = impl.DatabaseConnection
     bad, rounds = singleton_storm(cls, lambda: drop(cls), threads=64, rounds=200)
     assert (bad, rounds) == (0, 200)
 
 
+@pytest.mark.thread_unsafe(reason="drops the DatabaseConnection singleton its other copies use")
 def test_init_runs_once_and_state_is_shared(impl: Impl) -> None:
     cls = impl.DatabaseConnection
     drop(cls)

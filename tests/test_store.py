@@ -20,6 +20,8 @@ from notipipe._store import _insert_sql
 from tests.conftest import Impl, drop
 from tests.storm import fast_switching
 
+pytestmark = pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton")
+
 
 @pytest.fixture
 def open_db(impl: Impl, tmp_path: Path) -> Iterator[Any]:

@@ -30,6 +30,10 @@ from tests.conftest import Impl, drop
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.thread_unsafe(
+    reason="opens the DatabaseConnection singleton, mounts file systems, or waits on child processes"
+)
+
 
 def _env(impl: Impl) -> dict[str, str]:
     env = dict(os.environ)
