@@ -180,8 +180,9 @@ def fork_with_locks_held(path: str) -> None:
     db = DatabaseConnection(path)
     db.save(SMSMessage(body="parent"), durable=True)
     store = db._open()
-    # The store's connection locks are left out: the before-fork handler waits for them.
-    locks: list[Any] = [store._cond, store._open_lock, db._config_lock]
+    # The store's SQLite locks (read, open, write) are left out: the before-fork handler waits
+    # for them, so that no SQLite call is in progress across the fork.
+    locks: list[Any] = [store._cond, db._config_lock]
     pub_lock = getattr(db, "_lock", None)  # the pure publisher's; the compiled one is C-private
     if pub_lock is not None:
         locks.append(pub_lock)

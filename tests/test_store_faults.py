@@ -313,8 +313,14 @@ def test_fork_while_other_threads_hold_the_locks(impl: Impl, tmp_path: Path) -> 
 # -- 7. several processes creating one new database at once --------------------------------------
 
 
-def test_processes_creating_the_same_new_database_all_open_it(impl: Impl, tmp_path: Path) -> None:
+@pytest.mark.parametrize("existing", ["missing", "empty"])
+def test_processes_creating_the_same_new_database_all_open_it(
+    impl: Impl, tmp_path: Path, existing: str
+) -> None:
     rounds = 12
+    if existing == "empty":  # made by a deployment script, say: 0 bytes, to become a database
+        for r in range(rounds):
+            (tmp_path / f"r{r}.db").touch()
     start = time.time() + 3  # after every interpreter has started
     procs = [_child(impl, "create", str(tmp_path), str(rounds), str(start)) for _ in range(4)]
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -532,3 +538,62 @@ def test_configuration_given_before_first_use_applies(impl: Impl, tmp_path: Path
     with pytest.raises(ConfigurationError, match="already open"):
         impl.DatabaseConnection(tmp_path / "other.db")
     assert impl.DatabaseConnection(tmp_path / "app.db", deliver="after_commit") is db
+
+
+# -- found by review: the writer's death is reported by close(); reads leave reports alone ------
+
+
+def test_close_reports_a_writer_that_died(tmp_path: Path) -> None:
+    def to_rows(batch: list[object]) -> list[tuple[str, float, int, str, str, str]]:
+        raise SystemExit("to_rows gave up")
+
+    store = MessageStore(str(tmp_path / "dead.db"), to_rows, max_delay=0)
+    store.put("x")
+    with pytest.raises(StorageError, match="the writer stopped: SystemExit"):
+        store.flush(timeout=10)
+    assert not store.closed  # nobody closed it
+    with pytest.raises(StorageError, match="the writer stopped"):
+        store.close()
+    with pytest.raises(StorageError, match="the writer stopped"):
+        store.put("y")
+
+
+def test_reads_leave_the_reports_to_flush(tmp_path: Path) -> None:
+    store = MessageStore(str(tmp_path / "r.db"), lambda batch: [_row(str(b)) for b in batch], max_delay=10)
+    store.put_many(["ok", "bad \ud800"])
+    assert store.query("SELECT body FROM messages") == [("ok",)]  # no report raised here
+    with pytest.raises(StorageError, match="could not be stored"):
+        store.flush()
+    store.close()
+
+
+def test_reading_a_database_not_yet_created_creates_nothing(impl: Impl, tmp_path: Path) -> None:
+    before = {t.ident for t in threading.enumerate()}
+    db = impl.DatabaseConnection(tmp_path / "later.db")
+    assert db.count_by_kind() == {}
+    assert db.last(5) == []
+    assert db.stats().total == 0
+    assert list(tmp_path.iterdir()) == []
+    assert [t.name for t in threading.enumerate() if t.ident not in before] == []
+
+
+def test_a_read_only_file_system_with_an_unmerged_wal_is_refused_not_misread(
+    impl: Impl, tmp_path: Path
+) -> None:
+    with _small_file_system(tmp_path, 4096) as small:
+        path = small / "wal.db"
+        proc = _child(impl, "flood", str(path), "1000")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if int(line.split()[1]) >= 20_000:
+                break
+        _kill(proc)  # committed alerts stay in the -wal file
+        assert os.path.getsize(str(path) + "-wal") > 0
+        remount = subprocess.run(
+            ["mount", "-o", "remount,ro", str(small)], capture_output=True, text=True, check=False
+        )
+        assert remount.returncode == 0, remount.stderr
+        db = impl.DatabaseConnection(path)
+        with pytest.raises(StorageError, match="read-only file system with committed changes"):
+            db.count_by_kind()
+        db.close()

@@ -184,7 +184,16 @@ def open_reader(path: str, busy_timeout: float) -> sqlite3.Connection:
     there nobody can write, so the file is opened as immutable instead.
     """
     _check_file_header(path)
-    mode = "ro&immutable=1" if _on_read_only_file_system(path) else "ro"
+    mode = "ro"
+    if _on_read_only_file_system(path):
+        if os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0:
+            # Immutable would ignore the WAL, and with it alerts committed there: refuse.
+            raise StorageError(
+                path,
+                "is on a read-only file system with committed changes still in its -wal file;"
+                " reading them needs a writable -shm file (open it once where it is writable)",
+            )
+        mode = "ro&immutable=1"
     conn = _connect(path, mode, busy_timeout)
     try:
         _check_header(path, *_header(conn, path))
@@ -211,9 +220,13 @@ def open_writer(
         return conn
     deadline = time.monotonic() + busy_timeout
     while True:
-        exists = _precheck(path, for_writing=True)
-        if not exists or os.path.getsize(path) == 0:
-            _create(path, replace_empty=exists)
+        if not _precheck(path, for_writing=True):
+            _create(path)
+        elif os.path.getsize(path) == 0:
+            try:
+                _initialise_in_place(path)
+            except sqlite3.Error as error:
+                raise StorageError(path, f"cannot create the database: {describe(error)}") from None
         conn = _connect(path, "rw", busy_timeout)
         try:
             _check_header(path, *_header(conn, path))
@@ -250,13 +263,12 @@ def _initialise(conn: sqlite3.Connection) -> None:
     )
 
 
-def _create(path: str, *, replace_empty: bool) -> None:
+def _create(path: str) -> None:
     """Build a complete database in a temporary file, then link it into place.
 
     ``os.link`` fails if ``path`` exists, so of several processes creating at once exactly one
-    wins and the others open its (complete) file. An existing empty file is replaced with
-    ``os.replace`` instead, re-checked just before, so a file that gained content meanwhile is
-    never overwritten.
+    wins and the others open its (complete) file. On a file system without hard links the name
+    is claimed with an exclusive create and filled in place (``_initialise_in_place``).
     """
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{time.monotonic_ns()}.new")
@@ -267,21 +279,16 @@ def _create(path: str, *, replace_empty: bool) -> None:
             _initialise(conn)
         finally:
             conn.close()
-        if replace_empty:
-            if os.path.getsize(path) == 0:
-                os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass  # another process created it first: use theirs
-            except OSError as error:
-                if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                    raise
-                # A file system without hard links: exclusive creation of the name, then content.
-                with contextlib.suppress(FileExistsError):
-                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-                    os.replace(tmp, path)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            _initialise_in_place(path)
     except sqlite3.Error as error:
         raise StorageError(path, f"cannot create the database: {describe(error)}") from None
     except OSError as error:
@@ -290,3 +297,28 @@ def _create(path: str, *, replace_empty: bool) -> None:
         for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
+
+
+def _initialise_in_place(path: str) -> None:
+    """Make an empty file a notipipe database, in one write transaction.
+
+    SQLite's own lock serialises processes doing this at once; whoever comes second finds the
+    schema made and leaves it alone.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        empty = conn.execute(
+            "SELECT a.application_id = 0 AND (SELECT count(*) FROM sqlite_master) = 0"
+            " FROM pragma_application_id AS a"
+        ).fetchone()[0]
+        if empty:
+            for statement in (
+                SCHEMA,
+                f"PRAGMA application_id={APPLICATION_ID}",
+                f"PRAGMA user_version={SCHEMA_VERSION}",
+            ):
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

@@ -39,7 +39,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
 from notipipe._sqlite_file import (
@@ -65,6 +65,8 @@ _BACKOFF_FIRST: Final = 0.005
 _BACKOFF_LAST: Final = 0.5
 #: SQLite's primary result codes for "someone else holds the lock".
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+#: How long a checkpoint past wal_limit waits for other connections, in milliseconds.
+_CHECKPOINT_WAIT_MS: Final = 1000
 
 
 @functools.cache
@@ -86,8 +88,9 @@ def _is_busy(error: BaseException) -> bool:
 
 
 def _is_file_trouble(error: BaseException) -> bool:
-    """True for errors about the database file (retry the batch), False for a refused row."""
-    return isinstance(error, sqlite3.OperationalError) or type(error) is sqlite3.DatabaseError
+    """True for errors about the database file or the machine (retry the batch), False for a
+    refused row."""
+    return isinstance(error, (sqlite3.OperationalError, MemoryError)) or type(error) is sqlite3.DatabaseError
 
 
 class _WriteProblem:
@@ -141,6 +144,7 @@ class MessageStore:
         self.max_delay = max_delay
         self.busy_timeout = busy_timeout
         self.wal_limit = wal_limit
+        self._next_checkpoint = 0.0  # monotonic time of the next allowed checkpoint attempt
         self._to_rows = to_rows
         self._on_commit = on_commit
         # _write_lock guards the writing connection, _read_lock the reading one; a fork waits
@@ -172,7 +176,8 @@ class MessageStore:
 
     def put(self, message: object) -> None:
         """Queue one message for the next group commit."""
-        self._ensure_writer()
+        if self._writer is None:
+            self._ensure_writer()
         with self._cond:
             self._wait_for_room()
             if not self._pending:
@@ -188,7 +193,8 @@ class MessageStore:
         batch = messages if isinstance(messages, list) else list(messages)
         if not batch:
             return 0
-        self._ensure_writer()
+        if self._writer is None:
+            self._ensure_writer()
         with self._cond:
             self._wait_for_room()
             was_empty = not self._pending
@@ -223,7 +229,7 @@ class MessageStore:
                     self._raise_if_failed()
                     if self._failing_since(attempts):
                         raise self._problem_error()
-                    if self._writer is None or (self._closed and not self._writer.is_alive()):
+                    if self._writer is None or not self._writer.is_alive():
                         raise StorageClosedError(self.path)
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
@@ -296,7 +302,7 @@ class MessageStore:
         if self._closed:
             raise StorageClosedError(self.path)
         if self._writer is not None and not self._on_writer_thread():
-            self.flush()
+            self._wait_for_queued()
         if self.path == ":memory:":  # one connection holds the whole database
             self._ensure_writer()
             with self._write_lock:
@@ -306,9 +312,38 @@ class MessageStore:
                 raise StorageClosedError(self.path)
             if self._reader is None:
                 if not os.path.exists(self.path):
-                    self._ensure_writer()  # nothing to read yet: create the file
+                    # Nothing stored yet: an empty database answers, and nothing is created.
+                    empty = open_writer(":memory:", self.synchronous, self.busy_timeout)
+                    try:
+                        return self._run(empty, sql, params)
+                    finally:
+                        empty.close()
                 self._reader = open_reader(self.path, self.busy_timeout)
             return self._run(self._reader, sql, params)
+
+    def _wait_for_queued(self) -> None:
+        """Before a read: let what this process queued be committed, waiting at most
+        ``busy_timeout``; then the read shows what is committed. Never raises: the reports are
+        flush()'s and close()'s, and a file that cannot be written can still be read."""
+        deadline = time.monotonic() + self.busy_timeout
+        with self._cond:
+            target = self._enqueued
+            self._flush_waiters += 1
+            self._cond.notify_all()
+            try:
+                while (
+                    self._committed < target
+                    and self._crash is None
+                    and (self._problem is None or self._problem.busy)
+                    and self._writer is not None
+                    and self._writer.is_alive()
+                ):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            finally:
+                self._flush_waiters -= 1
 
     def _run(
         self, conn: sqlite3.Connection, sql: str, params: tuple[object, ...]
@@ -331,8 +366,6 @@ class MessageStore:
     # -- opening -------------------------------------------------------------------------------
 
     def _ensure_writer(self) -> None:
-        if self._writer is not None:
-            return
         with self._open_lock:
             if self._writer_started():
                 return
@@ -391,10 +424,10 @@ class MessageStore:
             crash.__cause__ = error
             with self._cond:
                 self._crash = self._crash or crash
-                self._closed = True
                 self._cond.notify_all()
         finally:
-            if self._closed:
+            self._writer_ident = None  # thread ids are reused: no later thread is the writer
+            if self._closed or self._crash is not None:
                 self._close_writer_conn()
 
     def _next_batch(self) -> list[object]:
@@ -479,7 +512,7 @@ class MessageStore:
                 ids = self._insert_one_by_one(conn, rows, refused)
             else:
                 try:
-                    ids = self._insert_fast(conn, rows)
+                    ids = self._insert_fast(conn, cast("list[Row]", rows))
                 except BaseException as error:
                     if _is_file_trouble(error):
                         raise
@@ -493,15 +526,19 @@ class MessageStore:
             raise
         return ids
 
-    def _insert_fast(self, conn: sqlite3.Connection, rows: list[Row | None]) -> list[int]:
+    def _insert_fast(self, conn: sqlite3.Connection, rows: list[Row]) -> list[int]:
         ids: list[int] = []
-        step = self._rows_per_statement
-        for i in range(0, len(rows), step):
-            part = rows[i : i + step]
-            params = list(itertools.chain.from_iterable(r for r in part if r is not None))
-            last = conn.execute(_insert_sql(len(part)), params).lastrowid
+        i = 0
+        while i < len(rows):
+            # Full statements, then the remainder in powers of two: a handful of distinct SQL
+            # texts, so the statement cache (ours and SQLite's) stays small.
+            left = len(rows) - i
+            n = self._rows_per_statement if left >= self._rows_per_statement else 1 << (left.bit_length() - 1)
+            part = rows[i : i + n]
+            last = int(conn.execute(_insert_sql(n), list(itertools.chain.from_iterable(part))).lastrowid or 0)
             # Rows of one statement, in one write transaction, get consecutive rowids.
-            ids.extend(range(int(last or 0) - len(part) + 1, int(last or 0) + 1))
+            ids.extend(range(last - n + 1, last + 1))
+            i += n
         return ids
 
     def _insert_one_by_one(
@@ -570,9 +607,10 @@ class MessageStore:
 
         SQLite's automatic checkpoint is passive: while other connections keep transactions open
         back to back it never reaches the end of the WAL, which then grows without limit. Past
-        the limit, a TRUNCATE checkpoint waits for them and starts the WAL over.
+        the limit, a TRUNCATE checkpoint waits (briefly) for them and starts the WAL over; if a
+        reader keeps it from finishing, the next try is a second later, not at every commit.
         """
-        if self.path == ":memory:":
+        if self.path == ":memory:" or time.monotonic() < self._next_checkpoint:
             return
         try:
             size = os.path.getsize(self.path + "-wal")
@@ -580,15 +618,27 @@ class MessageStore:
             return
         if size <= self.wal_limit:
             return
+        blocked: BaseException | None = None
         with self._write_lock:
             conn = self._live_conn()
             try:
-                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                conn.execute(f"PRAGMA busy_timeout={_CHECKPOINT_WAIT_MS}")
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy:
+                    blocked = sqlite3.OperationalError("another connection kept reading")
             except sqlite3.Error as error:
-                _log.warning("notipipe: checkpoint of %s failed: %s", self.path, describe(error))
+                blocked = error
             finally:
                 conn.execute("PRAGMA busy_timeout=50")
+        if blocked is not None:
+            self._next_checkpoint = time.monotonic() + 1.0
+            if size > 4 * self.wal_limit:  # logged with no lock held
+                _log.warning(
+                    "notipipe: the WAL of %s is %d MiB; checkpoint blocked (%s)",
+                    self.path,
+                    size >> 20,
+                    describe(blocked),
+                )
 
     # -- state checks ----------------------------------------------------------------------------
 
@@ -651,11 +701,14 @@ class MessageStore:
     # -- fork ------------------------------------------------------------------------------------
 
     def _before_fork(self) -> None:
+        # The order every other path takes them in: read, open, write.
         self._read_lock.acquire()
+        self._open_lock.acquire()
         self._write_lock.acquire()
 
     def _after_fork_in_parent(self) -> None:
         self._write_lock.release()
+        self._open_lock.release()
         self._read_lock.release()
 
     def _after_fork_in_child(self) -> None:
@@ -664,7 +717,7 @@ class MessageStore:
         # and leave this store closed. What was queued belongs to the parent, which commits it.
         for conn in (self._conn, self._reader):
             if conn is not None:
-                _ABANDONED.append(conn)
+                _leak(conn)
         self._conn = self._reader = None
         self._writer = None
         self._writer_ident = None
@@ -686,22 +739,38 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 
 _STORES: weakref.WeakSet[MessageStore] = weakref.WeakSet()
-_ABANDONED: list[sqlite3.Connection] = []
+#: The stores locked by the before-fork handler, for the after-fork handlers to release: the
+#: same ones, whatever other threads created meanwhile.
+_FORKING: list[MessageStore] = []
+
+
+def _leak(conn: sqlite3.Connection) -> None:
+    """Keep a connection inherited across fork alive until the process ends, even at exit.
+
+    Closing it (which finalising the object does) could checkpoint or unlink files the parent
+    still uses; a reference count that never drops to zero means it is never finalised.
+    """
+    import ctypes
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
 
 
 def _before_fork() -> None:
-    for store in list(_STORES):
+    _FORKING[:] = list(_STORES)
+    for store in _FORKING:
         store._before_fork()
 
 
 def _after_fork_in_parent() -> None:
-    for store in list(_STORES):
+    for store in _FORKING:
         store._after_fork_in_parent()
+    _FORKING.clear()
 
 
 def _after_fork_in_child() -> None:
-    for store in list(_STORES):
+    for store in _FORKING:
         store._after_fork_in_child()
+    _FORKING.clear()
 
 
 os.register_at_fork(
