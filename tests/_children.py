@@ -129,14 +129,14 @@ def fork_busy(path: str) -> None:
     warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: that is the test
     db = DatabaseConnection(path, max_delay=0.001, batch_size=200)
     stop = threading.Event()
-    saved = [0]
+    saved = [0, 0]  # one counter per producer: += on a shared one loses counts without the GIL
 
-    def produce() -> None:
+    def produce(slot: int) -> None:
         while not stop.is_set():
             db.save_many([SMSMessage(body="parent") for _ in range(50)])
-            saved[0] += 50
+            saved[slot] += 50
 
-    producers = [threading.Thread(target=produce) for _ in range(2)]
+    producers = [threading.Thread(target=produce, args=(i,)) for i in range(2)]
     for t in producers:
         t.start()
     results: list[int | str] = []
@@ -167,7 +167,7 @@ def fork_busy(path: str) -> None:
         t.join()
     db.flush()
     say("children", results)
-    say("parent saved", saved[0], "stored", db.count_by_kind())
+    say("parent saved", sum(saved), "stored", db.count_by_kind())
     db.close()
 
 

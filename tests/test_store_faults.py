@@ -490,8 +490,8 @@ def test_several_writer_processes_all_progress_and_the_wal_stays_bounded(impl: I
         assert max(gaps, default=0) < 3, f"a writer stalled for {max(gaps):.1f} s"
         committed_total += reports[-1][0]
     assert len(_bodies(path)) == committed_total
-    # The bound: the limit, plus what the other processes' commits may add before the checkpoint.
-    assert biggest <= limit + 6 * 2**20, f"WAL reached {biggest / 2**20:.1f} MiB"
+    # The bound: the limit, plus the batches the other processes are committing at that moment.
+    assert biggest <= limit + 4 * 2**20, f"WAL reached {biggest / 2**20:.1f} MiB"
 
 
 # -- also wanted: readers need no write access; first use fixes the configuration ----------------

@@ -65,8 +65,8 @@ _BACKOFF_FIRST: Final = 0.005
 _BACKOFF_LAST: Final = 0.5
 #: SQLite's primary result codes for "someone else holds the lock".
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-#: How long a checkpoint past wal_limit waits for other connections, in milliseconds.
-_CHECKPOINT_WAIT_MS: Final = 1000
+#: How long one checkpoint attempt past wal_limit waits for other connections, in milliseconds.
+_CHECKPOINT_WAIT_MS: Final = 100
 
 
 @functools.cache
@@ -456,6 +456,7 @@ class MessageStore:
         what was lost).
         """
         rows, refused = self._rows(batch)
+        self._bound_wal()
         delay = _BACKOFF_FIRST
         while True:
             try:
@@ -485,7 +486,6 @@ class MessageStore:
             )
         for i in sorted(refused):
             _log.error("notipipe: %s refused alert %r: %s", self.path, batch[i], describe(refused[i]))
-        self._bound_wal()
         return ids
 
     def _rows(self, batch: list[object]) -> tuple[list[Row | None], dict[int, BaseException]]:
@@ -606,39 +606,49 @@ class MessageStore:
         """Keep the WAL bounded when other processes write the same file.
 
         SQLite's automatic checkpoint is passive: while other connections keep transactions open
-        back to back it never reaches the end of the WAL, which then grows without limit. Past
-        the limit, a TRUNCATE checkpoint waits (briefly) for them and starts the WAL over; if a
-        reader keeps it from finishing, the next try is a second later, not at every commit.
+        back to back it never reaches the end of the WAL, which then grows without limit. So a
+        writer finding the WAL past ``wal_limit`` checkpoints (TRUNCATE) before it writes again.
+        Every notipipe process on the file does the same, so they stop adding to the WAL and one
+        checkpoint gets through. Only a reader that keeps one transaction open for longer than
+        ``busy_timeout`` (no checkpoint can pass it) makes them write on, retrying each second.
         """
-        if self.path == ":memory:" or time.monotonic() < self._next_checkpoint:
+        if self.path == ":memory:":
             return
-        try:
-            size = os.path.getsize(self.path + "-wal")
-        except OSError:
-            return
-        if size <= self.wal_limit:
-            return
-        blocked: BaseException | None = None
+        deadline: float | None = None
+        while time.monotonic() >= self._next_checkpoint:
+            try:
+                size = os.path.getsize(self.path + "-wal")
+            except OSError:
+                return
+            if size <= self.wal_limit:
+                return
+            blocked = self._checkpoint()
+            if blocked is None:
+                return
+            now = time.monotonic()
+            deadline = now + self.busy_timeout if deadline is None else deadline
+            if now >= deadline:
+                self._next_checkpoint = now + 1.0
+                _log.warning(  # no lock held: logging handlers are the application's code
+                    "notipipe: the WAL of %s is %d MiB and a checkpoint cannot pass (%s);"
+                    " writing on, retrying each second",
+                    self.path,
+                    size >> 20,
+                    describe(blocked),
+                )
+
+    def _checkpoint(self) -> BaseException | None:
+        """One TRUNCATE checkpoint, waiting briefly for others; what blocked it, if anything."""
         with self._write_lock:
             conn = self._live_conn()
             try:
                 conn.execute(f"PRAGMA busy_timeout={_CHECKPOINT_WAIT_MS}")
                 busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                if busy:
-                    blocked = sqlite3.OperationalError("another connection kept reading")
             except sqlite3.Error as error:
-                blocked = error
+                return error
             finally:
                 conn.execute("PRAGMA busy_timeout=50")
-        if blocked is not None:
-            self._next_checkpoint = time.monotonic() + 1.0
-            if size > 4 * self.wal_limit:  # logged with no lock held
-                _log.warning(
-                    "notipipe: the WAL of %s is %d MiB; checkpoint blocked (%s)",
-                    self.path,
-                    size >> 20,
-                    describe(blocked),
-                )
+        return sqlite3.OperationalError("another connection kept its transaction open") if busy else None
 
     # -- state checks ----------------------------------------------------------------------------
 
