@@ -134,6 +134,8 @@ _THREAD_UNSAFE_FIXTURES = {
     # One capture handler on the root logger: each copy would count the others' records, and the
     # logger levels the copies set and restore in turn could leave the logger changed.
     "caplog": "captures the process-wide logging",
+    # test_observer_failures' own capture: a handler on the shared "notipipe" logger, the same.
+    "records": "captures the process-wide notipipe logger",
 }
 
 
