@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -27,6 +28,7 @@ from notipipe._database import DatabaseCore
 from notipipe._factory import MessageFactory
 from notipipe._select import NO_EXTENSIONS
 from notipipe._singleton import ThreadSafeSingletonMeta
+from tests._pg_server import PgCluster
 
 # scripts/memcheck runs the tests under valgrind, tens of times slower: no deadline per example.
 settings.register_profile("memcheck", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -97,6 +99,46 @@ def db(impl: Impl) -> Iterator[Any]:
     drop(impl.DatabaseConnection)
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The DSN of the session's PostgreSQL server: ``$NOTIPIPE_PG_DSN``, else a throwaway cluster."""
+    given = os.environ.get("NOTIPIPE_PG_DSN")
+    if given:
+        yield given
+        return
+    cluster = PgCluster()
+    try:
+        cluster.start()
+        yield cluster.dsn
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: str) -> Iterator[str]:
+    """A DSN to a new, empty database of its own on the session's server, dropped afterwards."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    name = f"notipipe_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield make_conninfo(pg_server, dbname=name)
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[PgCluster]:
+    """A private, running PostgreSQL server that the test may kill and restart."""
+    cluster = PgCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_notipipe_db_from_the_shell() -> Iterator[None]:
     # The tests expect the in-memory default whatever NOTIPIPE_DB the caller's shell has. Cleared
@@ -136,10 +178,18 @@ _THREAD_UNSAFE_FIXTURES = {
     "caplog": "captures the process-wide logging",
     # test_observer_failures' own capture: a handler on the shared "notipipe" logger, the same.
     "records": "captures the process-wide notipipe logger",
+    # One PostgreSQL database for every copy: they would read each other's alerts.
+    "pg_dsn": "shares one PostgreSQL database",
+    "pg_cluster": "kills and restarts a PostgreSQL server",
 }
+
+
+_PG_FIXTURES = {"pg_server", "pg_dsn", "pg_cluster"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if _PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgresql)
         for fixture in sorted(_THREAD_UNSAFE_FIXTURES.keys() & set(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.thread_unsafe(reason=_THREAD_UNSAFE_FIXTURES[fixture]))
