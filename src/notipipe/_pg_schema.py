@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MESSAGES", "MESSAGE_COLUMNS", "SCHEMA_LOCK", "SCHEMA_SQL"]
+__all__ = ["MESSAGES", "MESSAGE_COLUMNS", "SCHEMA_LOCK", "SCHEMA_SQL", "WAKEUP_CHANNEL"]
 
 MESSAGES: Final = "notipipe_messages"
 
@@ -28,6 +28,11 @@ MESSAGE_COLUMNS: Final = (
     "origin_host",
     "origin_pid",
 )
+
+#: Writers ``NOTIFY`` it after each commit, in a small transaction of its own (a NOTIFY inside the
+#: data transaction serialises commits cluster-wide). A wake-up is only a hint: followers also
+#: poll, and read what is committed, never the payload.
+WAKEUP_CHANNEL: Final = "notipipe_messages"
 
 #: Taken (``pg_advisory_xact_lock``) by the transaction that creates the tables: concurrent
 #: ``CREATE ... IF NOT EXISTS`` from several processes can otherwise fail on the catalogue's
