@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -131,10 +132,14 @@ def run_streamed(
     *,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-    echo: bool = True,
+    quiet: str = "",
 ) -> int:
-    """Run ``cmd`` showing its output as it comes (pytest's progress) and keep a copy in ``log``."""
+    """Run ``cmd`` showing its output as it comes (pytest's progress) and keep a copy in ``log``.
+
+    With ``quiet`` (a label), the output only goes to ``log`` and a progress line shows instead.
+    """
     with (
+        _Ticker(quiet) if quiet else contextlib.nullcontext(),
         log.open("wb") as copy,
         subprocess.Popen(
             [str(c) for c in cmd],
@@ -147,7 +152,7 @@ def run_streamed(
         assert proc.stdout is not None
         while chunk := os.read(proc.stdout.fileno(), 65536):
             copy.write(chunk)
-            if echo:
+            if not quiet:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
         return proc.wait()

@@ -35,14 +35,14 @@ def lint_venv() -> Path:
 def prepare() -> Path:
     it = first_gil_python()
     venv = lint_venv()
-    heading(f"{it.tag}: setting up {venv} for lint ({it.path})")
+    heading(f"{it.tag}: setting up {venv.relative_to(ROOT)} for lint ({it.path})")
     if not setup_venv(it, venv, [*test_groups(it), "lint"]):
         raise SystemExit(f"could not set up {venv}")
     return venv
 
 
 def run(summary: Summary, venv: Path) -> None:
-    heading(f"lint and types ({venv})")
+    heading(f"lint and types ({venv.relative_to(ROOT)})")
     checks: Sequence[tuple[str, list[str]]] = [
         ("ruff check", [str(bin_path(venv, "ruff")), "check", "."]),
         ("ruff format --check", [str(bin_path(venv, "ruff")), "format", "--check", "."]),

@@ -52,7 +52,9 @@ def run_parallel_leg(summary: Summary, venv: Path, label: str, pytest_args: Sequ
         f"--parallel-threads={PARALLEL_THREADS}",
         *pytest_args,
     ]
-    status = run_streamed(cmd, log, env={"NOTIPIPE_EXPECT_COMPILED": "1"}, echo=False)
+    status = run_streamed(
+        cmd, log, env={"NOTIPIPE_EXPECT_COMPILED": "1"}, quiet=f"{label} (listing: {log.name})"
+    )
     text = log.read_text(errors="replace")
     quiet = re.compile(r" (PARALLEL PASSED|PASSED|SKIPPED|XFAIL)( |$)|was not run in parallel: ")
     say("\n".join([line for line in text.splitlines() if not quiet.search(line)][-40:]))
