@@ -65,7 +65,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "pytest_args", nargs="*", help=f"pytest arguments (default: {' '.join(DEFAULT_TESTS)})"
     )
-    args = parser.parse_args(argv)
+    args, options = parser.parse_known_args(argv)  # pytest's options (-k ...) as well
     if shutil.which("valgrind") is None and not apt_install(["valgrind"]):
         return 1
     it = ft_python() if args.ft else first_gil_python()
@@ -83,7 +83,7 @@ def main(argv: Sequence[str]) -> int:
     run_env = {"NOTIPIPE_EXPECT_COMPILED": "1"}
     if not it.free_threaded:  # the free-threaded build only has mimalloc (see above)
         run_env["PYTHONMALLOC"] = "malloc"
-    tests = args.pytest_args or list(DEFAULT_TESTS)
+    tests = [*args.pytest_args, *options] or list(DEFAULT_TESTS)
     heading(f"pytest {' '.join(tests)} under valgrind ({it.tag}); report: {log.relative_to(ROOT)}")
     valgrind = [
         "valgrind", "--tool=memcheck", "--error-exitcode=1", "--leak-check=no", "--num-callers=40",

@@ -68,11 +68,12 @@ def run_parallel_leg(summary: Summary, venv: Path, label: str, pytest_args: Sequ
 
 
 def run_interpreter(
-    summary: Summary, it: Interpreter, pytest_args: Sequence[str], *, with_lint: bool
+    summary: Summary, it: Interpreter, pytest_args: Sequence[str], *, lint_tools: bool
 ) -> None:
     venv = VENVS / it.tag
     heading(f"{it.tag}: setting up {venv.relative_to(ROOT)} ({it.path})")
-    groups = [*test_groups(it), *(["lint"] if with_lint else [])]
+    # With the linters (mypy, basedpyright) in the venv, tests/test_typing.py runs rather than skips.
+    groups = [*test_groups(it), *(["lint"] if lint_tools else [])]
     if not summary.add(setup_venv(it, venv, groups), f"{it.tag}: venv with notipipe from the checkout"):
         return
     run_leg(summary, venv, f"{it.tag} compiled", {"NOTIPIPE_EXPECT_COMPILED": "1"}, pytest_args)
@@ -110,7 +111,7 @@ def main(argv: Sequence[str]) -> int:
         it = probe(args.interpreter)
         if it is None or it.version < (3, 12):
             raise SystemExit(f"{args.interpreter} is not a CPython >= 3.12")
-        run_interpreter(summary, it, pytest_args, with_lint=False)
+        run_interpreter(summary, it, pytest_args, lint_tools=not it.free_threaded)
         summary.show()
         return 1 if summary.failed else 0
 
@@ -124,7 +125,7 @@ def main(argv: Sequence[str]) -> int:
         ft = ft_python()
         say(f"free-threaded: {ft.path}" if ft else "free-threaded: none found (its legs fail at the end)")
     for i, it in enumerate([*legs, *([ft] if ft else [])]):
-        run_interpreter(summary, it, pytest_args, with_lint=i == 0)
+        run_interpreter(summary, it, pytest_args, lint_tools=i == 0)
     lint.run(summary, VENVS / legs[0].tag)
     if not (args.quick or args.gil) and ft is None:
         summary.add(False, "free-threaded legs: no free-threaded interpreter (how to get one: below)")
