@@ -41,7 +41,7 @@ def main(argv: Sequence[str]) -> int:
         if not setup_venv(it, venv):
             return 1
         for peer in dependency_group("bench"):
-            if not pip_install(venv, ["--only-binary=:all:", peer], f"installing {peer}"):
+            if not pip_install(venv, ["--only-binary=:all:", peer], f"installing {peer}", show_failure=False):
                 say(f"bench: {peer} is not installable on {it.tag}; left out")
         suite: list[str | Path] = [
             python_in(venv),

@@ -101,6 +101,7 @@ def run_quiet(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     log: Path | None = None,
+    show_failure: bool = True,
 ) -> bool:
     """Run ``cmd`` with its output kept back (a progress line instead); on failure show its end.
 
@@ -120,7 +121,7 @@ def run_quiet(
     out = strip_noise(proc.stdout)
     if log is not None:
         log.write_text(out)
-    if proc.returncode != 0:
+    if proc.returncode != 0 and show_failure:
         tail = "\n".join(out.splitlines()[-40:])
         warn(f"{label}: failed (status {proc.returncode})\n{tail}")
     return proc.returncode == 0

@@ -47,9 +47,15 @@ def python_in(venv: Path) -> Path:
 
 
 def pip_install(
-    venv: Path, args: Sequence[str | Path], label: str, env: Mapping[str, str] | None = None
+    venv: Path,
+    args: Sequence[str | Path],
+    label: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    show_failure: bool = True,
 ) -> bool:
-    return run_quiet([python_in(venv), "-m", "pip", "install", "-q", *PIP_FLAGS, *args], label, env=env)
+    cmd = [python_in(venv), "-m", "pip", "install", "-q", *PIP_FLAGS, *args]
+    return run_quiet(cmd, label, env=env, show_failure=show_failure)
 
 
 def make_venv(it: Interpreter, venv: Path, *, fresh: bool = False) -> None:
