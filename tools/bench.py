@@ -20,7 +20,7 @@ from tools.venvs import ROOT, VENVS, dependency_group, pip_install, python_in, s
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="nox -s bench --", description=__doc__)
     parser.add_argument(
-        "--quick", action="store_true", help="tiny sizes: checks that it runs (figures mean nothing)"
+        "--quick", action="store_true", help="tiny sizes, tables in .venv/bench-quick/: checks that it runs"
     )
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--gil", action="store_true", help="only the GIL interpreter")
@@ -46,7 +46,8 @@ def main(argv: Sequence[str]) -> int:
         suite: list[str | Path] = [
             python_in(venv),
             ROOT / "benchmarks" / "suite.py",
-            *(["--quick"] if args.quick else []),
+            # A smoke run's figures mean nothing: they stay out of the committed results.
+            *(["--quick", "--out", str(VENVS / "bench-quick")] if args.quick else []),
         ]
         if subprocess.run(suite, cwd=ROOT, check=False).returncode != 0:
             return 1
