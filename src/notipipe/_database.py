@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, Self, cast
 
 from notipipe import _messages_py
 from notipipe._errors import ConfigurationError, StorageClosedError
+from notipipe._pg_store import PgMessageStore, import_psycopg, is_url, redact
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._sqlite_file import DEFAULT_WAL_LIMIT, Synchronous, check_existing
 from notipipe._store import MessageStore, Row
+from notipipe._writer import GroupCommitStore
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
 
@@ -121,10 +123,10 @@ class DatabaseCore:
         self._config = config
         # A configuration of defaults only may still be replaced, until first use.
         self._provisional = config == _Config.make(None)
-        self._store: MessageStore | None = None
+        self._store: GroupCommitStore | None = None
         self._closed = False
         if not self._provisional:
-            check_existing(config.path)
+            _check_target(config.path)
         _CONNECTIONS.add(self)
         ref = weakref.ref(self)
 
@@ -143,7 +145,7 @@ class DatabaseCore:
             if wanted == self._config:
                 return
             if self._provisional and self._store is None and not self._closed:
-                check_existing(wanted.path)
+                _check_target(wanted.path)
                 self._config = wanted
                 self._provisional = False
                 return
@@ -153,14 +155,25 @@ class DatabaseCore:
             f"close() it before opening {wanted.describe()}"
         )
 
-    def _open(self) -> MessageStore:
+    def _open(self) -> GroupCommitStore:
         """The store, opened (lazily) with the configuration as it is now, which fixes it."""
         with self._config_lock:
             if self._store is None:
                 if self._closed:
-                    raise StorageClosedError(self._config.path)
+                    raise StorageClosedError(self.path)
                 c = self._config
                 self._provisional = False
+                on_commit = self._deliver_committed if c.deliver == "after_commit" else None
+                if is_url(c.path):
+                    self._store = PgMessageStore(
+                        c.path,
+                        _to_rows,  # type: ignore[arg-type]
+                        batch_size=c.batch_size,
+                        max_delay=c.max_delay,
+                        busy_timeout=c.busy_timeout,
+                        on_commit=on_commit,
+                    )
+                    return self._store
                 self._store = MessageStore(
                     c.path,
                     _to_rows,  # type: ignore[arg-type]
@@ -169,7 +182,7 @@ class DatabaseCore:
                     max_delay=c.max_delay,
                     busy_timeout=c.busy_timeout,
                     wal_limit=c.wal_limit,
-                    on_commit=self._deliver_committed if c.deliver == "after_commit" else None,
+                    on_commit=on_commit,
                 )
             return self._store
 
@@ -218,7 +231,7 @@ class DatabaseCore:
         if store is not None:
             store.flush(timeout)
         elif self._closed:
-            raise StorageClosedError(self._config.path)
+            raise StorageClosedError(self.path)
 
     def close(self) -> None:
         """Commit what is queued and close the file; a later ``DatabaseConnection()`` reopens.
@@ -252,8 +265,8 @@ class DatabaseCore:
 
     @property
     def path(self) -> str:
-        """The database file, or ``":memory:"``."""
-        return self._config.path
+        """The database file, ``":memory:"``, or the PostgreSQL URL (without its password)."""
+        return _shown(self._config.path)
 
     @property
     def durable_count(self) -> int:
@@ -275,38 +288,29 @@ class DatabaseCore:
 
     def count_by_kind(self) -> dict[str, int]:
         """Stored messages per kind, e.g. ``{"email": 700, "sms": 300}``."""
-        rows = self._open().query("SELECT kind, count(*) FROM messages GROUP BY kind ORDER BY kind")
-        return {str(kind): int(n) for kind, n in rows}  # type: ignore[call-overload]
+        return self._open().count_by_kind()
+
+    def count_by_priority(self) -> dict[int, int]:
+        """Stored messages per priority, e.g. ``{1: 40, 3: 900, 5: 60}``."""
+        return self._open().count_by_priority()
 
     def last(self, n: int = 10) -> list[StoredMessage]:
         """The ``n`` most recently stored messages, oldest first."""
         _check_count("n", n)
-        rows = self._open().query(
-            f"SELECT * FROM (SELECT {_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?) ORDER BY id", (n,)
-        )
-        return [self._message(r) for r in rows]
+        return [self._message(r) for r in self._open().last(n)]
 
     def after(self, message_id: int, limit: int = 1000) -> list[StoredMessage]:
         """Up to ``limit`` messages stored after ``message_id``, in storage order."""
         _check_count("message_id", message_id)
         _check_count("limit", limit)
-        rows = self._open().query(
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?", (message_id, limit)
-        )
-        return [self._message(r) for r in rows]
+        return [self._message(r) for r in self._open().after(message_id, limit)]
 
     def stats(self) -> StoreStats:
         """Totals per kind, first and last alert time, and the size on disk."""
-        by_kind = self.count_by_kind()
-        first, last = self._open().query("SELECT min(created_at), max(created_at) FROM messages")[0]
-        return StoreStats(
-            self.path,
-            sum(by_kind.values()),
-            by_kind,
-            first if isinstance(first, float) else None,
-            last if isinstance(last, float) else None,
-            self._open().file_size(),
-        )
+        store = self._open()
+        by_kind = store.count_by_kind()
+        first, last = store.time_range()
+        return StoreStats(self.path, sum(by_kind.values()), by_kind, first, last, store.size_bytes())
 
     def _message(self, row: tuple[object, ...]) -> StoredMessage:
         id_, kind, created_at, priority, address, subject, body = row
@@ -314,9 +318,6 @@ class DatabaseCore:
         if kind == "email":
             return self._email_cls(address, subject, body, **common)  # type: ignore[arg-type]
         return self._sms_cls(address, body, **common)  # type: ignore[arg-type]
-
-
-_COLUMNS = "id, kind, created_at, priority, address, subject, body"
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,13 +355,20 @@ class _Config:
             raise ValueError(f"busy_timeout must be 0..3600 seconds, got {busy_timeout!r}")
         if type(wal_limit) is not int or wal_limit < 2**20:
             raise ValueError(f"wal_limit must be an int of at least 1 MiB (1048576), got {wal_limit!r}")
+        resolved = _resolve(path)
+        if is_url(resolved) and (synchronous != "NORMAL" or wal_limit != DEFAULT_WAL_LIMIT):
+            # Durability on a server is the server's setting (synchronous_commit), not ours.
+            raise ValueError(
+                f"synchronous and wal_limit are SQLite settings; {_shown(resolved)} is a PostgreSQL"
+                " database: leave them out (the server's synchronous_commit decides durability)"
+            )
         return cls(
-            _resolve(path), synchronous, batch_size, float(max_delay), deliver, float(busy_timeout), wal_limit
+            resolved, synchronous, batch_size, float(max_delay), deliver, float(busy_timeout), wal_limit
         )
 
     def describe(self) -> str:
         return (
-            f"path={self.path!r}, synchronous={self.synchronous}, batch_size={self.batch_size}, "
+            f"path={_shown(self.path)!r}, synchronous={self.synchronous}, batch_size={self.batch_size}, "
             f"max_delay={self.max_delay}, deliver={self.deliver}, busy_timeout={self.busy_timeout}, "
             f"wal_limit={self.wal_limit}"
         )
@@ -398,13 +406,26 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _shown(path: str) -> str:
+    """The path as it may be shown: a PostgreSQL URL without its password."""
+    return redact(path) if is_url(path) else path
+
+
+def _check_target(path: str) -> None:
+    """Refuse now what cannot be used: a file that is not notipipe's, a URL without psycopg."""
+    if is_url(path):
+        import_psycopg()
+    else:
+        check_existing(path)
+
+
 def _resolve(path: str | os.PathLike[str] | None) -> str:
     if path is None:
         path = os.environ.get("NOTIPIPE_DB") or ":memory:"
     path = os.fspath(path)
     if not isinstance(cast("object", path), str) or not path:
         raise TypeError(f"path must be a non-empty str or os.PathLike, got {path!r}")
-    return path if path == ":memory:" else os.path.abspath(path)
+    return path if path == ":memory:" or is_url(path) else os.path.abspath(path)
 
 
 def _check_count(name: str, value: object) -> None:
