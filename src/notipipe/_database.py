@@ -23,8 +23,8 @@ from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._sqlite_file import DEFAULT_WAL_LIMIT, Synchronous, check_existing
+from notipipe._storage import Storage
 from notipipe._store import MessageStore, Row
-from notipipe._writer import GroupCommitStore
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
 
@@ -64,6 +64,8 @@ class StoreStats:
     first_at: float | None
     last_at: float | None
     size_bytes: int
+    #: PostgreSQL: (host, processes, alerts) per host that saved alerts; SQLite records no origin.
+    origins: tuple[tuple[str, int, int], ...] = ()
 
 
 class DatabaseCore:
@@ -123,7 +125,7 @@ class DatabaseCore:
         self._config = config
         # A configuration of defaults only may still be replaced, until first use.
         self._provisional = config == _Config.make(None)
-        self._store: GroupCommitStore | None = None
+        self._store: Storage | None = None
         self._closed = False
         if not self._provisional:
             _check_target(config.path)
@@ -155,7 +157,7 @@ class DatabaseCore:
             f"close() it before opening {wanted.describe()}"
         )
 
-    def _open(self) -> GroupCommitStore:
+    def _open(self) -> Storage:
         """The store, opened (lazily) with the configuration as it is now, which fixes it."""
         with self._config_lock:
             if self._store is None:
@@ -310,7 +312,9 @@ class DatabaseCore:
         store = self._open()
         by_kind = store.count_by_kind()
         first, last = store.time_range()
-        return StoreStats(self.path, sum(by_kind.values()), by_kind, first, last, store.size_bytes())
+        return StoreStats(
+            self.path, sum(by_kind.values()), by_kind, first, last, store.size_bytes(), tuple(store.origins())
+        )
 
     def _message(self, row: tuple[object, ...]) -> StoredMessage:
         id_, kind, created_at, priority, address, subject, body = row

@@ -79,6 +79,8 @@ def redact(url: str) -> str:
     pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
     if any(key == "password" for key, _ in pairs):
         query = urllib.parse.urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="/:")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing to hide: exactly as given
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -358,6 +360,13 @@ class PgMessageStore(GroupCommitStore):
                         continue
                     raise StorageError(self.path, f"reading failed: {describe(error)}") from None
         raise AssertionError("unreachable")
+
+    def origins(self) -> list[tuple[str, int, int]]:
+        rows = self.query(
+            f"SELECT origin_host, count(DISTINCT origin_pid), count(*) FROM {MESSAGES}"
+            " GROUP BY origin_host ORDER BY origin_host"
+        )
+        return [(str(host), int(procs), int(n)) for host, procs, n in rows]  # type: ignore[call-overload]
 
     def size_bytes(self) -> int:
         rows = self.query("SELECT coalesce(pg_total_relation_size(to_regclass(%s)), 0)", (MESSAGES,))

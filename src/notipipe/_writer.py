@@ -291,6 +291,10 @@ class GroupCommitStore(ABC):
     def size_bytes(self) -> int:
         """Bytes the stored alerts take in the database."""
 
+    def origins(self) -> list[tuple[str, int, int]]:
+        """(host, processes, alerts) per host that saved alerts, if the backend records origins."""
+        return []
+
     @abstractmethod
     def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
         """Run one read-only query on the backend's reading connection."""

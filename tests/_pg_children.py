@@ -1,0 +1,72 @@
+"""Programs the PostgreSQL tests run in child processes: ``python -m tests._pg_children NAME ...``.
+
+Each prints what it has done, one line at a time and flushed, so that the test can wait for a
+chosen moment (and kill the child there). The twin comes from the environment
+(``NOTIPIPE_NO_EXTENSIONS``), as for users.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from notipipe import DatabaseConnection, SMSMessage
+
+PROGRAMS: dict[str, Callable[..., None]] = {}
+
+
+def program(fn: Callable[..., None]) -> Callable[..., None]:
+    PROGRAMS[fn.__name__] = fn
+    return fn
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+@program
+def write(url: str, tag: str, count: str, chunk: str) -> None:
+    """Wait for a line on stdin (the start signal), then save ``count`` alerts in chunks of
+    ``chunk`` (bodies ``"<tag> <i>"``, in order) and flush."""
+    db = DatabaseConnection(url, max_delay=0.001)
+    say("ready", os.getpid())
+    sys.stdin.readline()
+    n, step = int(count), int(chunk)
+    for start in range(0, n, step):
+        db.save_many([SMSMessage(body=f"{tag} {i}") for i in range(start, min(n, start + step))])
+    db.flush()
+    say("done", os.getpid())
+    db.close()
+
+
+@program
+def stall_in_copy(url: str, count: str) -> None:
+    """Save ``count`` alerts in one batch, and stop in the middle of its COPY (after half of the
+    rows went to the server) to be killed there."""
+    from notipipe._pg_store import PgMessageStore
+
+    real_copy = PgMessageStore._copy
+
+    def copy_half_then_stall(self: PgMessageStore, conn: Any, rows: Any) -> None:
+        with conn.cursor() as cur, cur.copy(f"COPY notipipe_messages {_COLUMNS} FROM STDIN") as copy:
+            for row in rows[: len(rows) // 2]:
+                copy.write_row(row)
+            copy.connection.pgconn.flush()
+            say("stalled", os.getpid(), conn.info.backend_pid)
+            time.sleep(3600)
+        real_copy(self, conn, rows)  # never reached
+
+    PgMessageStore._copy = copy_half_then_stall  # type: ignore[method-assign]
+    db = DatabaseConnection(url, max_delay=0.001, batch_size=int(count))
+    db.save_many([SMSMessage(body=f"doomed {i}") for i in range(int(count))])
+    time.sleep(3600)
+
+
+_COLUMNS = "(id, kind, created_at, priority, address, subject, body, origin_host, origin_pid)"
+
+
+if __name__ == "__main__":
+    PROGRAMS[sys.argv[1]](*sys.argv[2:])
