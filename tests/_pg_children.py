@@ -44,28 +44,27 @@ def write(url: str, tag: str, count: str, chunk: str) -> None:
 
 @program
 def stall_in_copy(url: str, count: str) -> None:
-    """Save ``count`` alerts in one batch, and stop in the middle of its COPY (after half of the
-    rows went to the server) to be killed there."""
-    from notipipe._pg_store import PgMessageStore
+    """Save ``count`` alerts in one batch and stop in the middle of its COPY, once half of the
+    rows have gone to the server, to be killed there. The store's own write path is used; only
+    psycopg's ``write_row`` is wrapped, to stop."""
+    from psycopg import Copy
 
-    real_copy = PgMessageStore._copy
+    real_write_row = Copy.write_row
+    written = [0]
+    half = int(count) // 2
 
-    def copy_half_then_stall(self: PgMessageStore, conn: Any, rows: Any) -> None:
-        with conn.cursor() as cur, cur.copy(f"COPY notipipe_messages {_COLUMNS} FROM STDIN") as copy:
-            for row in rows[: len(rows) // 2]:
-                copy.write_row(row)
-            copy.connection.pgconn.flush()
-            say("stalled", os.getpid(), conn.info.backend_pid)
+    def write_row_then_stall(self: Copy, row: Any) -> None:
+        real_write_row(self, row)
+        written[0] += 1
+        if written[0] == half:
+            self.connection.pgconn.flush()
+            say("stalled", os.getpid(), self.connection.info.backend_pid)
             time.sleep(3600)
-        real_copy(self, conn, rows)  # never reached
 
-    PgMessageStore._copy = copy_half_then_stall  # type: ignore[method-assign]
+    Copy.write_row = write_row_then_stall  # type: ignore[method-assign]
     db = DatabaseConnection(url, max_delay=0.001, batch_size=int(count))
     db.save_many([SMSMessage(body=f"doomed {i}") for i in range(int(count))])
     time.sleep(3600)
-
-
-_COLUMNS = "(id, kind, created_at, priority, address, subject, body, origin_host, origin_pid)"
 
 
 if __name__ == "__main__":

@@ -190,7 +190,7 @@ def test_an_unreachable_server_is_refused_at_first_save(impl: Impl, tmp_path: Pa
 
 
 HOSTILE = [
-    "it's \"quoted\"",
+    'it\'s "quoted"',
     "back\\slash \\N \\. \\x00",
     "tab\tnew\nline\r\n",
     "ünïcödé ✓ 🚨 中文",
@@ -324,7 +324,7 @@ def test_the_cli_runs_stats_and_tails_on_postgresql(impl: Impl, pg_url: str) -> 
         for _ in range(2)
     ]
     for run in runs:
-        out, err = run.communicate(timeout=120)
+        _, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
     stats = cli("stats", "--db", pg_url)
     assert stats.returncode == 0, stats.stderr

@@ -13,8 +13,10 @@ for SQLite. Here is what PostgreSQL changes:
   reason in a ``StorageError``) and retried.
 * A commit in doubt (the connection died while COMMIT was on its way) is resolved, never
   guessed: the writer notes the transaction id before COMMIT and, once reconnected, asks the
-  server (``pg_xact_status``) whether it committed; only if it did not is the batch sent again,
-  with the same ids. So every flushed alert is stored exactly once.
+  server (``pg_xact_status``) whether it committed, and checks that a row of the batch is there
+  with that transaction id and this process as its origin (after a crash the server may give a
+  lost transaction's id to another); only if it did not commit is the batch sent again, with
+  newly reserved ids. So every flushed alert is stored exactly once.
 * A row the server refuses (text holding NUL, which PostgreSQL's text cannot) is dropped alone:
   the batch is written again row by row, each in a savepoint, and the refused rows are reported
   by the next ``flush``.
@@ -105,14 +107,15 @@ class _StillInProgressError(Exception):
 
 
 class _Attempt:
-    """One batch across its attempts: its reserved ids, and a commit in doubt."""
+    """One batch across its attempts: a commit in doubt, and what the server refused."""
 
-    __slots__ = ("ids", "refused", "rows", "xid")
+    __slots__ = ("ids", "probe", "refused", "rows", "xid")
 
     def __init__(self, rows: list[Row | None]) -> None:
         self.rows = rows
-        self.ids: list[int] | None = None
-        self.xid: str | None = None  # the transaction whose COMMIT's outcome is unknown
+        self.ids: list[int] = []  # reserved by the last transaction that wrote the batch
+        self.xid: str | None = None  # that transaction, while its COMMIT's outcome is unknown
+        self.probe: tuple[int, str, int] | None = None  # one row it wrote: (id, host, pid)
         self.refused: dict[int, BaseException] = {}  # rows the server refused in that transaction
 
 
@@ -226,7 +229,7 @@ class PgMessageStore(GroupCommitStore):
         if attempt is None or attempt.rows is not rows:
             attempt = self._attempt = _Attempt(rows)
         conn = self._live_conn()
-        if attempt.xid is not None and self._committed_before(conn, attempt.xid):
+        if attempt.xid is not None and self._committed_before(conn, attempt):
             ids = attempt.ids
         else:
             attempt.xid = None
@@ -245,15 +248,31 @@ class PgMessageStore(GroupCommitStore):
         assert ids is not None
         return [0 if i in refused or row is None else ids[i] for i, row in enumerate(rows)]
 
-    def _committed_before(self, conn: psycopg.Connection[Any], xid: str) -> bool:
+    def _committed_before(self, conn: psycopg.Connection[Any], attempt: _Attempt) -> bool:
         """Whether the transaction whose COMMIT was in doubt committed (asked once reconnected)."""
-        row = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+        assert attempt.xid is not None
+        try:
+            row = conn.execute("SELECT pg_xact_status(%s::xid8)", (attempt.xid,)).fetchone()
+        except self._psycopg.errors.InvalidParameterValue:
+            # "transaction ID ... is in the future": the server crashed before any of it reached
+            # its log, and restarted without it. Not committed.
+            return False
         status = None if row is None else row[0]
         if status == "in progress":
-            raise _StillInProgressError(f"the transaction {xid} of a commit in doubt is still running")
-        # "aborted", or unknown (NULL): send again, with the same ids, so that were it stored
-        # after all the primary key would refuse the copy rather than store it twice.
-        return status == "committed"
+            raise _StillInProgressError(
+                f"the transaction {attempt.xid} of a commit in doubt is still running"
+            )
+        if status != "committed" or attempt.probe is None:
+            return status == "committed"  # aborted, or unknown (NULL): not committed
+        # A crash can also give the lost transaction's id (and its rows' ids) to a later one:
+        # the batch committed only if a row it wrote is there, with its transaction and origin.
+        ident, host, pid = attempt.probe
+        found = conn.execute(
+            f"SELECT 1 FROM {MESSAGES} WHERE id = %s AND xid = %s::xid8 AND origin_host = %s"
+            " AND origin_pid = %s",
+            (ident, attempt.xid, host, pid),
+        ).fetchone()
+        return found is not None
 
     def _send(
         self,
@@ -266,11 +285,11 @@ class PgMessageStore(GroupCommitStore):
         rows, refused = attempt.rows, attempt.refused
         conn.execute("BEGIN")
         try:
-            if attempt.ids is None:
-                cur = conn.execute(_RESERVE_SQL, (len(rows),))
-                # One session's nextval calls increase: sorted, they follow the save order.
-                attempt.ids = sorted(int(r[0]) for r in cur.fetchall())
-            ids = attempt.ids
+            # Reserved again by each attempt: a server that crashed may hand out the ids of a
+            # transaction it lost once more, to anyone.
+            cur = conn.execute(_RESERVE_SQL, (len(rows),))
+            # One session's nextval calls increase: sorted, they follow the save order.
+            ids = attempt.ids = sorted(int(r[0]) for r in cur.fetchall())
             pid = os.getpid()
             full = [
                 (ids[i], *row, self._host, pid)
@@ -288,6 +307,8 @@ class PgMessageStore(GroupCommitStore):
         except BaseException:
             self._rollback(conn)
             raise
+        probes = [i for i in positions if i not in refused]
+        attempt.probe = (ids[probes[0]], self._host, pid) if probes else None
         attempt.xid = xid  # from here until COMMIT's answer arrives, the outcome is unknown
         self._send_commit(conn)
         attempt.xid = None
