@@ -23,8 +23,8 @@ from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._sqlite_file import DEFAULT_WAL_LIMIT, Synchronous, check_existing
-from notipipe._storage import Storage
 from notipipe._store import MessageStore, Row
+from notipipe._writer import GroupCommitStore
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
 
@@ -125,7 +125,7 @@ class DatabaseCore:
         self._config = config
         # A configuration of defaults only may still be replaced, until first use.
         self._provisional = config == _Config.make(None)
-        self._store: Storage | None = None
+        self._store: GroupCommitStore | None = None
         self._closed = False
         if not self._provisional:
             _check_target(config.path)
@@ -157,7 +157,7 @@ class DatabaseCore:
             f"close() it before opening {wanted.describe()}"
         )
 
-    def _open(self) -> Storage:
+    def _open(self) -> GroupCommitStore:
         """The store, opened (lazily) with the configuration as it is now, which fixes it."""
         with self._config_lock:
             if self._store is None:
