@@ -46,22 +46,32 @@ def write(url: str, tag: str, count: str, chunk: str) -> None:
 def stall_in_copy(url: str, count: str) -> None:
     """Save ``count`` alerts in one batch and stop in the middle of its COPY, once half of the
     rows have gone to the server, to be killed there. The store's own write path is used; only
-    psycopg's ``write_row`` is wrapped, to stop."""
+    psycopg's ``write_row`` (C psycopg: a row at a time) and ``write`` (pure psycopg: the store
+    packs the rows, a thousand a write) are wrapped, to stop."""
     from psycopg import Copy
 
-    real_write_row = Copy.write_row
-    written = [0]
-    half = int(count) // 2
+    real_write_row, real_write = Copy.write_row, Copy.write
+    rows, writes = [0], [0]
+
+    def stall(copy: Copy) -> None:
+        copy.connection.pgconn.flush()
+        say("stalled", os.getpid(), copy.connection.info.backend_pid)
+        time.sleep(3600)
 
     def write_row_then_stall(self: Copy, row: Any) -> None:
         real_write_row(self, row)
-        written[0] += 1
-        if written[0] == half:
-            self.connection.pgconn.flush()
-            say("stalled", os.getpid(), self.connection.info.backend_pid)
-            time.sleep(3600)
+        rows[0] += 1
+        if rows[0] == int(count) // 2:
+            stall(self)
+
+    def write_then_stall(self: Copy, data: Any) -> None:
+        real_write(self, data)
+        writes[0] += 1
+        if writes[0] == 3:  # the header, then two thousand rows
+            stall(self)
 
     Copy.write_row = write_row_then_stall  # type: ignore[method-assign]
+    Copy.write = write_then_stall  # type: ignore[method-assign, assignment]
     db = DatabaseConnection(url, max_delay=0.001, batch_size=int(count))
     db.save_many([SMSMessage(body=f"doomed {i}") for i in range(int(count))])
     time.sleep(3600)

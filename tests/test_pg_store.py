@@ -336,3 +336,32 @@ def test_the_cli_runs_stats_and_tails_on_postgresql(impl: Impl, pg_url: str) -> 
     refused = cli("run", "-n", "1", "--db", pg_url, "--synchronous", "FULL", "--progress", "none")
     assert refused.returncode == 1
     assert "--synchronous is a SQLite setting" in refused.stderr
+
+
+def _subject(text: str) -> str:
+    return text[:255].replace("\n", " ").replace("\r", " ")
+
+
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "write_row"])
+def test_both_copy_paths_store_the_same(
+    impl: Impl, open_pg: Callable[..., Any], pg_dsn: str, *, pack: bool
+) -> None:
+    # The pure-Python psycopg build takes the packed path, the C build write_row: both run here,
+    # whichever psycopg this interpreter has.
+    db = open_pg(batch_size=5000, max_delay=10)
+    db._open()._pack = pack
+    emails = [
+        impl.EmailMessage("ops@example.com", _subject(text), text, priority=1 + i % 5)
+        for i, text in enumerate(HOSTILE * 50)
+    ]
+    texts = [impl.SMSMessage("+15551234567", f"sms {i} ✓", created_at=1e9 + i / 7) for i in range(3000)]
+    sent = emails + texts
+    db.save_many(sent)
+    db.flush()
+    got = db.after(0, 10_000)
+    assert [(type(m), m.priority, m.created_at, m.body) for m in got] == [
+        (type(m), m.priority, m.created_at, m.body) for m in sent
+    ]
+    assert _raw(pg_dsn, "SELECT DISTINCT origin_host, origin_pid FROM notipipe_messages") == [
+        (os.uname().nodename, os.getpid())
+    ]
