@@ -21,9 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests._pg_server, tests._pg_util
 
 from _common import label, median_seconds
 from bench_store import Tally, make_messages
@@ -33,6 +32,7 @@ from notipipe._pg_schema import MESSAGES, SCHEMA_SQL
 
 BATCH = 10_000
 _RAW_COLUMNS = "kind, created_at, priority, address, subject, body, origin_host, origin_pid"
+_RAW_COPY = f"COPY {MESSAGES} ({_RAW_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _RAW_TYPES = ["text", "float8", "int4", "text", "text", "text", "text", "int4"]
 
 
@@ -58,7 +58,10 @@ def raw_copy(dsn: str, rows: list[tuple[object, ...]]) -> None:
     host, pid = os.uname().nodename, os.getpid()
     with psycopg.connect(dsn) as conn:
         for i in range(0, len(rows), BATCH):
-            with conn.cursor() as cur, cur.copy(f"COPY {MESSAGES} ({_RAW_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            with (
+                conn.cursor() as cur,
+                cur.copy(f"COPY {MESSAGES} ({_RAW_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy,
+            ):
                 copy.set_types(_RAW_TYPES)
                 for row in rows[i : i + BATCH]:
                     copy.write_row((*row, host, pid))
@@ -173,7 +176,7 @@ def main() -> None:
         if name.endswith("notipipe"):
             ref = rates[name.replace("notipipe", "raw binary COPY")]
         else:
-            ref = ceiling if not name[0].isdigit() else rates[name]
+            ref = ceiling if not name[0].isdigit() else rate
         print(f"| {name} | {rate:,.0f} | {rate / ref:.0%} |")
 
 
