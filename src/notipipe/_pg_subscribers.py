@@ -146,7 +146,7 @@ class DurableSubscription:
     def _hold_and_deliver(self, backoff: Backoff) -> None:
         # The lock and the cursor live on one connection: a cursor commit that succeeds proves
         # the lock is still held, and the lock goes with the connection, whatever ends it.
-        with connect(self.dsn, f"{HOLDER_NAME} {self.name}") as conn:
+        with connect(self.dsn, HOLDER_NAME) as conn:
             while True:  # a standby until the lock is ours
                 got = conn.execute(
                     "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (SUBSCRIPTION_LOCK, self.name)
@@ -215,8 +215,9 @@ class SubscriptionState:
         self.undelivered = undelivered
         #: Seconds since the oldest undelivered alert was created, or None.
         self.oldest_age = oldest_age
-        #: The holding connection, as ``pid@client (application_name)``, or None if none holds it.
-        self.holder = holder
+        #: The holding process as ``pid@host`` (its client address added for a remote one), or
+        #: None if no process holds the name.
+        self.holder = None if holder is None else holder.removeprefix(HOLDER_NAME + " ")
         #: When the cursor was last committed (seconds since the epoch).
         self.updated_at = updated_at
 
@@ -238,8 +239,7 @@ def list_subscriptions(dsn: str) -> list[SubscriptionState]:
                            AND m.id <= s.window_pos)
             ) lag
             LEFT JOIN LATERAL (
-                SELECT a.pid || '@' || coalesce(host(a.client_addr), 'local')
-                       || ' (' || a.application_name || ')' AS who
+                SELECT a.application_name || coalesce(' from ' || host(a.client_addr), '') AS who
                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                 WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
                         SELECT oid FROM pg_database WHERE datname = current_database())
