@@ -229,3 +229,36 @@ def test_durable_subscribers_need_postgresql_and_a_name(db: Any) -> None:
     with pytest.raises(ValueError, match="durable_name must be a non-empty printable str"):
         db.subscribe(Seen(), durable_name="")
     assert db.observers == ()
+
+
+def test_the_subscriptions_command_lists_each_name_with_its_lag_and_holder(
+    impl: Impl, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from notipipe.cli import main
+
+    create_schema(pg_dsn)
+    url = pg_url(pg_dsn)
+    assert main(["subscriptions", "--db", url]) == 0
+    assert capsys.readouterr().out == "no durable subscriptions\n"
+    db = impl.DatabaseConnection(url)
+    held, idle = Seen(), Seen()
+    assert db.subscribe(held, durable_name="eu-dashboard")
+    assert db.subscribe(idle, durable_name="audit")
+    assert db.unsubscribe(idle)
+    ids = write_batch(pg_dsn, ["a", "b"])
+    assert held.wait_for(ids)
+    assert _caught_up(pg_dsn, "eu-dashboard")
+    assert main(["subscriptions", "--db", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "UNDELIVERED", "OLDEST", "HELD", "BY"]
+    audit, eu = (line.split() for line in lines[1:])
+    assert audit[:2] == ["audit", "2"]
+    assert audit[-1] == "-"
+    assert eu == ["eu-dashboard", "0", "-", f"{os.getpid()}@{os.uname().nodename}"]
+
+
+def test_the_subscriptions_command_refuses_a_sqlite_file(capsys: pytest.CaptureFixture[str]) -> None:
+    from notipipe.cli import main
+
+    assert main(["subscriptions", "--db", "alerts.db"]) == 1
+    assert "durable subscriptions live in a PostgreSQL database" in capsys.readouterr().err

@@ -223,7 +223,15 @@ class SubscriptionState:
 
 
 def list_subscriptions(dsn: str) -> list[SubscriptionState]:
-    """Every durable subscription of the database at ``dsn``, by name."""
+    """Every durable subscription of the database at ``dsn``, by name (``StorageError`` if the
+    database cannot be reached)."""
+    try:
+        return _list_subscriptions(dsn)
+    except psycopg.Error as error:
+        raise StorageError(_redacted(dsn), f"cannot list the subscriptions: {error}") from None
+
+
+def _list_subscriptions(dsn: str) -> list[SubscriptionState]:
     with connect(dsn, "notipipe subscriptions") as conn:
         ensure_schema(conn)
         rows = conn.execute(
