@@ -14,6 +14,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import notipipe._database
@@ -65,7 +66,7 @@ def subscriber(url: str, name: str, out: str, die_after: str = "0", page: str = 
     say("stopped")
 
 
-PROGRAMS = {"writer": writer, "subscriber": subscriber}
+PROGRAMS: dict[str, Callable[..., None]] = {"writer": writer, "subscriber": subscriber}
 
 if __name__ == "__main__":
     PROGRAMS[sys.argv[1]](*sys.argv[2:])
