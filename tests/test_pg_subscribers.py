@@ -34,7 +34,7 @@ def _child(impl: Impl, *args: str) -> subprocess.Popen[str]:
     env.pop("NOTIPIPE_DB", None)
     env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
     return subprocess.Popen(
-        [sys.executable, "-m", "tests._pg_children", *args],
+        [sys.executable, "-m", "tests._pg_sub_children", *args],
         cwd=ROOT,
         env=env,
         stdin=subprocess.PIPE,

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, Self, cast
 
 from notipipe import _messages_py
 from notipipe._errors import ConfigurationError, StorageClosedError
+from notipipe._pg_store import PgMessageStore, import_psycopg, is_url, redact
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._sqlite_file import DEFAULT_WAL_LIMIT, Synchronous, check_existing
 from notipipe._store import MessageStore, Row
+from notipipe._writer import GroupCommitStore
 
 if TYPE_CHECKING:
     from notipipe._pg_subscribers import DurableSubscription
@@ -65,6 +67,8 @@ class StoreStats:
     first_at: float | None
     last_at: float | None
     size_bytes: int
+    #: PostgreSQL: (host, processes, alerts) per host that saved alerts; SQLite records no origin.
+    origins: tuple[tuple[str, int, int], ...] = ()
 
 
 class DatabaseCore:
@@ -124,11 +128,11 @@ class DatabaseCore:
         self._config = config
         # A configuration of defaults only may still be replaced, until first use.
         self._provisional = config == _Config.make(None)
-        self._store: MessageStore | None = None
+        self._store: GroupCommitStore | None = None
         self._closed = False
         self._durable: list[DurableSubscription] = []
-        if not self._provisional and not _is_postgres(config.path):
-            check_existing(config.path)
+        if not self._provisional:
+            _check_target(config.path)
         _CONNECTIONS.add(self)
         ref = weakref.ref(self)
 
@@ -147,8 +151,7 @@ class DatabaseCore:
             if wanted == self._config:
                 return
             if self._provisional and self._store is None and not self._closed:
-                if not _is_postgres(wanted.path):
-                    check_existing(wanted.path)
+                _check_target(wanted.path)
                 self._config = wanted
                 self._provisional = False
                 return
@@ -158,14 +161,25 @@ class DatabaseCore:
             f"close() it before opening {wanted.describe()}"
         )
 
-    def _open(self) -> MessageStore:
+    def _open(self) -> GroupCommitStore:
         """The store, opened (lazily) with the configuration as it is now, which fixes it."""
         with self._config_lock:
             if self._store is None:
                 if self._closed:
-                    raise StorageClosedError(self._config.path)
+                    raise StorageClosedError(self.path)
                 c = self._config
                 self._provisional = False
+                on_commit = self._deliver_committed if c.deliver == "after_commit" else None
+                if is_url(c.path):
+                    self._store = PgMessageStore(
+                        c.path,
+                        _to_rows,  # type: ignore[arg-type]
+                        batch_size=c.batch_size,
+                        max_delay=c.max_delay,
+                        busy_timeout=c.busy_timeout,
+                        on_commit=on_commit,
+                    )
+                    return self._store
                 self._store = MessageStore(
                     c.path,
                     _to_rows,  # type: ignore[arg-type]
@@ -174,7 +188,7 @@ class DatabaseCore:
                     max_delay=c.max_delay,
                     busy_timeout=c.busy_timeout,
                     wal_limit=c.wal_limit,
-                    on_commit=self._deliver_committed if c.deliver == "after_commit" else None,
+                    on_commit=on_commit,
                 )
             return self._store
 
@@ -223,7 +237,7 @@ class DatabaseCore:
         if store is not None:
             store.flush(timeout)
         elif self._closed:
-            raise StorageClosedError(self._config.path)
+            raise StorageClosedError(self.path)
 
     def close(self) -> None:
         """Commit what is queued and close the file; a later ``DatabaseConnection()`` reopens.
@@ -258,8 +272,8 @@ class DatabaseCore:
 
     @property
     def path(self) -> str:
-        """The database file, or ``":memory:"``."""
-        return self._config.path
+        """The database file, ``":memory:"``, or the PostgreSQL URL (without its password)."""
+        return _shown(self._config.path)
 
     @property
     def durable_count(self) -> int:
@@ -281,37 +295,30 @@ class DatabaseCore:
 
     def count_by_kind(self) -> dict[str, int]:
         """Stored messages per kind, e.g. ``{"email": 700, "sms": 300}``."""
-        rows = self._open().query("SELECT kind, count(*) FROM messages GROUP BY kind ORDER BY kind")
-        return {str(kind): int(n) for kind, n in rows}  # type: ignore[call-overload]
+        return self._open().count_by_kind()
+
+    def count_by_priority(self) -> dict[int, int]:
+        """Stored messages per priority, e.g. ``{1: 40, 3: 900, 5: 60}``."""
+        return self._open().count_by_priority()
 
     def last(self, n: int = 10) -> list[StoredMessage]:
         """The ``n`` most recently stored messages, oldest first."""
         _check_count("n", n)
-        rows = self._open().query(
-            f"SELECT * FROM (SELECT {_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?) ORDER BY id", (n,)
-        )
-        return [self._message(r) for r in rows]
+        return [self._message(r) for r in self._open().last(n)]
 
     def after(self, message_id: int, limit: int = 1000) -> list[StoredMessage]:
         """Up to ``limit`` messages stored after ``message_id``, in storage order."""
         _check_count("message_id", message_id)
         _check_count("limit", limit)
-        rows = self._open().query(
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?", (message_id, limit)
-        )
-        return [self._message(r) for r in rows]
+        return [self._message(r) for r in self._open().after(message_id, limit)]
 
     def stats(self) -> StoreStats:
         """Totals per kind, first and last alert time, and the size on disk."""
-        by_kind = self.count_by_kind()
-        first, last = self._open().query("SELECT min(created_at), max(created_at) FROM messages")[0]
+        store = self._open()
+        by_kind = store.count_by_kind()
+        first, last = store.time_range()
         return StoreStats(
-            self.path,
-            sum(by_kind.values()),
-            by_kind,
-            first if isinstance(first, float) else None,
-            last if isinstance(last, float) else None,
-            self._open().file_size(),
+            self.path, sum(by_kind.values()), by_kind, first, last, store.size_bytes(), tuple(store.origins())
         )
 
     # -- following and durable subscribers (PostgreSQL: _pg_follow, _pg_subscribers) -----------
@@ -347,10 +354,10 @@ class DatabaseCore:
     def _follow(
         self, after_id: int, page: int, poll: float, stop: threading.Event
     ) -> Iterator[list[StoredMessage]]:
-        if _is_postgres(self.path):
+        if is_url(self._config.path):
             from notipipe._pg_follow import follow_rows
 
-            for rows in follow_rows(self.path, after_id, page, poll, stop):
+            for rows in follow_rows(self._config.path, after_id, page, poll, stop):
                 yield [self._message(r) for r in rows]
             return
         last = after_id
@@ -366,7 +373,7 @@ class DatabaseCore:
         from notipipe._pg_subscribers import DurableSubscription, check_name
 
         check_name(name)
-        if not _is_postgres(self.path):
+        if not is_url(self._config.path):
             raise ConfigurationError(
                 f"durable subscribers need the PostgreSQL backend (a postgresql:// database); "
                 f"this connection uses {self.path!r}"
@@ -382,7 +389,7 @@ class DatabaseCore:
             if any(s.observer is observer for s in self._durable):
                 return False
         subscription = DurableSubscription(
-            self.path,
+            self._config.path,
             name,
             observer,
             self._message,
@@ -435,9 +442,6 @@ class DatabaseCore:
         return self._sms_cls(address, body, **common)  # type: ignore[arg-type]
 
 
-_COLUMNS = "id, kind, created_at, priority, address, subject, body"
-
-
 @dataclass(frozen=True, slots=True)
 class _Config:
     path: str
@@ -473,13 +477,20 @@ class _Config:
             raise ValueError(f"busy_timeout must be 0..3600 seconds, got {busy_timeout!r}")
         if type(wal_limit) is not int or wal_limit < 2**20:
             raise ValueError(f"wal_limit must be an int of at least 1 MiB (1048576), got {wal_limit!r}")
+        resolved = _resolve(path)
+        if is_url(resolved) and (synchronous != "NORMAL" or wal_limit != DEFAULT_WAL_LIMIT):
+            # Durability on a server is the server's setting (synchronous_commit), not ours.
+            raise ValueError(
+                f"synchronous and wal_limit are SQLite settings; {_shown(resolved)} is a PostgreSQL"
+                " database: leave them out (the server's synchronous_commit decides durability)"
+            )
         return cls(
-            _resolve(path), synchronous, batch_size, float(max_delay), deliver, float(busy_timeout), wal_limit
+            resolved, synchronous, batch_size, float(max_delay), deliver, float(busy_timeout), wal_limit
         )
 
     def describe(self) -> str:
         return (
-            f"path={self.path!r}, synchronous={self.synchronous}, batch_size={self.batch_size}, "
+            f"path={_shown(self.path)!r}, synchronous={self.synchronous}, batch_size={self.batch_size}, "
             f"max_delay={self.max_delay}, deliver={self.deliver}, busy_timeout={self.busy_timeout}, "
             f"wal_limit={self.wal_limit}"
         )
@@ -518,17 +529,26 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _shown(path: str) -> str:
+    """The path as it may be shown: a PostgreSQL URL without its password."""
+    return redact(path) if is_url(path) else path
+
+
+def _check_target(path: str) -> None:
+    """Refuse now what cannot be used: a file that is not notipipe's, a URL without psycopg."""
+    if is_url(path):
+        import_psycopg()
+    else:
+        check_existing(path)
+
+
 def _resolve(path: str | os.PathLike[str] | None) -> str:
     if path is None:
         path = os.environ.get("NOTIPIPE_DB") or ":memory:"
     path = os.fspath(path)
     if not isinstance(cast("object", path), str) or not path:
         raise TypeError(f"path must be a non-empty str or os.PathLike, got {path!r}")
-    return path if path == ":memory:" or _is_postgres(path) else os.path.abspath(path)
-
-
-def _is_postgres(path: str) -> bool:
-    return path.startswith(("postgresql://", "postgres://"))
+    return path if path == ":memory:" or is_url(path) else os.path.abspath(path)
 
 
 #: Alerts per page of a durable subscriber: one cursor commit per page, and at most this many

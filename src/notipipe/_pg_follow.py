@@ -37,6 +37,7 @@ from notipipe._pg_schema import (
     SUBSCRIPTIONS_SQL,
     WAKEUP_CHANNEL,
 )
+from notipipe._pg_store import redact
 
 __all__ = [
     "LISTENER_NAME",
@@ -233,7 +234,7 @@ def follow_rows(
             reader = connect(dsn, "notipipe follow")
             ensure_schema(reader)
         except psycopg.Error as error:
-            raise StorageError(_redacted(dsn), f"cannot follow: {error}") from None
+            raise StorageError(redact(dsn), f"cannot follow: {error}") from None
         while not stop.is_set():
             try:
                 if reader is None:
@@ -244,7 +245,7 @@ def follow_rows(
                     reader.close()
                     reader = None
                 if not warned:
-                    _log.warning("following %s: %s; reconnecting", _redacted(dsn), error)
+                    _log.warning("following %s: %s; reconnecting", redact(dsn), error)
                     warned = True
                 stop.wait(backoff.next())
                 continue
@@ -258,13 +259,3 @@ def follow_rows(
         wakeup.close()
         if reader is not None:
             reader.close()
-
-
-def _redacted(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "the PostgreSQL database"
-    params.pop("password", None)
-    return "postgresql: " + " ".join(f"{k}={v}" for k, v in params.items())

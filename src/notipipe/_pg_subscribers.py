@@ -40,8 +40,9 @@ import psycopg
 
 from notipipe._errors import StorageError
 from notipipe._failures import Failures, ObserverFailures
-from notipipe._pg_follow import Backoff, Row, Wakeup, Window, _redacted, connect, ensure_schema, read_page
+from notipipe._pg_follow import Backoff, Row, Wakeup, Window, connect, ensure_schema, read_page
 from notipipe._pg_schema import MESSAGES, SUBSCRIPTION_LOCK, SUBSCRIPTIONS
+from notipipe._pg_store import redact
 from notipipe._protocols import ErrorHandler
 
 __all__ = ["DurableSubscription", "SubscriptionState", "check_name", "list_subscriptions"]
@@ -114,7 +115,7 @@ class DurableSubscription:
                     (self.name,),
                 )
         except psycopg.Error as error:
-            raise StorageError(_redacted(self.dsn), f"cannot subscribe {self.name!r}: {error}") from None
+            raise StorageError(redact(self.dsn), f"cannot subscribe {self.name!r}: {error}") from None
         self._thread.start()
 
     def stop(self) -> None:
@@ -138,7 +139,7 @@ class DurableSubscription:
             except psycopg.Error as error:
                 if not warned:
                     _log.warning(
-                        "durable subscriber %r on %s: %s; reconnecting", self.name, _redacted(self.dsn), error
+                        "durable subscriber %r on %s: %s; reconnecting", self.name, redact(self.dsn), error
                     )
                     warned = True
                 self._stop.wait(backoff.next())
@@ -228,7 +229,7 @@ def list_subscriptions(dsn: str) -> list[SubscriptionState]:
     try:
         return _list_subscriptions(dsn)
     except psycopg.Error as error:
-        raise StorageError(_redacted(dsn), f"cannot list the subscriptions: {error}") from None
+        raise StorageError(redact(dsn), f"cannot list the subscriptions: {error}") from None
 
 
 def _list_subscriptions(dsn: str) -> list[SubscriptionState]:

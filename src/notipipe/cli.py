@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Self
 import notipipe
 from notipipe._dashboards import KindCounter, RateMeter, RunPlan, produce_alerts
 from notipipe._database import DatabaseConnection, StoredMessage
-from notipipe._errors import NotipipeError
+from notipipe._errors import ConfigurationError, NotipipeError
+from notipipe._pg_store import is_url
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -60,7 +61,7 @@ PG_FOLLOW_POLL = 1.0
 #: Alerts read per query while following: a large backlog is printed in pieces.
 FOLLOW_BATCH = 1000
 
-_DB_HELP = f"database file (default $NOTIPIPE_DB, else ./{DEFAULT_DB})"
+_DB_HELP = f"database file or postgresql:// URL (default $NOTIPIPE_DB, else ./{DEFAULT_DB})"
 _EXIT_STATUS = """\
 exit status:
   0    done
@@ -381,14 +382,8 @@ def _ft_build() -> bool:
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
-def _is_postgres(path: str) -> bool:
-    return path.startswith(("postgresql://", "postgres://"))
-
-
 def _open_existing(path: str) -> DatabaseConnection:
-    if _is_postgres(path):
-        return DatabaseConnection(path)
-    if not os.path.exists(path):
+    if not is_url(path) and not os.path.exists(path):
         raise NotipipeError(f"{path}: no such database (run `notipipe run --db {path}` first)")
     return DatabaseConnection(path)
 
@@ -400,6 +395,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     print(f"alerts: {st.total:,}")
     for kind, n in st.by_kind.items():
         print(f"  {kind}: {n:,}")
+    if st.origins:
+        print("origins:")
+        for host, processes, n in st.origins:
+            print(f"  {host}: {n:,} from {processes:,} process{'es' if processes != 1 else ''}")
     if st.first_at is not None and st.last_at is not None:
         print(f"first: {_stamp(st.first_at)}")
         print(f"last:  {_stamp(st.last_at)}")
@@ -441,7 +440,7 @@ def _follow(db: DatabaseConnection, n: int) -> int:
         last_id = recent[-1].id if recent else 0
         _print_alerts(recent if n else (), ctrl_c.pressed)
         sys.stdout.flush()
-        poll = PG_FOLLOW_POLL if _is_postgres(db.path) else FOLLOW_INTERVAL
+        poll = PG_FOLLOW_POLL if is_url(db.path) else FOLLOW_INTERVAL
         for page in db.follow(last_id, page=FOLLOW_BATCH, poll=poll, stop=ctrl_c.event):
             _print_alerts(page, ctrl_c.pressed)
             sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
@@ -449,7 +448,7 @@ def _follow(db: DatabaseConnection, n: int) -> int:
 
 
 def cmd_subscriptions(args: argparse.Namespace) -> int:
-    if not _is_postgres(args.db):
+    if not is_url(args.db):
         raise NotipipeError(
             f"{args.db}: durable subscriptions live in a PostgreSQL database (a postgresql:// URL)"
         )
@@ -504,9 +503,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     path = _db_path(args.db)
     counter, meter = KindCounter(), RateMeter()
+    sqlite_only = {"synchronous": args.synchronous}
+    if is_url(path):
+        if args.synchronous != "NORMAL":
+            raise ConfigurationError(
+                "--synchronous is a SQLite setting; on PostgreSQL the server's synchronous_commit decides"
+            )
+        sqlite_only = {}
     with DatabaseConnection(
         path,
-        synchronous=args.synchronous,
+        **sqlite_only,
         batch_size=args.batch_size,
         max_delay=args.max_delay,
         deliver=args.deliver,
@@ -562,7 +568,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "per kind (database total)": ", ".join(f"{k}={v:,}" for k, v in stats.by_kind.items()) or "-",
             "peak rate (rate dashboard)": f"{meter.peak_rate():,.0f} alerts/s",
             "observer failures": f"{failures:,}",
-            "database": f"{stats.path} ({_human_bytes(stats.size_bytes)}, synchronous={args.synchronous})",
+            "database": f"{stats.path} ({_human_bytes(stats.size_bytes)}"
+            + ("" if is_url(path) else f", synchronous={args.synchronous}")
+            + ")",
             "threads": str(args.threads),
             "implementation": "compiled (Cython)" if notipipe.COMPILED else "pure Python",
             "GIL": "enabled" if _gil_enabled() else "disabled",
