@@ -5,6 +5,10 @@ nothing, and a lost listening connection is remade and caught up without a wake-
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +171,32 @@ def test_follow_ends_when_its_iterator_is_closed(impl: Impl, pg_dsn: str) -> Non
 def test_follow_checks_its_arguments_at_the_call(db: Any, options: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         db.follow(**options)
+
+
+def test_tail_follow_on_postgresql_prints_each_commit_including_late_ones(pg_dsn: str) -> None:
+    create_schema(pg_dsn)
+    old = write_batch(pg_dsn, ["old 0", "old 1"])
+    env = {k: v for k, v in os.environ.items() if k != "NOTIPIPE_DB"}
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "1", "--db", pg_url(pg_dsn)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert tail.stdout is not None
+        assert tail.stdout.readline().startswith(f"#{old[1]} ")
+        late, late_ids = begin_batch(pg_dsn, ["late"])
+        early = write_batch(pg_dsn, ["early"])
+        assert tail.stdout.readline().startswith(f"#{early[0]} ")
+        commit_batch(late)
+        assert tail.stdout.readline().startswith(f"#{late_ids[0]} ")
+        tail.send_signal(signal.SIGINT)
+        _, err = tail.communicate(timeout=30)
+        assert tail.returncode == 130, err
+        assert err == ""
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.communicate()

@@ -126,6 +126,67 @@ def test_four_writers_committing_in_random_order_reach_a_subscriber_process_none
     assert ids != sorted(ids)
 
 
+def test_four_notipipe_run_processes_reach_a_subscriber_process_each_in_its_save_order(
+    impl: Impl, pg_dsn: str, tmp_path: Path
+) -> None:
+    """The same with the real writers: four ``notipipe run --db postgresql://...`` processes."""
+    create_schema(pg_dsn)
+    url, out = pg_url(pg_dsn), tmp_path / "delivered"
+    with _subscriber(impl, url, "runs", out) as sub:
+        runs = [
+            _command(
+                impl,
+                "run",
+                "--db",
+                url,
+                "-n",
+                "3000",
+                "-t",
+                "2",
+                "--chunk",
+                "100",
+                "--batch-size",
+                "500",
+                "--max-delay",
+                "0.01",
+                "--seed",
+                str(k),
+                "--progress",
+                "none",
+            )
+            for k in range(4)
+        ]
+        for run in runs:
+            _, err = run.communicate(timeout=300)
+            assert run.returncode == 0, err
+        with psycopg.connect(pg_dsn) as conn:
+            origin = {int(i): int(p) for i, p in conn.execute(f"SELECT id, origin_pid FROM {MESSAGES}")}
+        assert len(origin) == 4 * 3000
+        got = _wait_delivered(out, set(origin))
+        _stop(sub)
+    ids = [i for i, _, _ in got]
+    assert set(ids) == set(origin), f"{len(set(origin) - set(ids))} stored alerts never delivered"
+    assert len(ids) == len(set(ids)), "an alert was delivered twice without a crash"
+    assert len(set(origin.values())) == 4
+    for pid in set(origin.values()):
+        mine = [i for i in ids if origin[i] == pid]
+        assert mine == sorted(mine), f"writer {pid}'s alerts out of its save order"
+
+
+def _command(impl: Impl, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.pop("NOTIPIPE_DB", None)
+    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
+    return subprocess.Popen(
+        [sys.executable, "-m", "notipipe", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_a_subscriber_killed_between_update_and_its_cursor_commit_gets_that_page_again(
     impl: Impl, pg_dsn: str, tmp_path: Path
 ) -> None:
