@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -115,22 +116,26 @@ def processes(mode: str, dsn: str, n: int, alerts: int, observers: int) -> float
 
 
 def run(dsn: str, alerts: int, repeats: int, observers: int) -> dict[str, float]:
+    """Each figure the median of ``repeats``; raw and notipipe runs alternate, so that a machine
+    busy with something else weighs on both alike."""
     messages = make_messages(alerts)
     rows = [m._row() for m in messages]
     url = _url(dsn)
-    results = {
-        "raw binary COPY": alerts / median_seconds(lambda: raw_copy(dsn, rows), repeats, lambda: reset(dsn)),
-        f"notipipe save_many + fan-out to {observers}": alerts
-        / median_seconds(lambda: notipipe_end_to_end(url, messages, observers), repeats, lambda: reset(dsn)),
+    one = {
+        "raw binary COPY": lambda: raw_copy(dsn, rows),
+        f"notipipe save_many + fan-out to {observers}": lambda: notipipe_end_to_end(url, messages, observers),
     }
+    samples: dict[str, list[float]] = {name: [] for name in one}
+    for _ in range(repeats):
+        for name, fn in one.items():
+            samples[name].append(alerts / median_seconds(fn, 1, lambda: reset(dsn)))
     for n in (1, 2, 4):
-        for mode, name in (("raw", "raw binary COPY"), ("notipipe", "notipipe")):
-            figures = []
-            for _ in range(repeats):
+        for _ in range(repeats):
+            for mode, name in (("raw", "raw binary COPY"), ("notipipe", "notipipe")):
                 reset(dsn)
-                figures.append(processes(mode, dsn, n, alerts, observers))
-            results[f"{n} process{'es' if n > 1 else ''}: {name}"] = sorted(figures)[len(figures) // 2]
-    return results
+                key = f"{n} process{'es' if n > 1 else ''}: {name}"
+                samples.setdefault(key, []).append(processes(mode, dsn, n, alerts, observers))
+    return {name: statistics.median(figures) for name, figures in samples.items()}
 
 
 def _start_server() -> object:

@@ -101,10 +101,13 @@ class DatabaseCore:
     ) -> None:
         """Configure the store; only the first ``DatabaseConnection(...)`` gets here.
 
-        ``path``: a SQLite file, or ``":memory:"``; default ``$NOTIPIPE_DB``, else in memory, so
-        that merely using the library never leaves files behind (the ``notipipe`` command
-        defaults to ``notipipe.db``). ``busy_timeout``: seconds that opening and reading wait for
-        a lock another connection holds; the writer itself never gives up (see ``flush``), and
+        ``path``: a SQLite file, ``":memory:"``, or a PostgreSQL URL (``postgresql://...`` or
+        ``postgres://...``: the PostgreSQL backend, see ``_pg_store``; ``synchronous`` and
+        ``wal_limit`` are SQLite's and must keep their defaults); default ``$NOTIPIPE_DB``,
+        else in memory, so that merely using the library never leaves files behind (the
+        ``notipipe`` command defaults to ``notipipe.db``). ``busy_timeout``: seconds that
+        opening and reading wait for a lock another connection holds (on PostgreSQL: after how
+        long an outage is logged); the writer itself never gives up (see ``flush``), and
         logs a warning once a lock has kept it waiting this long. ``wal_limit``: bytes of
         write-ahead log after which a commit checkpoints and truncates it.
 
