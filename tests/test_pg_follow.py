@@ -132,6 +132,7 @@ def test_a_terminated_listening_connection_is_remade_and_caught_up_without_a_wak
     assert seen.ids() == first + silent + later
 
 
+@pytest.mark.thread_unsafe(reason="opens the DatabaseConnection singleton")
 def test_follow_on_a_sqlite_file_yields_what_another_connection_stores(impl: Impl, tmp_path: Path) -> None:
     path = str(tmp_path / "a.db")
     db = impl.DatabaseConnection(path)
