@@ -99,11 +99,14 @@ def ensure_schema(conn: psycopg.Connection[Row]) -> None:
 class Window:
     """Where a reader stands: every row visible in ``start`` is behind it (``None``: the first
     window, which takes the rows visible in ``end`` with an id above ``position``). ``end`` is the
-    window being read (``None``: the next read opens one); ``position`` the last id read in it."""
+    window being read (``None``: the next read opens one); ``position`` the last id read in it;
+    ``last`` the window's highest id (``None``: not known yet; it is never stored, since the
+    window's rows, and so its highest id, follow from the two snapshots)."""
 
     start: str | None
     end: str | None
     position: int
+    last: int | None = None
 
     @classmethod
     def first(cls, after_id: int) -> Window:
@@ -124,29 +127,45 @@ def read_page(conn: psycopg.Connection[Row], window: Window, page: int) -> tuple
     A short page ends the window: the next read opens a new one from its end. Each statement
     runs in a snapshot of its own, which sees every transaction the window's ``end`` sees.
     """
-    end = window.end
+    end, position, last = window.end, window.position, window.last
     if end is None:
         got = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
         assert got is not None
         end = str(got[0])
+    params: dict[str, object] = {"start": window.start, "end": end, "xmax": str(_xmax(end)), "page": page}
     if window.start is None:
-        rows = conn.execute(
-            f"SELECT {COLUMNS} FROM {MESSAGES} WHERE id > %s AND xid < %s::text::xid8 "
-            "AND pg_visible_in_snapshot(xid, %s::pg_snapshot) ORDER BY id LIMIT %s",
-            (window.position, str(_xmax(end)), end, page),
-        ).fetchall()
+        within = "pg_visible_in_snapshot(xid, %(end)s::pg_snapshot)"
+        narrow = "TRUE"
     else:
-        # The xid bounds only narrow the index scan: a transaction not visible in ``start`` has
-        # an xid of at least its xmin, and one visible in ``end`` is below its xmax.
-        rows = conn.execute(
-            f"SELECT {COLUMNS} FROM {MESSAGES} WHERE xid >= %s::text::xid8 AND xid < %s::text::xid8 "
-            "AND pg_visible_in_snapshot(xid, %s::pg_snapshot) "
-            "AND NOT pg_visible_in_snapshot(xid, %s::pg_snapshot) AND id > %s ORDER BY id LIMIT %s",
-            (str(_xmin(window.start)), str(_xmax(end)), end, window.start, window.position, page),
-        ).fetchall()
+        within = (
+            "pg_visible_in_snapshot(xid, %(end)s::pg_snapshot) "
+            "AND NOT pg_visible_in_snapshot(xid, %(start)s::pg_snapshot)"
+        )
+        # Only narrows the index scan: a transaction not visible in ``start`` has an xid of at
+        # least its xmin, and one visible in ``end`` is below its xmax.
+        narrow = "xid >= %(xmin)s::text::xid8 AND xid < %(xmax)s::text::xid8"
+        params["xmin"] = str(_xmin(window.start))
+    if last is None:
+        # The window's id range, found once by transaction id; its pages are then read along
+        # the primary key from where the previous one ended, so a page costs about its own rows
+        # however large the window.
+        params["position"] = position
+        got = conn.execute(
+            f"SELECT min(id), max(id) FROM {MESSAGES} WHERE {narrow} AND id > %(position)s AND {within}",
+            params,
+        ).fetchone()
+        if got is None or got[1] is None:
+            return [], Window(end, None, 0)
+        position, last = max(position, int(got[0]) - 1), int(got[1])
+    params["position"], params["last"] = position, last
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM {MESSAGES} WHERE id > %(position)s AND id <= %(last)s AND {within} "
+        "ORDER BY id LIMIT %(page)s",
+        params,
+    ).fetchall()
     if len(rows) < page:
         return rows, Window(end, None, 0)
-    return rows, Window(window.start, end, int(rows[-1][0]))
+    return rows, Window(window.start, end, int(rows[-1][0]), last)
 
 
 class Backoff:
