@@ -65,9 +65,21 @@ type Row = tuple[Any, ...]
 
 
 def connect(dsn: str, purpose: str) -> psycopg.Connection[Row]:
-    """An autocommit connection (no statement holds a snapshot open), named for ``pg_stat_activity``."""
+    """An autocommit connection (no statement holds a snapshot open), named for ``pg_stat_activity``.
+
+    A page is read along the primary key from where the previous one ended and stops after
+    ``page`` rows. The planner, which cannot estimate the snapshot filters (and has no
+    statistics yet for a table just filled), would rather collect the whole id range and sort
+    it, on every page: sorting and bitmap scans are turned off for these connections.
+    """
     name = f"{purpose} {os.getpid()}@{socket.gethostname()}"[:63]
-    return psycopg.connect(dsn, autocommit=True, application_name=name, connect_timeout=10)
+    return psycopg.connect(
+        dsn,
+        autocommit=True,
+        application_name=name,
+        connect_timeout=10,
+        options="-c enable_sort=off -c enable_bitmapscan=off",
+    )
 
 
 def ensure_schema(conn: psycopg.Connection[Row]) -> None:
@@ -162,6 +174,7 @@ def read_page(conn: psycopg.Connection[Row], window: Window, page: int) -> tuple
         f"SELECT {COLUMNS} FROM {MESSAGES} WHERE id > %(position)s AND id <= %(last)s AND {within} "
         "ORDER BY id LIMIT %(page)s",
         params,
+        binary=True,  # no text parsing of every value on the client
     ).fetchall()
     if len(rows) < page:
         return rows, Window(end, None, 0)
