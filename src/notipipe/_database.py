@@ -11,7 +11,7 @@ import atexit
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, Self, cast
@@ -25,6 +25,9 @@ from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._sqlite_file import DEFAULT_WAL_LIMIT, Synchronous, check_existing
 from notipipe._store import MessageStore, Row
 from notipipe._writer import GroupCommitStore
+
+if TYPE_CHECKING:
+    from notipipe._pg_subscribers import DurableSubscription
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
 
@@ -79,7 +82,7 @@ class DatabaseCore:
         # The database broadcasts whatever it is given (text alerts, EmailMessage, SMSMessage),
         # so it accepts any observer: Observer[Never] is the supertype of every Observer[T].
         # A typed channel, where the checker matches observers to messages, is Publisher[T].
-        def subscribe(self, observer: Observer[Never], /) -> bool: ...
+        def subscribe(self, observer: Observer[Never], /, *, durable_name: str | None = None) -> bool: ...
         def unsubscribe(self, observer: Observer[Never], /) -> bool: ...
 
         notify_all: Callable[[object], None]
@@ -130,6 +133,7 @@ class DatabaseCore:
         self._provisional = config == _Config.make(None)
         self._store: GroupCommitStore | None = None
         self._closed = False
+        self._durable: list[DurableSubscription] = []
         if not self._provisional:
             _check_target(config.path)
         _CONNECTIONS.add(self)
@@ -248,6 +252,7 @@ class DatabaseCore:
             self._closed = True
             store = self._store
         try:
+            self._stop_durable()
             if store is not None:
                 store.close()
         finally:
@@ -318,6 +323,119 @@ class DatabaseCore:
         return StoreStats(
             self.path, sum(by_kind.values()), by_kind, first, last, store.size_bytes(), tuple(store.origins())
         )
+
+    # -- following and durable subscribers (PostgreSQL: _pg_follow, _pg_subscribers) -----------
+
+    def follow(
+        self,
+        after_id: int = 0,
+        *,
+        page: int = 1000,
+        poll: float = 1.0,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[StoredMessage]]:
+        """Yield pages of the messages committed from now on, by any process, each with its id.
+
+        The first page starts after ``after_id`` (0: every stored message first); then each
+        page holds up to ``page`` messages as they are committed, blocking in between, until
+        ``stop`` is set or the iterator is closed. Nothing committed is skipped or repeated;
+        each writer's messages come in its save order. A SQLite file is read by id (its
+        writers commit one at a time, so ids follow commits), every ``poll`` seconds.
+        PostgreSQL is read by snapshot windows (ids do not follow commits across writers:
+        see ``_pg_follow``), woken by each writer's commit and at least every ``poll`` seconds;
+        a lost connection is retried. On PostgreSQL, ``after_id`` filters the first window
+        only: a message with a lower id that commits later is still yielded.
+        """
+        _check_count("after_id", after_id)
+        if type(page) is not int or page < 1:
+            raise ValueError(f"page must be a positive int, got {page!r}")
+        if not _is_seconds(poll, 3600) or poll == 0:
+            raise ValueError(f"poll must be more than 0 and at most 3600 seconds, got {poll!r}")
+        # Checked here, at the call: the pages come from a generator, which starts at the first next().
+        return self._follow(after_id, page, float(poll), threading.Event() if stop is None else stop)
+
+    def _follow(
+        self, after_id: int, page: int, poll: float, stop: threading.Event
+    ) -> Iterator[list[StoredMessage]]:
+        if is_url(self._config.path):
+            from notipipe._pg_follow import follow_rows
+
+            for rows in follow_rows(self._config.path, after_id, page, poll, stop):
+                yield [self._message(r) for r in rows]
+            return
+        last = after_id
+        while not stop.is_set():
+            new = self.after(last, page)
+            if new:
+                last = new[-1].id
+                yield new
+            if len(new) < page:
+                stop.wait(poll)
+
+    def _subscribe_durable(self, observer: Observer[Never], name: str) -> bool:
+        from notipipe._pg_subscribers import DurableSubscription, check_name
+
+        check_name(name)
+        if not is_url(self._config.path):
+            raise ConfigurationError(
+                f"durable subscribers need the PostgreSQL backend (a postgresql:// database); "
+                f"this connection uses {self.path!r}"
+            )
+        if self._closed:
+            raise StorageClosedError(self.path)
+        if not callable(getattr(observer, "update", None)):
+            raise TypeError(
+                f"{observer!r} ({type(observer).__name__}) is not an observer: "
+                "it needs a callable update(message) method"
+            )
+        with self._config_lock:
+            if any(s.observer is observer for s in self._durable):
+                return False
+        subscription = DurableSubscription(
+            self._config.path,
+            name,
+            observer,
+            self._message,
+            lambda: cast("Publisher[object]", self).error_handler,
+            page=DURABLE_PAGE,
+            poll=DURABLE_POLL,
+        )
+        with self._config_lock:
+            if any(s.observer is observer for s in self._durable):
+                return False
+            self._durable.append(subscription)
+        try:
+            subscription.start()
+        except BaseException:
+            with self._config_lock:
+                self._durable.remove(subscription)
+            raise
+        return True
+
+    def _unsubscribe_durable(self, observer: Observer[Never]) -> bool:
+        with self._config_lock:
+            found = [s for s in self._durable if s.observer is observer]
+            for s in found:
+                self._durable.remove(s)
+        for s in found:  # joined outside the lock: the thread may be inside the observer
+            s.stop()
+        return bool(found)
+
+    def _stop_durable(self) -> None:
+        with self._config_lock:
+            found, self._durable[:] = list(self._durable), []
+        for s in found:
+            s.stop()
+
+    if not TYPE_CHECKING:  # typed above; these dispatch to the durable subscribers
+
+        def subscribe(self, observer, /, *, durable_name=None):
+            if durable_name is None:
+                return super().subscribe(observer)
+            return self._subscribe_durable(observer, durable_name)
+
+        def unsubscribe(self, observer, /):
+            return self._unsubscribe_durable(observer) or super().unsubscribe(observer)
 
     def _message(self, row: tuple[object, ...]) -> StoredMessage:
         id_, kind, created_at, priority, address, subject, body = row
@@ -407,6 +525,7 @@ def _after_fork_in_child() -> None:
     for db in list(_CONNECTIONS):
         db._config_lock = threading.Lock()
         db._store = None
+        db._durable = []  # their threads stayed in the parent, which holds their names
         cast("Publisher[object]", db)._reinit_locks_after_fork()
 
 
@@ -433,6 +552,14 @@ def _resolve(path: str | os.PathLike[str] | None) -> str:
     if not isinstance(cast("object", path), str) or not path:
         raise TypeError(f"path must be a non-empty str or os.PathLike, got {path!r}")
     return path if path == ":memory:" or is_url(path) else os.path.abspath(path)
+
+
+#: Alerts per page of a durable subscriber: one cursor commit per page, and at most this many
+#: delivered again after a crash.
+DURABLE_PAGE = 1000
+#: Seconds between a durable subscriber's reads when no wake-up arrives, and between a
+#: standby's attempts to take the name over.
+DURABLE_POLL = 0.5
 
 
 def _check_count(name: str, value: object) -> None:

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MESSAGES", "MESSAGE_COLUMNS", "SCHEMA_LOCK", "SCHEMA_SQL", "WAKEUP_CHANNEL"]
+__all__ = [
+    "MESSAGES",
+    "MESSAGE_COLUMNS",
+    "SCHEMA_LOCK",
+    "SCHEMA_SQL",
+    "SUBSCRIPTIONS",
+    "SUBSCRIPTIONS_SQL",
+    "SUBSCRIPTION_LOCK",
+    "WAKEUP_CHANNEL",
+]
 
 MESSAGES: Final = "notipipe_messages"
 
@@ -53,4 +62,25 @@ CREATE TABLE IF NOT EXISTS {MESSAGES} (
     origin_pid  integer NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {MESSAGES}_xid ON {MESSAGES} (xid);
+"""
+
+SUBSCRIPTIONS: Final = "notipipe_subscriptions"
+
+#: The first key of the session advisory lock that holds a durable subscription (the second is
+#: ``hashtext(name)``): one process at a time delivers a name, the others wait as standbys.
+SUBSCRIPTION_LOCK: Final = 0x6E737562  # "nsub"
+
+#: One row per durable subscriber name: its cursor. Every row visible in ``delivered`` has been
+#: delivered; of the window in progress (the rows visible in ``window_end`` but not in
+#: ``delivered``), those up to id ``window_pos``. Created with the messages table, under
+#: ``SCHEMA_LOCK``.
+SUBSCRIPTIONS_SQL: Final = f"""
+CREATE TABLE IF NOT EXISTS {SUBSCRIPTIONS} (
+    name        text PRIMARY KEY,
+    delivered   pg_snapshot NOT NULL,
+    window_end  pg_snapshot,
+    window_pos  bigint NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
 """

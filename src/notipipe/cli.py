@@ -3,6 +3,7 @@
     notipipe run   [--alerts N] [--threads T] [--db PATH] [--mix email=0.7,sms=0.3] ...
     notipipe stats [--db PATH]
     notipipe tail  [--db PATH] [-n K] [--follow]
+    notipipe subscriptions --db postgresql://...
     notipipe info
 
 Exit statuses: 0 done; 1 the database cannot be used; 2 bad arguments (both with one line on
@@ -53,8 +54,10 @@ MAX_THREADS = 1024
 #: Alerts per ``save_many`` call or per commit: past this a batch only costs memory.
 MAX_BATCH = 1_000_000
 
-#: How often ``tail --follow`` asks the database for new alerts, in seconds.
+#: How often ``tail --follow`` asks a SQLite file for new alerts, in seconds.
 FOLLOW_INTERVAL = 0.1
+#: How often ``tail --follow`` asks PostgreSQL without a wake-up (each commit sends one).
+PG_FOLLOW_POLL = 1.0
 #: Alerts read per query while following: a large backlog is printed in pieces.
 FOLLOW_BATCH = 1000
 
@@ -314,8 +317,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow",
         "-f",
         action="store_true",
-        help=f"then print new alerts as they are stored (checks every {FOLLOW_INTERVAL:g} s) until Ctrl-C",
+        help="then print new alerts as they are stored, by any process, until Ctrl-C "
+        f"(a SQLite file is checked every {FOLLOW_INTERVAL:g} s; PostgreSQL wakes on each commit)",
     )
+
+    subs = sub.add_parser(
+        "subscriptions",
+        help="durable subscribers of a PostgreSQL database, with their lag",
+        description=_wrap(
+            "List the durable subscriptions of a PostgreSQL database: for each name, how many "
+            "committed alerts it has not delivered yet, the age of the oldest of them, and which "
+            "process holds the name (none: no subscriber is running)."
+        ),
+        epilog="example:\n  notipipe subscriptions --db postgresql://alerts@db.internal/alerts\n\n"
+        + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subs.add_argument("--db", type=_path, required=True, metavar="URL", help="a postgresql:// URL")
 
     sub.add_parser(
         "info",
@@ -412,26 +430,40 @@ def _print_alerts(messages: Iterable[StoredMessage], stop: Callable[[], bool] = 
 
 
 def _follow(db: DatabaseConnection, n: int) -> int:
-    """``tail --follow``: the last ``n`` alerts, then every alert stored after them, until Ctrl-C.
+    """``tail --follow``: the last ``n`` alerts, then every alert committed after them, until Ctrl-C.
 
-    Row ids grow in commit order (rows are never deleted) and a reader sees a commit whole or
-    not at all, so asking for the ids after the last one printed misses nothing and repeats
-    nothing, whoever writes. SQLite tells no other process of a commit, hence the polling.
+    ``DatabaseConnection.follow`` misses nothing and repeats nothing, whoever writes: a SQLite
+    file by id (its writers commit one at a time), PostgreSQL by snapshot windows.
     """
     with _CtrlC() as ctrl_c:
         recent = db.last(max(n, 1))  # at least one: where "new" starts
         last_id = recent[-1].id if recent else 0
         _print_alerts(recent if n else (), ctrl_c.pressed)
         sys.stdout.flush()
-        while not ctrl_c.pressed():
-            new = db.after(last_id, FOLLOW_BATCH)
-            if new:
-                _print_alerts(new, ctrl_c.pressed)
-                sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
-                last_id = new[-1].id
-            if len(new) < FOLLOW_BATCH:  # caught up
-                time.sleep(FOLLOW_INTERVAL)
+        poll = PG_FOLLOW_POLL if is_url(db.path) else FOLLOW_INTERVAL
+        for page in db.follow(last_id, page=FOLLOW_BATCH, poll=poll, stop=ctrl_c.event):
+            _print_alerts(page, ctrl_c.pressed)
+            sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
     return EXIT_INTERRUPTED
+
+
+def cmd_subscriptions(args: argparse.Namespace) -> int:
+    if not is_url(args.db):
+        raise NotipipeError(
+            f"{args.db}: durable subscriptions live in a PostgreSQL database (a postgresql:// URL)"
+        )
+    from notipipe._pg_subscribers import list_subscriptions
+
+    states = list_subscriptions(args.db)
+    if not states:
+        print("no durable subscriptions")
+        return EXIT_OK
+    width = max(len("NAME"), *(len(s.name) for s in states))
+    print(f"{'NAME':<{width}}  {'UNDELIVERED':>11}  {'OLDEST':>9}  HELD BY")
+    for s in states:
+        oldest = "-" if s.oldest_age is None else f"{s.oldest_age:.1f} s"
+        print(f"{s.name:<{width}}  {s.undelivered:>11,}  {oldest:>9}  {s.holder or '-'}")
+    return EXIT_OK
 
 
 class _CtrlC:
@@ -439,15 +471,18 @@ class _CtrlC:
     loop ends between two reads (never inside one) and quietly."""
 
     def __init__(self) -> None:
-        self._pressed = False
+        #: Set by Ctrl-C: a follow loop waiting on it wakes at once.
+        self.event = threading.Event()
         self._previous: Callable[[int, FrameType | None], object] | int | None = None
         self._installed = False
 
     def pressed(self) -> bool:
-        return self._pressed
+        return self.event.is_set()
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
-        self._pressed = True
+        # Set from another thread: the handler runs on the main thread, which may be inside the
+        # event's own lock (Event.wait), and that lock is not reentrant.
+        threading.Thread(target=self.event.set, name="ctrl-c").start()
 
     def __enter__(self) -> Self:
         # Only the main thread may set handlers; elsewhere Ctrl-C stays a KeyboardInterrupt.
@@ -545,7 +580,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "stats": cmd_stats, "tail": cmd_tail, "info": cmd_info}
+COMMANDS = {
+    "run": cmd_run,
+    "stats": cmd_stats,
+    "tail": cmd_tail,
+    "subscriptions": cmd_subscriptions,
+    "info": cmd_info,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
