@@ -19,7 +19,9 @@ class CountingLoop(asyncio.SelectorEventLoop):
         super().__init__()
         self.wakeups = 0
 
-    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any, **kwargs: Any) -> Any:
+    def call_soon_threadsafe(  # type: ignore[override]
+        self, callback: Callable[..., object], *args: Any, **kwargs: Any
+    ) -> asyncio.Handle:
         self.wakeups += 1
         return super().call_soon_threadsafe(callback, *args, **kwargs)
 

@@ -70,6 +70,7 @@ class AsyncDelivery:
         self,
         ref: Callable[[], Any],
         loop: asyncio.AbstractEventLoop,
+        *,
         queue_size: int,
         overflow: str,
         failed: Callable[[object, Exception], None],
@@ -114,10 +115,11 @@ class AsyncDelivery:
                 return
             queue = self._queue
             if len(queue) >= self._size and self._overflow == "wait" and not self._on_loop_thread():
-                gone = not self._wait_for_room()
-            if not gone:
-                if self._ended:  # ended by another thread while this one waited
+                waited = self._wait_for_room()
+                if waited == "ended":  # by another thread while this one waited
                     return
+                gone = waited == "gone"
+            if not gone:
                 if len(queue) >= self._size:
                     old_batch, old = queue.popleft()
                     self.dropped += len(old) if old_batch else 1
@@ -145,13 +147,16 @@ class AsyncDelivery:
         except RuntimeError:  # no loop runs in this thread
             return False
 
-    def _wait_for_room(self) -> bool:
-        # Under _lock (Condition.wait releases it while waiting). False: the loop is gone.
-        while len(self._queue) >= self._size and not self._ended:
+    def _wait_for_room(self) -> str:
+        # Under _lock (Condition.wait releases it while waiting): "room", "ended" (another
+        # thread ended the subscription meanwhile) or "gone" (the loop is closed or stopped).
+        while len(self._queue) >= self._size:
+            if self._ended:
+                return "ended"
             if self._loop.is_closed() or not self._loop.is_running():
-                return False
+                return "gone"
             self._room.wait(_LOOP_CHECK)
-        return True
+        return "ended" if self._ended else "room"
 
     def _end(self, message: object) -> None:
         """End this subscription: drop what is queued, report, ask the publisher to forget it."""

@@ -54,7 +54,7 @@ class Purge:
         self.pending = True
         publisher = self._publisher()
         if publisher is not None:
-            publisher._purge_dead()  # noqa: SLF001 - the two are one mechanism
+            publisher._purge_dead()
 
 
 class Subscription:
@@ -114,6 +114,20 @@ def _method(observer: object, name: str) -> Callable[..., object] | None:
     return method if callable(method) else None
 
 
+def _loop_for(observer: object, loop: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
+    if loop is None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise TypeError(
+                f"{observer!r} has an async update but there is no event loop to run it on: "
+                "subscribe from a coroutine running on the loop, or pass loop="
+            ) from None
+    if loop.is_closed():
+        raise ValueError(f"cannot subscribe {observer!r}: its event loop is closed")
+    return loop
+
+
 def make_subscription(
     failures: Failures,
     purge: Purge,
@@ -138,20 +152,9 @@ def make_subscription(
     is_async = inspect.iscoroutinefunction(update)
     update_many = _method(observer, "update_many")
     if update_many is not None and inspect.iscoroutinefunction(update_many) != is_async:
-        raise TypeError(
-            f"{observer!r}: update_many must be a coroutine function exactly when update is one"
-        )
+        raise TypeError(f"{observer!r}: update_many must be a coroutine function exactly when update is one")
     if is_async:
-        if loop is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                raise TypeError(
-                    f"{observer!r} has an async update but there is no event loop to run it on: "
-                    "subscribe from a coroutine running on the loop, or pass loop="
-                ) from None
-        if loop.is_closed():
-            raise ValueError(f"cannot subscribe {observer!r}: its event loop is closed")
+        loop = _loop_for(observer, loop)
 
     subscription = Subscription(purge)
     ref: Callable[[], Any] = weakref.ref(observer, subscription.collected) if weak else _Strong(observer)
@@ -159,7 +162,14 @@ def make_subscription(
     subscription.failed = ObserverFailures(failures, observer, weak=weak).failed
     if is_async:
         assert loop is not None
-        delivery = AsyncDelivery(ref, loop, queue_size, overflow, subscription.failed, subscription.end)
+        delivery = AsyncDelivery(
+            ref,
+            loop,
+            queue_size=queue_size,
+            overflow=overflow,
+            failed=subscription.failed,
+            on_end=subscription.end,
+        )
         subscription.delivery = delivery
         subscription.update = delivery.update
         if update_many is not None:
