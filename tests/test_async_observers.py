@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections import deque
 from typing import Any
 
 import pytest
 
+from notipipe import _async
 from notipipe._async import LoopClosedError
 from tests._loops import PATIENCE, LoopThread, Recorder, loop_thread
 from tests.conftest import Impl
@@ -103,6 +106,70 @@ def test_order_per_observer_across_threads_one_at_a_time(impl: Impl) -> None:
         assert not observer.overlapped
         for p in range(producers):
             assert [i for q, i in observer.got if q == p] == list(range(each))
+
+
+def test_no_message_is_left_behind_when_the_drain_empties_the_queue(impl: Impl) -> None:
+    # Producers publish about as fast as the loop drains, so the drain keeps finding the queue
+    # empty and handing the wake-up back just as a message arrives: every one must get through.
+    producers, each = 3, 3000
+    pub = impl.Publisher()
+    observer = Recorder(expected=producers * each)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        start = threading.Barrier(producers)
+
+        def produce(p: int) -> None:
+            start.wait()
+            for i in range(each):
+                pub.notify_all((p, i))
+                if i % 7 == 0:
+                    time.sleep(0)  # let the loop catch up: an empty queue, often
+
+        threads = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        delivered = observer.done.wait(PATIENCE)
+    assert delivered, f"{len(observer.got)} of {producers * each} delivered"
+
+
+class RacingDeque(deque[Any]):
+    """A queue that, when the drain finds it empty, has a publisher append just then.
+
+    The publisher runs (in its own thread, to completion) after the drain's ``popleft`` found
+    nothing and before the drain hands the wake-up back: it sees a drain still scheduled and
+    leaves the message to it. The drain must look again before it stops.
+    """
+
+    publish: Any = None
+
+    def popleft(self) -> Any:
+        try:
+            return super().popleft()
+        except IndexError:
+            if RacingDeque.publish is not None:
+                publish, RacingDeque.publish = RacingDeque.publish, None
+                racer = threading.Thread(target=publish)
+                racer.start()
+                racer.join()
+            raise
+
+
+@pytest.mark.thread_unsafe(reason="patches the queue class of every async delivery")
+def test_a_message_published_as_the_drain_stops_is_delivered(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_async, "deque", RacingDeque)
+    pub = impl.Publisher()
+    observer = Recorder(expected=2)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        RacingDeque.publish = lambda: pub.notify_all("racer")
+        pub.notify_all("first")
+        delivered = observer.done.wait(PATIENCE)
+    assert delivered, observer.got
+    assert observer.got == ["first", "racer"]
 
 
 def test_a_burst_wakes_the_loop_once(impl: Impl) -> None:

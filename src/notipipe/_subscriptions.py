@@ -163,8 +163,9 @@ def make_subscription(
     if is_async:
         assert loop is not None
         delivery = AsyncDelivery(
-            ref,
+            observer,
             loop,
+            weak=weak,
             queue_size=queue_size,
             overflow=overflow,
             failed=subscription.failed,
