@@ -8,6 +8,7 @@ mixin lets the test-suite assemble the same class over either publisher twin.
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import threading
 import weakref
@@ -79,11 +80,26 @@ class DatabaseCore:
     _sms_cls: ClassVar[type[SMSMessage]] = SMSMessage
 
     if TYPE_CHECKING:
+        import asyncio
+
+        from notipipe._protocols import AsyncObserver, Overflow
+
         # The database broadcasts whatever it is given (text alerts, EmailMessage, SMSMessage),
         # so it accepts any observer: Observer[Never] is the supertype of every Observer[T].
         # A typed channel, where the checker matches observers to messages, is Publisher[T].
-        def subscribe(self, observer: Observer[Never], /, *, durable_name: str | None = None) -> bool: ...
-        def unsubscribe(self, observer: Observer[Never], /) -> bool: ...
+        def subscribe(
+            self,
+            observer: Observer[Never] | AsyncObserver[Never],
+            /,
+            *,
+            weak: bool = False,
+            loop: asyncio.AbstractEventLoop | None = None,
+            queue_size: int = 1024,
+            overflow: Overflow = "wait",
+            durable_name: str | None = None,
+        ) -> bool: ...
+        def unsubscribe(self, observer: Observer[Never] | AsyncObserver[Never], /) -> bool: ...
+        def dropped(self, observer: Observer[Never] | AsyncObserver[Never], /) -> int: ...
 
         notify_all: Callable[[object], None]
         notify_many: Callable[[Iterable[object]], int]
@@ -388,6 +404,11 @@ class DatabaseCore:
                 f"{observer!r} ({type(observer).__name__}) is not an observer: "
                 "it needs a callable update(message) method"
             )
+        if inspect.iscoroutinefunction(observer.update):
+            raise TypeError(
+                f"{type(observer).__name__}.update is a coroutine function: a durable subscription "
+                "calls update on a thread of its own, where nothing would await it"
+            )
         with self._config_lock:
             if any(s.observer is observer for s in self._durable):
                 return False
@@ -429,9 +450,14 @@ class DatabaseCore:
 
     if not TYPE_CHECKING:  # typed above; these dispatch to the durable subscribers
 
-        def subscribe(self, observer, /, *, durable_name=None):
+        def subscribe(self, observer, /, *, durable_name=None, **options):
             if durable_name is None:
-                return super().subscribe(observer)
+                return super().subscribe(observer, **options)
+            if options:
+                raise TypeError(
+                    f"a durable subscription takes no {', '.join(sorted(options))} option: "
+                    "it delivers on a thread of its own, from the database"
+                )
             return self._subscribe_durable(observer, durable_name)
 
         def unsubscribe(self, observer, /):
