@@ -278,6 +278,21 @@ class DatabaseCore:
         rows = self._open().query("SELECT kind, count(*) FROM messages GROUP BY kind ORDER BY kind")
         return {str(kind): int(n) for kind, n in rows}  # type: ignore[call-overload]
 
+    def count_by_kind_and_priority(self, upto_id: int | None = None) -> dict[tuple[str, int], int]:
+        """Stored messages per ``(kind, priority)``, e.g. ``{("email", 3): 700, ("sms", 1): 300}``.
+
+        With ``upto_id``, only those stored under an id up to it: one consistent count to
+        continue from with ``after(upto_id)`` while another process keeps writing.
+        """
+        if upto_id is not None:
+            _check_count("upto_id", upto_id)
+        rows = self._open().query(
+            "SELECT kind, priority, count(*) FROM messages WHERE id <= ? "
+            "GROUP BY kind, priority ORDER BY kind, priority",
+            (MAX_ID if upto_id is None else upto_id,),
+        )
+        return {(str(kind), int(p)): int(n) for kind, p, n in rows}  # type: ignore[call-overload]
+
     def last(self, n: int = 10) -> list[StoredMessage]:
         """The ``n`` most recently stored messages, oldest first."""
         _check_count("n", n)
@@ -317,6 +332,8 @@ class DatabaseCore:
 
 
 _COLUMNS = "id, kind, created_at, priority, address, subject, body"
+#: SQLite's largest row id.
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
