@@ -507,11 +507,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from notipipe.dashboard._serve import serve
     except ModuleNotFoundError as error:
-        if error.name not in ("starlette", "uvicorn") and not (error.name or "").startswith(
-            ("starlette.", "uvicorn.")
-        ):
+        missing = (error.name or "").partition(".")[0]
+        if missing not in ("starlette", "uvicorn"):
             raise
-        print(f"notipipe serve: error: {DASHBOARD_HINT} ({error.name} is missing)", file=sys.stderr)
+        print(f"notipipe serve: error: {DASHBOARD_HINT} ({missing} is missing)", file=sys.stderr)
         return EXIT_BAD_ARGUMENTS
     path = _db_path(args.db)
     _open_existing(path).close()

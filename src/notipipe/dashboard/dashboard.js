@@ -18,7 +18,9 @@ const state = (window.notipipe = {
   received: 0, // alerts received in events (not counted by a snapshot)
   events: 0,
   connects: 0, // streams opened (the first, then each reconnect)
-  lagHistogram: new Uint32Array(LAG_BUCKETS),
+  lagHistogram: new Uint32Array(LAG_BUCKETS), // creation to arrival, per alert
+  serverLagHistogram: new Uint32Array(LAG_BUCKETS), // the server's read to arrival, per alert
+  receivedPerSecond: new Map(), // alerts received per second of arrival time
   perSecond: new Map(), // alerts per second of their creation time
   arrivals: [], // [receive time in ms, alerts] of the last few seconds
   latest: [], // newest first
@@ -69,6 +71,10 @@ function onAlerts(event) {
   state.total += n;
   state.received += n;
   state.events += 1;
+  const fromServer = Math.min(LAG_BUCKETS - 1, Math.max(0, now - data.sent));
+  state.serverLagHistogram[fromServer] += n;
+  const arrival = Math.floor(now / 1000);
+  state.receivedPerSecond.set(arrival, (state.receivedPerSecond.get(arrival) || 0) + n);
   for (const offset of data.at) {
     const created = data.t0 + offset;
     const lag = Math.min(LAG_BUCKETS - 1, Math.max(0, now - created));
@@ -81,13 +87,13 @@ function onAlerts(event) {
   dirty = true;
 }
 
-state.lagPercentile = function (p) {
+state.lagPercentile = function (p, histogram = state.lagHistogram) {
   let total = 0;
-  for (const n of state.lagHistogram) total += n;
+  for (const n of histogram) total += n;
   if (total === 0) return null;
   let seen = 0;
   for (let ms = 0; ms < LAG_BUCKETS; ms++) {
-    seen += state.lagHistogram[ms];
+    seen += histogram[ms];
     if (seen >= total * p) return ms;
   }
   return LAG_BUCKETS - 1;
