@@ -72,11 +72,25 @@ class DatabaseCore:
     _sms_cls: ClassVar[type[SMSMessage]] = SMSMessage
 
     if TYPE_CHECKING:
+        import asyncio
+
+        from notipipe._protocols import AsyncObserver, Overflow
+
         # The database broadcasts whatever it is given (text alerts, EmailMessage, SMSMessage),
         # so it accepts any observer: Observer[Never] is the supertype of every Observer[T].
         # A typed channel, where the checker matches observers to messages, is Publisher[T].
-        def subscribe(self, observer: Observer[Never], /) -> bool: ...
-        def unsubscribe(self, observer: Observer[Never], /) -> bool: ...
+        def subscribe(
+            self,
+            observer: Observer[Never] | AsyncObserver[Never],
+            /,
+            *,
+            weak: bool = False,
+            loop: asyncio.AbstractEventLoop | None = None,
+            queue_size: int = 1024,
+            overflow: Overflow = "wait",
+        ) -> bool: ...
+        def unsubscribe(self, observer: Observer[Never] | AsyncObserver[Never], /) -> bool: ...
+        def dropped(self, observer: Observer[Never] | AsyncObserver[Never], /) -> int: ...
 
         notify_all: Callable[[object], None]
         notify_many: Callable[[Iterable[object]], int]

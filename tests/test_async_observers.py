@@ -1,0 +1,409 @@
+"""Async observers: delivered on their loop, in order, coalesced, bounded, isolated. Both twins."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import pytest
+
+from notipipe import _async
+from notipipe._async import LoopClosedError
+from tests._loops import PATIENCE, LoopThread, Recorder, loop_thread
+from tests.conftest import Impl
+
+
+class Failing(Recorder):
+    """Raises on odd messages (after recording them)."""
+
+    async def update(self, message: Any, /) -> None:
+        await super().update(message)
+        if message % 2:
+            raise ValueError(f"odd {message}")
+
+
+def failures_of(pub: Any) -> list[tuple[object, object, type[Exception]]]:
+    seen: list[tuple[object, object, type[Exception]]] = []
+    pub.error_handler = lambda observer, message, error: seen.append((observer, message, type(error)))
+    return seen
+
+
+# -- subscribing ---------------------------------------------------------------------------------
+
+
+def test_no_loop_is_a_type_error_at_subscribe(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer = Recorder()
+    with pytest.raises(TypeError, match="no event loop"):
+        pub.subscribe(observer)
+    assert pub.observers == ()
+
+
+def test_subscribing_from_a_coroutine_uses_the_running_loop(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer = Recorder(expected=2)
+
+    async def main() -> None:
+        assert pub.subscribe(observer) is True
+        assert pub.subscribe(observer) is False
+        pub.notify_all(1)
+        pub.notify_all(2)
+        while not observer.done.is_set():
+            await asyncio.sleep(0)
+
+    asyncio.run(asyncio.wait_for(main(), PATIENCE))
+    assert observer.got == [1, 2]
+
+
+def test_a_closed_loop_is_refused_at_subscribe(impl: Impl) -> None:
+    loop = asyncio.new_event_loop()
+    loop.close()
+    with pytest.raises(ValueError, match="closed"):
+        impl.Publisher().subscribe(Recorder(), loop=loop)
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"overflow": "block"}, "overflow must be"),
+        ({"queue_size": 0}, "queue_size must be"),
+        ({"queue_size": 1.5}, "queue_size must be"),
+    ],
+)
+def test_bad_options_are_refused(impl: Impl, options: dict[str, Any], error: str) -> None:
+    with loop_thread() as lt, pytest.raises(ValueError, match=error):
+        impl.Publisher().subscribe(Recorder(), loop=lt.loop, **options)
+
+
+# -- delivery --------------------------------------------------------------------------------------
+
+
+def test_order_per_observer_across_threads_one_at_a_time(impl: Impl) -> None:
+    producers, each = 4, 500
+    pub = impl.Publisher()
+    observers = [Recorder(expected=producers * each) for _ in range(2)]
+    with loop_thread() as lt:
+        for observer in observers:
+            pub.subscribe(observer, loop=lt.loop, queue_size=64)
+        start = threading.Barrier(producers)
+
+        def produce(p: int) -> None:
+            start.wait()
+            for i in range(each):
+                pub.notify_all((p, i))
+
+        threads = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for observer in observers:
+            assert observer.done.wait(PATIENCE)
+    for observer in observers:
+        assert not observer.overlapped
+        for p in range(producers):
+            assert [i for q, i in observer.got if q == p] == list(range(each))
+
+
+def test_no_message_is_left_behind_when_the_drain_empties_the_queue(impl: Impl) -> None:
+    # Producers publish about as fast as the loop drains, so the drain keeps finding the queue
+    # empty and handing the wake-up back just as a message arrives: every one must get through.
+    producers, each = 3, 3000
+    pub = impl.Publisher()
+    observer = Recorder(expected=producers * each)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        start = threading.Barrier(producers)
+
+        def produce(p: int) -> None:
+            start.wait()
+            for i in range(each):
+                pub.notify_all((p, i))
+                if i % 7 == 0:
+                    time.sleep(0)  # let the loop catch up: an empty queue, often
+
+        threads = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        delivered = observer.done.wait(PATIENCE)
+    assert delivered, f"{len(observer.got)} of {producers * each} delivered"
+
+
+class RacingDeque(deque[Any]):
+    """A queue that, when the drain finds it empty, has a publisher append just then.
+
+    The publisher runs (in its own thread, to completion) after the drain's ``popleft`` found
+    nothing and before the drain hands the wake-up back: it sees a drain still scheduled and
+    leaves the message to it. The drain must look again before it stops.
+    """
+
+    publish: Any = None
+
+    def popleft(self) -> Any:
+        try:
+            return super().popleft()
+        except IndexError:
+            if RacingDeque.publish is not None:
+                publish, RacingDeque.publish = RacingDeque.publish, None
+                racer = threading.Thread(target=publish)
+                racer.start()
+                racer.join()
+            raise
+
+
+@pytest.mark.thread_unsafe(reason="patches the queue class of every async delivery")
+def test_a_message_published_as_the_drain_stops_is_delivered(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_async, "deque", RacingDeque)
+    pub = impl.Publisher()
+    observer = Recorder(expected=2)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        RacingDeque.publish = lambda: pub.notify_all("racer")
+        pub.notify_all("first")
+        delivered = observer.done.wait(PATIENCE)
+    assert delivered, observer.got
+    assert observer.got == ["first", "racer"]
+
+
+def test_a_burst_wakes_the_loop_once(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer = Recorder(expected=1000)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=1000)
+        gate = lt.block()  # the drain cannot start: the whole burst is queued first
+        before = lt.loop.wakeups
+        for i in range(1000):
+            pub.notify_all(i)
+        gate.set()
+        assert observer.done.wait(PATIENCE)
+        assert lt.loop.wakeups - before == 1
+        # Once drained, the next burst wakes it again, once.
+        observer.done.clear()
+        observer.expected = 1100
+        gate = lt.block()
+        before = lt.loop.wakeups
+        for i in range(100):
+            pub.notify_all(i)
+        gate.set()
+        assert observer.done.wait(PATIENCE)
+        assert lt.loop.wakeups - before == 1
+    assert observer.got == [*range(1000), *range(100)]
+
+
+def test_wait_blocks_the_publisher_until_there_is_room(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer = Recorder(expected=5)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=2, overflow="wait")
+        gate = lt.block()
+        published: list[int] = []
+        two = threading.Event()
+
+        def produce() -> None:
+            for i in range(5):
+                pub.notify_all(i)
+                published.append(i)
+                if len(published) == 2:
+                    two.set()
+
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        assert two.wait(PATIENCE)
+        producer.join(0.2)  # it must still be waiting for room: the loop is held
+        blocked = producer.is_alive()
+        progress = list(published)
+        gate.set()
+        assert blocked
+        assert progress == [0, 1]
+        producer.join(PATIENCE)
+        assert observer.done.wait(PATIENCE)
+        assert observer.got == [0, 1, 2, 3, 4]
+        assert pub.dropped(observer) == 0
+
+
+def test_drop_oldest_drops_and_counts_exactly(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer = Recorder(expected=3)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=3, overflow="drop_oldest")
+        gate = lt.block()
+        for i in range(10):
+            pub.notify_all(i)  # never blocks
+        gate.set()
+        assert pub.dropped(observer) == 7  # counted as they were dropped, before any drain
+        assert observer.done.wait(PATIENCE)
+        assert observer.got == [7, 8, 9]
+        assert pub.dropped(observer) == 7
+
+
+def test_wait_from_the_loop_thread_drops_oldest_instead_of_deadlocking(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer = Recorder(expected=2)
+    dropped: list[int] = []
+
+    async def main() -> None:
+        pub.subscribe(observer, queue_size=2, overflow="wait")
+        for i in range(5):  # the loop cannot drain while this coroutine runs
+            pub.notify_all(i)
+        dropped.append(pub.dropped(observer))
+        while not observer.done.is_set():
+            await asyncio.sleep(0)
+
+    # In a thread of its own: a publisher that waited here would block the loop for good.
+    runner = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    runner.start()
+    runner.join(PATIENCE)
+    assert not runner.is_alive()
+    assert dropped == [3]
+    assert observer.got == [3, 4]
+
+
+def test_a_sync_observer_reports_no_drops_and_an_unknown_one_is_an_error(impl: Impl) -> None:
+    pub = impl.Publisher()
+
+    class Sync:
+        def update(self, message: object) -> None:
+            pass
+
+    sync = Sync()
+    pub.subscribe(sync)
+    assert pub.dropped(sync) == 0
+    with pytest.raises(ValueError, match="not subscribed"):
+        pub.dropped(Sync())
+
+
+# -- failures ----------------------------------------------------------------------------------------
+
+
+def test_failures_are_reported_and_isolated(impl: Impl) -> None:
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    failing, healthy = Failing(expected=10), Recorder(expected=10)
+    sync_got: list[int] = []
+
+    class Sync:
+        def update(self, message: int) -> None:
+            sync_got.append(message)
+
+    with loop_thread() as lt:
+        pub.subscribe(failing, loop=lt.loop)
+        pub.subscribe(Sync())
+        pub.subscribe(healthy, loop=lt.loop)
+        for i in range(10):
+            pub.notify_all(i)
+        assert failing.done.wait(PATIENCE)
+        assert healthy.done.wait(PATIENCE)
+        lt.run(asyncio.sleep(0))  # the last failure is reported after its update returns
+    assert failing.got == healthy.got == sync_got == list(range(10))
+    assert sorted(m for _, m, _ in seen) == [1, 3, 5, 7, 9]  # type: ignore[type-var]
+    assert all(o is failing and e is ValueError for o, _, e in seen)
+    assert pub.failures == 5
+
+
+def test_a_closed_loop_ends_the_subscription_with_one_report(impl: Impl) -> None:
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer, other = Recorder(), Recorder(expected=2)
+    loop = asyncio.new_event_loop()
+    pub.subscribe(observer, loop=loop)
+    loop.close()
+    with loop_thread() as lt:
+        pub.subscribe(other, loop=lt.loop)
+        pub.notify_all("a")
+        pub.notify_all("b")
+        assert other.done.wait(PATIENCE)
+    assert seen == [(observer, "a", LoopClosedError)]
+    assert pub.observers == (other,)
+    assert pub.failures == 1
+
+
+def test_a_stopped_loop_never_hangs_a_waiting_publisher(impl: Impl) -> None:
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Recorder()
+    lt = LoopThread()
+    pub.subscribe(observer, loop=lt.loop, queue_size=1, overflow="wait")
+    gate = lt.block()
+    pub.notify_all(0)  # queued: the loop is held
+    lt.loop.call_soon_threadsafe(lt.loop.stop)  # runs after the hold: the drain never starts
+    finished = threading.Event()
+
+    def produce() -> None:
+        pub.notify_all(1)  # full: waits, until it sees that the loop has stopped
+        pub.notify_all(2)  # the subscription has ended: skipped
+        finished.set()
+
+    threading.Thread(target=produce, daemon=True).start()
+    gate.set()
+    try:
+        assert finished.wait(PATIENCE)
+    finally:
+        lt.stop()
+    assert seen == [(observer, 1, LoopClosedError)]
+    assert pub.observers == ()
+    assert observer.got == []
+
+
+def test_unsubscribe_stops_async_delivery(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer, other = Recorder(), Recorder(expected=3)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        pub.subscribe(other, loop=lt.loop)
+        gate = lt.block()
+        pub.notify_all(1)
+        pub.notify_all(2)
+        assert pub.unsubscribe(observer) is True
+        pub.notify_all(3)
+        gate.set()
+        assert other.done.wait(PATIENCE)
+        lt.run(asyncio.sleep(0))
+    assert observer.got == []
+    assert other.got == [1, 2, 3]
+
+
+# -- batches ------------------------------------------------------------------------------------------
+
+
+class BatchRecorder(Recorder):
+    def __init__(self, expected: int = 0) -> None:
+        super().__init__(expected)
+        self.batches: list[tuple[Any, ...]] = []
+
+    async def update_many(self, messages: tuple[Any, ...], /) -> None:
+        self.batches.append(messages)
+        self.got.extend(messages)
+        if len(self.got) >= self.expected:
+            self.done.set()
+
+
+def test_an_async_update_many_gets_each_batch_once(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer = BatchRecorder(expected=6)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        assert pub.notify_many(iter([1, 2, 3])) == 3
+        pub.notify_all(4)
+        assert pub.notify_many([5, 6]) == 2
+        assert observer.done.wait(PATIENCE)
+    assert observer.batches == [(1, 2, 3), (5, 6)]
+    assert observer.got == [1, 2, 3, 4, 5, 6]
+
+
+def test_update_many_must_match_update_in_being_async(impl: Impl) -> None:
+    class Mixed:
+        async def update(self, message: object) -> None:
+            pass
+
+        def update_many(self, messages: object) -> None:
+            pass
+
+    with loop_thread() as lt, pytest.raises(TypeError, match="coroutine function exactly when"):
+        impl.Publisher().subscribe(Mixed(), loop=lt.loop)
