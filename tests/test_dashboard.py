@@ -9,7 +9,6 @@ each twin's ``DatabaseConnection`` and ``Publisher``. Needs the dashboard extra
 from __future__ import annotations
 
 import asyncio
-import gc
 import http.client
 import json
 import os
@@ -31,7 +30,6 @@ from tests.conftest import Impl, drop
 try:
     from notipipe.dashboard import Dashboard
     from notipipe.dashboard._feed import Page
-    from notipipe.dashboard._handoff import subscribe_async
 except ModuleNotFoundError as missing:  # pragma: no cover - the failure below says what to do
     _MISSING: str | None = f"{missing.name} is missing: pip install 'notipipe[dashboard]'"
 else:
@@ -424,27 +422,6 @@ def test_a_browser_that_goes_away_is_unsubscribed(store: Store, following: Calla
         for browser in browsers:
             await browser.close()
         assert dashboard.browsers == 1
-
-    run(main)
-
-
-def test_a_subscription_ends_with_its_observer(impl: Impl) -> None:
-    hub = impl.Publisher()
-
-    class Feed:
-        async def update(self, page: Page, /) -> None:
-            pass
-
-        async def update_many(self, pages: Any, /) -> None:
-            pass
-
-    async def main() -> None:
-        feed = Feed()
-        subscribe_async(hub, feed, loop=asyncio.get_running_loop(), queue_size=4)
-        assert len(hub.observers) == 1
-        del feed
-        gc.collect()
-        assert hub.observers == ()
 
     run(main)
 

@@ -25,13 +25,12 @@ from starlette.routing import Route
 from notipipe._select import Publisher
 from notipipe.dashboard._browser import BrowserFeed, Send
 from notipipe.dashboard._feed import PAGE_SIZE, Page, Reads, alerts_frame, follow, snapshot
-from notipipe.dashboard._handoff import subscribe_async, unsubscribe_async
 
 __all__ = ["QUEUE_SIZE", "Dashboard", "create_app"]
 
 _log = logging.getLogger("notipipe.dashboard")
 
-#: Pages a browser may fall behind before it is sent to the database to catch up.
+#: Pages a browser may fall behind before it is cut off, to catch up from the database.
 QUEUE_SIZE = 256
 #: Seconds between keep-alive comments on a quiet stream (a dead connection shows on writing).
 HEARTBEAT = 15.0
@@ -101,8 +100,9 @@ class Dashboard:
         feed = BrowserFeed(send, 0)
         self._feeds.add(feed)
         loop = asyncio.get_running_loop()
-        # Subscribed before reading where to start, so no page falls between the two.
-        subscribe_async(self.hub, feed, loop=loop, queue_size=self.queue_size)
+        # Subscribed before reading where to start, so no page falls between the two. Weakly:
+        # a feed nobody holds any more (its request is over) receives nothing.
+        self.hub.subscribe(feed, weak=True, loop=loop, queue_size=self.queue_size, overflow="drop_oldest")
         gone = asyncio.ensure_future(_disconnect(receive))
         try:
             await send(
@@ -136,7 +136,7 @@ class Dashboard:
             feed.disconnected()
             self._feeds.discard(feed)
             gone.cancel()
-            unsubscribe_async(self.hub, feed)
+            self.hub.unsubscribe(feed)
 
     async def _replay(self, feed: BrowserFeed) -> None:
         while not feed.done.is_set():
