@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncGenerator, MutableMapping
 from importlib import resources
 from typing import Any
 
@@ -204,7 +204,7 @@ def create_app(dashboard: Dashboard, *, follow: bool = True) -> Starlette:
         return Response(script, media_type="text/javascript", headers={"cache-control": "no-store"})
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_: Starlette) -> AsyncGenerator[None]:
         if follow:
             await asyncio.to_thread(dashboard.start)
         try:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from notipipe._database import StoredMessage
-from notipipe._select import EmailMessage
 
 __all__ = [
     "LATEST",
@@ -87,7 +86,7 @@ class Page:
 
 
 def _alert(m: StoredMessage) -> dict[str, object]:
-    if isinstance(m, EmailMessage) or m.kind == "email":
+    if m.kind == "email":
         to, text = getattr(m, "recipient", ""), getattr(m, "subject", "")
     else:
         to, text = getattr(m, "phone_number", ""), getattr(m, "body", "")
