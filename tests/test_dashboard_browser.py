@@ -7,6 +7,11 @@ missed or repeated, and end with the same counts and latest alerts as the store.
 Needs ``apt-get install chromium`` (or ``$NOTIPIPE_CHROMIUM`` naming a Chromium) and
 ``pip install playwright`` (Playwright's own browser download is not used); a missing one is a
 failure that says so, never a skip.
+
+On a free-threaded interpreter Playwright's sync API cannot run in the test process: its
+greenlet does not support running without the GIL and would turn the GIL back on for the rest
+of the suite. There the test runs itself again in a child pytest with ``-X gil=1``; the
+``notipipe run`` and ``notipipe serve`` it starts are still free-threaded.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +54,8 @@ def _chromium() -> str:
     return found
 
 
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
+@contextmanager
+def _browser_page() -> Iterator[Any]:
     """A page in headless Chromium, closed after the test."""
     try:
         from playwright.sync_api import sync_playwright
@@ -84,10 +92,44 @@ def _start_run(kids: Children, db: Path) -> Any:
     return kids.start("run", "--db", str(db), "--progress", "none")
 
 
+def _gil_disabled() -> bool:
+    check = getattr(sys, "_is_gil_enabled", None)
+    return check is not None and not check()
+
+
 def test_the_page_follows_notipipe_run_across_reconnects(
-    browser_page: Any, tmp_path: Path, record_property: Any
+    tmp_path: Path, record_property: Any, request: pytest.FixtureRequest
 ) -> None:
-    page = browser_page
+    if _gil_disabled():
+        # See the module's docstring: the same test, in a child pytest that has the GIL.
+        pytest_args = ["-p", "no:cacheprovider", "-p", "no:run-parallel", "-q", "-s"]
+        here = f"{__file__}::{request.node.name}"
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-X",
+                "gil=1",
+                "-m",
+                "pytest",
+                *pytest_args,
+                here,
+                "--basetemp",
+                str(tmp_path / "c"),
+            ],
+            cwd=request.config.rootpath,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1800,
+        )
+        print(child.stdout[-3000:])
+        assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
+        return
+    with _browser_page() as page:
+        _follow_across_reconnects(page, tmp_path, record_property)
+
+
+def _follow_across_reconnects(page: Any, tmp_path: Path, record_property: Any) -> None:
     db = tmp_path / "alerts.db"
     with children() as kids:
         seed = kids.start("run", "--db", str(db), "-n", "1000", "--progress", "none")
