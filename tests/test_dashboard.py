@@ -474,9 +474,11 @@ def _seeded(tmp_path: Path) -> Path:
 def test_serve_help_says_what_it_needs_and_how_it_ends() -> None:
     done = _serve("--help")
     assert done.returncode == 0
+    assert done.stdout.startswith("usage: notipipe serve")
     assert "pip install 'notipipe[dashboard]'" in done.stdout
-    assert "--port" in done.stdout
-    assert "exit status:" in done.stdout
+    for option in ("--db", "--host", "--port", "$NOTIPIPE_DB", "examples:", "exit status:"):
+        assert option in done.stdout
+    assert "the dashboard extra is not installed" in done.stdout
 
 
 @pytest.mark.parametrize(

@@ -330,9 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
             "dashboard extra: pip install 'notipipe[dashboard]'."
         ),
         epilog="examples:\n"
-        "  notipipe serve                       http://127.0.0.1:8000/ for ./notipipe.db\n"
-        "  notipipe serve --db /tmp/a.db --port 0   on a free port (the URL is printed)\n"
-        "  notipipe serve --host 0.0.0.0        reachable from other machines (no authentication!)\n\n"
+        "  notipipe serve                          http://127.0.0.1:8000/ for ./notipipe.db\n"
+        "  notipipe serve --db /tmp/a.db --port 0  on a free port (the URL is printed)\n"
+        "  notipipe serve --host 0.0.0.0           other machines may connect (no authentication)\n\n"
         "Ctrl-C stops the server (status 130).\n\n"
         + _EXIT_STATUS.replace(
             "one line on stderr says why)",

@@ -3,7 +3,7 @@
 "use strict";
 
 const LATEST_ROWS = 20;
-const CHART_SECONDS = 60;
+const CHART_SECONDS = 120;
 const LAG_BUCKETS = 60000; // lag histogram in milliseconds; the last bucket takes the rest
 
 const state = (window.notipipe = {
@@ -174,7 +174,7 @@ function table() {
       const tr = document.createElement("tr");
       tr.dataset.id = a.id;
       const cells = [
-        [a.id, "num"],
+        [a.id, ""],
         [new Date(a.at * 1000).toLocaleTimeString(), ""],
         [a.kind, "kind-" + a.kind],
         [a.priority, "num"],
