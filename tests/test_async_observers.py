@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -407,3 +408,47 @@ def test_update_many_must_match_update_in_being_async(impl: Impl) -> None:
 
     with loop_thread() as lt, pytest.raises(TypeError, match="coroutine function exactly when"):
         impl.Publisher().subscribe(Mixed(), loop=lt.loop)
+
+
+def test_drops_are_logged_at_the_first_and_each_tenfold(impl: Impl, caplog: pytest.LogCaptureFixture) -> None:
+    pub = impl.Publisher()
+    observer = Recorder(expected=1)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=1, overflow="drop_oldest")
+        gate = lt.block()
+        with caplog.at_level(logging.WARNING, logger="notipipe"):
+            for i in range(26):
+                pub.notify_all(i)
+        gate.set()
+        assert observer.done.wait(PATIENCE)
+    lines = [r.getMessage() for r in caplog.records if r.name == "notipipe"]
+    assert len(lines) == 2
+    assert "1 message(s) dropped" in lines[0]
+    assert "10 message(s) dropped" in lines[1]
+    assert pub.dropped(observer) == 25
+
+
+def test_a_drain_cancelled_before_it_ran_does_not_stall_delivery(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer = Recorder(expected=2)
+    cancelled: list[str] = []
+
+    def cancel_drains() -> None:
+        # Runs after the drain task is created and before its first step.
+        for task in asyncio.all_tasks(lt.loop):
+            if "_drain" in repr(task.get_coro()):
+                task.cancel()
+                cancelled.append(repr(task))
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        gate = lt.block()
+        pub.notify_all("a")  # queues the wake-up behind the held callback
+        lt.loop.call_soon_threadsafe(cancel_drains)
+        gate.set()
+        lt.run(asyncio.sleep(0))
+        assert cancelled
+        pub.notify_all("b")  # must wake the loop again
+        delivered = observer.done.wait(PATIENCE)
+    assert delivered, observer.got
+    assert observer.got == ["a", "b"]

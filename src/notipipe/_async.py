@@ -239,7 +239,19 @@ class AsyncDelivery:
     # -- the loop side ---------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self._task = self._loop.create_task(self._drain())
+        self._task = task = self._loop.create_task(self._drain())
+        task.add_done_callback(self._drained)
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        # A drain that ended without finding the queue empty (cancelled, even before it
+        # started, as the loop shuts down; or a BaseException from the observer) still holds
+        # the flag: hand it back, so that the next publish wakes the loop again (or finds it
+        # closed and ends the subscription).
+        if task is self._task:
+            self._task = None
+            if self._scheduled:
+                self._scheduled = False
+                self._flag.release()
 
     async def _drain(self) -> None:
         queue, flag = self._queue, self._flag
@@ -248,45 +260,36 @@ class AsyncDelivery:
         # Waiting publishers are woken once half the queue is free, not per message taken: a
         # full queue would otherwise cost a thread switch each way for every message.
         low = self._size // 2
-        try:
-            while True:
-                try:
-                    item = queue.popleft()
-                except IndexError:
-                    self._scheduled = False
-                    flag.release()
-                    if self._waiting:
-                        self._make_room()
-                    # A publisher that appended after the popleft but saw the hint still set
-                    # left the wake-up to this drain: look once more.
-                    if not queue or not flag.acquire(False):
-                        self._task = None
-                        return
-                    self._scheduled = True
-                    continue
-                if self._waiting and len(queue) <= low:
-                    self._make_room()
-                if self._ended:
-                    continue  # ended (closed or unsubscribed): deliver nothing more
-                observer = strong if ref is None else ref()
-                if observer is None:  # a weak subscription whose observer was collected
-                    self._forget()
-                    continue
-                try:
-                    if type(item) is _Batch:
-                        await observer.update_many(item.messages)
-                    else:
-                        await observer.update(item)
-                except Exception as error:  # noqa: BLE001 - isolated and reported, as for sync observers
-                    failed(item.messages if type(item) is _Batch else item, error)
-        except BaseException:
-            # Cancelled (the loop is shutting down): the next publish wakes the loop again, or
-            # finds it closed and ends the subscription.
-            if self._scheduled:
+        while True:
+            try:
+                item = queue.popleft()
+            except IndexError:
                 self._scheduled = False
                 flag.release()
-            self._task = None
-            raise
+                if self._waiting:
+                    self._make_room()
+                # A publisher that appended after the popleft but saw the hint still set
+                # left the wake-up to this drain: look once more.
+                if not queue or not flag.acquire(False):
+                    self._task = None
+                    return
+                self._scheduled = True
+                continue
+            if self._waiting and len(queue) <= low:
+                self._make_room()
+            if self._ended:
+                continue  # ended (closed or unsubscribed): deliver nothing more
+            observer = strong if ref is None else ref()
+            if observer is None:  # a weak subscription whose observer was collected
+                self._forget()
+                continue
+            try:
+                if type(item) is _Batch:
+                    await observer.update_many(item.messages)
+                else:
+                    await observer.update(item)
+            except Exception as error:  # noqa: BLE001 - isolated and reported, as for sync observers
+                failed(item.messages if type(item) is _Batch else item, error)
 
     def _make_room(self) -> None:
         with self._lock:

@@ -1,6 +1,7 @@
 """Pure-Python fan-out: the annotated twin of ``_publisher_c.pyx`` and the type truth.
 
-The subscriber list is an immutable snapshot (a tuple), replaced copy-on-write under a lock,
+The subscriber list is an immutable snapshot (a tuple of ``_subscriptions.Subscription``: what
+the fan-out calls for each observer, plain, async or weak), replaced copy-on-write under a lock,
 together with the fan-out functions generated for it (``_fanout.make_fanout``). ``notify_all``
 reads the current function once and calls the observers with no lock held, so an observer may
 subscribe, unsubscribe or notify from inside ``update`` and a slow observer never blocks a
@@ -9,7 +10,8 @@ subscriber. A change made during a notify takes effect from the next notify.
 ``notify_all`` and ``notify_many`` are per-publisher functions stored in slots (see
 ``_fanout.make_entry_points``), not methods: calling them is a plain Python-to-Python call.
 What happens when an observer raises (the count, the handler, the throttled default log) is in
-``_failures``, shared with the compiled twin.
+``_failures``, delivery to async observers in ``_async``, and how a subscription is built and
+ended (weak ones, without a deadlock) in ``_subscriptions``: all shared with the compiled twin.
 """
 
 from __future__ import annotations
