@@ -566,7 +566,7 @@ def test_serve_serves_the_page_and_the_stream_and_stops_on_ctrl_c(tmp_path: Path
         conn.close()
 
 
-def test_ctrl_c_at_once_and_sigterm_end_serve(tmp_path: Path) -> None:
+def test_sigterm_ends_serve(tmp_path: Path) -> None:
     db = _seeded(tmp_path)
     with children() as kids:
         server, _ = kids.serve(db)
