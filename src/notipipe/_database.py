@@ -320,6 +320,16 @@ class DatabaseCore:
         """Stored messages per priority, e.g. ``{1: 40, 3: 900, 5: 60}``."""
         return self._open().count_by_priority()
 
+    def count_by_kind_and_priority(self, upto_id: int | None = None) -> dict[tuple[str, int], int]:
+        """Stored messages per ``(kind, priority)``, e.g. ``{("email", 3): 700, ("sms", 1): 300}``.
+
+        With ``upto_id``, only those stored under an id up to it: one consistent count to
+        continue from with ``after(upto_id)`` while another process keeps writing.
+        """
+        if upto_id is not None:
+            _check_count("upto_id", upto_id)
+        return self._open().count_by_kind_and_priority(upto_id)
+
     def last(self, n: int = 10) -> list[StoredMessage]:
         """The ``n`` most recently stored messages, oldest first."""
         _check_count("n", n)

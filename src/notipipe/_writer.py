@@ -58,6 +58,8 @@ class _WriteProblem:
         self.warned = False
 
 
+#: The largest id either backend stores (SQLite's row id, PostgreSQL's bigint).
+_MAX_ID = 2**63 - 1
 _COLUMNS: Final = "id, kind, created_at, priority, address, subject, body"
 
 
@@ -278,6 +280,15 @@ class GroupCommitStore(ABC):
     def count_by_priority(self) -> dict[int, int]:
         rows = self.query(f"SELECT priority, count(*) FROM {self._table} GROUP BY priority ORDER BY priority")
         return {int(priority): int(n) for priority, n in rows}  # type: ignore[call-overload]
+
+    def count_by_kind_and_priority(self, upto_id: int | None) -> dict[tuple[str, int], int]:
+        t, p = self._table, self._param
+        rows = self.query(
+            f"SELECT kind, priority, count(*) FROM {t} WHERE id <= {p} "
+            "GROUP BY kind, priority ORDER BY kind, priority",
+            (_MAX_ID if upto_id is None else upto_id,),
+        )
+        return {(str(kind), int(pr)): int(n) for kind, pr, n in rows}  # type: ignore[call-overload]
 
     def time_range(self) -> tuple[float | None, float | None]:
         """The earliest and latest ``created_at`` stored (None, None if nothing is)."""

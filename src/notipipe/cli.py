@@ -4,9 +4,11 @@
     notipipe stats [--db PATH]
     notipipe tail  [--db PATH] [-n K] [--follow]
     notipipe subscriptions --db postgresql://...
+    notipipe serve [--db PATH] [--host HOST] [--port PORT]
     notipipe info
 
-Exit statuses: 0 done; 1 the database cannot be used; 2 bad arguments (both with one line on
+Exit statuses: 0 done; 1 the database cannot be used (or, for serve, the address cannot be
+listened on); 2 bad arguments, or serve without the dashboard extra (both with one line on
 stderr, never a traceback); 130 interrupted by Ctrl-C (``tail --follow`` ends this way, quietly);
 141 the output was closed (``notipipe tail | head -1``): the command stops quietly, as Unix tools
 do, with the status a shell reports for a process ended by SIGPIPE.
@@ -192,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  notipipe run --alerts 100000     store 100,000 synthetic alerts in ./notipipe.db\n"
         "  notipipe stats                   what ./notipipe.db holds\n"
         "  notipipe tail -f                 the last 10 alerts, then each new one\n"
+        "  notipipe serve                   a live web dashboard of ./notipipe.db\n"
         "  notipipe COMMAND --help          a command's options\n\n" + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -334,6 +337,43 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subs.add_argument("--db", type=_path, required=True, metavar="URL", help="a postgresql:// URL")
+    serve = sub.add_parser(
+        "serve",
+        help="a live web dashboard of the alerts, as they are stored",
+        description=_wrap(
+            "Serve a web page showing the alerts stored in the database as they arrive, by this "
+            "or any other process (run `notipipe run --db PATH` beside it): alerts per second, "
+            "counts per kind and priority, the latest alerts. Browsers get the alerts as "
+            "Server-Sent Events and resume where they were after a reconnect. Needs the "
+            "dashboard extra: pip install 'notipipe[dashboard]'."
+        ),
+        epilog="examples:\n"
+        "  notipipe serve                          http://127.0.0.1:8000/ for ./notipipe.db\n"
+        "  notipipe serve --db /tmp/a.db --port 0  on a free port (the URL is printed)\n"
+        "  notipipe serve --host 0.0.0.0           other machines may connect (no authentication)\n\n"
+        "Ctrl-C stops the server (status 130).\n\n"
+        + _EXIT_STATUS.replace(
+            "one line on stderr says why)",
+            "one line on stderr says why),\n       or the address cannot be listened on",
+        ).replace(
+            "2    bad arguments (one line on stderr says which)",
+            "2    bad arguments, or the dashboard extra is not installed",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--db", type=_path, default=None, metavar="PATH", help=_DB_HELP)
+    serve.add_argument(
+        "--host",
+        type=_path,
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    serve.add_argument(
+        "--port",
+        type=_whole(0, 65535),
+        default=8000,
+        help="port to listen on, 0..65535 (default 8000; 0 picks a free one)",
+    )
 
     sub.add_parser(
         "info",
@@ -498,6 +538,29 @@ class _CtrlC:
             signal.signal(signal.SIGINT, self._previous)
 
 
+#: What to install when the dashboard's dependencies are missing.
+DASHBOARD_HINT = "the dashboard needs its extra: pip install 'notipipe[dashboard]'"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from notipipe.dashboard._serve import serve
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing not in ("starlette", "uvicorn"):
+            raise
+        print(f"notipipe serve: error: {DASHBOARD_HINT} ({missing} is missing)", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    path = _db_path(args.db)
+    _open_existing(path).close()
+
+    def ready(url: str) -> None:
+        print(f"notipipe serve: {url} (the dashboard of {os.path.abspath(path)}; Ctrl-C stops)", flush=True)
+
+    serve(path, args.host, args.port, ready)
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from notipipe._run_display import Display
 
@@ -585,6 +648,7 @@ COMMANDS = {
     "stats": cmd_stats,
     "tail": cmd_tail,
     "subscriptions": cmd_subscriptions,
+    "serve": cmd_serve,
     "info": cmd_info,
 }
 
