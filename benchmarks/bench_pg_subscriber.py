@@ -1,9 +1,9 @@
 """Durable subscriber benchmark: its rows/s and lag while 4 writer processes save into PostgreSQL.
 
-    python benchmarks/bench_pg_subscriber.py [--alerts N] [--writers W] [--page P] [--dsn DSN]
+    python benchmarks/bench_pg_subscriber.py [--alerts N] [--writers W] [--page P] [--rate R] [--dsn DSN]
 
 W writer processes (``DatabaseConnection(url).save_many``, 1,000 alerts a call, each alert
-created just before its call) and one durable subscriber in this process
+created just before its call; unpaced, or R alerts/s each) and one durable subscriber in this process
 (``subscribe(observer, durable_name=...)``, subscribed before the writers start). Reported:
 
 * the writers' total rate, from the first start to the last flush;
@@ -39,8 +39,9 @@ from notipipe._pg_schema import MESSAGES, SUBSCRIPTIONS
 CHUNK = 1000
 
 
-def writer(url: str, alerts: int) -> None:
-    """One writer process: say ready, wait for "go", save ``alerts`` alerts, flush, say when."""
+def writer(url: str, alerts: int, rate: float) -> None:
+    """One writer process: say ready, wait for "go", save ``alerts`` alerts (at most ``rate``
+    a second, if given), flush, say when."""
     db = DatabaseConnection(url)
     print("ready", flush=True)
     sys.stdin.readline()
@@ -53,6 +54,10 @@ def writer(url: str, alerts: int) -> None:
             for i in range(base, min(base + CHUNK, alerts))
         ]
         db.save_many(batch)
+        if rate:
+            ahead = start + (base + CHUNK) / rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)  # pacing the load, not synchronisation
     db.flush()
     print("done", start, time.time(), flush=True)
     db.close()
@@ -84,14 +89,14 @@ def reset(url: str) -> None:
         conn.execute(f"DELETE FROM {SUBSCRIPTIONS}")
 
 
-def run(url: str, alerts: int, writers: int, page: int) -> dict[str, str]:
+def run(url: str, alerts: int, writers: int, page: int, rate: float) -> dict[str, str]:
     reset(url)
     notipipe._database.DURABLE_PAGE = page
     total = alerts * writers
     lag = Lag(total)
     db = DatabaseConnection(url)
     db.subscribe(lag, durable_name="bench")
-    cmd = [sys.executable, __file__, "--writer", "--dsn", url, "--alerts", str(alerts)]
+    cmd = [sys.executable, __file__, "--writer", "--dsn", url, "--alerts", str(alerts), "--rate", str(rate)]
     children = [
         subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for _ in range(writers)
@@ -116,7 +121,8 @@ def run(url: str, alerts: int, writers: int, page: int) -> dict[str, str]:
     first_start, last_end = min(s for s, _ in spans), max(e for _, e in spans)
     q = statistics.quantiles(lag.lags, n=100)
     return {
-        "alerts (writers x each)": f"{total:,} ({writers} x {alerts:,})",
+        "alerts (writers x each)": f"{total:,} ({writers} x {alerts:,}"
+        + (f", each paced at {rate:,.0f}/s)" if rate else ", unpaced)"),
         "writers, total": f"{total / (last_end - first_start):,.0f} alerts/s",
         f"durable subscriber (pages of {page:,})": f"{total / (lag.last - lag.first):,.0f} alerts/s",
         "lag p50": f"{q[49] * 1000:,.1f} ms",
@@ -130,18 +136,19 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=100_000, help="alerts per writer (default 100,000)")
     parser.add_argument("--writers", type=int, default=4, help="writer processes (default 4)")
     parser.add_argument("--page", type=int, default=1000, help="subscriber page size (default 1,000)")
+    parser.add_argument("--rate", type=float, default=0.0, help="alerts/s per writer (default: unpaced)")
     parser.add_argument("--dsn", default=None, help="an existing database (default: a throwaway server)")
     parser.add_argument("--writer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.writer:
-        writer(args.dsn, args.alerts)
+        writer(args.dsn, args.alerts, args.rate)
         return
     from bench_pg import _start_server, _url
 
     cluster = None if args.dsn else _start_server()
     try:
         url = _url(args.dsn or cluster.dsn)  # type: ignore[attr-defined]
-        figures = run(url, args.alerts, args.writers, args.page)
+        figures = run(url, args.alerts, args.writers, args.page, args.rate)
     finally:
         if cluster is not None:
             cluster.destroy()  # type: ignore[attr-defined]

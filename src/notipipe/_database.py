@@ -461,6 +461,19 @@ class DatabaseCore:
     if not TYPE_CHECKING:  # typed above; these dispatch to the durable subscribers
 
         def subscribe(self, observer, /, *, durable_name=None, **options):
+            """Add ``observer``; False if it is already subscribed. See ``Publisher.subscribe``.
+
+            With ``durable_name`` (PostgreSQL only; ``ConfigurationError`` otherwise), a durable
+            subscription instead: on a thread of its own, ``observer`` gets every alert
+            committed by any writer process, at least once, after it is committed, none
+            skipped, each with its stored id, each writer's in its save order. A new name
+            starts when this call returns (alerts not yet committed then are delivered); a
+            known name resumes from its cursor, which is committed after each page's
+            ``update`` calls return, so only a crash between them repeats alerts (that page).
+            One process at a time holds a name; others wait as standbys and take over when it
+            goes. Failures go to ``error_handler``; ``unsubscribe(observer)`` stops it. The
+            full promise: ``notipipe._pg_subscribers``.
+            """
             if durable_name is None:
                 return super().subscribe(observer, **options)
             if options:
