@@ -509,6 +509,14 @@ def test_serve_refuses_a_missing_database(tmp_path: Path) -> None:
     )
 
 
+def test_serve_refuses_a_postgresql_url_in_one_line() -> None:
+    # Browsers resume by stored id, exact only where ids follow commits: not on PostgreSQL.
+    done = _serve("--db", "postgresql://nobody@/nothing")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("notipipe serve: error: notipipe serve follows a SQLite file;")
+    assert done.stderr.count("\n") == 1
+
+
 def test_serve_says_when_its_port_is_taken(tmp_path: Path) -> None:
     db = _seeded(tmp_path)
     with closing(socket.socket()) as taken:

@@ -552,6 +552,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"notipipe serve: error: {DASHBOARD_HINT} ({missing} is missing)", file=sys.stderr)
         return EXIT_BAD_ARGUMENTS
     path = _db_path(args.db)
+    if is_url(path):
+        # A browser resumes by stored id, which is exact only where ids follow commits (SQLite).
+        raise ConfigurationError(
+            "notipipe serve follows a SQLite file; on PostgreSQL use `notipipe tail --follow` "
+            "or a durable subscriber"
+        )
     _open_existing(path).close()
 
     def ready(url: str) -> None:

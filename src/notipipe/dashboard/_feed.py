@@ -44,23 +44,19 @@ class Reads(Protocol):
     def after(self, message_id: int, limit: int = 1000, /) -> list[StoredMessage]: ...
     def last(self, n: int = 10, /) -> list[StoredMessage]: ...
     def count_by_kind_and_priority(self, upto_id: int | None = None, /) -> dict[tuple[str, int], int]: ...
+    def follow(
+        self, after_id: int = 0, *, page: int = ..., poll: float = ..., stop: threading.Event | None = None
+    ) -> Iterator[list[StoredMessage]]: ...
 
 
 def follow(db: Reads, after_id: int, stop: threading.Event) -> Iterator[list[StoredMessage]]:
     """Pages of the alerts committed after ``after_id``, oldest first, until ``stop`` is set.
 
-    The one place that knows how new alerts are found; ``DatabaseConnection.follow`` (for the
-    PostgreSQL backend too) replaces this body when it exists. Polling is what SQLite allows: it
-    tells no other process of a commit. Ids grow in commit order and a read sees a commit whole,
-    so asking for the ids after the last one seen misses nothing and repeats nothing.
+    ``DatabaseConnection.follow``: on a SQLite file, ids grow in commit order and a read sees a
+    commit whole, so asking for the ids after the last one seen misses nothing and repeats
+    nothing; that is also what makes ``Last-Event-ID`` an exact resume point here.
     """
-    while not stop.is_set():
-        page = db.after(after_id, PAGE_SIZE)
-        if page:
-            after_id = page[-1].id
-            yield page
-        if len(page) < PAGE_SIZE:  # caught up
-            stop.wait(POLL_INTERVAL)
+    return db.follow(after_id, page=PAGE_SIZE, poll=POLL_INTERVAL, stop=stop)
 
 
 @dataclass(frozen=True, slots=True)
