@@ -33,6 +33,7 @@ from tests._dashboard_procs import Children, children, ranges, stop
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.browser,
     pytest.mark.thread_unsafe(reason="one browser and child processes per test"),
 ]
 
