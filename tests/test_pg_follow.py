@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,50 @@ def test_a_terminated_listening_connection_is_remade_and_caught_up_without_a_wak
 
 
 @pytest.mark.thread_unsafe(reason="opens the DatabaseConnection singleton")
+@READERS
+def test_an_unreachable_listener_is_retried_with_backoff_while_the_reads_go_on(
+    impl: Impl, pg_dsn: str, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe import _pg_follow
+
+    create_schema(pg_dsn)
+    real_connect = _pg_follow.connect
+    attempts: list[float] = []
+    lock, refusing = threading.Lock(), threading.Event()
+
+    def connect(dsn: str, purpose: str) -> Any:
+        if purpose == _pg_follow.LISTENER_NAME:
+            with lock:
+                attempts.append(time.monotonic())
+                first = len(attempts) == 1
+            if not first:  # the reads connect as before; only listening is refused
+                refusing.set()
+                raise psycopg.OperationalError("listening refused by the test")
+        return real_connect(dsn, purpose)
+
+    monkeypatch.setattr(_pg_follow, "connect", connect)
+    monkeypatch.setattr("notipipe._database.DURABLE_POLL", 0.5)
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    with reading(db, how, poll=0.5) as seen:
+        first = write_batch(pg_dsn, ["first"])
+        assert seen.wait_for(first)
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name LIKE 'notipipe listen%'"
+            )
+        assert refusing.wait(30), "the listening connection was not remade"
+        with lock:
+            since = attempts[-1]
+        threading.Event().wait(1.0)  # a window to count the attempts in, not a synchronisation
+        with lock:
+            within = [t for t in attempts if since < t <= since + 1.0]
+        later = write_batch(pg_dsn, ["later"])  # still found, by the poll
+        assert seen.wait_for(later)
+    assert seen.ids() == first + later
+    assert len(within) <= 8, f"{len(within)} attempts to listen in one second: no backoff"
+
+
 def test_follow_on_a_sqlite_file_yields_what_another_connection_stores(impl: Impl, tmp_path: Path) -> None:
     path = str(tmp_path / "a.db")
     db = impl.DatabaseConnection(path)

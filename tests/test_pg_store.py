@@ -258,6 +258,73 @@ def _run_writers(impl: Impl, dsn: str, count: int, chunk: int, n: int) -> dict[s
     return pids
 
 
+def test_a_writer_starts_and_flushes_while_another_transaction_holds_the_table(
+    impl: Impl, open_pg: Callable[..., Any], pg_dsn: str
+) -> None:
+    from tests._pg_rows import begin_batch, create_schema
+
+    create_schema(pg_dsn)
+    # An open writer transaction elsewhere: any DDL on the table at a writer's start would wait for it.
+    holder, held = begin_batch(pg_dsn, ["held open"])
+    outcome: list[object] = []
+
+    def write() -> None:
+        try:
+            db = open_pg()
+            db.save(impl.SMSMessage(body="while held"))
+            db.flush(20)
+            outcome.append(db.after(0))
+        except BaseException as error:  # noqa: BLE001 - checked below
+            outcome.append(error)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        writer.join(30)
+        assert not writer.is_alive(), "the writer's start waited for the open transaction"
+    finally:
+        holder.rollback()
+        holder.close()
+        writer.join(30)
+    assert len(outcome) == 1, outcome
+    assert isinstance(outcome[0], list), outcome
+    assert [m.body for m in outcome[0]] == ["while held"]
+    assert held
+    assert held[0] not in {m.id for m in outcome[0]}
+
+
+def test_connections_keep_alive_unless_the_url_says_otherwise(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe._pg_store import PgMessageStore
+
+    class RefusedError(Exception):
+        pass
+
+    asked: list[dict[str, Any]] = []
+
+    def connect(url: str, **options: Any) -> Any:
+        asked.append(options)
+        raise RefusedError
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    store = PgMessageStore.__new__(PgMessageStore)  # only its connection options are under test
+    store._psycopg = psycopg
+    sep = "&" if "?" in pg_url else "?"
+    for url in (pg_url, f"{pg_url}{sep}keepalives_idle=5"):
+        store._url = url
+        with pytest.raises(RefusedError):
+            store._connect("writer")
+    keep = ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count")
+    assert {k: asked[0].get(k) for k in keep} == {
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    assert "keepalives_idle" not in asked[1]  # the URL's own setting wins
+
+
 def test_four_processes_write_at_once(impl: Impl, pg_url: str, pg_dsn: str) -> None:
     count = 3000
     pids = _run_writers(impl, pg_url, count, 250, 4)

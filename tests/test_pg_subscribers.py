@@ -284,6 +284,122 @@ def test_a_failing_observer_goes_to_the_error_handler_and_delivery_goes_on(impl:
     assert picky.ids() == ids + more
 
 
+def _subscriber_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("notipipe-subscriber-")]
+
+
+def test_a_stored_row_that_is_no_valid_alert_is_reported_skipped_and_delivery_goes_on(
+    impl: Impl, pg_dsn: str
+) -> None:
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    reported: list[tuple[Any, Any, Exception]] = []
+    db.error_handler = lambda observer, message, error: reported.append((observer, message, error))
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="strict")
+    try:
+        before = write_batch(pg_dsn, ["before"])
+        with psycopg.connect(pg_dsn, autocommit=True) as other_tool:  # no priority 99 in notipipe
+            got = other_tool.execute(
+                f"INSERT INTO {MESSAGES} (kind, created_at, priority, address, subject, body, origin_host, "
+                "origin_pid) VALUES ('sms', 0, 99, '+15550100', '', 'bad', 'elsewhere', 1) RETURNING id"
+            ).fetchone()
+            assert got is not None
+            bad = int(got[0])
+        after = write_batch(pg_dsn, ["after"])
+        assert seen.wait_for(before + after), "delivery ended at the bad row"
+        assert [t.name for t in _subscriber_threads()] == ["notipipe-subscriber-strict"]
+    finally:
+        assert db.unsubscribe(seen)
+    assert seen.ids() == before + after
+    assert [(o, m[0], type(e)) for o, m, e in reported] == [(seen, bad, ValueError)]
+    assert "priority" in str(reported[0][2])
+    # The cursor moved past the bad row: a new holder of the name does not meet it again.
+    again = Seen()
+    reported.clear()
+    assert db.subscribe(again, durable_name="strict")
+    later = write_batch(pg_dsn, ["later"])
+    assert again.wait_for(later)
+    assert db.unsubscribe(again)
+    assert again.ids() == later
+    assert reported == []
+
+
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
+def test_an_observer_raising_a_base_exception_is_reported_and_delivery_goes_on(
+    impl: Impl, pg_dsn: str, raised: type[BaseException]
+) -> None:
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    reported: list[tuple[Any, Any, Exception]] = []
+    db.error_handler = lambda observer, message, error: reported.append((observer, message, error))
+
+    class Quitter(Seen):
+        def update(self, message: Any) -> None:
+            super().update(message)
+            if message.body.startswith("quit"):
+                raise raised(message.body)
+
+    quitter = Quitter()
+    assert db.subscribe(quitter, durable_name="quitter")
+    try:
+        ids = write_batch(pg_dsn, ["good 0", "quit 1", "good 2"])
+        more = write_batch(pg_dsn, ["good 3"])
+        assert quitter.wait_for(ids + more), "delivery ended at the observer's exception"
+    finally:
+        assert db.unsubscribe(quitter)
+    assert quitter.ids() == ids + more
+    assert [(o, m.id, type(e), type(e.__cause__)) for o, m, e in reported] == [
+        (quitter, ids[1], RuntimeError, raised)
+    ]
+    assert str(reported[0][2]) == f"update raised {raised.__name__}: quit 1"
+
+
+def test_subscribe_racing_close_leaves_no_subscriber_thread(
+    impl: Impl, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe import _pg_subscribers
+    from notipipe._errors import StorageClosedError
+
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    constructed, release = threading.Event(), threading.Event()
+    made: list[Any] = []
+
+    class Paused(_pg_subscribers.DurableSubscription):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+            constructed.set()
+            assert release.wait(30)
+
+    monkeypatch.setattr(_pg_subscribers, "DurableSubscription", Paused)
+    outcome: list[object] = []
+
+    def subscribe() -> None:
+        try:
+            outcome.append(db.subscribe(Seen(), durable_name="racer"))
+        except BaseException as error:  # noqa: BLE001 - checked below
+            outcome.append(error)
+
+    thread = threading.Thread(target=subscribe)
+    thread.start()
+    try:
+        assert constructed.wait(30)
+        db.close()  # while subscribe is between its check and its append
+    finally:
+        release.set()
+        thread.join(30)
+    try:
+        assert not thread.is_alive()
+        assert len(outcome) == 1, outcome
+        assert isinstance(outcome[0], StorageClosedError), outcome
+        assert _subscriber_threads() == []
+    finally:
+        for subscription in made:  # a leaked one would keep the name's lock for the session
+            subscription.stop()
+
+
 def test_durable_subscribers_need_postgresql_and_a_name(db: Any) -> None:
     with pytest.raises(ConfigurationError, match="durable subscribers need the PostgreSQL backend"):
         db.subscribe(Seen(), durable_name="eu-dashboard")

@@ -432,6 +432,10 @@ class DatabaseCore:
             poll=DURABLE_POLL,
         )
         with self._config_lock:
+            # Checked again under the lock close() takes: a close() that ran since the check
+            # above has already taken its list of subscriptions to stop, without this one.
+            if self._closed:
+                raise StorageClosedError(self.path)
             if any(s.observer is observer for s in self._durable):
                 return False
             self._durable.append(subscription)
@@ -439,8 +443,14 @@ class DatabaseCore:
             subscription.start()
         except BaseException:
             with self._config_lock:
-                self._durable.remove(subscription)
+                if subscription in self._durable:
+                    self._durable.remove(subscription)
             raise
+        with self._config_lock:
+            closed = self.closed
+        if closed:  # close() stopped it before its thread started: no delivery, say so
+            subscription.stop()
+            raise StorageClosedError(self.path)
         return True
 
     def _unsubscribe_durable(self, observer: Observer[Never]) -> bool:

@@ -29,14 +29,7 @@ from typing import Any, Final
 import psycopg
 
 from notipipe._errors import StorageError
-from notipipe._pg_schema import (
-    MESSAGES,
-    SCHEMA_LOCK,
-    SCHEMA_SQL,
-    SUBSCRIPTIONS,
-    SUBSCRIPTIONS_SQL,
-    WAKEUP_CHANNEL,
-)
+from notipipe._pg_schema import MESSAGES, WAKEUP_CHANNEL, ensure_schema
 from notipipe._pg_store import redact
 
 __all__ = [
@@ -80,31 +73,6 @@ def connect(dsn: str, purpose: str) -> psycopg.Connection[Row]:
         connect_timeout=10,
         options="-c enable_sort=off -c enable_bitmapscan=off",
     )
-
-
-def ensure_schema(conn: psycopg.Connection[Row]) -> None:
-    """Create notipipe's tables if they are missing (under the schema lock: see ``_pg_schema``).
-
-    Tables that exist are left alone: even ``CREATE INDEX IF NOT EXISTS`` locks its table
-    against writes first, and would wait for every open writer transaction.
-    """
-
-    def missing() -> tuple[bool, bool]:
-        got = conn.execute(
-            "SELECT to_regclass(%s) IS NULL, to_regclass(%s) IS NULL", (MESSAGES, SUBSCRIPTIONS)
-        ).fetchone()
-        assert got is not None
-        return bool(got[0]), bool(got[1])
-
-    if missing() == (False, False):
-        return
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        messages, subscriptions = missing()
-        if messages:
-            conn.execute(SCHEMA_SQL)
-        if subscriptions:
-            conn.execute(SUBSCRIPTIONS_SQL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +170,9 @@ class Wakeup:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._conn: psycopg.Connection[Row] | None = None
+        # Paces the attempts to (re)make the listening connection while it cannot be made: the
+        # reads may still work, and a caller that reads and waits again must not spin.
+        self._backoff = Backoff()
 
     def listen(self) -> bool:
         """Make sure a connection listens; True if it had to be (re)made, so wake-ups were missed."""
@@ -220,7 +191,9 @@ class Wakeup:
     def wait(self, timeout: float, stop: threading.Event) -> None:
         """Return after a wake-up, after ``timeout`` seconds, once ``stop`` is set, or at once
         after reconnecting (the caller then reads: what was committed meanwhile sent no wake-up
-        it could still receive). Connection errors end the wait too; the caller's read reports them."""
+        it could still receive). Connection errors end the wait too, after a pause (doubling
+        while the listening connection cannot be made, within ``timeout``) so that a caller
+        whose reads still work does not spin; the caller's read reports the errors it meets."""
         deadline = time.monotonic() + timeout
         while not stop.is_set():
             remaining = deadline - time.monotonic()
@@ -228,6 +201,7 @@ class Wakeup:
                 return
             try:
                 if self.listen():
+                    self._backoff.reset()
                     return
                 assert self._conn is not None
                 woken = False
@@ -239,6 +213,7 @@ class Wakeup:
                     return
             except psycopg.Error:
                 self.close()
+                stop.wait(min(max(deadline - time.monotonic(), 0.0), self._backoff.next()))
                 return
 
     def close(self) -> None:

@@ -10,7 +10,10 @@ however commits interleave. ``origin_host``/``origin_pid`` name the process that
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = [
     "MESSAGES",
@@ -21,6 +24,7 @@ __all__ = [
     "SUBSCRIPTIONS_SQL",
     "SUBSCRIPTION_LOCK",
     "WAKEUP_CHANNEL",
+    "ensure_schema",
 ]
 
 MESSAGES: Final = "notipipe_messages"
@@ -72,8 +76,8 @@ SUBSCRIPTION_LOCK: Final = 0x6E737562  # "nsub"
 
 #: One row per durable subscriber name: its cursor. Every row visible in ``delivered`` has been
 #: delivered; of the window in progress (the rows visible in ``window_end`` but not in
-#: ``delivered``), those up to id ``window_pos``. Created with the messages table, under
-#: ``SCHEMA_LOCK``.
+#: ``delivered``), those up to id ``window_pos``. Created with the messages table (by
+#: ``ensure_schema``: a writer's start, a follower, a subscriber), under ``SCHEMA_LOCK``.
 SUBSCRIPTIONS_SQL: Final = f"""
 CREATE TABLE IF NOT EXISTS {SUBSCRIPTIONS} (
     name        text PRIMARY KEY,
@@ -84,3 +88,30 @@ CREATE TABLE IF NOT EXISTS {SUBSCRIPTIONS} (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 """
+
+
+def ensure_schema(conn: psycopg.Connection[Any]) -> None:
+    """Create notipipe's tables that are missing, on an autocommit connection (under
+    ``SCHEMA_LOCK``: many processes may start at once).
+
+    Tables that exist are left alone, with no DDL at all: even ``CREATE INDEX IF NOT EXISTS``
+    locks its table against writes first, and would wait for every open writer transaction
+    (a writer starts, and every forked child reopens, through here).
+    """
+
+    def missing() -> tuple[bool, bool]:
+        got = conn.execute(
+            "SELECT to_regclass(%s) IS NULL, to_regclass(%s) IS NULL", (MESSAGES, SUBSCRIPTIONS)
+        ).fetchone()
+        assert got is not None
+        return bool(got[0]), bool(got[1])
+
+    if missing() == (False, False):
+        return
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        messages, subscriptions = missing()
+        if messages:
+            conn.execute(SCHEMA_SQL)
+        if subscriptions:
+            conn.execute(SUBSCRIPTIONS_SQL)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
 from notipipe._pg_copy import COPY_HEADER, COPY_TRAILER, pack_rows
-from notipipe._pg_schema import MESSAGE_COLUMNS, MESSAGES, SCHEMA_LOCK, SCHEMA_SQL, WAKEUP_CHANNEL
+from notipipe._pg_schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
 from notipipe._writer import GroupCommitStore, Row, describe, leak
 
 if TYPE_CHECKING:
@@ -64,6 +64,16 @@ _RESERVE_SQL: Final = (
 _PACK_ROWS: Final = 1000
 #: Seconds a connection attempt may take, unless the URL says otherwise.
 _CONNECT_TIMEOUT: Final = 10
+#: TCP keepalives for every connection, where the URL does not set them: libpq leaves the idle
+#: time to the kernel, commonly hours, so a writer whose server vanished without a word (a cut
+#: link, a host lost) would wait on the half-open connection, with a COMMIT in doubt, that long.
+#: (The server ends such a transaction by its own ``tcp_keepalives_*`` settings.)
+_KEEPALIVES: Final = (
+    ("keepalives", 1),
+    ("keepalives_idle", 30),
+    ("keepalives_interval", 10),
+    ("keepalives_count", 3),
+)
 
 _HINT: Final = (
     "a PostgreSQL URL needs psycopg 3: pip install 'notipipe[postgresql]'"
@@ -170,8 +180,10 @@ class PgMessageStore(GroupCommitStore):
 
     def _connect(self, role: str) -> psycopg.Connection[Any]:
         options: dict[str, Any] = {"autocommit": True, "application_name": f"notipipe {role}"}
-        if "connect_timeout" not in self._psycopg.conninfo.conninfo_to_dict(self._url):
-            options["connect_timeout"] = _CONNECT_TIMEOUT
+        given = self._psycopg.conninfo.conninfo_to_dict(self._url)
+        for name, value in (("connect_timeout", _CONNECT_TIMEOUT), *_KEEPALIVES):
+            if name not in given:  # what the URL sets wins
+                options[name] = value
         conn: psycopg.Connection[Any] = self._psycopg.connect(self._url, **options)
         return conn
 
@@ -181,7 +193,7 @@ class PgMessageStore(GroupCommitStore):
         except self._psycopg.Error as error:
             raise StorageError(self.path, f"cannot connect: {describe(error)}") from None
         try:
-            _ensure_schema(conn)
+            ensure_schema(conn)
         except self._psycopg.Error as error:
             conn.close()
             raise StorageError(self.path, f"cannot create the tables: {describe(error)}") from None
@@ -421,16 +433,3 @@ def _reserve_sql(conn: psycopg.Connection[Any]) -> str:
     if row is None or row[0] is None:
         raise StorageError(MESSAGES, "the table has no identity sequence for its id column")
     return _RESERVE_SQL.format(sql.Literal(str(row[0])).as_string(conn))
-
-
-def _ensure_schema(conn: psycopg.Connection[Any]) -> None:
-    """Create the tables if missing, under the schema lock (many processes may start at once)."""
-    conn.execute("BEGIN")
-    try:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        conn.execute(SCHEMA_SQL)
-        conn.execute("COMMIT")
-    except BaseException:
-        if not conn.broken and not conn.closed:
-            conn.execute("ROLLBACK")
-        raise

@@ -17,10 +17,15 @@ The promise, for a subscription named N:
   connection that commits the cursor. Another ``subscribe`` with the name N waits as a standby
   and takes over (within ``poll`` seconds) when the holder's connection ends: the process died,
   unsubscribed, or its connection was cut.
-* **Failures.** An ``update`` that raises ``Exception`` goes to the database's
-  ``error_handler`` (throttled as for every observer), and delivery goes on with the next alert:
-  that alert counts as delivered. Lost connections are retried with backoff, resuming from the
-  committed cursor.
+* **Failures.** An ``update`` that raises goes to the database's ``error_handler`` (throttled as
+  for every observer), and delivery goes on with the next alert: that alert counts as delivered.
+  An ``Exception`` is reported as it is; a ``BaseException`` (``SystemExit``,
+  ``KeyboardInterrupt``: on this thread they can stop nothing but the delivery) is reported
+  wrapped in a ``RuntimeError`` whose ``__cause__`` it is, since handlers take an ``Exception``.
+  A stored row that is not a valid alert (written by another tool: say, a priority out of range)
+  is reported the same way, with the row's tuple as the message, and skipped: the cursor moves
+  past it. Lost connections, and any other error of the delivery thread, are logged and retried
+  with backoff, resuming from the committed cursor.
 * **Stopping.** ``unsubscribe(observer)`` stops delivery, joins the delivery thread (unless
   called from the observer itself) and releases the name; the cursor stays for the next
   ``subscribe``. ``close()`` does the same for every durable subscription of the connection.
@@ -143,6 +148,9 @@ class DurableSubscription:
                     )
                     warned = True
                 self._stop.wait(backoff.next())
+            except Exception:  # noqa: BLE001 - a bug must not end delivery silently: logged, retried
+                _log.exception("durable subscriber %r on %s failed; retrying", self.name, redact(self.dsn))
+                self._stop.wait(backoff.next())
 
     def _hold_and_deliver(self, backoff: Backoff) -> None:
         # The lock and the cursor live on one connection: a cursor commit that succeeds proves
@@ -176,11 +184,19 @@ class DurableSubscription:
     def _deliver(self, rows: list[Row]) -> None:
         update, failed = self._update, self._failed
         for row in rows:
-            message = self._to_message(row)
+            try:
+                message = self._to_message(row)
+            except Exception as error:  # noqa: BLE001 - a row another tool stored: reported, skipped
+                failed(row, error)
+                continue
             try:
                 update(message)
             except Exception as error:  # noqa: BLE001 - reported, never ends the subscription
                 failed(message, error)
+            except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
+                wrapped = RuntimeError(f"update raised {type(error).__name__}: {error}")
+                wrapped.__cause__ = error
+                failed(message, wrapped)
 
     def _load(self, conn: psycopg.Connection[Row]) -> Window:
         got = conn.execute(
