@@ -355,6 +355,37 @@ def test_an_observer_raising_a_base_exception_is_reported_and_delivery_goes_on(
     assert str(reported[0][2]) == f"update raised {raised.__name__}: quit 1"
 
 
+def test_any_other_error_of_the_delivery_thread_is_logged_and_retried(
+    impl: Impl, pg_dsn: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from notipipe import _pg_subscribers
+
+    create_schema(pg_dsn)
+    real_load = _pg_subscribers.DurableSubscription._load
+    failed_once = threading.Event()
+
+    def load(self: Any, conn: Any) -> Any:
+        if not failed_once.is_set():
+            failed_once.set()
+            raise RuntimeError("a bug in the delivery thread")
+        return real_load(self, conn)
+
+    monkeypatch.setattr(_pg_subscribers.DurableSubscription, "_load", load)
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    seen = Seen()
+    with caplog.at_level("ERROR", logger="notipipe"):
+        assert db.subscribe(seen, durable_name="retried")
+        try:
+            assert failed_once.wait(30)
+            ids = write_batch(pg_dsn, ["after the error"])
+            assert seen.wait_for(ids), "the delivery thread ended at the error"
+        finally:
+            assert db.unsubscribe(seen)
+    assert seen.ids() == ids
+    logged = [r for r in caplog.records if "'retried'" in r.getMessage() and "retrying" in r.getMessage()]
+    assert [str(r.exc_info[1]) for r in logged if r.exc_info] == ["a bug in the delivery thread"]
+
+
 def test_subscribe_racing_close_leaves_no_subscriber_thread(
     impl: Impl, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
