@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import select
+import signal
 import threading
 import time
+import warnings
 from collections import deque
 from typing import Any
 
@@ -452,3 +456,280 @@ def test_a_drain_cancelled_before_it_ran_does_not_stall_delivery(impl: Impl) -> 
         delivered = observer.done.wait(PATIENCE)
     assert delivered, observer.got
     assert observer.got == ["a", "b"]
+
+
+# -- faults: a dying drain, a loop closed with a wake-up pending, racing waiters, fork ------------
+
+
+def _system_exit() -> None:
+    raise SystemExit(3)
+
+
+def _keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+async def _cancelled_inner_await() -> None:
+    inner = asyncio.get_running_loop().create_future()
+    inner.cancel()
+    await inner  # CancelledError, while the drain itself is not being cancelled
+
+
+class RaisesOnOne(Recorder):
+    """Records every message, then raises ``raise_`` (a BaseException) on message 1."""
+
+    def __init__(self, expected: int, raise_: Any) -> None:
+        super().__init__(expected)
+        self.raise_ = raise_
+
+    async def update(self, message: Any, /) -> None:
+        await super().update(message)
+        if message == 1:
+            if asyncio.iscoroutinefunction(self.raise_):
+                await self.raise_()
+            self.raise_()
+
+
+@pytest.mark.parametrize(
+    ("raise_", "kind"),
+    [
+        (_system_exit, SystemExit),
+        (_keyboard_interrupt, KeyboardInterrupt),
+        (_cancelled_inner_await, asyncio.CancelledError),
+    ],
+)
+def test_a_base_exception_from_an_observer_is_reported_and_delivery_goes_on(
+    impl: Impl, raise_: Any, kind: type[BaseException]
+) -> None:
+    pub = impl.Publisher()
+    errors: list[tuple[object, object, BaseException]] = []
+    pub.error_handler = lambda observer, message, error: errors.append((observer, message, error))
+    observer = RaisesOnOne(expected=10, raise_=raise_)
+    finished = threading.Event()
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=2, overflow="wait")
+
+        def produce() -> None:
+            for i in range(10):  # waits for room again and again, past the failure
+                pub.notify_all(i)
+            finished.set()
+
+        threading.Thread(target=produce, daemon=True).start()
+        assert finished.wait(PATIENCE), f"publisher hung; delivered {observer.got}"
+        assert observer.done.wait(PATIENCE), observer.got
+    assert observer.got == list(range(10))
+    assert [(o, m, type(e)) for o, m, e in errors] == [(observer, 1, _async.AsyncObserverError)]
+    assert type(errors[0][2].__cause__) is kind
+    assert pub.failures == 1
+    assert pub.observers == (observer,)
+    assert pub.dropped(observer) == 0
+
+
+def test_a_waiting_publisher_wakes_the_loop_after_the_drain_was_cancelled(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer = Recorder(expected=3)
+    cancelled: list[str] = []
+    finished = threading.Event()
+
+    def cancel_drains() -> None:
+        # Runs after the drain task is created and before its first step.
+        for task in asyncio.all_tasks(lt.loop):
+            if "_drain" in repr(task.get_coro()):
+                task.cancel()
+                cancelled.append(repr(task))
+
+    def produce() -> None:
+        pub.notify_all("b")  # the queue is full: waits for room that only a new drain can make
+        pub.notify_all("c")
+        finished.set()
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=1, overflow="wait")
+        gate = lt.block()
+        pub.notify_all("a")  # queues the wake-up behind the held callback
+        lt.loop.call_soon_threadsafe(cancel_drains)
+        threading.Thread(target=produce, daemon=True).start()
+        gate.set()
+        published = finished.wait(PATIENCE)
+        delivered = observer.done.wait(PATIENCE)
+    assert cancelled
+    assert published, f"publisher hung; delivered {observer.got}"
+    assert delivered, observer.got
+    assert observer.got == ["a", "b", "c"]
+
+
+def test_a_loop_closed_with_a_wake_up_pending_is_reported_at_the_next_publish(impl: Impl) -> None:
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Recorder()
+    loop = asyncio.new_event_loop()  # never run: the wake-up stays pending, as if asyncio.run ended
+    pub.subscribe(observer, loop=loop)
+    pub.notify_all("a")  # queued; wakes the loop (a callback the loop will never run)
+    loop.close()  # discards that callback
+    pub.notify_all("b")
+    pub.notify_all("c")
+    assert seen == [(observer, "b", LoopClosedError)]
+    assert pub.observers == ()
+    assert pub.failures == 1
+    assert observer.got == []
+
+
+class Slow(Recorder):
+    """Yields to the loop a few times per message: publishers keep filling the queue meanwhile."""
+
+    async def update(self, message: Any, /) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await super().update(message)
+
+
+def test_wait_never_drops_when_publishers_race_for_the_last_place(impl: Impl) -> None:
+    producers, each = 8, 200
+    pub = impl.Publisher()
+    observer = Slow(expected=producers * each)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=2, overflow="wait")
+        start = threading.Barrier(producers)
+
+        def produce(p: int) -> None:
+            start.wait()
+            for i in range(each):
+                pub.notify_all((p, i))
+
+        threads = [threading.Thread(target=produce, args=(p,), daemon=True) for p in range(producers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(PATIENCE)
+        assert not any(t.is_alive() for t in threads), "a publisher hung"
+        dropped = pub.dropped(observer)
+        delivered = observer.done.wait(PATIENCE)
+    assert dropped == 0
+    assert delivered, f"{len(observer.got)} of {producers * each} delivered"
+    for p in range(producers):
+        assert [i for q, i in observer.got if q == p] == list(range(each))
+
+
+class Captured(_async.AsyncDelivery):
+    """An ``AsyncDelivery`` that keeps itself where a test can reach it."""
+
+    __slots__ = ()
+    made: list[_async.AsyncDelivery] = []  # noqa: RUF012 - the test's own record
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        Captured.made.append(self)
+
+
+class EndingDeque(deque[Any]):
+    """A queue that, when the drain takes ``at``, has the subscription end at once."""
+
+    at: object = None
+    end: Any = None
+
+    def popleft(self) -> Any:
+        item = super().popleft()
+        if item == EndingDeque.at and EndingDeque.end is not None:
+            end, EndingDeque.end = EndingDeque.end, None
+            end()  # between the drain's popleft and its look at whether the subscription ended
+        return item
+
+
+@pytest.mark.thread_unsafe(reason="patches the queue and delivery classes of every async subscription")
+def test_an_item_taken_as_the_subscription_ends_is_counted_as_dropped(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe import _subscriptions
+
+    monkeypatch.setattr(_async, "deque", EndingDeque)
+    monkeypatch.setattr(_subscriptions, "AsyncDelivery", Captured)
+    Captured.made = []
+    pub = impl.Publisher()
+    observer = Recorder()
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        (delivery,) = Captured.made
+        EndingDeque.at = "a"
+        EndingDeque.end = lambda: pub.unsubscribe(observer)
+        gate = lt.block()
+        for message in ("a", "b", "c"):
+            pub.notify_all(message)
+        gate.set()
+        lt.run(asyncio.sleep(0))  # the drain has run
+        assert EndingDeque.end is None
+    assert observer.got == []
+    assert delivery.dropped == 3  # "b" and "c" when it ended, and "a", taken just before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+@pytest.mark.thread_unsafe(reason="forks the process; patches the delivery class")
+def test_a_forked_child_ends_inherited_async_subscriptions_and_never_blocks(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe import _subscriptions
+
+    monkeypatch.setattr(_subscriptions, "AsyncDelivery", Captured)
+    Captured.made = []
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Recorder()
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=2, overflow="wait")
+        (delivery,) = Captured.made
+        gate = lt.block()
+        pub.notify_all("a")
+        pub.notify_all("b")  # full, with a drain pending: the loop is held
+        # Another thread holds the queue's lock across the fork: the child must not inherit it.
+        held, release = threading.Event(), threading.Event()
+
+        def hold_lock() -> None:
+            with delivery._lock:
+                held.set()
+                release.wait(PATIENCE)
+
+        holder = threading.Thread(target=hold_lock, daemon=True)
+        holder.start()
+        assert held.wait(PATIENCE)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: that is the test
+            pid = os.fork()
+        if pid == 0:  # the child: report by exit status only, never return into pytest
+            status = 99
+            try:
+                pub.notify_all("c")  # the queue is full and "wait": must not wait for a lost loop
+                pub.notify_all("d")  # ended: skipped
+                ok = (
+                    seen == [(observer, "c", LoopClosedError)]
+                    and pub.observers == ()
+                    and delivery.dropped == 2
+                    and pub.failures == 1
+                )
+                status = 0 if ok else 1
+            finally:
+                os._exit(status)
+        release.set()
+        holder.join(PATIENCE)
+        try:
+            status = _wait_for_child(pid, PATIENCE)
+        finally:
+            gate.set()
+        assert status == 0, f"child exit status {status} (1: wrong reports; None: it hung)"
+        observer.expected = 2
+        assert observer.done.wait(PATIENCE)  # the parent's subscription is untouched
+    assert observer.got == ["a", "b"]
+    assert seen == []
+
+
+def _wait_for_child(pid: int, timeout: float) -> int | None:
+    """The child's exit status, or None (and the child killed) if it has not exited in time."""
+    fd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
