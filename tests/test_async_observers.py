@@ -694,7 +694,7 @@ def test_a_forked_child_ends_inherited_async_subscriptions_and_never_blocks(
             warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: that is the test
             pid = os.fork()
         if pid == 0:  # the child: report by exit status only, never return into pytest
-            status = 99
+            code = 99
             try:
                 pub.notify_all("c")  # the queue is full and "wait": must not wait for a lost loop
                 pub.notify_all("d")  # ended: skipped
@@ -704,16 +704,16 @@ def test_a_forked_child_ends_inherited_async_subscriptions_and_never_blocks(
                     and delivery.dropped == 2
                     and pub.failures == 1
                 )
-                status = 0 if ok else 1
+                code = 0 if ok else 1
             finally:
-                os._exit(status)
+                os._exit(code)
         release.set()
         holder.join(PATIENCE)
         try:
-            status = _wait_for_child(pid, PATIENCE)
+            exited = _wait_for_child(pid, PATIENCE)
         finally:
             gate.set()
-        assert status == 0, f"child exit status {status} (1: wrong reports; None: it hung)"
+        assert exited == 0, f"child exit status {exited} (1: wrong reports; None: it hung)"
         observer.expected = 2
         assert observer.done.wait(PATIENCE)  # the parent's subscription is untouched
     assert observer.got == ["a", "b"]
@@ -733,3 +733,51 @@ def _wait_for_child(pid: int, timeout: float) -> int | None:
         return None
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def test_a_drain_ended_by_a_base_exception_from_the_handler_drains_again(impl: Impl) -> None:
+    # A SystemExit from the error handler ends the drain and, as asyncio does with SystemExit,
+    # leaves run_forever; an application that catches it and runs its loop again must find the
+    # messages still queued delivered, with no new publish to wake the loop.
+    pub = impl.Publisher()
+    observer = Failing(expected=5)
+
+    def handler(observer: object, message: object, error: Exception) -> None:
+        raise SystemExit(message)
+
+    pub.error_handler = handler
+    loop = asyncio.new_event_loop()
+    escaped: list[object] = []
+
+    def run() -> None:
+        while True:
+            try:
+                loop.run_forever()
+            except SystemExit as exit_:
+                escaped.append(exit_.code)
+                continue
+            return
+
+    runner = threading.Thread(target=run, daemon=True)
+    gate, busy = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        gate.wait(PATIENCE)
+
+    loop.call_soon(hold)
+    runner.start()
+    try:
+        assert busy.wait(PATIENCE)
+        pub.subscribe(observer, loop=loop)
+        for i in (0, 1, 2, 3, 4):  # all queued behind the held callback: one drain for them all
+            pub.notify_all(i)
+        gate.set()
+        delivered = observer.done.wait(PATIENCE)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(PATIENCE)
+        loop.close()
+    assert escaped == [1, 3]  # each failure ended a drain, and the next one went on
+    assert delivered, observer.got
+    assert observer.got == [0, 1, 2, 3, 4]
