@@ -7,6 +7,7 @@ import logging
 import os
 import select
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -608,6 +609,82 @@ def test_wait_never_drops_when_publishers_race_for_the_last_place(impl: Impl) ->
     assert delivered, f"{len(observer.got)} of {producers * each} delivered"
     for p in range(producers):
         assert [i for q, i in observer.got if q == p] == list(range(each))
+
+
+class FillingDeque(deque[Any]):
+    """A queue on which a racer takes the place a waiting publisher was just told is free.
+
+    When ``_wait_for_room`` finds room, a racer publishes (in its own thread, to completion, on
+    the fast path, which takes no lock) before the waiting publisher appends: the queue is full
+    again. ``checked`` is set each time the waiting publisher finds the queue full.
+    """
+
+    fill: Any = None
+    checked = threading.Event()
+
+    def __len__(self) -> int:
+        n = super().__len__()
+        if sys._getframe(1).f_code.co_name == "_wait_for_room":
+            if n >= 2:
+                FillingDeque.checked.set()
+            elif FillingDeque.fill is not None:
+                fill, FillingDeque.fill = FillingDeque.fill, None
+                racer = threading.Thread(target=fill)
+                racer.start()
+                racer.join(PATIENCE)
+        return n  # what the waiting publisher saw, before the racer's append
+
+
+class HeldOn(Recorder):
+    """Blocks its loop on ``message`` until ``release`` is set: the drain takes nothing more."""
+
+    def __init__(self, expected: int, message: object, release: threading.Event) -> None:
+        super().__init__(expected)
+        self.message = message
+        self.release = release
+
+    async def update(self, message: Any, /) -> None:
+        if message == self.message:
+            self.release.wait(PATIENCE)
+        await super().update(message)
+
+
+@pytest.mark.thread_unsafe(reason="patches the queue class of every async delivery")
+def test_wait_appends_past_the_bound_when_a_racer_takes_the_room(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_async, "deque", FillingDeque)
+    FillingDeque.checked = threading.Event()
+    filled = threading.Event()
+    pub = impl.Publisher()
+    observer = HeldOn(expected=4, message="a", release=filled)
+    finished = threading.Event()
+
+    def fill() -> None:
+        pub.notify_all("r")
+        filled.set()
+
+    def produce() -> None:
+        pub.notify_all("c")  # full: waits until the drain has taken "a"
+        finished.set()
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=2, overflow="wait")
+        gate = lt.block()
+        pub.notify_all("a")
+        pub.notify_all("b")
+        threading.Thread(target=produce, daemon=True).start()
+        assert FillingDeque.checked.wait(PATIENCE)  # the producer found it full and waits
+        FillingDeque.fill = fill
+        gate.set()
+        published = finished.wait(PATIENCE)
+        delivered = observer.done.wait(PATIENCE)
+        dropped = pub.dropped(observer)
+    assert published
+    assert filled.is_set()  # the racer did take the room
+    assert dropped == 0
+    assert delivered, observer.got
+    assert observer.got == ["a", "b", "r", "c"]
 
 
 class Captured(_async.AsyncDelivery):
