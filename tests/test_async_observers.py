@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import select
+import signal
+import sys
 import threading
 import time
+import warnings
 from collections import deque
 from typing import Any
 
@@ -452,3 +457,404 @@ def test_a_drain_cancelled_before_it_ran_does_not_stall_delivery(impl: Impl) -> 
         delivered = observer.done.wait(PATIENCE)
     assert delivered, observer.got
     assert observer.got == ["a", "b"]
+
+
+# -- faults: a dying drain, a loop closed with a wake-up pending, racing waiters, fork ------------
+
+
+def _system_exit() -> None:
+    raise SystemExit(3)
+
+
+def _keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+async def _cancelled_inner_await() -> None:
+    inner = asyncio.get_running_loop().create_future()
+    inner.cancel()
+    await inner  # CancelledError, while the drain itself is not being cancelled
+
+
+class RaisesOnOne(Recorder):
+    """Records every message, then raises ``raise_`` (a BaseException) on message 1."""
+
+    def __init__(self, expected: int, raise_: Any) -> None:
+        super().__init__(expected)
+        self.raise_ = raise_
+
+    async def update(self, message: Any, /) -> None:
+        await super().update(message)
+        if message == 1:
+            if asyncio.iscoroutinefunction(self.raise_):
+                await self.raise_()
+            self.raise_()
+
+
+@pytest.mark.parametrize(
+    ("raise_", "kind"),
+    [
+        (_system_exit, SystemExit),
+        (_keyboard_interrupt, KeyboardInterrupt),
+        (_cancelled_inner_await, asyncio.CancelledError),
+    ],
+)
+def test_a_base_exception_from_an_observer_is_reported_and_delivery_goes_on(
+    impl: Impl, raise_: Any, kind: type[BaseException]
+) -> None:
+    pub = impl.Publisher()
+    errors: list[tuple[object, object, BaseException]] = []
+    pub.error_handler = lambda observer, message, error: errors.append((observer, message, error))
+    observer = RaisesOnOne(expected=10, raise_=raise_)
+    finished = threading.Event()
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=2, overflow="wait")
+
+        def produce() -> None:
+            for i in range(10):  # waits for room again and again, past the failure
+                pub.notify_all(i)
+            finished.set()
+
+        threading.Thread(target=produce, daemon=True).start()
+        assert finished.wait(PATIENCE), f"publisher hung; delivered {observer.got}"
+        assert observer.done.wait(PATIENCE), observer.got
+    assert observer.got == list(range(10))
+    assert [(o, m, type(e)) for o, m, e in errors] == [(observer, 1, _async.AsyncObserverError)]
+    assert type(errors[0][2].__cause__) is kind
+    assert pub.failures == 1
+    assert pub.observers == (observer,)
+    assert pub.dropped(observer) == 0
+
+
+def test_a_waiting_publisher_wakes_the_loop_after_the_drain_was_cancelled(impl: Impl) -> None:
+    pub = impl.Publisher()
+    observer = Recorder(expected=3)
+    cancelled: list[str] = []
+    finished = threading.Event()
+
+    def cancel_drains() -> None:
+        # Runs after the drain task is created and before its first step.
+        for task in asyncio.all_tasks(lt.loop):
+            if "_drain" in repr(task.get_coro()):
+                task.cancel()
+                cancelled.append(repr(task))
+
+    def produce() -> None:
+        pub.notify_all("b")  # the queue is full: waits for room that only a new drain can make
+        pub.notify_all("c")
+        finished.set()
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=1, overflow="wait")
+        gate = lt.block()
+        pub.notify_all("a")  # queues the wake-up behind the held callback
+        lt.loop.call_soon_threadsafe(cancel_drains)
+        threading.Thread(target=produce, daemon=True).start()
+        gate.set()
+        published = finished.wait(PATIENCE)
+        delivered = observer.done.wait(PATIENCE)
+    assert cancelled
+    assert published, f"publisher hung; delivered {observer.got}"
+    assert delivered, observer.got
+    assert observer.got == ["a", "b", "c"]
+
+
+def test_a_loop_closed_with_a_wake_up_pending_is_reported_at_the_next_publish(impl: Impl) -> None:
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Recorder()
+    loop = asyncio.new_event_loop()  # never run: the wake-up stays pending, as if asyncio.run ended
+    pub.subscribe(observer, loop=loop)
+    pub.notify_all("a")  # queued; wakes the loop (a callback the loop will never run)
+    loop.close()  # discards that callback
+    pub.notify_all("b")
+    pub.notify_all("c")
+    assert seen == [(observer, "b", LoopClosedError)]
+    assert pub.observers == ()
+    assert pub.failures == 1
+    assert observer.got == []
+
+
+class Slow(Recorder):
+    """Yields to the loop a few times per message: publishers keep filling the queue meanwhile."""
+
+    async def update(self, message: Any, /) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await super().update(message)
+
+
+def test_wait_never_drops_when_publishers_race_for_the_last_place(impl: Impl) -> None:
+    producers, each = 8, 200
+    pub = impl.Publisher()
+    observer = Slow(expected=producers * each)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=2, overflow="wait")
+        start = threading.Barrier(producers)
+
+        def produce(p: int) -> None:
+            start.wait()
+            for i in range(each):
+                pub.notify_all((p, i))
+
+        threads = [threading.Thread(target=produce, args=(p,), daemon=True) for p in range(producers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(PATIENCE)
+        assert not any(t.is_alive() for t in threads), "a publisher hung"
+        dropped = pub.dropped(observer)
+        delivered = observer.done.wait(PATIENCE)
+    assert dropped == 0
+    assert delivered, f"{len(observer.got)} of {producers * each} delivered"
+    for p in range(producers):
+        assert [i for q, i in observer.got if q == p] == list(range(each))
+
+
+class FillingDeque(deque[Any]):
+    """A queue on which a racer takes the place a waiting publisher was just told is free.
+
+    When ``_wait_for_room`` finds room, a racer publishes (in its own thread, to completion, on
+    the fast path, which takes no lock) before the waiting publisher appends: the queue is full
+    again. ``checked`` is set each time the waiting publisher finds the queue full.
+    """
+
+    fill: Any = None
+    checked = threading.Event()
+
+    def __len__(self) -> int:
+        n = super().__len__()
+        if sys._getframe(1).f_code.co_name == "_wait_for_room":
+            if n >= 2:
+                FillingDeque.checked.set()
+            elif FillingDeque.fill is not None:
+                fill, FillingDeque.fill = FillingDeque.fill, None
+                racer = threading.Thread(target=fill)
+                racer.start()
+                racer.join(PATIENCE)
+        return n  # what the waiting publisher saw, before the racer's append
+
+
+class HeldOn(Recorder):
+    """Blocks its loop on ``message`` until ``release`` is set: the drain takes nothing more."""
+
+    def __init__(self, expected: int, message: object, release: threading.Event) -> None:
+        super().__init__(expected)
+        self.message = message
+        self.release = release
+
+    async def update(self, message: Any, /) -> None:
+        if message == self.message:
+            self.release.wait(PATIENCE)
+        await super().update(message)
+
+
+@pytest.mark.thread_unsafe(reason="patches the queue class of every async delivery")
+def test_wait_appends_past_the_bound_when_a_racer_takes_the_room(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_async, "deque", FillingDeque)
+    FillingDeque.checked = threading.Event()
+    filled = threading.Event()
+    pub = impl.Publisher()
+    observer = HeldOn(expected=4, message="a", release=filled)
+    finished = threading.Event()
+
+    def fill() -> None:
+        pub.notify_all("r")
+        filled.set()
+
+    def produce() -> None:
+        pub.notify_all("c")  # full: waits until the drain has taken "a"
+        finished.set()
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=2, overflow="wait")
+        gate = lt.block()
+        pub.notify_all("a")
+        pub.notify_all("b")
+        threading.Thread(target=produce, daemon=True).start()
+        assert FillingDeque.checked.wait(PATIENCE)  # the producer found it full and waits
+        FillingDeque.fill = fill
+        gate.set()
+        published = finished.wait(PATIENCE)
+        delivered = observer.done.wait(PATIENCE)
+        dropped = pub.dropped(observer)
+    assert published
+    assert filled.is_set()  # the racer did take the room
+    assert dropped == 0
+    assert delivered, observer.got
+    assert observer.got == ["a", "b", "r", "c"]
+
+
+class Captured(_async.AsyncDelivery):
+    """An ``AsyncDelivery`` that keeps itself where a test can reach it."""
+
+    __slots__ = ()
+    made: list[_async.AsyncDelivery] = []  # noqa: RUF012 - the test's own record
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        Captured.made.append(self)
+
+
+class EndingDeque(deque[Any]):
+    """A queue that, when the drain takes ``at``, has the subscription end at once."""
+
+    at: object = None
+    end: Any = None
+
+    def popleft(self) -> Any:
+        item = super().popleft()
+        if item == EndingDeque.at and EndingDeque.end is not None:
+            end, EndingDeque.end = EndingDeque.end, None
+            end()  # between the drain's popleft and its look at whether the subscription ended
+        return item
+
+
+@pytest.mark.thread_unsafe(reason="patches the queue and delivery classes of every async subscription")
+def test_an_item_taken_as_the_subscription_ends_is_counted_as_dropped(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe import _subscriptions
+
+    monkeypatch.setattr(_async, "deque", EndingDeque)
+    monkeypatch.setattr(_subscriptions, "AsyncDelivery", Captured)
+    Captured.made = []
+    pub = impl.Publisher()
+    observer = Recorder()
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        (delivery,) = Captured.made
+        EndingDeque.at = "a"
+        EndingDeque.end = lambda: pub.unsubscribe(observer)
+        gate = lt.block()
+        for message in ("a", "b", "c"):
+            pub.notify_all(message)
+        gate.set()
+        lt.run(asyncio.sleep(0))  # the drain has run
+        assert EndingDeque.end is None
+    assert observer.got == []
+    assert delivery.dropped == 3  # "b" and "c" when it ended, and "a", taken just before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+@pytest.mark.thread_unsafe(reason="forks the process; patches the delivery class")
+def test_a_forked_child_ends_inherited_async_subscriptions_and_never_blocks(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe import _subscriptions
+
+    monkeypatch.setattr(_subscriptions, "AsyncDelivery", Captured)
+    Captured.made = []
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Recorder()
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=2, overflow="wait")
+        (delivery,) = Captured.made
+        gate = lt.block()
+        pub.notify_all("a")
+        pub.notify_all("b")  # full, with a drain pending: the loop is held
+        # Another thread holds the queue's lock across the fork: the child must not inherit it.
+        held, release = threading.Event(), threading.Event()
+
+        def hold_lock() -> None:
+            with delivery._lock:
+                held.set()
+                release.wait(PATIENCE)
+
+        holder = threading.Thread(target=hold_lock, daemon=True)
+        holder.start()
+        assert held.wait(PATIENCE)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: that is the test
+            pid = os.fork()
+        if pid == 0:  # the child: report by exit status only, never return into pytest
+            code = 99
+            try:
+                pub.notify_all("c")  # the queue is full and "wait": must not wait for a lost loop
+                pub.notify_all("d")  # ended: skipped
+                ok = (
+                    seen == [(observer, "c", LoopClosedError)]
+                    and pub.observers == ()
+                    and delivery.dropped == 2
+                    and pub.failures == 1
+                )
+                code = 0 if ok else 1
+            finally:
+                os._exit(code)
+        release.set()
+        holder.join(PATIENCE)
+        try:
+            exited = _wait_for_child(pid, PATIENCE)
+        finally:
+            gate.set()
+        assert exited == 0, f"child exit status {exited} (1: wrong reports; None: it hung)"
+        observer.expected = 2
+        assert observer.done.wait(PATIENCE)  # the parent's subscription is untouched
+    assert observer.got == ["a", "b"]
+    assert seen == []
+
+
+def _wait_for_child(pid: int, timeout: float) -> int | None:
+    """The child's exit status, or None (and the child killed) if it has not exited in time."""
+    fd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_a_drain_ended_by_a_base_exception_from_the_handler_drains_again(impl: Impl) -> None:
+    # A SystemExit from the error handler ends the drain and, as asyncio does with SystemExit,
+    # leaves run_forever; an application that catches it and runs its loop again must find the
+    # messages still queued delivered, with no new publish to wake the loop.
+    pub = impl.Publisher()
+    observer = Failing(expected=5)
+
+    def handler(observer: object, message: object, error: Exception) -> None:
+        raise SystemExit(message)
+
+    pub.error_handler = handler
+    loop = asyncio.new_event_loop()
+    escaped: list[object] = []
+
+    def run() -> None:
+        while True:
+            try:
+                loop.run_forever()
+            except SystemExit as exit_:
+                escaped.append(exit_.code)
+                continue
+            return
+
+    runner = threading.Thread(target=run, daemon=True)
+    gate, busy = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        gate.wait(PATIENCE)
+
+    loop.call_soon(hold)
+    runner.start()
+    try:
+        assert busy.wait(PATIENCE)
+        pub.subscribe(observer, loop=loop)
+        for i in (0, 1, 2, 3, 4):  # all queued behind the held callback: one drain for them all
+            pub.notify_all(i)
+        gate.set()
+        delivered = observer.done.wait(PATIENCE)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(PATIENCE)
+        loop.close()
+    assert escaped == [1, 3]  # each failure ended a drain, and the next one went on
+    assert delivered, observer.got
+    assert observer.got == [0, 1, 2, 3, 4]

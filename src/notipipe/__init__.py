@@ -13,7 +13,7 @@ the pure-Python twins, which behave identically).
 
 from __future__ import annotations
 
-from notipipe._async import LoopClosedError
+from notipipe._async import AsyncObserverError, LoopClosedError
 from notipipe._database import DatabaseConnection
 from notipipe._factory import EmailFields, MessageFactory, SMSFields
 from notipipe._messages_py import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SMS_BODY, MAX_SUBJECT, MIN_PRIORITY
@@ -32,6 +32,7 @@ __all__ = [
     "MAX_SUBJECT",
     "MIN_PRIORITY",
     "AsyncObserver",
+    "AsyncObserverError",
     "DatabaseConnection",
     "EmailFields",
     "EmailMessage",
