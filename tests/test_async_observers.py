@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import select
@@ -858,3 +859,42 @@ def test_a_drain_ended_by_a_base_exception_from_the_handler_drains_again(impl: I
     assert escaped == [1, 3]  # each failure ended a drain, and the next one went on
     assert delivered, observer.got
     assert observer.got == [0, 1, 2, 3, 4]
+
+
+class Stuck(Recorder):
+    """Records a message, then awaits something that never comes (until cancelled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+
+    async def update(self, message: Any, /) -> None:
+        self.got.append(message)
+        self.started.set()
+        await asyncio.get_running_loop().create_future()
+
+
+def test_cancelling_the_drain_itself_stops_it_and_is_no_failure(impl: Impl) -> None:
+    # As when the loop shuts down: a CancelledError meant for the drain is not the observer's.
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Stuck()
+
+    async def cancel_it() -> bool:
+        drains = [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__name__", "") == "_drain"]
+        (task,) = drains
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return task.cancelled()
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        gate = lt.block()
+        for message in (0, 1, 2):
+            pub.notify_all(message)
+        gate.set()
+        assert observer.started.wait(PATIENCE)
+        assert lt.run(cancel_it())
+    assert observer.got == [0]
+    assert seen == []
