@@ -178,6 +178,7 @@ def test_an_unreachable_listener_is_retried_with_backoff_while_the_reads_go_on(
     assert len(within) <= 8, f"{len(within)} attempts to listen in one second: no backoff"
 
 
+@pytest.mark.thread_unsafe(reason="opens the DatabaseConnection singleton")
 def test_follow_on_a_sqlite_file_yields_what_another_connection_stores(impl: Impl, tmp_path: Path) -> None:
     path = str(tmp_path / "a.db")
     db = impl.DatabaseConnection(path)
