@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import tarfile
+import tomllib
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -47,6 +48,20 @@ CLASSIFIERS = (
 CONSOLE_SCRIPT = "notipipe = notipipe.cli:main"
 
 
+def shipped_assets(src: Path) -> set[str]:
+    """Files the package ships that are neither Python nor stubs (the dashboard's page and script),
+    as pyproject's package-data names them: ``.html`` there is an asset, not a Cython report."""
+    setuptools = tomllib.loads((src / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assets: set[str] = set()
+    for package, patterns in setuptools.get("package-data", {}).items():
+        folder = src / "src" / package.replace(".", "/")
+        for pattern in patterns:
+            for path in folder.glob(pattern):
+                if path.is_file() and path.suffix not in (".py", ".pyi", ".typed"):
+                    assets.add(str(path.relative_to(src / "src")))
+    return assets
+
+
 def check_sdist(src: Path, sdist: Path) -> list[str]:
     with tarfile.open(sdist) as tar:
         names = tar.getnames()
@@ -62,10 +77,12 @@ def check_sdist(src: Path, sdist: Path) -> list[str]:
             and not p.name.endswith((".c", ".so", ".pyd", ".html"))
             and ".egg-info" not in str(p)
         }
+    assets = shipped_assets(src)
+    need |= {f"src/{a}" for a in assets}
     problems = [f"sdist lacks {n}" for n in sorted(need - rel)]
     for n in sorted(rel):
         dirs = n.split("/")[:-1]
-        if n.endswith(STRAY_SUFFIXES) or any(d in STRAY_DIRS or d.startswith(".venv") for d in dirs):
+        if (n.endswith(STRAY_SUFFIXES) and n.removeprefix("src/") not in assets) or any(d in STRAY_DIRS or d.startswith(".venv") for d in dirs):
             problems.append(f"sdist has stray {n}")
     print(f"sdist {sdist.name}: {len(rel)} entries")
     return problems
@@ -89,7 +106,9 @@ def check_wheel(src: Path, wheel: Path) -> list[str]:
             problems.append(f"{name}: no stub notipipe/{mod}.pyi")
     if "notipipe/py.typed" not in files:
         problems.append(f"{name}: no notipipe/py.typed")
-    problems += [f"{name}: stray {f}" for f in files if f.endswith((".pyx", ".c", ".html", ".pyc"))]
+    assets = shipped_assets(src)
+    problems += [f"{name}: stray {f}" for f in files if f.endswith((".pyx", ".c", ".html", ".pyc")) and f not in assets]
+    problems += [f"{name}: no {a}" for a in sorted(assets) if a not in files]
     if meta.get("Requires-Python") != ">=3.12":
         problems.append(f"{name}: Requires-Python is {meta.get('Requires-Python')!r}, not '>=3.12'")
     classifiers = meta.get_all("Classifier") or []

@@ -8,21 +8,27 @@ mixin lets the test-suite assemble the same class over either publisher twin.
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, Self, cast
 
 from notipipe import _messages_py
 from notipipe._errors import ConfigurationError, StorageClosedError
+from notipipe._pg_store import PgMessageStore, import_psycopg, is_url, redact
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._sqlite_file import DEFAULT_WAL_LIMIT, Synchronous, check_existing
 from notipipe._store import MessageStore, Row
+from notipipe._writer import GroupCommitStore
+
+if TYPE_CHECKING:
+    from notipipe._pg_subscribers import DurableSubscription
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
 
@@ -62,6 +68,8 @@ class StoreStats:
     first_at: float | None
     last_at: float | None
     size_bytes: int
+    #: PostgreSQL: (host, processes, alerts) per host that saved alerts; SQLite records no origin.
+    origins: tuple[tuple[str, int, int], ...] = ()
 
 
 class DatabaseCore:
@@ -72,11 +80,26 @@ class DatabaseCore:
     _sms_cls: ClassVar[type[SMSMessage]] = SMSMessage
 
     if TYPE_CHECKING:
+        import asyncio
+
+        from notipipe._protocols import AsyncObserver, Overflow
+
         # The database broadcasts whatever it is given (text alerts, EmailMessage, SMSMessage),
         # so it accepts any observer: Observer[Never] is the supertype of every Observer[T].
         # A typed channel, where the checker matches observers to messages, is Publisher[T].
-        def subscribe(self, observer: Observer[Never], /) -> bool: ...
-        def unsubscribe(self, observer: Observer[Never], /) -> bool: ...
+        def subscribe(
+            self,
+            observer: Observer[Never] | AsyncObserver[Never],
+            /,
+            *,
+            weak: bool = False,
+            loop: asyncio.AbstractEventLoop | None = None,
+            queue_size: int = 1024,
+            overflow: Overflow = "wait",
+            durable_name: str | None = None,
+        ) -> bool: ...
+        def unsubscribe(self, observer: Observer[Never] | AsyncObserver[Never], /) -> bool: ...
+        def dropped(self, observer: Observer[Never] | AsyncObserver[Never], /) -> int: ...
 
         notify_all: Callable[[object], None]
         notify_many: Callable[[Iterable[object]], int]
@@ -94,10 +117,13 @@ class DatabaseCore:
     ) -> None:
         """Configure the store; only the first ``DatabaseConnection(...)`` gets here.
 
-        ``path``: a SQLite file, or ``":memory:"``; default ``$NOTIPIPE_DB``, else in memory, so
-        that merely using the library never leaves files behind (the ``notipipe`` command
-        defaults to ``notipipe.db``). ``busy_timeout``: seconds that opening and reading wait for
-        a lock another connection holds; the writer itself never gives up (see ``flush``), and
+        ``path``: a SQLite file, ``":memory:"``, or a PostgreSQL URL (``postgresql://...`` or
+        ``postgres://...``: the PostgreSQL backend, see ``_pg_store``; ``synchronous`` and
+        ``wal_limit`` are SQLite's and must keep their defaults); default ``$NOTIPIPE_DB``,
+        else in memory, so that merely using the library never leaves files behind (the
+        ``notipipe`` command defaults to ``notipipe.db``). ``busy_timeout``: seconds that
+        opening and reading wait for a lock another connection holds (on PostgreSQL: after how
+        long an outage is logged); the writer itself never gives up (see ``flush``), and
         logs a warning once a lock has kept it waiting this long. ``wal_limit``: bytes of
         write-ahead log after which a commit checkpoints and truncates it.
 
@@ -121,10 +147,11 @@ class DatabaseCore:
         self._config = config
         # A configuration of defaults only may still be replaced, until first use.
         self._provisional = config == _Config.make(None)
-        self._store: MessageStore | None = None
+        self._store: GroupCommitStore | None = None
         self._closed = False
+        self._durable: list[DurableSubscription] = []
         if not self._provisional:
-            check_existing(config.path)
+            _check_target(config.path)
         _CONNECTIONS.add(self)
         ref = weakref.ref(self)
 
@@ -143,7 +170,7 @@ class DatabaseCore:
             if wanted == self._config:
                 return
             if self._provisional and self._store is None and not self._closed:
-                check_existing(wanted.path)
+                _check_target(wanted.path)
                 self._config = wanted
                 self._provisional = False
                 return
@@ -153,14 +180,25 @@ class DatabaseCore:
             f"close() it before opening {wanted.describe()}"
         )
 
-    def _open(self) -> MessageStore:
+    def _open(self) -> GroupCommitStore:
         """The store, opened (lazily) with the configuration as it is now, which fixes it."""
         with self._config_lock:
             if self._store is None:
                 if self._closed:
-                    raise StorageClosedError(self._config.path)
+                    raise StorageClosedError(self.path)
                 c = self._config
                 self._provisional = False
+                on_commit = self._deliver_committed if c.deliver == "after_commit" else None
+                if is_url(c.path):
+                    self._store = PgMessageStore(
+                        c.path,
+                        _to_rows,  # type: ignore[arg-type]
+                        batch_size=c.batch_size,
+                        max_delay=c.max_delay,
+                        busy_timeout=c.busy_timeout,
+                        on_commit=on_commit,
+                    )
+                    return self._store
                 self._store = MessageStore(
                     c.path,
                     _to_rows,  # type: ignore[arg-type]
@@ -169,7 +207,7 @@ class DatabaseCore:
                     max_delay=c.max_delay,
                     busy_timeout=c.busy_timeout,
                     wal_limit=c.wal_limit,
-                    on_commit=self._deliver_committed if c.deliver == "after_commit" else None,
+                    on_commit=on_commit,
                 )
             return self._store
 
@@ -218,7 +256,7 @@ class DatabaseCore:
         if store is not None:
             store.flush(timeout)
         elif self._closed:
-            raise StorageClosedError(self._config.path)
+            raise StorageClosedError(self.path)
 
     def close(self) -> None:
         """Commit what is queued and close the file; a later ``DatabaseConnection()`` reopens.
@@ -230,6 +268,7 @@ class DatabaseCore:
             self._closed = True
             store = self._store
         try:
+            self._stop_durable()
             if store is not None:
                 store.close()
         finally:
@@ -252,8 +291,8 @@ class DatabaseCore:
 
     @property
     def path(self) -> str:
-        """The database file, or ``":memory:"``."""
-        return self._config.path
+        """The database file, ``":memory:"``, or the PostgreSQL URL (without its password)."""
+        return _shown(self._config.path)
 
     @property
     def durable_count(self) -> int:
@@ -275,38 +314,187 @@ class DatabaseCore:
 
     def count_by_kind(self) -> dict[str, int]:
         """Stored messages per kind, e.g. ``{"email": 700, "sms": 300}``."""
-        rows = self._open().query("SELECT kind, count(*) FROM messages GROUP BY kind ORDER BY kind")
-        return {str(kind): int(n) for kind, n in rows}  # type: ignore[call-overload]
+        return self._open().count_by_kind()
+
+    def count_by_priority(self) -> dict[int, int]:
+        """Stored messages per priority, e.g. ``{1: 40, 3: 900, 5: 60}``."""
+        return self._open().count_by_priority()
+
+    def count_by_kind_and_priority(self, upto_id: int | None = None) -> dict[tuple[str, int], int]:
+        """Stored messages per ``(kind, priority)``, e.g. ``{("email", 3): 700, ("sms", 1): 300}``.
+
+        With ``upto_id``, only those stored under an id up to it: one consistent count to
+        continue from with ``after(upto_id)`` while another process keeps writing.
+        """
+        if upto_id is not None:
+            _check_count("upto_id", upto_id)
+        return self._open().count_by_kind_and_priority(upto_id)
 
     def last(self, n: int = 10) -> list[StoredMessage]:
         """The ``n`` most recently stored messages, oldest first."""
         _check_count("n", n)
-        rows = self._open().query(
-            f"SELECT * FROM (SELECT {_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?) ORDER BY id", (n,)
-        )
-        return [self._message(r) for r in rows]
+        return [self._message(r) for r in self._open().last(n)]
 
     def after(self, message_id: int, limit: int = 1000) -> list[StoredMessage]:
         """Up to ``limit`` messages stored after ``message_id``, in storage order."""
         _check_count("message_id", message_id)
         _check_count("limit", limit)
-        rows = self._open().query(
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?", (message_id, limit)
-        )
-        return [self._message(r) for r in rows]
+        return [self._message(r) for r in self._open().after(message_id, limit)]
 
     def stats(self) -> StoreStats:
         """Totals per kind, first and last alert time, and the size on disk."""
-        by_kind = self.count_by_kind()
-        first, last = self._open().query("SELECT min(created_at), max(created_at) FROM messages")[0]
+        store = self._open()
+        by_kind = store.count_by_kind()
+        first, last = store.time_range()
         return StoreStats(
-            self.path,
-            sum(by_kind.values()),
-            by_kind,
-            first if isinstance(first, float) else None,
-            last if isinstance(last, float) else None,
-            self._open().file_size(),
+            self.path, sum(by_kind.values()), by_kind, first, last, store.size_bytes(), tuple(store.origins())
         )
+
+    # -- following and durable subscribers (PostgreSQL: _pg_follow, _pg_subscribers) -----------
+
+    def follow(
+        self,
+        after_id: int = 0,
+        *,
+        page: int = 1000,
+        poll: float = 1.0,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[StoredMessage]]:
+        """Yield pages of the messages committed from now on, by any process, each with its id.
+
+        The first page starts after ``after_id`` (0: every stored message first); then each
+        page holds up to ``page`` messages as they are committed, blocking in between, until
+        ``stop`` is set or the iterator is closed. Nothing committed is skipped or repeated;
+        each writer's messages come in its save order. A SQLite file is read by id (its
+        writers commit one at a time, so ids follow commits), every ``poll`` seconds.
+        PostgreSQL is read by snapshot windows (ids do not follow commits across writers:
+        see ``_pg_follow``), woken by each writer's commit and at least every ``poll`` seconds;
+        a lost connection is retried. On PostgreSQL, ``after_id`` filters the first window
+        only: a message with a lower id that commits later is still yielded.
+        """
+        _check_count("after_id", after_id)
+        if type(page) is not int or page < 1:
+            raise ValueError(f"page must be a positive int, got {page!r}")
+        if not _is_seconds(poll, 3600) or poll == 0:
+            raise ValueError(f"poll must be more than 0 and at most 3600 seconds, got {poll!r}")
+        # Checked here, at the call: the pages come from a generator, which starts at the first next().
+        return self._follow(after_id, page, float(poll), threading.Event() if stop is None else stop)
+
+    def _follow(
+        self, after_id: int, page: int, poll: float, stop: threading.Event
+    ) -> Iterator[list[StoredMessage]]:
+        if is_url(self._config.path):
+            from notipipe._pg_follow import follow_rows
+
+            for rows in follow_rows(self._config.path, after_id, page, poll, stop):
+                yield [self._message(r) for r in rows]
+            return
+        last = after_id
+        while not stop.is_set():
+            new = self.after(last, page)
+            if new:
+                last = new[-1].id
+                yield new
+            if len(new) < page:
+                stop.wait(poll)
+
+    def _subscribe_durable(self, observer: Observer[Never], name: str) -> bool:
+        from notipipe._pg_subscribers import DurableSubscription, check_name
+
+        check_name(name)
+        if not is_url(self._config.path):
+            raise ConfigurationError(
+                f"durable subscribers need the PostgreSQL backend (a postgresql:// database); "
+                f"this connection uses {self.path!r}"
+            )
+        if self._closed:
+            raise StorageClosedError(self.path)
+        if not callable(getattr(observer, "update", None)):
+            raise TypeError(
+                f"{observer!r} ({type(observer).__name__}) is not an observer: "
+                "it needs a callable update(message) method"
+            )
+        if inspect.iscoroutinefunction(observer.update):
+            raise TypeError(
+                f"{type(observer).__name__}.update is a coroutine function: a durable subscription "
+                "calls update on a thread of its own, where nothing would await it"
+            )
+        with self._config_lock:
+            if any(s.observer is observer for s in self._durable):
+                return False
+        subscription = DurableSubscription(
+            self._config.path,
+            name,
+            observer,
+            self._message,
+            lambda: cast("Publisher[object]", self).error_handler,
+            page=DURABLE_PAGE,
+            poll=DURABLE_POLL,
+        )
+        with self._config_lock:
+            # Checked again under the lock close() takes: a close() that ran since the check
+            # above has already taken its list of subscriptions to stop, without this one.
+            if self._closed:
+                raise StorageClosedError(self.path)
+            if any(s.observer is observer for s in self._durable):
+                return False
+            self._durable.append(subscription)
+        try:
+            subscription.start()
+        except BaseException:
+            with self._config_lock:
+                if subscription in self._durable:
+                    self._durable.remove(subscription)
+            raise
+        with self._config_lock:
+            closed = self.closed
+        if closed:  # close() stopped it before its thread started: no delivery, say so
+            subscription.stop()
+            raise StorageClosedError(self.path)
+        return True
+
+    def _unsubscribe_durable(self, observer: Observer[Never]) -> bool:
+        with self._config_lock:
+            found = [s for s in self._durable if s.observer is observer]
+            for s in found:
+                self._durable.remove(s)
+        for s in found:  # joined outside the lock: the thread may be inside the observer
+            s.stop()
+        return bool(found)
+
+    def _stop_durable(self) -> None:
+        with self._config_lock:
+            found, self._durable[:] = list(self._durable), []
+        for s in found:
+            s.stop()
+
+    if not TYPE_CHECKING:  # typed above; these dispatch to the durable subscribers
+
+        def subscribe(self, observer, /, *, durable_name=None, **options):
+            """Add ``observer``; False if it is already subscribed. See ``Publisher.subscribe``.
+
+            With ``durable_name`` (PostgreSQL only; ``ConfigurationError`` otherwise), a durable
+            subscription instead: on a thread of its own, ``observer`` gets every alert
+            committed by any writer process, at least once, after it is committed, none
+            skipped, each with its stored id, each writer's in its save order. A new name
+            starts when this call returns (alerts not yet committed then are delivered); a
+            known name resumes from its cursor, which is committed after each page's
+            ``update`` calls return, so only a crash between them repeats alerts (that page).
+            One process at a time holds a name; others wait as standbys and take over when it
+            goes. Failures go to ``error_handler``; ``unsubscribe(observer)`` stops it. The
+            full promise: ``notipipe._pg_subscribers``.
+            """
+            if durable_name is None:
+                return super().subscribe(observer, **options)
+            if options:
+                raise TypeError(
+                    f"a durable subscription takes no {', '.join(sorted(options))} option: "
+                    "it delivers on a thread of its own, from the database"
+                )
+            return self._subscribe_durable(observer, durable_name)
+
+        def unsubscribe(self, observer, /):
+            return self._unsubscribe_durable(observer) or super().unsubscribe(observer)
 
     def _message(self, row: tuple[object, ...]) -> StoredMessage:
         id_, kind, created_at, priority, address, subject, body = row
@@ -314,9 +502,6 @@ class DatabaseCore:
         if kind == "email":
             return self._email_cls(address, subject, body, **common)  # type: ignore[arg-type]
         return self._sms_cls(address, body, **common)  # type: ignore[arg-type]
-
-
-_COLUMNS = "id, kind, created_at, priority, address, subject, body"
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,13 +539,20 @@ class _Config:
             raise ValueError(f"busy_timeout must be 0..3600 seconds, got {busy_timeout!r}")
         if type(wal_limit) is not int or wal_limit < 2**20:
             raise ValueError(f"wal_limit must be an int of at least 1 MiB (1048576), got {wal_limit!r}")
+        resolved = _resolve(path)
+        if is_url(resolved) and (synchronous != "NORMAL" or wal_limit != DEFAULT_WAL_LIMIT):
+            # Durability on a server is the server's setting (synchronous_commit), not ours.
+            raise ValueError(
+                f"synchronous and wal_limit are SQLite settings; {_shown(resolved)} is a PostgreSQL"
+                " database: leave them out (the server's synchronous_commit decides durability)"
+            )
         return cls(
-            _resolve(path), synchronous, batch_size, float(max_delay), deliver, float(busy_timeout), wal_limit
+            resolved, synchronous, batch_size, float(max_delay), deliver, float(busy_timeout), wal_limit
         )
 
     def describe(self) -> str:
         return (
-            f"path={self.path!r}, synchronous={self.synchronous}, batch_size={self.batch_size}, "
+            f"path={_shown(self.path)!r}, synchronous={self.synchronous}, batch_size={self.batch_size}, "
             f"max_delay={self.max_delay}, deliver={self.deliver}, busy_timeout={self.busy_timeout}, "
             f"wal_limit={self.wal_limit}"
         )
@@ -392,10 +584,24 @@ def _after_fork_in_child() -> None:
     for db in list(_CONNECTIONS):
         db._config_lock = threading.Lock()
         db._store = None
+        db._durable = []  # their threads stayed in the parent, which holds their names
         cast("Publisher[object]", db)._reinit_locks_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _shown(path: str) -> str:
+    """The path as it may be shown: a PostgreSQL URL without its password."""
+    return redact(path) if is_url(path) else path
+
+
+def _check_target(path: str) -> None:
+    """Refuse now what cannot be used: a file that is not notipipe's, a URL without psycopg."""
+    if is_url(path):
+        import_psycopg()
+    else:
+        check_existing(path)
 
 
 def _resolve(path: str | os.PathLike[str] | None) -> str:
@@ -404,7 +610,15 @@ def _resolve(path: str | os.PathLike[str] | None) -> str:
     path = os.fspath(path)
     if not isinstance(cast("object", path), str) or not path:
         raise TypeError(f"path must be a non-empty str or os.PathLike, got {path!r}")
-    return path if path == ":memory:" else os.path.abspath(path)
+    return path if path == ":memory:" or is_url(path) else os.path.abspath(path)
+
+
+#: Alerts per page of a durable subscriber: one cursor commit per page, and at most this many
+#: delivered again after a crash.
+DURABLE_PAGE = 1000
+#: Seconds between a durable subscriber's reads when no wake-up arrives, and between a
+#: standby's attempts to take the name over.
+DURABLE_POLL = 0.5
 
 
 def _check_count(name: str, value: object) -> None:

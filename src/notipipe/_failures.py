@@ -25,6 +25,8 @@ import logging
 import math
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from notipipe._protocols import ErrorHandler
@@ -72,14 +74,20 @@ class Failures:
 class ObserverFailures:
     """The failures of one subscribed observer; ``failed`` is what the fan-out calls."""
 
-    __slots__ = ("_quiet", "_quiet_until", "_shared", "_since", "observer")
+    __slots__ = ("_observer", "_quiet", "_quiet_until", "_shared", "_since")
 
-    def __init__(self, shared: Failures, observer: object) -> None:
+    def __init__(self, shared: Failures, observer: object, *, weak: bool = False) -> None:
         self._shared = shared
-        self.observer = observer
+        # A weak subscription must not keep its observer alive through its failure reporter.
+        self._observer: Callable[[], object] = weakref.ref(observer) if weak else _Strong(observer)
         self._quiet = 0  # failures counted, not logged, since the last line about this observer
         self._since = 0.0  # when that line was written
         self._quiet_until = -math.inf  # before this, the default handler only counts
+
+    @property
+    def observer(self) -> object:
+        """The subscribed object (None once a weakly subscribed observer has been collected)."""
+        return self._observer()
 
     def failed(self, message: object, error: Exception) -> None:
         """Count one failure of ``observer`` on ``message`` and report it. No lock is held."""
@@ -136,3 +144,15 @@ class ObserverFailures:
             )
         if broken is not None:
             _log.error("error handler %r failed: %r", *broken)
+
+
+class _Strong:
+    """A strong reference with the call interface of ``weakref.ref``."""
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: object) -> None:
+        self._target = target
+
+    def __call__(self) -> object:
+        return self._target

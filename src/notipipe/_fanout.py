@@ -10,13 +10,14 @@ C-to-Python transition per message, not one per observer, and ``try`` costs noth
 until something raises. The code is built from a fixed template (no user text enters it) and
 compiled once per observer count.
 
-``make_fanout(updates, failed, current)`` returns ``(notify, notify_many)`` where
+``make_fanout(updates, failed, current, batches)`` returns ``(notify, notify_many)`` where
 ``notify(message)`` delivers one message and ``notify_many(messages)`` a batch, calling
 ``failed[i](message, error)`` for each ``Exception`` that ``updates[i]`` raises: ``failed`` is
 the snapshot's tuple of ``ObserverFailures.failed`` (see ``_failures``), one per observer, so a
 failure is reported against the object that was subscribed, and the functions need no
 reference to the publisher (they keep working after it is gone). Only the ``except`` clauses
-read ``failed``: delivery itself does the same work as before.
+read ``failed``: delivery itself does the same work as before. ``batches`` holds each observer's
+``update_many`` (or None): ``notify_many`` calls those once per batch (see ``_factory``).
 """
 
 from __future__ import annotations
@@ -35,29 +36,62 @@ type Notify = Callable[[Any], None]
 type NotifyMany = Callable[[Iterable[Any]], int]
 
 
-def _call(update: str, failed: str, indent: str) -> str:
+def _call(update: str, failed: str, indent: str, arg: str = "message") -> str:
     return (
         f"{indent}try:\n"
-        f"{indent}    {update}(message)\n"
+        f"{indent}    {update}({arg})\n"
         f"{indent}except Exception as error:\n"
-        f"{indent}    {failed}(message, error)\n"
+        f"{indent}    {failed}({arg}, error)\n"
     )
 
 
-def _calls(count: int, indent: str) -> str:
+def _calls(prefix: str, failed: str, count: int, indent: str, arg: str = "message") -> str:
+    """One ``try`` per observer (``count`` of them), or a loop over ``<prefix>pairs`` (-1)."""
     if count < 0:
-        return f"{indent}for u, f in pairs:\n" + _call("u", "f", indent + "    ")
-    return "".join(_call(f"u{i}", f"failed[{i}]", indent) for i in range(count)) or f"{indent}pass\n"
+        return f"{indent}for u, f in {prefix}pairs:\n" + _call("u", "f", indent + "    ", arg)
+    calls = (_call(f"{prefix}{i}", f"{failed}[{i}]", indent, arg) for i in range(count))
+    return "".join(calls) or f"{indent}pass\n"
 
 
-@functools.cache
-def _factory(count: int) -> Callable[..., tuple[Notify, NotifyMany]]:
-    """Compile the maker of fan-out functions for ``count`` observers (-1: a loop over pairs).
+@functools.lru_cache(maxsize=256)
+def _factory(count: int, batched: int = 0) -> Callable[..., tuple[Notify, NotifyMany]]:
+    """Compile the maker of fan-out functions for ``count`` observers (-1: loops over pairs).
 
-    The unrolled functions take the failure reporters as one tuple, indexed only in an
-    ``except`` clause: the success path keeps one closure cell per observer and nothing more.
+    ``batched`` of them take batches (``update_many``; -1 with loops: some do). Without any,
+    ``notify_many`` calls every ``update`` per message, as ``notify`` does. With some, it calls
+    the per-message observers (``p*``) for each message in turn, then each batch observer
+    (``b*``) once with the whole batch as a tuple (one per batch, so that no observer sees
+    another's changes to it). The unrolled functions take the failure reporters as tuples,
+    indexed only in an ``except`` clause: the success path keeps one closure cell per observer.
     """
-    params = "pairs" if count < 0 else ", ".join([*(f"u{i}" for i in range(count)), "failed"])
+    loops = count < 0
+    if loops:
+        params = "pairs, ppairs, bpairs"
+    else:
+        names = [*(f"u{i}" for i in range(count)), "failed"]
+        if batched:
+            names += [*(f"p{i}" for i in range(count - batched)), "pfailed"]
+            names += [*(f"b{i}" for i in range(batched)), "bfailed"]
+        params = ", ".join(names)
+    if not batched:
+        many = (
+            "        sent = 0\n"
+            "        for message in messages:\n"
+            "            sent += 1\n"
+            f"{_calls('' if loops else 'u', 'failed', count, ' ' * 12)}"
+            "        return sent\n"
+        )
+    else:
+        singles, batches = (-1, -1) if loops else (count - batched, batched)
+        many = (
+            "        messages = tuple(messages)\n"
+            "        if not messages:\n"
+            "            return 0\n"
+            "        for message in messages:\n"
+            f"{_calls('p', 'pfailed', singles, ' ' * 12)}"
+            f"{_calls('b', 'bfailed', batches, ' ' * 8, 'messages')}"
+            "        return len(messages)\n"
+        )
     # Each function first checks that it is still the live one (``current`` holds the live
     # pair): a reference kept from an older snapshot hands over to the live function, so that
     # whoever holds ``pub.notify_all`` always reaches the current subscribers.
@@ -67,20 +101,16 @@ def _factory(count: int) -> Callable[..., tuple[Notify, NotifyMany]]:
         "        live = current[0]\n"
         "        if live is not notify:\n"
         "            return live(message)\n"
-        f"{_calls(count, ' ' * 8)}"
+        f"{_calls('' if loops else 'u', 'failed', count, ' ' * 8)}"
         "    def notify_many(messages, /):\n"
         "        live = current[1]\n"
         "        if live is not notify_many:\n"
         "            return live(messages)\n"
-        "        sent = 0\n"
-        "        for message in messages:\n"
-        "            sent += 1\n"
-        f"{_calls(count, ' ' * 12)}"
-        "        return sent\n"
+        f"{many}"
         "    return notify, notify_many\n"
     )
     namespace: dict[str, Any] = {}
-    exec(compile(source, f"<notipipe fan-out x{count}>", "exec"), namespace)
+    exec(compile(source, f"<notipipe fan-out x{count}/{batched}>", "exec"), namespace)
     maker: Callable[..., tuple[Notify, NotifyMany]] = namespace["make"]
     return maker
 
@@ -89,14 +119,32 @@ def make_fanout(
     updates: tuple[Callable[[Any], object], ...],
     failed: tuple[Failed, ...],
     current: list[Any],
+    batches: tuple[Callable[[Any], object] | None, ...] = (),
 ) -> tuple[Notify, NotifyMany]:
     """The ``(notify, notify_many)`` pair for this snapshot of bound ``update`` methods.
 
-    ``failed[i]`` reports a failure of ``updates[i]``; the two tuples have the same length.
+    ``failed[i]`` reports a failure of ``updates[i]``; ``batches[i]``, if given and not None,
+    is that observer's ``update_many``, called by ``notify_many`` once per batch instead of
+    ``updates[i]`` per message (its failure is reported with the batch as the message).
     """
+    many = [i for i, b in enumerate(batches) if b is not None]
+    singles = [i for i, b in enumerate(batches) if b is None] if many else []
     if len(updates) > UNROLL_LIMIT:
-        return _factory(-1)(tuple(zip(updates, failed, strict=True)), current)
-    return _factory(len(updates))(*updates, failed, current)
+        pairs = tuple(zip(updates, failed, strict=True))
+        ppairs = tuple((updates[i], failed[i]) for i in singles)
+        bpairs = tuple((batches[i], failed[i]) for i in many)
+        return _factory(-1, -1 if many else 0)(pairs, ppairs, bpairs, current)
+    if not many:
+        return _factory(len(updates))(*updates, failed, current)
+    return _factory(len(updates), len(many))(
+        *updates,
+        failed,
+        *(updates[i] for i in singles),
+        tuple(failed[i] for i in singles),
+        *(batches[i] for i in many),
+        tuple(failed[i] for i in many),
+        current,
+    )
 
 
 def make_entry_points(current: list[Any]) -> tuple[Notify, NotifyMany]:
@@ -124,10 +172,11 @@ def install(
     current: list[Any],
     updates: tuple[Callable[[Any], object], ...],
     failed: tuple[Failed, ...],
+    batches: tuple[Callable[[Any], object] | None, ...] = (),
 ) -> None:
     """Make the snapshot ``updates`` live: replace the items of ``current`` (see above).
 
     Written in Python on purpose: the interpreter's list item assignment is the thread-safe one
     on a free-threaded build (a C extension's ``PyList_SET_ITEM`` would bypass the list's lock).
     """
-    current[0], current[1] = make_fanout(updates, failed, current)
+    current[0], current[1] = make_fanout(updates, failed, current, batches)

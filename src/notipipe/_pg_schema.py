@@ -10,9 +10,22 @@ however commits interleave. ``origin_host``/``origin_pid`` name the process that
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-__all__ = ["MESSAGES", "MESSAGE_COLUMNS", "SCHEMA_LOCK", "SCHEMA_SQL", "WAKEUP_CHANNEL"]
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = [
+    "MESSAGES",
+    "MESSAGE_COLUMNS",
+    "SCHEMA_LOCK",
+    "SCHEMA_SQL",
+    "SUBSCRIPTIONS",
+    "SUBSCRIPTIONS_SQL",
+    "SUBSCRIPTION_LOCK",
+    "WAKEUP_CHANNEL",
+    "ensure_schema",
+]
 
 MESSAGES: Final = "notipipe_messages"
 
@@ -54,3 +67,51 @@ CREATE TABLE IF NOT EXISTS {MESSAGES} (
 );
 CREATE INDEX IF NOT EXISTS {MESSAGES}_xid ON {MESSAGES} (xid);
 """
+
+SUBSCRIPTIONS: Final = "notipipe_subscriptions"
+
+#: The first key of the session advisory lock that holds a durable subscription (the second is
+#: ``hashtext(name)``): one process at a time delivers a name, the others wait as standbys.
+SUBSCRIPTION_LOCK: Final = 0x6E737562  # "nsub"
+
+#: One row per durable subscriber name: its cursor. Every row visible in ``delivered`` has been
+#: delivered; of the window in progress (the rows visible in ``window_end`` but not in
+#: ``delivered``), those up to id ``window_pos``. Created with the messages table (by
+#: ``ensure_schema``: a writer's start, a follower, a subscriber), under ``SCHEMA_LOCK``.
+SUBSCRIPTIONS_SQL: Final = f"""
+CREATE TABLE IF NOT EXISTS {SUBSCRIPTIONS} (
+    name        text PRIMARY KEY,
+    delivered   pg_snapshot NOT NULL,
+    window_end  pg_snapshot,
+    window_pos  bigint NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def ensure_schema(conn: psycopg.Connection[Any]) -> None:
+    """Create notipipe's tables that are missing, on an autocommit connection (under
+    ``SCHEMA_LOCK``: many processes may start at once).
+
+    Tables that exist are left alone, with no DDL at all: even ``CREATE INDEX IF NOT EXISTS``
+    locks its table against writes first, and would wait for every open writer transaction
+    (a writer starts, and every forked child reopens, through here).
+    """
+
+    def missing() -> tuple[bool, bool]:
+        got = conn.execute(
+            "SELECT to_regclass(%s) IS NULL, to_regclass(%s) IS NULL", (MESSAGES, SUBSCRIPTIONS)
+        ).fetchone()
+        assert got is not None
+        return bool(got[0]), bool(got[1])
+
+    if missing() == (False, False):
+        return
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        messages, subscriptions = missing()
+        if messages:
+            conn.execute(SCHEMA_SQL)
+        if subscriptions:
+            conn.execute(SUBSCRIPTIONS_SQL)

@@ -6,9 +6,9 @@ Both are ``typing.Protocol``: anything with the right shape qualifies, no inheri
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
-__all__ = ["ErrorHandler", "Message", "Observer"]
+__all__ = ["AsyncObserver", "ErrorHandler", "Message", "Observer", "Overflow"]
 
 
 @runtime_checkable
@@ -22,6 +22,18 @@ class Observer[T](Protocol):
     """
 
     def update(self, message: T, /) -> object: ...
+
+
+@runtime_checkable
+class AsyncObserver[T](Protocol):
+    """Anything with an ``async def update(message)`` method: delivered on an asyncio loop.
+
+    ``Publisher.subscribe`` recognises it at run time (``update`` is a coroutine function) and
+    awaits each message on the observer's loop, one at a time, in publication order. Like
+    ``Observer``, generic over the message type, contravariant; the result is ignored.
+    """
+
+    async def update(self, message: T, /) -> object: ...
 
 
 class Message(Protocol):
@@ -43,3 +55,6 @@ class Message(Protocol):
 
 #: Called as ``handler(observer, message, error)`` when an observer's ``update`` raises.
 type ErrorHandler = Callable[[object, object, Exception], object]
+
+#: What a full async observer queue does to the publisher: "wait" for room, or "drop_oldest".
+type Overflow = Literal["wait", "drop_oldest"]

@@ -1,9 +1,10 @@
 # cython: language_level=3, freethreading_compatible=True
 """Compiled fan-out: the twin of ``_publisher_py.py`` (the type truth), same names and behaviour.
 
-``Publisher`` is a cdef class with fixed fields: the snapshot (observers, their bound
-``update`` methods, their failure reporters, and the fan-out functions generated for them by
-``_fanout.make_fanout``), the writers' lock, and the ``_failures.Failures`` that holds the error
+``Publisher`` is a cdef class with fixed fields: the snapshot (a tuple of
+``_subscriptions.Subscription``: each observer, the callables the fan-out calls for it and its
+failure reporter; and the fan-out functions generated for them by ``_fanout.make_fanout``), the
+writers' lock, the pending purge of ended subscriptions, and the ``_failures.Failures`` that holds the error
 handler and the failure count (shared Python code: failures are off the hot path). The hot path
 is ``notify_all``: a C-level property that returns the live snapshot's generated fan-out
 function, read from the list ``_current``; ``pub.notify_all(message)`` then calls straight into
@@ -14,16 +15,15 @@ Python-to-Python calls; a C loop re-enters the interpreter once per observer: 2,
 generated function checks that it is the live one and hands over if not. See ``_fanout``.
 
 How the reads are made safe. On a free-threaded build a ``cdef object`` field is a bare pointer:
-if thread A loaded ``self._observers`` while thread B replaced it, B's decref could free the old
+if thread A loaded ``self._subs`` while thread B replaced it, B's decref could free the old
 tuple before A's incref lands (a use-after-free). So: ``_current``, the one field read on the hot
-path, is written once, before the object is shared (as is ``_failures``); its items are read with
+path, is written once, before the object is shared (as are ``_failures`` and ``_purge``); its items are read with
 ``PySequence_GetItem`` (the list's own thread-safe item access, not ``PyList_GET_ITEM``) and
-replaced only through the interpreter's list assignment (``_fanout.install``); and every read and
-write of the tuple
-fields happens inside ``cython.critical_section(self)``, the per-object mutex CPython uses for
-its own containers (a no-op on GIL builds). No section covers a call into user code, so an
+replaced only through the interpreter's list assignment (``_fanout.install``); and every read
+and write of the tuple field ``_subs`` happens inside ``cython.critical_section(self)``, the
+per-object mutex CPython uses for its own containers (a no-op on GIL builds). No section covers a call into user code, so an
 observer that subscribes from ``update`` cannot deadlock. Writers also take ``_lock`` (a
-``threading.Lock``) to make read-modify-write of the tuples atomic without calling ``__eq__`` or
+``threading.Lock``) to make read-modify-write of the tuple atomic without calling ``__eq__`` or
 ``repr`` inside a critical section.
 """
 
@@ -33,20 +33,11 @@ import threading
 
 from cpython.sequence cimport PySequence_GetItem
 
-from notipipe._failures import Failures, ObserverFailures, log_observer_error
+from notipipe._failures import Failures, log_observer_error
 from notipipe._fanout import install
+from notipipe._subscriptions import Purge, make_subscription
 
 __all__ = ["Publisher", "log_observer_error"]
-
-
-cdef object _bound_update(object observer):
-    update = getattr(observer, "update", None)
-    if update is None or not callable(update):
-        raise TypeError(
-            f"{observer!r} ({type(observer).__name__}) is not an observer: "
-            "it needs a callable update(message) method"
-        )
-    return update
 
 
 cdef class Publisher:
@@ -57,24 +48,25 @@ cdef class Publisher:
     ``error_handler`` (by default, a log record naming the observer) and ``failures`` counts it.
 
     ``notify_all(message)`` delivers ``message`` to every observer subscribed when the call
-    starts; ``notify_many(messages)`` delivers each message in turn and returns how many were
-    sent (the whole batch goes to one snapshot). Both are functions held in read-only fields.
+    starts; ``notify_many(messages)`` delivers the batch and returns how many messages were sent
+    (the whole batch goes to one snapshot; observers with ``update_many`` get it in one call,
+    after the others have had each message in turn). Both are functions held in read-only fields.
     """
 
     cdef object _lock
-    cdef tuple _observers
-    cdef tuple _updates
-    cdef tuple _failed
+    cdef tuple _subs
     cdef list _current
     cdef object _failures
+    cdef object _purge
     cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
         # Accepts (and ignores) the arguments of a subclass's __init__, e.g. DatabaseConnection(path=...).
         self._lock = threading.Lock()
         self._failures = Failures()
+        self._purge = Purge(self)
         self._current = [None, None]
-        self._publish((), (), ())
+        self._publish(())
 
     def __class_getitem__(cls, item):
         # Publisher[str] at run time, as for the generic pure twin.
@@ -85,78 +77,116 @@ cdef class Publisher:
         self._lock = threading.Lock()
         self._failures.lock = threading.Lock()
 
-    # -- snapshot access: the only places the tuple fields are touched -----------------------
+    # -- snapshot access: the only places the tuple field is touched ------------------------
 
-    cdef inline tuple _read_updates(self):
+    cdef inline tuple _read_subs(self):
         cdef tuple snapshot
         with cython.critical_section(self):
-            snapshot = self._updates
+            snapshot = self._subs
         return snapshot
 
-    cdef inline tuple _read_failed(self):
-        cdef tuple snapshot
+    cdef void _publish(self, tuple subs) except *:
+        # Called with _lock held (or from __cinit__). install() runs Python code, so it stays
+        # outside the critical section.
         with cython.critical_section(self):
-            snapshot = self._failed
-        return snapshot
+            self._subs = subs
+        updates = tuple([s.update for s in subs])
+        failed = tuple([s.failed for s in subs])
+        batches = tuple([s.update_many for s in subs])
+        if any([b is not None for b in batches]):
+            install(self._current, updates, failed, batches)
+        else:
+            install(self._current, updates, failed)
 
-    cdef inline tuple _read_observers(self):
-        cdef tuple snapshot
-        with cython.critical_section(self):
-            snapshot = self._observers
-        return snapshot
-
-    cdef void _publish(self, tuple observers, tuple updates, tuple failed):
-        # Called with _lock held (or from __cinit__). The three tuples run in parallel.
-        # install() runs Python code, so it stays outside the critical section.
-        with cython.critical_section(self):
-            self._observers = observers
-            self._updates = updates
-            self._failed = failed
-        install(self._current, updates, failed)
+    def _purge_dead(self):
+        """Drop ended subscriptions, if the lock is free (see ``_subscriptions``)."""
+        cdef tuple subs, live
+        if not self._lock.acquire(False):
+            return  # held: whoever holds it, or the next change, drops them
+        try:
+            self._purge.pending = False
+            subs = self._read_subs()
+            live = tuple([s for s in subs if not s.dead])
+            if len(live) != len(subs):
+                self._publish(live)
+        finally:
+            self._lock.release()
 
     # -- subscribers ---------------------------------------------------------------------------
 
-    def subscribe(self, observer, /):
+    def subscribe(self, observer, /, *, weak=False, loop=None, queue_size=1024, overflow="wait"):
         """Add ``observer``; return False (and change nothing) if it is already subscribed.
 
         Identity, not equality, decides "already": each object receives a message once.
         Raises TypeError if ``observer`` has no callable ``update``.
+
+        An observer whose ``update`` is a coroutine function is awaited on ``loop`` (default: the
+        loop running in the calling thread; none is a TypeError), one message at a time, in
+        publication order, through a queue of ``queue_size`` messages; when it is full,
+        ``overflow`` decides: "wait" blocks the publisher until there is room (a publish from
+        the loop's own thread drops the oldest instead), "drop_oldest" drops the oldest message
+        and counts it (``dropped``). ``loop``, ``queue_size`` and ``overflow`` only matter for
+        async observers. An observer with ``update_many(messages)`` gets each ``notify_many``
+        batch in one call. ``weak=True``: the subscription ends when ``observer`` is
+        garbage-collected (it is held through a weak reference).
         """
-        update = _bound_update(observer)
-        failed = ObserverFailures(self._failures, observer).failed
-        cdef tuple observers
+        sub = make_subscription(
+            self._failures,
+            self._purge,
+            observer,
+            weak=weak,
+            loop=loop,
+            queue_size=queue_size,
+            overflow=overflow,
+        )
+        cdef tuple subs
         with self._lock:
-            observers = self._read_observers()
-            for o in observers:
-                if o is observer:
+            subs = self._read_subs()
+            for s in subs:
+                if s.ref() is observer and not s.dead:
                     return False
-            self._publish(
-                observers + (observer,), self._read_updates() + (update,), self._read_failed() + (failed,)
-            )
+            self._purge.pending = False
+            self._publish(tuple([s for s in subs if not s.dead]) + (sub,))
         return True
 
     def unsubscribe(self, observer, /):
         """Remove ``observer``; return False if it was not subscribed (nothing to remove)."""
-        cdef tuple observers, updates, failed
-        cdef Py_ssize_t i
+        cdef tuple subs
+        found = None
         with self._lock:
-            observers = self._read_observers()
-            for i in range(len(observers)):
-                if observers[i] is observer:
-                    updates = self._read_updates()
-                    failed = self._read_failed()
-                    self._publish(
-                        observers[:i] + observers[i + 1:],
-                        updates[:i] + updates[i + 1:],
-                        failed[:i] + failed[i + 1:],
-                    )
-                    return True
-        return False
+            subs = self._read_subs()
+            for s in subs:
+                if s.ref() is observer and not s.dead:
+                    found = s
+                    break
+            if found is None:
+                return False
+            found.dead = True
+            self._purge.pending = False
+            self._publish(tuple([s for s in subs if not s.dead]))
+        if found.delivery is not None:
+            found.delivery.close()  # what it has not awaited yet is dropped
+        return True
 
     @property
     def observers(self):
         """The current subscribers, in subscription order (a snapshot)."""
-        return self._read_observers()
+        found = []
+        for s in self._read_subs():
+            observer = s.ref()
+            if observer is not None and not s.dead:
+                found.append(observer)
+        return tuple(found)
+
+    def dropped(self, observer, /):
+        """How many messages the overflow policy has dropped for this async observer so far.
+
+        0 for a plain observer. Raises ValueError if ``observer`` is not subscribed.
+        """
+        for s in self._read_subs():
+            if s.ref() is observer and not s.dead:
+                return s.dropped
+        raise ValueError(f"{observer!r} is not subscribed")
 
     # -- delivery ------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Pure-Python fan-out: the annotated twin of ``_publisher_c.pyx`` and the type truth.
 
-The subscriber list is an immutable snapshot (a tuple), replaced copy-on-write under a lock,
+The subscriber list is an immutable snapshot (a tuple of ``_subscriptions.Subscription``: what
+the fan-out calls for each observer, plain, async or weak), replaced copy-on-write under a lock,
 together with the fan-out functions generated for it (``_fanout.make_fanout``). ``notify_all``
 reads the current function once and calls the observers with no lock held, so an observer may
 subscribe, unsubscribe or notify from inside ``update`` and a slow observer never blocks a
@@ -9,31 +10,22 @@ subscriber. A change made during a notify takes effect from the next notify.
 ``notify_all`` and ``notify_many`` are per-publisher functions stored in slots (see
 ``_fanout.make_entry_points``), not methods: calling them is a plain Python-to-Python call.
 What happens when an observer raises (the count, the handler, the throttled default log) is in
-``_failures``, shared with the compiled twin.
+``_failures``, delivery to async observers in ``_async``, and how a subscription is built and
+ended (weak ones, without a deadlock) in ``_subscriptions``: all shared with the compiled twin.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterable
 
-from notipipe._failures import Failures, ObserverFailures, log_observer_error
+from notipipe._failures import Failures, log_observer_error
 from notipipe._fanout import install, make_entry_points
-from notipipe._protocols import ErrorHandler, Observer
+from notipipe._protocols import AsyncObserver, ErrorHandler, Observer, Overflow
+from notipipe._subscriptions import Purge, Subscription, make_subscription
 
 __all__ = ["Publisher", "log_observer_error"]
-
-type Failed[T] = Callable[[T, Exception], None]
-
-
-def _bound_update[T](observer: Observer[T]) -> Callable[[T], object]:
-    update = getattr(observer, "update", None)
-    if update is None or not callable(update):
-        raise TypeError(
-            f"{observer!r} ({type(observer).__name__}) is not an observer: "
-            "it needs a callable update(message) method"
-        )
-    return update  # type: ignore[no-any-return]
 
 
 class Publisher[T]:
@@ -47,11 +39,10 @@ class Publisher[T]:
     __slots__ = (
         "__weakref__",
         "_current",
-        "_failed",
         "_failures",
         "_lock",
-        "_observers",
-        "_updates",
+        "_purge",
+        "_subs",
         "notify_all",
         "notify_many",
     )
@@ -59,72 +50,127 @@ class Publisher[T]:
     #: ``notify_all(message)``: deliver ``message`` to every observer subscribed when the call
     #: starts, in subscription order.
     notify_all: Callable[[T], None]
-    #: ``notify_many(messages)``: deliver each message in turn to every observer; return how many
-    #: messages were sent. The whole batch goes to the snapshot taken when the call starts.
+    #: ``notify_many(messages)``: deliver the batch to every observer subscribed when the call
+    #: starts; return how many messages were sent. Observers with ``update_many`` get the whole
+    #: batch in one call (after the others have had each message in turn).
     notify_many: Callable[[Iterable[T]], int]
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failures = Failures()
+        self._purge = Purge(self)
         self._current: list[Callable[..., object]] = [_nothing, _nothing]
         self.notify_all, self.notify_many = make_entry_points(self._current)
-        self._publish((), (), ())
+        self._publish(())
 
     def _reinit_locks_after_fork(self) -> None:
         """In a forked child: fresh locks (another thread of the parent may have held them)."""
         self._lock = threading.Lock()
         self._failures.lock = threading.Lock()
 
-    def _publish(
-        self,
-        observers: tuple[Observer[T], ...],
-        updates: tuple[Callable[[T], object], ...],
-        failed: tuple[Failed[T], ...],
-    ) -> None:
-        # Under _lock (or in __init__). Readers of the tuples take _lock; notify reads one item
-        # of _current, atomically, on every CPython build. The three tuples run in parallel.
-        self._observers = observers
-        self._updates = updates  # bound methods: no attribute lookup per observer per message
-        self._failed = failed  # each observer's ObserverFailures.failed (see _failures)
-        install(self._current, updates, failed)
+    def _publish(self, subs: tuple[Subscription, ...]) -> None:
+        # Under _lock (or in __init__). Readers of _subs take _lock or read it once; notify reads
+        # one item of _current, atomically, on every CPython build.
+        self._subs = subs
+        updates = tuple(s.update for s in subs)  # bound methods: no lookup per message
+        failed = tuple(s.failed for s in subs)  # each observer's ObserverFailures.failed
+        batches = tuple(s.update_many for s in subs)
+        if any(b is not None for b in batches):
+            install(self._current, updates, failed, batches)
+        else:
+            install(self._current, updates, failed)
+
+    def _purge_dead(self) -> None:
+        """Drop ended subscriptions, if the lock is free (see ``_subscriptions``)."""
+        if not self._lock.acquire(blocking=False):
+            return  # held: whoever holds it, or the next change, drops them
+        try:
+            self._purge.pending = False
+            subs = self._subs
+            live = tuple(s for s in subs if not s.dead)
+            if len(live) != len(subs):
+                self._publish(live)
+        finally:
+            self._lock.release()
 
     # -- subscribers ---------------------------------------------------------------------------
 
-    def subscribe(self, observer: Observer[T], /) -> bool:
+    def subscribe(
+        self,
+        observer: Observer[T] | AsyncObserver[T],
+        /,
+        *,
+        weak: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+        queue_size: int = 1024,
+        overflow: Overflow = "wait",
+    ) -> bool:
         """Add ``observer``; return False (and change nothing) if it is already subscribed.
 
         Identity, not equality, decides "already": each object receives a message once.
         Raises TypeError if ``observer`` has no callable ``update``.
+
+        An observer whose ``update`` is a coroutine function is awaited on ``loop`` (default: the
+        loop running in the calling thread; none is a TypeError), one message at a time, in
+        publication order, through a queue of ``queue_size`` messages; when it is full,
+        ``overflow`` decides: "wait" blocks the publisher until there is room (a publish from
+        the loop's own thread drops the oldest instead), "drop_oldest" drops the oldest message
+        and counts it (``dropped``). ``loop``, ``queue_size`` and ``overflow`` only matter for
+        async observers. An observer with ``update_many(messages)`` gets each ``notify_many``
+        batch in one call. ``weak=True``: the subscription ends when ``observer`` is
+        garbage-collected (it is held through a weak reference).
         """
-        update = _bound_update(observer)
-        failed = ObserverFailures(self._failures, observer).failed
+        sub = make_subscription(
+            self._failures,
+            self._purge,
+            observer,
+            weak=weak,
+            loop=loop,
+            queue_size=queue_size,
+            overflow=overflow,
+        )
         with self._lock:
-            if any(o is observer for o in self._observers):
+            subs = self._subs
+            if any(s.ref() is observer and not s.dead for s in subs):
                 return False
-            self._publish((*self._observers, observer), (*self._updates, update), (*self._failed, failed))
+            self._purge.pending = False
+            self._publish((*(s for s in subs if not s.dead), sub))
         return True
 
-    def unsubscribe(self, observer: Observer[T], /) -> bool:
+    def unsubscribe(self, observer: Observer[T] | AsyncObserver[T], /) -> bool:
         """Remove ``observer``; return False if it was not subscribed (nothing to remove)."""
         with self._lock:
-            observers = self._observers
-            for i, o in enumerate(observers):
-                if o is observer:
-                    updates, failed = self._updates, self._failed
-                    self._publish(
-                        observers[:i] + observers[i + 1 :],
-                        updates[:i] + updates[i + 1 :],
-                        failed[:i] + failed[i + 1 :],
-                    )
-                    return True
-        return False
+            for s in self._subs:
+                if s.ref() is observer and not s.dead:
+                    s.dead = True
+                    self._purge.pending = False
+                    self._publish(tuple(k for k in self._subs if not k.dead))
+                    break
+            else:
+                return False
+        if s.delivery is not None:
+            s.delivery.close()  # what it has not awaited yet is dropped
+        return True
 
     @property
-    def observers(self) -> tuple[Observer[T], ...]:
+    def observers(self) -> tuple[Observer[T] | AsyncObserver[T], ...]:
         """The current subscribers, in subscription order (a snapshot)."""
-        return self._observers
+        found = []
+        for s in self._subs:
+            observer = s.ref()
+            if observer is not None and not s.dead:
+                found.append(observer)
+        return tuple(found)
 
-    # -- failures ------------------------------------------------------------------------------
+    def dropped(self, observer: Observer[T] | AsyncObserver[T], /) -> int:
+        """How many messages the overflow policy has dropped for this async observer so far.
+
+        0 for a plain observer. Raises ValueError if ``observer`` is not subscribed.
+        """
+        for s in self._subs:
+            if s.ref() is observer and not s.dead:
+                return s.dropped
+        raise ValueError(f"{observer!r} is not subscribed")
 
     @property
     def failures(self) -> int:

@@ -1,10 +1,8 @@
 """``MessageStore``: every accepted alert kept in SQLite, written by one thread in group commits.
 
-Producers in any number of threads call ``put``/``put_many``, which only append to a queue. One
-writer thread owns the writing connection: it drains the queue in batches (at most
-``batch_size`` messages) and commits each batch as one transaction in WAL mode. A batch is
-committed once it is full or once its oldest message has waited ``max_delay`` seconds, at any
-rate of arrival.
+The queue, the writer thread and its promises are ``GroupCommitStore``'s (``_writer``), shared
+with the PostgreSQL store; this module is the SQLite side: each batch is one transaction in WAL
+mode.
 
 What the writer promises, and how:
 
@@ -34,14 +32,11 @@ import itertools
 import logging
 import os
 import sqlite3
-import threading
 import time
-import weakref
-from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any, Final, cast
+from collections.abc import Callable
+from typing import Any, ClassVar, Final, cast
 
-from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
+from notipipe._errors import StorageClosedError, StorageError
 from notipipe._sqlite_file import (
     DEFAULT_WAL_LIMIT,
     Synchronous,
@@ -49,20 +44,15 @@ from notipipe._sqlite_file import (
     open_reader,
     open_writer,
 )
+from notipipe._writer import GroupCommitStore, Row, leak
 
 __all__ = ["MessageStore", "Row"]
 
 _log = logging.getLogger("notipipe")
 
-#: (kind, created_at, priority, address, subject, body): one stored message.
-type Row = tuple[str, float, int, str, str, str]
-
 _COLUMNS = 6
 #: Rows per INSERT statement (bounded again by the connection's variable limit).
 _ROWS_PER_STATEMENT = 2000
-#: The writer's backoff while the file is busy or failing: from the first to the last value.
-_BACKOFF_FIRST: Final = 0.005
-_BACKOFF_LAST: Final = 0.5
 #: SQLite's primary result codes for "someone else holds the lock".
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 #: How long one checkpoint attempt past wal_limit waits for other connections, in milliseconds.
@@ -93,32 +83,16 @@ def _is_file_trouble(error: BaseException) -> bool:
     return isinstance(error, (sqlite3.OperationalError, MemoryError)) or type(error) is sqlite3.DatabaseError
 
 
-class _WriteProblem:
-    """What currently stops the writer from committing (busy, or other trouble with the file)."""
-
-    __slots__ = ("busy", "error", "since", "warned")
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-        self.busy = _is_busy(error)
-        self.since = time.monotonic()
-        self.warned = False
-
-
-class MessageStore:
-    """A SQLite-backed queue of messages with a group-committing writer thread.
-
-    ``to_rows`` turns a batch of messages into ``Row``s; ``on_commit``, if given, is called by the
-    writer thread with each committed batch and the stored ids of its messages (0 for a message
-    that could not be stored), with no lock held: that is how observers are told only after
-    storage.
+class MessageStore(GroupCommitStore):
+    """A SQLite-backed queue of messages with a group-committing writer thread (see
+    ``GroupCommitStore``), in WAL mode.
 
     Nothing is opened until it is needed: the writing connection and its thread on the first
     ``put``, a read-only connection on the first read of a file.
-
-    Back-pressure: once ``max_pending`` messages (default four batches) wait for the writer, a
-    producer blocks until the writer catches up; that bounds memory and the storage delay.
     """
+
+    _table: ClassVar[str] = "messages"
+    _param: ClassVar[str] = "?"
 
     def __init__(
         self,
@@ -133,176 +107,25 @@ class MessageStore:
         on_commit: Callable[[list[Any], list[int]], object] | None = None,
         max_pending: int | None = None,
     ) -> None:
-        if max_pending is None:
-            max_pending = 4 * batch_size
-        if type(max_pending) is not int or max_pending < batch_size:
-            raise ValueError(f"max_pending must be an int >= batch_size ({batch_size}), got {max_pending!r}")
-        self.max_pending = max_pending
-        self.path = path
         self.synchronous: Synchronous = synchronous
-        self.batch_size = batch_size
-        self.max_delay = max_delay
-        self.busy_timeout = busy_timeout
         self.wal_limit = wal_limit
         self._next_checkpoint = 0.0  # monotonic time of the next allowed checkpoint attempt
-        self._to_rows = to_rows
-        self._on_commit = on_commit
-        # _write_lock guards the writing connection, _read_lock the reading one; a fork waits
-        # for both (see _before_fork), so a child never inherits SQLite in mid-call.
-        self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock()
-        self._open_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._rows_per_statement = _ROWS_PER_STATEMENT
-        self._cond = threading.Condition(threading.Lock())
-        self._pending: deque[object] = deque()
-        self._oldest = 0.0  # monotonic time the oldest pending message was queued
-        self._enqueued = 0  # messages ever put; guarded by _cond
-        self._committed = 0  # messages ever taken off the queue and settled (stored or dropped)
-        self._stored = 0  # messages ever committed to the file
-        self._flush_waiters = 0
-        self._problem: _WriteProblem | None = None  # a retried failure, current
-        self._failed_attempts = 0  # writes that failed, ever: "has it failed again since?"
-        self._dropped: list[tuple[object, BaseException]] = []  # rows refused, not yet reported
-        self._news: BaseException | None = None  # an after_commit observer's exit; reported once
-        self._crash: StorageError | None = None  # why the writer stopped, if it did
-        self._closed = False
-        self._writer: threading.Thread | None = None
-        self._writer_ident: int | None = None
-        _STORES.add(self)
-
-    # -- producers -----------------------------------------------------------------------------
-
-    def put(self, message: object) -> None:
-        """Queue one message for the next group commit."""
-        if self._writer is None:
-            self._ensure_writer()
-        with self._cond:
-            self._wait_for_room()
-            if not self._pending:
-                self._oldest = time.monotonic()
-                self._cond.notify_all()  # the writer may be idle, waiting with no timeout
-            self._pending.append(message)
-            self._enqueued += 1
-            if len(self._pending) == self.batch_size:
-                self._cond.notify_all()
-
-    def put_many(self, messages: Iterable[object]) -> int:
-        """Queue a batch; return how many messages it held."""
-        batch = messages if isinstance(messages, list) else list(messages)
-        if not batch:
-            return 0
-        if self._writer is None:
-            self._ensure_writer()
-        with self._cond:
-            self._wait_for_room()
-            was_empty = not self._pending
-            if was_empty:
-                self._oldest = time.monotonic()
-            self._pending.extend(batch)
-            self._enqueued += len(batch)
-            if was_empty or len(self._pending) >= self.batch_size:
-                self._cond.notify_all()
-        return len(batch)
-
-    def flush(self, timeout: float | None = None) -> None:
-        """Block until every message put before this call is committed (durable).
-
-        Raises ``TimeoutError`` if ``timeout`` ran out (a busy database is waited for),
-        ``StorageError`` if the file has other trouble right now, if messages were refused since
-        the last report, or if the writer failed.
-        """
-        if self._on_writer_thread():
-            raise ReentrancyError(
-                f"{self.path}: flush() was called from the writer thread (an after_commit observer);"
-                " it would wait on itself. Everything delivered to it is already committed."
-            )
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            target = self._enqueued
-            attempts = self._failed_attempts
-            self._flush_waiters += 1
-            self._cond.notify_all()  # the writer retries at once, even in the midst of a backoff
-            try:
-                while self._committed < target:
-                    self._raise_if_failed()
-                    if self._failing_since(attempts):
-                        raise self._problem_error()
-                    if self._writer is None or not self._writer.is_alive():
-                        raise StorageClosedError(self.path)
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        why = (
-                            f" ({describe(self._problem.error)} for {self._problem_age():.1f} s)"
-                            if self._problem is not None
-                            else ""
-                        )
-                        raise TimeoutError(
-                            f"{self.path}: {target - self._committed} messages not yet stored{why}"
-                        )
-                    self._cond.wait(remaining)
-                self._raise_if_failed()
-            finally:
-                self._flush_waiters -= 1
-
-    @property
-    def durable(self) -> int:
-        """How many messages this store has committed since it was opened."""
-        with self._cond:
-            return self._stored
-
-    @property
-    def pending(self) -> int:
-        """How many messages are queued and not yet committed."""
-        with self._cond:
-            return self._enqueued - self._committed
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        """Commit what is queued, stop the writer and close the file. Idempotent.
-
-        Raises ``StorageError`` if anything accepted could not be stored (and says why).
-        """
-        with self._cond:
-            first = not self._closed
-            self._closed = True
-            self._cond.notify_all()
-        with self._read_lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
-        writer = self._writer
-        if writer is not None and self._on_writer_thread():
-            return  # an after_commit observer closed us: the writer drains and closes on return
-        if writer is not None:
-            writer.join()
-        self._close_writer_conn()
-        if first:
-            with self._cond:
-                lost = self._enqueued - self._committed
-                if lost and self._crash is None:
-                    problem = describe(self._problem.error) if self._problem else "the writer stopped"
-                    self._crash = StorageError(
-                        self.path, f"{lost} alerts could not be stored before closing: {problem}"
-                    )
-                self._raise_if_failed()
+        super().__init__(
+            path,
+            to_rows,
+            batch_size=batch_size,
+            max_delay=max_delay,
+            busy_timeout=busy_timeout,
+            on_commit=on_commit,
+            max_pending=max_pending,
+        )
 
     # -- reading -------------------------------------------------------------------------------
 
-    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        """Run a read-only query, after committing what this process has queued.
-
-        From the writer thread (an ``after_commit`` observer) nothing is waited for: everything
-        it has been told of is committed already.
-        """
-        if self._closed:
-            raise StorageClosedError(self.path)
-        if self._writer is not None and not self._on_writer_thread():
-            self._wait_for_queued()
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
         if self.path == ":memory:":  # one connection holds the whole database
             self._ensure_writer()
             with self._write_lock:
@@ -320,30 +143,6 @@ class MessageStore:
                         empty.close()
                 self._reader = open_reader(self.path, self.busy_timeout)
             return self._run(self._reader, sql, params)
-
-    def _wait_for_queued(self) -> None:
-        """Before a read: let what this process queued be committed, waiting at most
-        ``busy_timeout``; then the read shows what is committed. Never raises: the reports are
-        flush()'s and close()'s, and a file that cannot be written can still be read."""
-        deadline = time.monotonic() + self.busy_timeout
-        with self._cond:
-            target = self._enqueued
-            self._flush_waiters += 1
-            self._cond.notify_all()
-            try:
-                while (
-                    self._committed < target
-                    and self._crash is None
-                    and (self._problem is None or self._problem.busy)
-                    and self._writer is not None
-                    and self._writer.is_alive()
-                ):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-            finally:
-                self._flush_waiters -= 1
 
     def _run(
         self, conn: sqlite3.Connection, sql: str, params: tuple[object, ...]
@@ -363,29 +162,24 @@ class MessageStore:
                 total += os.path.getsize(p)
         return total
 
-    # -- opening -------------------------------------------------------------------------------
+    def size_bytes(self) -> int:
+        return self.file_size()
 
-    def _ensure_writer(self) -> None:
-        with self._open_lock:
-            if self._writer_started():
-                return
-            if self._closed:
-                raise StorageClosedError(self.path)
-            conn = open_writer(self.path, self.synchronous, self.busy_timeout, self.wal_limit)
-            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            self._rows_per_statement = max(1, min(_ROWS_PER_STATEMENT, limit // _COLUMNS))
-            with self._write_lock:
-                self._conn = conn
-            # Waits for a lock held by others are the writer's own, with backoff (see _commit).
-            conn.execute("PRAGMA busy_timeout=50")
-            writer = threading.Thread(
-                target=self._write_loop, name=f"notipipe-writer:{self.path}", daemon=True
-            )
-            writer.start()
-            self._writer = writer
+    # -- the connections -------------------------------------------------------------------------
 
-    def _writer_started(self) -> bool:  # re-read under _open_lock (another thread may have won)
-        return self._writer is not None
+    def _open_writer(self) -> None:
+        conn = open_writer(self.path, self.synchronous, self.busy_timeout, self.wal_limit)
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._rows_per_statement = max(1, min(_ROWS_PER_STATEMENT, limit // _COLUMNS))
+        with self._write_lock:
+            self._conn = conn
+        # Waits for a lock held by others are the writer's own, with backoff (see _commit).
+        conn.execute("PRAGMA busy_timeout=50")
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def _live_conn(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -398,112 +192,24 @@ class MessageStore:
                 self._conn.close()
                 self._conn = None
 
-    def _on_writer_thread(self) -> bool:
-        return self._writer_ident == threading.get_ident()
+    def _forget_connections(self) -> None:
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                leak(conn)
+        self._conn = self._reader = None
 
-    # -- the writer thread ---------------------------------------------------------------------
+    def _is_retryable(self, error: BaseException) -> bool:
+        return _is_file_trouble(error)
 
-    def _write_loop(self) -> None:
-        self._writer_ident = threading.get_ident()
-        try:
-            while True:
-                batch = self._next_batch()
-                if not batch:
-                    return  # closed and drained, or closed while the file keeps failing
-                ids = self._commit(batch)
-                if ids is None:
-                    return
-                if self._on_commit is not None:
-                    self._deliver(batch, ids)
-                with self._cond:  # settled: flush() returns once observers have heard of it
-                    self._committed += len(batch)
-                    self._cond.notify_all()
-        except BaseException as error:  # noqa: BLE001 - nothing may end this thread unreported
-            _log.critical("notipipe writer for %s stopped", self.path, exc_info=error)
-            crash = StorageError(self.path, f"the writer stopped: {type(error).__name__}: {describe(error)}")
-            crash.__cause__ = error
-            with self._cond:
-                self._crash = self._crash or crash
-                self._cond.notify_all()
-        finally:
-            self._writer_ident = None  # thread ids are reused: no later thread is the writer
-            if self._closed or self._crash is not None:
-                self._close_writer_conn()
+    def _is_wait(self, error: BaseException) -> bool:
+        return _is_busy(error)
 
-    def _next_batch(self) -> list[object]:
-        with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait()
-            if not self._pending:
-                return []
-            # Let the batch fill, but never past max_delay after its oldest message was queued.
-            deadline = self._oldest + self.max_delay
-            while len(self._pending) < self.batch_size and not self._closed and not self._flush_waiters:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            n = min(len(self._pending), self.batch_size)
-            batch = [self._pending.popleft() for _ in range(n)]
-            if self._pending:
-                self._oldest = float("-inf")  # they have waited a whole batch already: no delay
-            return batch
-
-    def _commit(self, batch: list[object]) -> list[int] | None:
-        """Commit ``batch``, retrying while the file is busy or failing; return the stored ids.
-
-        Returns None only if the store was closed while the file kept failing (close() reports
-        what was lost).
-        """
-        rows, refused = self._rows(batch)
+    def _before_write(self) -> None:
         self._bound_wal()
-        delay = _BACKOFF_FIRST
-        while True:
-            try:
-                with self._write_lock:
-                    ids = self._insert(rows, refused)
-            except BaseException as error:
-                if not _is_file_trouble(error):
-                    raise
-                if not self._wait_out(error, delay):
-                    with self._cond:
-                        self._pending.extendleft(reversed(batch))
-                    return None
-                delay = min(delay * 2, _BACKOFF_LAST)
-                continue
-            break
-        with self._cond:
-            recovered = self._problem if self._problem is not None and self._problem.warned else None
-            age = self._problem_age()
-            self._problem = None
-            self._stored += len(batch) - len(refused)
-            for i in sorted(refused):
-                self._dropped.append((batch[i], refused[i]))
-        # Logged with no lock held: logging handlers are the application's code.
-        if recovered is not None:
-            _log.warning(
-                "notipipe: %s is writable again after %.1f s (%s)", self.path, age, describe(recovered.error)
-            )
-        for i in sorted(refused):
-            _log.error("notipipe: %s refused alert %r: %s", self.path, batch[i], describe(refused[i]))
-        return ids
 
-    def _rows(self, batch: list[object]) -> tuple[list[Row | None], dict[int, BaseException]]:
-        """Rows for the batch; a message whose row cannot be built is refused alone."""
-        try:
-            return list(self._to_rows(batch)), {}
-        except Exception:  # noqa: BLE001 - find the culprit(s) one by one
-            rows: list[Row | None] = []
-            refused: dict[int, BaseException] = {}
-            for i, message in enumerate(batch):
-                try:
-                    rows.append(self._to_rows([message])[0])
-                except Exception as error:  # noqa: BLE001 - reported by flush/close
-                    rows.append(None)
-                    refused[i] = error
-            return rows, refused
+    # -- writing ---------------------------------------------------------------------------------
 
-    def _insert(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
+    def _write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
         """One transaction for the batch: fast multi-row statements, or row by row if refused."""
         conn = self._live_conn()
         try:
@@ -559,49 +265,6 @@ class MessageStore:
                 ids.append(0)
         return ids
 
-    def _wait_out(self, error: BaseException, delay: float) -> bool:
-        """Record a failed attempt and sleep ``delay``; False if closed meanwhile with trouble
-        other than a busy lock (which close() waits out too)."""
-        with self._cond:
-            problem = self._problem
-            if problem is None or problem.busy != _is_busy(error):
-                problem = self._problem = _WriteProblem(error)
-            problem.error = error
-            self._failed_attempts += 1
-            # Several processes on one file take turns at the lock: a short wait is normal and
-            # not logged; a lock held past busy_timeout, or any other trouble, is.
-            warn = not problem.warned and (not problem.busy or self._problem_age() >= self.busy_timeout)
-            problem.warned = problem.warned or warn
-            waiting = self._enqueued - self._committed
-            self._cond.notify_all()  # flush() and blocked producers re-check the problem
-            if self._closed and not problem.busy:
-                return False
-        if warn:  # no lock held: logging handlers are the application's code
-            _log.warning(
-                "notipipe: cannot write to %s (%s); %d alerts wait and are retried",
-                self.path,
-                describe(error),
-                waiting,
-            )
-        with self._cond:
-            self._cond.wait(delay)
-        return True
-
-    def _deliver(self, batch: list[object], ids: list[int]) -> None:
-        assert self._on_commit is not None
-        try:
-            self._on_commit(batch, ids)
-        except BaseException as error:  # noqa: BLE001 - the writer must outlive its observers
-            _log.error(
-                "notipipe: an after_commit observer raised %s on the writer thread; the alerts are"
-                " stored, the rest of this batch's delivery was skipped",
-                type(error).__name__,
-                exc_info=error,
-            )
-            with self._cond:
-                self._news = self._news or error
-                self._cond.notify_all()
-
     def _bound_wal(self) -> None:
         """Keep the WAL bounded when other processes write the same file.
 
@@ -650,95 +313,6 @@ class MessageStore:
                 conn.execute("PRAGMA busy_timeout=50")
         return sqlite3.OperationalError("another connection kept its transaction open") if busy else None
 
-    # -- state checks ----------------------------------------------------------------------------
-
-    def _wait_for_room(self) -> None:
-        # Called with _cond held. A batch larger than max_pending still goes in, alone. The
-        # writer thread itself (an after_commit observer saving) never waits: it would wait on
-        # itself.
-        self._check_open()
-        if self._on_writer_thread():
-            return
-        attempts = self._failed_attempts
-        while self._enqueued - self._committed >= self.max_pending:
-            if self._failing_since(attempts):
-                raise self._problem_error()
-            self._cond.notify_all()
-            self._cond.wait()
-            self._check_open()
-
-    def _failing_since(self, attempts: int) -> bool:
-        """True if a write failed, for a reason other than a busy lock, after ``attempts``."""
-        return self._problem is not None and not self._problem.busy and self._failed_attempts > attempts
-
-    def _problem_age(self) -> float:
-        return 0.0 if self._problem is None else time.monotonic() - self._problem.since
-
-    def _problem_error(self) -> StorageError:
-        assert self._problem is not None
-        return StorageError(
-            self.path,
-            f"{describe(self._problem.error)} ({self._enqueued - self._committed} alerts wait in memory"
-            f" and are retried; failing for {self._problem_age():.1f} s)",
-        )
-
-    def _check_open(self) -> None:
-        if self._crash is not None:
-            raise self._crash
-        if self._closed:
-            raise StorageClosedError(self.path)
-
-    def _raise_if_failed(self) -> None:
-        """Raise what flush()/close() must report: news once (refused rows, an observer's exit),
-        a stopped writer every time."""
-        dropped, self._dropped = self._dropped, []
-        if dropped:
-            message, error = dropped[0]
-            raise StorageError(
-                self.path,
-                f"{len(dropped)} alert(s) could not be stored; the first, {message!r}: {describe(error)}",
-            ) from error
-        news, self._news = self._news, None
-        if news is not None:
-            raise StorageError(
-                self.path,
-                f"an after_commit observer raised {type(news).__name__}({news}) on the writer thread;"
-                " the alerts were stored, the rest of that batch's delivery was skipped",
-            ) from news
-        if self._crash is not None:
-            raise self._crash
-
-    # -- fork ------------------------------------------------------------------------------------
-
-    def _before_fork(self) -> None:
-        # The order every other path takes them in: read, open, write.
-        self._read_lock.acquire()
-        self._open_lock.acquire()
-        self._write_lock.acquire()
-
-    def _after_fork_in_parent(self) -> None:
-        self._write_lock.release()
-        self._open_lock.release()
-        self._read_lock.release()
-
-    def _after_fork_in_child(self) -> None:
-        # The child has no writer thread, and SQLite connections must not cross a fork: keep the
-        # inherited ones referenced forever (closing them could touch the parent's file state)
-        # and leave this store closed. What was queued belongs to the parent, which commits it.
-        for conn in (self._conn, self._reader):
-            if conn is not None:
-                _leak(conn)
-        self._conn = self._reader = None
-        self._writer = None
-        self._writer_ident = None
-        self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock()
-        self._open_lock = threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
-        self._pending = deque()
-        self._enqueued = self._committed = 0
-        self._closed = True
-
 
 def _rollback(conn: sqlite3.Connection) -> None:
     # SQLite has already rolled back after some errors (a full disk on COMMIT): rolling back
@@ -746,43 +320,3 @@ def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-
-
-_STORES: weakref.WeakSet[MessageStore] = weakref.WeakSet()
-#: The stores locked by the before-fork handler, for the after-fork handlers to release: the
-#: same ones, whatever other threads created meanwhile.
-_FORKING: list[MessageStore] = []
-
-
-def _leak(conn: sqlite3.Connection) -> None:
-    """Keep a connection inherited across fork alive until the process ends, even at exit.
-
-    Closing it (which finalising the object does) could checkpoint or unlink files the parent
-    still uses; a reference count that never drops to zero means it is never finalised.
-    """
-    import ctypes
-
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
-
-
-def _before_fork() -> None:
-    _FORKING[:] = list(_STORES)
-    for store in _FORKING:
-        store._before_fork()
-
-
-def _after_fork_in_parent() -> None:
-    for store in _FORKING:
-        store._after_fork_in_parent()
-    _FORKING.clear()
-
-
-def _after_fork_in_child() -> None:
-    for store in _FORKING:
-        store._after_fork_in_child()
-    _FORKING.clear()
-
-
-os.register_at_fork(
-    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-)

@@ -3,9 +3,12 @@
     notipipe run   [--alerts N] [--threads T] [--db PATH] [--mix email=0.7,sms=0.3] ...
     notipipe stats [--db PATH]
     notipipe tail  [--db PATH] [-n K] [--follow]
+    notipipe subscriptions --db postgresql://...
+    notipipe serve [--db PATH] [--host HOST] [--port PORT]
     notipipe info
 
-Exit statuses: 0 done; 1 the database cannot be used; 2 bad arguments (both with one line on
+Exit statuses: 0 done; 1 the database cannot be used (or, for serve, the address cannot be
+listened on); 2 bad arguments, or serve without the dashboard extra (both with one line on
 stderr, never a traceback); 130 interrupted by Ctrl-C (``tail --follow`` ends this way, quietly);
 141 the output was closed (``notipipe tail | head -1``): the command stops quietly, as Unix tools
 do, with the status a shell reports for a process ended by SIGPIPE.
@@ -31,7 +34,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Self
 import notipipe
 from notipipe._dashboards import KindCounter, RateMeter, RunPlan, produce_alerts
 from notipipe._database import DatabaseConnection, StoredMessage
-from notipipe._errors import NotipipeError
+from notipipe._errors import ConfigurationError, NotipipeError
+from notipipe._pg_store import is_url
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -52,12 +56,14 @@ MAX_THREADS = 1024
 #: Alerts per ``save_many`` call or per commit: past this a batch only costs memory.
 MAX_BATCH = 1_000_000
 
-#: How often ``tail --follow`` asks the database for new alerts, in seconds.
+#: How often ``tail --follow`` asks a SQLite file for new alerts, in seconds.
 FOLLOW_INTERVAL = 0.1
+#: How often ``tail --follow`` asks PostgreSQL without a wake-up (each commit sends one).
+PG_FOLLOW_POLL = 1.0
 #: Alerts read per query while following: a large backlog is printed in pieces.
 FOLLOW_BATCH = 1000
 
-_DB_HELP = f"database file (default $NOTIPIPE_DB, else ./{DEFAULT_DB})"
+_DB_HELP = f"database file or postgresql:// URL (default $NOTIPIPE_DB, else ./{DEFAULT_DB})"
 _EXIT_STATUS = """\
 exit status:
   0    done
@@ -188,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  notipipe run --alerts 100000     store 100,000 synthetic alerts in ./notipipe.db\n"
         "  notipipe stats                   what ./notipipe.db holds\n"
         "  notipipe tail -f                 the last 10 alerts, then each new one\n"
+        "  notipipe serve                   a live web dashboard of ./notipipe.db\n"
         "  notipipe COMMAND --help          a command's options\n\n" + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -313,7 +320,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow",
         "-f",
         action="store_true",
-        help=f"then print new alerts as they are stored (checks every {FOLLOW_INTERVAL:g} s) until Ctrl-C",
+        help="then print new alerts as they are stored, by any process, until Ctrl-C "
+        f"(a SQLite file is checked every {FOLLOW_INTERVAL:g} s; PostgreSQL wakes on each commit)",
+    )
+
+    subs = sub.add_parser(
+        "subscriptions",
+        help="durable subscribers of a PostgreSQL database, with their lag",
+        description=_wrap(
+            "List the durable subscriptions of a PostgreSQL database: for each name, how many "
+            "committed alerts it has not delivered yet, the age of the oldest of them, and which "
+            "process holds the name (none: no subscriber is running)."
+        ),
+        epilog="example:\n  notipipe subscriptions --db postgresql://alerts@db.internal/alerts\n\n"
+        + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subs.add_argument("--db", type=_path, required=True, metavar="URL", help="a postgresql:// URL")
+    serve = sub.add_parser(
+        "serve",
+        help="a live web dashboard of the alerts, as they are stored",
+        description=_wrap(
+            "Serve a web page showing the alerts stored in the database as they arrive, by this "
+            "or any other process (run `notipipe run --db PATH` beside it): alerts per second, "
+            "counts per kind and priority, the latest alerts. Browsers get the alerts as "
+            "Server-Sent Events and resume where they were after a reconnect. Needs the "
+            "dashboard extra: pip install 'notipipe[dashboard]'."
+        ),
+        epilog="examples:\n"
+        "  notipipe serve                          http://127.0.0.1:8000/ for ./notipipe.db\n"
+        "  notipipe serve --db /tmp/a.db --port 0  on a free port (the URL is printed)\n"
+        "  notipipe serve --host 0.0.0.0           other machines may connect (no authentication)\n\n"
+        "Ctrl-C stops the server (status 130).\n\n"
+        + _EXIT_STATUS.replace(
+            "one line on stderr says why)",
+            "one line on stderr says why),\n       or the address cannot be listened on",
+        ).replace(
+            "2    bad arguments (one line on stderr says which)",
+            "2    bad arguments, or the dashboard extra is not installed",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--db", type=_path, default=None, metavar="PATH", help=_DB_HELP)
+    serve.add_argument(
+        "--host",
+        type=_path,
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    serve.add_argument(
+        "--port",
+        type=_whole(0, 65535),
+        default=8000,
+        help="port to listen on, 0..65535 (default 8000; 0 picks a free one)",
     )
 
     sub.add_parser(
@@ -364,7 +423,7 @@ def _ft_build() -> bool:
 
 
 def _open_existing(path: str) -> DatabaseConnection:
-    if not os.path.exists(path):
+    if not is_url(path) and not os.path.exists(path):
         raise NotipipeError(f"{path}: no such database (run `notipipe run --db {path}` first)")
     return DatabaseConnection(path)
 
@@ -376,6 +435,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     print(f"alerts: {st.total:,}")
     for kind, n in st.by_kind.items():
         print(f"  {kind}: {n:,}")
+    if st.origins:
+        print("origins:")
+        for host, processes, n in st.origins:
+            print(f"  {host}: {n:,} from {processes:,} process{'es' if processes != 1 else ''}")
     if st.first_at is not None and st.last_at is not None:
         print(f"first: {_stamp(st.first_at)}")
         print(f"last:  {_stamp(st.last_at)}")
@@ -407,26 +470,40 @@ def _print_alerts(messages: Iterable[StoredMessage], stop: Callable[[], bool] = 
 
 
 def _follow(db: DatabaseConnection, n: int) -> int:
-    """``tail --follow``: the last ``n`` alerts, then every alert stored after them, until Ctrl-C.
+    """``tail --follow``: the last ``n`` alerts, then every alert committed after them, until Ctrl-C.
 
-    Row ids grow in commit order (rows are never deleted) and a reader sees a commit whole or
-    not at all, so asking for the ids after the last one printed misses nothing and repeats
-    nothing, whoever writes. SQLite tells no other process of a commit, hence the polling.
+    ``DatabaseConnection.follow`` misses nothing and repeats nothing, whoever writes: a SQLite
+    file by id (its writers commit one at a time), PostgreSQL by snapshot windows.
     """
     with _CtrlC() as ctrl_c:
         recent = db.last(max(n, 1))  # at least one: where "new" starts
         last_id = recent[-1].id if recent else 0
         _print_alerts(recent if n else (), ctrl_c.pressed)
         sys.stdout.flush()
-        while not ctrl_c.pressed():
-            new = db.after(last_id, FOLLOW_BATCH)
-            if new:
-                _print_alerts(new, ctrl_c.pressed)
-                sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
-                last_id = new[-1].id
-            if len(new) < FOLLOW_BATCH:  # caught up
-                time.sleep(FOLLOW_INTERVAL)
+        poll = PG_FOLLOW_POLL if is_url(db.path) else FOLLOW_INTERVAL
+        for page in db.follow(last_id, page=FOLLOW_BATCH, poll=poll, stop=ctrl_c.event):
+            _print_alerts(page, ctrl_c.pressed)
+            sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
     return EXIT_INTERRUPTED
+
+
+def cmd_subscriptions(args: argparse.Namespace) -> int:
+    if not is_url(args.db):
+        raise NotipipeError(
+            f"{args.db}: durable subscriptions live in a PostgreSQL database (a postgresql:// URL)"
+        )
+    from notipipe._pg_subscribers import list_subscriptions
+
+    states = list_subscriptions(args.db)
+    if not states:
+        print("no durable subscriptions")
+        return EXIT_OK
+    width = max(len("NAME"), *(len(s.name) for s in states))
+    print(f"{'NAME':<{width}}  {'UNDELIVERED':>11}  {'OLDEST':>9}  HELD BY")
+    for s in states:
+        oldest = "-" if s.oldest_age is None else f"{s.oldest_age:.1f} s"
+        print(f"{s.name:<{width}}  {s.undelivered:>11,}  {oldest:>9}  {s.holder or '-'}")
+    return EXIT_OK
 
 
 class _CtrlC:
@@ -434,15 +511,18 @@ class _CtrlC:
     loop ends between two reads (never inside one) and quietly."""
 
     def __init__(self) -> None:
-        self._pressed = False
+        #: Set by Ctrl-C: a follow loop waiting on it wakes at once.
+        self.event = threading.Event()
         self._previous: Callable[[int, FrameType | None], object] | int | None = None
         self._installed = False
 
     def pressed(self) -> bool:
-        return self._pressed
+        return self.event.is_set()
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
-        self._pressed = True
+        # Set from another thread: the handler runs on the main thread, which may be inside the
+        # event's own lock (Event.wait), and that lock is not reentrant.
+        threading.Thread(target=self.event.set, name="ctrl-c").start()
 
     def __enter__(self) -> Self:
         # Only the main thread may set handlers; elsewhere Ctrl-C stays a KeyboardInterrupt.
@@ -458,14 +538,50 @@ class _CtrlC:
             signal.signal(signal.SIGINT, self._previous)
 
 
+#: What to install when the dashboard's dependencies are missing.
+DASHBOARD_HINT = "the dashboard needs its extra: pip install 'notipipe[dashboard]'"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from notipipe.dashboard._serve import serve
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing not in ("starlette", "uvicorn"):
+            raise
+        print(f"notipipe serve: error: {DASHBOARD_HINT} ({missing} is missing)", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    path = _db_path(args.db)
+    if is_url(path):
+        # A browser resumes by stored id, which is exact only where ids follow commits (SQLite).
+        raise ConfigurationError(
+            "notipipe serve follows a SQLite file; on PostgreSQL use `notipipe tail --follow` "
+            "or a durable subscriber"
+        )
+    _open_existing(path).close()
+
+    def ready(url: str) -> None:
+        print(f"notipipe serve: {url} (the dashboard of {os.path.abspath(path)}; Ctrl-C stops)", flush=True)
+
+    serve(path, args.host, args.port, ready)
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from notipipe._run_display import Display
 
     path = _db_path(args.db)
     counter, meter = KindCounter(), RateMeter()
+    sqlite_only = {"synchronous": args.synchronous}
+    if is_url(path):
+        if args.synchronous != "NORMAL":
+            raise ConfigurationError(
+                "--synchronous is a SQLite setting; on PostgreSQL the server's synchronous_commit decides"
+            )
+        sqlite_only = {}
     with DatabaseConnection(
         path,
-        synchronous=args.synchronous,
+        **sqlite_only,
         batch_size=args.batch_size,
         max_delay=args.max_delay,
         deliver=args.deliver,
@@ -521,7 +637,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "per kind (database total)": ", ".join(f"{k}={v:,}" for k, v in stats.by_kind.items()) or "-",
             "peak rate (rate dashboard)": f"{meter.peak_rate():,.0f} alerts/s",
             "observer failures": f"{failures:,}",
-            "database": f"{stats.path} ({_human_bytes(stats.size_bytes)}, synchronous={args.synchronous})",
+            "database": f"{stats.path} ({_human_bytes(stats.size_bytes)}"
+            + ("" if is_url(path) else f", synchronous={args.synchronous}")
+            + ")",
             "threads": str(args.threads),
             "implementation": "compiled (Cython)" if notipipe.COMPILED else "pure Python",
             "GIL": "enabled" if _gil_enabled() else "disabled",
@@ -531,7 +649,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "stats": cmd_stats, "tail": cmd_tail, "info": cmd_info}
+COMMANDS = {
+    "run": cmd_run,
+    "stats": cmd_stats,
+    "tail": cmd_tail,
+    "subscriptions": cmd_subscriptions,
+    "serve": cmd_serve,
+    "info": cmd_info,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

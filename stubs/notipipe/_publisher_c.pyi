@@ -1,21 +1,33 @@
 # Stubs for the compiled fan-out; kept honest by `python -m mypy.stubtest notipipe`.
 # The annotated pure twin, notipipe/_publisher_py.py, is the type truth these mirror.
+import asyncio
 from collections.abc import Callable, Iterable
 
 from typing_extensions import disjoint_base
 
-from notipipe._protocols import ErrorHandler, Observer
+from notipipe._protocols import AsyncObserver, ErrorHandler, Observer, Overflow
 from notipipe._publisher_py import log_observer_error as log_observer_error
 
 __all__ = ["Publisher", "log_observer_error"]
 
 @disjoint_base
 class Publisher[T]:
-    def subscribe(self, observer: Observer[T], /) -> bool: ...
+    def subscribe(
+        self,
+        observer: Observer[T] | AsyncObserver[T],
+        /,
+        *,
+        weak: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+        queue_size: int = 1024,
+        overflow: Overflow = "wait",
+    ) -> bool: ...
     def _reinit_locks_after_fork(self) -> None: ...
-    def unsubscribe(self, observer: Observer[T], /) -> bool: ...
+    def _purge_dead(self) -> None: ...
+    def unsubscribe(self, observer: Observer[T] | AsyncObserver[T], /) -> bool: ...
+    def dropped(self, observer: Observer[T] | AsyncObserver[T], /) -> int: ...
     @property
-    def observers(self) -> tuple[Observer[T], ...]: ...
+    def observers(self) -> tuple[Observer[T] | AsyncObserver[T], ...]: ...
     @property
     def notify_all(self) -> Callable[[T], None]: ...
     @property

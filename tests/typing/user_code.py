@@ -1,6 +1,14 @@
 """A user's module: the acceptance cases as a type checker sees them (mypy and basedpyright)."""
 
-from notipipe import DatabaseConnection, EmailMessage, MessageFactory, Observer, Publisher, SMSMessage
+from notipipe import (
+    AsyncObserver,
+    DatabaseConnection,
+    EmailMessage,
+    MessageFactory,
+    Observer,
+    Publisher,
+    SMSMessage,
+)
 
 
 class DashboardAnalytics:  # no base class
@@ -35,3 +43,25 @@ channel.subscribe(StructuredDashboard())
 channel.notify_all(email)
 observer: Observer[str] = DashboardAnalytics()
 failures: int = channel.failures
+
+
+class LiveFeed:  # an async observer: awaited on the loop it was subscribed from
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def update(self, message: str) -> None:
+        self.seen.append(message)
+
+    async def update_many(self, messages: tuple[str, ...]) -> None:
+        self.seen.extend(messages)
+
+
+async def dashboard() -> None:
+    feed = LiveFeed()
+    alerts: Publisher[str] = Publisher()
+    alerts.subscribe(feed, queue_size=256, overflow="drop_oldest")
+    alerts.subscribe(DashboardAnalytics(), weak=True)
+    DatabaseConnection().subscribe(feed, weak=True)
+    async_observer: AsyncObserver[str] = feed
+    dropped: int = alerts.dropped(async_observer)
+    print(dropped)

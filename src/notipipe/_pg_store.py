@@ -1,0 +1,435 @@
+"""``PgMessageStore``: every accepted alert kept in PostgreSQL, written by one thread per process.
+
+The queue, the group commit, back-pressure and the reports are ``GroupCommitStore``'s, exactly as
+for SQLite. Here is what PostgreSQL changes:
+
+* Each batch is one transaction: its ids are reserved first (``nextval`` of the table's identity,
+  in save order, so an ``after_commit`` observer gets each message with its id), then the rows go
+  in with one ``COPY ... FROM STDIN (FORMAT BINARY)``, each with its origin (host and process).
+* The server unreachable (down, restarting, the connection lost) is a *wait*, like a locked
+  SQLite file: the writer keeps its batch and reconnects with capped backoff, producers block
+  once the queue is full, ``flush(timeout)`` raises ``TimeoutError``, and a warning is logged
+  once the outage passes ``busy_timeout``. Other errors are reported by ``flush`` (the server's
+  reason in a ``StorageError``) and retried.
+* A commit in doubt (the connection died while COMMIT was on its way) is resolved, never
+  guessed: the writer notes the transaction id before COMMIT and, once reconnected, asks the
+  server (``pg_xact_status``) whether it committed, and checks that a row of the batch is there
+  with that transaction id and this process as its origin (after a crash the server may give a
+  lost transaction's id to another); only if it did not commit is the batch sent again, with
+  newly reserved ids. So every flushed alert is stored exactly once.
+* A row the server refuses (text holding NUL, which PostgreSQL's text cannot) is dropped alone:
+  the batch is written again row by row, each in a savepoint, and the refused rows are reported
+  by the next ``flush``.
+* After each commit a wake-up ``NOTIFY`` goes out in a tiny transaction of its own (inside the
+  data transaction it would serialise commits server-wide); followers treat it as a hint.
+
+psycopg 3 is imported only here, and only when a PostgreSQL URL is used.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.parse
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
+from notipipe._pg_copy import COPY_HEADER, COPY_TRAILER, pack_rows
+from notipipe._pg_schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
+from notipipe._writer import GroupCommitStore, Row, describe, leak
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PgMessageStore", "import_psycopg", "is_url", "redact"]
+
+_SCHEMES: Final = ("postgresql://", "postgres://")
+#: SQLSTATEs that mean "the server is going away or not there yet": wait and reconnect.
+_GONE: Final = frozenset({"57P01", "57P02", "57P03"})
+#: The COPY column types, in MESSAGE_COLUMNS order (binary COPY needs them exact).
+_COPY_TYPES: Final = ("int8", "text", "float8", "int4", "text", "text", "text", "text", "int4")
+_COPY_SQL: Final = f"COPY {MESSAGES} ({', '.join(MESSAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_PLACEHOLDERS: Final = ", ".join(["%s"] * len(MESSAGE_COLUMNS))
+_INSERT_SQL: Final = f"INSERT INTO {MESSAGES} ({', '.join(MESSAGE_COLUMNS)}) VALUES ({_PLACEHOLDERS})"
+#: The ids of a batch, from the table's identity sequence (named by the server, {} below: a
+#: literal, so that it is looked up once, not once per row); one array, sorted, read as text,
+#: which pure-Python psycopg parses far faster than as many rows.
+_RESERVE_SQL: Final = (
+    "SELECT array_agg(v ORDER BY v)::text FROM"
+    " (SELECT nextval({}::regclass) AS v FROM generate_series(1, %s)) AS reserved"
+)
+#: Rows packed per write in the pure-Python COPY path.
+_PACK_ROWS: Final = 1000
+#: Seconds a connection attempt may take, unless the URL says otherwise.
+_CONNECT_TIMEOUT: Final = 10
+#: TCP keepalives for every connection, where the URL does not set them: libpq leaves the idle
+#: time to the kernel, commonly hours, so a writer whose server vanished without a word (a cut
+#: link, a host lost) would wait on the half-open connection, with a COMMIT in doubt, that long.
+#: (The server ends such a transaction by its own ``tcp_keepalives_*`` settings.)
+_KEEPALIVES: Final = (
+    ("keepalives", 1),
+    ("keepalives_idle", 30),
+    ("keepalives_interval", 10),
+    ("keepalives_count", 3),
+)
+
+_HINT: Final = (
+    "a PostgreSQL URL needs psycopg 3: pip install 'notipipe[postgresql]'"
+    " (or 'notipipe[postgresql-binary]' for psycopg's own libpq build, GIL interpreters only)"
+)
+
+
+def is_url(path: str) -> bool:
+    """True for ``postgresql://...`` and ``postgres://...`` (the PostgreSQL backend)."""
+    return path.startswith(_SCHEMES)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***``: safe to show and to log."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = parts.query
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    if any(key == "password" for key, _ in pairs):
+        query = urllib.parse.urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="/:")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing to hide: exactly as given
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def import_psycopg() -> ModuleType:
+    """psycopg, or ``ConfigurationError`` saying how to install it."""
+    try:
+        import psycopg
+    except ImportError as error:
+        raise ConfigurationError(_HINT) from error
+    return psycopg
+
+
+def _is_refused_row(error: BaseException) -> bool:
+    """The server (or psycopg) refused a value: data (class 22) or a constraint (class 23)."""
+    psycopg = import_psycopg()
+    return isinstance(error, (psycopg.DataError, psycopg.IntegrityError))
+
+
+class _StillInProgressError(Exception):
+    """The transaction of a commit in doubt is still running on the server (its session has not
+    ended yet): wait, then ask again."""
+
+
+class _Attempt:
+    """One batch across its attempts: a commit in doubt, and what the server refused."""
+
+    __slots__ = ("ids", "probe", "refused", "rows", "xid")
+
+    def __init__(self, rows: list[Row | None]) -> None:
+        self.rows = rows
+        self.ids: list[int] = []  # reserved by the last transaction that wrote the batch
+        self.xid: str | None = None  # that transaction, while its COMMIT's outcome is unknown
+        self.probe: tuple[int, str, int] | None = None  # one row it wrote: (id, host, pid)
+        self.refused: dict[int, BaseException] = {}  # rows the server refused in that transaction
+
+
+class PgMessageStore(GroupCommitStore):
+    """A PostgreSQL-backed queue of messages with a group-committing writer thread.
+
+    ``url`` is a libpq URL (``postgresql://user@host/db``; a bare ``postgresql://`` takes libpq's
+    ``PG*`` environment). ``path`` shows it without its password.
+    """
+
+    _table: ClassVar[str] = MESSAGES
+    _param: ClassVar[str] = "%s"
+
+    def __init__(
+        self,
+        url: str,
+        to_rows: Callable[[list[object]], list[Row]],
+        *,
+        batch_size: int = 10_000,
+        max_delay: float = 0.05,
+        busy_timeout: float = 5.0,
+        on_commit: Callable[[list[Any], list[int]], object] | None = None,
+        max_pending: int | None = None,
+    ) -> None:
+        self._psycopg = import_psycopg()
+        self._url = url
+        self._conn: psycopg.Connection[Any] | None = None
+        self._reader: psycopg.Connection[Any] | None = None
+        self._attempt: _Attempt | None = None
+        self._reserve_sql = ""  # _RESERVE_SQL for the writing connection's server
+        self._host = socket.gethostname()
+        # psycopg's C build formats COPY rows fastest itself; its pure-Python build does not.
+        self._pack = self._psycopg.pq.__impl__ == "python"
+        super().__init__(
+            redact(url),
+            to_rows,
+            batch_size=batch_size,
+            max_delay=max_delay,
+            busy_timeout=busy_timeout,
+            on_commit=on_commit,
+            max_pending=max_pending,
+        )
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _connect(self, role: str) -> psycopg.Connection[Any]:
+        options: dict[str, Any] = {"autocommit": True, "application_name": f"notipipe {role}"}
+        given = self._psycopg.conninfo.conninfo_to_dict(self._url)
+        for name, value in (("connect_timeout", _CONNECT_TIMEOUT), *_KEEPALIVES):
+            if name not in given:  # what the URL sets wins
+                options[name] = value
+        conn: psycopg.Connection[Any] = self._psycopg.connect(self._url, **options)
+        return conn
+
+    def _open_writer(self) -> None:
+        try:
+            conn = self._connect("writer")
+        except self._psycopg.Error as error:
+            raise StorageError(self.path, f"cannot connect: {describe(error)}") from None
+        try:
+            ensure_schema(conn)
+        except self._psycopg.Error as error:
+            conn.close()
+            raise StorageError(self.path, f"cannot create the tables: {describe(error)}") from None
+        with self._write_lock:
+            self._conn = conn
+            self._reserve_sql = _reserve_sql(conn)
+
+    def _live_conn(self) -> psycopg.Connection[Any]:
+        """The writing connection, reconnecting first if it was lost."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            self._conn = None
+            conn = self._conn = self._connect("writer")
+            self._reserve_sql = _reserve_sql(conn)
+        return conn
+
+    def _close_writer_conn(self) -> None:
+        with self._write_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _forget_connections(self) -> None:
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                leak(conn)
+        self._conn = self._reader = None
+
+    # -- what counts as what ---------------------------------------------------------------------
+
+    def _is_retryable(self, error: BaseException) -> bool:
+        return isinstance(error, (self._psycopg.Error, MemoryError, _StillInProgressError))
+
+    def _is_wait(self, error: BaseException) -> bool:
+        """The server cannot be reached or is restarting (or a commit in doubt is still running):
+        nothing to report before ``busy_timeout``."""
+        if isinstance(error, _StillInProgressError):
+            return True
+        if not isinstance(error, self._psycopg.Error):
+            return False
+        state = error.sqlstate
+        if state is None:
+            return isinstance(error, (self._psycopg.OperationalError, self._psycopg.InterfaceError))
+        return state.startswith("08") or state in _GONE
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
+        attempt = self._attempt
+        if attempt is None or attempt.rows is not rows:
+            attempt = self._attempt = _Attempt(rows)
+        conn = self._live_conn()
+        if attempt.xid is not None and self._committed_before(conn, attempt):
+            ids = attempt.ids
+        else:
+            attempt.xid = None
+            attempt.refused = dict(refused)
+            try:
+                ids = self._send(conn, attempt, one_by_one=bool(refused))
+            except BaseException as error:
+                if not _is_refused_row(error) or conn.broken:
+                    raise
+                # The server refused a row: start over row by row, to find and drop only it.
+                attempt.refused = dict(refused)
+                ids = self._send(conn, attempt, one_by_one=True)
+        refused.update(attempt.refused)
+        self._attempt = None
+        self._notify(conn)
+        assert ids is not None
+        return [0 if i in refused or row is None else ids[i] for i, row in enumerate(rows)]
+
+    def _committed_before(self, conn: psycopg.Connection[Any], attempt: _Attempt) -> bool:
+        """Whether the transaction whose COMMIT was in doubt committed (asked once reconnected)."""
+        assert attempt.xid is not None
+        try:
+            row = conn.execute("SELECT pg_xact_status(%s::xid8)", (attempt.xid,)).fetchone()
+        except self._psycopg.errors.InvalidParameterValue:
+            # "transaction ID ... is in the future": the server crashed before any of it reached
+            # its log, and restarted without it. Not committed.
+            return False
+        status = None if row is None else row[0]
+        if status == "in progress":
+            raise _StillInProgressError(
+                f"the transaction {attempt.xid} of a commit in doubt is still running"
+            )
+        if status != "committed" or attempt.probe is None:
+            return status == "committed"  # aborted, or unknown (NULL): not committed
+        # A crash can also give the lost transaction's id (and its rows' ids) to a later one:
+        # the batch committed only if a row it wrote is there, with its transaction and origin.
+        ident, host, pid = attempt.probe
+        found = conn.execute(
+            f"SELECT 1 FROM {MESSAGES} WHERE id = %s AND xid = %s::xid8 AND origin_host = %s"
+            " AND origin_pid = %s",
+            (ident, attempt.xid, host, pid),
+        ).fetchone()
+        return found is not None
+
+    def _send(
+        self,
+        conn: psycopg.Connection[Any],
+        attempt: _Attempt,
+        *,
+        one_by_one: bool,
+    ) -> list[int]:
+        """One transaction: reserve the ids (once per batch), write the rows, commit."""
+        rows, refused = attempt.rows, attempt.refused
+        conn.execute("BEGIN")
+        try:
+            # Reserved again by each attempt: a server that crashed may hand out the ids of a
+            # transaction it lost once more, to anyone.
+            reserved = conn.execute(self._reserve_sql, (len(rows),)).fetchone()
+            assert reserved is not None
+            # One session's nextval calls increase: sorted, they follow the save order.
+            ids = attempt.ids = [int(i) for i in str(reserved[0])[1:-1].split(",")]
+            pid = os.getpid()
+            full = [(ids[i], *row) for i, row in enumerate(rows) if row is not None and i not in refused]
+            positions = [i for i, row in enumerate(rows) if row is not None and i not in refused]
+            if one_by_one:
+                self._insert_one_by_one(conn, [(*row, self._host, pid) for row in full], positions, refused)
+            else:
+                self._copy(conn, full, self._host, pid)
+            row = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
+            assert row is not None
+            xid = str(row[0])
+        except BaseException:
+            self._rollback(conn)
+            raise
+        probes = [i for i in positions if i not in refused]
+        attempt.probe = (ids[probes[0]], self._host, pid) if probes else None
+        attempt.xid = xid  # from here until COMMIT's answer arrives, the outcome is unknown
+        self._send_commit(conn)
+        attempt.xid = None
+        return ids
+
+    def _copy(
+        self, conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], host: str, pid: int
+    ) -> None:
+        """COPY rows of (id, kind, created_at, priority, address, subject, body)."""
+        with conn.cursor() as cur, cur.copy(_COPY_SQL) as copy:
+            if not self._pack:
+                copy.set_types(list(_COPY_TYPES))
+                for row in rows:
+                    copy.write_row((*row, host, pid))
+                return
+            # Pure-Python psycopg formats each value in Python: packing the rows here is several
+            # times faster. In pieces, so that the server is busy while the rest is packed.
+            copy.write(COPY_HEADER)
+            for i in range(0, len(rows), _PACK_ROWS):
+                copy.write(pack_rows(rows[i : i + _PACK_ROWS], host, pid))
+            copy.write(COPY_TRAILER)
+
+    def _insert_one_by_one(
+        self,
+        conn: psycopg.Connection[Any],
+        rows: Sequence[tuple[object, ...]],
+        positions: list[int],
+        refused: dict[int, BaseException],
+    ) -> None:
+        for position, row in zip(positions, rows, strict=True):
+            conn.execute("SAVEPOINT notipipe_row")
+            try:
+                conn.execute(_INSERT_SQL, row)
+            except BaseException as error:
+                if not _is_refused_row(error) or conn.broken:
+                    raise
+                conn.execute("ROLLBACK TO SAVEPOINT notipipe_row")
+                refused[position] = error
+            else:
+                conn.execute("RELEASE SAVEPOINT notipipe_row")
+
+    def _send_commit(self, conn: psycopg.Connection[Any]) -> None:
+        """COMMIT (its own method: the fault tests make it fail on either side of the server's
+        commit)."""
+        conn.execute("COMMIT")
+
+    def _rollback(self, conn: psycopg.Connection[Any]) -> None:
+        if not conn.broken and not conn.closed:
+            try:
+                conn.execute("ROLLBACK")
+            except self._psycopg.Error:
+                # The connection died meanwhile: the server rolls back what it holds.
+                conn.close()
+
+    def _notify(self, conn: psycopg.Connection[Any]) -> None:
+        """Wake followers; a hint only, so a failure costs nothing (the next write reconnects)."""
+        try:
+            conn.execute(f"NOTIFY {WAKEUP_CHANNEL}")
+        except self._psycopg.Error:
+            conn.close()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        psycopg = self._psycopg
+        with self._read_lock:
+            for attempt in (1, 2):
+                if self._closed:
+                    raise StorageClosedError(self.path)
+                try:
+                    if self._reader is None or self._reader.closed or self._reader.broken:
+                        self._close_reader()
+                        self._reader = self._connect("reader")
+                    return self._reader.execute(sql, params).fetchall()
+                except psycopg.errors.UndefinedTable:
+                    return []  # nothing stored yet: the tables come with the first write
+                except psycopg.Error as error:
+                    # A connection lost since the last read is reopened once, silently.
+                    if attempt == 1 and self._is_wait(error):
+                        self._close_reader()
+                        continue
+                    raise StorageError(self.path, f"reading failed: {describe(error)}") from None
+        raise AssertionError("unreachable")
+
+    def origins(self) -> list[tuple[str, int, int]]:
+        rows = self.query(
+            f"SELECT origin_host, count(DISTINCT origin_pid), count(*) FROM {MESSAGES}"
+            " GROUP BY origin_host ORDER BY origin_host"
+        )
+        return [(str(host), int(procs), int(n)) for host, procs, n in rows]  # type: ignore[call-overload]
+
+    def size_bytes(self) -> int:
+        rows = self.query("SELECT coalesce(pg_total_relation_size(to_regclass(%s)), 0)", (MESSAGES,))
+        return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+
+
+def _reserve_sql(conn: psycopg.Connection[Any]) -> str:
+    from psycopg import sql
+
+    row = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (MESSAGES,)).fetchone()
+    if row is None or row[0] is None:
+        raise StorageError(MESSAGES, "the table has no identity sequence for its id column")
+    return _RESERVE_SQL.format(sql.Literal(str(row[0])).as_string(conn))

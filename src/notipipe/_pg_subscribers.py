@@ -1,0 +1,283 @@
+"""Durable named subscribers on PostgreSQL: ``subscribe(observer, durable_name=...)``.
+
+The promise, for a subscription named N:
+
+* **Where it starts.** The first ``subscribe`` with the name N creates it, before returning:
+  every alert not yet committed at that moment is delivered (alerts committed earlier are not;
+  read them with ``after``). A later ``subscribe`` with the name N, from any process, resumes
+  where the name's cursor stands.
+* **What it delivers.** Every alert committed by any writer process, at least once, after it
+  is committed (durable), none skipped, each carrying its stored ``id``; each writer's alerts in
+  that writer's save order. Alerts of different writers may interleave in any order.
+* **The cursor** is the row N of ``notipipe_subscriptions``. It is committed after each page's
+  ``update`` calls have returned, so a restart resumes after the last page whose calls returned;
+  an alert is delivered twice only when the subscriber dies (or loses its connection) between a
+  page's ``update`` calls and that commit, and then only that page (at most ``page`` alerts).
+* **One holder.** One process at a time delivers N: it holds a session advisory lock on the
+  connection that commits the cursor. Another ``subscribe`` with the name N waits as a standby
+  and takes over (within ``poll`` seconds) when the holder's connection ends: the process died,
+  unsubscribed, or its connection was cut.
+* **Failures.** An ``update`` that raises goes to the database's ``error_handler`` (throttled as
+  for every observer), and delivery goes on with the next alert: that alert counts as delivered.
+  An ``Exception`` is reported as it is; a ``BaseException`` (``SystemExit``,
+  ``KeyboardInterrupt``: on this thread they can stop nothing but the delivery) is reported
+  wrapped in a ``RuntimeError`` whose ``__cause__`` it is, since handlers take an ``Exception``.
+  A stored row that is not a valid alert (written by another tool: say, a priority out of range)
+  is reported the same way, with the row's tuple as the message, and skipped: the cursor moves
+  past it. Lost connections, and any other error of the delivery thread, are logged and retried
+  with backoff, resuming from the committed cursor.
+* **Stopping.** ``unsubscribe(observer)`` stops delivery, joins the delivery thread (unless
+  called from the observer itself) and releases the name; the cursor stays for the next
+  ``subscribe``. ``close()`` does the same for every durable subscription of the connection.
+
+Delivery runs on a thread of the subscription, with no lock of notipipe's held.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Final
+
+import psycopg
+
+from notipipe._errors import StorageError
+from notipipe._failures import Failures, ObserverFailures
+from notipipe._pg_follow import Backoff, Row, Wakeup, Window, connect, ensure_schema, read_page
+from notipipe._pg_schema import MESSAGES, SUBSCRIPTION_LOCK, SUBSCRIPTIONS
+from notipipe._pg_store import redact
+from notipipe._protocols import ErrorHandler
+
+__all__ = ["DurableSubscription", "SubscriptionState", "check_name", "list_subscriptions"]
+
+_log = logging.getLogger("notipipe")
+
+#: ``application_name`` prefix of the connection that holds (or waits for) a subscription.
+HOLDER_NAME: Final = "notipipe subscriber"
+
+#: The longest name: it is a primary key and appears in messages.
+MAX_NAME = 200
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or not name.isprintable():
+        raise ValueError(
+            f"durable_name must be a non-empty printable str of at most {MAX_NAME} characters, got {name!r}"
+        )
+    return name
+
+
+class _DatabaseFailures(Failures):
+    """Failures of one durable subscription: counted here, reported to the handler the database
+    has when the failure happens (the same throttled default as its other observers)."""
+
+    __slots__ = ("_current_handler",)
+
+    def __init__(self, current_handler: Callable[[], ErrorHandler]) -> None:
+        # Failures.__init__ would assign ``handler``, which here follows the database instead.
+        self.lock: AbstractContextManager[object] = threading.Lock()
+        self.count = 0
+        self._current_handler = current_handler
+
+    @property
+    def handler(self) -> ErrorHandler:  # type: ignore[override]  # read-only: the database's
+        return self._current_handler()
+
+
+class DurableSubscription:
+    """One observer's delivery under one durable name, on a thread of its own."""
+
+    def __init__(
+        self,
+        dsn: str,
+        name: str,
+        observer: Any,
+        to_message: Callable[[Row], object],
+        error_handler: Callable[[], ErrorHandler],
+        *,
+        page: int,
+        poll: float,
+    ) -> None:
+        self.dsn, self.name, self.observer = dsn, name, observer
+        self._update: Callable[[object], object] = observer.update
+        self._to_message = to_message
+        self._failures = _DatabaseFailures(error_handler)
+        self._failed = ObserverFailures(self._failures, observer).failed
+        self._page, self._poll = page, poll
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"notipipe-subscriber-{name}", daemon=True)
+
+    def start(self) -> None:
+        """Create the name's cursor if it is new (so the start is fixed on return), then deliver."""
+        try:
+            with connect(self.dsn, HOLDER_NAME) as conn:
+                ensure_schema(conn)
+                conn.execute(
+                    f"INSERT INTO {SUBSCRIPTIONS} (name, delivered) VALUES (%s, pg_current_snapshot()) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (self.name,),
+                )
+        except psycopg.Error as error:
+            raise StorageError(redact(self.dsn), f"cannot subscribe {self.name!r}: {error}") from None
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop delivering and release the name; wait for the thread unless called from it."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread and self._thread.is_alive():
+            self._thread.join()
+
+    @property
+    def failures(self) -> int:
+        return self._failures.count
+
+    # -- the delivery thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = Backoff()
+        warned = False
+        while not self._stop.is_set():
+            try:
+                self._hold_and_deliver(backoff)
+            except psycopg.Error as error:
+                if not warned:
+                    _log.warning(
+                        "durable subscriber %r on %s: %s; reconnecting", self.name, redact(self.dsn), error
+                    )
+                    warned = True
+                self._stop.wait(backoff.next())
+            except Exception:  # noqa: BLE001 - a bug must not end delivery silently: logged, retried
+                _log.exception("durable subscriber %r on %s failed; retrying", self.name, redact(self.dsn))
+                self._stop.wait(backoff.next())
+
+    def _hold_and_deliver(self, backoff: Backoff) -> None:
+        # The lock and the cursor live on one connection: a cursor commit that succeeds proves
+        # the lock is still held, and the lock goes with the connection, whatever ends it.
+        with connect(self.dsn, HOLDER_NAME) as conn:
+            while True:  # a standby until the lock is ours
+                got = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (SUBSCRIPTION_LOCK, self.name)
+                ).fetchone()
+                if got is not None and got[0]:
+                    break
+                backoff.reset()
+                if self._stop.wait(self._poll):
+                    return
+            wakeup = Wakeup(self.dsn)
+            try:
+                wakeup.listen()
+                window = self._load(conn)
+                backoff.reset()
+                while not self._stop.is_set():
+                    rows, after = read_page(conn, window, self._page)
+                    if rows:
+                        self._deliver(rows)
+                        self._save(conn, after)
+                    window = after
+                    if not rows:
+                        wakeup.wait(self._poll, self._stop)
+            finally:
+                wakeup.close()
+
+    def _deliver(self, rows: list[Row]) -> None:
+        update, failed = self._update, self._failed
+        for row in rows:
+            try:
+                message = self._to_message(row)
+            except Exception as error:  # noqa: BLE001 - a row another tool stored: reported, skipped
+                failed(row, error)
+                continue
+            try:
+                update(message)
+            except Exception as error:  # noqa: BLE001 - reported, never ends the subscription
+                failed(message, error)
+            except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
+                wrapped = RuntimeError(f"update raised {type(error).__name__}: {error}")
+                wrapped.__cause__ = error
+                failed(message, wrapped)
+
+    def _load(self, conn: psycopg.Connection[Row]) -> Window:
+        got = conn.execute(
+            f"SELECT delivered::text, window_end::text, window_pos FROM {SUBSCRIPTIONS} WHERE name = %s",
+            (self.name,),
+        ).fetchone()
+        if got is None:  # dropped by hand meanwhile: start again from now
+            conn.execute(
+                f"INSERT INTO {SUBSCRIPTIONS} (name, delivered) VALUES (%s, pg_current_snapshot())",
+                (self.name,),
+            )
+            return self._load(conn)
+        return Window(str(got[0]), None if got[1] is None else str(got[1]), int(got[2]))
+
+    def _save(self, conn: psycopg.Connection[Row], window: Window) -> None:
+        conn.execute(
+            f"UPDATE {SUBSCRIPTIONS} SET delivered = %s::pg_snapshot, window_end = %s::pg_snapshot, "
+            "window_pos = %s, updated_at = now() WHERE name = %s",
+            (window.start, window.end, window.position, self.name),
+        )
+
+
+class SubscriptionState:
+    """One row of ``list_subscriptions``: a durable name, its lag, and who holds it."""
+
+    __slots__ = ("holder", "name", "oldest_age", "undelivered", "updated_at")
+
+    def __init__(
+        self, name: str, undelivered: int, oldest_age: float | None, holder: str | None, updated_at: float
+    ) -> None:
+        self.name = name
+        #: Committed alerts not yet delivered (the cursor not yet past them).
+        self.undelivered = undelivered
+        #: Seconds since the oldest undelivered alert was created, or None.
+        self.oldest_age = oldest_age
+        #: The holding process as ``pid@host`` (its client address added for a remote one), or
+        #: None if no process holds the name.
+        self.holder = None if holder is None else holder.removeprefix(HOLDER_NAME + " ")
+        #: When the cursor was last committed (seconds since the epoch).
+        self.updated_at = updated_at
+
+
+def list_subscriptions(dsn: str) -> list[SubscriptionState]:
+    """Every durable subscription of the database at ``dsn``, by name (``StorageError`` if the
+    database cannot be reached)."""
+    try:
+        return _list_subscriptions(dsn)
+    except psycopg.Error as error:
+        raise StorageError(redact(dsn), f"cannot list the subscriptions: {error}") from None
+
+
+def _list_subscriptions(dsn: str) -> list[SubscriptionState]:
+    with connect(dsn, "notipipe subscriptions") as conn:
+        ensure_schema(conn)
+        rows = conn.execute(
+            f"""
+            SELECT s.name, lag.n, lag.oldest, holder.who, extract(epoch FROM s.updated_at)::float8
+            FROM {SUBSCRIPTIONS} s
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS n, extract(epoch FROM now())::float8 - min(m.created_at) AS oldest
+                FROM {MESSAGES} m
+                WHERE m.xid >= pg_snapshot_xmin(s.delivered)
+                  AND NOT pg_visible_in_snapshot(m.xid, s.delivered)
+                  AND NOT (s.window_end IS NOT NULL AND pg_visible_in_snapshot(m.xid, s.window_end)
+                           AND m.id <= s.window_pos)
+            ) lag
+            LEFT JOIN LATERAL (
+                SELECT a.application_name || coalesce(' from ' || host(a.client_addr), '') AS who
+                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
+                        SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND l.classid::bigint = %s
+                  AND l.objid::bigint = (hashtext(s.name)::bigint & 4294967295)
+                  AND l.objsubid = 2
+                LIMIT 1
+            ) holder ON true
+            ORDER BY s.name
+            """,
+            (SUBSCRIPTION_LOCK,),
+        ).fetchall()
+    return [
+        SubscriptionState(str(name), int(n), None if oldest is None else float(oldest), who, float(updated))
+        for name, n, oldest, who, updated in rows
+    ]

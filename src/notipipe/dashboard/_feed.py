@@ -1,0 +1,164 @@
+"""What the dashboard sends, with no web framework in sight: pages of alerts and their SSE frames.
+
+The follower reads the database in pages (``follow``) and turns each into a ``Page``: the
+alerts, the id the page continues from, and the page already framed as one Server-Sent Event
+whose id is the last alert's stored id. A browser that reconnects sends that id back as
+``Last-Event-ID`` and is served from the alert after it: nothing missed, nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from notipipe._database import StoredMessage
+
+__all__ = [
+    "LATEST",
+    "PAGE_SIZE",
+    "POLL_INTERVAL",
+    "Page",
+    "Reads",
+    "alerts_frame",
+    "follow",
+    "snapshot",
+    "snapshot_frame",
+]
+
+#: Alerts read per query: a backlog is sent in pieces of this size.
+PAGE_SIZE = 5000
+#: How often the follower asks the database for new alerts, in seconds, once caught up.
+POLL_INTERVAL = 0.025
+#: Alerts shown in full in the page's list (and sent in full per event): the rest go as counts.
+LATEST = 20
+
+
+class Reads(Protocol):
+    """The public reads the dashboard uses (``DatabaseConnection`` has them)."""
+
+    def after(self, message_id: int, limit: int = 1000, /) -> list[StoredMessage]: ...
+    def last(self, n: int = 10, /) -> list[StoredMessage]: ...
+    def count_by_kind_and_priority(self, upto_id: int | None = None, /) -> dict[tuple[str, int], int]: ...
+    def follow(
+        self, after_id: int = 0, *, page: int = ..., poll: float = ..., stop: threading.Event | None = None
+    ) -> Iterator[list[StoredMessage]]: ...
+
+
+def follow(db: Reads, after_id: int, stop: threading.Event) -> Iterator[list[StoredMessage]]:
+    """Pages of the alerts committed after ``after_id``, oldest first, until ``stop`` is set.
+
+    ``DatabaseConnection.follow``: on a SQLite file, ids grow in commit order and a read sees a
+    commit whole, so asking for the ids after the last one seen misses nothing and repeats
+    nothing; that is also what makes ``Last-Event-ID`` an exact resume point here.
+    """
+    return db.follow(after_id, page=PAGE_SIZE, poll=POLL_INTERVAL, stop=stop)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Alerts stored after ``after_id``, with nothing stored in between left out.
+
+    A browser that has been sent every alert up to ``after_id`` (or further) can take this page
+    without a gap; one that has not has lost a page (see ``BrowserFeed``).
+    """
+
+    after_id: int
+    messages: Sequence[StoredMessage]
+    #: The whole page as one SSE event, made once (by the follower thread) for every browser.
+    frame: bytes = field(default=b"", compare=False)
+
+    @classmethod
+    def of(cls, after_id: int, messages: Sequence[StoredMessage]) -> Page:
+        return cls(after_id, messages, alerts_frame(messages))
+
+    @property
+    def last_id(self) -> int:
+        return self.messages[-1].id if self.messages else self.after_id
+
+
+def _alert(m: StoredMessage) -> dict[str, object]:
+    if m.kind == "email":
+        to, text = getattr(m, "recipient", ""), getattr(m, "subject", "")
+    else:
+        to, text = getattr(m, "phone_number", ""), getattr(m, "body", "")
+    return {"id": m.id, "kind": m.kind, "priority": m.priority, "at": m.created_at, "to": to, "text": text}
+
+
+def _ranges(ids: list[int]) -> list[list[int]]:
+    """``[[first, last], ...]``: the ids as runs of consecutive numbers (usually one run)."""
+    if ids and ids[-1] - ids[0] == len(ids) - 1:  # ids only grow: one run, the usual case
+        return [[ids[0], ids[-1]]]
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return runs
+
+
+def _event(name: str, event_id: int, data: Mapping[str, object]) -> bytes:
+    # JSON escapes line breaks, so the data is one "data:" line and cannot end the event early.
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"event: {name}\nid: {event_id}\ndata: {text}\n\n".encode()
+
+
+def alerts_frame(messages: Sequence[StoredMessage]) -> bytes:
+    """One ``alerts`` event for ``messages`` (oldest first), its id the last one's stored id.
+
+    Every alert is accounted for (its id in ``ids``, its kind and priority in the counts, its
+    time in ``at``, in milliseconds after ``t0``); only the last ``LATEST`` go in full. ``sent``
+    is when the server read them (milliseconds since the epoch): the page tells the delay of
+    the database apart from the delay of the dashboard.
+    """
+    if not messages:
+        return b""
+    # The follower frames every alert it reads: Counter and comprehensions keep the loop in C.
+    t0 = int(messages[0].created_at * 1000)
+    offsets = [int(m.created_at * 1000) - t0 for m in messages]
+    by_kind = Counter([m.kind for m in messages])
+    by_priority = {str(p): n for p, n in Counter([m.priority for m in messages]).items()}
+    data = {
+        "ids": _ranges([m.id for m in messages]),
+        "kinds": by_kind,
+        "priorities": by_priority,
+        "t0": t0,
+        "at": offsets,
+        "latest": [_alert(m) for m in messages[-LATEST:]],
+        "sent": int(time.time() * 1000),
+    }
+    return _event("alerts", messages[-1].id, data)
+
+
+def snapshot_frame(
+    upto_id: int, counts: Mapping[tuple[str, int], int], latest: Sequence[StoredMessage]
+) -> bytes:
+    """The ``snapshot`` event a new browser starts from: totals up to ``upto_id`` (its event id)."""
+    by_kind: dict[str, int] = {}
+    by_priority: dict[str, int] = {}
+    for (kind, priority), n in counts.items():
+        by_kind[kind] = by_kind.get(kind, 0) + n
+        by_priority[str(priority)] = by_priority.get(str(priority), 0) + n
+    data = {
+        "upto": upto_id,
+        "kinds": by_kind,
+        "priorities": by_priority,
+        "latest": [_alert(m) for m in latest],
+    }
+    return _event("snapshot", upto_id, data)
+
+
+def snapshot(db: Reads) -> tuple[int, bytes]:
+    """A new browser's starting point: the last stored id and its ``snapshot`` frame.
+
+    The latest alerts are read first and the counts stop at the last of them, so the counts and
+    the alerts that follow (``after(upto)``) add up exactly whoever writes meanwhile.
+    """
+    latest = db.last(LATEST)
+    upto = latest[-1].id if latest else 0
+    return upto, snapshot_frame(upto, db.count_by_kind_and_priority(upto), latest)

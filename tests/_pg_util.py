@@ -1,0 +1,22 @@
+"""Helpers shared by the PostgreSQL tests."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from psycopg.conninfo import conninfo_to_dict
+
+__all__ = ["as_url"]
+
+
+def as_url(dsn: str) -> str:
+    """A ``postgresql://`` URL for a libpq DSN (the fixtures give key=value strings)."""
+    if dsn.startswith(("postgresql://", "postgres://")):
+        return dsn
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    user = urllib.parse.quote(params.pop("user", ""), safe="")
+    password = params.pop("password", None)
+    userinfo = user + (":" + urllib.parse.quote(password, safe="") if password is not None else "")
+    dbname = urllib.parse.quote(params.pop("dbname", ""), safe="")
+    query = urllib.parse.urlencode(params, safe="/")
+    return f"postgresql://{userinfo}{'@' if userinfo else ''}/{dbname}{'?' + query if query else ''}"

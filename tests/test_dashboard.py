@@ -1,0 +1,581 @@
+"""The dashboard's server side, without a browser: SSE framing and ids, resuming from
+``Last-Event-ID``, the bounded per-browser queue, and ``notipipe serve``'s command line.
+
+The ``/events`` stream is driven as an ASGI application by hand (no HTTP in between), against
+each twin's ``DatabaseConnection`` and ``Publisher``. Needs the dashboard extra
+(``pip install 'notipipe[dashboard]'``): without it these tests fail saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests._dashboard_procs import children, stop
+from tests.conftest import Impl, drop
+
+try:
+    from notipipe.dashboard import Dashboard
+    from notipipe.dashboard._feed import Page
+except ModuleNotFoundError as missing:  # pragma: no cover - the failure below says what to do
+    _MISSING: str | None = f"{missing.name} is missing: pip install 'notipipe[dashboard]'"
+else:
+    _MISSING = None
+
+pytestmark = pytest.mark.thread_unsafe(reason="each test opens the DatabaseConnection singleton")
+
+#: Long enough for a busy machine; a test that waits this long has failed.
+TIMEOUT = 60.0
+
+
+@pytest.fixture(autouse=True)
+def _dashboard_installed() -> None:
+    if _MISSING is not None:
+        pytest.fail(_MISSING, pytrace=False)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _alerts(impl: Impl, n: int, start: int = 0) -> list[Any]:
+    made: list[Any] = []
+    for i in range(start, start + n):
+        if i % 3 == 2:
+            made.append(impl.SMSMessage(f"+1555000{i:04d}", f"sms {i}", priority=1 + i % 5))
+        else:
+            made.append(impl.EmailMessage(f"ops{i}@example.com", f"subject {i}", "body", priority=1 + i % 5))
+    return made
+
+
+class Store:
+    """A file database of one twin, written to by the test and followed by a ``Dashboard``."""
+
+    def __init__(self, impl: Impl, path: Path) -> None:
+        self.impl = impl
+        self.db = impl.DatabaseConnection(path)
+        self.written = 0
+        self.published: list[int] = []  # the last id of each page the hub published
+        self._published = threading.Condition()
+
+    def write(self, n: int) -> int:
+        """Store ``n`` more alerts durably; the last id."""
+        self.db.save_many(_alerts(self.impl, n, self.written), durable=True)
+        self.written += n
+        return int(self.db.last(1)[-1].id)
+
+    def dashboard(self, **options: Any) -> Dashboard:
+        dashboard = Dashboard(self.db, hub=self.impl.Publisher(), **options)
+        dashboard.hub.subscribe(self)  # a synchronous probe: which pages went out
+        return dashboard
+
+    def update(self, page: Page) -> None:  # on the follower thread
+        with self._published:
+            self.published.append(page.last_id)
+            self._published.notify_all()
+
+    def wait_published(self, last_id: int) -> None:
+        """Until the follower has published the page holding ``last_id``."""
+        with self._published:
+            assert self._published.wait_for(
+                lambda: bool(self.published) and self.published[-1] >= last_id, TIMEOUT
+            ), f"the follower never published {last_id}"
+
+
+@pytest.fixture
+def store(impl: Impl, tmp_path: Path) -> Iterator[Store]:
+    drop(impl.DatabaseConnection)
+    yield Store(impl, tmp_path / "alerts.db")
+    drop(impl.DatabaseConnection)
+
+
+@pytest.fixture
+def following(store: Store) -> Iterator[Callable[..., Dashboard]]:
+    """Start a dashboard over ``store`` (its follower stopped after the test)."""
+    started: list[Dashboard] = []
+
+    def start(**options: Any) -> Dashboard:
+        dashboard = store.dashboard(**options)
+        dashboard.start()
+        started.append(dashboard)
+        return dashboard
+
+    yield start
+    for dashboard in started:
+        dashboard.stop()
+
+
+class Browser:
+    """One ``GET /events`` to the dashboard's ASGI app, read as a browser's EventSource would."""
+
+    def __init__(
+        self, dashboard: Dashboard, *, headers: dict[str, str] | None = None, query: str = ""
+    ) -> None:
+        self.messages: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+        self.gone = asyncio.Event()
+        self.open = asyncio.Event()  # cleared: sends wait (a browser that reads nothing)
+        self.open.set()
+        self.send_delay = 0.0
+        self.ended = False
+        self._buffer = b""
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/events",
+            "raw_path": b"/events",
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 8000),
+        }
+        self._requested = False
+        self.task = asyncio.ensure_future(dashboard.events(scope, self._receive, self._send))
+
+    async def _receive(self) -> dict[str, Any]:
+        if not self._requested:
+            self._requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: MutableMapping[str, Any]) -> None:
+        await self.open.wait()
+        if self.send_delay:
+            await asyncio.sleep(self.send_delay)
+        await self.messages.put(message)
+
+    async def start(self) -> MutableMapping[str, Any]:
+        """The response's start (status and headers)."""
+        message = await asyncio.wait_for(self.messages.get(), TIMEOUT)
+        assert message["type"] == "http.response.start"
+        return message
+
+    async def event(self) -> dict[str, Any] | None:
+        """The next event (``event``, ``id``, ``data`` parsed), or None once the response ended."""
+        while b"\n\n" not in self._buffer:
+            if self.ended:
+                return None
+            message = await asyncio.wait_for(self.messages.get(), TIMEOUT)
+            assert message["type"] == "http.response.body"
+            self._buffer += message["body"]
+            self.ended = not message.get("more_body", False)
+        block, self._buffer = self._buffer.split(b"\n\n", 1)
+        fields: dict[str, Any] = {}
+        for line in block.decode().split("\n"):
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(": ")
+            assert name not in fields, f"{name} twice in one event: {block!r}"
+            fields[name] = value
+        if "data" in fields:
+            fields["data"] = json.loads(fields["data"])
+        return fields
+
+    async def alerts_until(self, last_id: int) -> list[dict[str, Any]]:
+        """``alerts`` events up to the one holding ``last_id``."""
+        events: list[dict[str, Any]] = []
+        while not events or int(events[-1]["id"]) < last_id:
+            event = await self.event()
+            assert event is not None, f"the stream ended before {last_id}: {events}"
+            if "event" in event:
+                assert event["event"] == "alerts", event
+                events.append(event)
+        return events
+
+    async def close(self) -> None:
+        self.gone.set()
+        self.open.set()
+        await asyncio.wait_for(self.task, TIMEOUT)
+
+
+def _ids(events: list[dict[str, Any]]) -> list[int]:
+    return [i for e in events for first, last in e["data"]["ids"] for i in range(first, last + 1)]
+
+
+def run(coroutine: Callable[[], Awaitable[None]]) -> None:
+    async def bounded() -> None:
+        await asyncio.wait_for(coroutine(), 4 * TIMEOUT)
+
+    asyncio.run(bounded())
+
+
+# -- framing and ids -----------------------------------------------------------------------------
+
+
+def test_a_new_browser_gets_a_snapshot_then_each_alert_once_with_its_stored_id(
+    store: Store, following: Callable[..., Dashboard]
+) -> None:
+    first = store.write(30)
+    dashboard = following()
+
+    async def main() -> None:
+        browser = Browser(dashboard)
+        start = await browser.start()
+        assert start["status"] == 200
+        assert dict(start["headers"])[b"content-type"] == b"text/event-stream; charset=utf-8"
+        assert await browser.event() == {"retry": "1000"}
+        snapshot = await browser.event()
+        assert snapshot is not None
+        assert snapshot["event"] == "snapshot"
+        assert snapshot["id"] == str(first)
+        counts = store.db.count_by_kind_and_priority()
+        assert snapshot["data"]["kinds"] == store.db.count_by_kind()
+        assert sum(snapshot["data"]["priorities"].values()) == sum(counts.values()) == 30
+        assert [a["id"] for a in snapshot["data"]["latest"]] == [m.id for m in store.db.last(20)]
+
+        last = store.write(50)
+        events = await browser.alerts_until(last)
+        assert _ids(events) == list(range(first + 1, last + 1))
+        for event in events:  # each event's id is the stored id of its last alert
+            assert int(event["id"]) == event["data"]["ids"][-1][1]
+            assert sum(event["data"]["kinds"].values()) == len(event["data"]["at"])
+        stored = {m.id: m for m in store.db.after(first, 100)}
+        for event in events:
+            for alert in event["data"]["latest"]:
+                m = stored[alert["id"]]
+                assert (alert["kind"], alert["priority"], alert["at"]) == (m.kind, m.priority, m.created_at)
+                assert alert["text"] == (m.subject if m.kind == "email" else m.body)
+        await browser.close()
+        assert dashboard.browsers == 1  # the probe alone: the browser's subscription ended
+
+    run(main)
+
+
+def test_line_breaks_in_an_alert_cannot_break_the_event_framing(
+    store: Store, following: Callable[..., Dashboard]
+) -> None:
+    dashboard = following()
+    tricky = "one\ntwo\r\nthree\rfour\n\nid: 99\ndata: x"
+
+    async def main() -> None:
+        browser = Browser(dashboard)
+        await browser.start()
+        assert await browser.event() == {"retry": "1000"}
+        await browser.event()  # the (empty) snapshot
+        # A subject may hold no line break; an SMS body (shown as the alert's text) may.
+        store.db.save(store.impl.SMSMessage("+15550001", tricky), durable=True)
+        (event,) = await browser.alerts_until(1)
+        assert event["id"] == "1"
+        assert event["data"]["latest"][0]["text"] == tricky
+        await browser.close()
+
+    run(main)
+
+
+# -- resuming ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"headers": {"Last-Event-ID": "37"}},
+        {"query": "after=37"},
+        {"headers": {"Last-Event-ID": "37"}, "query": "after=5"},
+    ],
+)
+def test_a_reconnecting_browser_resumes_after_its_last_event_id(
+    store: Store, following: Callable[..., Dashboard], how: dict[str, Any]
+) -> None:
+    written = store.write(100)
+    dashboard = following()
+
+    async def main() -> None:
+        browser = Browser(dashboard, **how)
+        await browser.start()
+        assert await browser.event() == {"retry": "1000"}
+        replayed = await browser.alerts_until(written)  # no snapshot: straight to what it missed
+        last = store.write(20)
+        live = await browser.alerts_until(last)
+        assert _ids(replayed + live) == list(range(38, last + 1))
+        await browser.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1", "1.5", "1e3", "99999999999999999999", "٣"])
+def test_a_last_event_id_that_is_no_alert_id_is_refused(
+    store: Store, following: Callable[..., Dashboard], bad: str
+) -> None:
+    dashboard = following()
+
+    async def main() -> None:
+        browser = Browser(dashboard, headers={"Last-Event-ID": bad})
+        start = await browser.start()
+        assert start["status"] == 400
+        body = await asyncio.wait_for(browser.messages.get(), TIMEOUT)
+        assert b"Last-Event-ID must be an alert id" in body["body"]
+        await browser.close()
+        assert dashboard.browsers == 1  # the probe alone
+
+    run(main)
+
+
+def test_browsers_that_connect_while_alerts_are_written_miss_none(
+    store: Store, following: Callable[..., Dashboard]
+) -> None:
+    # Each browser subscribes before it reads where to start; a page published while it sends
+    # its snapshot or replay (made slow here) is queued, not lost.
+    store.write(10)
+    dashboard = following()
+    stop_writing = threading.Event()
+
+    def writer() -> None:
+        while not stop_writing.is_set():
+            store.write(7)
+
+    async def main() -> None:
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            for resume in (None, "3", None, "8", None, "1"):
+                browser = Browser(dashboard, headers={"Last-Event-ID": resume} if resume else None)
+                browser.send_delay = 0.03
+                await browser.start()
+                await browser.event()  # retry
+                if resume is None:
+                    snapshot = await browser.event()
+                    assert snapshot is not None
+                    start = int(snapshot["id"])
+                else:
+                    start = int(resume)
+                target = int(store.db.last(1)[-1].id) + 30
+                events = await browser.alerts_until(target)
+                assert _ids(events) == list(range(start + 1, int(events[-1]["id"]) + 1))
+                await browser.close()
+        finally:
+            stop_writing.set()
+            await asyncio.to_thread(thread.join)
+
+    run(main)
+
+
+# -- the bounded queue ---------------------------------------------------------------------------
+
+
+def test_a_browser_too_slow_is_cut_off_at_its_last_whole_event_and_resumes_from_the_database(
+    store: Store, following: Callable[..., Dashboard]
+) -> None:
+    before = store.write(5)
+    dashboard = following(queue_size=4)
+
+    async def main() -> None:
+        slow = Browser(dashboard)
+        await slow.start()
+        await slow.event()  # retry
+        snapshot = await slow.event()
+        assert snapshot is not None
+        assert snapshot["id"] == str(before)
+        slow.open.clear()  # it stops reading
+        # Twelve pages, each published before the next is written: far more than its queue.
+        last = before
+        for _ in range(12):
+            last = store.write(3)
+            await asyncio.to_thread(store.wait_published, last)
+        slow.open.set()
+        events: list[dict[str, Any]] = []
+        while (not events or int(events[-1]["id"]) < last) and (event := await slow.event()) is not None:
+            events.append(event)
+        received = _ids(events)
+        assert received == list(range(before + 1, before + 1 + len(received)))  # no gap
+        assert received[-1] < last  # it did fall behind
+        assert slow.ended  # the response ended there, and with it the subscription
+        await slow.close()
+        assert dashboard.browsers == 1  # the probe alone
+
+        # Its EventSource reconnects with the id of the last event it received whole.
+        again = Browser(dashboard, headers={"Last-Event-ID": events[-1]["id"]})
+        await again.start()
+        await again.event()  # retry
+        rest = await again.alerts_until(last)
+        assert received + _ids(rest) == list(range(before + 1, last + 1))
+        await again.close()
+
+    run(main)
+
+
+def test_a_browser_that_goes_away_is_unsubscribed(store: Store, following: Callable[..., Dashboard]) -> None:
+    dashboard = following()
+
+    async def main() -> None:
+        browsers = [Browser(dashboard) for _ in range(3)]
+        for browser in browsers:
+            await browser.start()
+            await browser.event()
+            await browser.event()
+        assert dashboard.browsers == 4
+        for browser in browsers:
+            await browser.close()
+        assert dashboard.browsers == 1
+
+    run(main)
+
+
+# -- the new read ----------------------------------------------------------------------------------
+
+
+def test_count_by_kind_and_priority_counts_up_to_an_id(store: Store) -> None:
+    assert store.db.count_by_kind_and_priority() == {}
+    store.write(10)
+    everything = store.db.count_by_kind_and_priority()
+    assert sum(everything.values()) == 10
+    assert everything[("email", 1)] == sum(
+        1 for m in store.db.after(0, 100) if m.kind == "email" and m.priority == 1
+    )
+    upto = store.db.count_by_kind_and_priority(4)
+    assert upto == {(m.kind, m.priority): 1 for m in store.db.after(0, 4)}
+    assert store.db.count_by_kind_and_priority(0) == {}
+    for bad in (-1, 1.5, "3", True):
+        with pytest.raises(ValueError, match=r"^upto_id must be a non-negative int, got "):
+            store.db.count_by_kind_and_priority(bad)
+
+
+# -- notipipe serve --------------------------------------------------------------------------------
+
+
+def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "notipipe", "serve", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _seeded(tmp_path: Path) -> Path:
+    db = tmp_path / "a.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "notipipe", "run", "--db", str(db), "-n", "100", "--progress", "none"],
+        check=False,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    return db
+
+
+def test_serve_help_says_what_it_needs_and_how_it_ends() -> None:
+    done = _serve("--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: notipipe serve")
+    assert "pip install 'notipipe[dashboard]'" in done.stdout
+    for option in ("--db", "--host", "--port", "$NOTIPIPE_DB", "examples:", "exit status:"):
+        assert option in done.stdout
+    assert "the dashboard extra is not installed" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (
+            ["--port", "70000"],
+            2,
+            "notipipe serve: error: argument --port: 70000 is too large (at most 65,535)",
+        ),
+        (["--port", "x"], 2, "notipipe serve: error: argument --port: 'x' is not a whole number"),
+        (["--host", ""], 2, "notipipe serve: error: argument --host: the path is empty"),
+    ],
+)
+def test_serve_refuses_bad_arguments_in_one_line(args: list[str], status: int, message: str) -> None:
+    done = _serve(*args)
+    assert (done.returncode, done.stdout) == (status, "")
+    assert done.stderr.startswith(message)
+    assert done.stderr.count("\n") == 1
+
+
+def test_serve_refuses_a_missing_database(tmp_path: Path) -> None:
+    done = _serve("--db", str(tmp_path / "none.db"))
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"notipipe serve: error: {tmp_path / 'none.db'}: no such database "
+        f"(run `notipipe run --db {tmp_path / 'none.db'}` first)\n"
+    )
+
+
+def test_serve_refuses_a_postgresql_url_in_one_line() -> None:
+    # Browsers resume by stored id, exact only where ids follow commits: not on PostgreSQL.
+    done = _serve("--db", "postgresql://nobody@/nothing")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("notipipe serve: error: notipipe serve follows a SQLite file;")
+    assert done.stderr.count("\n") == 1
+
+
+def test_serve_says_when_its_port_is_taken(tmp_path: Path) -> None:
+    db = _seeded(tmp_path)
+    with closing(socket.socket()) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = _serve("--db", str(db), "--port", str(port))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"notipipe serve: error: cannot listen on 127.0.0.1:{port}: ")
+    assert done.stderr.count("\n") == 1
+
+
+def test_serve_without_the_extra_exits_2_with_the_install_hint(tmp_path: Path) -> None:
+    db = _seeded(tmp_path)
+    program = (
+        "import sys; sys.modules['starlette'] = None; sys.modules['uvicorn'] = None\n"
+        "from notipipe.cli import main\n"
+        f"sys.exit(main(['serve', '--db', {str(db)!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], check=False, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "notipipe serve: error: the dashboard needs its extra: pip install 'notipipe[dashboard]' "
+        "(starlette is missing)\n"
+    )
+
+
+def test_serve_serves_the_page_and_the_stream_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    db = _seeded(tmp_path)
+    with children() as kids:
+        server, url = kids.serve(db)
+        host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+        conn.request("GET", "/")
+        page = conn.getresponse()
+        assert (page.status, page.getheader("content-type")) == (200, "text/html; charset=utf-8")
+        assert b'<script src="dashboard.js">' in page.read()
+        conn.request("GET", "/dashboard.js")
+        script = conn.getresponse()
+        assert script.status == 200
+        assert b"new EventSource" in script.read()
+        conn.request("GET", "/events", headers={"Last-Event-ID": "90"})
+        stream = conn.getresponse()
+        assert stream.getheader("content-type") == "text/event-stream; charset=utf-8"
+        head = b""
+        while b"id: 100\n" not in head:
+            head += stream.read1()
+        assert b"retry: 1000\n\nevent: alerts\nid: 100\ndata: " in head
+        # Ctrl-C ends the open stream too, and the command, at once and with status 130.
+        status, err = stop(server)
+        assert status == 130
+        assert err == "notipipe serve: interrupted\n"
+        conn.close()
+
+
+def test_sigterm_ends_serve(tmp_path: Path) -> None:
+    db = _seeded(tmp_path)
+    with children() as kids:
+        server, _ = kids.serve(db)
+        assert stop(server, signal.SIGTERM)[0] == -signal.SIGTERM

@@ -1,0 +1,236 @@
+"""Faults the PostgreSQL writer survives, each against a real server, on both twins.
+
+(a) the server killed (``-m immediate``) and restarted mid-stream; (b) a commit in doubt, the
+connection lost just after or just before the server's COMMIT; (c) a writer process killed in the
+middle of its COPY; (d) an error that is not about connectivity, reported and then recovered.
+Every flushed alert must be stored exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from notipipe._errors import StorageError
+from tests._pg_server import PgCluster
+from tests._pg_util import as_url
+from tests.conftest import Impl, drop
+
+pytestmark = pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def pg_url(pg_dsn: str) -> str:
+    return as_url(pg_dsn)
+
+
+@pytest.fixture
+def fresh(impl: Impl) -> Iterator[None]:
+    drop(impl.DatabaseConnection)
+    yield
+    drop(impl.DatabaseConnection)
+
+
+def _raw(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description is not None else []
+
+
+def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait for a condition another process or the server brings about (nothing to wait on)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _exactly_once(dsn: str, bodies: list[str]) -> None:
+    """Every body stored exactly once, in save order (one writer)."""
+    rows = _raw(dsn, "SELECT id, body FROM notipipe_messages ORDER BY id")
+    stored = [b for _, b in rows]
+    assert len(stored) == len(bodies), f"{len(stored)} rows for {len(bodies)} alerts"
+    assert len(set(stored)) == len(stored), "an alert was stored twice"
+    assert stored == bodies
+
+
+class _Counter:
+    """An after_commit observer: every id it was told of, and an event at ``target``."""
+
+    def __init__(self, target: int) -> None:
+        self.ids: list[int] = []
+        self.target = target
+        self.reached = threading.Event()
+
+    def update(self, message: Any) -> None:
+        self.ids.append(message.id)
+        if len(self.ids) >= self.target:
+            self.reached.set()
+
+
+# -- (a) the server killed and restarted mid-stream --------------------------------------------
+
+
+def test_the_server_killed_and_restarted_mid_stream(
+    impl: Impl, pg_cluster: PgCluster, fresh: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    total, max_pending = 6000, 400
+    db = impl.DatabaseConnection(
+        pg_cluster.dsn, batch_size=100, max_delay=0.001, busy_timeout=0.3, deliver="after_commit"
+    )
+    heard = _Counter(1000)
+    db.subscribe(heard)
+    bodies = [f"m{i}" for i in range(total)]
+    saved = [0]
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for body in bodies:
+                db.save(impl.SMSMessage(body=body))
+                saved[0] += 1
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    assert heard.reached.wait(60), "nothing was committed"
+    pg_cluster.kill()
+    with caplog.at_level(logging.WARNING, logger="notipipe"):
+        with pytest.raises(TimeoutError, match="not yet stored"):
+            db.flush(timeout=0.5)
+        # Back-pressure: the queue fills up and the producer waits, without an error.
+        _until(lambda: db.pending_count >= max_pending, "the queue to fill")
+        _until(lambda: "cannot write to" in caplog.text, "the outage warning")
+        assert producer.is_alive()
+        assert saved[0] < total
+        assert not errors
+        pg_cluster.start()
+        producer.join(120)
+        assert not producer.is_alive()
+        assert not errors
+        db.flush(timeout=60)
+    assert "is writable again" in caplog.text
+    _exactly_once(pg_cluster.dsn, bodies)
+    assert len(heard.ids) == total
+    assert len(set(heard.ids)) == total
+    assert db.durable_count == total
+
+
+# -- (b) a commit in doubt -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lost", ["after the server committed", "before the server committed"])
+def test_a_commit_in_doubt_is_resolved(
+    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, lost: str, *, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = impl.DatabaseConnection(pg_url, batch_size=1000, max_delay=0.001)
+    db.save(impl.SMSMessage(body="first"), durable=True)
+    store = db._store
+    real_commit = store._send_commit
+    cut: list[int] = []
+
+    def commit_then_lose_the_connection(conn: Any) -> None:
+        if cut:
+            real_commit(conn)
+            return
+        backend = conn.info.backend_pid
+        cut.append(backend)
+        if lost.startswith("after"):
+            real_commit(conn)
+        # The server ends the session (and waits until it has): the client learns it only now.
+        assert _raw(pg_dsn, "SELECT pg_terminate_backend(%s, 10000)", (backend,)) == [(True,)]
+        if lost.startswith("after"):
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        real_commit(conn)  # the connection is gone: this COMMIT fails for real
+
+    monkeypatch.setattr(store, "_send_commit", commit_then_lose_the_connection)
+    bodies = [f"b{i}" for i in range(300)]
+    db.save_many([impl.SMSMessage(body=b) for b in bodies])
+    db.flush(timeout=60)
+    assert len(cut) == 1
+    _exactly_once(pg_dsn, ["first", *bodies])
+    # The ids the writer reported are the stored ones.
+    assert [m.id for m in db.after(0, 1000)] == [
+        r[0] for r in _raw(pg_dsn, "SELECT id FROM notipipe_messages ORDER BY id")
+    ]
+
+
+# -- (c) a writer process killed in the middle of its COPY --------------------------------------
+
+
+def test_a_writer_killed_mid_copy_leaves_none_of_its_batch(
+    impl: Impl, pg_url: str, pg_dsn: str, fresh: None
+) -> None:
+    db = impl.DatabaseConnection(pg_url, max_delay=0.001)
+    db.save(impl.SMSMessage(body="before"), durable=True)
+    env = dict(os.environ)
+    env.pop("NOTIPIPE_DB", None)
+    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests._pg_children", "stall_in_copy", pg_url, "4000"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline().split()
+        assert line[:1] == ["stalled"], child.communicate(timeout=30)
+        pid, backend = int(line[1]), int(line[2])
+
+        def copy_has_rows() -> bool:
+            got = _raw(
+                pg_dsn, "SELECT tuples_processed FROM pg_stat_progress_copy WHERE pid = %s", (backend,)
+            )
+            return bool(got) and int(got[0][0]) > 0
+
+        _until(copy_has_rows, "the server to receive part of the COPY")
+        # Another writer is not held up by the open COPY.
+        db.save_many([impl.SMSMessage(body=f"during {i}") for i in range(500)], durable=True)
+    finally:
+        child.kill()  # SIGKILL, in the middle of the COPY
+        child.communicate(timeout=30)
+    gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+    _until(lambda: _raw(pg_dsn, gone, (backend,)) == [(0,)], "the server to end the killed writer's session")
+    assert _raw(pg_dsn, "SELECT count(*) FROM notipipe_messages WHERE origin_pid = %s", (pid,)) == [(0,)]
+    db.save(impl.SMSMessage(body="after"), durable=True)
+    _exactly_once(pg_dsn, ["before", *(f"during {i}" for i in range(500)), "after"])
+
+
+# -- (d) trouble that is not about connectivity ------------------------------------------------
+
+
+def test_other_server_errors_are_reported_and_retried(
+    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = impl.DatabaseConnection(pg_url, max_delay=0.001)
+    db.save(impl.SMSMessage(body="first"), durable=True)
+    _raw(pg_dsn, "ALTER TABLE notipipe_messages RENAME TO notipipe_moved")
+    db.save(impl.SMSMessage(body="second"))
+    with caplog.at_level(logging.WARNING, logger="notipipe"):
+        with pytest.raises(StorageError, match=r"notipipe_messages.*does not exist") as error:
+            db.flush(timeout=30)
+        assert "retried" in error.value.reason
+        _raw(pg_dsn, "ALTER TABLE notipipe_moved RENAME TO notipipe_messages")
+        # An attempt under way as the table came back may still fail (and flush would say so):
+        # the writer's next one commits.
+        _until(lambda: db.durable_count == 2, "the writer to recover")
+        db.flush(timeout=30)
+    assert "is writable again" in caplog.text
+    _exactly_once(pg_dsn, ["first", "second"])

@@ -1,0 +1,472 @@
+"""Durable named subscribers against a real PostgreSQL server: every committed alert from every
+writer process, at least once, none skipped, each writer's in order; a crash redelivers one page
+and misses nothing; one holder at a time, a standby takes over; unsubscribe stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from notipipe._errors import ConfigurationError
+from notipipe._pg_schema import MESSAGES
+from notipipe._pg_subscribers import list_subscriptions
+from tests._pg_rows import Seen, create_schema, pg_url, write_batch
+from tests.conftest import Impl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.thread_unsafe(reason="waits on child processes and the DatabaseConnection singleton")
+
+
+def _child(impl: Impl, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.pop("NOTIPIPE_DB", None)
+    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests._pg_sub_children", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@contextmanager
+def _subscriber(impl: Impl, url: str, name: str, out: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """A subscriber process, subscribed when this yields; killed if still running at the end."""
+    proc = _child(impl, "subscriber", url, name, str(out), *options)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line == "subscribed\n", (line, proc.stderr.read() if proc.stderr else "")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    out, err = proc.communicate(timeout=60)  # closes stdin: the program unsubscribes and exits
+    assert proc.returncode == 0, err
+    assert out.splitlines()[-1] == "stopped"
+
+
+def _delivered(out: Path) -> list[tuple[int, str, str]]:
+    """``(id, class name, body)`` per line the subscriber wrote, in delivery order."""
+    if not out.exists():
+        return []
+    lines = out.read_text().splitlines()
+    return [(int(i), cls, body) for i, cls, body in (line.split(" ", 2) for line in lines)]
+
+
+def _wait_delivered(out: Path, ids: set[int], timeout: float = 60.0) -> list[tuple[int, str, str]]:
+    # Another process writes the file: polled, with a deadline.
+    deadline = time.monotonic() + timeout
+    while True:
+        got = _delivered(out)
+        if ids <= {i for i, _, _ in got} or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def _stored(dsn: str) -> dict[int, str]:
+    with psycopg.connect(dsn) as conn:
+        return {int(i): str(b) for i, b in conn.execute(f"SELECT id, body FROM {MESSAGES}")}
+
+
+def _caught_up(dsn: str, name: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = {s.name: s for s in list_subscriptions(pg_url(dsn))}
+        if name in state and state[name].undelivered == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_four_writers_committing_in_random_order_reach_a_subscriber_process_none_skipped(
+    impl: Impl, pg_dsn: str, tmp_path: Path
+) -> None:
+    """The issue's done-when: 4 writer processes that pause before commit, a durable subscriber in
+    another process; every stored alert reaches it with its id, none skipped, each writer's in order."""
+    create_schema(pg_dsn)
+    out = tmp_path / "delivered"
+    with _subscriber(impl, pg_url(pg_dsn), "done-when", out) as sub:
+        writers = [_child(impl, "writer", pg_dsn, f"w{k}", "25", "20", str(k)) for k in range(4)]
+        for w in writers:
+            _, err = w.communicate(timeout=120)
+            assert w.returncode == 0, err
+        stored = _stored(pg_dsn)
+        assert len(stored) == 4 * 25 * 20
+        got = _wait_delivered(out, set(stored))
+        _stop(sub)
+    ids = [i for i, _, _ in got]
+    assert set(ids) == set(stored), f"{len(set(stored) - set(ids))} stored alerts never delivered"
+    assert len(ids) == len(set(ids)), "an alert was delivered twice without a crash"
+    assert all(body == stored[i] for i, _, body in got), "an alert delivered under another id"
+    assert {cls for _, cls, _ in got} == {impl.SMSMessage.__name__}
+    for k in range(4):
+        seqs = [int(body.split()[1]) for _, _, body in got if body.startswith(f"w{k} ")]
+        assert seqs == list(range(500)), f"writer w{k}'s alerts out of save order"
+    # The random pauses really made lower ids commit later: the delivery order is not id order.
+    assert ids != sorted(ids)
+
+
+def test_four_notipipe_run_processes_reach_a_subscriber_process_each_in_its_save_order(
+    impl: Impl, pg_dsn: str, tmp_path: Path
+) -> None:
+    """The same with the real writers: four ``notipipe run --db postgresql://...`` processes."""
+    create_schema(pg_dsn)
+    url, out = pg_url(pg_dsn), tmp_path / "delivered"
+    with _subscriber(impl, url, "runs", out) as sub:
+        runs = [
+            _command(
+                impl,
+                "run",
+                "--db",
+                url,
+                "-n",
+                "3000",
+                "-t",
+                "2",
+                "--chunk",
+                "100",
+                "--batch-size",
+                "500",
+                "--max-delay",
+                "0.01",
+                "--seed",
+                str(k),
+                "--progress",
+                "none",
+            )
+            for k in range(4)
+        ]
+        for run in runs:
+            _, err = run.communicate(timeout=300)
+            assert run.returncode == 0, err
+        with psycopg.connect(pg_dsn) as conn:
+            origin = {int(i): int(p) for i, p in conn.execute(f"SELECT id, origin_pid FROM {MESSAGES}")}
+        assert len(origin) == 4 * 3000
+        got = _wait_delivered(out, set(origin))
+        _stop(sub)
+    ids = [i for i, _, _ in got]
+    assert set(ids) == set(origin), f"{len(set(origin) - set(ids))} stored alerts never delivered"
+    assert len(ids) == len(set(ids)), "an alert was delivered twice without a crash"
+    assert len(set(origin.values())) == 4
+    for pid in set(origin.values()):
+        mine = [i for i in ids if origin[i] == pid]
+        assert mine == sorted(mine), f"writer {pid}'s alerts out of its save order"
+
+
+def _command(impl: Impl, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.pop("NOTIPIPE_DB", None)
+    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
+    return subprocess.Popen(
+        [sys.executable, "-m", "notipipe", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_subscriber_killed_between_update_and_its_cursor_commit_gets_that_page_again(
+    impl: Impl, pg_dsn: str, tmp_path: Path
+) -> None:
+    create_schema(pg_dsn)
+    url, out = pg_url(pg_dsn), tmp_path / "delivered"
+    with _subscriber(impl, url, "crash", out, "120", "50") as first:
+        ids = write_batch(pg_dsn, [f"m {i}" for i in range(300)])  # one commit: pages of 50 by id
+        first.wait(timeout=60)
+        assert first.returncode == -signal.SIGKILL
+    before = [i for i, _, _ in _delivered(out)]
+    assert before == ids[:120]
+    out.unlink()
+    with _subscriber(impl, url, "crash", out) as second:
+        after = [i for i, _, _ in _wait_delivered(out, set(ids[120:]))]
+        _stop(second)
+    # Pages 1 and 2 were committed; page 3 (ids[100:150]) was being delivered: all of it again.
+    assert after == ids[100:], "the page in flight was not redelivered whole, or more came again"
+
+
+def test_a_standby_takes_over_when_the_holder_dies_and_never_delivers_before(
+    impl: Impl, pg_dsn: str, tmp_path: Path
+) -> None:
+    create_schema(pg_dsn)
+    url, out = pg_url(pg_dsn), tmp_path / "delivered"
+    db = impl.DatabaseConnection(url)
+    standby = Seen()
+    with _subscriber(impl, url, "shared", out) as holder:
+        first = write_batch(pg_dsn, ["first"])
+        assert [i for i, _, _ in _wait_delivered(out, set(first))] == first
+        assert db.subscribe(standby, durable_name="shared")
+        second = write_batch(pg_dsn, ["second"])
+        assert [i for i, _, _ in _wait_delivered(out, set(second))] == first + second
+        assert _caught_up(pg_dsn, "shared")
+        (state,) = list_subscriptions(url)
+        assert state.holder is not None
+        assert state.holder.startswith(f"{holder.pid}@")
+        holder.kill()
+        holder.wait(timeout=30)
+        third = write_batch(pg_dsn, ["third"])
+        assert standby.wait_for(third), "the standby did not take over"
+    assert standby.ids() == third, "the standby delivered while the holder held the name"
+    assert db.unsubscribe(standby)
+
+
+def test_unsubscribe_stops_delivery_and_frees_the_name_which_resumes_where_it_stopped(
+    impl: Impl, pg_dsn: str
+) -> None:
+    create_schema(pg_dsn)
+    before = write_batch(pg_dsn, ["before"])  # committed before the name exists: not delivered
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="resume")
+    assert not db.subscribe(seen, durable_name="resume")  # the same observer again: no change
+    first = write_batch(pg_dsn, ["first"])
+    assert seen.wait_for(first)
+    assert db.unsubscribe(seen)
+    assert not [t for t in threading.enumerate() if t.name == "notipipe-subscriber-resume"]
+    (state,) = list_subscriptions(pg_url(pg_dsn))
+    assert state.holder is None
+    assert not db.unsubscribe(seen)
+    second = write_batch(pg_dsn, ["second"])
+    (state,) = list_subscriptions(pg_url(pg_dsn))
+    assert (state.name, state.undelivered) == ("resume", 1)
+    assert state.oldest_age is not None
+    assert state.oldest_age >= 0
+    again = Seen()
+    assert db.subscribe(again, durable_name="resume")
+    assert again.wait_for(second)
+    assert seen.ids() == first
+    assert before[0] not in again.ids()
+    db.close()  # stops the durable subscriptions too
+    assert not [t for t in threading.enumerate() if t.name.startswith("notipipe-subscriber-")]
+    assert again.ids() == second
+
+
+def test_a_failing_observer_goes_to_the_error_handler_and_delivery_goes_on(impl: Impl, pg_dsn: str) -> None:
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    reported: list[tuple[Any, Any, Exception]] = []
+    db.error_handler = lambda observer, message, error: reported.append((observer, message, error))
+
+    class Picky(Seen):
+        def update(self, message: Any) -> None:
+            super().update(message)
+            if message.body.startswith("bad"):
+                raise ValueError(message.body)
+
+    picky = Picky()
+    assert db.subscribe(picky, durable_name="picky")
+    ids = write_batch(pg_dsn, ["good 0", "bad 1", "good 2", "bad 3"])
+    more = write_batch(pg_dsn, ["good 4"])
+    assert picky.wait_for(ids + more)
+    assert db.unsubscribe(picky)
+    assert [(o, m.id, str(e)) for o, m, e in reported] == [(picky, ids[1], "bad 1"), (picky, ids[3], "bad 3")]
+    assert picky.ids() == ids + more
+
+
+def _subscriber_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("notipipe-subscriber-")]
+
+
+def test_a_stored_row_that_is_no_valid_alert_is_reported_skipped_and_delivery_goes_on(
+    impl: Impl, pg_dsn: str
+) -> None:
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    reported: list[tuple[Any, Any, Exception]] = []
+    db.error_handler = lambda observer, message, error: reported.append((observer, message, error))
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="strict")
+    try:
+        before = write_batch(pg_dsn, ["before"])
+        with psycopg.connect(pg_dsn, autocommit=True) as other_tool:  # no priority 99 in notipipe
+            got = other_tool.execute(
+                f"INSERT INTO {MESSAGES} (kind, created_at, priority, address, subject, body, origin_host, "
+                "origin_pid) VALUES ('sms', 0, 99, '+15550100', '', 'bad', 'elsewhere', 1) RETURNING id"
+            ).fetchone()
+            assert got is not None
+            bad = int(got[0])
+        after = write_batch(pg_dsn, ["after"])
+        assert seen.wait_for(before + after), "delivery ended at the bad row"
+        assert [t.name for t in _subscriber_threads()] == ["notipipe-subscriber-strict"]
+    finally:
+        assert db.unsubscribe(seen)
+    assert seen.ids() == before + after
+    assert [(o, m[0], type(e)) for o, m, e in reported] == [(seen, bad, ValueError)]
+    assert "priority" in str(reported[0][2])
+    # The cursor moved past the bad row: a new holder of the name does not meet it again.
+    again = Seen()
+    reported.clear()
+    assert db.subscribe(again, durable_name="strict")
+    later = write_batch(pg_dsn, ["later"])
+    assert again.wait_for(later)
+    assert db.unsubscribe(again)
+    assert again.ids() == later
+    assert reported == []
+
+
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
+def test_an_observer_raising_a_base_exception_is_reported_and_delivery_goes_on(
+    impl: Impl, pg_dsn: str, raised: type[BaseException]
+) -> None:
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    reported: list[tuple[Any, Any, Exception]] = []
+    db.error_handler = lambda observer, message, error: reported.append((observer, message, error))
+
+    class Quitter(Seen):
+        def update(self, message: Any) -> None:
+            super().update(message)
+            if message.body.startswith("quit"):
+                raise raised(message.body)
+
+    quitter = Quitter()
+    assert db.subscribe(quitter, durable_name="quitter")
+    try:
+        ids = write_batch(pg_dsn, ["good 0", "quit 1", "good 2"])
+        more = write_batch(pg_dsn, ["good 3"])
+        assert quitter.wait_for(ids + more), "delivery ended at the observer's exception"
+    finally:
+        assert db.unsubscribe(quitter)
+    assert quitter.ids() == ids + more
+    assert [(o, m.id, type(e), type(e.__cause__)) for o, m, e in reported] == [
+        (quitter, ids[1], RuntimeError, raised)
+    ]
+    assert str(reported[0][2]) == f"update raised {raised.__name__}: quit 1"
+
+
+def test_any_other_error_of_the_delivery_thread_is_logged_and_retried(
+    impl: Impl, pg_dsn: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from notipipe import _pg_subscribers
+
+    create_schema(pg_dsn)
+    real_load = _pg_subscribers.DurableSubscription._load
+    failed_once = threading.Event()
+
+    def load(self: Any, conn: Any) -> Any:
+        if not failed_once.is_set():
+            failed_once.set()
+            raise RuntimeError("a bug in the delivery thread")
+        return real_load(self, conn)
+
+    monkeypatch.setattr(_pg_subscribers.DurableSubscription, "_load", load)
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    seen = Seen()
+    with caplog.at_level("ERROR", logger="notipipe"):
+        assert db.subscribe(seen, durable_name="retried")
+        try:
+            assert failed_once.wait(30)
+            ids = write_batch(pg_dsn, ["after the error"])
+            assert seen.wait_for(ids), "the delivery thread ended at the error"
+        finally:
+            assert db.unsubscribe(seen)
+    assert seen.ids() == ids
+    logged = [r for r in caplog.records if "'retried'" in r.getMessage() and "retrying" in r.getMessage()]
+    assert [str(r.exc_info[1]) for r in logged if r.exc_info] == ["a bug in the delivery thread"]
+
+
+def test_subscribe_racing_close_leaves_no_subscriber_thread(
+    impl: Impl, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe import _pg_subscribers
+    from notipipe._errors import StorageClosedError
+
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    constructed, release = threading.Event(), threading.Event()
+    made: list[Any] = []
+
+    class Paused(_pg_subscribers.DurableSubscription):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+            constructed.set()
+            assert release.wait(30)
+
+    monkeypatch.setattr(_pg_subscribers, "DurableSubscription", Paused)
+    outcome: list[object] = []
+
+    def subscribe() -> None:
+        try:
+            outcome.append(db.subscribe(Seen(), durable_name="racer"))
+        except BaseException as error:  # noqa: BLE001 - checked below
+            outcome.append(error)
+
+    thread = threading.Thread(target=subscribe)
+    thread.start()
+    try:
+        assert constructed.wait(30)
+        db.close()  # while subscribe is between its check and its append
+    finally:
+        release.set()
+        thread.join(30)
+    try:
+        assert not thread.is_alive()
+        assert len(outcome) == 1, outcome
+        assert isinstance(outcome[0], StorageClosedError), outcome
+        assert _subscriber_threads() == []
+    finally:
+        for subscription in made:  # a leaked one would keep the name's lock for the session
+            subscription.stop()
+
+
+def test_durable_subscribers_need_postgresql_and_a_name(db: Any) -> None:
+    with pytest.raises(ConfigurationError, match="durable subscribers need the PostgreSQL backend"):
+        db.subscribe(Seen(), durable_name="eu-dashboard")
+    with pytest.raises(ValueError, match="durable_name must be a non-empty printable str"):
+        db.subscribe(Seen(), durable_name="")
+    assert db.observers == ()
+
+
+def test_the_subscriptions_command_lists_each_name_with_its_lag_and_holder(
+    impl: Impl, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from notipipe.cli import main
+
+    create_schema(pg_dsn)
+    url = pg_url(pg_dsn)
+    assert main(["subscriptions", "--db", url]) == 0
+    assert capsys.readouterr().out == "no durable subscriptions\n"
+    db = impl.DatabaseConnection(url)
+    held, idle = Seen(), Seen()
+    assert db.subscribe(held, durable_name="eu-dashboard")
+    assert db.subscribe(idle, durable_name="audit")
+    assert db.unsubscribe(idle)
+    ids = write_batch(pg_dsn, ["a", "b"])
+    assert held.wait_for(ids)
+    assert _caught_up(pg_dsn, "eu-dashboard")
+    assert main(["subscriptions", "--db", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "UNDELIVERED", "OLDEST", "HELD", "BY"]
+    audit, eu = (line.split() for line in lines[1:])
+    assert audit[:2] == ["audit", "2"]
+    assert audit[-1] == "-"
+    assert eu == ["eu-dashboard", "0", "-", f"{os.getpid()}@{os.uname().nodename}"]
+
+
+def test_the_subscriptions_command_refuses_a_sqlite_file(capsys: pytest.CaptureFixture[str]) -> None:
+    from notipipe.cli import main
+
+    assert main(["subscriptions", "--db", "alerts.db"]) == 1
+    assert "durable subscriptions live in a PostgreSQL database" in capsys.readouterr().err
