@@ -44,7 +44,7 @@ def tests_gil(session: nox.Session) -> None:
 
 @nox.session(name="lint", venv_backend="none")
 def lint_session(session: nox.Session) -> None:
-    """ruff, ruff format --check, mypy --strict, stubtest, basedpyright."""
+    """ruff, ruff format --check, mypy --strict, stubtest, basedpyright, pyright --verifytypes."""
     summary = Summary()
     lint.run(summary, lint.prepare())
     summary.show()
@@ -77,5 +77,5 @@ def run_session(session: nox.Session) -> None:
 
 @nox.session(name="system-deps", venv_backend="none")
 def system_deps_session(session: nox.Session) -> None:
-    """What the tests need from the system (PostgreSQL): installed as root with apt, else checked."""
+    """What the tests need from the system (PostgreSQL, libpq, Chromium): apt-installed, else checked."""
     _exit(session, system_deps.main(session.posargs))

@@ -82,7 +82,8 @@ def check_sdist(src: Path, sdist: Path) -> list[str]:
     problems = [f"sdist lacks {n}" for n in sorted(need - rel)]
     for n in sorted(rel):
         dirs = n.split("/")[:-1]
-        if (n.endswith(STRAY_SUFFIXES) and n.removeprefix("src/") not in assets) or any(d in STRAY_DIRS or d.startswith(".venv") for d in dirs):
+        stray_file = n.endswith(STRAY_SUFFIXES) and n.removeprefix("src/") not in assets
+        if stray_file or any(d in STRAY_DIRS or d.startswith(".venv") for d in dirs):
             problems.append(f"sdist has stray {n}")
     print(f"sdist {sdist.name}: {len(rel)} entries")
     return problems
@@ -107,7 +108,8 @@ def check_wheel(src: Path, wheel: Path) -> list[str]:
     if "notipipe/py.typed" not in files:
         problems.append(f"{name}: no notipipe/py.typed")
     assets = shipped_assets(src)
-    problems += [f"{name}: stray {f}" for f in files if f.endswith((".pyx", ".c", ".html", ".pyc")) and f not in assets]
+    built = (".pyx", ".c", ".html", ".pyc")
+    problems += [f"{name}: stray {f}" for f in files if f.endswith(built) and f not in assets]
     problems += [f"{name}: no {a}" for a in sorted(assets) if a not in files]
     if meta.get("Requires-Python") != ">=3.12":
         problems.append(f"{name}: Requires-Python is {meta.get('Requires-Python')!r}, not '>=3.12'")
