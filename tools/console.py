@@ -1,0 +1,165 @@
+"""Output for the tasks: headings, PASS/FAIL summaries, and commands that show they are alive."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+# pip prints these for every index location of this kind of machine's configuration; they are
+# noise to anyone reading a task's output.
+_PIP_NOISE = ("WARNING: Location ",)
+
+
+def _styled() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def heading(text: str) -> None:
+    """A step's heading: bold on a terminal, plain text anywhere else (logs, CI)."""
+    line = f"== {text}"
+    print(f"\n\033[1m{line}\033[0m" if _styled() else f"\n{line}", flush=True)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Summary:
+    """One PASS/FAIL line per check, printed at the end; failing if any line failed."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, ok: bool, label: str) -> bool:
+        self.lines.append(f"{'PASS' if ok else 'FAIL'}  {label}")
+        if not ok:
+            warn(f"FAIL: {label}")
+        return ok
+
+    @property
+    def failed(self) -> bool:
+        return any(line.startswith("FAIL") for line in self.lines)
+
+    def show(self) -> None:
+        heading("summary")
+        for line in self.lines:
+            say(line)
+
+
+def strip_noise(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(_PIP_NOISE))
+
+
+class _Ticker:
+    """While a quiet command runs: a spinner line on a terminal, a line every half minute elsewhere."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        tty = sys.stdout.isatty()
+        frames = "|/-\\"
+        n = 0
+        while not self.stop.wait(0.25 if tty else 30.0):
+            elapsed = int(time.monotonic() - start)
+            if tty:
+                print(f"\r{frames[n % 4]} {self.label} ({elapsed} s)", end="", flush=True)
+                n += 1
+            else:
+                print(f"   ... {self.label}: still running ({elapsed} s)", flush=True)
+        if tty:
+            print("\r\033[K", end="", flush=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def run_quiet(
+    cmd: Sequence[str | Path],
+    label: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    show_failure: bool = True,
+) -> bool:
+    """Run ``cmd`` with its output kept back (a progress line instead); on failure show its end.
+
+    The whole output goes to ``log`` when given. Returns whether the command succeeded.
+    """
+    with _Ticker(label):
+        proc = subprocess.run(
+            [str(c) for c in cmd],
+            env=None if env is None else {**os.environ, **env},
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+    out = strip_noise(proc.stdout)
+    if log is not None:
+        log.write_text(out)
+    if proc.returncode != 0 and show_failure:
+        tail = "\n".join(out.splitlines()[-40:])
+        warn(f"{label}: failed (status {proc.returncode})\n{tail}")
+    return proc.returncode == 0
+
+
+def run_streamed(
+    cmd: Sequence[str | Path],
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    quiet: str = "",
+) -> int:
+    """Run ``cmd`` showing its output as it comes (pytest's progress) and keep a copy in ``log``.
+
+    With ``quiet`` (a label), the output only goes to ``log`` and a progress line shows instead.
+    """
+    with (
+        _Ticker(quiet) if quiet else contextlib.nullcontext(),
+        log.open("wb") as copy,
+        subprocess.Popen(
+            [str(c) for c in cmd],
+            env=None if env is None else {**os.environ, **env},
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        while chunk := os.read(proc.stdout.fileno(), 65536):
+            copy.write(chunk)
+            if not quiet:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+        return proc.wait()
+
+
+def last_line(text: str) -> str:
+    """pytest's closing line without its ``=`` padding."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip("= ").strip() if lines else "(no output)"

@@ -1,0 +1,87 @@
+"""Lint and types: ruff, mypy --strict, stubtest, basedpyright on a user-style file, and
+pyright's type completeness of the installed package (every public name's type known)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from tools.console import Summary, heading
+from tools.interpreters import first_gil_python
+from tools.venvs import ROOT, VENVS, bin_path, python_in, setup_venv, test_groups
+
+COMPILED_MODULES = ("notipipe._messages_c", "notipipe._publisher_c")
+
+
+def stubtest_command(python: Path, allowlist: Path, mypy_config: Path) -> list[str]:
+    """stubtest of the compiled modules against their stubs, with the interpreter that imports them."""
+    return [
+        str(python),
+        "-m",
+        "mypy.stubtest",
+        "--allowlist",
+        str(allowlist),
+        "--mypy-config-file",
+        str(mypy_config),
+        *COMPILED_MODULES,
+    ]
+
+
+def lint_venv() -> Path:
+    """The linters' venv: the first GIL interpreter's test venv (mypy has no free-threaded wheel)."""
+    return VENVS / first_gil_python().tag
+
+
+def prepare() -> Path:
+    it = first_gil_python()
+    venv = lint_venv()
+    heading(f"{it.tag}: setting up {venv.relative_to(ROOT)} for lint ({it.path})")
+    if not setup_venv(it, venv, [*test_groups(it), "lint"]):
+        raise SystemExit(f"could not set up {venv}")
+    return venv
+
+
+def run(summary: Summary, venv: Path) -> None:
+    heading(f"lint and types ({venv.relative_to(ROOT)})")
+    checks: Sequence[tuple[str, list[str]]] = [
+        ("ruff check", [str(bin_path(venv, "ruff")), "check", "."]),
+        ("ruff format --check", [str(bin_path(venv, "ruff")), "format", "--check", "."]),
+        (
+            "mypy --strict (pyproject's files)",
+            [str(bin_path(venv, "mypy")), "--cache-dir", str(VENVS / ".mypy_cache")],
+        ),
+        (
+            "stubtest (compiled modules vs stubs)",
+            stubtest_command(python_in(venv), Path("stubs/stubtest-allowlist.txt"), Path("pyproject.toml")),
+        ),
+        (
+            "basedpyright (user code)",
+            [
+                str(bin_path(venv, "basedpyright")),
+                "--pythonpath",
+                str(python_in(venv)),
+                "tests/typing/user_code.py",
+            ],
+        ),
+    ]
+    for label, cmd in checks:
+        heading(label)
+        summary.add(subprocess.run(cmd, cwd=ROOT, check=False).returncode == 0, label)
+    verify_types(summary, venv)
+
+
+def verify_types(summary: Summary, venv: Path) -> None:
+    """``pyright --verifytypes``: it fails below 100 %; it finds the installed package through the
+    venv it is told is active."""
+    label = "pyright --verifytypes notipipe --ignoreexternal"
+    heading(label)
+    path = f"{bin_path(venv, 'python').parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": path}
+    cmd = [str(bin_path(venv, "pyright")), "--verifytypes", "notipipe", "--ignoreexternal"]
+    # Run outside the checkout: pyright would otherwise take src/ for the package.
+    proc = subprocess.run(cmd, cwd=venv, env=env, capture_output=True, text=True, check=False)
+    shown = [line for line in proc.stdout.splitlines() if "error" in line or "completeness score" in line]
+    print("\n".join(shown) or proc.stdout[-2000:] + proc.stderr[-2000:])
+    summary.add(proc.returncode == 0, label)

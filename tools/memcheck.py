@@ -1,0 +1,109 @@
+"""Memory-safety check of the compiled twin: its tests run under valgrind's memcheck.
+
+notipipe is built from the checkout into ``.venv/memcheck-<version>`` with ``-O1 -g`` and
+Cython's free lists off (``-DCYTHON_USE_FREELISTS=0``), so every dead message goes back to
+malloc; the tests run with ``PYTHONMALLOC=malloc``, so every Python object is a malloc block of
+its own. valgrind then reports a read or write past the end of an object or after it was freed,
+and reads of uninitialised memory. Any such error fails the run; each is printed with its stack,
+marked when it passes through notipipe's extension modules; the whole report is in
+``.venv/memcheck-<version>.log``. ``tools/valgrind-python.supp`` silences the interpreter's and
+the C library's known noise. More valgrind options go in ``VALGRIND_OPTS``, which valgrind reads
+itself (e.g. ``--track-origins=yes``). It takes several minutes.
+
+On a free-threaded interpreter objects live in mimalloc's pages (``PYTHONMALLOC=malloc`` is
+refused there), so valgrind does not see an access after a free or past an object's end inside
+those pages; it still sees uninitialised values and accesses outside any allocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from tools.console import heading, say, warn
+from tools.interpreters import FT_HOWTO, first_gil_python, ft_python
+from tools.system_deps import apt_install
+from tools.venvs import ROOT, VENVS, python_in, setup_venv, test_groups
+
+DEFAULT_TESTS = ("tests/test_messages.py", "tests/test_publisher.py", "tests/test_factory.py")
+SUPPRESSIONS = Path(__file__).with_name("valgrind-python.supp")
+# setuptools adds CFLAGS after the interpreter's own flags, so this -O1 wins over its -O3.
+DEBUG_CFLAGS = "-O1 -g -fno-omit-frame-pointer -DCYTHON_USE_FREELISTS=0"
+ERROR_KINDS = re.compile(
+    r"^(Invalid (read|write|free)|Conditional jump|Use of uninitialised|Syscall param"
+    r"|Mismatched free|Source and destination overlap|Argument .* of function|Process terminating"
+    r"|Jump to the invalid address)"
+)
+OURS = re.compile(r"notipipe|_messages_c|_publisher_c")
+
+
+def errors(report: str) -> Iterator[str]:
+    """valgrind's errors: paragraphs of the report whose first line names a kind of error."""
+    block: list[str] = []
+    for raw in [*report.splitlines(), ""]:
+        line = re.sub(r"^==\d+== ?", "", raw)
+        if line:
+            block.append(line)
+            continue
+        if block and ERROR_KINDS.match(block[0]):
+            text = "\n".join(block)
+            yield ("[in notipipe] " if OURS.search(text) else "[elsewhere] ") + text
+        block = []
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="nox -s memcheck --", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ft", action="store_true", help="on the free-threaded interpreter (a weaker check)")
+    parser.add_argument(
+        "--as-shipped", action="store_true", help="the regular build (-O3, free lists) in .venv/<version>"
+    )
+    parser.add_argument(
+        "pytest_args", nargs="*", help=f"pytest arguments (default: {' '.join(DEFAULT_TESTS)})"
+    )
+    args, options = parser.parse_known_args(argv)  # pytest's options (-k ...) as well
+    if shutil.which("valgrind") is None and not apt_install(["valgrind"]):
+        return 1
+    it = ft_python() if args.ft else first_gil_python()
+    if it is None:
+        warn(FT_HOWTO.replace("tests-gil", "memcheck"))
+        return 1
+    if args.as_shipped:
+        venv, log, env = VENVS / it.tag, VENVS / f"memcheck-{it.tag}-as-shipped.log", None
+    else:
+        venv, log = VENVS / f"memcheck-{it.tag}", VENVS / f"memcheck-{it.tag}.log"
+        env = {"CFLAGS": DEBUG_CFLAGS}
+    heading(f"notipipe from the checkout into {venv.relative_to(ROOT)}{'' if env else ' (regular build)'}")
+    if not setup_venv(it, venv, test_groups(it), env=env):
+        return 1
+    run_env = {"NOTIPIPE_EXPECT_COMPILED": "1"}
+    if not it.free_threaded:  # the free-threaded build only has mimalloc (see above)
+        run_env["PYTHONMALLOC"] = "malloc"
+    tests = [*args.pytest_args, *options] or list(DEFAULT_TESTS)
+    heading(f"pytest {' '.join(tests)} under valgrind ({it.tag}); report: {log.relative_to(ROOT)}")
+    valgrind = [
+        "valgrind", "--tool=memcheck", "--error-exitcode=1", "--leak-check=no", "--num-callers=40",
+        f"--suppressions={SUPPRESSIONS}", f"--log-file={log}",
+    ]  # fmt: skip
+    pytest = ["-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:run-parallel", "-q"]
+    cmd = [*valgrind, str(python_in(venv)), *pytest, "--hypothesis-profile=memcheck", *tests]
+    status = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **run_env}, check=False).returncode
+    report = log.read_text(errors="replace")
+    for line in report.splitlines():
+        if "ERROR SUMMARY" in line:
+            say(re.sub(r"^==\d+== ", "valgrind: ", line))
+    found = list(errors(report))
+    if found:
+        say("\n" + "\n\n".join(found))
+        ours = sum(e.startswith("[in notipipe]") for e in found)
+        say(f"memcheck: FAILED: {ours} of the errors above pass through notipipe's modules")
+        return 1
+    if status:
+        say(f"memcheck: FAILED: the tests failed under valgrind (status {status})")
+        return status
+    say("memcheck: no memory errors")
+    return 0
