@@ -5,8 +5,9 @@
 ``NOTIPIPE_EXPECT_COMPILED=1`` (the test command does, on its compiled legs) to turn a missing
 extension into a failure instead of a quietly pure run.
 
-Under pytest-run-parallel (the free-threaded parallel leg of ``scripts/test``) every test runs in
-several threads at once unless it shares process-wide state: see ``_THREAD_UNSAFE_FIXTURES``.
+Under pytest-run-parallel (the free-threaded parallel leg of ``python3 tasks.py test``, nox session
+``tests``) every test runs in several threads at once unless it shares process-wide state: see
+``_THREAD_UNSAFE_FIXTURES``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from notipipe._select import NO_EXTENSIONS
 from notipipe._singleton import ThreadSafeSingletonMeta
 from tests._pg_server import PgCluster
 
-# scripts/memcheck runs the tests under valgrind, tens of times slower: no deadline per example.
+# ``python3 tasks.py memcheck`` (nox session ``memcheck``) runs the tests under valgrind, tens of
+# times slower: no deadline per example.
 settings.register_profile("memcheck", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
