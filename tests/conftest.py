@@ -131,6 +131,14 @@ def pg_dsn(pg_server: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url(pg_dsn: str) -> str:
+    """The test's database (``pg_dsn``) as the ``postgresql://`` URL DatabaseConnection takes."""
+    from tests._pg_util import as_url
+
+    return as_url(pg_dsn)
+
+
+@pytest.fixture
 def pg_cluster() -> Iterator[PgCluster]:
     """A private, running PostgreSQL server that the test may kill and restart."""
     cluster = PgCluster()
