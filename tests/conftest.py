@@ -16,7 +16,7 @@ import functools
 import importlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -91,6 +91,16 @@ def drop(cls: Any) -> None:
     old = cls.reset_instance()
     if old is not None and hasattr(old, "close"):
         old.close()
+
+
+def outcome(make: Callable[..., object], **fields: object) -> tuple[str, str]:
+    """What ``make(**fields)`` did: ``("ok", "")``, or the ``TypeError``/``ValueError`` it raised as
+    ``(type name, message)``; for comparing the answers of the twins and factories to one call."""
+    try:
+        make(**fields)
+    except (TypeError, ValueError) as error:
+        return type(error).__name__, str(error)
+    return "ok", ""
 
 
 @pytest.fixture
