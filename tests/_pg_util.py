@@ -21,8 +21,8 @@ def as_url(dsn: str) -> str:
     password = params.pop("password", None)
     userinfo = user + (":" + urllib.parse.quote(password, safe="") if password is not None else "")
     dbname = urllib.parse.quote(params.pop("dbname", ""), safe="")
-    query = urllib.parse.urlencode(params, safe="/")
-    return f"postgresql://{userinfo}{'@' if userinfo else ''}/{dbname}{'?' + query if query else ''}"
+    options = urllib.parse.urlencode(params, safe="/")
+    return f"postgresql://{userinfo}{'@' if userinfo else ''}/{dbname}{'?' + options if options else ''}"
 
 
 def query(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
