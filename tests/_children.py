@@ -11,21 +11,12 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from notipipe import DatabaseConnection, EmailMessage, SMSMessage
+from tests._processes import Programs, say, wait_forked
 
-PROGRAMS: dict[str, Callable[..., None]] = {}
-
-
-def program(fn: Callable[..., None]) -> Callable[..., None]:
-    PROGRAMS[fn.__name__] = fn
-    return fn
-
-
-def say(*parts: object) -> None:
-    print(*parts, flush=True)
+program = Programs()
 
 
 @program
@@ -150,18 +141,8 @@ def fork_busy(path: str) -> None:
             ok = child is db and child.path == path
             child.save_many([SMSMessage(body="child") for _ in range(10)], durable=True)
             os._exit(0 if ok else 3)
-        deadline = time.monotonic() + 20
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                results.append(os.waitstatus_to_exitcode(status))
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                results.append("hung")
-                break
-            time.sleep(0.01)
+        code = wait_forked(pid, 20)
+        results.append("hung" if code is None else code)
     stop.set()
     for t in producers:
         t.join()
@@ -212,21 +193,11 @@ def fork_with_locks_held(path: str) -> None:
         child.subscribe(Dashboard())
         child.save(SMSMessage(body="child"), durable=True)
         os._exit(0 if heard == ["child"] and child.count_by_kind() == {"sms": 2} else 3)
-    deadline = time.monotonic() + 20
-    status: int | str = "hung"
-    while time.monotonic() < deadline:
-        done, raw = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = os.waitstatus_to_exitcode(raw)
-            break
-        time.sleep(0.01)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
+    code = wait_forked(pid, 20)
     release.set()
     holder.join()
-    say("child", status)
+    say("child", "hung" if code is None else code)
 
 
 if __name__ == "__main__":
-    PROGRAMS[sys.argv[1]](*sys.argv[2:])
+    program.main()

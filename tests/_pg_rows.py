@@ -10,30 +10,18 @@ from __future__ import annotations
 import os
 import socket
 import time
-import urllib.parse
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from notipipe._pg_follow import ensure_schema
 from notipipe._pg_schema import MESSAGES, WAKEUP_CHANNEL
 
-__all__ = ["Seen", "begin_batch", "commit_batch", "create_schema", "pg_url", "write_batch"]
-
-
-def pg_url(dsn: str) -> str:
-    """``dsn`` (a conninfo string, as the fixtures give) as the postgresql:// URL notipipe takes."""
-    if dsn.startswith(("postgresql://", "postgres://")):
-        return dsn
-    params = conninfo_to_dict(dsn)
-    user = urllib.parse.quote(str(params.pop("user", "postgres")), safe="")
-    dbname = urllib.parse.quote(str(params.pop("dbname", "postgres")), safe="")
-    query = urllib.parse.urlencode({k: str(v) for k, v in params.items()})
-    return f"postgresql://{user}@/{dbname}?{query}"
+__all__ = ["Seen", "begin_batch", "commit_batch", "create_schema", "write_batch"]
 
 
 def create_schema(dsn: str) -> None:
+    """Create notipipe's tables in ``dsn``'s database, as a writer's first start does."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         ensure_schema(conn)
 
@@ -63,6 +51,7 @@ def commit_batch(conn: psycopg.Connection[Any], *, notify: bool = True) -> None:
 
 
 def write_batch(dsn: str, bodies: list[str], *, notify: bool = True) -> list[int]:
+    """One SMS per body, committed as one batch (with its wake-up unless ``notify`` is false); the ids."""
     conn, ids = begin_batch(dsn, bodies)
     commit_batch(conn, notify=notify)
     return ids

@@ -1,12 +1,15 @@
-"""Helpers shared by the PostgreSQL tests."""
+"""Helpers shared by the PostgreSQL tests: the URL notipipe takes for a fixture's DSN, and
+reading the database straight through psycopg, beside notipipe."""
 
 from __future__ import annotations
 
 import urllib.parse
+from typing import Any
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-__all__ = ["as_url"]
+__all__ = ["as_url", "query"]
 
 
 def as_url(dsn: str) -> str:
@@ -18,5 +21,12 @@ def as_url(dsn: str) -> str:
     password = params.pop("password", None)
     userinfo = user + (":" + urllib.parse.quote(password, safe="") if password is not None else "")
     dbname = urllib.parse.quote(params.pop("dbname", ""), safe="")
-    query = urllib.parse.urlencode(params, safe="/")
-    return f"postgresql://{userinfo}{'@' if userinfo else ''}/{dbname}{'?' + query if query else ''}"
+    options = urllib.parse.urlencode(params, safe="/")
+    return f"postgresql://{userinfo}{'@' if userinfo else ''}/{dbname}{'?' + options if options else ''}"
+
+
+def query(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on a connection of its own (autocommit); its rows, ``[]`` if it has none."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description is not None else []

@@ -5,8 +5,9 @@
 ``NOTIPIPE_EXPECT_COMPILED=1`` (the test command does, on its compiled legs) to turn a missing
 extension into a failure instead of a quietly pure run.
 
-Under pytest-run-parallel (the free-threaded parallel leg of ``scripts/test``) every test runs in
-several threads at once unless it shares process-wide state: see ``_THREAD_UNSAFE_FIXTURES``.
+Under pytest-run-parallel (the free-threaded parallel leg of ``python3 tasks.py test``, nox session
+``tests``) every test runs in several threads at once unless it shares process-wide state: see
+``_THREAD_UNSAFE_FIXTURES``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import functools
 import importlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -30,7 +31,8 @@ from notipipe._select import NO_EXTENSIONS
 from notipipe._singleton import ThreadSafeSingletonMeta
 from tests._pg_server import PgCluster
 
-# scripts/memcheck runs the tests under valgrind, tens of times slower: no deadline per example.
+# ``python3 tasks.py memcheck`` (nox session ``memcheck``) runs the tests under valgrind, tens of
+# times slower: no deadline per example.
 settings.register_profile("memcheck", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -91,6 +93,16 @@ def drop(cls: Any) -> None:
         old.close()
 
 
+def outcome(make: Callable[..., object], **fields: object) -> tuple[str, str]:
+    """What ``make(**fields)`` did: ``("ok", "")``, or the ``TypeError``/``ValueError`` it raised as
+    ``(type name, message)``; for comparing the answers of the twins and factories to one call."""
+    try:
+        make(**fields)
+    except (TypeError, ValueError) as error:
+        return type(error).__name__, str(error)
+    return "ok", ""
+
+
 @pytest.fixture
 def db(impl: Impl) -> Iterator[Any]:
     """A fresh in-memory DatabaseConnection of this twin, closed again after the test."""
@@ -126,6 +138,14 @@ def pg_dsn(pg_server: str) -> Iterator[str]:
     yield make_conninfo(pg_server, dbname=name)
     with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_url(pg_dsn: str) -> str:
+    """The test's database (``pg_dsn``) as the ``postgresql://`` URL DatabaseConnection takes."""
+    from tests._pg_util import as_url
+
+    return as_url(pg_dsn)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 import notipipe
 from notipipe import MessageFactory
-from tests.conftest import Impl
+from tests.conftest import Impl, outcome
 
 
 def test_create_each_kind(impl: Impl) -> None:
@@ -103,19 +103,11 @@ BAD_FIELDS: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-def _outcome(make: Any, **fields: object) -> tuple[str, str]:
-    try:
-        make(**fields)
-    except (TypeError, ValueError) as error:
-        return type(error).__name__, str(error)
-    return "ok", ""
-
-
 @pytest.mark.parametrize(("kind", "fields"), BAD_FIELDS)
 def test_the_factory_raises_the_class_own_errors(impl: Impl, kind: str, fields: dict[str, object]) -> None:
     cls = impl.EmailMessage if kind == "email" else impl.SMSMessage
-    expected = _outcome(cls, **fields)
+    expected = outcome(cls, **fields)
     assert expected[0] != "ok"
     assert expected[1].startswith(cls.__name__)  # the field, or the class for a binding error
-    assert _outcome(lambda **f: impl.MessageFactory.create_message(kind, **f), **fields) == expected
-    assert _outcome(lambda **f: impl.MessageFactory.create(cls, **f), **fields) == expected
+    assert outcome(lambda **f: impl.MessageFactory.create_message(kind, **f), **fields) == expected
+    assert outcome(lambda **f: impl.MessageFactory.create(cls, **f), **fields) == expected

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notipipe import MAX_SMS_BODY
-from tests.conftest import Impl
+from tests.conftest import Impl, outcome
 
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
@@ -295,14 +295,6 @@ def test_a_phone_number_that_passed_is_not_thereby_an_email_address(impl: Impl) 
         impl.SMSMessage("ops@example.com")
 
 
-def _outcome(cls: Any, **fields: object) -> tuple[str, str]:
-    try:
-        cls(**fields)
-    except (TypeError, ValueError) as error:
-        return type(error).__name__, str(error)
-    return "ok", ""
-
-
 _ADDRESSISH = st.text(alphabet=st.sampled_from("ab@.+- \t\n\x00\u00a0\u2003x1é\ud800\U0001f600"), max_size=20)
 
 
@@ -322,7 +314,7 @@ def test_twins_agree_on_every_input(address: str, phone: str) -> None:
         ("body", _messages_py.SMSMessage, _messages_c.SMSMessage, address),
         ("body", _messages_py.EmailMessage, _messages_c.EmailMessage, phone + address),
     ):
-        assert _outcome(py_cls, **{field_name: value}) == _outcome(c_cls, **{field_name: value})
+        assert outcome(py_cls, **{field_name: value}) == outcome(c_cls, **{field_name: value})
 
 
 MAX_EMAIL_BODY = 1 << 20

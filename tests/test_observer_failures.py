@@ -23,7 +23,7 @@ import pytest
 from notipipe import _failures
 from notipipe._failures import SUMMARY_INTERVAL, Failures, ObserverFailures
 from tests.conftest import Impl
-from tests.storm import UnlockedFailures, failure_storm
+from tests.storm import Tally, UnlockedFailures, failure_storm
 
 type Records = list[logging.LogRecord]
 
@@ -83,14 +83,6 @@ class Exploding:
 
     def __repr__(self) -> str:
         return f"Exploding({self.name!r})"
-
-
-class Tally:
-    def __init__(self) -> None:
-        self.got: list[object] = []
-
-    def update(self, message: object) -> None:
-        self.got.append(message)
 
 
 def summaries(records: Records) -> list[re.Match[str]]:

@@ -9,13 +9,8 @@ Every flushed alert must be stored exactly once.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,17 +18,11 @@ import pytest
 
 from notipipe._errors import StorageError
 from tests._pg_server import PgCluster
-from tests._pg_util import as_url
+from tests._pg_util import query
+from tests._processes import kill, spawn, wait_until
 from tests.conftest import Impl, drop
 
 pytestmark = pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton")
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def pg_url(pg_dsn: str) -> str:
-    return as_url(pg_dsn)
 
 
 @pytest.fixture
@@ -43,24 +32,15 @@ def fresh(impl: Impl) -> Iterator[None]:
     drop(impl.DatabaseConnection)
 
 
-def _raw(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(sql, params)
-        return cur.fetchall() if cur.description is not None else []
-
-
 def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     """Wait for a condition another process or the server brings about (nothing to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    if not wait_until(condition, timeout):
+        raise AssertionError(f"timed out waiting for {what}")
 
 
 def _exactly_once(dsn: str, bodies: list[str]) -> None:
     """Every body stored exactly once, in save order (one writer)."""
-    rows = _raw(dsn, "SELECT id, body FROM notipipe_messages ORDER BY id")
+    rows = query(dsn, "SELECT id, body FROM notipipe_messages ORDER BY id")
     stored = [b for _, b in rows]
     assert len(stored) == len(bodies), f"{len(stored)} rows for {len(bodies)} alerts"
     assert len(set(stored)) == len(stored), "an alert was stored twice"
@@ -152,7 +132,7 @@ def test_a_commit_in_doubt_is_resolved(
         if lost.startswith("after"):
             real_commit(conn)
         # The server ends the session (and waits until it has): the client learns it only now.
-        assert _raw(pg_dsn, "SELECT pg_terminate_backend(%s, 10000)", (backend,)) == [(True,)]
+        assert query(pg_dsn, "SELECT pg_terminate_backend(%s, 10000)", (backend,)) == [(True,)]
         if lost.startswith("after"):
             raise psycopg.OperationalError("server closed the connection unexpectedly")
         real_commit(conn)  # the connection is gone: this COMMIT fails for real
@@ -165,7 +145,7 @@ def test_a_commit_in_doubt_is_resolved(
     _exactly_once(pg_dsn, ["first", *bodies])
     # The ids the writer reported are the stored ones.
     assert [m.id for m in db.after(0, 1000)] == [
-        r[0] for r in _raw(pg_dsn, "SELECT id FROM notipipe_messages ORDER BY id")
+        r[0] for r in query(pg_dsn, "SELECT id FROM notipipe_messages ORDER BY id")
     ]
 
 
@@ -177,17 +157,7 @@ def test_a_writer_killed_mid_copy_leaves_none_of_its_batch(
 ) -> None:
     db = impl.DatabaseConnection(pg_url, max_delay=0.001)
     db.save(impl.SMSMessage(body="before"), durable=True)
-    env = dict(os.environ)
-    env.pop("NOTIPIPE_DB", None)
-    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests._pg_children", "stall_in_copy", pg_url, "4000"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = spawn(impl, "tests._pg_children", "stall_in_copy", pg_url, "4000")
     try:
         assert child.stdout is not None
         line = child.stdout.readline().split()
@@ -195,7 +165,7 @@ def test_a_writer_killed_mid_copy_leaves_none_of_its_batch(
         pid, backend = int(line[1]), int(line[2])
 
         def copy_has_rows() -> bool:
-            got = _raw(
+            got = query(
                 pg_dsn, "SELECT tuples_processed FROM pg_stat_progress_copy WHERE pid = %s", (backend,)
             )
             return bool(got) and int(got[0][0]) > 0
@@ -204,11 +174,10 @@ def test_a_writer_killed_mid_copy_leaves_none_of_its_batch(
         # Another writer is not held up by the open COPY.
         db.save_many([impl.SMSMessage(body=f"during {i}") for i in range(500)], durable=True)
     finally:
-        child.kill()  # SIGKILL, in the middle of the COPY
-        child.communicate(timeout=30)
+        kill(child)  # SIGKILL, in the middle of the COPY
     gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
-    _until(lambda: _raw(pg_dsn, gone, (backend,)) == [(0,)], "the server to end the killed writer's session")
-    assert _raw(pg_dsn, "SELECT count(*) FROM notipipe_messages WHERE origin_pid = %s", (pid,)) == [(0,)]
+    _until(lambda: query(pg_dsn, gone, (backend,)) == [(0,)], "the server to end the killed writer's session")
+    assert query(pg_dsn, "SELECT count(*) FROM notipipe_messages WHERE origin_pid = %s", (pid,)) == [(0,)]
     db.save(impl.SMSMessage(body="after"), durable=True)
     _exactly_once(pg_dsn, ["before", *(f"during {i}" for i in range(500)), "after"])
 
@@ -221,13 +190,13 @@ def test_other_server_errors_are_reported_and_retried(
 ) -> None:
     db = impl.DatabaseConnection(pg_url, max_delay=0.001)
     db.save(impl.SMSMessage(body="first"), durable=True)
-    _raw(pg_dsn, "ALTER TABLE notipipe_messages RENAME TO notipipe_moved")
+    query(pg_dsn, "ALTER TABLE notipipe_messages RENAME TO notipipe_moved")
     db.save(impl.SMSMessage(body="second"))
     with caplog.at_level(logging.WARNING, logger="notipipe"):
         with pytest.raises(StorageError, match=r"notipipe_messages.*does not exist") as error:
             db.flush(timeout=30)
         assert "retried" in error.value.reason
-        _raw(pg_dsn, "ALTER TABLE notipipe_moved RENAME TO notipipe_messages")
+        query(pg_dsn, "ALTER TABLE notipipe_moved RENAME TO notipipe_messages")
         # An attempt under way as the table came back may still fail (and flush would say so):
         # the writer's next one commits.
         _until(lambda: db.durable_count == 2, "the writer to recover")

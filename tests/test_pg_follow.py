@@ -18,7 +18,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests._pg_rows import Seen, begin_batch, commit_batch, create_schema, pg_url, write_batch
+from tests._pg_rows import Seen, begin_batch, commit_batch, create_schema, write_batch
+from tests._pg_util import as_url, query
+from tests._processes import kill, wait_until
 from tests.conftest import Impl
 
 
@@ -66,10 +68,21 @@ def reading(db: Any, how: str, poll: float = 0.2) -> Iterator[Seen]:
 READERS = pytest.mark.parametrize("how", ["follow", "durable"])
 
 
+def _sessions(dsn: str, select: str, application: str) -> list[tuple[Any, ...]]:
+    """``SELECT select`` over the server sessions on ``dsn``'s database whose application_name is
+    LIKE ``application`` (notipipe names its connections by purpose)."""
+    return query(
+        dsn,
+        f"SELECT {select} FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name LIKE %s",
+        (application,),
+    )
+
+
 def test_follow_yields_each_commit_once_with_its_id_as_the_twins_messages(impl: Impl, pg_dsn: str) -> None:
     create_schema(pg_dsn)
     before = write_batch(pg_dsn, ["old 0", "old 1"])
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    db = impl.DatabaseConnection(as_url(pg_dsn))
     with following(db, after_id=before[0], page=2) as seen:
         assert seen.wait_for(before[1:])
         new = write_batch(pg_dsn, [f"new {i}" for i in range(5)])
@@ -84,7 +97,7 @@ def test_a_late_commit_is_not_skipped_and_a_long_transaction_elsewhere_stalls_no
     impl: Impl, pg_dsn: str, pg_server: str, how: str
 ) -> None:
     create_schema(pg_dsn)
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    db = impl.DatabaseConnection(as_url(pg_dsn))
     # A transaction in another database, with an xid, left open: it holds back the oldest
     # running transaction server-wide, which a fence below pg_snapshot_xmin waits for.
     with reading(db, how) as seen, psycopg.connect(pg_server) as elsewhere:
@@ -110,31 +123,20 @@ def test_a_terminated_listening_connection_is_remade_and_caught_up_without_a_wak
     create_schema(pg_dsn)
     # No safety-net poll within the test's patience: only the reconnection can find the row.
     monkeypatch.setattr("notipipe._database.DURABLE_POLL", 120.0)
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    db = impl.DatabaseConnection(as_url(pg_dsn))
     with reading(db, how, poll=120.0) as seen:
         first = write_batch(pg_dsn, ["first"])
         assert seen.wait_for(first)
         silent = write_batch(pg_dsn, ["silent"], notify=False)
-        with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            killed = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND application_name LIKE 'notipipe listen%'"
-            ).fetchall()
-            assert killed == [(True,)]
+        killed = _sessions(pg_dsn, "pg_terminate_backend(pid)", "notipipe listen%")
+        assert killed == [(True,)]
         assert seen.wait_for(silent), "not caught up after the listening connection was cut"
         # The reader may catch up before it listens again: once it does, and only then, a new
         # alert must arrive by its wake-up (the poll is far beyond the test's patience).
-        deadline = time.monotonic() + 30
-        with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            while True:
-                listening = admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND application_name LIKE 'notipipe listen%'"
-                ).fetchone()
-                if listening == (1,) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-        assert listening == (1,), "the listening connection was not remade"
+        relistening = wait_until(
+            lambda: _sessions(pg_dsn, "count(*)", "notipipe listen%") == [(1,)], 30, 0.05
+        )
+        assert relistening, "the listening connection was not remade"
         later = write_batch(pg_dsn, ["later"])
         assert seen.wait_for(later), "no wake-up on the new listening connection"
     assert seen.ids() == first + silent + later
@@ -164,15 +166,11 @@ def test_an_unreachable_listener_is_retried_with_backoff_while_the_reads_go_on(
 
     monkeypatch.setattr(_pg_follow, "connect", connect)
     monkeypatch.setattr("notipipe._database.DURABLE_POLL", 0.5)
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    db = impl.DatabaseConnection(as_url(pg_dsn))
     with reading(db, how, poll=0.5) as seen:
         first = write_batch(pg_dsn, ["first"])
         assert seen.wait_for(first)
-        with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND application_name LIKE 'notipipe listen%'"
-            )
+        _sessions(pg_dsn, "pg_terminate_backend(pid)", "notipipe listen%")
         assert refusing.wait(30), "the listening connection was not remade"
         with lock:
             since = attempts[-1]
@@ -201,16 +199,12 @@ def test_follow_on_a_sqlite_file_yields_what_another_connection_stores(impl: Imp
 def test_follow_ends_when_its_iterator_is_closed(impl: Impl, pg_dsn: str) -> None:
     create_schema(pg_dsn)
     ids = write_batch(pg_dsn, ["a"])
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    db = impl.DatabaseConnection(as_url(pg_dsn))
     pages = db.follow()
     assert [m.id for m in next(pages)] == ids
     pages.close()  # the listening and reading connections go with it
-    with psycopg.connect(pg_dsn, autocommit=True) as admin:
-        left = admin.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name LIKE 'notipipe%'"
-        ).fetchone()
-    assert left == (0,)
+    left = _sessions(pg_dsn, "count(*)", "notipipe%")
+    assert left == [(0,)]
 
 
 @pytest.mark.parametrize(
@@ -232,7 +226,7 @@ def test_tail_follow_on_postgresql_prints_each_commit_including_late_ones(pg_dsn
     old = write_batch(pg_dsn, ["old 0", "old 1"])
     env = {k: v for k, v in os.environ.items() if k != "NOTIPIPE_DB"}
     tail = subprocess.Popen(
-        [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "1", "--db", pg_url(pg_dsn)],
+        [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "1", "--db", as_url(pg_dsn)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -251,6 +245,4 @@ def test_tail_follow_on_postgresql_prints_each_commit_including_late_ones(pg_dsn
         assert tail.returncode == 130, err
         assert err == ""
     finally:
-        if tail.poll() is None:
-            tail.kill()
-            tail.communicate()
+        kill(tail)

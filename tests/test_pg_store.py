@@ -19,18 +19,11 @@ import pytest
 
 from notipipe._errors import ConfigurationError, StorageError
 from notipipe._pg_store import redact
-from tests._pg_util import as_url
+from tests._pg_util import query
+from tests._processes import kill, run_child, spawn
 from tests.conftest import Impl, drop
 
 pytestmark = pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton")
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def pg_url(pg_dsn: str) -> str:
-    """The test's database as a ``postgresql://`` URL (what DatabaseConnection takes)."""
-    return as_url(pg_dsn)
 
 
 @pytest.fixture
@@ -43,11 +36,6 @@ def open_pg(impl: Impl, pg_url: str) -> Iterator[Callable[..., Any]]:
     drop(impl.DatabaseConnection)
     yield make
     drop(impl.DatabaseConnection)
-
-
-def _raw(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def _sample(impl: Impl) -> list[Any]:
@@ -103,7 +91,7 @@ def test_an_empty_database_reads_as_empty(open_pg: Callable[..., Any], pg_dsn: s
     st = db.stats()
     assert (st.total, st.first_at, st.last_at, st.size_bytes) == (0, None, None, 0)
     # Reading created nothing: the tables come with the first write.
-    assert _raw(pg_dsn, "SELECT to_regclass('notipipe_messages')") == [(None,)]
+    assert query(pg_dsn, "SELECT to_regclass('notipipe_messages')") == [(None,)]
 
 
 def test_after_commit_observers_get_each_stored_id(impl: Impl, open_pg: Callable[..., Any]) -> None:
@@ -143,7 +131,7 @@ def test_the_url_selects_postgresql_also_from_the_environment(
         assert db.path.startswith("postgres://")
     finally:
         drop(impl.DatabaseConnection)
-    assert _raw(pg_dsn, "SELECT body FROM notipipe_messages") == [("via the environment",)]
+    assert query(pg_dsn, "SELECT body FROM notipipe_messages") == [("via the environment",)]
 
 
 def test_a_password_is_never_shown(impl: Impl) -> None:
@@ -201,12 +189,13 @@ HOSTILE = [
 ]
 
 
+def _subject(text: str) -> str:
+    return text[:255].replace("\n", " ").replace("\r", " ")
+
+
 def test_hostile_text_round_trips_and_nul_costs_only_its_row(impl: Impl, open_pg: Callable[..., Any]) -> None:
     db = open_pg(batch_size=1000, max_delay=10)
-    good = [
-        impl.EmailMessage("ops@example.com", text[:255].replace("\n", " ").replace("\r", " "), text)
-        for text in HOSTILE
-    ]
+    good = [impl.EmailMessage("ops@example.com", _subject(text), text) for text in HOSTILE]
     bad = impl.SMSMessage("+15551234567", "nul \x00 inside", created_at=1000.0)
     db.save_many([*good[:3], bad, *good[3:]])
     with pytest.raises(StorageError, match=r"1 alert\(s\) could not be stored.*NUL"):
@@ -217,24 +206,12 @@ def test_hostile_text_round_trips_and_nul_costs_only_its_row(impl: Impl, open_pg
     assert [m.id for m in stored] == sorted(m.id for m in stored)
 
 
-def _spawn(impl: Impl, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env.pop("NOTIPIPE_DB", None)
-    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests._pg_children", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _run_writers(impl: Impl, dsn: str, count: int, chunk: int, n: int) -> dict[str, int]:
     """Start ``n`` writer processes together; return each one's pid by tag."""
-    children = [_spawn(impl, "write", dsn, f"w{k}", str(count), str(chunk)) for k in range(n)]
+    children = [
+        spawn(impl, "tests._pg_children", "write", dsn, f"w{k}", str(count), str(chunk), stdin=True)
+        for k in range(n)
+    ]
     pids: dict[str, int] = {}
     try:
         for k, child in enumerate(children):
@@ -252,9 +229,7 @@ def _run_writers(impl: Impl, dsn: str, count: int, chunk: int, n: int) -> dict[s
             assert out.split()[0] == "done", (out, err)
     finally:
         for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.communicate(timeout=10)
+            kill(child, timeout=10)
     return pids
 
 
@@ -328,7 +303,7 @@ def test_connections_keep_alive_unless_the_url_says_otherwise(
 def test_four_processes_write_at_once(impl: Impl, pg_url: str, pg_dsn: str) -> None:
     count = 3000
     pids = _run_writers(impl, pg_url, count, 250, 4)
-    rows = _raw(pg_dsn, "SELECT id, body, origin_host, origin_pid FROM notipipe_messages ORDER BY id")
+    rows = query(pg_dsn, "SELECT id, body, origin_host, origin_pid FROM notipipe_messages ORDER BY id")
     assert len(rows) == 4 * count
     assert len({r[0] for r in rows}) == len(rows)
     host = os.uname().nodename
@@ -341,7 +316,7 @@ def test_four_processes_write_at_once(impl: Impl, pg_url: str, pg_dsn: str) -> N
 
 def test_many_processes_create_the_tables_at_once(impl: Impl, pg_url: str, pg_dsn: str) -> None:
     pids = _run_writers(impl, pg_url, 1, 1, 8)
-    rows = _raw(pg_dsn, "SELECT body, origin_pid FROM notipipe_messages")
+    rows = query(pg_dsn, "SELECT body, origin_pid FROM notipipe_messages")
     assert sorted(rows) == sorted((f"{tag} 0", pid) for tag, pid in pids.items())
 
 
@@ -361,34 +336,16 @@ def test_a_forked_child_writes_with_a_store_of_its_own(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     db.save(impl.SMSMessage(body="parent after"), durable=True)
-    rows = _raw(pg_dsn, "SELECT body, origin_pid FROM notipipe_messages ORDER BY id")
+    rows = query(pg_dsn, "SELECT body, origin_pid FROM notipipe_messages ORDER BY id")
     assert rows == [("parent before", os.getpid()), ("child", pid), ("parent after", os.getpid())]
 
 
 def test_the_cli_runs_stats_and_tails_on_postgresql(impl: Impl, pg_url: str) -> None:
-    env = dict(os.environ)
-    env.pop("NOTIPIPE_DB", None)
-    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
-
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "notipipe", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_child(impl, "notipipe", *args, timeout=120)
 
     runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "notipipe", "run", "-n", "500", "--db", pg_url, "--progress", "none"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
+        spawn(impl, "notipipe", "run", "-n", "500", "--db", pg_url, "--progress", "none") for _ in range(2)
     ]
     for run in runs:
         _, err = run.communicate(timeout=120)
@@ -403,10 +360,6 @@ def test_the_cli_runs_stats_and_tails_on_postgresql(impl: Impl, pg_url: str) -> 
     refused = cli("run", "-n", "1", "--db", pg_url, "--synchronous", "FULL", "--progress", "none")
     assert refused.returncode == 1
     assert "--synchronous is a SQLite setting" in refused.stderr
-
-
-def _subject(text: str) -> str:
-    return text[:255].replace("\n", " ").replace("\r", " ")
 
 
 @pytest.mark.parametrize("pack", [True, False], ids=["packed", "write_row"])
@@ -429,6 +382,6 @@ def test_both_copy_paths_store_the_same(
     assert [(type(m), m.priority, m.created_at, m.body) for m in got] == [
         (type(m), m.priority, m.created_at, m.body) for m in sent
     ]
-    assert _raw(pg_dsn, "SELECT DISTINCT origin_host, origin_pid FROM notipipe_messages") == [
+    assert query(pg_dsn, "SELECT DISTINCT origin_host, origin_pid FROM notipipe_messages") == [
         (os.uname().nodename, os.getpid())
     ]

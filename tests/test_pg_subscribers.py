@@ -7,9 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,42 +19,25 @@ import pytest
 from notipipe._errors import ConfigurationError
 from notipipe._pg_schema import MESSAGES
 from notipipe._pg_subscribers import list_subscriptions
-from tests._pg_rows import Seen, create_schema, pg_url, write_batch
+from tests._pg_rows import Seen, create_schema, write_batch
+from tests._pg_util import as_url, query
+from tests._processes import kill, spawn, wait_until
 from tests.conftest import Impl
 
-ROOT = Path(__file__).resolve().parents[1]
-
 pytestmark = pytest.mark.thread_unsafe(reason="waits on child processes and the DatabaseConnection singleton")
-
-
-def _child(impl: Impl, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env.pop("NOTIPIPE_DB", None)
-    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests._pg_sub_children", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @contextmanager
 def _subscriber(impl: Impl, url: str, name: str, out: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
     """A subscriber process, subscribed when this yields; killed if still running at the end."""
-    proc = _child(impl, "subscriber", url, name, str(out), *options)
+    proc = spawn(impl, "tests._pg_children", "subscriber", url, name, str(out), *options, stdin=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line == "subscribed\n", (line, proc.stderr.read() if proc.stderr else "")
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
+        kill(proc)
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -74,28 +55,29 @@ def _delivered(out: Path) -> list[tuple[int, str, str]]:
 
 
 def _wait_delivered(out: Path, ids: set[int], timeout: float = 60.0) -> list[tuple[int, str, str]]:
-    # Another process writes the file: polled, with a deadline.
-    deadline = time.monotonic() + timeout
-    while True:
-        got = _delivered(out)
-        if ids <= {i for i, _, _ in got} or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
+    """What the subscriber wrote once it holds every id in ``ids``, or at ``timeout``."""
+    got: list[tuple[int, str, str]] = []
+
+    def has_all() -> bool:  # another process writes the file: polled, with a deadline
+        got[:] = _delivered(out)
+        return ids <= {i for i, _, _ in got}
+
+    wait_until(has_all, timeout, interval=0.05)
+    return got
 
 
 def _stored(dsn: str) -> dict[int, str]:
-    with psycopg.connect(dsn) as conn:
-        return {int(i): str(b) for i, b in conn.execute(f"SELECT id, body FROM {MESSAGES}")}
+    return {int(i): str(b) for i, b in query(dsn, f"SELECT id, body FROM {MESSAGES}")}
 
 
 def _caught_up(dsn: str, name: str, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = {s.name: s for s in list_subscriptions(pg_url(dsn))}
-        if name in state and state[name].undelivered == 0:
-            return True
-        time.sleep(0.05)
-    return False
+    """True once the durable subscription ``name`` has nothing undelivered; False at ``timeout``."""
+
+    def caught_up() -> bool:
+        state = {s.name: s for s in list_subscriptions(as_url(dsn))}
+        return name in state and state[name].undelivered == 0
+
+    return wait_until(caught_up, timeout, interval=0.05)
 
 
 def test_four_writers_committing_in_random_order_reach_a_subscriber_process_none_skipped(
@@ -105,8 +87,10 @@ def test_four_writers_committing_in_random_order_reach_a_subscriber_process_none
     another process; every stored alert reaches it with its id, none skipped, each writer's in order."""
     create_schema(pg_dsn)
     out = tmp_path / "delivered"
-    with _subscriber(impl, pg_url(pg_dsn), "done-when", out) as sub:
-        writers = [_child(impl, "writer", pg_dsn, f"w{k}", "25", "20", str(k)) for k in range(4)]
+    with _subscriber(impl, as_url(pg_dsn), "done-when", out) as sub:
+        writers = [
+            spawn(impl, "tests._pg_children", "writer", pg_dsn, f"w{k}", "25", "20", str(k)) for k in range(4)
+        ]
         for w in writers:
             _, err = w.communicate(timeout=120)
             assert w.returncode == 0, err
@@ -131,11 +115,12 @@ def test_four_notipipe_run_processes_reach_a_subscriber_process_each_in_its_save
 ) -> None:
     """The same with the real writers: four ``notipipe run --db postgresql://...`` processes."""
     create_schema(pg_dsn)
-    url, out = pg_url(pg_dsn), tmp_path / "delivered"
+    url, out = as_url(pg_dsn), tmp_path / "delivered"
     with _subscriber(impl, url, "runs", out) as sub:
         runs = [
-            _command(
+            spawn(
                 impl,
+                "notipipe",
                 "run",
                 "--db",
                 url,
@@ -159,8 +144,7 @@ def test_four_notipipe_run_processes_reach_a_subscriber_process_each_in_its_save
         for run in runs:
             _, err = run.communicate(timeout=300)
             assert run.returncode == 0, err
-        with psycopg.connect(pg_dsn) as conn:
-            origin = {int(i): int(p) for i, p in conn.execute(f"SELECT id, origin_pid FROM {MESSAGES}")}
+        origin = {int(i): int(p) for i, p in query(pg_dsn, f"SELECT id, origin_pid FROM {MESSAGES}")}
         assert len(origin) == 4 * 3000
         got = _wait_delivered(out, set(origin))
         _stop(sub)
@@ -173,25 +157,11 @@ def test_four_notipipe_run_processes_reach_a_subscriber_process_each_in_its_save
         assert mine == sorted(mine), f"writer {pid}'s alerts out of its save order"
 
 
-def _command(impl: Impl, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env.pop("NOTIPIPE_DB", None)
-    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
-    return subprocess.Popen(
-        [sys.executable, "-m", "notipipe", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_a_subscriber_killed_between_update_and_its_cursor_commit_gets_that_page_again(
     impl: Impl, pg_dsn: str, tmp_path: Path
 ) -> None:
     create_schema(pg_dsn)
-    url, out = pg_url(pg_dsn), tmp_path / "delivered"
+    url, out = as_url(pg_dsn), tmp_path / "delivered"
     with _subscriber(impl, url, "crash", out, "120", "50") as first:
         ids = write_batch(pg_dsn, [f"m {i}" for i in range(300)])  # one commit: pages of 50 by id
         first.wait(timeout=60)
@@ -210,7 +180,7 @@ def test_a_standby_takes_over_when_the_holder_dies_and_never_delivers_before(
     impl: Impl, pg_dsn: str, tmp_path: Path
 ) -> None:
     create_schema(pg_dsn)
-    url, out = pg_url(pg_dsn), tmp_path / "delivered"
+    url, out = as_url(pg_dsn), tmp_path / "delivered"
     db = impl.DatabaseConnection(url)
     standby = Seen()
     with _subscriber(impl, url, "shared", out) as holder:
@@ -236,7 +206,7 @@ def test_unsubscribe_stops_delivery_and_frees_the_name_which_resumes_where_it_st
 ) -> None:
     create_schema(pg_dsn)
     before = write_batch(pg_dsn, ["before"])  # committed before the name exists: not delivered
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    db = impl.DatabaseConnection(as_url(pg_dsn))
     seen = Seen()
     assert db.subscribe(seen, durable_name="resume")
     assert not db.subscribe(seen, durable_name="resume")  # the same observer again: no change
@@ -244,11 +214,11 @@ def test_unsubscribe_stops_delivery_and_frees_the_name_which_resumes_where_it_st
     assert seen.wait_for(first)
     assert db.unsubscribe(seen)
     assert not [t for t in threading.enumerate() if t.name == "notipipe-subscriber-resume"]
-    (state,) = list_subscriptions(pg_url(pg_dsn))
+    (state,) = list_subscriptions(as_url(pg_dsn))
     assert state.holder is None
     assert not db.unsubscribe(seen)
     second = write_batch(pg_dsn, ["second"])
-    (state,) = list_subscriptions(pg_url(pg_dsn))
+    (state,) = list_subscriptions(as_url(pg_dsn))
     assert (state.name, state.undelivered) == ("resume", 1)
     assert state.oldest_age is not None
     assert state.oldest_age >= 0
@@ -262,19 +232,33 @@ def test_unsubscribe_stops_delivery_and_frees_the_name_which_resumes_where_it_st
     assert again.ids() == second
 
 
-def test_a_failing_observer_goes_to_the_error_handler_and_delivery_goes_on(impl: Impl, pg_dsn: str) -> None:
-    create_schema(pg_dsn)
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
+class _RaisingOn(Seen):
+    """An observer that takes every message, then raises ``error(body)`` on those whose body
+    starts with ``prefix``."""
+
+    def __init__(self, prefix: str, error: type[BaseException]) -> None:
+        super().__init__()
+        self._prefix, self._error = prefix, error
+
+    def update(self, message: Any) -> None:
+        super().update(message)
+        if message.body.startswith(self._prefix):
+            raise self._error(message.body)
+
+
+def _errors_reported(db: Any) -> list[tuple[Any, Any, Exception]]:
+    """What ``db``'s error handler is given from now on, ``(observer, message, error)`` in order."""
     reported: list[tuple[Any, Any, Exception]] = []
     db.error_handler = lambda observer, message, error: reported.append((observer, message, error))
+    return reported
 
-    class Picky(Seen):
-        def update(self, message: Any) -> None:
-            super().update(message)
-            if message.body.startswith("bad"):
-                raise ValueError(message.body)
 
-    picky = Picky()
+def test_a_failing_observer_goes_to_the_error_handler_and_delivery_goes_on(impl: Impl, pg_dsn: str) -> None:
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(as_url(pg_dsn))
+    reported = _errors_reported(db)
+
+    picky = _RaisingOn("bad", ValueError)
     assert db.subscribe(picky, durable_name="picky")
     ids = write_batch(pg_dsn, ["good 0", "bad 1", "good 2", "bad 3"])
     more = write_batch(pg_dsn, ["good 4"])
@@ -292,9 +276,8 @@ def test_a_stored_row_that_is_no_valid_alert_is_reported_skipped_and_delivery_go
     impl: Impl, pg_dsn: str
 ) -> None:
     create_schema(pg_dsn)
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
-    reported: list[tuple[Any, Any, Exception]] = []
-    db.error_handler = lambda observer, message, error: reported.append((observer, message, error))
+    db = impl.DatabaseConnection(as_url(pg_dsn))
+    reported = _errors_reported(db)
     seen = Seen()
     assert db.subscribe(seen, durable_name="strict")
     try:
@@ -330,17 +313,10 @@ def test_an_observer_raising_a_base_exception_is_reported_and_delivery_goes_on(
     impl: Impl, pg_dsn: str, raised: type[BaseException]
 ) -> None:
     create_schema(pg_dsn)
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
-    reported: list[tuple[Any, Any, Exception]] = []
-    db.error_handler = lambda observer, message, error: reported.append((observer, message, error))
+    db = impl.DatabaseConnection(as_url(pg_dsn))
+    reported = _errors_reported(db)
 
-    class Quitter(Seen):
-        def update(self, message: Any) -> None:
-            super().update(message)
-            if message.body.startswith("quit"):
-                raise raised(message.body)
-
-    quitter = Quitter()
+    quitter = _RaisingOn("quit", raised)
     assert db.subscribe(quitter, durable_name="quitter")
     try:
         ids = write_batch(pg_dsn, ["good 0", "quit 1", "good 2"])
@@ -371,7 +347,7 @@ def test_any_other_error_of_the_delivery_thread_is_logged_and_retried(
         return real_load(self, conn)
 
     monkeypatch.setattr(_pg_subscribers.DurableSubscription, "_load", load)
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    db = impl.DatabaseConnection(as_url(pg_dsn))
     seen = Seen()
     with caplog.at_level("ERROR", logger="notipipe"):
         assert db.subscribe(seen, durable_name="retried")
@@ -393,7 +369,7 @@ def test_subscribe_racing_close_leaves_no_subscriber_thread(
     from notipipe._errors import StorageClosedError
 
     create_schema(pg_dsn)
-    db = impl.DatabaseConnection(pg_url(pg_dsn))
+    db = impl.DatabaseConnection(as_url(pg_dsn))
     constructed, release = threading.Event(), threading.Event()
     made: list[Any] = []
 
@@ -445,7 +421,7 @@ def test_the_subscriptions_command_lists_each_name_with_its_lag_and_holder(
     from notipipe.cli import main
 
     create_schema(pg_dsn)
-    url = pg_url(pg_dsn)
+    url = as_url(pg_dsn)
     assert main(["subscriptions", "--db", url]) == 0
     assert capsys.readouterr().out == "no durable subscriptions\n"
     db = impl.DatabaseConnection(url)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 from notipipe import ThreadSafeSingletonMeta
+from tests._processes import wait_forked
 from tests.conftest import Impl, drop
 from tests.storm import singleton_storm
 
@@ -184,17 +185,10 @@ def test_child_process_does_not_inherit_a_held_lock() -> None:
         if pid == 0:  # child: the lock was held at fork time; a fresh one must be in place
             ok = isinstance(Forked(), Forked)
             os._exit(0 if ok else 1)
-        deadline = time.monotonic() + 10
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                pytest.fail("the child deadlocked on the lock it inherited")
-            time.sleep(0.01)
-        assert os.waitstatus_to_exitcode(status) == 0
+        code = wait_forked(pid, 10)
+        if code is None:
+            pytest.fail("the child deadlocked on the lock it inherited")
+        assert code == 0
     finally:
         release.set()
         holder.join()

@@ -26,53 +26,27 @@ import pytest
 
 from notipipe._errors import ReentrancyError, StorageError
 from notipipe._store import MessageStore
+from tests._processes import child_env, kill, run_child, spawn, wait_until
 from tests.conftest import Impl, drop
-
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.thread_unsafe(
     reason="opens the DatabaseConnection singleton, mounts file systems, or waits on child processes"
 )
 
 
-def _env(impl: Impl) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("NOTIPIPE_DB", None)
-    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
-    return env
-
-
 def _child(impl: Impl, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests._children", *args],
-        cwd=ROOT,
-        env=_env(impl),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """A ``tests/_children.py`` program running on ``impl``'s twin."""
+    return spawn(impl, "tests._children", *args)
 
 
 def _run_child(impl: Impl, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tests._children", *args],
-        cwd=ROOT,
-        env=_env(impl),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """A ``tests/_children.py`` program on ``impl``'s twin, run to its end."""
+    return run_child(impl, "tests._children", *args, timeout=timeout)
 
 
 def _bodies(path: Path) -> list[str]:
     with closing(sqlite3.connect(path)) as conn:
         return [str(b) for (b,) in conn.execute("SELECT body FROM messages ORDER BY id")]
-
-
-def _kill(proc: subprocess.Popen[str]) -> None:
-    proc.kill()  # SIGKILL: no atexit, no flush
-    proc.communicate(timeout=10)  # reap it and close its pipes
 
 
 # -- 1. a trickle is committed within max_delay ------------------------------------------------
@@ -93,7 +67,7 @@ def test_kill_9_after_a_trickle_loses_nothing_older_than_max_delay(
             break
     # Every alert is committed within max_delay of being saved; allow a loaded machine a second.
     time.sleep(1.0)
-    _kill(proc)
+    kill(proc, timeout=10)
     assert len(saved) == 5
     assert _bodies(path) == [f"trickle {i}" for i in range(5)]
 
@@ -112,9 +86,7 @@ def test_after_commit_observers_hear_of_a_lone_alert_with_its_stored_id(impl: Im
     db.save(impl.SMSMessage(body="first"))
     db.save(impl.SMSMessage(body="second"))
     assert got.wait(10), "a lone alert never reached an after_commit observer"
-    deadline = time.monotonic() + 10
-    while len(heard) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(heard) >= 2, 10)
     assert [(m.body, m.id) for m in heard] == [("first", 1), ("second", 2)]
     assert [m.id for m in db.after(0)] == [1, 2]
 
@@ -130,7 +102,7 @@ def test_kill_9_during_a_flood_loses_nothing_acknowledged(impl: Impl, tmp_path: 
         acknowledged = int(line.split()[1])
         if acknowledged >= target:
             break
-    _kill(proc)
+    kill(proc, timeout=10)
     bodies = _bodies(path)
     assert len(bodies) >= acknowledged
     assert bodies[:acknowledged] == [f"flood {i}" for i in range(acknowledged)]
@@ -453,7 +425,7 @@ def test_a_damaged_file_is_a_storage_error_in_the_library_and_the_cli(impl: Impl
     drop(impl.DatabaseConnection)
     cli = subprocess.run(
         [sys.executable, "-m", "notipipe", "stats", "--db", str(path)],
-        env=_env(impl),
+        env=child_env(impl),
         capture_output=True,
         text=True,
         timeout=60,
@@ -587,7 +559,7 @@ def test_a_read_only_file_system_with_an_unmerged_wal_is_refused_not_misread(
         for line in proc.stdout:
             if int(line.split()[1]) >= 20_000:
                 break
-        _kill(proc)  # committed alerts stay in the -wal file
+        kill(proc, timeout=10)  # committed alerts stay in the -wal file
         assert os.path.getsize(str(path) + "-wal") > 0
         remount = subprocess.run(
             ["mount", "-o", "remount,ro", str(small)], capture_output=True, text=True, check=False

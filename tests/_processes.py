@@ -1,0 +1,122 @@
+"""Other processes in the tests, both ends: how a test starts a child on the twin under test and
+waits for it, and how a child module (``python -m tests._children NAME ARGS...``) offers its
+programs and reports its progress.
+
+The twin reaches a child the way users select it, through ``NOTIPIPE_NO_EXTENSIONS``; the
+caller's ``NOTIPIPE_DB`` never does. This module imports nothing of pytest's, so that the child
+modules can use it too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.conftest import Impl
+
+__all__ = ["ROOT", "Programs", "child_env", "kill", "run_child", "say", "spawn", "wait_forked", "wait_until"]
+
+#: The checkout's root: children run from here, so that ``-m tests.<module>`` finds the package.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- the test's side ------------------------------------------------------------------------------
+
+
+def child_env(impl: Impl) -> dict[str, str]:
+    """This process's environment for a child that runs ``impl``'s twin, without ``NOTIPIPE_DB``."""
+    env = dict(os.environ)
+    env.pop("NOTIPIPE_DB", None)
+    env["NOTIPIPE_NO_EXTENSIONS"] = "1" if impl.name == "py" else "0"
+    return env
+
+
+def spawn(impl: Impl, module: str, *args: str, stdin: bool = False) -> subprocess.Popen[str]:
+    """``python -m module args...`` on ``impl``'s twin, its output piped as text (and its input,
+    with ``stdin``), to read line by line while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=child_env(impl),
+        stdin=subprocess.PIPE if stdin else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_child(impl: Impl, module: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m module args...`` on ``impl``'s twin, run to its end; its status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=child_env(impl),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def kill(proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    """SIGKILL ``proc`` unless it has ended (no atexit, no flush), then reap it and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=timeout)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False): for what
+    another process or the server brings about, which gives this one nothing to wait on."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def wait_forked(pid: int, timeout: float) -> int | None:
+    """The exit code of the forked child ``pid``; ``None`` if it has not ended within ``timeout``
+    (a hang: it is then killed and reaped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.01)
+
+
+# -- the child's side -----------------------------------------------------------------------------
+
+
+def say(*parts: object) -> None:
+    """One line to the test, flushed at once: the test waits for these lines to act at a chosen
+    moment (kill the child there, or compare what it was told with what is stored)."""
+    print(*parts, flush=True)
+
+
+class Programs:
+    """The programs one child module offers, by name: ``@programs`` adds a function, ``main()``
+    runs the one named by the first command-line argument with the others as its arguments."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Callable[..., None]] = {}
+
+    def __call__(self, fn: Callable[..., None]) -> Callable[..., None]:
+        self._by_name[fn.__name__] = fn
+        return fn
+
+    def main(self) -> None:
+        self._by_name[sys.argv[1]](*sys.argv[2:])
