@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import platform
 import statistics
@@ -46,9 +47,17 @@ def open_db(twin: Twin, path: str = ":memory:", **options: Any) -> Any:
 
 
 def close_db(twin: Twin) -> None:
-    old = twin.DatabaseConnection.reset_instance()
+    old: Any = twin.DatabaseConnection.reset_instance()
     if old is not None:
         old.close()
+
+
+def peer(name: str) -> Any:
+    """Import an optional peer (psygnal, msgspec, ...): ImportError where it is not installed.
+
+    Imported by name, so that the type checker need not have the peers to check the benchmarks.
+    """
+    return importlib.import_module(name)
 
 
 class Observer:

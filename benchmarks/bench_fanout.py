@@ -10,12 +10,12 @@ baseline) and the peers that are installed: psygnal (``emit``, ``emit_fast``), b
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import BODY, PHONE, STAMP, Observer, Sizes, family_main, open_db, race
+from _common import BODY, PHONE, STAMP, Observer, Sizes, family_main, open_db, peer, race
 from report import BASE_FANOUT, fanout_table
 
 from notipipe._twins import Twin
@@ -47,10 +47,10 @@ def fanout_cases(k: int, n: int, twin_list: list[Twin]) -> dict[str, Callable[[]
     return cases
 
 
-def _peers(observers: list[Observer], stream: list[object]) -> dict[str, Callable[[], object]]:
+def _peers(observers: list[Observer], stream: Sequence[object]) -> dict[str, Callable[[], object]]:
     cases: dict[str, Callable[[], object]] = {}
     try:
-        import psygnal
+        psygnal = peer("psygnal")
 
         class Emitter:
             alert = psygnal.Signal(object)
@@ -72,7 +72,7 @@ def _peers(observers: list[Observer], stream: list[object]) -> dict[str, Callabl
     except ImportError:
         pass
     try:
-        import blinker
+        blinker = peer("blinker")
 
         signal = blinker.Signal()
         for o in observers:
@@ -86,7 +86,7 @@ def _peers(observers: list[Observer], stream: list[object]) -> dict[str, Callabl
     except ImportError:
         pass
     try:
-        import pyee
+        pyee = peer("pyee")
 
         ee = pyee.EventEmitter()
         for o in observers:

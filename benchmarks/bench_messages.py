@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import BODY, PHONE, STAMP, Sizes, family_main, race
+from _common import BODY, PHONE, STAMP, Sizes, family_main, peer, race
 from report import BASE_MESSAGE, FROZEN, MSGSPEC, MSGSPEC_FACTORY, messages_table
 
 from notipipe._twins import Twin
@@ -62,12 +62,15 @@ def message_makers(twin_list: list[Twin]) -> dict[str, Callable[[], object]]:
     }
     for twin in twin_list:
         cls, create = twin.SMSMessage, twin.MessageFactory.create_message
-        makers[f"notipipe {twin.label} SMSMessage(...)"] = lambda cls=cls: cls(
-            PHONE, BODY, priority=3, created_at=STAMP, id=0
-        )
-        makers[f"notipipe {twin.label} create_message('sms', ...)"] = lambda create=create: create(
-            "sms", phone_number=PHONE, body=BODY, priority=3, created_at=STAMP, id=0
-        )
+
+        def direct(cls: Callable[..., object] = cls) -> object:
+            return cls(PHONE, BODY, priority=3, created_at=STAMP, id=0)
+
+        def through_factory(create: Callable[..., object] = create) -> object:
+            return create("sms", phone_number=PHONE, body=BODY, priority=3, created_at=STAMP, id=0)
+
+        makers[f"notipipe {twin.label} SMSMessage(...)"] = direct
+        makers[f"notipipe {twin.label} create_message('sms', ...)"] = through_factory
     makers.update(_peers())
     return makers
 
@@ -75,22 +78,22 @@ def message_makers(twin_list: list[Twin]) -> dict[str, Callable[[], object]]:
 def _peers() -> dict[str, Callable[[], object]]:
     makers: dict[str, Callable[[], object]] = {}
     try:
-        import msgspec
+        msgspec = peer("msgspec")
+        # The class statement ``class MsgspecStruct(msgspec.Struct, gc=False)`` spelled as a call,
+        # so that the type checker need not see msgspec, an optional peer.
+        msgspec_struct = msgspec.defstruct(
+            "MsgspecStruct",
+            [("phone_number", str), ("body", str), ("priority", int), ("created_at", float), ("id", int)],
+            gc=False,
+        )
 
-        class MsgspecStruct(msgspec.Struct, gc=False):
-            phone_number: str
-            body: str
-            priority: int
-            created_at: float
-            id: int
-
-        makers[MSGSPEC] = lambda: MsgspecStruct(PHONE, BODY, 3, STAMP, 0)
+        makers[MSGSPEC] = lambda: msgspec_struct(PHONE, BODY, 3, STAMP, 0)
         # The same keywords notipipe's call takes (its priority, created_at and id are keyword-only).
-        makers["msgspec Struct(gc=False), keywords"] = lambda: MsgspecStruct(
+        makers["msgspec Struct(gc=False), keywords"] = lambda: msgspec_struct(
             PHONE, BODY, priority=3, created_at=STAMP, id=0
         )
         # create_message's peer: the same dispatch by kind name, written for msgspec records.
-        msgspec_kinds: dict[str, Callable[..., object]] = {"sms": MsgspecStruct}
+        msgspec_kinds: dict[str, Callable[..., object]] = {"sms": msgspec_struct}
 
         def msgspec_factory(kind: str, /, **fields: object) -> object:
             return msgspec_kinds[kind](**fields)
@@ -101,9 +104,8 @@ def _peers() -> dict[str, Callable[[], object]]:
     except ImportError:
         pass
     try:
-        import attrs
+        attrs = peer("attrs")
 
-        @attrs.frozen
         class AttrsFrozen:
             phone_number: str
             body: str
@@ -111,7 +113,9 @@ def _peers() -> dict[str, Callable[[], object]]:
             created_at: float
             id: int
 
-        makers["attrs frozen (slots)"] = lambda: AttrsFrozen(PHONE, BODY, 3, STAMP, 0)
+        # ``@attrs.frozen`` applied by a call: the class it returns is typed by no stub here.
+        attrs_frozen = attrs.frozen(AttrsFrozen)
+        makers["attrs frozen (slots)"] = lambda: attrs_frozen(PHONE, BODY, 3, STAMP, 0)
     except ImportError:
         pass
     return makers

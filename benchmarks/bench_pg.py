@@ -19,7 +19,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -27,7 +29,7 @@ from _common import label, median_seconds
 from _pg import as_url, run_together, start_server
 from bench_store import Tally, make_messages
 
-from notipipe import DatabaseConnection
+from notipipe import DatabaseConnection, EmailMessage, SMSMessage
 from notipipe._pg_schema import MESSAGES, SCHEMA_SQL
 
 BATCH = 10_000
@@ -45,7 +47,7 @@ def reset(dsn: str) -> None:
         conn.execute("CHECKPOINT")  # each run starts with the same amount of WAL to write
 
 
-def raw_copy(dsn: str, rows: list[tuple[object, ...]]) -> None:
+def raw_copy(dsn: str, rows: Sequence[tuple[object, ...]]) -> None:
     """The ceiling: binary COPY of the same rows, BATCH rows a transaction, ids from the table."""
     import psycopg
 
@@ -62,12 +64,14 @@ def raw_copy(dsn: str, rows: list[tuple[object, ...]]) -> None:
             conn.commit()
 
 
-def notipipe_end_to_end(url: str, messages: list[object], observers: int, chunk: int = 1000) -> None:
+def notipipe_end_to_end(
+    url: str, messages: Sequence[EmailMessage | SMSMessage], observers: int, chunk: int = 1000
+) -> None:
     db = DatabaseConnection(url, batch_size=BATCH)
     for _ in range(observers):
         db.subscribe(Tally())
     for i in range(0, len(messages), chunk):
-        db.save_many(messages[i : i + chunk])  # type: ignore[arg-type]
+        db.save_many(messages[i : i + chunk])
     db.close()  # flushes: everything is committed on the server when the clock stops
 
 
@@ -81,7 +85,7 @@ def worker(mode: str, dsn: str, alerts: int, observers: int) -> None:
     if mode == "raw":
         raw_copy(dsn, rows)
     else:
-        notipipe_end_to_end(as_url(dsn), messages, observers)  # type: ignore[arg-type]
+        notipipe_end_to_end(as_url(dsn), messages, observers)
     print("done", start, time.monotonic(), flush=True)
 
 
@@ -127,7 +131,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.dsn, args.alerts, args.observers)
         return
-    cluster = None if args.dsn else start_server()
+    cluster: Any = None if args.dsn else start_server()
     try:
         dsn = args.dsn or cluster.dsn
         rates = run(dsn, args.alerts, args.repeats, args.observers)

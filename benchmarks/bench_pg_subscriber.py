@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -126,7 +127,7 @@ def main() -> None:
     if args.writer:
         writer(args.dsn, args.alerts, args.rate)
         return
-    cluster = None if args.dsn else start_server()
+    cluster: Any = None if args.dsn else start_server()
     try:
         figures = run(as_url(args.dsn or cluster.dsn), args.alerts, args.writers, args.page, args.rate)
     finally:

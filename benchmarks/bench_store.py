@@ -18,7 +18,7 @@ import itertools
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def _raw_connection(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def raw_executemany(path: Path, rows: list[tuple[object, ...]]) -> None:
+def raw_executemany(path: Path, rows: Sequence[tuple[object, ...]]) -> None:
     conn = _raw_connection(path)
     sql = (
         "INSERT INTO messages (kind, created_at, priority, address, subject, body) VALUES (?, ?, ?, ?, ?, ?)"
@@ -79,7 +79,7 @@ def raw_executemany(path: Path, rows: list[tuple[object, ...]]) -> None:
     conn.close()
 
 
-def raw_multirow(path: Path, rows: list[tuple[object, ...]], per_statement: int = 2000) -> None:
+def raw_multirow(path: Path, rows: Sequence[tuple[object, ...]], per_statement: int = 2000) -> None:
     conn = _raw_connection(path)
     for i in range(0, len(rows), BATCH):
         conn.execute("BEGIN")
@@ -103,7 +103,7 @@ class Tally:
 
 def notipipe_end_to_end(
     path: Path,
-    messages: list[object],
+    messages: Sequence[notipipe.EmailMessage | notipipe.SMSMessage],
     observers: int,
     chunk: int = 1000,
     database: Callable[[Path], Any] = lambda p: DatabaseConnection(p, batch_size=BATCH),
@@ -112,7 +112,7 @@ def notipipe_end_to_end(
     for _ in range(observers):
         db.subscribe(Tally())
     for i in range(0, len(messages), chunk):
-        db.save_many(messages[i : i + chunk])  # type: ignore[arg-type]
+        db.save_many(messages[i : i + chunk])
     db.close()  # flushes: everything is on disk when the clock stops
 
 
@@ -153,9 +153,11 @@ def measure(sizes: Sizes, twin_list: list[Twin]) -> dict[str, float]:
             "raw multi-row INSERT": lambda: raw_multirow(path, rows),
         }
         for twin in twin_list:
-            cases[f"notipipe {twin.label} save_many + fan-out to 4"] = lambda twin=twin: notipipe_end_to_end(
-                path, messages, 4, database=lambda p: twin.DatabaseConnection(p, batch_size=BATCH)
-            )
+
+            def end_to_end(database: Callable[..., Any] = twin.DatabaseConnection) -> None:
+                notipipe_end_to_end(path, messages, 4, database=lambda p: database(p, batch_size=BATCH))
+
+            cases[f"notipipe {twin.label} save_many + fan-out to 4"] = end_to_end
         seconds = race(cases, sizes.repeats, setup=fresh)
         fresh()
     return {name: sizes.alerts / s for name, s in seconds.items()}

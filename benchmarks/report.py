@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -270,11 +271,10 @@ def _scaling_table(scaling: dict[str, Any], rounds: int, window: float) -> list[
 
 
 def chart(r: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
+    try:  # an optional peer of the benchmarks, untyped where it is missing
+        matplotlib = importlib.import_module("matplotlib")
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = importlib.import_module("matplotlib.pyplot")
     except ImportError:
         return False
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))
