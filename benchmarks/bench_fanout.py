@@ -21,6 +21,17 @@ from report import BASE_FANOUT, fanout_table
 from notipipe._twins import Twin
 
 
+def each(send: Callable[[object], object], stream: Sequence[object]) -> Callable[[], None]:
+    """A case: ``send(m)`` for every message of the stream."""
+
+    # The callable and the stream are the loop's defaults, local variables, as in every case.
+    def loop(send: Callable[[object], object] = send, stream: Sequence[object] = stream) -> None:
+        for m in stream:
+            send(m)
+
+    return loop
+
+
 def fanout_cases(k: int, n: int, twin_list: list[Twin]) -> dict[str, Callable[[], object]]:
     observers = [Observer() for _ in range(k)]
     updates = tuple(o.update for o in observers)
@@ -38,11 +49,7 @@ def fanout_cases(k: int, n: int, twin_list: list[Twin]) -> dict[str, Callable[[]
         for o in observers:
             db.subscribe(o)
 
-        def via_notipipe(notify: Callable[[object], None] = db.notify_all) -> None:
-            for m in stream:
-                notify(m)
-
-        cases[f"notipipe {twin.label} DatabaseConnection.notify_all"] = via_notipipe
+        cases[f"notipipe {twin.label} DatabaseConnection.notify_all"] = each(db.notify_all, stream)
     cases.update(_peers(observers, stream))
     return cases
 
@@ -59,16 +66,8 @@ def _peers(observers: list[Observer], stream: Sequence[object]) -> dict[str, Cal
         for o in observers:
             emitter.alert.connect(o.update)
 
-        def psygnal_emit(emit: Callable[[object], None] = emitter.alert.emit) -> None:
-            for m in stream:
-                emit(m)
-
-        def psygnal_emit_fast(emit: Callable[[object], None] = emitter.alert.emit_fast) -> None:
-            for m in stream:
-                emit(m)
-
-        cases["psygnal emit"] = psygnal_emit
-        cases["psygnal emit_fast"] = psygnal_emit_fast
+        cases["psygnal emit"] = each(emitter.alert.emit, stream)
+        cases["psygnal emit_fast"] = each(emitter.alert.emit_fast, stream)
     except ImportError:
         pass
     try:
@@ -78,11 +77,7 @@ def _peers(observers: list[Observer], stream: Sequence[object]) -> dict[str, Cal
         for o in observers:
             signal.connect(o.update, weak=False)
 
-        def blinker_send(send: Callable[[object], object] = signal.send) -> None:
-            for m in stream:
-                send(m)
-
-        cases["blinker send"] = blinker_send
+        cases["blinker send"] = each(signal.send, stream)
     except ImportError:
         pass
     try:
