@@ -26,21 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import label
+from _common import label, publishers
 
 from notipipe import _publisher_py
-
-
-def publishers() -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    try:
-        from notipipe import _publisher_c  # type: ignore[attr-defined]
-
-        found["compiled"] = _publisher_c.Publisher
-    except ImportError:
-        pass
-    found["pure"] = _publisher_py.Publisher
-    return found
 
 
 class Counter:

@@ -1,6 +1,7 @@
 """Batch delivery: notify_many to observers with update_many, against per-message delivery.
 
     python benchmarks/bench_batch.py [--batch B] [--batches N] [--observers K] [--repeats R]
+    python benchmarks/bench_batch.py --family [--quick]
 
 Per-message cost, in the same run, of delivering N batches of B messages to K no-op observers:
 with ``update_many`` (one call per batch per observer), against the same messages delivered one
@@ -11,41 +12,20 @@ repeats round-robin, medians.
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import label
+from _common import BODY, PHONE, STAMP, Observer, Sizes, family_flag, label, open_db, publishers, race
+from report import batches_table
 
-from notipipe import _publisher_py
-
-
-def publishers() -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    try:
-        from notipipe import _publisher_c  # type: ignore[attr-defined]
-
-        found["compiled"] = _publisher_c.Publisher
-    except ImportError:
-        pass
-    found["pure"] = _publisher_py.Publisher
-    return found
+from notipipe._twins import Twin
 
 
-class PerMessage:
-    __slots__ = ()
-
-    def update(self, message: object) -> None:
-        pass
-
-
-class Batched(PerMessage):
+class Batched(Observer):
     __slots__ = ()
 
     def update_many(self, messages: object) -> None:
@@ -58,7 +38,7 @@ def cases(batch: int, batches: int, k: int) -> dict[str, Callable[[], object]]:
     for name, cls in publishers().items():
         per, many = cls(), cls()
         for _ in range(k):
-            per.subscribe(PerMessage())
+            per.subscribe(Observer())
             many.subscribe(Batched())
 
         def loop_notify_all(notify: Callable[[object], None] = per.notify_all) -> None:
@@ -80,23 +60,45 @@ def cases(batch: int, batches: int, k: int) -> dict[str, Callable[[], object]]:
     return out
 
 
-def main() -> None:
+def measure(sizes: Sizes, twin_list: list[Twin]) -> dict[str, float]:
+    """run.py's "batches": ns per message, notify_many of one batch against notify_all once per
+    message, K = 4, through each twin's DatabaseConnection."""
+    n = sizes.batch
+    cases: dict[str, Callable[[], object]] = {}
+    for twin in twin_list:
+        db = open_db(twin)
+        for _ in range(4):
+            db.subscribe(Observer())
+        batch = [twin.SMSMessage(PHONE, BODY, created_at=STAMP) for _ in range(n)]
+
+        def one_by_one(notify: Callable[[object], None] = db.notify_all, batch: list[Any] = batch) -> None:
+            for m in batch:
+                notify(m)
+
+        def all_at_once(db: Any = db, batch: list[Any] = batch) -> object:
+            return db.notify_many(batch)
+
+        cases[f"{twin.label}: notify_all x {n:,}"] = one_by_one
+        cases[f"{twin.label}: notify_many({n:,})"] = all_at_once
+    return {name: s / n * 1e9 for name, s in race(cases, sizes.repeats).items()}
+
+
+def main() -> int:
+    family = family_flag(__doc__, measure, lambda result, sizes: batches_table(result, sizes.__dict__))
+    if family is not None:
+        return family
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--observers", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--family", action="store_true", help="run.py's batches family instead (with --quick: tiny sizes)"
+    )
     args = parser.parse_args()
-    todo = cases(args.batch, args.batches, args.observers)
-    times: dict[str, list[float]] = {name: [] for name in todo}
-    for _ in range(args.repeats):
-        for name, fn in todo.items():
-            gc.collect()
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
     n = args.batch * args.batches
-    per_message = {name: statistics.median(t) / n * 1e9 for name, t in times.items()}
+    seconds = race(cases(args.batch, args.batches, args.observers), args.repeats)
+    per_message = {name: t / n * 1e9 for name, t in seconds.items()}
 
     print(f"# batch delivery, batches of {args.batch:,}, {n:,} messages, median of {args.repeats}: {label()}")
     print()
@@ -106,7 +108,8 @@ def main() -> None:
         twin = name.split(":")[0]
         base = per_message[f"{twin}: notify_all per message, {args.observers} update observers (baseline)"]
         print(f"| {name} | {ns:.1f} | {ns / base:.3f} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -57,9 +57,10 @@ def main() -> None:
             if run.returncode:
                 raise SystemExit(f"notipipe run failed: {err}")
             ran = time.perf_counter() - started
-            stored = int(
-                re.search(r"alerts stored \(this run\)\s*│\s*([\d,]+)", out).group(1).replace(",", "")
-            )  # type: ignore[union-attr]
+            found = re.search(r"alerts stored \(this run\)\s*│\s*([\d,]+)", out)
+            if found is None:
+                raise SystemExit(f"notipipe run printed no count of stored alerts: {out}")
+            stored = int(found.group(1).replace(",", ""))
             page.wait_for_function(f"() => window.notipipe.received >= {stored}", timeout=600_000)
             caught_up = time.perf_counter() - started
             figures = page.evaluate(

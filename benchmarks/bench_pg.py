@@ -17,30 +17,25 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests._pg_server, tests._pg_util
 
 from _common import label, median_seconds
+from _pg import as_url, run_together, start_server
 from bench_store import Tally, make_messages
 
-from notipipe import DatabaseConnection
+from notipipe import DatabaseConnection, EmailMessage, SMSMessage
 from notipipe._pg_schema import MESSAGES, SCHEMA_SQL
 
 BATCH = 10_000
 _RAW_COLUMNS = "kind, created_at, priority, address, subject, body, origin_host, origin_pid"
 _RAW_COPY = f"COPY {MESSAGES} ({_RAW_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _RAW_TYPES = ["text", "float8", "int4", "text", "text", "text", "text", "int4"]
-
-
-def _url(dsn: str) -> str:
-    from tests._pg_util import as_url
-
-    return as_url(dsn)
 
 
 def reset(dsn: str) -> None:
@@ -52,7 +47,7 @@ def reset(dsn: str) -> None:
         conn.execute("CHECKPOINT")  # each run starts with the same amount of WAL to write
 
 
-def raw_copy(dsn: str, rows: list[tuple[object, ...]]) -> None:
+def raw_copy(dsn: str, rows: Sequence[tuple[object, ...]]) -> None:
     """The ceiling: binary COPY of the same rows, BATCH rows a transaction, ids from the table."""
     import psycopg
 
@@ -69,12 +64,14 @@ def raw_copy(dsn: str, rows: list[tuple[object, ...]]) -> None:
             conn.commit()
 
 
-def notipipe_end_to_end(url: str, messages: list[object], observers: int, chunk: int = 1000) -> None:
+def notipipe_end_to_end(
+    url: str, messages: Sequence[EmailMessage | SMSMessage], observers: int, chunk: int = 1000
+) -> None:
     db = DatabaseConnection(url, batch_size=BATCH)
     for _ in range(observers):
         db.subscribe(Tally())
     for i in range(0, len(messages), chunk):
-        db.save_many(messages[i : i + chunk])  # type: ignore[arg-type]
+        db.save_many(messages[i : i + chunk])
     db.close()  # flushes: everything is committed on the server when the clock stops
 
 
@@ -88,7 +85,7 @@ def worker(mode: str, dsn: str, alerts: int, observers: int) -> None:
     if mode == "raw":
         raw_copy(dsn, rows)
     else:
-        notipipe_end_to_end(_url(dsn), messages, observers)  # type: ignore[arg-type]
+        notipipe_end_to_end(as_url(dsn), messages, observers)
     print("done", start, time.monotonic(), flush=True)
 
 
@@ -96,22 +93,7 @@ def processes(mode: str, dsn: str, n: int, alerts: int, observers: int) -> float
     """``n`` writer processes at once; total rows per second from the first start to the last end."""
     cmd = [sys.executable, __file__, "--worker", mode, "--dsn", dsn, "--alerts", str(alerts)]
     cmd += ["--observers", str(observers)]
-    children = [
-        subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(n)
-    ]
-    for child in children:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    spans = []
-    for child in children:
-        out, _ = child.communicate(timeout=600)
-        assert child.returncode == 0, out
-        _, start, end = out.split()
-        spans.append((float(start), float(end)))
+    spans = run_together(cmd, n, timeout=600)
     return n * alerts / (max(e for _, e in spans) - min(s for s, _ in spans))
 
 
@@ -120,7 +102,7 @@ def run(dsn: str, alerts: int, repeats: int, observers: int) -> dict[str, float]
     busy with something else weighs on both alike."""
     messages = make_messages(alerts)
     rows = [m._row() for m in messages]
-    url = _url(dsn)
+    url = as_url(dsn)
     one = {
         "raw binary COPY": lambda: raw_copy(dsn, rows),
         f"notipipe save_many + fan-out to {observers}": lambda: notipipe_end_to_end(url, messages, observers),
@@ -138,22 +120,6 @@ def run(dsn: str, alerts: int, repeats: int, observers: int) -> dict[str, float]
     return {name: statistics.median(figures) for name, figures in samples.items()}
 
 
-def _start_server() -> object:
-    from tests._pg_server import PgCluster
-
-    class DurableCluster(PgCluster):
-        def start(self) -> None:  # as the tests' cluster, but with fsync on
-            options = (
-                f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -c port=5432 "
-                "-c fsync=on -c max_connections=50 -c shared_buffers=128MB -c max_wal_size=4GB"
-            )
-            self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
-
-    cluster = DurableCluster()
-    cluster.start()
-    return cluster
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--alerts", type=int, default=100_000, help="messages per run (default 100,000)")
@@ -165,13 +131,13 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.dsn, args.alerts, args.observers)
         return
-    cluster = None if args.dsn else _start_server()
+    cluster: Any = None if args.dsn else start_server()
     try:
-        dsn = args.dsn or cluster.dsn  # type: ignore[attr-defined]
+        dsn = args.dsn or cluster.dsn
         rates = run(dsn, args.alerts, args.repeats, args.observers)
     finally:
         if cluster is not None:
-            cluster.destroy()  # type: ignore[attr-defined]
+            cluster.destroy()
     print(f"# PostgreSQL storage, {args.alerts:,} alerts per process, median of {args.repeats}: {label()}")
     print()
     print("| path | alerts/s | vs raw binary COPY, as many processes |")

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests._pg_server, tests._pg_util
 
 from _common import label
+from _pg import as_url, run_together, start_server
 
 import notipipe._database
 from notipipe import DatabaseConnection, EmailMessage, SMSMessage
@@ -97,23 +97,7 @@ def run(url: str, alerts: int, writers: int, page: int, rate: float) -> dict[str
     db = DatabaseConnection(url)
     db.subscribe(lag, durable_name="bench")
     cmd = [sys.executable, __file__, "--writer", "--dsn", url, "--alerts", str(alerts), "--rate", str(rate)]
-    children = [
-        subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for _ in range(writers)
-    ]
-    for child in children:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    spans = []
-    for child in children:
-        out, _ = child.communicate(timeout=900)
-        assert child.returncode == 0, out
-        _, start, end = out.split()
-        spans.append((float(start), float(end)))
+    spans = run_together(cmd, writers, timeout=900)
     if not lag.all_in.wait(600):
         raise SystemExit(f"the subscriber got {len(lag.lags):,} of {total:,} alerts")
     db.unsubscribe(lag)
@@ -143,15 +127,12 @@ def main() -> None:
     if args.writer:
         writer(args.dsn, args.alerts, args.rate)
         return
-    from bench_pg import _start_server, _url
-
-    cluster = None if args.dsn else _start_server()
+    cluster: Any = None if args.dsn else start_server()
     try:
-        url = _url(args.dsn or cluster.dsn)  # type: ignore[attr-defined]
-        figures = run(url, args.alerts, args.writers, args.page, args.rate)
+        figures = run(as_url(args.dsn or cluster.dsn), args.alerts, args.writers, args.page, args.rate)
     finally:
         if cluster is not None:
-            cluster.destroy()  # type: ignore[attr-defined]
+            cluster.destroy()
     print(f"# Durable subscriber while {args.writers} writer processes save: {label()}")
     print()
     print("| measure | value |")

@@ -1,12 +1,14 @@
 """End-to-end storage benchmark: save_many + fan-out into a file database, against the raw ceiling.
 
     python benchmarks/bench_store.py [--alerts N] [--repeats R] [--observers K]
+    python benchmarks/bench_store.py --family [--quick]
 
 The ceiling is the same rows written straight through sqlite3, batched (10,000 rows a
 transaction), WAL, synchronous=NORMAL, measured in the same run: with ``executemany`` (as the
 issue defines it) and with multi-row INSERT statements (the writer's own method, the stricter
 bar). notipipe's figure includes the message fan-out to K observers and the flush to disk; the
-messages are created beforehand, outside the timing, for both.
+messages are created beforehand, outside the timing, for both. ``--family``: run.py's
+end-to-end family instead (both twins side by side, 4 observers, repeats round-robin).
 """
 
 from __future__ import annotations
@@ -16,18 +18,20 @@ import itertools
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import label, median_seconds
+from _common import Sizes, close_db, family_flag, label, median_seconds, race
+from report import end_to_end_table
 
 import notipipe
 from notipipe import DatabaseConnection, MessageFactory
 from notipipe._sqlite_file import SCHEMA
 from notipipe._store import _insert_sql
+from notipipe._twins import Twin
 
 BATCH = 10_000
 
@@ -63,7 +67,7 @@ def _raw_connection(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def raw_executemany(path: Path, rows: list[tuple[object, ...]]) -> None:
+def raw_executemany(path: Path, rows: Sequence[tuple[object, ...]]) -> None:
     conn = _raw_connection(path)
     sql = (
         "INSERT INTO messages (kind, created_at, priority, address, subject, body) VALUES (?, ?, ?, ?, ?, ?)"
@@ -75,7 +79,7 @@ def raw_executemany(path: Path, rows: list[tuple[object, ...]]) -> None:
     conn.close()
 
 
-def raw_multirow(path: Path, rows: list[tuple[object, ...]], per_statement: int = 2000) -> None:
+def raw_multirow(path: Path, rows: Sequence[tuple[object, ...]], per_statement: int = 2000) -> None:
     conn = _raw_connection(path)
     for i in range(0, len(rows), BATCH):
         conn.execute("BEGIN")
@@ -99,7 +103,7 @@ class Tally:
 
 def notipipe_end_to_end(
     path: Path,
-    messages: list[object],
+    messages: Sequence[notipipe.EmailMessage | notipipe.SMSMessage],
     observers: int,
     chunk: int = 1000,
     database: Callable[[Path], Any] = lambda p: DatabaseConnection(p, batch_size=BATCH),
@@ -108,7 +112,7 @@ def notipipe_end_to_end(
     for _ in range(observers):
         db.subscribe(Tally())
     for i in range(0, len(messages), chunk):
-        db.save_many(messages[i : i + chunk])  # type: ignore[arg-type]
+        db.save_many(messages[i : i + chunk])
     db.close()  # flushes: everything is on disk when the clock stops
 
 
@@ -131,13 +135,47 @@ def run(alerts: int, repeats: int, observers: int) -> dict[str, float]:
     return {name: alerts / seconds for name, seconds in results.items()}
 
 
-def main() -> None:
+def measure(sizes: Sizes, twin_list: list[Twin]) -> dict[str, float]:
+    """run.py's "end_to_end": alerts/s, save_many + fan-out to 4 observers into a file, each
+    twin, against the raw ceilings; repeats round-robin, each from an empty file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.db"
+
+        def fresh() -> None:
+            for twin in twin_list:
+                close_db(twin)
+            _fresh(path)
+
+        messages = make_messages(sizes.alerts)
+        rows = [m._row() for m in messages]
+        cases: dict[str, Callable[[], object]] = {
+            "raw executemany (ceiling)": lambda: raw_executemany(path, rows),
+            "raw multi-row INSERT": lambda: raw_multirow(path, rows),
+        }
+        for twin in twin_list:
+
+            def end_to_end(database: Callable[..., Any] = twin.DatabaseConnection) -> None:
+                notipipe_end_to_end(path, messages, 4, database=lambda p: database(p, batch_size=BATCH))
+
+            cases[f"notipipe {twin.label} save_many + fan-out to 4"] = end_to_end
+        seconds = race(cases, sizes.repeats, setup=fresh)
+        fresh()
+    return {name: sizes.alerts / s for name, s in seconds.items()}
+
+
+def main() -> int:
+    family = family_flag(__doc__, measure, lambda result, sizes: end_to_end_table(result, sizes.__dict__))
+    if family is not None:
+        return family
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--alerts", type=int, default=200_000, help="messages per run (default 200,000)")
     parser.add_argument(
         "--repeats", type=int, default=5, help="runs per figure; the median is kept (default 5)"
     )
     parser.add_argument("--observers", type=int, default=4, help="observers subscribed (default 4)")
+    parser.add_argument(
+        "--family", action="store_true", help="run.py's end-to-end family instead (with --quick: tiny sizes)"
+    )
     args = parser.parse_args()
     rates = run(args.alerts, args.repeats, args.observers)
     ceiling = rates["raw executemany"]
@@ -148,7 +186,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, rate in rates.items():
         print(f"| {name} | {rate:,.0f} | {rate / ceiling:.0%} | {rate / strict:.0%} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

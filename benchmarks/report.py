@@ -1,7 +1,8 @@
-"""Turn one run of ``suite.py`` into ``<tag>.md`` (tables, ratios, target checks) and ``<tag>.png``."""
+"""Turn one run of ``run.py`` into ``<tag>.md`` (tables, ratios, target checks) and ``<tag>.png``."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +167,20 @@ def markdown(r: dict[str, Any]) -> str:
     for target, measured, met in targets(r):
         lines.append(_row([target, measured, "n/a" if met is None else ("yes" if met else "**no**")]))
 
-    lines += ["", "## Fan-out: ns per message to K observers", ""]
-    fan = r["fanout"]
+    lines += fanout_table(r["fanout"], s)
+    lines += batches_table(r["batches"], s)
+    lines += messages_table(r["messages"], s)
+    lines += end_to_end_table(r["end_to_end"], s)
+    lines += scaling_table(r["scaling"], s)
+    return "\n".join(lines) + "\n"
+
+
+# -- one table per family: also what each bench_*.py prints when run alone ----------------------
+
+
+def fanout_table(fan: dict[str, dict[str, float]], s: dict[str, Any]) -> list[str]:
+    del s  # every family's table takes the sizes; this one states its own
+    lines = ["", "## Fan-out: ns per message to K observers", ""]
     lines += [
         _row(["case", "K=1", "K=4", "K=16", "K=4 vs baseline"]),
         _row(["---", "---:", "---:", "---:", "---:"]),
@@ -175,13 +188,19 @@ def markdown(r: dict[str, Any]) -> str:
     for name in fan["4"]:
         cells = [f"{fan[k][name]:,.0f}" for k in ("1", "4", "16")]
         lines.append(_row([name, *cells, f"{fan['4'][name] / fan['4'][BASE_FANOUT]:.2f}x"]))
+    return lines
 
-    lines += ["", f"## Batches: ns per message, K=4, {s['batch']:,} messages", ""]
+
+def batches_table(batches: dict[str, float], s: dict[str, Any]) -> list[str]:
+    lines = ["", f"## Batches: ns per message, K=4, {s['batch']:,} messages", ""]
     lines += [_row(["case", "ns/message"]), _row(["---", "---:"])]
-    for name, ns in r["batches"].items():
+    for name, ns in batches.items():
         lines.append(_row([name, f"{ns:,.0f}"]))
+    return lines
 
-    lines += [
+
+def messages_table(messages: dict[str, dict[str, float]], s: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         f"## Messages: a 5-field record, strings shared ({s['memory_objects']:,} objects for bytes)",
         "",
@@ -190,17 +209,22 @@ def markdown(r: dict[str, Any]) -> str:
         _row(["maker", "ns/object", "vs baseline", "bytes/object"]),
         _row(["---", "---:", "---:", "---:"]),
     ]
-    base = r["messages"][BASE_MESSAGE]["ns"]
-    for name, m in r["messages"].items():
+    base = messages[BASE_MESSAGE]["ns"]
+    for name, m in messages.items():
         lines.append(_row([name, f"{m['ns']:,.0f}", f"{m['ns'] / base:.2f}x", f"{m['bytes']:.1f}"]))
+    return lines
 
-    lines += ["", f"## End-to-end: {s['alerts']:,} alerts into a file database, flushed", ""]
+
+def end_to_end_table(e2e: dict[str, float], s: dict[str, Any]) -> list[str]:
+    lines = ["", f"## End-to-end: {s['alerts']:,} alerts into a file database, flushed", ""]
     lines += [_row(["path", "alerts/s", "vs executemany ceiling"]), _row(["---", "---:", "---:"])]
-    for name, rate in r["end_to_end"].items():
-        lines.append(_row([name, f"{rate:,.0f}", f"{rate / r['end_to_end'][CEILING]:.0%}"]))
+    for name, rate in e2e.items():
+        lines.append(_row([name, f"{rate:,.0f}", f"{rate / e2e[CEILING]:.0%}"]))
+    return lines
 
-    lines += _scaling_table(r["scaling"], s["scaling_rounds"], s["scaling_window"])
-    return "\n".join(lines) + "\n"
+
+def scaling_table(scaling: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    return _scaling_table(scaling, s["scaling_rounds"], s["scaling_window"])
 
 
 def _scaling_table(scaling: dict[str, Any], rounds: int, window: float) -> list[str]:
@@ -215,8 +239,8 @@ def _scaling_table(scaling: dict[str, Any], rounds: int, window: float) -> list[
         f"thread's own rate. {rounds} interleaved rounds, each measuring every case at every T back "
         'to back; a speed-up is the median of each round\'s own ratio. "as is": nothing else runs. '
         '"busy": every vCPU is busy in every run (T threads plus cpu_count - T processes that spin '
-        "and share nothing), so the clock is the same at every T: this VM runs a lone thread up to "
-        "1.7x faster while its other vCPU idles, which an as-is 1-thread baseline counts as a loss of "
+        "and share nothing), so the clock is the same at every T: a VM can run a lone thread faster "
+        "while its other vCPUs idle, which an as-is 1-thread baseline counts as a loss of "
         "scaling. The last columns divide each round's busy speed-up by the nothing-shared case's of "
         "the same round: what sharing costs, with the machine's state of the moment divided out.",
         "",
@@ -247,11 +271,10 @@ def _scaling_table(scaling: dict[str, Any], rounds: int, window: float) -> list[
 
 
 def chart(r: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
+    try:  # an optional peer of the benchmarks, untyped where it is missing
+        matplotlib = importlib.import_module("matplotlib")
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = importlib.import_module("matplotlib.pyplot")
     except ImportError:
         return False
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))

@@ -12,23 +12,18 @@ Under pytest-run-parallel (the free-threaded parallel leg of ``python3 tasks.py 
 
 from __future__ import annotations
 
-import functools
-import importlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-import notipipe
-from notipipe._database import DatabaseCore
 from notipipe._factory import MessageFactory
 from notipipe._select import NO_EXTENSIONS
-from notipipe._singleton import ThreadSafeSingletonMeta
+from notipipe._twins import Twin, TwinName, available, load
 from tests._pg_server import PgCluster
 
 # ``python3 tasks.py memcheck`` (nox session ``memcheck``) runs the tests under valgrind, tens of
@@ -36,53 +31,42 @@ from tests._pg_server import PgCluster
 settings.register_profile("memcheck", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@dataclass(frozen=True)
-class Impl:
-    """One twin: its message classes, publisher, factory and a DatabaseConnection built on it."""
+if TYPE_CHECKING:
 
-    name: str
-    EmailMessage: Any
-    SMSMessage: Any
-    Publisher: Any
-    MessageFactory: type[MessageFactory]
-    DatabaseConnection: Any
-    messages_module: ModuleType
+    class Impl:
+        """One twin (a ``notipipe._twins.Twin``) as the tests see it: its classes typed ``Any``,
+        since the tests call them with wrong types and bad arguments on purpose."""
 
+        name: str
+        EmailMessage: Any
+        SMSMessage: Any
+        Publisher: Any
+        MessageFactory: type[MessageFactory]
+        DatabaseConnection: Any
+        messages_module: ModuleType
+        publisher_module: ModuleType
 
-@functools.cache
-def _build(name: str) -> Impl:
-    messages = importlib.import_module(f"notipipe._messages_{name}")
-    publisher = importlib.import_module(f"notipipe._publisher_{name}")
-    if messages.EmailMessage is notipipe.EmailMessage and publisher.Publisher is notipipe.Publisher:
-        database: Any = notipipe.DatabaseConnection  # the public class itself
-    else:
-        namespace = {
-            "__module__": __name__,
-            "_email_cls": messages.EmailMessage,
-            "_sms_cls": messages.SMSMessage,
-        }
-        database = ThreadSafeSingletonMeta(
-            "DatabaseConnection", (DatabaseCore, publisher.Publisher), namespace
-        )
-    kinds = {"email": messages.EmailMessage, "sms": messages.SMSMessage}
-    factory: type[MessageFactory] = type(f"MessageFactory_{name}", (MessageFactory,), {})
-    factory._kinds = kinds
-    return Impl(
-        name, messages.EmailMessage, messages.SMSMessage, publisher.Publisher, factory, database, messages
-    )
+else:
+    Impl = Twin
 
 
-def _available() -> list[str]:
+def _build(name: TwinName) -> Impl:
+    # Built in notipipe._twins, shared with the benchmarks.
+    return cast("Impl", load(name))
+
+
+def _available() -> list[TwinName]:
     if NO_EXTENSIONS:
         return ["py"]
-    if os.environ.get("NOTIPIPE_EXPECT_COMPILED", "") not in ("", "0") and not notipipe.COMPILED:
+    names = available()
+    if os.environ.get("NOTIPIPE_EXPECT_COMPILED", "") not in ("", "0") and names == ["py"]:
         raise RuntimeError("NOTIPIPE_EXPECT_COMPILED is set but notipipe runs pure: the extension is missing")
-    return ["c", "py"] if notipipe.COMPILED else ["py"]
+    return names
 
 
 @pytest.fixture(scope="session", params=_available())
 def impl(request: pytest.FixtureRequest) -> Impl:
-    name: str = request.param
+    name: TwinName = request.param
     return _build(name)
 
 

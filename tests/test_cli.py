@@ -535,7 +535,7 @@ def test_sigkill_mid_run_loses_no_alert_reported_durable(tmp_path: Path) -> None
 
 
 def test_benchmark_suite_runs_on_a_tiny_size(tmp_path: Path) -> None:
-    suite = Path(__file__).parent.parent / "benchmarks" / "suite.py"
+    suite = Path(__file__).parent.parent / "benchmarks" / "run.py"
     if not suite.exists():
         pytest.skip("benchmarks/ is not shipped with the installed tests")
     result = subprocess.run(

@@ -261,3 +261,104 @@ def test_the_compiled_twin_has_no_way_to_write_a_message(name: str) -> None:
         kind, _message = _outcome(door)
         assert kind in ("TypeError", "AttributeError"), (kind, _message)
     assert (msg.body, type(msg)) == ("kept", compiled)
+
+
+# -- the public surface of each compiled module against its pure twin ---------------------------
+
+MODULES = ["_messages", "_publisher"]
+
+
+def _kind(value: object) -> str:
+    """What a public name is, as a user meets it; a C type and a Python class spell each
+    differently (a slot is a member or a getset descriptor, a method a function or a cyfunction)."""
+    if inspect.isclass(value):
+        return "class"
+    if inspect.isdatadescriptor(value):
+        return "attribute"
+    if callable(value):
+        return "callable"
+    return "value"
+
+
+def _signature(value: object) -> list[tuple[str, object, object]] | None:
+    function = value.__func__ if isinstance(value, classmethod | staticmethod) else value
+    if not callable(function):
+        return None
+    try:
+        return _parameters(function)
+    except (TypeError, ValueError):  # no signature to read (a C slot without text signature)
+        return None
+
+
+def _instance_names(cls: type) -> set[str]:
+    try:
+        instance = cls()
+    except TypeError:  # needs arguments: its class's names are all there is to compare
+        return set()
+    return {n for n in dir(instance) if not n.startswith("_")}
+
+
+def _class_differences(where: str, compiled: type, pure: type) -> list[str]:
+    out: list[str] = []
+    c_names = {n for n in dir(compiled) if not n.startswith("_")} | _instance_names(compiled)
+    p_names = {n for n in dir(pure) if not n.startswith("_")} | _instance_names(pure)
+    out += [f"{where}.{n}: only in the compiled twin" for n in sorted(c_names - p_names)]
+    out += [f"{where}.{n}: only in the pure twin" for n in sorted(p_names - c_names)]
+    for name in sorted(c_names & p_names):
+        c_value = inspect.getattr_static(compiled, name, None)
+        p_value = inspect.getattr_static(pure, name, None)
+        if c_value is None or p_value is None:  # set on each instance (a slot filled in __init__)
+            continue
+        if _kind(c_value) != _kind(p_value):
+            out.append(f"{where}.{name}: a {_kind(c_value)} compiled, a {_kind(p_value)} pure")
+            continue
+        c_sig, p_sig = _signature(c_value), _signature(p_value)
+        if c_sig is not None and p_sig is not None and c_sig != p_sig:
+            out.append(f"{where}.{name}: signature {c_sig} compiled, {p_sig} pure")
+    return out
+
+
+def surface_differences(compiled: ModuleType, pure: ModuleType) -> list[str]:
+    """Every way the two modules' public surfaces differ, one line each ([] when they agree)."""
+    where = pure.__name__.removesuffix("_py")
+    c_all, p_all = set(compiled.__all__), set(pure.__all__)
+    out = [f"{where}.{n}: exported by the compiled twin only" for n in sorted(c_all - p_all)]
+    out += [f"{where}.{n}: exported by the pure twin only" for n in sorted(p_all - c_all)]
+    for name in sorted(c_all & p_all):
+        c_value, p_value = getattr(compiled, name), getattr(pure, name)
+        if _kind(c_value) != _kind(p_value):
+            out.append(f"{where}.{name}: a {_kind(c_value)} compiled, a {_kind(p_value)} pure")
+        elif inspect.isclass(c_value):
+            out += _class_differences(f"{where}.{name}", c_value, p_value)
+        elif callable(c_value):
+            c_sig, p_sig = _signature(c_value), _signature(p_value)
+            if c_sig is not None and p_sig is not None and c_sig != p_sig:
+                out.append(f"{where}.{name}: signature {c_sig} compiled, {p_sig} pure")
+        elif c_value != p_value:
+            out.append(f"{where}.{name}: {c_value!r} compiled, {p_value!r} pure")
+    return out
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_the_public_surfaces_are_the_same(module: str) -> None:
+    compiled = importlib.import_module(f"notipipe.{module}_c")
+    pure = importlib.import_module(f"notipipe.{module}_py")
+    assert surface_differences(compiled, pure) == []
+    # ... and the comparison saw something: each module exports at least one class.
+    assert any(inspect.isclass(getattr(pure, n)) for n in pure.__all__)
+
+
+def test_the_twins_are_assembled_from_their_own_modules() -> None:
+    from notipipe._twins import load
+
+    for name in ("c", "py"):
+        twin = load(name)
+        messages = importlib.import_module(f"notipipe._messages_{name}")
+        publisher = importlib.import_module(f"notipipe._publisher_{name}")
+        assert (twin.messages_module, twin.publisher_module) == (messages, publisher)
+        assert (twin.EmailMessage, twin.SMSMessage) == (messages.EmailMessage, messages.SMSMessage)
+        assert twin.Publisher is publisher.Publisher
+        assert issubclass(twin.DatabaseConnection, publisher.Publisher)
+        assert twin.MessageFactory.create_message("sms", body="x").__class__ is messages.SMSMessage
+        assert load(name) is twin
+    assert load("c").DatabaseConnection is not load("py").DatabaseConnection

@@ -1,4 +1,4 @@
-"""The bench task: ``benchmarks/suite.py`` on a GIL CPython and on the free-threaded one.
+"""The bench task: ``benchmarks/run.py`` (every benchmark family) on a GIL CPython and on the free-threaded one.
 
 Each interpreter gets ``.venv/bench-<version>`` with notipipe from the checkout and the peers of
 the ``bench`` dependency group, one at a time: a peer without a wheel there (msgspec on 3.13t)
@@ -45,7 +45,7 @@ def main(argv: Sequence[str]) -> int:
                 say(f"bench: {peer} is not installable on {it.tag}; left out")
         suite: list[str | Path] = [
             python_in(venv),
-            ROOT / "benchmarks" / "suite.py",
+            ROOT / "benchmarks" / "run.py",
             # A smoke run's figures mean nothing: they stay out of the committed results.
             *(["--quick", "--out", str(VENVS / "bench-quick")] if args.quick else []),
         ]
