@@ -32,10 +32,10 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 import notipipe
-from notipipe._dashboards import KindCounter, RateMeter, RunPlan, produce_alerts
 from notipipe._database import DatabaseConnection, StoredMessage
 from notipipe._errors import ConfigurationError, NotipipeError
 from notipipe._pg_store import is_url
+from notipipe.cli.observers import KindCounter, RateMeter, RunPlan, produce_alerts
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -544,7 +544,7 @@ DASHBOARD_HINT = "the dashboard needs its extra: pip install 'notipipe[dashboard
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from notipipe.dashboard._serve import serve
+        from notipipe.cli.dashboard._serve import serve
     except ModuleNotFoundError as error:
         missing = (error.name or "").partition(".")[0]
         if missing not in ("starlette", "uvicorn"):
@@ -568,7 +568,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from notipipe._run_display import Display
+    from notipipe.cli.progress import Display
 
     path = _db_path(args.db)
     counter, meter = KindCounter(), RateMeter()
