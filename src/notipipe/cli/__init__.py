@@ -19,49 +19,41 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import math
 import os
-import signal
-import sqlite3
 import sys
 import textwrap
-import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn, Self
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import notipipe
-from notipipe._database import DatabaseConnection, StoredMessage
-from notipipe._errors import ConfigurationError, NotipipeError
-from notipipe._pg_store import is_url
-from notipipe.cli.observers import KindCounter, RateMeter, RunPlan, produce_alerts
+from notipipe._errors import NotipipeError
+from notipipe.cli._arguments import (
+    MAX_BATCH,
+    MAX_DELAY,
+    MAX_ROWS,
+    MAX_THREADS,
+    kind_mix,
+    nonempty,
+    seconds,
+    whole_number,
+)
+from notipipe.cli._common import (
+    DEFAULT_DB,
+    EXIT_BAD_ARGUMENTS,
+    EXIT_INTERRUPTED,
+    EXIT_OUTPUT_CLOSED,
+    EXIT_UNUSABLE_DATABASE,
+    one_line,
+)
+from notipipe.cli.info import cmd_info
+from notipipe.cli.read import FOLLOW_INTERVAL, cmd_stats, cmd_subscriptions, cmd_tail
+from notipipe.cli.run import cmd_run
+from notipipe.cli.serve import cmd_serve
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
-DEFAULT_DB = "notipipe.db"
-
-EXIT_OK = 0
-EXIT_UNUSABLE_DATABASE = 1
-EXIT_BAD_ARGUMENTS = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
-EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`'s yes
-
-#: SQLite's largest integer: no row count, row id or LIMIT goes past it.
-MAX_ROWS = 2**63 - 1
-#: The longest ``max_delay`` that ``DatabaseConnection`` accepts (0..60 seconds).
-MAX_DELAY = 60.0
-MAX_THREADS = 1024
-#: Alerts per ``save_many`` call or per commit: past this a batch only costs memory.
-MAX_BATCH = 1_000_000
-
-#: How often ``tail --follow`` asks a SQLite file for new alerts, in seconds.
-FOLLOW_INTERVAL = 0.1
-#: How often ``tail --follow`` asks PostgreSQL without a wake-up (each commit sends one).
-PG_FOLLOW_POLL = 1.0
-#: Alerts read per query while following: a large backlog is printed in pieces.
-FOLLOW_BATCH = 1000
+__all__ = ["build_parser", "main"]
 
 _DB_HELP = f"database file or postgresql:// URL (default $NOTIPIPE_DB, else ./{DEFAULT_DB})"
 _EXIT_STATUS = """\
@@ -82,7 +74,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with errors on one line: "notipipe run: error: ... (see --help)"."""
 
     def error(self, message: str) -> NoReturn:
-        message = _one_line(message)  # argparse quotes some values as they are
+        message = one_line(message)  # argparse quotes some values as they are
         self.exit(EXIT_BAD_ARGUMENTS, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def print_help(self, file: SupportsWrite[str] | None = None) -> None:
@@ -106,81 +98,6 @@ class _Version(argparse.Action):
     ) -> None:
         sys.stdout.write(f"notipipe {notipipe.__version__}\n")
         parser.exit()
-
-
-def _one_line(text: str) -> str:
-    """``text`` with its line breaks escaped: an error is one line, whatever value it names."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
-def _echo(text: str) -> str:
-    """A bad value as an error message quotes it: without the blanks around it and, when long,
-    only its start."""
-    text = text.strip()
-    return text if len(text) <= 40 else text[:40] + "..."
-
-
-def _whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number in ``low..high`` (``1_000`` allowed)."""
-
-    def whole(text: str) -> int:
-        try:
-            value = int(text.replace("_", ""))
-        except ValueError:
-            number = text.strip().replace("_", "")
-            digits = number[1:] if number.startswith(("+", "-")) else number
-            if not digits.isdecimal():
-                raise argparse.ArgumentTypeError(f"{_echo(text)!r} is not a whole number") from None
-            # All digits, yet refused: more of them than int() converts, far out of range.
-            value = low - 1 if number.startswith("-") else high + 1
-        if value < 0 <= low:
-            raise argparse.ArgumentTypeError(f"{_echo(text)} is negative")
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}")
-        if value > high:
-            raise argparse.ArgumentTypeError(f"{_echo(text)} is too large (at most {high:,})")
-        return value
-
-    return whole
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_echo(text)!r} is not a number") from None
-    if not 0 <= value <= MAX_DELAY:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{_echo(text)} is not between 0 and {MAX_DELAY:g} seconds")
-    return value
-
-
-def _path(text: str) -> str:
-    # An empty --db would otherwise fall back to the default file without a word.
-    if not text:
-        raise argparse.ArgumentTypeError("the path is empty")
-    return text
-
-
-def _mix(text: str) -> dict[str, float]:
-    weights: dict[str, float] = {}
-    for part in text.split(","):
-        kind, sep, weight = part.partition("=")
-        kind = kind.strip()
-        if not sep or kind not in ("email", "sms"):
-            raise argparse.ArgumentTypeError(f"{_echo(part)!r}: expected email=W or sms=W")
-        try:
-            w = float(weight)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{_echo(part)!r}: {_echo(weight)!r} is not a number") from None
-        if not 0 <= w < float("inf"):
-            raise argparse.ArgumentTypeError(f"{_echo(part)!r}: weights must be finite and >= 0")
-        weights[kind] = w
-    total = sum(weights.values())
-    if total <= 0:
-        raise argparse.ArgumentTypeError("the weights add up to 0")
-    if not math.isfinite(total):  # each share would come out as 0
-        raise argparse.ArgumentTypeError("the weights add up to more than a float holds")
-    return weights
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--alerts",
         "-n",
-        type=_whole(0, MAX_ROWS),
+        type=whole_number(0, MAX_ROWS),
         default=1_000_000,
         metavar="N",
         help="alerts to produce (default 1,000,000)",
@@ -228,36 +145,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--threads",
         "-t",
-        type=_whole(1, MAX_THREADS),
+        type=whole_number(1, MAX_THREADS),
         default=2,
         metavar="T",
         help=f"producer threads, 1..{MAX_THREADS:,} (default 2)",
     )
-    run.add_argument("--db", type=_path, default=None, metavar="PATH", help=_DB_HELP)
+    run.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
     run.add_argument(
         "--mix",
-        type=_mix,
+        type=kind_mix,
         default={"email": 0.7, "sms": 0.3},
         metavar="KIND=W,...",
         help="relative weight of each kind (default email=0.7,sms=0.3)",
     )
     run.add_argument(
         "--chunk",
-        type=_whole(1, MAX_BATCH),
+        type=whole_number(1, MAX_BATCH),
         default=1000,
         metavar="K",
         help=f"alerts per save_many call, 1..{MAX_BATCH:,} (default 1000)",
     )
     run.add_argument(
         "--batch-size",
-        type=_whole(1, MAX_BATCH),
+        type=whole_number(1, MAX_BATCH),
         default=10_000,
         metavar="B",
         help=f"rows per commit, 1..{MAX_BATCH:,} (default 10,000)",
     )
     run.add_argument(
         "--max-delay",
-        type=_seconds,
+        type=seconds,
         default=0.05,
         metavar="S",
         help=f"longest wait before a commit, 0..{MAX_DELAY:g} seconds (default 0.05)",
@@ -276,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--seed",
-        type=_whole(0, MAX_ROWS),
+        type=whole_number(0, MAX_ROWS),
         default=1,
         metavar="SEED",
         help="random seed for the synthetic alerts (default 1)",
@@ -298,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  notipipe stats --db /tmp/a.db\n\n" + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    stats.add_argument("--db", type=_path, default=None, metavar="PATH", help=_DB_HELP)
+    stats.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
 
     tail = sub.add_parser(
         "tail",
@@ -314,8 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
         "With --follow, Ctrl-C ends the command quietly with status 130.\n\n" + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tail.add_argument("--db", type=_path, default=None, metavar="PATH", help=_DB_HELP)
-    tail.add_argument("-n", type=_whole(0, MAX_ROWS), default=10, metavar="K", help="how many (default 10)")
+    tail.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
+    tail.add_argument(
+        "-n", type=whole_number(0, MAX_ROWS), default=10, metavar="K", help="how many (default 10)"
+    )
     tail.add_argument(
         "--follow",
         "-f",
@@ -336,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    subs.add_argument("--db", type=_path, required=True, metavar="URL", help="a postgresql:// URL")
+    subs.add_argument("--db", type=nonempty, required=True, metavar="URL", help="a postgresql:// URL")
     serve = sub.add_parser(
         "serve",
         help="a live web dashboard of the alerts, as they are stored",
@@ -361,16 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--db", type=_path, default=None, metavar="PATH", help=_DB_HELP)
+    serve.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
     serve.add_argument(
         "--host",
-        type=_path,
+        type=nonempty,
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1: this machine only)",
     )
     serve.add_argument(
         "--port",
-        type=_whole(0, 65535),
+        type=whole_number(0, 65535),
         default=8000,
         help="port to listen on, 0..65535 (default 8000; 0 picks a free one)",
     )
@@ -386,267 +305,6 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     return parser
-
-
-def _db_path(arg: str | None) -> str:
-    return arg or os.environ.get("NOTIPIPE_DB") or DEFAULT_DB
-
-
-def _gil_enabled() -> bool:
-    check = getattr(sys, "_is_gil_enabled", None)
-    return True if check is None else bool(check())
-
-
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def cmd_info(_: argparse.Namespace) -> int:
-    print(f"notipipe {notipipe.__version__}")
-    print(f"implementation: {'compiled (Cython)' if notipipe.COMPILED else 'pure Python'}")
-    print(f"python: {sys.implementation.name} {sys.version.split()[0]} ({sys.executable})")
-    print(f"free-threaded build: {'yes' if _ft_build() else 'no'}")
-    print(f"GIL enabled: {'yes' if _gil_enabled() else 'no'}")
-    print(f"sqlite: {sqlite3.sqlite_version}")
-    return 0
-
-
-def _ft_build() -> bool:
-    import sysconfig
-
-    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-
-
-def _open_existing(path: str) -> DatabaseConnection:
-    if not is_url(path) and not os.path.exists(path):
-        raise NotipipeError(f"{path}: no such database (run `notipipe run --db {path}` first)")
-    return DatabaseConnection(path)
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    with _open_existing(_db_path(args.db)) as db:
-        st = db.stats()
-    print(f"database: {st.path} ({_human_bytes(st.size_bytes)})")
-    print(f"alerts: {st.total:,}")
-    for kind, n in st.by_kind.items():
-        print(f"  {kind}: {n:,}")
-    if st.origins:
-        print("origins:")
-        for host, processes, n in st.origins:
-            print(f"  {host}: {n:,} from {processes:,} process{'es' if processes != 1 else ''}")
-    if st.first_at is not None and st.last_at is not None:
-        print(f"first: {_stamp(st.first_at)}")
-        print(f"last:  {_stamp(st.last_at)}")
-    return 0
-
-
-def _stamp(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
-
-
-def cmd_tail(args: argparse.Namespace) -> int:
-    with _open_existing(_db_path(args.db)) as db:
-        if args.follow:
-            return _follow(db, args.n)
-        _print_alerts(db.last(args.n))
-    return EXIT_OK
-
-
-def _print_alerts(messages: Iterable[StoredMessage], stop: Callable[[], bool] = lambda: False) -> None:
-    for m in messages:
-        if stop():
-            return
-        if isinstance(m, notipipe.EmailMessage):
-            print(
-                f"#{m.id} {_stamp(m.created_at)} email p{m.priority} to={m.recipient} subject={m.subject!r}"
-            )
-        else:
-            print(f"#{m.id} {_stamp(m.created_at)} sms   p{m.priority} to={m.phone_number} body={m.body!r}")
-
-
-def _follow(db: DatabaseConnection, n: int) -> int:
-    """``tail --follow``: the last ``n`` alerts, then every alert committed after them, until Ctrl-C.
-
-    ``DatabaseConnection.follow`` misses nothing and repeats nothing, whoever writes: a SQLite
-    file by id (its writers commit one at a time), PostgreSQL by snapshot windows.
-    """
-    with _CtrlC() as ctrl_c:
-        recent = db.last(max(n, 1))  # at least one: where "new" starts
-        last_id = recent[-1].id if recent else 0
-        _print_alerts(recent if n else (), ctrl_c.pressed)
-        sys.stdout.flush()
-        poll = PG_FOLLOW_POLL if is_url(db.path) else FOLLOW_INTERVAL
-        for page in db.follow(last_id, page=FOLLOW_BATCH, poll=poll, stop=ctrl_c.event):
-            _print_alerts(page, ctrl_c.pressed)
-            sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
-    return EXIT_INTERRUPTED
-
-
-def cmd_subscriptions(args: argparse.Namespace) -> int:
-    if not is_url(args.db):
-        raise NotipipeError(
-            f"{args.db}: durable subscriptions live in a PostgreSQL database (a postgresql:// URL)"
-        )
-    from notipipe._pg_subscribers import list_subscriptions
-
-    states = list_subscriptions(args.db)
-    if not states:
-        print("no durable subscriptions")
-        return EXIT_OK
-    width = max(len("NAME"), *(len(s.name) for s in states))
-    print(f"{'NAME':<{width}}  {'UNDELIVERED':>11}  {'OLDEST':>9}  HELD BY")
-    for s in states:
-        oldest = "-" if s.oldest_age is None else f"{s.oldest_age:.1f} s"
-        print(f"{s.name:<{width}}  {s.undelivered:>11,}  {oldest:>9}  {s.holder or '-'}")
-    return EXIT_OK
-
-
-class _CtrlC:
-    """While active, Ctrl-C (SIGINT) is noted instead of raising KeyboardInterrupt, so a follow
-    loop ends between two reads (never inside one) and quietly."""
-
-    def __init__(self) -> None:
-        #: Set by Ctrl-C: a follow loop waiting on it wakes at once.
-        self.event = threading.Event()
-        self._previous: Callable[[int, FrameType | None], object] | int | None = None
-        self._installed = False
-
-    def pressed(self) -> bool:
-        return self.event.is_set()
-
-    def _note(self, signum: int, frame: FrameType | None) -> None:
-        # Set from another thread: the handler runs on the main thread, which may be inside the
-        # event's own lock (Event.wait), and that lock is not reentrant.
-        threading.Thread(target=self.event.set, name="ctrl-c").start()
-
-    def __enter__(self) -> Self:
-        # Only the main thread may set handlers; elsewhere Ctrl-C stays a KeyboardInterrupt.
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._note)
-            self._installed = True
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._installed and self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-#: What to install when the dashboard's dependencies are missing.
-DASHBOARD_HINT = "the dashboard needs its extra: pip install 'notipipe[dashboard]'"
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from notipipe.cli.dashboard._serve import serve
-    except ModuleNotFoundError as error:
-        missing = (error.name or "").partition(".")[0]
-        if missing not in ("starlette", "uvicorn"):
-            raise
-        print(f"notipipe serve: error: {DASHBOARD_HINT} ({missing} is missing)", file=sys.stderr)
-        return EXIT_BAD_ARGUMENTS
-    path = _db_path(args.db)
-    if is_url(path):
-        # A browser resumes by stored id, which is exact only where ids follow commits (SQLite).
-        raise ConfigurationError(
-            "notipipe serve follows a SQLite file; on PostgreSQL use `notipipe tail --follow` "
-            "or a durable subscriber"
-        )
-    _open_existing(path).close()
-
-    def ready(url: str) -> None:
-        print(f"notipipe serve: {url} (the dashboard of {os.path.abspath(path)}; Ctrl-C stops)", flush=True)
-
-    serve(path, args.host, args.port, ready)
-    return EXIT_OK
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from notipipe.cli.progress import Display
-
-    path = _db_path(args.db)
-    counter, meter = KindCounter(), RateMeter()
-    sqlite_only = {"synchronous": args.synchronous}
-    if is_url(path):
-        if args.synchronous != "NORMAL":
-            raise ConfigurationError(
-                "--synchronous is a SQLite setting; on PostgreSQL the server's synchronous_commit decides"
-            )
-        sqlite_only = {}
-    with DatabaseConnection(
-        path,
-        **sqlite_only,
-        batch_size=args.batch_size,
-        max_delay=args.max_delay,
-        deliver=args.deliver,
-    ) as db:
-        db.subscribe(counter)
-        db.subscribe(meter)
-        produced = [0] * args.threads
-        errors: list[BaseException] = []
-        display = Display(args.progress, args.alerts, db, produced)
-        plan = RunPlan(args.alerts, args.threads, args.mix, args.chunk, args.seed)
-        start = time.perf_counter()
-        threads = [
-            threading.Thread(
-                target=produce_alerts,
-                args=(db, i, plan, produced, errors),
-                name=f"producer-{i}",
-            )
-            for i in range(args.threads)
-        ]
-        with display:
-            for t in threads:
-                t.start()
-            ticks = 0
-            while any(t.is_alive() for t in threads):
-                display.refresh()
-                time.sleep(0.1)
-                ticks += 1
-                if ticks % 5 == 0:  # the rate dashboard's window: half a second
-                    meter.sample()
-            for t in threads:
-                t.join()
-            if errors:
-                raise errors[0]
-            db.flush()
-            elapsed = time.perf_counter() - start
-            display.refresh()
-        # What this connection committed: other processes may be writing to the same file, so
-        # the database total before and after would count their alerts too.
-        stored = db.durable_count
-        stats = db.stats()
-        failures = db.failures
-    display.summary(
-        {
-            "alerts produced": f"{sum(produced):,}",
-            "alerts stored (this run)": f"{stored:,}",
-            "alerts stored (database total)": f"{stats.total:,}",
-            "elapsed": f"{elapsed:.2f} s",
-            "throughput": f"{sum(produced) / elapsed:,.0f} alerts/s" if elapsed > 0 else "n/a",
-            "per kind (counter dashboard)": ", ".join(
-                f"{k}={v:,}" for k, v in sorted(counter.counts().items())
-            )
-            or "-",
-            "per kind (database total)": ", ".join(f"{k}={v:,}" for k, v in stats.by_kind.items()) or "-",
-            "peak rate (rate dashboard)": f"{meter.peak_rate():,.0f} alerts/s",
-            "observer failures": f"{failures:,}",
-            "database": f"{stats.path} ({_human_bytes(stats.size_bytes)}"
-            + ("" if is_url(path) else f", synchronous={args.synchronous}")
-            + ")",
-            "threads": str(args.threads),
-            "implementation": "compiled (Cython)" if notipipe.COMPILED else "pure Python",
-            "GIL": "enabled" if _gil_enabled() else "disabled",
-            "python": f"{sys.version.split()[0]}{' free-threaded' if _ft_build() else ''}",
-        }
-    )
-    return EXIT_OK
 
 
 COMMANDS = {
@@ -680,7 +338,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         return COMMANDS[args.command](args)
     except NotipipeError as error:
-        print(f"notipipe {args.command}: error: {_one_line(str(error))}", file=sys.stderr)
+        print(f"notipipe {args.command}: error: {one_line(str(error))}", file=sys.stderr)
         return EXIT_UNUSABLE_DATABASE
     except KeyboardInterrupt:
         print(f"notipipe {args.command}: interrupted", file=sys.stderr)
