@@ -202,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress",
         choices=("auto", "bar", "lines", "none"),
         default="auto",
-        help="progress display: a live bar (terminal), plain lines, or none (default auto: "
-        "the bar on a terminal, else lines)",
+        help="bar: a live bar (rich, from the cli extra; without it a plain line on stderr); "
+        "lines: a plain line on stdout every half second; none: only the summary "
+        "(default auto: the bar on a terminal, else lines)",
     )
 
     stats = sub.add_parser(
