@@ -22,7 +22,7 @@ import io
 import os
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import notipipe
@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {
+#: Each subcommand's function: it returns the exit status (errors it raises are handled by main).
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "stats": cmd_stats,
     "tail": cmd_tail,
