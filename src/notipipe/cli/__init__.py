@@ -101,6 +101,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``notipipe`` command's parser, each subcommand's options and help included."""
     parser = _Parser(
         prog="notipipe",
         description=_wrap(
@@ -123,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate the backend: produce, store and broadcast alerts",
         description=_wrap(
             "T producer threads create N synthetic alerts through MessageFactory and save "
-            "them through DatabaseConnection into a SQLite file; a per-kind counter and a rate "
+            "them through DatabaseConnection into the database (a SQLite file or PostgreSQL); a "
+            "per-kind counter and a rate "
             "dashboard observe them. Shows progress (with how many alerts are durable so far) and "
             "a summary. Several runs may write to one file at once; each summary counts what that "
             "run stored."
@@ -234,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
     tail.add_argument(
-        "-n", type=whole_number(0, MAX_ROWS), default=10, metavar="K", help="how many (default 10)"
+        "-n",
+        type=whole_number(0, MAX_ROWS),
+        default=10,
+        metavar="K",
+        help="how many of the last alerts (default 10)",
     )
     tail.add_argument(
         "--follow",
@@ -281,7 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
+    serve.add_argument(
+        "--db",
+        type=nonempty,
+        default=None,
+        metavar="PATH",
+        help=f"SQLite database file (default $NOTIPIPE_DB, else ./{DEFAULT_DB})",
+    )
     serve.add_argument(
         "--host",
         type=nonempty,
@@ -320,6 +332,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``notipipe`` command on ``argv`` (default: ``sys.argv[1:]``); return its exit status."""
     _escape_unencodable_output()
     try:
         try:

@@ -11,6 +11,7 @@ from notipipe.cli._common import EXIT_OK, ft_build, gil_enabled
 
 
 def cmd_info(_: argparse.Namespace) -> int:
+    """``notipipe info``: print the version, the twin in use, the interpreter, the GIL, SQLite."""
     print(f"notipipe {notipipe.__version__}")
     print(f"implementation: {'compiled (Cython)' if notipipe.COMPILED else 'pure Python'}")
     print(f"python: {sys.implementation.name} {sys.version.split()[0]} ({sys.executable})")

@@ -31,6 +31,7 @@ class _PerThreadCounts:
         return mine
 
     def totals(self) -> dict[str, int]:
+        """Every thread's counts, added up."""
         with self._lock:
             shards = list(self._all)
         totals: dict[str, int] = {}
@@ -44,11 +45,13 @@ class KindCounter(_PerThreadCounts):
     """A dashboard that counts the alerts it has seen, per kind (text alerts count as "text")."""
 
     def update(self, message: object) -> None:
+        """Count ``message`` under its kind (called from the publishing threads, lock-free)."""
         counts = self._mine()
         kind = message.kind if isinstance(message, EmailMessage | SMSMessage) else "text"
         counts[kind] = counts.get(kind, 0) + 1
 
     def counts(self) -> dict[str, int]:
+        """How many alerts of each kind this counter has seen so far."""
         return self.totals()
 
     def __repr__(self) -> str:
@@ -64,10 +67,12 @@ class RateMeter(_PerThreadCounts):
         self._peak = 0.0
 
     def update(self, message: object) -> None:
+        """Count ``message`` (called from the publishing threads, lock-free)."""
         counts = self._mine()
         counts["n"] = counts.get("n", 0) + 1
 
     def seen(self) -> int:
+        """How many alerts this meter has seen so far."""
         return self.totals().get("n", 0)
 
     def sample(self) -> float:
@@ -80,6 +85,7 @@ class RateMeter(_PerThreadCounts):
         return rate
 
     def peak_rate(self) -> float:
+        """The highest rate ``sample()`` has measured, in alerts per second."""
         return self._peak
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ FOLLOW_BATCH = 1000
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    """``notipipe stats``: the alerts per kind and origin, the first and last, the size."""
     with open_existing(db_path(args.db)) as db:
         st = db.stats()
     print(f"database: {st.path} ({human_bytes(st.size_bytes)})")
@@ -42,6 +43,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
+    """``notipipe tail``: the last ``-n`` alerts, oldest first; with ``--follow``, then each new one."""
     with open_existing(db_path(args.db)) as db:
         if args.follow:
             return _follow(db, args.n)
@@ -78,6 +80,7 @@ def _follow(db: DatabaseConnection, n: int) -> int:
 
 
 def cmd_subscriptions(args: argparse.Namespace) -> int:
+    """``notipipe subscriptions``: each durable subscription of a PostgreSQL database, its lag."""
     if not is_url(args.db):
         raise NotipipeError(
             f"{args.db}: durable subscriptions live in a PostgreSQL database (a postgresql:// URL)"

@@ -17,6 +17,7 @@ from notipipe.cli.observers import KindCounter, RateMeter
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``notipipe run``: produce, store and observe the alerts; print progress and a summary."""
     from notipipe.cli.progress import Display
 
     path = db_path(args.db)

@@ -15,6 +15,7 @@ DASHBOARD_HINT = "the dashboard needs its extra: pip install 'notipipe[dashboard
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``notipipe serve``: serve the live dashboard of a SQLite file until Ctrl-C."""
     try:
         from notipipe.cli.dashboard._serve import serve
     except ModuleNotFoundError as error:

@@ -71,6 +71,7 @@ class Dashboard:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop following the database and wait for the follower thread to end."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
