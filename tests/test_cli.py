@@ -143,6 +143,34 @@ def test_run_without_rich_shows_progress_and_a_plain_summary(progress: str, tmp_
     conn.close()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_run_without_rich_on_a_terminal_redraws_one_progress_line(tmp_path: Path) -> None:
+    import pty
+
+    master, terminal = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-c", _WITHOUT_RICH, "run", "-n", "3000", "--db", str(tmp_path / "t.db")],
+        stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=_env(),
+    ) as child:  # fmt: skip
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child has closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert child.wait(timeout=120) == 0
+    os.close(master)
+    out = b"".join(chunks).decode()
+    # On a terminal (auto: the bar) the plain line is redrawn in place, then the summary follows.
+    assert "\ralerts 3,000/3,000 (100%) " in out, out
+    assert "progress:" not in out
+    assert re.search(r"alerts stored \(this run\)\s+│ 3,000", out), out
+
+
 def test_importing_the_cli_imports_no_optional_dependency() -> None:
     program = (
         "import sys, notipipe, notipipe.cli\n"
