@@ -112,7 +112,79 @@ def test_info() -> None:
     assert f"sqlite: {sqlite3.sqlite_version}" in result.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["stats"], ["tail"], ["info"]])
+#: ``notipipe`` as a child process in which rich cannot be imported, as where the ``cli`` extra is
+#: not installed.
+_WITHOUT_RICH = (
+    "import sys\nsys.modules['rich'] = None\nfrom notipipe.cli import main\nsys.exit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize("progress", ["auto", "lines", "bar"])
+def test_run_without_rich_shows_progress_and_a_plain_summary(progress: str, tmp_path: Path) -> None:
+    db = tmp_path / "plain.db"
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_RICH, "run", "-n", "3000", "-t", "2", "--db", str(db),
+         "--progress", progress],
+        capture_output=True, text=True, env=_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    if progress == "bar":  # the plain bar: on stderr, one line at a time off a terminal
+        assert "progress:" not in result.stdout
+        assert re.search(r"^alerts 3,000/3,000 \(100%\) [\d,]+/s, durable 3,000, \d:\d\d:\d\d$",
+                         result.stderr, re.MULTILINE), result.stderr  # fmt: skip
+    else:  # auto, off a terminal: lines on stdout, as with rich
+        assert "progress: 3,000/3,000 alerts, durable 3,000" in result.stdout
+        assert result.stderr == ""
+    assert result.stdout.count("notipipe run: summary\n") == 1
+    assert re.search(r"^alerts stored \(this run\)\s+│ 3,000$", result.stdout, re.MULTILINE), result.stdout
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (3000,)
+    conn.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_run_without_rich_on_a_terminal_redraws_one_progress_line(tmp_path: Path) -> None:
+    import pty
+
+    master, terminal = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-c", _WITHOUT_RICH, "run", "-n", "3000", "--db", str(tmp_path / "t.db")],
+        stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=_env(),
+    ) as child:  # fmt: skip
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child has closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert child.wait(timeout=120) == 0
+    os.close(master)
+    out = b"".join(chunks).decode()
+    # On a terminal (auto: the bar) the plain line is redrawn in place, then the summary follows.
+    assert "\ralerts 3,000/3,000 (100%) " in out, out
+    assert "progress:" not in out
+    assert re.search(r"alerts stored \(this run\)\s+│ 3,000", out), out
+
+
+def test_importing_the_cli_imports_no_optional_dependency() -> None:
+    program = (
+        "import sys, notipipe, notipipe.cli\n"
+        "print(sorted({name.partition('.')[0] for name in sys.modules} & {'rich', 'starlette', 'uvicorn'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=_env(), timeout=120, check=False
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "[]\n", "")
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["stats"], ["tail"], ["subscriptions"], ["serve"], ["info"]]
+)
 def test_help_on_every_subcommand(command: list[str]) -> None:
     result = run_cli(*command, "--help")
     assert result.returncode == 0
@@ -120,7 +192,7 @@ def test_help_on_every_subcommand(command: list[str]) -> None:
     assert "--help" in result.stdout
     assert "exit status" in result.stdout
     assert "example" in result.stdout
-    if command in (["run"], ["stats"], ["tail"]):
+    if command in (["run"], ["stats"], ["tail"], ["serve"]):
         assert "$NOTIPIPE_DB" in result.stdout
     if command == ["tail"]:
         assert "--follow" in result.stdout

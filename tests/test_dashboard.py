@@ -28,8 +28,8 @@ from tests._dashboard_procs import children, stop
 from tests.conftest import Impl, drop
 
 try:
-    from notipipe.dashboard import Dashboard
-    from notipipe.dashboard._feed import Page
+    from notipipe.cli.dashboard import Dashboard
+    from notipipe.cli.dashboard._feed import Page
 except ModuleNotFoundError as missing:  # pragma: no cover - the failure below says what to do
     _MISSING: str | None = f"{missing.name} is missing: pip install 'notipipe[dashboard]'"
 else:

@@ -7,6 +7,7 @@ will do); :func:`test_groups` says which groups a test leg installs.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -75,9 +76,11 @@ def setup_venv(
     venv: Path,
     groups: Sequence[str] = (),
     *,
+    extras: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> bool:
-    """Make ``venv`` with ``groups``' packages and notipipe from this checkout (a regular install)."""
+    """Make ``venv`` with ``groups``' packages and notipipe from this checkout (a regular install),
+    with its ``extras``."""
     make_venv(it, venv)
     requirements = list(dict.fromkeys(req for group in groups for req in dependency_group(group)))
     if requirements and not pip_install(
@@ -87,7 +90,11 @@ def setup_venv(
     # A regular install compiles the Cython twins (build isolation brings Cython): the long step.
     label = f"building notipipe from the checkout into {venv.name} (compiling the extension)"
     say(label)
-    if not pip_install(venv, ["--force-reinstall", str(ROOT)], label, env):
+    # setuptools copies whatever build/lib holds into the wheel: a module moved or deleted since
+    # the last build would come back from there.
+    shutil.rmtree(ROOT / "build" / "lib", ignore_errors=True)
+    target = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
+    if not pip_install(venv, ["--force-reinstall", target], label, env):
         return False
     probe = subprocess.run([python_in(venv), "-c", "import notipipe"], cwd=VENVS, check=False)
     if probe.returncode != 0:

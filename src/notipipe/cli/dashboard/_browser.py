@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from notipipe.dashboard._feed import Page, alerts_frame
+from notipipe.cli.dashboard._feed import Page, alerts_frame
 
 __all__ = ["BrowserFeed", "Send"]
 

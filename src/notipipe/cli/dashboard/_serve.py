@@ -9,7 +9,7 @@ import uvicorn
 
 from notipipe._database import DatabaseConnection
 from notipipe._errors import NotipipeError
-from notipipe.dashboard._app import Dashboard, create_app
+from notipipe.cli.dashboard._app import Dashboard, create_app
 
 __all__ = ["serve"]
 

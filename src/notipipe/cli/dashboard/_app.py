@@ -23,8 +23,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from notipipe._select import Publisher
-from notipipe.dashboard._browser import BrowserFeed, Send
-from notipipe.dashboard._feed import PAGE_SIZE, Page, Reads, alerts_frame, follow, snapshot
+from notipipe.cli.dashboard._browser import BrowserFeed, Send
+from notipipe.cli.dashboard._feed import PAGE_SIZE, Page, Reads, alerts_frame, follow, snapshot
 
 __all__ = ["QUEUE_SIZE", "Dashboard", "create_app"]
 
@@ -71,6 +71,7 @@ class Dashboard:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop following the database and wait for the follower thread to end."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -177,7 +178,7 @@ async def _disconnect(receive: Receive) -> None:
 
 
 def _asset(name: str) -> str:
-    return resources.files("notipipe.dashboard").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("notipipe.cli.dashboard").joinpath(name).read_text(encoding="utf-8")
 
 
 class _Events:

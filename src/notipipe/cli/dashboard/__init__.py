@@ -6,6 +6,6 @@ Server-Sent Events; ``create_app(dashboard)`` is the Starlette application (``/`
 
 from __future__ import annotations
 
-from notipipe.dashboard._app import QUEUE_SIZE, Dashboard, create_app
+from notipipe.cli.dashboard._app import QUEUE_SIZE, Dashboard, create_app
 
 __all__ = ["QUEUE_SIZE", "Dashboard", "create_app"]

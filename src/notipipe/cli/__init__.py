@@ -1,0 +1,383 @@
+"""The ``notipipe`` command: run the simulated dashboard backend, inspect a database.
+
+    notipipe run   [--alerts N] [--threads T] [--db PATH] [--mix email=0.7,sms=0.3] ...
+    notipipe stats [--db PATH]
+    notipipe tail  [--db PATH] [-n K] [--follow]
+    notipipe subscriptions --db postgresql://...
+    notipipe serve [--db PATH] [--host HOST] [--port PORT]
+    notipipe info
+
+Exit statuses: 0 done; 1 the database cannot be used (or, for serve, the address cannot be
+listened on); 2 bad arguments, or serve without the dashboard extra (both with one line on
+stderr, never a traceback); 130 interrupted by Ctrl-C (``tail --follow`` ends this way, quietly);
+141 the output was closed (``notipipe tail | head -1``): the command stops quietly, as Unix tools
+do, with the status a shell reports for a process ended by SIGPIPE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import notipipe
+from notipipe._errors import NotipipeError
+from notipipe.cli._arguments import (
+    MAX_BATCH,
+    MAX_DELAY,
+    MAX_ROWS,
+    MAX_THREADS,
+    kind_mix,
+    nonempty,
+    seconds,
+    whole_number,
+)
+from notipipe.cli._common import (
+    DEFAULT_DB,
+    EXIT_BAD_ARGUMENTS,
+    EXIT_INTERRUPTED,
+    EXIT_OUTPUT_CLOSED,
+    EXIT_UNUSABLE_DATABASE,
+    one_line,
+)
+from notipipe.cli.info import cmd_info
+from notipipe.cli.read import FOLLOW_INTERVAL, cmd_stats, cmd_subscriptions, cmd_tail
+from notipipe.cli.run import cmd_run
+from notipipe.cli.serve import cmd_serve
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+__all__ = ["build_parser", "main"]
+
+_DB_HELP = f"database file or postgresql:// URL (default $NOTIPIPE_DB, else ./{DEFAULT_DB})"
+_EXIT_STATUS = """\
+exit status:
+  0    done
+  1    the database cannot be used (one line on stderr says why)
+  2    bad arguments (one line on stderr says which)
+  130  interrupted by Ctrl-C
+  141  the output was closed (e.g. piped into `head`): stops quietly"""
+
+
+def _wrap(text: str) -> str:
+    # The help keeps its text's lines (for the examples and exit statuses): wrap paragraphs here.
+    return textwrap.fill(text, 78)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors on one line: "notipipe run: error: ... (see --help)"."""
+
+    def error(self, message: str) -> NoReturn:
+        message = one_line(message)  # argparse quotes some values as they are
+        self.exit(EXIT_BAD_ARGUMENTS, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        # argparse's own printing ignores a failed write; a closed output must end the command
+        # the same way whatever it prints (see main()).
+        (file or sys.stdout).write(self.format_help())
+
+
+class _Version(argparse.Action):
+    """``--version``, written like ``--help`` (argparse's own action ignores a closed output)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        sys.stdout.write(f"notipipe {notipipe.__version__}\n")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``notipipe`` command's parser, each subcommand's options and help included."""
+    parser = _Parser(
+        prog="notipipe",
+        description=_wrap(
+            "A thread-safe notification pipeline: run the simulated dashboard backend "
+            "or inspect an alert database."
+        ),
+        epilog="examples:\n"
+        "  notipipe run --alerts 100000     store 100,000 synthetic alerts in ./notipipe.db\n"
+        "  notipipe stats                   what ./notipipe.db holds\n"
+        "  notipipe tail -f                 the last 10 alerts, then each new one\n"
+        "  notipipe serve                   a live web dashboard of ./notipipe.db\n"
+        "  notipipe COMMAND --help          a command's options\n\n" + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action=_Version, help="print notipipe's version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="simulate the backend: produce, store and broadcast alerts",
+        description=_wrap(
+            "T producer threads create N synthetic alerts through MessageFactory and save "
+            "them through DatabaseConnection into the database (a SQLite file or PostgreSQL); a "
+            "per-kind counter and a rate "
+            "dashboard observe them. Shows progress (with how many alerts are durable so far) and "
+            "a summary. Several runs may write to one file at once; each summary counts what that "
+            "run stored."
+        ),
+        epilog="examples:\n"
+        "  notipipe run                                one million alerts into ./notipipe.db\n"
+        "  notipipe run -n 100000 -t 4 --db /tmp/a.db  100,000 alerts from 4 threads\n"
+        "  notipipe run --synchronous FULL --deliver after_commit --progress lines\n\n" + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--alerts",
+        "-n",
+        type=whole_number(0, MAX_ROWS),
+        default=1_000_000,
+        metavar="N",
+        help="alerts to produce (default 1,000,000)",
+    )
+    run.add_argument(
+        "--threads",
+        "-t",
+        type=whole_number(1, MAX_THREADS),
+        default=2,
+        metavar="T",
+        help=f"producer threads, 1..{MAX_THREADS:,} (default 2)",
+    )
+    run.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
+    run.add_argument(
+        "--mix",
+        type=kind_mix,
+        default={"email": 0.7, "sms": 0.3},
+        metavar="KIND=W,...",
+        help="relative weight of each kind (default email=0.7,sms=0.3)",
+    )
+    run.add_argument(
+        "--chunk",
+        type=whole_number(1, MAX_BATCH),
+        default=1000,
+        metavar="K",
+        help=f"alerts per save_many call, 1..{MAX_BATCH:,} (default 1000)",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=whole_number(1, MAX_BATCH),
+        default=10_000,
+        metavar="B",
+        help=f"rows per commit, 1..{MAX_BATCH:,} (default 10,000)",
+    )
+    run.add_argument(
+        "--max-delay",
+        type=seconds,
+        default=0.05,
+        metavar="S",
+        help=f"longest wait before a commit, 0..{MAX_DELAY:g} seconds (default 0.05)",
+    )
+    run.add_argument(
+        "--synchronous",
+        choices=("NORMAL", "FULL"),
+        default="NORMAL",
+        help="FULL also survives power loss (default NORMAL)",
+    )
+    run.add_argument(
+        "--deliver",
+        choices=("immediate", "after_commit"),
+        default="immediate",
+        help="observers see alerts at once, or once durable (default immediate)",
+    )
+    run.add_argument(
+        "--seed",
+        type=whole_number(0, MAX_ROWS),
+        default=1,
+        metavar="SEED",
+        help="random seed for the synthetic alerts (default 1)",
+    )
+    run.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="bar: a live bar (rich, from the cli extra; without it a plain line on stderr); "
+        "lines: a plain line on stdout every half second; none: only the summary "
+        "(default auto: the bar on a terminal, else lines)",
+    )
+
+    stats = sub.add_parser(
+        "stats",
+        help="counts per kind, first and last alert, size",
+        description=_wrap(
+            "Summarise an alert database: alerts per kind, the first and last alert's time, the size on disk."
+        ),
+        epilog="example:\n  notipipe stats --db /tmp/a.db\n\n" + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stats.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
+
+    tail = sub.add_parser(
+        "tail",
+        help="the last K alerts; with -f, then each new one",
+        description=_wrap(
+            "Print the most recent alerts, oldest first. With --follow, keep printing "
+            "each alert as it is stored, by this or any other process, until Ctrl-C."
+        ),
+        epilog="examples:\n"
+        "  notipipe tail -n 20            the last 20 alerts\n"
+        "  notipipe tail -f -n 0          only the alerts stored from now on\n"
+        "  notipipe tail -f | grep sms    new SMS alerts as they come\n\n"
+        "With --follow, Ctrl-C ends the command quietly with status 130.\n\n" + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tail.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
+    tail.add_argument(
+        "-n",
+        type=whole_number(0, MAX_ROWS),
+        default=10,
+        metavar="K",
+        help="how many of the last alerts (default 10)",
+    )
+    tail.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="then print new alerts as they are stored, by any process, until Ctrl-C "
+        f"(a SQLite file is checked every {FOLLOW_INTERVAL:g} s; PostgreSQL wakes on each commit)",
+    )
+
+    subs = sub.add_parser(
+        "subscriptions",
+        help="durable subscribers of a PostgreSQL database, with their lag",
+        description=_wrap(
+            "List the durable subscriptions of a PostgreSQL database: for each name, how many "
+            "committed alerts it has not delivered yet, the age of the oldest of them, and which "
+            "process holds the name (none: no subscriber is running)."
+        ),
+        epilog="example:\n  notipipe subscriptions --db postgresql://alerts@db.internal/alerts\n\n"
+        + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subs.add_argument("--db", type=nonempty, required=True, metavar="URL", help="a postgresql:// URL")
+    serve = sub.add_parser(
+        "serve",
+        help="a live web dashboard of the alerts, as they are stored",
+        description=_wrap(
+            "Serve a web page showing the alerts stored in the database as they arrive, by this "
+            "or any other process (run `notipipe run --db PATH` beside it): alerts per second, "
+            "counts per kind and priority, the latest alerts. Browsers get the alerts as "
+            "Server-Sent Events and resume where they were after a reconnect. Needs the "
+            "dashboard extra: pip install 'notipipe[dashboard]'."
+        ),
+        epilog="examples:\n"
+        "  notipipe serve                          http://127.0.0.1:8000/ for ./notipipe.db\n"
+        "  notipipe serve --db /tmp/a.db --port 0  on a free port (the URL is printed)\n"
+        "  notipipe serve --host 0.0.0.0           other machines may connect (no authentication)\n\n"
+        "Ctrl-C stops the server (status 130).\n\n"
+        + _EXIT_STATUS.replace(
+            "one line on stderr says why)",
+            "one line on stderr says why),\n       or the address cannot be listened on",
+        ).replace(
+            "2    bad arguments (one line on stderr says which)",
+            "2    bad arguments, or the dashboard extra is not installed",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--db",
+        type=nonempty,
+        default=None,
+        metavar="PATH",
+        help=f"SQLite database file (default $NOTIPIPE_DB, else ./{DEFAULT_DB})",
+    )
+    serve.add_argument(
+        "--host",
+        type=nonempty,
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    serve.add_argument(
+        "--port",
+        type=whole_number(0, 65535),
+        default=8000,
+        help="port to listen on, 0..65535 (default 8000; 0 picks a free one)",
+    )
+
+    sub.add_parser(
+        "info",
+        help="version, compiled or pure, interpreter, GIL, SQLite",
+        description=_wrap(
+            "Describe this installation: notipipe's version, whether the compiled "
+            "extension is in use, the interpreter, whether the GIL is on, SQLite's version."
+        ),
+        epilog="example:\n  notipipe info\n\n" + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+#: Each subcommand's function: it returns the exit status (errors it raises are handled by main).
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "stats": cmd_stats,
+    "tail": cmd_tail,
+    "subscriptions": cmd_subscriptions,
+    "serve": cmd_serve,
+    "info": cmd_info,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``notipipe`` command on ``argv`` (default: ``sys.argv[1:]``); return its exit status."""
+    _escape_unencodable_output()
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed output shows here at the latest, not at exit
+    except BrokenPipeError:
+        _discard_output()
+        return EXIT_OUTPUT_CLOSED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_ARGUMENTS
+    try:
+        return COMMANDS[args.command](args)
+    except NotipipeError as error:
+        print(f"notipipe {args.command}: error: {one_line(str(error))}", file=sys.stderr)
+        return EXIT_UNUSABLE_DATABASE
+    except KeyboardInterrupt:
+        print(f"notipipe {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _escape_unencodable_output() -> None:
+    # A path whose bytes are not valid in the locale's encoding reaches Python with lone
+    # surrogates in it. A strict stdout (a UTF-8 locale, PYTHONIOENCODING) could not print it and
+    # the command would fail after its work was done; escape what cannot be encoded, as stderr does.
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
+def _discard_output() -> None:
+    # The reader is gone. Whatever is still buffered goes to devnull, or Python's own flush at
+    # exit would fail again and print "Exception ignored ... BrokenPipeError".
+    with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

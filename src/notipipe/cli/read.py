@@ -1,0 +1,131 @@
+"""``notipipe stats``, ``tail`` and ``subscriptions``: the commands that read a database."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from types import FrameType, TracebackType
+from typing import Self
+
+import notipipe
+from notipipe._database import DatabaseConnection, StoredMessage
+from notipipe._errors import NotipipeError
+from notipipe._pg_store import is_url
+from notipipe.cli._common import EXIT_INTERRUPTED, EXIT_OK, db_path, human_bytes, open_existing, stamp
+
+#: How often ``tail --follow`` asks a SQLite file for new alerts, in seconds.
+FOLLOW_INTERVAL = 0.1
+#: How often ``tail --follow`` asks PostgreSQL without a wake-up (each commit sends one).
+PG_FOLLOW_POLL = 1.0
+#: Alerts read per query while following: a large backlog is printed in pieces.
+FOLLOW_BATCH = 1000
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """``notipipe stats``: the alerts per kind and origin, the first and last, the size."""
+    with open_existing(db_path(args.db)) as db:
+        st = db.stats()
+    print(f"database: {st.path} ({human_bytes(st.size_bytes)})")
+    print(f"alerts: {st.total:,}")
+    for kind, n in st.by_kind.items():
+        print(f"  {kind}: {n:,}")
+    if st.origins:
+        print("origins:")
+        for host, processes, n in st.origins:
+            print(f"  {host}: {n:,} from {processes:,} process{'es' if processes != 1 else ''}")
+    if st.first_at is not None and st.last_at is not None:
+        print(f"first: {stamp(st.first_at)}")
+        print(f"last:  {stamp(st.last_at)}")
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """``notipipe tail``: the last ``-n`` alerts, oldest first; with ``--follow``, then each new one."""
+    with open_existing(db_path(args.db)) as db:
+        if args.follow:
+            return _follow(db, args.n)
+        _print_alerts(db.last(args.n))
+    return EXIT_OK
+
+
+def _print_alerts(messages: Iterable[StoredMessage], stop: Callable[[], bool] = lambda: False) -> None:
+    for m in messages:
+        if stop():
+            return
+        if isinstance(m, notipipe.EmailMessage):
+            print(f"#{m.id} {stamp(m.created_at)} email p{m.priority} to={m.recipient} subject={m.subject!r}")
+        else:
+            print(f"#{m.id} {stamp(m.created_at)} sms   p{m.priority} to={m.phone_number} body={m.body!r}")
+
+
+def _follow(db: DatabaseConnection, n: int) -> int:
+    """``tail --follow``: the last ``n`` alerts, then every alert committed after them, until Ctrl-C.
+
+    ``DatabaseConnection.follow`` misses nothing and repeats nothing, whoever writes: a SQLite
+    file by id (its writers commit one at a time), PostgreSQL by snapshot windows.
+    """
+    with _CtrlC() as ctrl_c:
+        recent = db.last(max(n, 1))  # at least one: where "new" starts
+        last_id = recent[-1].id if recent else 0
+        _print_alerts(recent if n else (), ctrl_c.pressed)
+        sys.stdout.flush()
+        poll = PG_FOLLOW_POLL if is_url(db.path) else FOLLOW_INTERVAL
+        for page in db.follow(last_id, page=FOLLOW_BATCH, poll=poll, stop=ctrl_c.event):
+            _print_alerts(page, ctrl_c.pressed)
+            sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
+    return EXIT_INTERRUPTED
+
+
+def cmd_subscriptions(args: argparse.Namespace) -> int:
+    """``notipipe subscriptions``: each durable subscription of a PostgreSQL database, its lag."""
+    if not is_url(args.db):
+        raise NotipipeError(
+            f"{args.db}: durable subscriptions live in a PostgreSQL database (a postgresql:// URL)"
+        )
+    from notipipe._pg_subscribers import list_subscriptions
+
+    states = list_subscriptions(args.db)
+    if not states:
+        print("no durable subscriptions")
+        return EXIT_OK
+    width = max(len("NAME"), *(len(s.name) for s in states))
+    print(f"{'NAME':<{width}}  {'UNDELIVERED':>11}  {'OLDEST':>9}  HELD BY")
+    for s in states:
+        oldest = "-" if s.oldest_age is None else f"{s.oldest_age:.1f} s"
+        print(f"{s.name:<{width}}  {s.undelivered:>11,}  {oldest:>9}  {s.holder or '-'}")
+    return EXIT_OK
+
+
+class _CtrlC:
+    """While active, Ctrl-C (SIGINT) is noted instead of raising KeyboardInterrupt, so a follow
+    loop ends between two reads (never inside one) and quietly."""
+
+    def __init__(self) -> None:
+        #: Set by Ctrl-C: a follow loop waiting on it wakes at once.
+        self.event = threading.Event()
+        self._previous: Callable[[int, FrameType | None], object] | int | None = None
+        self._installed = False
+
+    def pressed(self) -> bool:
+        return self.event.is_set()
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        # Set from another thread: the handler runs on the main thread, which may be inside the
+        # event's own lock (Event.wait), and that lock is not reentrant.
+        threading.Thread(target=self.event.set, name="ctrl-c").start()
+
+    def __enter__(self) -> Self:
+        # Only the main thread may set handlers; elsewhere Ctrl-C stays a KeyboardInterrupt.
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._note)
+            self._installed = True
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._installed and self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

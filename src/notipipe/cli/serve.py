@@ -1,0 +1,40 @@
+"""``notipipe serve``: the live web dashboard (its dependencies are the ``dashboard`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from notipipe._errors import ConfigurationError
+from notipipe._pg_store import is_url
+from notipipe.cli._common import EXIT_BAD_ARGUMENTS, EXIT_OK, db_path, open_existing
+
+#: What to install when the dashboard's dependencies are missing.
+DASHBOARD_HINT = "the dashboard needs its extra: pip install 'notipipe[dashboard]'"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``notipipe serve``: serve the live dashboard of a SQLite file until Ctrl-C."""
+    try:
+        from notipipe.cli.dashboard._serve import serve
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing not in ("starlette", "uvicorn"):
+            raise
+        print(f"notipipe serve: error: {DASHBOARD_HINT} ({missing} is missing)", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    path = db_path(args.db)
+    if is_url(path):
+        # A browser resumes by stored id, which is exact only where ids follow commits (SQLite).
+        raise ConfigurationError(
+            "notipipe serve follows a SQLite file; on PostgreSQL use `notipipe tail --follow` "
+            "or a durable subscriber"
+        )
+    open_existing(path).close()
+
+    def ready(url: str) -> None:
+        print(f"notipipe serve: {url} (the dashboard of {os.path.abspath(path)}; Ctrl-C stops)", flush=True)
+
+    serve(path, args.host, args.port, ready)
+    return EXIT_OK
