@@ -1,4 +1,4 @@
-"""The bench task: ``benchmarks/run.py`` (every benchmark family) on a GIL CPython and on the free-threaded one.
+"""The bench task: ``benchmarks/run.py`` (every family) on a GIL CPython and on the free-threaded one.
 
 Each interpreter gets ``.venv/bench-<version>`` with notipipe from the checkout and the peers of
 the ``bench`` dependency group, one at a time: a peer without a wheel there (msgspec on 3.13t)
