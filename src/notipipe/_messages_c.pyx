@@ -220,8 +220,9 @@ cdef str _check_subject(object value):
 cdef long _check_priority(str cls, object value) except? -1:
     if type(value) is not int:  # bool is an int subclass, and rejected on purpose
         raise type_error(cls, "priority", value, "int")
-    # C comparisons below: a Python one costs several hundred instructions. No try block either
-    # (entering one costs a thread-state lookup): the overflow flag says "far out of range".
+    # Compared as a C long below, not as Python ints (no rich comparison, no bool objects). No
+    # try block either (entering one costs a thread-state lookup): the overflow flag says "far
+    # out of range".
     cdef int overflow = 0
     cdef long v = PyLong_AsLongAndOverflow(value, &overflow)
     if overflow:
