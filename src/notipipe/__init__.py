@@ -7,22 +7,46 @@ The three patterns:
 * ``Observer``: a protocol; anything with ``update(message)`` can subscribe (``AsyncObserver``:
   ``async def update``, awaited on an asyncio loop; ``update_many(messages)`` takes batches).
 
+``DatabaseConnection`` also stores every alert it is given (``save``, ``flush``, ``stats()`` ->
+``StoreStats``); notipipe's own errors derive from ``NotipipeError`` (``StorageError``,
+``StorageClosedError``, ``ConfigurationError``, ``ReentrancyError``). Everything documented is
+importable from here; the underscored modules behind it are private and may move.
+
 ``COMPILED`` tells whether the Cython hot path is in use (``NOTIPIPE_NO_EXTENSIONS=1`` forces
 the pure-Python twins, which behave identically).
 """
 
-from __future__ import annotations
-
 from notipipe._async import AsyncObserverError, LoopClosedError
-from notipipe._database import DatabaseConnection
+from notipipe._database import DatabaseConnection, Delivery, StoredMessage, StoreStats
+from notipipe._errors import (
+    ConfigurationError,
+    NotipipeError,
+    ReentrancyError,
+    StorageClosedError,
+    StorageError,
+)
 from notipipe._factory import EmailFields, MessageFactory, SMSFields
-from notipipe._messages_py import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SMS_BODY, MAX_SUBJECT, MIN_PRIORITY
+from notipipe._limits import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SMS_BODY, MAX_SUBJECT, MIN_PRIORITY
 from notipipe._protocols import AsyncObserver, ErrorHandler, Message, Observer, Overflow
 from notipipe._publisher_py import log_observer_error
 from notipipe._select import COMPILED, EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
+from notipipe._sqlite_file import Synchronous
+from notipipe._version import __version__
 
-__version__ = "0.1.0"
+# The exceptions are raised to users, who import them from here: tracebacks and pickles name
+# them where they are imported (``notipipe.StorageError``), not by the private module.
+for _error in (
+    AsyncObserverError,
+    ConfigurationError,
+    LoopClosedError,
+    NotipipeError,
+    ReentrancyError,
+    StorageClosedError,
+    StorageError,
+):
+    _error.__module__ = __name__
+del _error
 
 __all__ = [
     "COMPILED",
@@ -33,18 +57,27 @@ __all__ = [
     "MIN_PRIORITY",
     "AsyncObserver",
     "AsyncObserverError",
+    "ConfigurationError",
     "DatabaseConnection",
+    "Delivery",
     "EmailFields",
     "EmailMessage",
     "ErrorHandler",
     "LoopClosedError",
     "Message",
     "MessageFactory",
+    "NotipipeError",
     "Observer",
     "Overflow",
     "Publisher",
+    "ReentrancyError",
     "SMSFields",
     "SMSMessage",
+    "StorageClosedError",
+    "StorageError",
+    "StoreStats",
+    "StoredMessage",
+    "Synchronous",
     "ThreadSafeSingletonMeta",
     "__version__",
     "log_observer_error",

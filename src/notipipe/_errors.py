@@ -17,12 +17,21 @@ class StorageError(NotipipeError):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[StorageError], tuple[str, ...], dict[str, object]]:
+        # An exception is pickled as its class, ``args`` and ``__dict__``; here ``args`` is the
+        # joined message, which ``__init__`` cannot take back: rebuild it from its parts (so an
+        # error raised in a worker process reaches the parent as itself).
+        return type(self), (self.path, self.reason), self.__dict__
+
 
 class StorageClosedError(StorageError):
     """Saving or reading after ``close()``."""
 
     def __init__(self, path: str) -> None:
         super().__init__(path, "the database connection is closed")
+
+    def __reduce__(self) -> tuple[type[StorageError], tuple[str, ...], dict[str, object]]:
+        return type(self), (self.path,), self.__dict__
 
 
 class ConfigurationError(NotipipeError, ValueError):

@@ -3,8 +3,8 @@
 Why generated Python. The per-message work of a publisher is calling each observer's
 ``update``, and observers are Python functions. CPython (3.11+) runs a Python-to-Python call
 inside the same interpreter loop, without a new C-level frame; a call from C (Cython's loop, or
-any C extension's) enters the interpreter afresh for every observer, which measured about 130
-instructions more per call than a plain Python loop. So each snapshot gets a small function
+any C extension's) enters the interpreter afresh for every observer, which makes each call
+dearer than the same call from a plain Python loop. So each snapshot gets a small function
 with one ``try`` per observer, unrolled, called once per message: the twins then pay one
 C-to-Python transition per message, not one per observer, and ``try`` costs nothing in 3.11+
 until something raises. The code is built from a fixed template (no user text enters it) and

@@ -26,24 +26,37 @@ from cpython.object cimport PyObject
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport Py_UNICODE_ISSPACE
 
-from dataclasses import FrozenInstanceError
 from dataclasses import replace as _dataclass_replace
 from typing import ClassVar  # for typing.get_type_hints on the classes' annotations
 
 from notipipe import _messages_py as _twin
-from notipipe._messages_py import (
+from notipipe._limits import (
     DEFAULT_PRIORITY,
+    MAX_ADDRESS,
+    MAX_BODY,
+    MAX_LOCAL,
+    MAX_PHONE,
     MAX_PRIORITY,
     MAX_SMS_BODY,
     MAX_SUBJECT,
+    MIN_PHONE_DIGITS,
     MIN_PRIORITY,
-    _email_arguments,
-    _fail_surrogate,
-    _new_error,
-    _reinit_error,
-    _shown,
-    _sms_arguments,
+    TIME_LIMIT,
+    assignment_error,
+    deletion_error,
+    id_error,
+    line_break_error,
+    new_error,
+    not_a_number_error,
+    not_a_time_error,
+    not_an_address_error,
+    priority_error,
+    reinit_error,
+    surrogate_error,
+    too_long_error,
+    type_error,
 )
+from notipipe._messages_py import _email_arguments, _sms_arguments
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -55,13 +68,17 @@ __all__ = [
     "SMSMessage",
 ]
 
-cdef Py_ssize_t _MAX_LOCAL = 64
-cdef Py_ssize_t _MAX_ADDRESS = 254
+# The limits as C values, copied once at import: the checks compare C integers and doubles.
+cdef Py_ssize_t _MAX_LOCAL = MAX_LOCAL
+cdef Py_ssize_t _MAX_ADDRESS = MAX_ADDRESS
+cdef Py_ssize_t _MAX_PHONE = MAX_PHONE
+cdef Py_ssize_t _MIN_PHONE = 1 + MIN_PHONE_DIGITS
 cdef long _MIN_PRIORITY = MIN_PRIORITY
 cdef long _MAX_PRIORITY = MAX_PRIORITY
 cdef Py_ssize_t _MAX_SMS_BODY = MAX_SMS_BODY
 cdef Py_ssize_t _MAX_SUBJECT = MAX_SUBJECT
-cdef Py_ssize_t _MAX_BODY = 1 << 20  # 1 MiB of e-mail body text
+cdef Py_ssize_t _MAX_BODY = MAX_BODY
+cdef double _TIME_LIMIT = TIME_LIMIT
 
 
 # C-API macros on borrowed pointers, for the common case of each check (see _call_sms): no
@@ -110,21 +127,17 @@ cdef inline bint _small_int_in(PyObject* o, Py_ssize_t low, Py_ssize_t high) noe
 
 
 cdef inline bint _plain_stamp(PyObject* o) noexcept:
-    return _is_float(o) and 0.0 <= _float_value(o) < 1e11
-
-
-cdef inline TypeError _fail_type(str cls, str field, object value, str expected):
-    return TypeError(f"{cls}.{field}: expected {expected}, got {type(value).__name__} {_shown(value)}")
+    return _is_float(o) and 0.0 <= _float_value(o) < _TIME_LIMIT
 
 
 cdef str _check_str(str cls, str field, object value, Py_ssize_t limit):
     if type(value) is not str:
-        raise _fail_type(cls, field, value, "str")
+        raise type_error(cls, field, value, "str")
     cdef str text = <str>value
     if len(text) > limit:
-        raise ValueError(f"{cls}.{field}: {text[:40]!r}... is {len(text)} characters, the limit is {limit}")
+        raise too_long_error(cls, field, text, limit)
     if not _encodable(<PyObject*>text):
-        raise _fail_surrogate(cls, field, text, _find_surrogate(<PyObject*>text))
+        raise surrogate_error(cls, field, text, _find_surrogate(<PyObject*>text))
     return text
 
 
@@ -134,7 +147,7 @@ cdef inline bint _blank(Py_UCS4 ch) noexcept:
 
 
 cdef bint _email_shape(str address) noexcept:
-    """name@domain.tld: one '@' after 1-64 characters, a dotted domain, nothing blank."""
+    """name@domain.tld: one '@' after 1 to MAX_LOCAL characters, a dotted domain, nothing blank."""
     cdef Py_ssize_t n = len(address), at = -1, i
     cdef Py_UCS4 ch, prev = 0
     cdef bint dot = False
@@ -158,19 +171,20 @@ cdef str _check_email(object value):
     cdef str address = _check_str("EmailMessage", "recipient", value, _MAX_ADDRESS)
     # empty: the dashboard's default distribution list
     if len(address) and not _email_shape(address):
-        raise ValueError(f"EmailMessage.recipient: {address!r} is not an e-mail address (name@domain.tld)")
+        raise not_an_address_error(address)
     return address
 
 
 cdef bint _e164_shape(PyObject* o) noexcept:
-    """An exact str, empty or "+", a digit 1-9 and 1 to 14 more digits. Such a number is ASCII,
-    so the test reads the ASCII bytes (a str that is not ASCII is not a number)."""
+    """An exact str, empty or "+", a digit 1-9 and more digits (MIN_PHONE_DIGITS to
+    MAX_PHONE_DIGITS in all). Such a number is ASCII, so the test reads the ASCII bytes (a str
+    that is not ASCII is not a number)."""
     if not (_is_str(o) and _is_ascii(o)):
         return False
     cdef Py_ssize_t n = _str_len(o), i
     if n == 0:
         return True
-    if n < 3 or n > 16:
+    if n < _MIN_PHONE or n > _MAX_PHONE:
         return False
     cdef const unsigned char* text = _ascii_data(o)
     if text[0] != c'+' or not (c'1' <= text[1] <= c'9'):
@@ -182,9 +196,9 @@ cdef bint _e164_shape(PyObject* o) noexcept:
 
 
 cdef str _check_phone(object value):
-    cdef str number = _check_str("SMSMessage", "phone_number", value, 16)
+    cdef str number = _check_str("SMSMessage", "phone_number", value, _MAX_PHONE)
     if not _e164_shape(<PyObject*>number):
-        raise ValueError(f"SMSMessage.phone_number: {number!r} is not an E.164 number (+ and 2 to 15 digits)")
+        raise not_a_number_error(number)
     return number
 
 
@@ -199,31 +213,32 @@ cdef bint _one_line(str text) noexcept:
 cdef str _check_subject(object value):
     cdef str subject = _check_str("EmailMessage", "subject", value, _MAX_SUBJECT)
     if not _one_line(subject):
-        raise ValueError(f"EmailMessage.subject: {subject!r} contains a line break")
+        raise line_break_error(subject)
     return subject
 
 
 cdef long _check_priority(str cls, object value) except? -1:
     if type(value) is not int:  # bool is an int subclass, and rejected on purpose
-        raise _fail_type(cls, "priority", value, "int")
-    # C comparisons below: a Python one costs several hundred instructions. No try block either
-    # (entering one costs a thread-state lookup): the overflow flag says "far out of range".
+        raise type_error(cls, "priority", value, "int")
+    # Compared as a C long below, not as Python ints (no rich comparison, no bool objects). No
+    # try block either (entering one costs a thread-state lookup): the overflow flag says "far
+    # out of range".
     cdef int overflow = 0
     cdef long v = PyLong_AsLongAndOverflow(value, &overflow)
     if overflow:
         v = _MIN_PRIORITY - 1
     if not (_MIN_PRIORITY <= v <= _MAX_PRIORITY):
-        raise ValueError(f"{cls}.priority: {_shown(value)} is outside {MIN_PRIORITY}..{MAX_PRIORITY}")
+        raise priority_error(cls, value)
     return v
 
 
 cdef long long _check_id(str cls, object value) except? -1:
     if type(value) is not int:
-        raise _fail_type(cls, "id", value, "int")
+        raise type_error(cls, "id", value, "int")
     cdef int overflow = 0
     cdef long long v = PyLong_AsLongLongAndOverflow(value, &overflow)
     if overflow or v < 0:
-        raise ValueError(f"{cls}.id: {_shown(value)} is outside 0..2**63-1")
+        raise id_error(cls, value)
     return v
 
 
@@ -231,7 +246,7 @@ cdef double _check_time(str cls, object value) except? -1.0:
     if value is None:
         return _now()
     if type(value) is not float and type(value) is not int:
-        raise _fail_type(cls, "created_at", value, "float")
+        raise type_error(cls, "created_at", value, "float")
     # An int is range-checked as an int: float() would overflow on one beyond the float range.
     cdef int overflow = 0
     cdef long long whole
@@ -241,8 +256,8 @@ cdef double _check_time(str cls, object value) except? -1.0:
         stamp = -1.0 if overflow else <double>whole
     else:
         stamp = _float_value(<PyObject*>value)
-    if not (0.0 <= stamp < 1e11):  # also rejects NaN and infinities
-        raise ValueError(f"{cls}.created_at: {_shown(value)} is not a Unix time in seconds")
+    if not (0.0 <= stamp < _TIME_LIMIT):  # also rejects NaN and infinities
+        raise not_a_time_error(cls, value)
     return stamp
 
 
@@ -275,13 +290,13 @@ cdef class EmailMessage:
 
     def __init__(self, *args, **kwargs):
         # Calling the class never runs this (see _call_email): this is a second initialisation.
-        raise _reinit_error("EmailMessage")
+        raise reinit_error("EmailMessage")
 
     def __setattr__(self, name, value):
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        raise assignment_error(name)
 
     def __delattr__(self, name):
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
+        raise deletion_error(name)
 
     def __reduce__(self):
         values = (self.recipient, self.subject, self.body, self.priority, self.created_at, self.id)
@@ -318,13 +333,13 @@ cdef class SMSMessage:
     id: cython.longlong
 
     def __init__(self, *args, **kwargs):
-        raise _reinit_error("SMSMessage")  # see EmailMessage.__init__
+        raise reinit_error("SMSMessage")  # see EmailMessage.__init__
 
     def __setattr__(self, name, value):
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        raise assignment_error(name)
 
     def __delattr__(self, name):
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
+        raise deletion_error(name)
 
     def __reduce__(self):
         return _restore_sms, ((self.phone_number, self.body, self.priority, self.created_at, self.id),)
@@ -512,7 +527,7 @@ cdef object _call_sms(object cls, PyObject** args, size_t nargsf, PyObject* kwna
 
 
 cdef object _refuse_new(PyObject* cls, PyObject* args, PyObject* kwargs):
-    raise _new_error((<object>cls).__name__)
+    raise new_error((<object>cls).__name__)
 
 
 notipipe_set_vectorcall(EmailMessage, <void*>_call_email)

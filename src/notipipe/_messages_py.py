@@ -20,8 +20,37 @@ import inspect
 import re
 import time
 from collections.abc import Callable
-from dataclasses import FrozenInstanceError, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, final
+
+from notipipe._limits import (
+    DEFAULT_PRIORITY,
+    ID_LIMIT,
+    MAX_ADDRESS,
+    MAX_BODY,
+    MAX_LOCAL,
+    MAX_PHONE,
+    MAX_PHONE_DIGITS,
+    MAX_PRIORITY,
+    MAX_SMS_BODY,
+    MAX_SUBJECT,
+    MIN_PHONE_DIGITS,
+    MIN_PRIORITY,
+    TIME_LIMIT,
+    assignment_error,
+    deletion_error,
+    id_error,
+    line_break_error,
+    new_error,
+    not_a_number_error,
+    not_a_time_error,
+    not_an_address_error,
+    priority_error,
+    reinit_error,
+    surrogate_error,
+    too_long_error,
+    type_error,
+)
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -33,22 +62,12 @@ __all__ = [
     "SMSMessage",
 ]
 
-#: Priorities run from 1 (informational) to 5 (page someone now).
-MIN_PRIORITY: Final = 1
-MAX_PRIORITY: Final = 5
-DEFAULT_PRIORITY: Final = 3
-#: One GSM-7 SMS segment; longer alerts belong in an e-mail.
-MAX_SMS_BODY: Final = 160
-#: RFC 5322 recommends 78 characters a line; 255 keeps subjects on one dashboard row.
-MAX_SUBJECT: Final = 255
-#: RFC 5321 limits: 64 for the local part, 254 for the whole path.
-_MAX_LOCAL: Final = 64
-_MAX_ADDRESS: Final = 254
+# The limits (MIN_PRIORITY ...) and the error messages are _limits', shared with the compiled twin.
 
 # "Blank" means a control character, a space or any other Unicode white space (str.isspace);
 # the compiled twin tests the same set character by character.
 _BLANK = re.compile(r"[\s\x00-\x1f\x7f]")
-_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+_E164 = re.compile(rf"\+[1-9][0-9]{{{MIN_PHONE_DIGITS - 1},{MAX_PHONE_DIGITS - 1}}}")
 _E164_MATCH = _E164.fullmatch
 # Alerts reuse a small set of addresses; a regular expression costs as much as building the
 # whole record, so addresses that passed are remembered (bounded). A dict, not a set: on a
@@ -66,32 +85,8 @@ def _remember(cache: dict[str, None], value: str) -> str:
     return value
 
 
-_ID_LIMIT: Final = 2**63
-_TIME_LIMIT: Final = 10**11  # as an int: the float bound below
-_MAX_BODY: Final = 1 << 20  # 1 MiB of e-mail body text
+_TIME_LIMIT_FLOAT: Final = float(TIME_LIMIT)  # an int is compared with TIME_LIMIT itself
 _time = time.time
-
-
-def _shown(value: object) -> str:
-    """``repr(value)`` for an error message; a huge int as its size (its digits could exceed
-    the interpreter's int-to-str limit, and the error would then be about that instead)."""
-    if isinstance(value, int) and value.bit_length() > 128:
-        return f"<{type(value).__name__} of {value.bit_length()} bits>"
-    return repr(value)
-
-
-def _fail_type(cls: str, field: str, value: object, expected: str) -> TypeError:
-    return TypeError(f"{cls}.{field}: expected {expected}, got {type(value).__name__} {_shown(value)}")
-
-
-def _fail_surrogate(cls: str, field: str, text: str, index: int) -> ValueError:
-    """A str holding a surrogate code point: UTF-8 cannot encode it, so the store could not
-    write it; refused here, where the error can name the field (shared with the compiled twin)."""
-    clipped = f"{text[:40]!r}{'...' if len(text) > 40 else ''}"
-    return ValueError(
-        f"{cls}.{field}: {clipped} contains the surrogate {text[index]!r} at index {index}, "
-        "which UTF-8 cannot encode"
-    )
 
 
 def _encodable(text: str) -> bool:
@@ -106,24 +101,24 @@ def _encodable(text: str) -> bool:
 
 def _check_str(cls: str, field: str, value: object, limit: int) -> str:
     if type(value) is not str:
-        raise _fail_type(cls, field, value, "str")
+        raise type_error(cls, field, value, "str")
     if len(value) > limit:
-        raise ValueError(f"{cls}.{field}: {value[:40]!r}... is {len(value)} characters, the limit is {limit}")
+        raise too_long_error(cls, field, value, limit)
     if not value.isascii():
         try:
             value.encode()
         except UnicodeEncodeError as error:
-            raise _fail_surrogate(cls, field, value, error.start) from None
+            raise surrogate_error(cls, field, value, error.start) from None
     return value
 
 
 def _check_email(value: object) -> str:
-    address = _check_str("EmailMessage", "recipient", value, _MAX_ADDRESS)
+    address = _check_str("EmailMessage", "recipient", value, MAX_ADDRESS)
     if not address or address in _GOOD_EMAILS:  # empty: the default distribution list
         return address
     local, _, domain = address.partition("@")
     if not (
-        0 < len(local) <= _MAX_LOCAL
+        0 < len(local) <= MAX_LOCAL
         and domain
         and "@" not in domain
         and "." in domain
@@ -132,39 +127,39 @@ def _check_email(value: object) -> str:
         and ".." not in domain
         and _BLANK.search(address) is None
     ):
-        raise ValueError(f"EmailMessage.recipient: {address!r} is not an e-mail address (name@domain.tld)")
+        raise not_an_address_error(address)
     return _remember(_GOOD_EMAILS, address)
 
 
 def _check_phone(value: object) -> str:
-    number = _check_str("SMSMessage", "phone_number", value, 16)
+    number = _check_str("SMSMessage", "phone_number", value, MAX_PHONE)
     if not number or number in _GOOD_PHONES:
         return number
     if _E164_MATCH(number) is None:
-        raise ValueError(f"SMSMessage.phone_number: {number!r} is not an E.164 number (+ and 2 to 15 digits)")
+        raise not_a_number_error(number)
     return _remember(_GOOD_PHONES, number)
 
 
 def _check_subject(value: object) -> str:
     subject = _check_str("EmailMessage", "subject", value, MAX_SUBJECT)
     if "\n" in subject or "\r" in subject:
-        raise ValueError(f"EmailMessage.subject: {subject!r} contains a line break")
+        raise line_break_error(subject)
     return subject
 
 
 def _check_priority(cls: str, value: object) -> int:
     if type(value) is not int:  # bool is an int subclass, and rejected on purpose
-        raise _fail_type(cls, "priority", value, "int")
+        raise type_error(cls, "priority", value, "int")
     if not MIN_PRIORITY <= value <= MAX_PRIORITY:
-        raise ValueError(f"{cls}.priority: {_shown(value)} is outside {MIN_PRIORITY}..{MAX_PRIORITY}")
+        raise priority_error(cls, value)
     return value
 
 
 def _check_id(cls: str, value: object) -> int:
     if type(value) is not int:
-        raise _fail_type(cls, "id", value, "int")
-    if not 0 <= value < 2**63:
-        raise ValueError(f"{cls}.id: {_shown(value)} is outside 0..2**63-1")
+        raise type_error(cls, "id", value, "int")
+    if not 0 <= value < ID_LIMIT:
+        raise id_error(cls, value)
     return value
 
 
@@ -172,10 +167,10 @@ def _check_time(cls: str, value: float | None) -> float:
     if value is None:
         return time.time()
     if type(value) is not float and type(value) is not int:
-        raise _fail_type(cls, "created_at", value, "float")
+        raise type_error(cls, "created_at", value, "float")
     # An int is range-checked before float() would overflow on one beyond the float range.
-    if not (0.0 <= value < 1e11 if type(value) is float else 0 <= value < _TIME_LIMIT):
-        raise ValueError(f"{cls}.created_at: {_shown(value)} is not a Unix time in seconds")  # also NaN, inf
+    if not (0.0 <= value < _TIME_LIMIT_FLOAT if type(value) is float else 0 <= value < TIME_LIMIT):
+        raise not_a_time_error(cls, value)  # also NaN, inf
     return float(value)
 
 
@@ -209,14 +204,6 @@ class _MessageType(type):
         super().__delattr__(name)
 
 
-def _reinit_error(cls: str) -> FrozenInstanceError:
-    return FrozenInstanceError(f"cannot re-initialise a frozen {cls}: build a new one with {cls}(...)")
-
-
-def _new_error(cls: str) -> TypeError:
-    return TypeError(f"{cls}.__new__() would make a message with no fields: build one with {cls}(...)")
-
-
 _new = object.__new__
 
 
@@ -238,10 +225,10 @@ def _construct_email(
         and type(priority) is int
         and MIN_PRIORITY <= priority <= MAX_PRIORITY
         and type(id) is int
-        and 0 <= id < _ID_LIMIT
-        and (created_at is None or (type(created_at) is float and 0.0 <= created_at < 1e11))
+        and 0 <= id < ID_LIMIT
+        and (created_at is None or (type(created_at) is float and 0.0 <= created_at < _TIME_LIMIT_FLOAT))
         and len(subject) <= MAX_SUBJECT
-        and len(body) <= _MAX_BODY
+        and len(body) <= MAX_BODY
         and "\n" not in subject
         and "\r" not in subject
         and (subject.isascii() or _encodable(subject))
@@ -256,7 +243,7 @@ def _construct_email(
         return self
     _set_email_recipient(self, _check_email(recipient))
     _set_email_subject(self, _check_subject(subject))
-    _set_email_body(self, _check_str("EmailMessage", "body", body, _MAX_BODY))
+    _set_email_body(self, _check_str("EmailMessage", "body", body, MAX_BODY))
     _set_email_priority(self, _check_priority("EmailMessage", priority))
     _set_email_created_at(self, _check_time("EmailMessage", created_at))
     _set_email_id(self, _check_id("EmailMessage", id))
@@ -280,8 +267,8 @@ def _construct_sms(
         and type(priority) is int
         and MIN_PRIORITY <= priority <= MAX_PRIORITY
         and type(id) is int
-        and 0 <= id < _ID_LIMIT
-        and (created_at is None or (type(created_at) is float and 0.0 <= created_at < 1e11))
+        and 0 <= id < ID_LIMIT
+        and (created_at is None or (type(created_at) is float and 0.0 <= created_at < _TIME_LIMIT_FLOAT))
         and (body.isascii() or _encodable(body))
     ):
         _set_sms_phone_number(self, phone_number)  # empty, or validated before
@@ -387,7 +374,7 @@ class EmailMessage(metaclass=_EmailType):
         def __init__(self, /, *args, **kwargs):
             # Calling the class never runs this (see the module docstring): this is a second
             # initialisation, refused.
-            raise _reinit_error("EmailMessage")
+            raise reinit_error("EmailMessage")
 
     def _row(self) -> tuple[str, float, int, str, str, str]:
         """The store's row: (kind, created_at, priority, address, subject, body)."""
@@ -436,7 +423,7 @@ class SMSMessage(metaclass=_SMSType):
     else:
 
         def __init__(self, /, *args, **kwargs):
-            raise _reinit_error("SMSMessage")  # see EmailMessage.__init__
+            raise reinit_error("SMSMessage")  # see EmailMessage.__init__
 
     def _row(self) -> tuple[str, float, int, str, str, str]:
         """The store's row: (kind, created_at, priority, address, subject, body)."""
@@ -460,11 +447,11 @@ def _restore_sms(values: _SMSValues) -> SMSMessage:
 
 
 def _refuse_assignment(self: object, name: str, value: object) -> None:
-    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+    raise assignment_error(name)
 
 
 def _refuse_deletion(self: object, name: str) -> None:
-    raise FrozenInstanceError(f"cannot delete field {name!r}")
+    raise deletion_error(name)
 
 
 for _cls in (EmailMessage, SMSMessage):
@@ -482,10 +469,10 @@ for _cls in (EmailMessage, SMSMessage):
 if not TYPE_CHECKING:  # unannotated, so their signatures read as the compiled types' tp_new
 
     def _refuse_new_email(*args, **kwargs):
-        raise _new_error("EmailMessage")
+        raise new_error("EmailMessage")
 
     def _refuse_new_sms(*args, **kwargs):
-        raise _new_error("SMSMessage")
+        raise new_error("SMSMessage")
 
     type.__setattr__(EmailMessage, "__new__", staticmethod(_refuse_new_email))
     type.__setattr__(SMSMessage, "__new__", staticmethod(_refuse_new_sms))

@@ -1,7 +1,13 @@
 # Stubs for the compiled message records; kept honest by `python -m mypy.stubtest notipipe`.
 # The annotated pure twin, notipipe/_messages_py.py, is the type truth these mirror.
 import inspect
-from typing import Any, ClassVar, Final, Self, final
+from typing import Any, ClassVar, Self, final
+
+from notipipe._limits import DEFAULT_PRIORITY as DEFAULT_PRIORITY
+from notipipe._limits import MAX_PRIORITY as MAX_PRIORITY
+from notipipe._limits import MAX_SMS_BODY as MAX_SMS_BODY
+from notipipe._limits import MAX_SUBJECT as MAX_SUBJECT
+from notipipe._limits import MIN_PRIORITY as MIN_PRIORITY
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -12,12 +18,6 @@ __all__ = [
     "EmailMessage",
     "SMSMessage",
 ]
-
-MIN_PRIORITY: Final = 1
-MAX_PRIORITY: Final = 5
-DEFAULT_PRIORITY: Final = 3
-MAX_SMS_BODY: Final = 160
-MAX_SUBJECT: Final = 255
 
 @final
 class EmailMessage:
@@ -43,7 +43,7 @@ class EmailMessage:
         subject: str = "",
         body: str = "",
         *,
-        priority: int = 3,
+        priority: int = ...,
         created_at: float | None = None,
         id: int = 0,
     ) -> None: ...
@@ -72,7 +72,7 @@ class SMSMessage:
         phone_number: str = "",
         body: str = "",
         *,
-        priority: int = 3,
+        priority: int = ...,
         created_at: float | None = None,
         id: int = 0,
     ) -> None: ...
