@@ -29,7 +29,7 @@ from _common import label, median_seconds
 from bench_store import Tally, make_messages
 
 from notipipe import DatabaseConnection
-from notipipe._pg_schema import MESSAGES, SCHEMA_SQL
+from notipipe._storage.postgresql.schema import MESSAGES, SCHEMA_SQL
 
 BATCH = 10_000
 _RAW_COLUMNS = "kind, created_at, priority, address, subject, body, origin_host, origin_pid"

@@ -26,8 +26,8 @@ from _common import label, median_seconds
 
 import notipipe
 from notipipe import DatabaseConnection, MessageFactory
-from notipipe._sqlite_file import SCHEMA
-from notipipe._store import _insert_sql
+from notipipe._storage.sqlite.file import SCHEMA
+from notipipe._storage.sqlite.store import _insert_sql
 
 BATCH = 10_000
 

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from notipipe._pg_follow import ensure_schema
-from notipipe._pg_schema import MESSAGES, WAKEUP_CHANNEL
+from notipipe._storage.postgresql.follow import ensure_schema
+from notipipe._storage.postgresql.schema import MESSAGES, WAKEUP_CHANNEL
 
 __all__ = ["Seen", "begin_batch", "commit_batch", "create_schema", "pg_url", "write_batch"]
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
-from notipipe._sqlite_file import SCHEMA_VERSION
-from notipipe._store import _insert_sql
+from notipipe._storage.sqlite.file import SCHEMA_VERSION
+from notipipe._storage.sqlite.store import _insert_sql
 from tests.conftest import Impl, drop
 from tests.storm import fast_switching
 

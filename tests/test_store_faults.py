@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from notipipe._errors import ReentrancyError, StorageError
-from notipipe._store import MessageStore
+from notipipe._storage.sqlite.store import MessageStore
 from tests.conftest import Impl, drop
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, Self, cast
 
 from notipipe import _messages_py
 from notipipe._errors import ConfigurationError, StorageClosedError
-from notipipe._pg_store import PgMessageStore, import_psycopg, is_url, redact
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
-from notipipe._sqlite_file import DEFAULT_WAL_LIMIT, Synchronous, check_existing
-from notipipe._store import MessageStore, Row
-from notipipe._writer import GroupCommitStore
+from notipipe._storage.group_commit import GroupCommitStore
+from notipipe._storage.postgresql.store import PgMessageStore, import_psycopg, is_url, redact
+from notipipe._storage.sqlite.file import DEFAULT_WAL_LIMIT, Synchronous, check_existing
+from notipipe._storage.sqlite.store import MessageStore, Row
 
 if TYPE_CHECKING:
-    from notipipe._pg_subscribers import DurableSubscription
+    from notipipe._storage.postgresql.subscribers import DurableSubscription
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
 
@@ -118,7 +118,7 @@ class DatabaseCore:
         """Configure the store; only the first ``DatabaseConnection(...)`` gets here.
 
         ``path``: a SQLite file, ``":memory:"``, or a PostgreSQL URL (``postgresql://...`` or
-        ``postgres://...``: the PostgreSQL backend, see ``_pg_store``; ``synchronous`` and
+        ``postgres://...``: the PostgreSQL backend, see ``_storage.postgresql``; ``synchronous`` and
         ``wal_limit`` are SQLite's and must keep their defaults); default ``$NOTIPIPE_DB``,
         else in memory, so that merely using the library never leaves files behind (the
         ``notipipe`` command defaults to ``notipipe.db``). ``busy_timeout``: seconds that
@@ -350,7 +350,7 @@ class DatabaseCore:
             self.path, sum(by_kind.values()), by_kind, first, last, store.size_bytes(), tuple(store.origins())
         )
 
-    # -- following and durable subscribers (PostgreSQL: _pg_follow, _pg_subscribers) -----------
+    # -- following and durable subscribers (PostgreSQL: _storage.postgresql) ------------
 
     def follow(
         self,
@@ -368,9 +368,9 @@ class DatabaseCore:
         each writer's messages come in its save order. A SQLite file is read by id (its
         writers commit one at a time, so ids follow commits), every ``poll`` seconds.
         PostgreSQL is read by snapshot windows (ids do not follow commits across writers:
-        see ``_pg_follow``), woken by each writer's commit and at least every ``poll`` seconds;
-        a lost connection is retried. On PostgreSQL, ``after_id`` filters the first window
-        only: a message with a lower id that commits later is still yielded.
+        see ``_storage.postgresql.follow``), woken by each writer's commit and at least every
+        ``poll`` seconds; a lost connection is retried. On PostgreSQL, ``after_id`` filters the
+        first window only: a message with a lower id that commits later is still yielded.
         """
         _check_count("after_id", after_id)
         if type(page) is not int or page < 1:
@@ -384,7 +384,7 @@ class DatabaseCore:
         self, after_id: int, page: int, poll: float, stop: threading.Event
     ) -> Iterator[list[StoredMessage]]:
         if is_url(self._config.path):
-            from notipipe._pg_follow import follow_rows
+            from notipipe._storage.postgresql.follow import follow_rows
 
             for rows in follow_rows(self._config.path, after_id, page, poll, stop):
                 yield [self._message(r) for r in rows]
@@ -399,7 +399,7 @@ class DatabaseCore:
                 stop.wait(poll)
 
     def _subscribe_durable(self, observer: Observer[Never], name: str) -> bool:
-        from notipipe._pg_subscribers import DurableSubscription, check_name
+        from notipipe._storage.postgresql.subscribers import DurableSubscription, check_name
 
         check_name(name)
         if not is_url(self._config.path):
@@ -482,7 +482,7 @@ class DatabaseCore:
             ``update`` calls return, so only a crash between them repeats alerts (that page).
             One process at a time holds a name; others wait as standbys and take over when it
             goes. Failures go to ``error_handler``; ``unsubscribe(observer)`` stops it. The
-            full promise: ``notipipe._pg_subscribers``.
+            full promise: ``notipipe._storage.postgresql.subscribers``.
             """
             if durable_name is None:
                 return super().subscribe(observer, **options)
@@ -579,7 +579,7 @@ _CONNECTIONS: weakref.WeakSet[DatabaseCore] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     # The inherited store is unusable in the child (its writer thread did not survive the fork;
-    # _store closed it already). The same object reopens on first use, with the parent's
+    # the store closed it already). The same object reopens on first use, with the parent's
     # configuration and subscribers; what the parent had queued is the parent's to commit.
     for db in list(_CONNECTIONS):
         db._config_lock = threading.Lock()

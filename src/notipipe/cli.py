@@ -35,7 +35,7 @@ import notipipe
 from notipipe._dashboards import KindCounter, RateMeter, RunPlan, produce_alerts
 from notipipe._database import DatabaseConnection, StoredMessage
 from notipipe._errors import ConfigurationError, NotipipeError
-from notipipe._pg_store import is_url
+from notipipe._storage.postgresql.store import is_url
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -492,7 +492,7 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
         raise NotipipeError(
             f"{args.db}: durable subscriptions live in a PostgreSQL database (a postgresql:// URL)"
         )
-    from notipipe._pg_subscribers import list_subscriptions
+    from notipipe._storage.postgresql.subscribers import list_subscriptions
 
     states = list_subscriptions(args.db)
     if not states:

@@ -1,7 +1,7 @@
 """``Storage``: what ``DatabaseConnection`` needs from a backend (SQLite file or PostgreSQL).
 
-Both backends implement it through ``GroupCommitStore`` (``_writer``): ``MessageStore``
-(``_store``, SQLite) and ``PgMessageStore`` (``_pg_store``, PostgreSQL). Rows read back are
+Both backends implement it through ``GroupCommitStore`` (``group_commit``): ``MessageStore``
+(``sqlite.store``) and ``PgMessageStore`` (``postgresql.store``). Rows read back are
 ``(id, kind, created_at, priority, address, subject, body)``.
 """
 

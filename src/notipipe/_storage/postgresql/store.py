@@ -36,9 +36,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
-from notipipe._pg_copy import COPY_HEADER, COPY_TRAILER, pack_rows
-from notipipe._pg_schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
-from notipipe._writer import GroupCommitStore, Row, describe, leak
+from notipipe._storage.group_commit import GroupCommitStore, Row, describe, leak
+from notipipe._storage.postgresql.copy import COPY_HEADER, COPY_TRAILER, pack_rows
+from notipipe._storage.postgresql.schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
 
 if TYPE_CHECKING:
     import psycopg

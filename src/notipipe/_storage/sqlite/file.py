@@ -1,6 +1,6 @@
 """Opening a notipipe SQLite file: refuse anything else without writing to it, create atomically.
 
-Kept apart from the writer (``_store``) because these are the rules about *files*: what counts as
+Kept apart from the writer (``sqlite.store``) because these are the rules about *files*: what counts as
 ours, how a new one comes into being when several processes race to create it, and how a
 reader opens without write access.
 
@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 """
 
-#: WAL larger than this after a commit is checkpointed and truncated (see ``_store``).
+#: WAL larger than this after a commit is checkpointed and truncated (see ``sqlite.store``).
 DEFAULT_WAL_LIMIT: Final = 64 * 1024 * 1024
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
 
 if TYPE_CHECKING:
-    from notipipe._storage import Storage
+    from notipipe._storage.interface import Storage
 
 __all__ = ["GroupCommitStore", "Row", "describe", "leak"]
 

@@ -1,6 +1,6 @@
 """``MessageStore``: every accepted alert kept in SQLite, written by one thread in group commits.
 
-The queue, the writer thread and its promises are ``GroupCommitStore``'s (``_writer``), shared
+The queue, the writer thread and its promises are ``GroupCommitStore``'s (``group_commit``), shared
 with the PostgreSQL store; this module is the SQLite side: each batch is one transaction in WAL
 mode.
 
@@ -37,14 +37,14 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Final, cast
 
 from notipipe._errors import StorageClosedError, StorageError
-from notipipe._sqlite_file import (
+from notipipe._storage.group_commit import GroupCommitStore, Row, leak
+from notipipe._storage.sqlite.file import (
     DEFAULT_WAL_LIMIT,
     Synchronous,
     describe,
     open_reader,
     open_writer,
 )
-from notipipe._writer import GroupCommitStore, Row, leak
 
 __all__ = ["MessageStore", "Row"]
 
