@@ -36,7 +36,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
-from notipipe._storage.group_commit import GroupCommitStore, Row, describe, leak
+from notipipe._storage.group_commit import GroupCommitStore, Row, describe
+from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
 from notipipe._storage.postgresql.copy import COPY_HEADER, COPY_TRAILER, pack_rows
 from notipipe._storage.postgresql.schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
 
@@ -145,36 +146,26 @@ class PgMessageStore(GroupCommitStore):
 
     _table: ClassVar[str] = MESSAGES
     _param: ClassVar[str] = "%s"
+    _conn: psycopg.Connection[Any] | None
+    _reader: psycopg.Connection[Any] | None
 
     def __init__(
         self,
         url: str,
         to_rows: Callable[[list[object]], list[Row]],
+        options: StoreOptions = DEFAULT_OPTIONS,
         *,
-        batch_size: int = 10_000,
-        max_delay: float = 0.05,
-        busy_timeout: float = 5.0,
         on_commit: Callable[[list[Any], list[int]], object] | None = None,
         max_pending: int | None = None,
     ) -> None:
         self._psycopg = import_psycopg()
         self._url = url
-        self._conn: psycopg.Connection[Any] | None = None
-        self._reader: psycopg.Connection[Any] | None = None
         self._attempt: _Attempt | None = None
         self._reserve_sql = ""  # _RESERVE_SQL for the writing connection's server
         self._host = socket.gethostname()
         # psycopg's C build formats COPY rows fastest itself; its pure-Python build does not.
         self._pack = self._psycopg.pq.__impl__ == "python"
-        super().__init__(
-            redact(url),
-            to_rows,
-            batch_size=batch_size,
-            max_delay=max_delay,
-            busy_timeout=busy_timeout,
-            on_commit=on_commit,
-            max_pending=max_pending,
-        )
+        super().__init__(redact(url), to_rows, options, on_commit=on_commit, max_pending=max_pending)
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -211,23 +202,6 @@ class PgMessageStore(GroupCommitStore):
             conn = self._conn = self._connect("writer")
             self._reserve_sql = _reserve_sql(conn)
         return conn
-
-    def _close_writer_conn(self) -> None:
-        with self._write_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _close_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-    def _forget_connections(self) -> None:
-        for conn in (self._conn, self._reader):
-            if conn is not None:
-                leak(conn)
-        self._conn = self._reader = None
 
     # -- what counts as what ---------------------------------------------------------------------
 
