@@ -3,7 +3,8 @@
 Producers in any number of threads call ``put``/``put_many``, which only append to a queue. One
 writer thread owns the writing connection: it drains the queue in batches (at most
 ``batch_size`` messages) and commits each batch as one transaction. A batch is committed once it
-is full or once its oldest message has waited ``max_delay`` seconds, at any rate of arrival.
+is full or once its oldest message has waited ``max_delay`` seconds, at any rate of arrival, and
+at once while a ``flush``, a read or ``close`` waits for it.
 
 The promises (back-pressure, ``flush``, reports of refused rows and of trouble, a writer that
 never dies silently, fork) are the same for every backend, so they live here once;

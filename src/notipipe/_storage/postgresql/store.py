@@ -23,7 +23,8 @@ for SQLite. Here is what PostgreSQL changes:
 * After each commit a wake-up ``NOTIFY`` goes out in a tiny transaction of its own (inside the
   data transaction it would serialise commits server-wide); followers treat it as a hint.
 
-psycopg 3 is imported only here, and only when a PostgreSQL URL is used.
+psycopg 3 is imported (``import_psycopg``) only when a PostgreSQL store is made or a URL is
+checked; ``follow`` and ``subscribers`` import it at their top, and are imported only when used.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ _PLACEHOLDERS: Final = ", ".join(["%s"] * len(MESSAGE_COLUMNS))
 _INSERT_SQL: Final = f"INSERT INTO {MESSAGES} ({', '.join(MESSAGE_COLUMNS)}) VALUES ({_PLACEHOLDERS})"
 #: The ids of a batch, from the table's identity sequence (named by the server, {} below: a
 #: literal, so that it is looked up once, not once per row); one array, sorted, read as text,
-#: which pure-Python psycopg parses far faster than as many rows.
+#: which pure-Python psycopg parses in one piece rather than row by row.
 _RESERVE_SQL: Final = (
     "SELECT array_agg(v ORDER BY v)::text FROM"
     " (SELECT nextval({}::regclass) AS v FROM generate_series(1, %s)) AS reserved"
@@ -319,8 +320,9 @@ class PgMessageStore(GroupCommitStore):
                 for row in rows:
                     copy.write_row((*row, host, pid))
                 return
-            # Pure-Python psycopg formats each value in Python: packing the rows here is several
-            # times faster. In pieces, so that the server is busy while the rest is packed.
+            # Pure-Python psycopg formats each value through its dumpers, in Python: packing the
+            # rows here (copy.py) skips that. In pieces, so that the server is busy while the rest
+            # is packed.
             copy.write(COPY_HEADER)
             for i in range(0, len(rows), _PACK_ROWS):
                 copy.write(pack_rows(rows[i : i + _PACK_ROWS], host, pid))

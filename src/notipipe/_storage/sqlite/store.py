@@ -15,8 +15,9 @@ What the writer promises, and how:
 * Other trouble with the file (a full disk, an I/O error) is retried the same way, and reported:
   ``flush()`` and a producer that would have to wait raise ``StorageError`` naming SQLite's own
   reason, while the queued alerts stay queued for the next attempt.
-* One bad row never costs its batch: a batch that SQLite refuses row by row is written row by
-  row, and only the rows it refuses are dropped, each reported by the next ``flush``/``close``.
+* One bad row never costs its batch: the batch goes in as multi-row INSERT statements; if SQLite
+  refuses a row, the transaction is rolled back and the batch written again row by row, and only
+  the rows it refuses are dropped, each reported by the next ``flush``/``close``.
 * The writer thread never dies silently: whatever escapes (an ``after_commit`` observer raising
   ``SystemExit``, say) is caught, logged, and raised by the next ``flush``/``close``.
 
