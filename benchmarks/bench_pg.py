@@ -30,7 +30,7 @@ from _pg import as_url, run_together, start_server
 from bench_store import Tally, make_messages
 
 from notipipe import DatabaseConnection, EmailMessage, SMSMessage
-from notipipe._pg_schema import MESSAGES, SCHEMA_SQL
+from notipipe._storage.postgresql.schema import MESSAGES, SCHEMA_SQL
 
 BATCH = 10_000
 _RAW_COLUMNS = "kind, created_at, priority, address, subject, body, origin_host, origin_pid"

@@ -33,8 +33,8 @@ from _pg import as_url, run_together, start_server
 
 import notipipe._database
 from notipipe import DatabaseConnection, EmailMessage, SMSMessage
-from notipipe._pg_follow import connect, ensure_schema
-from notipipe._pg_schema import MESSAGES, SUBSCRIPTIONS
+from notipipe._storage.postgresql.follow import connect, ensure_schema
+from notipipe._storage.postgresql.schema import MESSAGES, SUBSCRIPTIONS
 
 CHUNK = 1000
 

@@ -29,8 +29,8 @@ from report import end_to_end_table
 
 import notipipe
 from notipipe import DatabaseConnection, MessageFactory
-from notipipe._sqlite_file import SCHEMA
-from notipipe._store import _insert_sql
+from notipipe._storage.sqlite.file import SCHEMA
+from notipipe._storage.sqlite.store import _insert_sql
 from notipipe._twins import Twin
 
 BATCH = 10_000

@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from notipipe._pg_follow import ensure_schema
-from notipipe._pg_schema import MESSAGES, WAKEUP_CHANNEL
+from notipipe._storage.postgresql.follow import ensure_schema
+from notipipe._storage.postgresql.schema import MESSAGES, WAKEUP_CHANNEL
 
 __all__ = ["Seen", "begin_batch", "commit_batch", "create_schema", "write_batch"]
 

@@ -147,7 +147,7 @@ def test_a_terminated_listening_connection_is_remade_and_caught_up_without_a_wak
 def test_an_unreachable_listener_is_retried_with_backoff_while_the_reads_go_on(
     impl: Impl, pg_dsn: str, how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from notipipe import _pg_follow
+    from notipipe._storage.postgresql import follow as _pg_follow
 
     create_schema(pg_dsn)
     real_connect = _pg_follow.connect

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from notipipe._errors import ConfigurationError, StorageError
-from notipipe._pg_store import redact
+from notipipe._storage.postgresql.store import redact
 from tests._pg_util import query
 from tests._processes import kill, run_child, spawn
 from tests.conftest import Impl, drop
@@ -271,7 +271,7 @@ def test_a_writer_starts_and_flushes_while_another_transaction_holds_the_table(
 def test_connections_keep_alive_unless_the_url_says_otherwise(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from notipipe._pg_store import PgMessageStore
+    from notipipe._storage.postgresql.store import PgMessageStore
 
     class RefusedError(Exception):
         pass

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from notipipe._errors import ConfigurationError
-from notipipe._pg_schema import MESSAGES
-from notipipe._pg_subscribers import list_subscriptions
+from notipipe._storage.postgresql.schema import MESSAGES
+from notipipe._storage.postgresql.subscribers import list_subscriptions
 from tests._pg_rows import Seen, create_schema, write_batch
 from tests._pg_util import as_url, query
 from tests._processes import kill, spawn, wait_until
@@ -334,7 +334,7 @@ def test_an_observer_raising_a_base_exception_is_reported_and_delivery_goes_on(
 def test_any_other_error_of_the_delivery_thread_is_logged_and_retried(
     impl: Impl, pg_dsn: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from notipipe import _pg_subscribers
+    from notipipe._storage.postgresql import subscribers as _pg_subscribers
 
     create_schema(pg_dsn)
     real_load = _pg_subscribers.DurableSubscription._load
@@ -365,8 +365,8 @@ def test_any_other_error_of_the_delivery_thread_is_logged_and_retried(
 def test_subscribe_racing_close_leaves_no_subscriber_thread(
     impl: Impl, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from notipipe import _pg_subscribers
     from notipipe._errors import StorageClosedError
+    from notipipe._storage.postgresql import subscribers as _pg_subscribers
 
     create_schema(pg_dsn)
     db = impl.DatabaseConnection(as_url(pg_dsn))

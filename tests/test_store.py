@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import sqlite3
 import threading
@@ -15,8 +16,8 @@ from typing import Any
 import pytest
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
-from notipipe._sqlite_file import SCHEMA_VERSION
-from notipipe._store import _insert_sql
+from notipipe._storage.sqlite.file import SCHEMA_VERSION
+from notipipe._storage.sqlite.store import _insert_sql
 from tests.conftest import Impl, drop
 from tests.storm import fast_switching
 
@@ -166,6 +167,40 @@ def test_singleton_configuration_conflicts_are_errors(impl: Impl, open_db: Any, 
         impl.DatabaseConnection(tmp_path / "b.db")
     with pytest.raises(ConfigurationError, match="synchronous=NORMAL"):
         impl.DatabaseConnection(tmp_path / "a.db", synchronous="FULL")
+
+
+def test_the_same_options_spelled_differently_are_one_configuration(
+    impl: Impl, open_db: Any, tmp_path: Path
+) -> None:
+    db = open_db("a.db", max_delay=1, busy_timeout=2)
+    # Seconds as int or float, defaults spelled out or left out: the same configuration.
+    assert impl.DatabaseConnection(tmp_path / "a.db", max_delay=1.0, busy_timeout=2.0) is db
+    assert impl.DatabaseConnection(tmp_path / "a.db", max_delay=1, busy_timeout=2, batch_size=10_000) is db
+    with pytest.raises(ConfigurationError) as conflict:
+        impl.DatabaseConnection(tmp_path / "a.db", max_delay=1, busy_timeout=2, batch_size=5)
+    # Every option is named, in the order of the signature, for both configurations.
+    options = (
+        "synchronous=NORMAL, batch_size={}, max_delay=1.0, deliver=immediate, busy_timeout=2.0, wal_limit={}"
+    )
+    assert options.format(10000, 64 * 2**20) in str(conflict.value)
+    assert options.format(5, 64 * 2**20) in str(conflict.value)
+
+
+def test_the_connection_signature_keeps_its_documented_defaults(impl: Impl) -> None:
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(impl.DatabaseConnection.__init__).parameters.items()
+        if name != "self"
+    }
+    assert defaults == {
+        "path": None,
+        "synchronous": "NORMAL",
+        "batch_size": 10_000,
+        "max_delay": 0.05,
+        "deliver": "immediate",
+        "busy_timeout": 5.0,
+        "wal_limit": 64 * 2**20,
+    }
 
 
 def test_environment_variable_chooses_the_file(

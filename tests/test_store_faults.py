@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from notipipe._errors import ReentrancyError, StorageError
-from notipipe._store import MessageStore
+from notipipe._storage.interface import StoreOptions
+from notipipe._storage.sqlite.store import MessageStore
 from tests._processes import child_env, kill, run_child, spawn, wait_until
 from tests.conftest import Impl, drop
 
@@ -165,7 +166,9 @@ def _row(body: str) -> tuple[str, float, int, str, str, str]:
 
 def test_a_row_sqlite_refuses_costs_only_itself(tmp_path: Path) -> None:
     path = str(tmp_path / "rows.db")
-    store = MessageStore(path, lambda batch: [_row(str(b)) for b in batch], max_delay=10, batch_size=1000)
+    store = MessageStore(
+        path, lambda batch: [_row(str(b)) for b in batch], StoreOptions(max_delay=10, batch_size=1000)
+    )
     store.put_many(
         ["ok 1", *[f"ok {i}" for i in range(2, 51)], "bad \ud800", *[f"ok {i}" for i in range(51, 101)]]
     )
@@ -185,7 +188,7 @@ def test_a_message_whose_row_cannot_be_built_costs_only_itself(tmp_path: Path) -
     def to_rows(batch: list[object]) -> list[tuple[str, float, int, str, str, str]]:
         return [_row(str(b)) if b != "boom" else _row(str(1 / 0)) for b in batch]
 
-    store = MessageStore(path, to_rows, max_delay=10)
+    store = MessageStore(path, to_rows, StoreOptions(max_delay=10))
     store.put_many(["a", "boom", "b"])
     with pytest.raises(StorageError, match="division by zero"):
         store.flush()
@@ -519,7 +522,7 @@ def test_close_reports_a_writer_that_died(tmp_path: Path) -> None:
     def to_rows(batch: list[object]) -> list[tuple[str, float, int, str, str, str]]:
         raise SystemExit("to_rows gave up")
 
-    store = MessageStore(str(tmp_path / "dead.db"), to_rows, max_delay=0)
+    store = MessageStore(str(tmp_path / "dead.db"), to_rows, StoreOptions(max_delay=0))
     store.put("x")
     with pytest.raises(StorageError, match="the writer stopped: SystemExit"):
         store.flush(timeout=10)
@@ -531,7 +534,9 @@ def test_close_reports_a_writer_that_died(tmp_path: Path) -> None:
 
 
 def test_reads_leave_the_reports_to_flush(tmp_path: Path) -> None:
-    store = MessageStore(str(tmp_path / "r.db"), lambda batch: [_row(str(b)) for b in batch], max_delay=10)
+    store = MessageStore(
+        str(tmp_path / "r.db"), lambda batch: [_row(str(b)) for b in batch], StoreOptions(max_delay=10)
+    )
     store.put_many(["ok", "bad \ud800"])
     assert store.query("SELECT body FROM messages") == [("ok",)]  # no report raised here
     with pytest.raises(StorageError, match="could not be stored"):

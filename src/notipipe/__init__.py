@@ -17,7 +17,7 @@ the pure-Python twins, which behave identically).
 """
 
 from notipipe._async import AsyncObserverError, LoopClosedError
-from notipipe._database import DatabaseConnection, Delivery, StoredMessage, StoreStats
+from notipipe._database import DatabaseConnection, StoredMessage, StoreStats
 from notipipe._errors import (
     ConfigurationError,
     NotipipeError,
@@ -31,7 +31,7 @@ from notipipe._protocols import AsyncObserver, ErrorHandler, Message, Observer, 
 from notipipe._publisher_py import log_observer_error
 from notipipe._select import COMPILED, EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
-from notipipe._sqlite_file import Synchronous
+from notipipe._storage.interface import Delivery, Synchronous
 from notipipe._version import __version__
 
 # The exceptions are raised to users, who import them from here: tracebacks and pickles name

@@ -15,26 +15,21 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, Self, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Never, Self, cast
 
 from notipipe import _messages_py
 from notipipe._errors import ConfigurationError, StorageClosedError
-from notipipe._pg_store import PgMessageStore, import_psycopg, is_url, redact
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
-from notipipe._sqlite_file import DEFAULT_WAL_LIMIT, Synchronous, check_existing
-from notipipe._store import MessageStore, Row
-from notipipe._writer import GroupCommitStore
+from notipipe._storage import check_target, is_url, open_store, shown
+from notipipe._storage.group_commit import GroupCommitStore, Row
+from notipipe._storage.interface import DEFAULT_OPTIONS, Delivery, StoreOptions, Synchronous, is_seconds
 
 if TYPE_CHECKING:
-    from notipipe._pg_subscribers import DurableSubscription
+    from notipipe._storage.postgresql.subscribers import DurableSubscription
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
-
-#: "immediate": observers get a message as it is saved, storage follows within ``max_delay``.
-#: "after_commit": observers get it from the writer thread once it is durable.
-type Delivery = Literal["immediate", "after_commit"]
 
 type StoredMessage = EmailMessage | SMSMessage
 
@@ -108,24 +103,25 @@ class DatabaseCore:
         self,
         path: str | os.PathLike[str] | None = None,
         *,
-        synchronous: Synchronous = "NORMAL",
-        batch_size: int = 10_000,
-        max_delay: float = 0.05,
-        deliver: Delivery = "immediate",
-        busy_timeout: float = 5.0,
-        wal_limit: int = DEFAULT_WAL_LIMIT,
+        synchronous: Synchronous = DEFAULT_OPTIONS.synchronous,
+        batch_size: int = DEFAULT_OPTIONS.batch_size,
+        max_delay: float = DEFAULT_OPTIONS.max_delay,
+        deliver: Delivery = DEFAULT_OPTIONS.deliver,
+        busy_timeout: float = DEFAULT_OPTIONS.busy_timeout,
+        wal_limit: int = DEFAULT_OPTIONS.wal_limit,
     ) -> None:
         """Configure the store; only the first ``DatabaseConnection(...)`` gets here.
 
         ``path``: a SQLite file, ``":memory:"``, or a PostgreSQL URL (``postgresql://...`` or
-        ``postgres://...``: the PostgreSQL backend, see ``_pg_store``; ``synchronous`` and
+        ``postgres://...``: the PostgreSQL backend, see ``_storage.postgresql``; ``synchronous`` and
         ``wal_limit`` are SQLite's and must keep their defaults); default ``$NOTIPIPE_DB``,
         else in memory, so that merely using the library never leaves files behind (the
         ``notipipe`` command defaults to ``notipipe.db``). ``busy_timeout``: seconds that
         opening and reading wait for a lock another connection holds (on PostgreSQL: after how
         long an outage is logged); the writer itself never gives up (see ``flush``), and
         logs a warning once a lock has kept it waiting this long. ``wal_limit``: bytes of
-        write-ahead log after which a commit checkpoints and truncates it.
+        write-ahead log past which the writer checkpoints and truncates it before its next batch.
+        The options and their defaults: ``StoreOptions``.
 
         Nothing is opened here. The first save or read opens the file, and fixes the
         configuration: until then a ``DatabaseConnection(...)`` with arguments may replace a
@@ -151,7 +147,7 @@ class DatabaseCore:
         self._closed = False
         self._durable: list[DurableSubscription] = []
         if not self._provisional:
-            _check_target(config.path)
+            check_target(config.path)
         _CONNECTIONS.add(self)
         ref = weakref.ref(self)
 
@@ -170,7 +166,7 @@ class DatabaseCore:
             if wanted == self._config:
                 return
             if self._provisional and self._store is None and not self._closed:
-                _check_target(wanted.path)
+                check_target(wanted.path)
                 self._config = wanted
                 self._provisional = False
                 return
@@ -188,27 +184,7 @@ class DatabaseCore:
                     raise StorageClosedError(self.path)
                 c = self._config
                 self._provisional = False
-                on_commit = self._deliver_committed if c.deliver == "after_commit" else None
-                if is_url(c.path):
-                    self._store = PgMessageStore(
-                        c.path,
-                        _to_rows,  # type: ignore[arg-type]
-                        batch_size=c.batch_size,
-                        max_delay=c.max_delay,
-                        busy_timeout=c.busy_timeout,
-                        on_commit=on_commit,
-                    )
-                    return self._store
-                self._store = MessageStore(
-                    c.path,
-                    _to_rows,  # type: ignore[arg-type]
-                    synchronous=c.synchronous,
-                    batch_size=c.batch_size,
-                    max_delay=c.max_delay,
-                    busy_timeout=c.busy_timeout,
-                    wal_limit=c.wal_limit,
-                    on_commit=on_commit,
-                )
+                self._store = open_store(c.path, c.options, _to_rows, self._deliver_committed)
             return self._store
 
     def _deliver_committed(self, batch: list[StoredMessage], ids: list[int]) -> None:
@@ -226,7 +202,7 @@ class DatabaseCore:
         """
         _check_storable(message)
         (self._store or self._open()).put(message)
-        if self._config.deliver == "immediate":
+        if self._config.options.deliver == "immediate":
             self.notify_all(message)
         if durable:
             self._open().flush()
@@ -237,7 +213,7 @@ class DatabaseCore:
         for message in batch:  # all checked before any is queued
             _check_storable(message)
         (self._store or self._open()).put_many(batch)
-        if self._config.deliver == "immediate":
+        if self._config.options.deliver == "immediate":
             self.notify_many(batch)
         if durable:
             self._open().flush()
@@ -292,7 +268,7 @@ class DatabaseCore:
     @property
     def path(self) -> str:
         """The database file, ``":memory:"``, or the PostgreSQL URL (without its password)."""
-        return _shown(self._config.path)
+        return shown(self._config.path)
 
     @property
     def durable_count(self) -> int:
@@ -350,7 +326,7 @@ class DatabaseCore:
             self.path, sum(by_kind.values()), by_kind, first, last, store.size_bytes(), tuple(store.origins())
         )
 
-    # -- following and durable subscribers (PostgreSQL: _pg_follow, _pg_subscribers) -----------
+    # -- following and durable subscribers (PostgreSQL: _storage.postgresql) ------------
 
     def follow(
         self,
@@ -368,14 +344,14 @@ class DatabaseCore:
         each writer's messages come in its save order. A SQLite file is read by id (its
         writers commit one at a time, so ids follow commits), every ``poll`` seconds.
         PostgreSQL is read by snapshot windows (ids do not follow commits across writers:
-        see ``_pg_follow``), woken by each writer's commit and at least every ``poll`` seconds;
-        a lost connection is retried. On PostgreSQL, ``after_id`` filters the first window
-        only: a message with a lower id that commits later is still yielded.
+        see ``_storage.postgresql.follow``), woken by each writer's commit and at least every
+        ``poll`` seconds; a lost connection is retried. On PostgreSQL, ``after_id`` filters the
+        first window only: a message with a lower id that commits later is still yielded.
         """
         _check_count("after_id", after_id)
         if type(page) is not int or page < 1:
             raise ValueError(f"page must be a positive int, got {page!r}")
-        if not _is_seconds(poll, 3600) or poll == 0:
+        if not is_seconds(poll, 3600) or poll == 0:
             raise ValueError(f"poll must be more than 0 and at most 3600 seconds, got {poll!r}")
         # Checked here, at the call: the pages come from a generator, which starts at the first next().
         return self._follow(after_id, page, float(poll), threading.Event() if stop is None else stop)
@@ -384,7 +360,7 @@ class DatabaseCore:
         self, after_id: int, page: int, poll: float, stop: threading.Event
     ) -> Iterator[list[StoredMessage]]:
         if is_url(self._config.path):
-            from notipipe._pg_follow import follow_rows
+            from notipipe._storage.postgresql.follow import follow_rows
 
             for rows in follow_rows(self._config.path, after_id, page, poll, stop):
                 yield [self._message(r) for r in rows]
@@ -399,7 +375,7 @@ class DatabaseCore:
                 stop.wait(poll)
 
     def _subscribe_durable(self, observer: Observer[Never], name: str) -> bool:
-        from notipipe._pg_subscribers import DurableSubscription, check_name
+        from notipipe._storage.postgresql.subscribers import DurableSubscription, check_name
 
         check_name(name)
         if not is_url(self._config.path):
@@ -482,7 +458,7 @@ class DatabaseCore:
             ``update`` calls return, so only a crash between them repeats alerts (that page).
             One process at a time holds a name; others wait as standbys and take over when it
             goes. Failures go to ``error_handler``; ``unsubscribe(observer)`` stops it. The
-            full promise: ``notipipe._pg_subscribers``.
+            full promise: ``notipipe._storage.postgresql.subscribers``.
             """
             if durable_name is None:
                 return super().subscribe(observer, **options)
@@ -506,60 +482,31 @@ class DatabaseCore:
 
 @dataclass(frozen=True, slots=True)
 class _Config:
+    """What a ``DatabaseConnection`` was opened with: equal configurations are the same one."""
+
     path: str
-    synchronous: Synchronous
-    batch_size: int
-    max_delay: float
-    deliver: Delivery
-    busy_timeout: float
-    wal_limit: int
+    options: StoreOptions
 
     @classmethod
-    def make(
-        cls,
-        path: str | os.PathLike[str] | None = None,
-        *,
-        synchronous: Synchronous = "NORMAL",
-        batch_size: int = 10_000,
-        max_delay: float = 0.05,
-        deliver: Delivery = "immediate",
-        busy_timeout: float = 5.0,
-        wal_limit: int = DEFAULT_WAL_LIMIT,
-    ) -> _Config:
-        """Check every option (ValueError/TypeError naming it) and resolve the path."""
-        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
-        if type(batch_size) is not int or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not _is_seconds(max_delay, 60):
-            raise ValueError(f"max_delay must be 0..60 seconds, got {max_delay!r}")
-        if deliver not in ("immediate", "after_commit"):
-            raise ValueError(f"deliver must be 'immediate' or 'after_commit', got {deliver!r}")
-        if not _is_seconds(busy_timeout, 3600):
-            raise ValueError(f"busy_timeout must be 0..3600 seconds, got {busy_timeout!r}")
-        if type(wal_limit) is not int or wal_limit < 2**20:
-            raise ValueError(f"wal_limit must be an int of at least 1 MiB (1048576), got {wal_limit!r}")
+    def make(cls, path: str | os.PathLike[str] | None = None, **options: Any) -> _Config:
+        """Check every option (ValueError/TypeError naming it) and resolve the path.
+
+        Takes what ``DatabaseCore.__init__`` takes (the metaclass passes a later call's
+        arguments here as they were given); the defaults are ``StoreOptions``'.
+        """
+        checked = StoreOptions(**options)
         resolved = _resolve(path)
-        if is_url(resolved) and (synchronous != "NORMAL" or wal_limit != DEFAULT_WAL_LIMIT):
+        sqlite_only = (checked.synchronous, checked.wal_limit)
+        if is_url(resolved) and sqlite_only != (DEFAULT_OPTIONS.synchronous, DEFAULT_OPTIONS.wal_limit):
             # Durability on a server is the server's setting (synchronous_commit), not ours.
             raise ValueError(
-                f"synchronous and wal_limit are SQLite settings; {_shown(resolved)} is a PostgreSQL"
+                f"synchronous and wal_limit are SQLite settings; {shown(resolved)} is a PostgreSQL"
                 " database: leave them out (the server's synchronous_commit decides durability)"
             )
-        return cls(
-            resolved, synchronous, batch_size, float(max_delay), deliver, float(busy_timeout), wal_limit
-        )
+        return cls(resolved, checked)
 
     def describe(self) -> str:
-        return (
-            f"path={_shown(self.path)!r}, synchronous={self.synchronous}, batch_size={self.batch_size}, "
-            f"max_delay={self.max_delay}, deliver={self.deliver}, busy_timeout={self.busy_timeout}, "
-            f"wal_limit={self.wal_limit}"
-        )
-
-
-def _is_seconds(value: object, most: float) -> bool:
-    return type(value) in (int, float) and 0 <= value <= most  # type: ignore[operator]
+        return f"path={shown(self.path)!r}, {self.options.describe()}"
 
 
 def _with_id(message: StoredMessage, stored_id: int) -> StoredMessage:
@@ -579,7 +526,7 @@ _CONNECTIONS: weakref.WeakSet[DatabaseCore] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     # The inherited store is unusable in the child (its writer thread did not survive the fork;
-    # _store closed it already). The same object reopens on first use, with the parent's
+    # the store closed it already). The same object reopens on first use, with the parent's
     # configuration and subscribers; what the parent had queued is the parent's to commit.
     for db in list(_CONNECTIONS):
         db._config_lock = threading.Lock()
@@ -589,19 +536,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _shown(path: str) -> str:
-    """The path as it may be shown: a PostgreSQL URL without its password."""
-    return redact(path) if is_url(path) else path
-
-
-def _check_target(path: str) -> None:
-    """Refuse now what cannot be used: a file that is not notipipe's, a URL without psycopg."""
-    if is_url(path):
-        import_psycopg()
-    else:
-        check_existing(path)
 
 
 def _resolve(path: str | os.PathLike[str] | None) -> str:

@@ -9,7 +9,7 @@ import time
 
 from notipipe._database import DatabaseConnection
 from notipipe._errors import NotipipeError
-from notipipe._pg_store import is_url
+from notipipe._storage.postgresql.store import is_url
 
 DEFAULT_DB = "notipipe.db"
 

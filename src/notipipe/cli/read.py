@@ -13,7 +13,7 @@ from typing import Self
 import notipipe
 from notipipe._database import DatabaseConnection, StoredMessage
 from notipipe._errors import NotipipeError
-from notipipe._pg_store import is_url
+from notipipe._storage.postgresql.store import is_url
 from notipipe.cli._common import EXIT_INTERRUPTED, EXIT_OK, db_path, human_bytes, open_existing, stamp
 
 #: How often ``tail --follow`` asks a SQLite file for new alerts, in seconds.
@@ -85,7 +85,7 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
         raise NotipipeError(
             f"{args.db}: durable subscriptions live in a PostgreSQL database (a postgresql:// URL)"
         )
-    from notipipe._pg_subscribers import list_subscriptions
+    from notipipe._storage.postgresql.subscribers import list_subscriptions
 
     states = list_subscriptions(args.db)
     if not states:

@@ -10,7 +10,7 @@ import time
 import notipipe
 from notipipe._database import DatabaseConnection
 from notipipe._errors import ConfigurationError
-from notipipe._pg_store import is_url
+from notipipe._storage.postgresql.store import is_url
 from notipipe.cli._common import EXIT_OK, db_path, ft_build, gil_enabled, human_bytes
 from notipipe.cli.load import RunPlan, produce_alerts
 from notipipe.cli.observers import KindCounter, RateMeter

@@ -7,7 +7,7 @@ import os
 import sys
 
 from notipipe._errors import ConfigurationError
-from notipipe._pg_store import is_url
+from notipipe._storage.postgresql.store import is_url
 from notipipe.cli._common import EXIT_BAD_ARGUMENTS, EXIT_OK, db_path, open_existing
 
 #: What to install when the dashboard's dependencies are missing.

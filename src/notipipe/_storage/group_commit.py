@@ -3,7 +3,8 @@
 Producers in any number of threads call ``put``/``put_many``, which only append to a queue. One
 writer thread owns the writing connection: it drains the queue in batches (at most
 ``batch_size`` messages) and commits each batch as one transaction. A batch is committed once it
-is full or once its oldest message has waited ``max_delay`` seconds, at any rate of arrival.
+is full or once its oldest message has waited ``max_delay`` seconds, at any rate of arrival, and
+at once while a ``flush``, a read or ``close`` waits for it.
 
 The promises (back-pressure, ``flush``, reports of refused rows and of trouble, a writer that
 never dies silently, fork) are the same for every backend, so they live here once;
@@ -23,12 +24,13 @@ import weakref
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
+from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
 
 if TYPE_CHECKING:
-    from notipipe._storage import Storage
+    from notipipe._storage.interface import Storage
 
 __all__ = ["GroupCommitStore", "Row", "describe", "leak"]
 
@@ -58,6 +60,12 @@ class _WriteProblem:
         self.warned = False
 
 
+class _Connection(Protocol):
+    """What the shared code does with a backend's connection (sqlite3's or psycopg's)."""
+
+    def close(self) -> None: ...
+
+
 #: The largest id either backend stores (SQLite's row id, PostgreSQL's bigint).
 _MAX_ID = 2**63 - 1
 _COLUMNS: Final = "id, kind, created_at, priority, address, subject, body"
@@ -80,35 +88,37 @@ class GroupCommitStore(ABC):
     #: Read SQL: the table and the parameter placeholder of the backend.
     _table: ClassVar[str]
     _param: ClassVar[str]
+    #: The writing connection (guarded by ``_write_lock``) and the reading one (``_read_lock``),
+    #: each None until opened; a backend narrows their type.
+    _conn: _Connection | None
+    _reader: _Connection | None
 
     def __init__(
         self,
         path: str,
         to_rows: Callable[[list[object]], list[Row]],
+        options: StoreOptions = DEFAULT_OPTIONS,
         *,
-        batch_size: int = 10_000,
-        max_delay: float = 0.05,
-        busy_timeout: float = 5.0,
         on_commit: Callable[[list[Any], list[int]], object] | None = None,
         max_pending: int | None = None,
     ) -> None:
+        batch_size = options.batch_size
         if max_pending is None:
             max_pending = 4 * batch_size
         if type(max_pending) is not int or max_pending < batch_size:
             raise ValueError(f"max_pending must be an int >= batch_size ({batch_size}), got {max_pending!r}")
         self.max_pending = max_pending
         self.path = path
+        self.options = options
+        # The options the producers and the writer thread read most, at hand.
         self.batch_size = batch_size
-        self.max_delay = max_delay
-        self.busy_timeout = busy_timeout
+        self.max_delay = options.max_delay
+        self.busy_timeout = options.busy_timeout
         self._to_rows = to_rows
         self._on_commit = on_commit
-        # _write_lock guards the writing connection, _read_lock the reading one; a fork waits
-        # for both (see _before_fork), so a child never inherits a connection in mid-call.
-        self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock()
-        self._open_lock = threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
+        self._conn = None
+        self._reader = None
+        self._new_locks()
         self._pending: deque[object] = deque()
         self._oldest = 0.0  # monotonic time the oldest pending message was queued
         self._enqueued = 0  # messages ever put; guarded by _cond
@@ -364,13 +374,18 @@ class GroupCommitStore(ABC):
     def _open_writer(self) -> None:
         """Open the writing connection (raise ``StorageError`` if the database cannot be used)."""
 
-    @abstractmethod
     def _close_writer_conn(self) -> None:
         """Close the writing connection, if open."""
+        with self._write_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
-    @abstractmethod
     def _close_reader(self) -> None:
         """Close the reading connection, if open (called with ``_read_lock`` held)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     @abstractmethod
     def _write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
@@ -391,9 +406,12 @@ class GroupCommitStore(ABC):
     def _before_write(self) -> None:  # noqa: B027 - optional: most backends need nothing here
         """Called by the writer thread before each batch, with no lock held."""
 
-    @abstractmethod
     def _forget_connections(self) -> None:
         """In a forked child: drop the inherited connections without closing them (see leak)."""
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                leak(conn)
+        self._conn = self._reader = None
 
     # -- the writer thread ---------------------------------------------------------------------
 
@@ -601,6 +619,14 @@ class GroupCommitStore(ABC):
 
     # -- fork ------------------------------------------------------------------------------------
 
+    def _new_locks(self) -> None:
+        # _write_lock guards the writing connection, _read_lock the reading one; a fork waits
+        # for both (see _before_fork), so a child never inherits a connection in mid-call.
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+
     def _before_fork(self) -> None:
         # The order every other path takes them in: read, open, write.
         self._read_lock.acquire()
@@ -620,10 +646,7 @@ class GroupCommitStore(ABC):
         self._forget_connections()
         self._writer = None
         self._writer_ident = None
-        self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock()
-        self._open_lock = threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
+        self._new_locks()
         self._pending = deque()
         self._enqueued = self._committed = 0
         self._closed = True

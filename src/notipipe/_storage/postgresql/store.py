@@ -23,7 +23,8 @@ for SQLite. Here is what PostgreSQL changes:
 * After each commit a wake-up ``NOTIFY`` goes out in a tiny transaction of its own (inside the
   data transaction it would serialise commits server-wide); followers treat it as a hint.
 
-psycopg 3 is imported only here, and only when a PostgreSQL URL is used.
+psycopg 3 is imported (``import_psycopg``) only when a PostgreSQL store is made or a URL is
+checked; ``follow`` and ``subscribers`` import it at their top, and are imported only when used.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
-from notipipe._pg_copy import COPY_HEADER, COPY_TRAILER, pack_rows
-from notipipe._pg_schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
-from notipipe._writer import GroupCommitStore, Row, describe, leak
+from notipipe._storage.group_commit import GroupCommitStore, Row, describe
+from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
+from notipipe._storage.postgresql.copy import COPY_HEADER, COPY_TRAILER, pack_rows
+from notipipe._storage.postgresql.schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
 
 if TYPE_CHECKING:
     import psycopg
@@ -55,7 +57,7 @@ _PLACEHOLDERS: Final = ", ".join(["%s"] * len(MESSAGE_COLUMNS))
 _INSERT_SQL: Final = f"INSERT INTO {MESSAGES} ({', '.join(MESSAGE_COLUMNS)}) VALUES ({_PLACEHOLDERS})"
 #: The ids of a batch, from the table's identity sequence (named by the server, {} below: a
 #: literal, so that it is looked up once, not once per row); one array, sorted, read as text,
-#: which pure-Python psycopg parses far faster than as many rows.
+#: which pure-Python psycopg parses in one piece rather than row by row.
 _RESERVE_SQL: Final = (
     "SELECT array_agg(v ORDER BY v)::text FROM"
     " (SELECT nextval({}::regclass) AS v FROM generate_series(1, %s)) AS reserved"
@@ -145,36 +147,26 @@ class PgMessageStore(GroupCommitStore):
 
     _table: ClassVar[str] = MESSAGES
     _param: ClassVar[str] = "%s"
+    _conn: psycopg.Connection[Any] | None
+    _reader: psycopg.Connection[Any] | None
 
     def __init__(
         self,
         url: str,
         to_rows: Callable[[list[object]], list[Row]],
+        options: StoreOptions = DEFAULT_OPTIONS,
         *,
-        batch_size: int = 10_000,
-        max_delay: float = 0.05,
-        busy_timeout: float = 5.0,
         on_commit: Callable[[list[Any], list[int]], object] | None = None,
         max_pending: int | None = None,
     ) -> None:
         self._psycopg = import_psycopg()
         self._url = url
-        self._conn: psycopg.Connection[Any] | None = None
-        self._reader: psycopg.Connection[Any] | None = None
         self._attempt: _Attempt | None = None
         self._reserve_sql = ""  # _RESERVE_SQL for the writing connection's server
         self._host = socket.gethostname()
         # psycopg's C build formats COPY rows fastest itself; its pure-Python build does not.
         self._pack = self._psycopg.pq.__impl__ == "python"
-        super().__init__(
-            redact(url),
-            to_rows,
-            batch_size=batch_size,
-            max_delay=max_delay,
-            busy_timeout=busy_timeout,
-            on_commit=on_commit,
-            max_pending=max_pending,
-        )
+        super().__init__(redact(url), to_rows, options, on_commit=on_commit, max_pending=max_pending)
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -211,23 +203,6 @@ class PgMessageStore(GroupCommitStore):
             conn = self._conn = self._connect("writer")
             self._reserve_sql = _reserve_sql(conn)
         return conn
-
-    def _close_writer_conn(self) -> None:
-        with self._write_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _close_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-    def _forget_connections(self) -> None:
-        for conn in (self._conn, self._reader):
-            if conn is not None:
-                leak(conn)
-        self._conn = self._reader = None
 
     # -- what counts as what ---------------------------------------------------------------------
 
@@ -345,8 +320,9 @@ class PgMessageStore(GroupCommitStore):
                 for row in rows:
                     copy.write_row((*row, host, pid))
                 return
-            # Pure-Python psycopg formats each value in Python: packing the rows here is several
-            # times faster. In pieces, so that the server is busy while the rest is packed.
+            # Pure-Python psycopg formats each value through its dumpers, in Python: packing the
+            # rows here (copy.py) skips that. In pieces, so that the server is busy while the rest
+            # is packed.
             copy.write(COPY_HEADER)
             for i in range(0, len(rows), _PACK_ROWS):
                 copy.write(pack_rows(rows[i : i + _PACK_ROWS], host, pid))

@@ -1,6 +1,6 @@
 """``MessageStore``: every accepted alert kept in SQLite, written by one thread in group commits.
 
-The queue, the writer thread and its promises are ``GroupCommitStore``'s (``_writer``), shared
+The queue, the writer thread and its promises are ``GroupCommitStore``'s (``group_commit``), shared
 with the PostgreSQL store; this module is the SQLite side: each batch is one transaction in WAL
 mode.
 
@@ -15,8 +15,9 @@ What the writer promises, and how:
 * Other trouble with the file (a full disk, an I/O error) is retried the same way, and reported:
   ``flush()`` and a producer that would have to wait raise ``StorageError`` naming SQLite's own
   reason, while the queued alerts stay queued for the next attempt.
-* One bad row never costs its batch: a batch that SQLite refuses row by row is written row by
-  row, and only the rows it refuses are dropped, each reported by the next ``flush``/``close``.
+* One bad row never costs its batch: the batch goes in as multi-row INSERT statements; if SQLite
+  refuses a row, the transaction is rolled back and the batch written again row by row, and only
+  the rows it refuses are dropped, each reported by the next ``flush``/``close``.
 * The writer thread never dies silently: whatever escapes (an ``after_commit`` observer raising
   ``SystemExit``, say) is caught, logged, and raised by the next ``flush``/``close``.
 
@@ -33,18 +34,11 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
-from typing import Any, ClassVar, Final, cast
+from typing import ClassVar, Final, cast
 
 from notipipe._errors import StorageClosedError, StorageError
-from notipipe._sqlite_file import (
-    DEFAULT_WAL_LIMIT,
-    Synchronous,
-    describe,
-    open_reader,
-    open_writer,
-)
-from notipipe._writer import GroupCommitStore, Row, leak
+from notipipe._storage.group_commit import GroupCommitStore, Row
+from notipipe._storage.sqlite.file import describe, open_reader, open_writer
 
 __all__ = ["MessageStore", "Row"]
 
@@ -93,35 +87,12 @@ class MessageStore(GroupCommitStore):
 
     _table: ClassVar[str] = "messages"
     _param: ClassVar[str] = "?"
-
-    def __init__(
-        self,
-        path: str,
-        to_rows: Callable[[list[object]], list[Row]],
-        *,
-        synchronous: Synchronous = "NORMAL",
-        batch_size: int = 10_000,
-        max_delay: float = 0.05,
-        busy_timeout: float = 5.0,
-        wal_limit: int = DEFAULT_WAL_LIMIT,
-        on_commit: Callable[[list[Any], list[int]], object] | None = None,
-        max_pending: int | None = None,
-    ) -> None:
-        self.synchronous: Synchronous = synchronous
-        self.wal_limit = wal_limit
-        self._next_checkpoint = 0.0  # monotonic time of the next allowed checkpoint attempt
-        self._conn: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
-        self._rows_per_statement = _ROWS_PER_STATEMENT
-        super().__init__(
-            path,
-            to_rows,
-            batch_size=batch_size,
-            max_delay=max_delay,
-            busy_timeout=busy_timeout,
-            on_commit=on_commit,
-            max_pending=max_pending,
-        )
+    _conn: sqlite3.Connection | None
+    _reader: sqlite3.Connection | None
+    #: Monotonic time of the next allowed checkpoint attempt (see ``_bound_wal``).
+    _next_checkpoint: float = 0.0
+    #: Rows per INSERT statement, lowered to the writing connection's variable limit.
+    _rows_per_statement: int = _ROWS_PER_STATEMENT
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -136,7 +107,7 @@ class MessageStore(GroupCommitStore):
             if self._reader is None:
                 if not os.path.exists(self.path):
                     # Nothing stored yet: an empty database answers, and nothing is created.
-                    empty = open_writer(":memory:", self.synchronous, self.busy_timeout)
+                    empty = open_writer(":memory:", self.options)
                     try:
                         return self._run(empty, sql, params)
                     finally:
@@ -168,7 +139,7 @@ class MessageStore(GroupCommitStore):
     # -- the connections -------------------------------------------------------------------------
 
     def _open_writer(self) -> None:
-        conn = open_writer(self.path, self.synchronous, self.busy_timeout, self.wal_limit)
+        conn = open_writer(self.path, self.options)
         limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._rows_per_statement = max(1, min(_ROWS_PER_STATEMENT, limit // _COLUMNS))
         with self._write_lock:
@@ -176,27 +147,10 @@ class MessageStore(GroupCommitStore):
         # Waits for a lock held by others are the writer's own, with backoff (see _commit).
         conn.execute("PRAGMA busy_timeout=50")
 
-    def _close_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
     def _live_conn(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StorageClosedError(self.path)
         return self._conn
-
-    def _close_writer_conn(self) -> None:
-        with self._write_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _forget_connections(self) -> None:
-        for conn in (self._conn, self._reader):
-            if conn is not None:
-                leak(conn)
-        self._conn = self._reader = None
 
     def _is_retryable(self, error: BaseException) -> bool:
         return _is_file_trouble(error)
@@ -283,7 +237,7 @@ class MessageStore(GroupCommitStore):
                 size = os.path.getsize(self.path + "-wal")
             except OSError:
                 return
-            if size <= self.wal_limit:
+            if size <= self.options.wal_limit:
                 return
             blocked = self._checkpoint()
             if blocked is None:

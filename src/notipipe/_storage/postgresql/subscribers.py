@@ -45,10 +45,18 @@ import psycopg
 
 from notipipe._errors import StorageError
 from notipipe._failures import Failures, ObserverFailures
-from notipipe._pg_follow import Backoff, Row, Wakeup, Window, connect, ensure_schema, read_page
-from notipipe._pg_schema import MESSAGES, SUBSCRIPTION_LOCK, SUBSCRIPTIONS
-from notipipe._pg_store import redact
 from notipipe._protocols import ErrorHandler
+from notipipe._storage.postgresql.follow import (
+    Backoff,
+    Row,
+    Wakeup,
+    Window,
+    connect,
+    ensure_schema,
+    read_page,
+)
+from notipipe._storage.postgresql.schema import MESSAGES, SUBSCRIPTION_LOCK, SUBSCRIPTIONS
+from notipipe._storage.postgresql.store import redact
 
 __all__ = ["DurableSubscription", "SubscriptionState", "check_name", "list_subscriptions"]
 

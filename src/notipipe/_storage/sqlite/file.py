@@ -1,6 +1,6 @@
 """Opening a notipipe SQLite file: refuse anything else without writing to it, create atomically.
 
-Kept apart from the writer (``_store``) because these are the rules about *files*: what counts as
+Kept apart from the writer (``sqlite.store``) because these are the rules about *files*: what counts as
 ours, how a new one comes into being when several processes race to create it, and how a
 reader opens without write access.
 
@@ -20,15 +20,15 @@ import sqlite3
 import stat
 import time
 import urllib.parse
-from typing import Final, Literal
+from typing import Final
 
 from notipipe._errors import StorageError
+from notipipe._storage.interface import StoreOptions, Synchronous
 
 __all__ = [
     "APPLICATION_ID",
     "SCHEMA",
     "SCHEMA_VERSION",
-    "Synchronous",
     "check_existing",
     "describe",
     "open_reader",
@@ -43,8 +43,6 @@ APPLICATION_ID: Final = 0x4E545050
 #: The first 16 bytes of every SQLite 3 database file.
 _MAGIC: Final = b"SQLite format 3\x00"
 
-type Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
-
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS messages (
     id         INTEGER PRIMARY KEY,  -- assigned in save order
@@ -56,9 +54,6 @@ CREATE TABLE IF NOT EXISTS messages (
     body       TEXT    NOT NULL
 );
 """
-
-#: WAL larger than this after a commit is checkpointed and truncated (see ``_store``).
-DEFAULT_WAL_LIMIT: Final = 64 * 1024 * 1024
 
 
 def describe(error: BaseException) -> str:
@@ -210,15 +205,13 @@ def _on_read_only_file_system(path: str) -> bool:
         return False
 
 
-def open_writer(
-    path: str, synchronous: Synchronous, busy_timeout: float, wal_limit: int = DEFAULT_WAL_LIMIT
-) -> sqlite3.Connection:
+def open_writer(path: str, options: StoreOptions) -> sqlite3.Connection:
     """Open the notipipe database at ``path`` for writing, creating it (atomically) if needed."""
     if path == ":memory:":
         conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         _initialise(conn)
         return conn
-    deadline = time.monotonic() + busy_timeout
+    deadline = time.monotonic() + options.busy_timeout
     while True:
         if not _precheck(path, for_writing=True):
             _create(path)
@@ -227,10 +220,10 @@ def open_writer(
                 _initialise_in_place(path)
             except sqlite3.Error as error:
                 raise StorageError(path, f"cannot create the database: {describe(error)}") from None
-        conn = _connect(path, "rw", busy_timeout)
+        conn = _connect(path, "rw", options.busy_timeout)
         try:
             _check_header(path, *_header(conn, path))
-            _set_pragmas(conn, path, synchronous, wal_limit)
+            _set_pragmas(conn, path, options.synchronous, options.wal_limit)
         except StorageError as error:
             conn.close()
             # A creator's link appears with its content, so a race leaves nothing to retry but

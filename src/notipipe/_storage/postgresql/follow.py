@@ -1,6 +1,6 @@
 """Following ``notipipe_messages`` on PostgreSQL: snapshot-to-snapshot windows, and the wake-up.
 
-Ids do not order commits across writers (see ``_pg_schema``), so a reader never asks for
+Ids do not order commits across writers (see ``schema``), so a reader never asks for
 ``id > last_seen``: a transaction that took a lower id and commits later would be skipped. It
 reads in windows instead, as PGQ does. A window is the rows whose transaction is visible in the
 snapshot ``end`` (taken when the window opens) and was not visible in ``start`` (the previous
@@ -29,8 +29,8 @@ from typing import Any, Final
 import psycopg
 
 from notipipe._errors import StorageError
-from notipipe._pg_schema import MESSAGES, WAKEUP_CHANNEL, ensure_schema
-from notipipe._pg_store import redact
+from notipipe._storage.postgresql.schema import MESSAGES, WAKEUP_CHANNEL, ensure_schema
+from notipipe._storage.postgresql.store import redact
 
 __all__ = [
     "LISTENER_NAME",

@@ -1,0 +1,2 @@
+"""The SQLite backend: ``store`` (``MessageStore``, the writer's side) and ``file`` (opening a
+notipipe SQLite file)."""
