@@ -90,9 +90,10 @@ def setup_venv(
     # A regular install compiles the Cython twins (build isolation brings Cython): the long step.
     label = f"building notipipe from the checkout into {venv.name} (compiling the extension)"
     say(label)
-    # setuptools copies whatever build/lib holds into the wheel: a module moved or deleted since
-    # the last build would come back from there.
-    shutil.rmtree(ROOT / "build" / "lib", ignore_errors=True)
+    # setuptools copies whatever build/lib* holds into the wheel: a module moved or deleted since
+    # the last build would come back from there. (The object files in build/temp* are kept.)
+    for stale in (ROOT / "build").glob("lib*"):
+        shutil.rmtree(stale, ignore_errors=True)
     target = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
     if not pip_install(venv, ["--force-reinstall", target], label, env):
         return False
