@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import notipipe
 from notipipe._errors import NotipipeError
+from notipipe._storage.interface import DEFAULT_OPTIONS
 from notipipe.cli._arguments import (
     MAX_BATCH,
     MAX_DELAY,
@@ -170,22 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--batch-size",
         type=whole_number(1, MAX_BATCH),
-        default=10_000,
+        default=DEFAULT_OPTIONS.batch_size,
         metavar="B",
-        help=f"rows per commit, 1..{MAX_BATCH:,} (default 10,000)",
+        help=f"rows per commit, 1..{MAX_BATCH:,} (default {DEFAULT_OPTIONS.batch_size:,})",
     )
     run.add_argument(
         "--max-delay",
         type=seconds,
-        default=0.05,
+        default=DEFAULT_OPTIONS.max_delay,
         metavar="S",
-        help=f"longest wait before a commit, 0..{MAX_DELAY:g} seconds (default 0.05)",
+        help=f"longest wait before a commit, 0..{MAX_DELAY:g} s (default {DEFAULT_OPTIONS.max_delay:g})",
     )
     run.add_argument(
         "--synchronous",
         choices=("NORMAL", "FULL"),
-        default="NORMAL",
-        help="FULL also survives power loss (default NORMAL)",
+        default=DEFAULT_OPTIONS.synchronous,
+        help=f"FULL also survives power loss (default {DEFAULT_OPTIONS.synchronous})",
     )
     run.add_argument(
         "--deliver",

@@ -10,6 +10,7 @@ import time
 import notipipe
 from notipipe._database import DatabaseConnection
 from notipipe._errors import ConfigurationError
+from notipipe._storage.interface import DEFAULT_OPTIONS
 from notipipe._storage.postgresql.store import is_url
 from notipipe.cli._common import EXIT_OK, db_path, ft_build, gil_enabled, human_bytes
 from notipipe.cli.load import RunPlan, produce_alerts
@@ -24,7 +25,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     counter, meter = KindCounter(), RateMeter()
     sqlite_only = {"synchronous": args.synchronous}
     if is_url(path):
-        if args.synchronous != "NORMAL":
+        if args.synchronous != DEFAULT_OPTIONS.synchronous:
             raise ConfigurationError(
                 "--synchronous is a SQLite setting; on PostgreSQL the server's synchronous_commit decides"
             )
