@@ -51,7 +51,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return subprocess.run([*nox, "-l"], check=False).returncode
     session = ALIASES.get(argv[0], argv[0])
-    return subprocess.run([*nox, "-s", session, "--", *argv[1:]], check=False).returncode
+    args = argv[2:] if argv[1:2] == ["--"] else argv[1:]  # `tasks.py bench -- --gil` as nox spells it
+    return subprocess.run([*nox, "-s", session, "--", *args], check=False).returncode
 
 
 if __name__ == "__main__":

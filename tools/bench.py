@@ -32,7 +32,7 @@ def main(argv: Sequence[str]) -> int:
     if not args.gil:
         ft = ft_python()
         if ft is None:
-            warn(FT_HOWTO.replace("tests-gil", "bench -- --gil"))
+            warn(FT_HOWTO.replace("tests-gil", "bench --gil"))
             return 1
         pythons.append(ft)
     for it in pythons:

@@ -25,8 +25,14 @@ def main(argv: Sequence[str]) -> int:
     else:
         it = first_gil_python()
     venv = VENVS / it.tag
-    ready = subprocess.run([python_in(venv), "-c", "import notipipe, rich"], capture_output=True, check=False)
-    if not (python_in(venv).exists() and ready.returncode == 0) and not setup_venv(it, venv, extras=["cli"]):
+    ready = (
+        python_in(venv).exists()
+        and subprocess.run(
+            [python_in(venv), "-c", "import notipipe, rich"], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    if not ready and not setup_venv(it, venv, extras=["cli"]):
         return 1
     cmd = [str(bin_path(venv, "notipipe")), "run", *args]
     if os.name == "nt":

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
@@ -74,7 +76,11 @@ def _pyenv_pythons(exe_name: str) -> Iterator[str]:
     versions = Path(root) / "versions"
     if not versions.is_dir():
         return
-    for d in sorted(versions.iterdir(), key=lambda p: p.name, reverse=True):
+
+    def version(p: Path) -> List[int]:  # noqa: UP006 - "3.13.10" after "3.13.9"
+        return [int(n) for n in re.findall(r"\d+", p.name)]
+
+    for d in sorted(versions.iterdir(), key=version, reverse=True):
         exe = d / "bin" / exe_name
         if exe.is_file() and os.access(exe, os.X_OK):
             yield str(exe)
@@ -91,7 +97,8 @@ def _candidates(names: List[str]) -> Iterator[str]:  # noqa: UP006
 def gil_pythons() -> List[Interpreter]:  # noqa: UP006
     """Every GIL CPython >= 3.12 found, one per minor version, oldest first."""
     env = os.environ.get("NOTIPIPE_PYTHONS", "").split()
-    paths = env or list(_candidates([f"python3.{m}" for m in MINORS]))
+    # The running interpreter last: a python3 of 3.12+ is enough, under whatever name it has.
+    paths = env or [*_candidates([f"python3.{m}" for m in MINORS]), sys.executable]
     found = {}
     for path in paths:
         it = probe(path)

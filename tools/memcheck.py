@@ -62,10 +62,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--as-shipped", action="store_true", help="the regular build (-O3, free lists) in .venv/<version>"
     )
-    parser.add_argument(
-        "pytest_args", nargs="*", help=f"pytest arguments (default: {' '.join(DEFAULT_TESTS)})"
-    )
-    args, options = parser.parse_known_args(argv)  # pytest's options (-k ...) as well
+    parser.epilog = f"Other arguments go to pytest; with no test file among them: {' '.join(DEFAULT_TESTS)}."
+    args, options = parser.parse_known_args(argv)  # pytest's arguments, in their order
     if shutil.which("valgrind") is None and not apt_install(["valgrind"]):
         return 1
     it = ft_python() if args.ft else first_gil_python()
@@ -83,7 +81,8 @@ def main(argv: Sequence[str]) -> int:
     run_env = {"NOTIPIPE_EXPECT_COMPILED": "1"}
     if not it.free_threaded:  # the free-threaded build only has mimalloc (see above)
         run_env["PYTHONMALLOC"] = "malloc"
-    tests = [*args.pytest_args, *options] or list(DEFAULT_TESTS)
+    names_tests = any(not a.startswith("-") and (a.startswith("tests") or ".py" in a) for a in options)
+    tests = options if names_tests else [*DEFAULT_TESTS, *options]
     heading(f"pytest {' '.join(tests)} under valgrind ({it.tag}); report: {log.relative_to(ROOT)}")
     valgrind = [
         "valgrind", "--tool=memcheck", "--error-exitcode=1", "--leak-check=no", "--num-callers=40",

@@ -28,6 +28,8 @@ def main() -> int:
     if not (pkg / "py.typed").is_file():
         problems.append("py.typed missing")
     gil = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True
+    if sysconfig.get_config_var("Py_GIL_DISABLED") and gil:
+        problems.append("importing notipipe turned the GIL on (an extension not free-threading compatible)")
     print(f"notipipe from {pkg}: COMPILED={notipipe.COMPILED}, GIL enabled={gil}")
     for problem in problems:
         print("PROBLEM:", problem)
