@@ -114,7 +114,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     if name:
         share = e2e[name] / e2e[CEILING]
         out.append(("end-to-end, compiled >= 80% of the executemany ceiling", f"{share:.0%}", share >= 0.8))
-    if r["free_threaded"]:
+    if r["free_threaded"] and "compiled" in r["scaling"]["ratios"]:  # the target is the compiled twin's
         out += _scaling_targets(r["scaling"])
     return out
 
