@@ -62,7 +62,7 @@ def shipped_assets(src: Path) -> set[str]:
     return assets
 
 
-def check_sdist(src: Path, sdist: Path) -> list[str]:
+def check_sdist(src: Path, sdist: Path, assets: set[str]) -> list[str]:
     with tarfile.open(sdist) as tar:
         names = tar.getnames()
     top = names[0].split("/")[0]
@@ -77,7 +77,6 @@ def check_sdist(src: Path, sdist: Path) -> list[str]:
             and not p.name.endswith((".c", ".so", ".pyd", ".html"))
             and ".egg-info" not in str(p)
         }
-    assets = shipped_assets(src)
     need |= {f"src/{a}" for a in assets}
     problems = [f"sdist lacks {n}" for n in sorted(need - rel)]
     for n in sorted(rel):
@@ -89,7 +88,7 @@ def check_sdist(src: Path, sdist: Path) -> list[str]:
     return problems
 
 
-def check_wheel(src: Path, wheel: Path) -> list[str]:
+def check_wheel(src: Path, wheel: Path, assets: set[str]) -> list[str]:
     name = wheel.name
     with zipfile.ZipFile(wheel) as z:
         files = z.namelist()
@@ -107,7 +106,6 @@ def check_wheel(src: Path, wheel: Path) -> list[str]:
             problems.append(f"{name}: no stub notipipe/{mod}.pyi")
     if "notipipe/py.typed" not in files:
         problems.append(f"{name}: no notipipe/py.typed")
-    assets = shipped_assets(src)
     built = (".pyx", ".c", ".html", ".pyc")
     problems += [f"{name}: stray {f}" for f in files if f.endswith(built) and f not in assets]
     problems += [f"{name}: no {a}" for a in sorted(assets) if a not in files]
@@ -135,9 +133,10 @@ def check_wheel(src: Path, wheel: Path) -> list[str]:
 
 def check(src: Path, sdist: Path, wheels: list[Path]) -> list[str]:
     """Every problem found, one line each (none: all good)."""
-    problems = check_sdist(src, sdist)
+    assets = shipped_assets(src)
+    problems = check_sdist(src, sdist, assets)
     for wheel in wheels:
-        problems += check_wheel(src, wheel)
+        problems += check_wheel(src, wheel, assets)
     for problem in problems:
         print("PROBLEM:", problem)
     return problems
