@@ -1,0 +1,320 @@
+"""Obtain a free-threaded CPython when none is found: an installer first, else a build from source.
+
+Tried in order, each only where it can work:
+
+1. ``uv python install 3.14t`` / ``3.13t`` when uv is on PATH (it downloads a prebuilt one);
+2. on Debian/Ubuntu, CPython 3.13 built with ``--disable-gil`` from the distribution's
+   ``python3.13`` source package (the release tarball it carries), into a per-user cache:
+   ``$NOTIPIPE_CACHE`` or ``$XDG_CACHE_HOME/notipipe`` or ``~/.cache/notipipe``. It is built once
+   and then reused; a lock file keeps two runs from building it at the same time.
+
+``python3 tools/free_threaded.py`` prints the interpreter's path (progress goes to stderr), so
+it can serve as ``NOTIPIPE_FT_TOOL`` elsewhere. ``--tsan`` builds a ThreadSanitizer variant.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `tools` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.interpreters import Interpreter, probe
+
+# The standard-library modules the tests need, and so the headers the build must find.
+BUILD_PACKAGES = (
+    "build-essential",
+    "libssl-dev",
+    "libsqlite3-dev",
+    "libffi-dev",
+    "zlib1g-dev",
+    "libbz2-dev",
+    "liblzma-dev",
+    "xz-utils",
+    "dpkg-dev",
+)
+_USABLE = "import ssl, sqlite3, ctypes, sys; sys.exit(sys._is_gil_enabled())"
+# The suite a source package is taken from, tried in order: python3.13 is in Debian 13 (trixie)
+# and later, whatever release the machine runs.
+SUITES = ("trixie", "forky", "sid")
+
+
+def cache_dir() -> Path:
+    given = os.environ.get("NOTIPIPE_CACHE")
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "notipipe"
+
+
+def _log(text: str) -> None:
+    print(f"free-threaded: {text}", file=sys.stderr, flush=True)
+
+
+def _usable(path: Path) -> Interpreter | None:
+    if not path.is_file():
+        return None
+    ok = subprocess.run([path, "-c", _USABLE], capture_output=True, check=False).returncode == 0
+    it = probe(str(path)) if ok else None
+    return it if it and it.free_threaded else None
+
+
+def _via_uv(tried: list[str]) -> Interpreter | None:
+    uv = shutil.which("uv")
+    if uv is None:
+        tried.append("uv: not on PATH")
+        return None
+    env = {**os.environ, "UV_HTTP_TIMEOUT": "30"}
+    for version in ("3.14t", "3.13t"):
+        _log(f"uv python install {version}")
+        try:
+            inst = subprocess.run(
+                [uv, "python", "install", version], capture_output=True, text=True, env=env, timeout=600
+            )
+            found = subprocess.run(
+                [uv, "python", "find", version], capture_output=True, text=True, env=env, timeout=60
+            )
+        except subprocess.TimeoutExpired:
+            tried.append(f"uv python install {version}: timed out")
+            continue
+        it = _usable(Path(found.stdout.strip())) if found.returncode == 0 and found.stdout.strip() else None
+        if it:
+            return it
+        tried.append(f"uv python install {version}: {(inst.stderr.strip().splitlines() or ['failed'])[-1]}")
+    return None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log(f"another run is building it ({path} is locked): waiting")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _as_root() -> list[str] | None:
+    if os.geteuid() == 0:
+        return []
+    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        return ["sudo", "-n"]
+    return None
+
+
+def _archive() -> str | None:
+    """The Debian archive this machine's apt uses (not its security mirror)."""
+    for source in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        for m in re.finditer(r"^URIs:\s*(\S+)", Path(source).read_text(), re.M):
+            if "security" not in m.group(1):
+                return m.group(1)
+    lst = Path("/etc/apt/sources.list")
+    if lst.is_file():
+        for m in re.finditer(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", lst.read_text(), re.M):
+            if "security" not in m.group(1):
+                return m.group(1)
+    return None
+
+
+class _Progress:
+    """A progress line while a long step runs: the step, its time, and how far its log has got."""
+
+    def __init__(self, label: str, log: Path) -> None:
+        self.label, self.log = label, log
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        tty = sys.stderr.isatty()
+        while not self.stop.wait(1.0 if tty else 30.0):
+            try:
+                lines = self.log.read_bytes().count(b"\n")
+            except OSError:
+                lines = 0
+            text = f"{self.label}: {int(time.monotonic() - start)} s, {lines} lines of log"
+            print(f"\r\033[K{text}" if tty else f"   ... {text}", end="" if tty else "\n", file=sys.stderr)
+            sys.stderr.flush()
+        if tty:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> _Progress:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _step(label: str, cmd: Sequence[str | Path], log: Path, cwd: Path | None = None) -> bool:
+    with _Progress(label, log), log.open("a") as out:
+        out.write(f"\n$ {' '.join(map(str, cmd))}\n")
+        out.flush()
+        proc = subprocess.run([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        _log(f"{label}: failed (status {proc.returncode}); the end of {log}:\n{tail}")
+    return proc.returncode == 0
+
+
+def _source_tarball(work: Path, log: Path, tried: list[str]) -> Path | None:
+    """The upstream CPython 3.13 tarball, from Debian's python3.13 source package."""
+    archive = _archive()
+    if archive is None:
+        tried.append("Debian source package: no Debian archive in /etc/apt")
+        return None
+    # A private apt configuration, so the machine's own sources stay untouched.
+    apt = work / "apt"
+    (apt / "lists" / "partial").mkdir(parents=True)
+    (apt / "parts").mkdir()
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    (apt / "parts" / "src.sources").write_text(
+        "".join(
+            f"Types: deb-src\nURIs: {archive}\nSuites: {suite}\nComponents: main\nSigned-By: {keyring}\n\n"
+            for suite in SUITES
+        )
+    )
+    opts = [
+        "-o", f"Dir::State::Lists={apt / 'lists'}",
+        "-o", "Dir::Etc::SourceList=/dev/null",
+        "-o", f"Dir::Etc::SourceParts={apt / 'parts'}",
+    ]  # fmt: skip
+    if not _step("apt-get update (deb-src, private lists)", ["apt-get", *opts, "update"], log):
+        tried.append(f"Debian source package: apt-get update of {archive} failed")
+        return None
+    for suite in SUITES:
+        if _step(
+            f"downloading python3.13/{suite} source",
+            ["apt-get", *opts, "source", "--download-only", f"python3.13/{suite}"],
+            log,
+            cwd=work,
+        ):
+            break
+    tarballs = sorted(t for t in work.glob("python3.13_*.orig.tar.*") if t.suffix != ".asc")
+    if not tarballs:
+        tried.append("Debian source package: python3.13 not found in " + ", ".join(SUITES))
+        return None
+    return tarballs[-1]
+
+
+def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpreter | None:
+    """CPython 3.13t built from Debian's python3.13 source package into the per-user cache."""
+    if shutil.which("apt-get") is None:
+        tried.append("build from source: no apt-get (not Debian/Ubuntu)")
+        return None
+    prefix = cache_dir() / ("cpython-3.13t-tsan" if tsan else "cpython-3.13t")
+    exe = prefix / "bin" / "python3.13t"
+    with _locked(prefix.with_suffix(".lock")):
+        it = _usable(exe)
+        if it:  # built by another run while we waited
+            return it
+        root = _as_root()
+        missing = [
+            p
+            for p in BUILD_PACKAGES
+            if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0
+        ]
+        if missing:
+            if root is None:
+                tried.append(f"build from source: needs {' '.join(missing)} (apt-get install, as root)")
+                return None
+            _log(f"installing the build's packages: {' '.join(missing)}")
+            apt = [*root, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+            if subprocess.run([*apt, "update", "-qq"]).returncode or subprocess.run(
+                [*apt, "install", "-y", "-qq", *missing]
+            ).returncode:
+                tried.append(f"build from source: apt-get install {' '.join(missing)} failed")
+                return None
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="notipipe-cpython.") as tmp:
+            work = Path(tmp)
+            log = prefix.parent / f"{prefix.name}-build.log"
+            log.write_text("")
+            _log(f"building CPython 3.13t{' with ThreadSanitizer' if tsan else ''} into {prefix}"
+                 f" (once; several minutes; log: {log})")  # fmt: skip
+            tarball = _source_tarball(work, log, tried)
+            if tarball is None:
+                return None
+            if not _step("unpacking the source", ["tar", "-C", work, "-xf", tarball], log):
+                tried.append(f"build from source: could not unpack {tarball.name}")
+                return None
+            src = next(work.glob("Python-3.13.*"))
+            staging = prefix.with_name(prefix.name + ".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            configure = [
+                "./configure", "--disable-gil", f"--prefix={prefix}", "--with-ensurepip=install",
+                *(["--with-thread-sanitizer"] if tsan else []),
+            ]  # fmt: skip
+            jobs = str(os.cpu_count() or 2)
+            # Installed into a staging directory first (DESTDIR), then moved into place: a build
+            # stopped half-way leaves no half-installed interpreter behind for the next run.
+            ok = (
+                _step("configuring CPython 3.13t", configure, log, cwd=src)
+                and _step(f"compiling CPython 3.13t (make -j{jobs})", ["make", f"-j{jobs}"], log, cwd=src)
+                and _step("installing it", ["make", "install", f"DESTDIR={staging}"], log, cwd=src)
+            )
+            if not ok:
+                tried.append(f"build from source: failed (log: {log})")
+                return None
+            built = staging / prefix.relative_to(prefix.anchor)
+            share = built / "share" / "tsan"
+            share.mkdir(parents=True, exist_ok=True)
+            for supp in (src / "Tools" / "tsan").glob("*.txt"):
+                shutil.copy2(supp, share)
+            shutil.rmtree(prefix, ignore_errors=True)
+            built.rename(prefix)
+            shutil.rmtree(staging, ignore_errors=True)
+        it = _usable(exe)
+        if it is None:
+            tried.append(f"build from source: {exe} was built but does not run free-threaded with ssl/sqlite3")
+        else:
+            _log(f"ready: {exe}")
+        return it
+
+
+def cached() -> Interpreter | None:
+    """The interpreter an earlier run built, if it is there and works."""
+    return _usable(cache_dir() / "cpython-3.13t" / "bin" / "python3.13t")
+
+
+def obtain(tried: list[str]) -> Interpreter | None:
+    """A free-threaded CPython from an installer or a build; ``tried`` collects what failed."""
+    return cached() or _via_uv(tried) or build_from_debian_source(tried)
+
+
+def main(argv: Sequence[str]) -> int:
+    tsan = "--tsan" in argv
+    tried: list[str] = []
+    if tsan:
+        it = _usable(cache_dir() / "cpython-3.13t-tsan" / "bin" / "python3.13t") or build_from_debian_source(
+            tried, tsan=True
+        )
+    else:
+        it = obtain(tried)
+    if it is None:
+        _log("could not obtain one:\n  " + "\n  ".join(tried))
+        return 1
+    print(it.path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
