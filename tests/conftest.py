@@ -28,7 +28,15 @@ from tests._pg_server import PgCluster
 
 # ``python3 tasks.py memcheck`` (nox session ``memcheck``) runs the tests under valgrind, tens of
 # times slower: no deadline per example.
-settings.register_profile("memcheck", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# times slower: no deadline per example, and fewer examples (each input's memory accesses are what
+# valgrind checks; the full example count runs in the test legs).
+settings.register_profile(
+    "memcheck", deadline=None, max_examples=15, suppress_health_check=[HealthCheck.too_slow]
+)
+
+# Where a test runs is said by one of these markers (pyproject.toml declares them; the test task's
+# legs select by them): see CONTRIBUTING.md, "Which marker a new test takes".
+LEG_MARKERS = ("twin", "system", "typing")
 
 
 if TYPE_CHECKING:
@@ -61,6 +69,13 @@ def _available() -> list[TwinName]:
     names = available()
     if os.environ.get("NOTIPIPE_EXPECT_COMPILED", "") not in ("", "0") and names == ["py"]:
         raise RuntimeError("NOTIPIPE_EXPECT_COMPILED is set but notipipe runs pure: the extension is missing")
+    # NOTIPIPE_TEST_TWINS=c: the compiled twin alone (the memcheck task: valgrind checks the
+    # compiled code; the pure twin's runs there would only cost time).
+    only = os.environ.get("NOTIPIPE_TEST_TWINS", "").split(",")
+    if only != [""]:
+        if unknown := [name for name in only if name not in names]:
+            raise RuntimeError(f"NOTIPIPE_TEST_TWINS names {unknown}, not among the twins here: {names}")
+        names = [name for name in names if name in only]
     return names
 
 
@@ -192,6 +207,16 @@ _PG_FIXTURES = {"pg_server", "pg_dsn", "pg_cluster"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [
+        item.nodeid
+        for item in items
+        if sum(item.get_closest_marker(name) is not None for name in LEG_MARKERS) != 1
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            f"every test takes exactly one of the markers {', '.join(LEG_MARKERS)}, which say where it"
+            " runs (CONTRIBUTING.md, 'Which marker a new test takes'); not so: " + ", ".join(unmarked[:20])
+        )
     for item in items:
         if _PG_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgresql)

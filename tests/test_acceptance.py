@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import Impl, drop
 
+pytestmark = pytest.mark.twin
+
 
 def test_singleton_same_object(impl: Impl) -> None:
     DatabaseConnection: Any = impl.DatabaseConnection  # noqa: N806 - the user's name

@@ -22,6 +22,8 @@ from notipipe._async import LoopClosedError
 from tests._loops import PATIENCE, LoopThread, Recorder, loop_thread
 from tests.conftest import Impl
 
+pytestmark = pytest.mark.twin
+
 
 class Failing(Recorder):
     """Raises on odd messages (after recording them)."""

@@ -10,6 +10,8 @@ import pytest
 from notipipe._fanout import UNROLL_LIMIT
 from tests.conftest import Impl
 
+pytestmark = pytest.mark.twin
+
 
 class PerMessage:
     def __init__(self) -> None:

@@ -21,7 +21,10 @@ import pytest
 
 import notipipe
 
-pytestmark = pytest.mark.thread_unsafe(reason="only waits on child processes: copies add load, not coverage")
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.thread_unsafe(reason="only waits on child processes: copies add load, not coverage"),
+]
 
 
 def _env(**extra: str) -> dict[str, str]:

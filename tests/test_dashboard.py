@@ -35,8 +35,10 @@ except ModuleNotFoundError as missing:  # pragma: no cover - the failure below s
 else:
     _MISSING = None
 
-pytestmark = pytest.mark.thread_unsafe(reason="each test opens the DatabaseConnection singleton")
-
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.thread_unsafe(reason="each test opens the DatabaseConnection singleton"),
+]
 #: Long enough for a busy machine; a test that waits this long has failed.
 TIMEOUT = 60.0
 

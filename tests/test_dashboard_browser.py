@@ -32,6 +32,7 @@ import notipipe
 from tests._dashboard_procs import Children, children, ranges, stop
 
 pytestmark = [
+    pytest.mark.system,
     pytest.mark.slow,
     pytest.mark.browser,
     pytest.mark.thread_unsafe(reason="one browser and child processes per test"),

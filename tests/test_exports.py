@@ -22,6 +22,8 @@ import pytest
 
 import notipipe
 
+pytestmark = pytest.mark.twin
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 # The command-line demo is an application built on the library, not part of its API.

@@ -11,6 +11,8 @@ import notipipe
 from notipipe import MessageFactory
 from tests.conftest import Impl, outcome
 
+pytestmark = pytest.mark.twin
+
 
 def test_create_each_kind(impl: Impl) -> None:
     email = impl.MessageFactory.create_message("email", recipient="ops@example.com", subject="cpu")

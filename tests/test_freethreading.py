@@ -12,6 +12,8 @@ import pytest
 
 import notipipe
 
+pytestmark = pytest.mark.twin
+
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 EXPECT_COMPILED = os.environ.get("NOTIPIPE_EXPECT_COMPILED", "") not in ("", "0")
 

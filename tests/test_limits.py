@@ -16,6 +16,8 @@ import notipipe
 from notipipe import _limits as limits
 from tests.conftest import Impl
 
+pytestmark = pytest.mark.twin
+
 _DOMAIN = ".example.com"
 
 

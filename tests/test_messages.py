@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from notipipe import MAX_SMS_BODY
 from tests.conftest import Impl, outcome
 
+pytestmark = pytest.mark.twin
+
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 

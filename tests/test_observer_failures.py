@@ -25,6 +25,8 @@ from notipipe._failures import SUMMARY_INTERVAL, Failures, ObserverFailures
 from tests.conftest import Impl
 from tests.storm import Tally, UnlockedFailures, failure_storm
 
+pytestmark = pytest.mark.twin
+
 type Records = list[logging.LogRecord]
 
 GIL_ENABLED = getattr(sys, "_is_gil_enabled", lambda: True)()

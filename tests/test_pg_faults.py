@@ -22,7 +22,10 @@ from tests._pg_util import query
 from tests._processes import kill, spawn, wait_until
 from tests.conftest import Impl, drop
 
-pytestmark = pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton")
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton"),
+]
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from tests._pg_util import as_url, query
 from tests._processes import kill, wait_until
 from tests.conftest import Impl
 
+pytestmark = pytest.mark.system
+
 
 @contextlib.contextmanager
 def following(db: Any, **options: Any) -> Iterator[Seen]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 from tests._pg_server import PgCluster
+
+pytestmark = pytest.mark.system
 
 
 def test_the_session_server_answers_sql(pg_dsn: str) -> None:

@@ -23,7 +23,10 @@ from tests._pg_util import query
 from tests._processes import kill, run_child, spawn
 from tests.conftest import Impl, drop
 
-pytestmark = pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton")
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton"),
+]
 
 
 @pytest.fixture

@@ -24,7 +24,10 @@ from tests._pg_util import as_url, query
 from tests._processes import kill, spawn, wait_until
 from tests.conftest import Impl
 
-pytestmark = pytest.mark.thread_unsafe(reason="waits on child processes and the DatabaseConnection singleton")
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.thread_unsafe(reason="waits on child processes and the DatabaseConnection singleton"),
+]
 
 
 @contextmanager

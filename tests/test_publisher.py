@@ -19,6 +19,8 @@ from tests.storm import (
     notify_bypasses_writers,
 )
 
+pytestmark = pytest.mark.twin
+
 
 class Recorder:
     def __init__(self, name: str, log: list[tuple[str, object]]) -> None:

@@ -15,6 +15,8 @@ from tests._processes import wait_forked
 from tests.conftest import Impl, drop
 from tests.storm import singleton_storm
 
+pytestmark = pytest.mark.twin
+
 
 class Counted(metaclass=ThreadSafeSingletonMeta):
     inits: ClassVar[int] = 0

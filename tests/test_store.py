@@ -21,7 +21,10 @@ from notipipe._storage.sqlite.store import _insert_sql
 from tests.conftest import Impl, drop
 from tests.storm import fast_switching
 
-pytestmark = pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton")
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton"),
+]
 
 
 @pytest.fixture

@@ -30,9 +30,12 @@ from notipipe._storage.sqlite.store import MessageStore
 from tests._processes import child_env, kill, run_child, spawn, wait_until
 from tests.conftest import Impl, drop
 
-pytestmark = pytest.mark.thread_unsafe(
-    reason="opens the DatabaseConnection singleton, mounts file systems, or waits on child processes"
-)
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.thread_unsafe(
+        reason="opens the DatabaseConnection singleton, mounts file systems, or waits on child processes"
+    ),
+]
 
 
 def _child(impl: Impl, *args: str) -> subprocess.Popen[str]:

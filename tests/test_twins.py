@@ -26,8 +26,7 @@ try:
 except ImportError:
     _messages_c = None
 
-pytestmark = pytest.mark.skipif(_messages_c is None, reason="compiled twin not built")
-
+pytestmark = [pytest.mark.twin, pytest.mark.skipif(_messages_c is None, reason="compiled twin not built")]
 NAMES = ["EmailMessage", "SMSMessage"]
 
 

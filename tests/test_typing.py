@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.typing
+
 TYPING = Path(__file__).parent / "typing"
 CASES = sorted(p.name for p in TYPING.glob("*.py"))
 _MARK = re.compile(r"#\s*([ER]):\s*(\S+)")

@@ -14,6 +14,8 @@ from notipipe import _fanout
 from tests._loops import PATIENCE, Recorder, loop_thread
 from tests.conftest import Impl
 
+pytestmark = pytest.mark.twin
+
 
 class Listener:
     def __init__(self, log: list[Any]) -> None:

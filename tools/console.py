@@ -8,10 +8,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Self, TextIO
 
 # pip prints these for every index location of this kind of machine's configuration; they are
 # noise to anyone reading a task's output.
@@ -63,27 +63,36 @@ def strip_noise(text: str) -> str:
 
 
 class _Ticker:
-    """While a quiet command runs: a spinner line on a terminal, a line every half minute elsewhere."""
+    """While a quiet command runs: a spinner line on a terminal, a line every half minute elsewhere.
 
-    def __init__(self, label: str) -> None:
+    ``detail`` adds how far it has got (e.g. the lines of its log); ``stream`` is where it prints.
+    """
+
+    def __init__(
+        self, label: str, detail: Callable[[], str] | None = None, stream: TextIO | None = None
+    ) -> None:
         self.label = label
+        self.detail = detail
+        self.stream = stream or sys.stdout
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         start = time.monotonic()
-        tty = sys.stdout.isatty()
+        tty = self.stream.isatty()
         frames = "|/-\\"
         n = 0
         while not self.stop.wait(0.25 if tty else 30.0):
-            elapsed = int(time.monotonic() - start)
+            elapsed = f"{int(time.monotonic() - start)} s{f', {self.detail()}' if self.detail else ''}"
             if tty:
-                print(f"\r{frames[n % 4]} {self.label} ({elapsed} s)", end="", flush=True)
+                print(
+                    f"\r\033[K{frames[n % 4]} {self.label} ({elapsed})", end="", file=self.stream, flush=True
+                )
                 n += 1
             else:
-                print(f"   ... {self.label}: still running ({elapsed} s)", flush=True)
+                print(f"   ... {self.label}: still running ({elapsed})", file=self.stream, flush=True)
         if tty:
-            print("\r\033[K", end="", flush=True)
+            print("\r\033[K", end="", file=self.stream, flush=True)
 
     def __enter__(self) -> Self:
         self.thread.start()
@@ -92,6 +101,28 @@ class _Ticker:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+
+
+def run_logged(cmd: Sequence[str | Path], label: str, log: Path, *, cwd: Path | None = None) -> bool:
+    """Run a long ``cmd`` with its output appended to ``log``; progress on stderr (the lines of the
+    log so far), and on failure the log's end. Returns whether it succeeded."""
+
+    def lines() -> str:
+        try:
+            return f"{log.read_bytes().count(b'\n')} lines of log"
+        except OSError:
+            return "no log yet"
+
+    with _Ticker(label, lines, sys.stderr), log.open("a") as out:
+        out.write(f"\n$ {' '.join(map(str, cmd))}\n")
+        out.flush()
+        proc = subprocess.run(
+            [str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT, cwd=cwd, check=False
+        )
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        warn(f"{label}: failed (status {proc.returncode}); the end of {log}:\n{tail}")
+    return proc.returncode == 0
 
 
 def run_quiet(

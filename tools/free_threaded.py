@@ -22,8 +22,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +29,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tools.console import run_logged
 from tools.interpreters import Interpreter, probe
+from tools.interpreters import _cache_dir as cache_dir
 
 # The standard-library modules the tests need, and so the headers the build must find.
 BUILD_PACKAGES = (
@@ -49,14 +49,6 @@ _USABLE = "import ssl, sqlite3, ctypes, sys; sys.exit(sys._is_gil_enabled())"
 # The suite a source package is taken from, tried in order: python3.13 is in Debian 13 (trixie)
 # and later, whatever release the machine runs.
 SUITES = ("trixie", "forky", "sid")
-
-
-def cache_dir() -> Path:
-    given = os.environ.get("NOTIPIPE_CACHE")
-    if given:
-        return Path(given)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "notipipe"
 
 
 def _log(text: str) -> None:
@@ -81,10 +73,20 @@ def _via_uv(tried: list[str]) -> Interpreter | None:
         _log(f"uv python install {version}")
         try:
             inst = subprocess.run(
-                [uv, "python", "install", version], capture_output=True, text=True, env=env, timeout=600
+                [uv, "python", "install", version],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=600,
+                check=False,
             )
             found = subprocess.run(
-                [uv, "python", "find", version], capture_output=True, text=True, env=env, timeout=60
+                [uv, "python", "find", version],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
             )
         except subprocess.TimeoutExpired:
             tried.append(f"uv python install {version}: timed out")
@@ -114,7 +116,10 @@ def _locked(path: Path) -> Iterator[None]:
 def _as_root() -> list[str] | None:
     if os.geteuid() == 0:
         return []
-    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+    if (
+        shutil.which("sudo")
+        and subprocess.run(["sudo", "-n", "true"], capture_output=True, check=False).returncode == 0
+    ):
         return ["sudo", "-n"]
     return None
 
@@ -133,46 +138,8 @@ def _archive() -> str | None:
     return None
 
 
-class _Progress:
-    """A progress line while a long step runs: the step, its time, and how far its log has got."""
-
-    def __init__(self, label: str, log: Path) -> None:
-        self.label, self.log = label, log
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        start = time.monotonic()
-        tty = sys.stderr.isatty()
-        while not self.stop.wait(1.0 if tty else 30.0):
-            try:
-                lines = self.log.read_bytes().count(b"\n")
-            except OSError:
-                lines = 0
-            text = f"{self.label}: {int(time.monotonic() - start)} s, {lines} lines of log"
-            print(f"\r\033[K{text}" if tty else f"   ... {text}", end="" if tty else "\n", file=sys.stderr)
-            sys.stderr.flush()
-        if tty:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-
-    def __enter__(self) -> _Progress:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 def _step(label: str, cmd: Sequence[str | Path], log: Path, cwd: Path | None = None) -> bool:
-    with _Progress(label, log), log.open("a") as out:
-        out.write(f"\n$ {' '.join(map(str, cmd))}\n")
-        out.flush()
-        proc = subprocess.run([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        _log(f"{label}: failed (status {proc.returncode}); the end of {log}:\n{tail}")
-    return proc.returncode == 0
+    return run_logged(cmd, f"free-threaded: {label}", log, cwd=cwd)
 
 
 def _source_tarball(work: Path, log: Path, tried: list[str]) -> Path | None:
@@ -230,7 +197,7 @@ def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpr
         missing = [
             p
             for p in BUILD_PACKAGES
-            if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0
+            if subprocess.run(["dpkg", "-s", p], capture_output=True, check=False).returncode != 0
         ]
         if missing:
             if root is None:
@@ -238,9 +205,10 @@ def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpr
                 return None
             _log(f"installing the build's packages: {' '.join(missing)}")
             apt = [*root, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
-            if subprocess.run([*apt, "update", "-qq"]).returncode or subprocess.run(
-                [*apt, "install", "-y", "-qq", *missing]
-            ).returncode:
+            if (
+                subprocess.run([*apt, "update", "-qq"], check=False).returncode
+                or subprocess.run([*apt, "install", "-y", "-qq", *missing], check=False).returncode
+            ):
                 tried.append(f"build from source: apt-get install {' '.join(missing)} failed")
                 return None
         prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -284,7 +252,9 @@ def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpr
             shutil.rmtree(staging, ignore_errors=True)
         it = _usable(exe)
         if it is None:
-            tried.append(f"build from source: {exe} was built but does not run free-threaded with ssl/sqlite3")
+            tried.append(
+                f"build from source: {exe} was built but does not run free-threaded with ssl/sqlite3"
+            )
         else:
             _log(f"ready: {exe}")
         return it

@@ -24,11 +24,12 @@ from typing import Iterator, List, Optional, Tuple
 MINORS = (12, 13, 14)
 
 FT_HOWTO = """\
-No free-threaded CPython (3.13t or 3.14t) was found. To get one, any of:
+No free-threaded CPython (3.13t or 3.14t) was found, and none could be obtained here. Any of:
   uv python install 3.14t                      (then: export NOTIPIPE_FT_PYTHON=$(uv python find 3.14t))
   pyenv install 3.14t                          (pyenv puts python3.14t in its versions)
   the python.org installer (macOS, Windows): tick "free-threaded binaries"
-  Debian/Ubuntu: the deadsnakes PPA's python3.14-nogil package
+  Debian/Ubuntu, as root: `python3 tools/free_threaded.py` builds one from the python3.13 source
+  package (it needs apt-get and a deb-src archive; the test task tries this itself)
 then put python3.14t (or python3.13t) on PATH, or set NOTIPIPE_FT_PYTHON to its path, or
 NOTIPIPE_FT_TOOL to a command that prints it.
 To run the GIL legs alone:  python3 tasks.py tests-gil   (or: nox -s tests-gil)"""
@@ -107,10 +108,43 @@ def gil_pythons() -> List[Interpreter]:  # noqa: UP006
     return [found[v] for v in sorted(found)]
 
 
+def _uv_pythons() -> Iterator[str]:
+    """uv's managed free-threaded interpreters, when uv is on PATH."""
+    uv = shutil.which("uv")
+    if uv is None:
+        return
+    for version in ("3.14t", "3.13t"):
+        try:
+            out = subprocess.run(
+                [uv, "python", "find", "--managed-python", version],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0 and out.stdout.strip():
+            yield out.stdout.strip()
+
+
+def _cache_dir() -> Path:
+    """Where tools/free_threaded.py builds one: ``$NOTIPIPE_CACHE`` or the per-user cache."""
+    given = os.environ.get("NOTIPIPE_CACHE")
+    if given:
+        return Path(given)
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "notipipe"
+
+
 def ft_python() -> Optional[Interpreter]:  # noqa: UP045
-    """A free-threaded CPython, or None (FT_HOWTO says how to get one)."""
+    """A free-threaded CPython that is already here, or None (``tools/free_threaded.py`` obtains
+    one; FT_HOWTO says how to by hand). Looked for: ``$NOTIPIPE_FT_PYTHON``, python3.14t and
+    python3.13t on PATH and in pyenv, uv's managed ones, an earlier build of
+    tools/free_threaded.py, then ``$NOTIPIPE_FT_TOOL``'s answer."""
     paths = [os.environ.get("NOTIPIPE_FT_PYTHON", "")]
     paths += _candidates(["python3.14t", "python3.13t"])
+    paths += _uv_pythons()
+    paths.append(str(_cache_dir() / "cpython-3.13t" / "bin" / "python3.13t"))
     for path in filter(None, paths):
         it = probe(path)
         if it and it.free_threaded:

@@ -1,14 +1,18 @@
 """Memory-safety check of the compiled twin: its tests run under valgrind's memcheck.
 
-notipipe is built from the checkout into ``.venv/memcheck-<version>`` with ``-O1 -g`` and
-Cython's free lists off (``-DCYTHON_USE_FREELISTS=0``), so every dead message goes back to
-malloc; the tests run with ``PYTHONMALLOC=malloc``, so every Python object is a malloc block of
-its own. valgrind then reports a read or write past the end of an object or after it was freed,
+The tests are the ``twin`` ones (those that exercise the message and publisher code), on the
+compiled twin alone (``NOTIPIPE_TEST_TWINS=c``), with Hypothesis' ``memcheck`` profile (fewer
+examples, no deadline), spread over the cores: valgrind follows pytest-xdist's workers.
+notipipe is built from a snapshot of the checkout into ``.venv/memcheck-<version>`` with ``-O1
+-g`` and Cython's free lists off (``-DCYTHON_USE_FREELISTS=0``), so every dead message goes back
+to malloc; the tests run with ``PYTHONMALLOC=malloc``, so every Python object is a malloc block
+of its own. valgrind then reports a read or write past the end of an object or after it was freed,
 and reads of uninitialised memory. Any such error fails the run; each is printed with its stack,
 marked when it passes through notipipe's extension modules; the whole report is in
 ``.venv/memcheck-<version>.log``. ``tools/valgrind-python.supp`` silences the interpreter's and
 the C library's known noise. More valgrind options go in ``VALGRIND_OPTS``, which valgrind reads
-itself (e.g. ``--track-origins=yes``). It takes several minutes.
+itself (e.g. ``--track-origins=yes``). It takes several minutes. The reports, one per process,
+are ``.venv/memcheck-<version>/valgrind-<pid>.log``.
 
 On a free-threaded interpreter objects live in mimalloc's pages (``PYTHONMALLOC=malloc`` is
 refused there), so valgrind does not see an access after a free or past an object's end inside
@@ -28,9 +32,11 @@ from pathlib import Path
 from tools.console import heading, say, warn
 from tools.interpreters import FT_HOWTO, first_gil_python, ft_python
 from tools.system_deps import apt_install
+from tools.testing import WORKERS
 from tools.venvs import ROOT, VENVS, python_in, setup_venv, test_groups
 
-DEFAULT_TESTS = ("tests/test_messages.py", "tests/test_publisher.py", "tests/test_factory.py")
+# With no test named: every test of the twins (pytest -m twin).
+DEFAULT_TESTS = ("-m", "twin")
 SUPPRESSIONS = Path(__file__).with_name("valgrind-python.supp")
 # setuptools adds CFLAGS after the interpreter's own flags, so this -O1 wins over its -O3.
 DEBUG_CFLAGS = "-O1 -g -fno-omit-frame-pointer -DCYTHON_USE_FREELISTS=0"
@@ -63,6 +69,9 @@ def main(argv: Sequence[str]) -> int:
         "--as-shipped", action="store_true", help="the regular build (-O3, free lists) in .venv/<version>"
     )
     parser.epilog = f"Other arguments go to pytest; with no test file among them: {' '.join(DEFAULT_TESTS)}."
+    parser.add_argument(
+        "--workers", type=int, default=WORKERS, help="pytest-xdist workers (default: %(default)s)"
+    )
     args, options = parser.parse_known_args(argv)  # pytest's arguments, in their order
     if shutil.which("valgrind") is None and not apt_install(["valgrind"]):
         return 1
@@ -71,27 +80,31 @@ def main(argv: Sequence[str]) -> int:
         warn(FT_HOWTO.replace("tests-gil", "memcheck"))
         return 1
     if args.as_shipped:
-        venv, log, env = VENVS / it.tag, VENVS / f"memcheck-{it.tag}-as-shipped.log", None
+        venv, logs, env = VENVS / it.tag, VENVS / f"memcheck-{it.tag}-as-shipped", None
     else:
-        venv, log = VENVS / f"memcheck-{it.tag}", VENVS / f"memcheck-{it.tag}.log"
+        venv, logs = VENVS / f"memcheck-{it.tag}", VENVS / f"memcheck-{it.tag}"
         env = {"CFLAGS": DEBUG_CFLAGS}
     heading(f"notipipe from the checkout into {venv.relative_to(ROOT)}{'' if env else ' (regular build)'}")
     if not setup_venv(it, venv, test_groups(it), env=env):
         return 1
-    run_env = {"NOTIPIPE_EXPECT_COMPILED": "1"}
+    run_env = {"NOTIPIPE_EXPECT_COMPILED": "1", "NOTIPIPE_TEST_TWINS": "c"}
     if not it.free_threaded:  # the free-threaded build only has mimalloc (see above)
         run_env["PYTHONMALLOC"] = "malloc"
     names_tests = any(not a.startswith("-") and (a.startswith("tests") or ".py" in a) for a in options)
     tests = options if names_tests else [*DEFAULT_TESTS, *options]
-    heading(f"pytest {' '.join(tests)} under valgrind ({it.tag}); report: {log.relative_to(ROOT)}")
+    shutil.rmtree(logs / "reports", ignore_errors=True)
+    (logs / "reports").mkdir(parents=True)
+    heading(f"pytest {' '.join(tests)} under valgrind ({it.tag}); reports: {logs.relative_to(ROOT)}/reports")
     valgrind = [
         "valgrind", "--tool=memcheck", "--error-exitcode=1", "--leak-check=no", "--num-callers=40",
-        f"--suppressions={SUPPRESSIONS}", f"--log-file={log}",
+        "--trace-children=yes", f"--suppressions={SUPPRESSIONS}",
+        f"--log-file={logs}/reports/valgrind-%p.log",
     ]  # fmt: skip
     pytest = ["-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:run-parallel", "-q"]
-    cmd = [*valgrind, str(python_in(venv)), *pytest, "--hypothesis-profile=memcheck", *tests]
+    workers = ["-n", str(args.workers)] if args.workers > 1 else []
+    cmd = [*valgrind, str(python_in(venv)), *pytest, *workers, "--hypothesis-profile=memcheck", *tests]
     status = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **run_env}, check=False).returncode
-    report = log.read_text(errors="replace")
+    report = "\n".join(p.read_text(errors="replace") for p in sorted((logs / "reports").glob("*.log")))
     for line in report.splitlines():
         if "ERROR SUMMARY" in line:
             say(re.sub(r"^==\d+== ", "valgrind: ", line))

@@ -1,100 +1,142 @@
-"""The test task: on each interpreter a venv with notipipe from the checkout, then its legs.
+"""The test task: build once, install the built wheels, run each leg where it can differ; lint.
 
-Legs per interpreter: the compiled twin (``NOTIPIPE_EXPECT_COMPILED=1``) and the pure one
-(``NOTIPIPE_NO_EXTENSIONS=1``); on a free-threaded one also the compiled leg with each test run
-in several threads at once (pytest-run-parallel). Then lint and types. No free-threaded
-interpreter is a failure, never a silent skip: the GIL legs run, then the task says how to get one.
+1. Interpreters: every GIL CPython >= 3.12 found and a free-threaded one; when none is here,
+   ``tools/free_threaded.py`` obtains one (an installer, else a build from source, cached).
+2. Build once (``tools/build.py``): the sdist from a snapshot of the checkout, and from the sdist
+   one repaired wheel per interpreter. Each interpreter's venv ``.venv/<tag>`` gets its wheel.
+3. The legs. Each test has one marker that says what it exercises (pyproject.toml, conftest.py):
+
+   ======================  =====================  ===========================================
+   leg                     markers                why there
+   ======================  =====================  ===========================================
+   every interpreter,      twin                   the message and publisher twins are what
+   compiled and pure                              differs by interpreter and by twin
+   the first GIL and the   twin, system           storage, CLI, dashboard and servers run the
+   free-threaded one,      (+ typing on the GIL)  same Python code on every GIL minor version;
+   compiled                                       both twins still run through ``impl``
+   free-threaded, compiled twin                   each test in several threads at once
+   in parallel
+   ======================  =====================  ===========================================
+
+   Tests are spread over the machine's cores (pytest-xdist), each leg's output also in
+   ``.venv/<leg>.log``.
+4. The artifact checks (``tools/wheels.py``): contents, twine, check-wheel-contents, auditwheel,
+   cibuildwheel's configuration; each wheel imported from its venv (the free-threaded one with
+   the GIL left off). Then lint and types.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools import lint
+from tools import lint, wheels
+from tools.build import Built, build_all, install_wheel
 from tools.console import Summary, heading, last_line, run_streamed, say, warn
 from tools.interpreters import FT_HOWTO, NO_GIL_HOWTO, Interpreter, ft_python, gil_pythons, probe
-from tools.venvs import ROOT, VENVS, python_in, setup_venv, test_groups
+from tools.venvs import ROOT, VENVS, make_venv, python_in, test_groups
 
 # More threads than this machine has cores, so that they are also preempted in the middle of an
 # operation. Tests that share process-wide state stay in one thread: see tests/conftest.py.
 PARALLEL_THREADS = 4
+# pytest-xdist's worker processes per leg: one per core.
+WORKERS = max(1, os.cpu_count() or 1)
+COMPILED = {"NOTIPIPE_EXPECT_COMPILED": "1"}
+PURE = {"NOTIPIPE_NO_EXTENSIONS": "1"}
 
-# The free-threaded venv has the plugin for the parallel leg; the other legs run without it, as
-# they do where it is not installed.
-_PYTEST = ("-m", "pytest", "-p", "no:cacheprovider")
+
+@dataclass(frozen=True)
+class Leg:
+    """One pytest run: the tests of ``markers`` with the twin ``env`` selects."""
+
+    name: str
+    markers: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    threads: int = 0  # pytest-run-parallel's threads per test; 0: the plugin is off
 
 
-def run_leg(
-    summary: Summary, venv: Path, label: str, env: dict[str, str], pytest_args: Sequence[str]
-) -> None:
-    heading(label)
+def legs_for(it: Interpreter, *, system: bool, typing: bool) -> list[Leg]:
+    """``it``'s legs: see the table in this module's docstring."""
+    compiled = ("twin", *(["system"] if system else []), *(["typing"] if typing else []))
+    legs = [Leg("compiled", compiled, COMPILED), Leg("pure", ("twin",), PURE)]
+    if it.free_threaded:
+        legs.append(
+            Leg(f"compiled, {PARALLEL_THREADS} threads per test", ("twin",), COMPILED, PARALLEL_THREADS)
+        )
+    return legs
+
+
+def run_leg(summary: Summary, venv: Path, label: str, leg: Leg, pytest_args: Sequence[str]) -> None:
+    heading(f"{label}: -m '{' or '.join(leg.markers)}'")
     log = VENVS / f"{re.sub(r'[^A-Za-z0-9.]+', '-', label)}.log"
-    cmd: list[str | Path] = [python_in(venv), *_PYTEST, "-p", "no:run-parallel", "-q", *pytest_args]
-    status = run_streamed(cmd, log, env=env)
-    summary.add(status == 0, f"{label}: {last_line(log.read_text(errors='replace'))}")
-
-
-def run_parallel_leg(summary: Summary, venv: Path, label: str, pytest_args: Sequence[str]) -> None:
-    """The compiled leg with every test in PARALLEL_THREADS threads at once (pytest-run-parallel).
-
-    -v makes the plugin mark each test PARALLEL PASSED and say why the others ran in one thread;
-    that listing goes to the log, the terminal gets the failures and totals.
-    """
-    heading(label)
-    log = VENVS / f"{venv.name}-parallel.log"
     cmd: list[str | Path] = [
-        python_in(venv),
-        *_PYTEST,
-        "-v",
-        f"--parallel-threads={PARALLEL_THREADS}",
-        *pytest_args,
-    ]
-    status = run_streamed(
-        cmd, log, env={"NOTIPIPE_EXPECT_COMPILED": "1"}, quiet=f"{label} (listing: {log.name})"
-    )
+        python_in(venv), "-m", "pytest", "-p", "no:cacheprovider", "-n", str(WORKERS),
+        "-m", " or ".join(leg.markers),
+    ]  # fmt: skip
+    if not leg.threads:
+        cmd += ["-p", "no:run-parallel", "-q", *pytest_args]
+        status = run_streamed(cmd, log, env=leg.env, cwd=ROOT)
+        summary.add(status == 0, f"{label}: {last_line(log.read_text(errors='replace'))}")
+        return
+    # -v makes the plugin mark each test PARALLEL PASSED and say why the others ran in one thread;
+    # that listing goes to the log, the terminal gets the failures and the totals.
+    cmd += ["-v", f"--parallel-threads={leg.threads}", *pytest_args]
+    status = run_streamed(cmd, log, env=leg.env, cwd=ROOT, quiet=f"{label} (listing: {log.name})")
     text = log.read_text(errors="replace")
     quiet = re.compile(r" (PARALLEL PASSED|PASSED|SKIPPED|XFAIL)( |$)|was not run in parallel: ")
     say("\n".join([line for line in text.splitlines() if not quiet.search(line)][-40:]))
-    parallel = text.count(" PARALLEL PASSED ")
+    parallel = text.count("PARALLEL PASSED")
     single = text.count("was not run in parallel: ")
     summary.add(
         status == 0,
-        f"{label}: {parallel} passed in {PARALLEL_THREADS} threads at once, {single} in one thread;"
+        f"{label}: {parallel} passed in {leg.threads} threads at once, {single} in one thread;"
         f" {last_line(text)} (listing: {log.relative_to(ROOT)})",
     )
 
 
-def run_interpreter(
-    summary: Summary, it: Interpreter, pytest_args: Sequence[str], *, lint_tools: bool
-) -> None:
+def install(summary: Summary, it: Interpreter, wheel: Path, *, lint_tools: bool) -> Path | None:
+    """``.venv/<tag>`` with the leg's test packages (and the linters) and ``wheel``, probed."""
     venv = VENVS / it.tag
-    heading(f"{it.tag}: setting up {venv.relative_to(ROOT)} ({it.path})")
-    # With the linters (mypy, basedpyright) in the venv, tests/test_typing.py runs rather than skips.
+    heading(f"{it.tag}: {venv.relative_to(ROOT)} with {wheel.name}")
+    make_venv(it, venv)
+    # With the linters (mypy, basedpyright) in the venv, the typing tests run there.
     groups = [*test_groups(it), *(["lint"] if lint_tools else [])]
-    if not summary.add(setup_venv(it, venv, groups), f"{it.tag}: venv with notipipe from the checkout"):
-        return
-    run_leg(summary, venv, f"{it.tag} compiled", {"NOTIPIPE_EXPECT_COMPILED": "1"}, pytest_args)
-    run_leg(
-        summary,
-        venv,
-        f"{it.tag} pure (NOTIPIPE_NO_EXTENSIONS=1)",
-        {"NOTIPIPE_NO_EXTENSIONS": "1"},
-        pytest_args,
+    ok = install_wheel(venv, wheel, groups) and wheels.probe(summary, venv, it.tag)
+    return (
+        venv
+        if summary.add(ok, f"{it.tag}: the built wheel installed into {venv.relative_to(ROOT)}")
+        else None
     )
-    if it.free_threaded:
-        # It covers both twins: the suite runs every behaviour on both classes (the impl fixture).
-        run_parallel_leg(
-            summary, venv, f"{it.tag} compiled, {PARALLEL_THREADS} threads per test", pytest_args
-        )
+
+
+def free_threaded(summary: Summary) -> Interpreter | None:
+    """The free-threaded interpreter: found, else obtained (tools/free_threaded.py)."""
+    from tools import free_threaded as obtainer
+
+    heading("a free-threaded interpreter")
+    it = ft_python()
+    if it is None:
+        say("none found: obtaining one (an installer, else a build from source, cached for next time)")
+        tried: list[str] = []
+        it = obtainer.obtain(tried)
+        if it is None:
+            summary.add(False, "free-threaded legs: no free-threaded interpreter could be obtained")
+            warn("tried:\n  " + "\n  ".join(tried) + "\n" + FT_HOWTO)
+            return None
+    say(f"free-threaded: {it.path}")
+    return it
 
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="nox -s tests --",
-        description="The suite on every interpreter, both twins (free-threaded: also in parallel); lint.",
+        description="Build the wheels once, test them on each interpreter (legs by marker); lint.",
         epilog="Other arguments go to pytest (e.g. -k singleton).",
     )
     which = parser.add_mutually_exclusive_group()
@@ -103,35 +145,64 @@ def main(argv: Sequence[str]) -> int:
     which.add_argument(
         "--interpreter",
         metavar="PYTHON",
-        help="this interpreter's legs only, no lint (what CI's matrix runs)",
+        help="this interpreter's legs only, system tests included; lint if it has the GIL (CI's matrix)",
+    )
+    parser.add_argument(
+        "--twin-only", action="store_true", help="with --interpreter: its twin legs only (CI's other minors)"
     )
     args, pytest_args = parser.parse_known_args(argv)
     summary = Summary()
     if args.interpreter:
-        it = probe(args.interpreter)
-        if it is None or it.version < (3, 12):
+        one = probe(args.interpreter)
+        if one is None or one.version < (3, 12):
             raise SystemExit(f"{args.interpreter} is not a CPython >= 3.12")
-        run_interpreter(summary, it, pytest_args, lint_tools=not it.free_threaded)
-        summary.show()
-        return 1 if summary.failed else 0
+        interpreters = [one]
+    else:
+        gil = gil_pythons()
+        if not gil:
+            raise SystemExit(NO_GIL_HOWTO)
+        interpreters = gil[:1] if args.quick else gil
+        ft = None if args.quick or args.gil else free_threaded(summary)
+        interpreters += [ft] if ft else []
+    # System tests once on a GIL interpreter (the oldest: the standard library's oldest sqlite3
+    # and asyncio) and once free-threaded; typing and lint where the linters install (a GIL one).
+    first_gil = next((it for it in interpreters if not it.free_threaded), None)
+    system = {it.tag for it in interpreters if it is first_gil or it.free_threaded}
+    if args.twin_only:
+        system = set()
+    work = Path(tempfile.mkdtemp(prefix="notipipe-test."))
+    try:
+        built = build_all(interpreters, work, VENVS / "dist")
+        if not summary.add(built is not None, "built once: the sdist, and from it a wheel per interpreter"):
+            summary.show()
+            return 1
+        assert built is not None
+        status = _test(summary, built, interpreters, first_gil, system, pytest_args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return status
 
-    gil = gil_pythons()
-    if not gil:
-        raise SystemExit(NO_GIL_HOWTO)
-    legs: list[Interpreter] = gil[:1] if args.quick else gil
-    ft = None
-    if not (args.quick or args.gil):
-        heading("finding a free-threaded interpreter")
-        ft = ft_python()
-        say(f"free-threaded: {ft.path}" if ft else "free-threaded: none found (its legs fail at the end)")
-    for i, it in enumerate([*legs, *([ft] if ft else [])]):
-        run_interpreter(summary, it, pytest_args, lint_tools=i == 0)
-    lint.run(summary, VENVS / legs[0].tag)
-    if not (args.quick or args.gil) and ft is None:
-        summary.add(False, "free-threaded legs: no free-threaded interpreter (how to get one: below)")
+
+def _test(  # noqa: PLR0917 - the plan main() made, passed on as it is
+    summary: Summary,
+    built: Built,
+    interpreters: Sequence[Interpreter],
+    first_gil: Interpreter | None,
+    system: set[str],
+    pytest_args: Sequence[str],
+) -> int:
+    venvs: dict[str, Path] = {}
+    for it in interpreters:
+        venv = install(summary, it, built.wheels[it.tag], lint_tools=it is first_gil)
+        if venv is None:
+            continue
+        venvs[it.tag] = venv
+        for leg in legs_for(it, system=it.tag in system, typing=it is first_gil):
+            run_leg(summary, venv, f"{it.tag} {leg.name}", leg, pytest_args)
+    wheels.check_artifacts(summary, built)
+    if first_gil is not None and first_gil.tag in venvs:
+        lint.run(summary, venvs[first_gil.tag])
     summary.show()
-    if not (args.quick or args.gil) and ft is None:
-        warn("\n" + FT_HOWTO)
     if summary.failed:
         return 1
     say("all legs passed")

@@ -7,7 +7,6 @@ will do); :func:`test_groups` says which groups a test leg installs.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -79,23 +78,14 @@ def setup_venv(
     extras: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> bool:
-    """Make ``venv`` with ``groups``' packages and notipipe from this checkout (a regular install),
-    with its ``extras``."""
+    """Make ``venv`` with ``groups``' packages and a wheel of this checkout (with its ``extras``),
+    built in a private copy with ``env`` (tools/build.py): the checkout is never a build directory."""
+    from tools.build import install_wheel, wheel_of_checkout
+
     make_venv(it, venv)
-    requirements = list(dict.fromkeys(req for group in groups for req in dependency_group(group)))
-    if requirements and not pip_install(
-        venv, requirements, f"installing {', '.join(groups)} into {venv.name}"
-    ):
-        return False
-    # A regular install compiles the Cython twins (build isolation brings Cython): the long step.
-    label = f"building notipipe from the checkout into {venv.name} (compiling the extension)"
-    say(label)
-    # setuptools copies whatever build/lib* holds into the wheel: a module moved or deleted since
-    # the last build would come back from there. (The object files in build/temp* are kept.)
-    for stale in (ROOT / "build").glob("lib*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    target = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
-    if not pip_install(venv, ["--force-reinstall", target], label, env):
+    say(f"building a wheel of the checkout for {it.tag} (compiling the extension)")
+    wheel = wheel_of_checkout(it, env)
+    if wheel is None or not install_wheel(venv, wheel, groups, extras):
         return False
     probe = subprocess.run([python_in(venv), "-c", "import notipipe"], cwd=VENVS, check=False)
     if probe.returncode != 0:

