@@ -44,7 +44,7 @@ def tests_gil(session: nox.Session) -> None:
 
 @nox.session(name="lint", venv_backend="none")
 def lint_session(session: nox.Session) -> None:
-    """ruff, ruff format --check, mypy --strict, stubtest, basedpyright, pyright --verifytypes."""
+    """ruff, mypy --strict, stubtest, basedpyright, pyright --verifytypes; workflows: schema, zizmor."""
     summary = Summary()
     lint.run(summary, lint.prepare())
     summary.show()

@@ -1,5 +1,6 @@
-"""Lint and types: ruff, mypy --strict, stubtest, basedpyright on a user-style file, and
-pyright's type completeness of the installed package (every public name's type known)."""
+"""Lint and types: ruff, mypy --strict, stubtest, basedpyright on a user-style file,
+pyright's type completeness of the installed package (every public name's type known), and the
+GitHub workflows: check-jsonschema's schema (GitHub rejects a workflow that fails it) and zizmor."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from tools.interpreters import first_gil_python
 from tools.venvs import ROOT, VENVS, bin_path, python_in, setup_venv, test_groups
 
 COMPILED_MODULES = ("notipipe._messages_c", "notipipe._publisher_c")
+GITHUB = ROOT / ".github"
+WORKFLOWS = GITHUB / "workflows"
 
 
 def stubtest_command(python: Path, allowlist: Path, mypy_config: Path) -> list[str]:
@@ -27,6 +30,28 @@ def stubtest_command(python: Path, allowlist: Path, mypy_config: Path) -> list[s
         str(mypy_config),
         *COMPILED_MODULES,
     ]
+
+
+def workflow_files(folder: Path = WORKFLOWS) -> list[Path]:
+    """Every workflow file GitHub reads from ``folder`` (``*.yml`` and ``*.yaml``)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".yml", ".yaml"))
+
+
+def workflow_schema_command(venv: Path, files: Sequence[Path]) -> list[str]:
+    """check-jsonschema against its bundled copy of the GitHub-workflows schema (no network)."""
+    return [
+        str(bin_path(venv, "check-jsonschema")),
+        "--builtin-schema",
+        "vendor.github-workflows",
+        *(str(f.relative_to(ROOT)) for f in files),
+    ]
+
+
+def zizmor_command(venv: Path) -> list[str]:
+    """zizmor's offline audits of ``.github/`` (its configuration: ``.github/zizmor.yml``, if any);
+    --strict-collection fails on a file it cannot parse instead of skipping it with a warning."""
+    zizmor = str(bin_path(venv, "zizmor"))
+    return [zizmor, "--offline", "--strict-collection", "--no-progress", str(GITHUB.relative_to(ROOT))]
 
 
 def lint_venv() -> Path:
@@ -45,6 +70,7 @@ def prepare() -> Path:
 
 def run(summary: Summary, venv: Path) -> None:
     heading(f"lint and types ({venv.relative_to(ROOT)})")
+    workflows = workflow_files()
     checks: Sequence[tuple[str, list[str]]] = [
         ("ruff check", [str(bin_path(venv, "ruff")), "check", "."]),
         ("ruff format --check", [str(bin_path(venv, "ruff")), "format", "--check", "."]),
@@ -65,6 +91,8 @@ def run(summary: Summary, venv: Path) -> None:
                 "tests/typing/user_code.py",
             ],
         ),
+        ("check-jsonschema (.github/workflows, GitHub's schema)", workflow_schema_command(venv, workflows)),
+        ("zizmor --offline .github/", zizmor_command(venv)),
     ]
     for label, cmd in checks:
         heading(label)
