@@ -20,6 +20,7 @@ from typing import IO
 import pytest
 
 import notipipe
+from tests._processes import with_sigint
 
 pytestmark = pytest.mark.thread_unsafe(reason="only waits on child processes: copies add load, not coverage")
 
@@ -492,7 +493,7 @@ def test_tail_follow_prints_alerts_as_another_process_stores_them(tmp_path: Path
     db = str(tmp_path / "live.db")
     assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
     with subprocess.Popen(
-        [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "2", "--db", db],
+        with_sigint([sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "2", "--db", db]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -531,7 +532,7 @@ def test_tail_follow_with_n_0_prints_only_new_alerts(tmp_path: Path) -> None:
     db = str(tmp_path / "live.db")
     assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
     with subprocess.Popen(
-        [sys.executable, "-m", "notipipe", "tail", "-f", "-n", "0", "--db", db],
+        with_sigint([sys.executable, "-m", "notipipe", "tail", "-f", "-n", "0", "--db", db]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -20,7 +20,7 @@ import pytest
 
 from tests._pg_rows import Seen, begin_batch, commit_batch, create_schema, write_batch
 from tests._pg_util import as_url, query
-from tests._processes import kill, wait_until
+from tests._processes import kill, wait_until, with_sigint
 from tests.conftest import Impl
 
 
@@ -226,7 +226,9 @@ def test_tail_follow_on_postgresql_prints_each_commit_including_late_ones(pg_dsn
     old = write_batch(pg_dsn, ["old 0", "old 1"])
     env = {k: v for k, v in os.environ.items() if k != "NOTIPIPE_DB"}
     tail = subprocess.Popen(
-        [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "1", "--db", as_url(pg_dsn)],
+        with_sigint(
+            [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "1", "--db", as_url(pg_dsn)]
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
