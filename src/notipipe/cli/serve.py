@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from notipipe._errors import ConfigurationError
 from notipipe._storage.postgresql.store import is_url
 from notipipe.cli._common import EXIT_BAD_ARGUMENTS, EXIT_OK, db_path, open_existing
+from notipipe.cli._signals import exit_status
 
 #: What to install when the dashboard's dependencies are missing.
 DASHBOARD_HINT = "the dashboard needs its extra: pip install 'notipipe[dashboard]'"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``notipipe serve``: serve the live dashboard of a SQLite file until Ctrl-C."""
+    """``notipipe serve``: serve the live dashboard of a SQLite file until SIGTERM or Ctrl-C.
+
+    Either signal ends the open streams and the server, then the command, with one line on
+    stderr ("interrupted" or "terminated") and status 130 or 143. A process started with SIGINT
+    ignored (in the background, under nohup) keeps ignoring it: SIGTERM stops it.
+    """
     try:
         from notipipe.cli.dashboard._serve import serve
     except ModuleNotFoundError as error:
@@ -34,7 +41,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     open_existing(path).close()
 
     def ready(url: str) -> None:
-        print(f"notipipe serve: {url} (the dashboard of {os.path.abspath(path)}; Ctrl-C stops)", flush=True)
+        # Started in the background or under nohup, SIGINT stays ignored: say what stops it then.
+        stops = "SIGTERM stops" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "Ctrl-C stops"
+        print(f"notipipe serve: {url} (the dashboard of {os.path.abspath(path)}; {stops})", flush=True)
 
-    serve(path, args.host, args.port, ready)
-    return EXIT_OK
+    signum = serve(path, args.host, args.port, ready)
+    if signum is None:
+        return EXIT_OK
+    print(f"notipipe serve: {'interrupted' if signum == signal.SIGINT else 'terminated'}", file=sys.stderr)
+    return exit_status(signum)
