@@ -107,9 +107,8 @@ def main(argv: Sequence[str]) -> int:
     cmd = [*valgrind, str(python_in(venv)), *pytest, *workers, "--hypothesis-profile=memcheck", *tests]
     status = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **run_env}, check=False).returncode
     report = "\n".join(p.read_text(errors="replace") for p in sorted((logs / "reports").glob("*.log")))
-    for line in report.splitlines():
-        if "ERROR SUMMARY" in line:
-            say(re.sub(r"^==\d+== ", "valgrind: ", line))
+    summaries = re.findall(r"ERROR SUMMARY: (\d+) errors", report)
+    say(f"valgrind: {len(summaries)} processes followed, {sum(map(int, summaries))} errors in all")
     found = list(errors(report))
     if found:
         say("\n" + "\n\n".join(found))
