@@ -10,13 +10,22 @@ The promise, for a subscription named N:
   is committed (durable), none skipped, each carrying its stored ``id``; each writer's alerts in
   that writer's save order. Alerts of different writers may interleave in any order.
 * **The cursor** is the row N of ``notipipe_subscriptions``. It is committed after each page's
-  ``update`` calls have returned, so a restart resumes after the last page whose calls returned;
-  an alert is delivered twice only when the subscriber dies (or loses its connection) between a
-  page's ``update`` calls and that commit, and then only that page (at most ``page`` alerts).
-* **One holder.** One process at a time delivers N: it holds a session advisory lock on the
-  connection that commits the cursor. Another ``subscribe`` with the name N waits as a standby
-  and takes over (within ``poll`` seconds) when the holder's connection ends: the process died,
-  unsubscribed, or its connection was cut.
+  ``update`` calls have returned, every ``poll`` seconds during a page that takes longer, and
+  when delivery stops, just past the last alert delivered. So a restart resumes after the last
+  committed alert; an alert is delivered twice only when the subscriber dies (or loses its
+  connection) before the cursor's next commit, and then only the alerts since the last one (at
+  most ``page``).
+* **One holder.** One process at a time delivers N: it holds a session advisory lock, keyed by
+  the row's own ``lock_key`` (distinct names never share a lock), on the connection that
+  commits the cursor. Another ``subscribe`` with the name N waits as a standby and takes over
+  (within ``poll`` seconds) when the holder's connection ends: the process died, unsubscribed,
+  or its connection was cut. A holder whose session ends while its observer works through a
+  page makes no further ``update`` call once it can know: before the next call when the server
+  ended the session (``pg_terminate_backend``, a shutdown: the server says so before the lock
+  is free), and at the cursor's next commit, at most ``poll`` seconds of calls later, when the
+  connection was cut without a word (a failover, a network cut). So a standby's delivery
+  overlaps the old holder's by at most the ``update`` call in progress, or for a silent cut
+  by at most ``poll`` seconds of calls; those alerts are delivered twice, never skipped.
 * **Failures.** An ``update`` that raises goes to the database's ``error_handler`` (throttled as
   for every observer), and delivery goes on with the next alert: that alert counts as delivered.
   An ``Exception`` is reported as it is; a ``BaseException`` (``SystemExit``,
@@ -26,9 +35,12 @@ The promise, for a subscription named N:
   is reported the same way, with the row's tuple as the message, and skipped: the cursor moves
   past it. Lost connections, and any other error of the delivery thread, are logged and retried
   with backoff, resuming from the committed cursor.
-* **Stopping.** ``unsubscribe(observer)`` stops delivery, joins the delivery thread (unless
-  called from the observer itself) and releases the name; the cursor stays for the next
-  ``subscribe``. ``close()`` does the same for every durable subscription of the connection.
+* **Stopping.** ``unsubscribe(observer)``, also from inside ``update``, stops delivery before the
+  next alert (never at the end of the page), commits the cursor just past the last alert
+  delivered, and releases the name; the cursor stays for the next ``subscribe``. Called from
+  another thread it waits only for the ``update`` call in progress, if any, and that commit.
+  ``close()`` (and so the atexit hook) does the same for every durable subscription of the
+  connection.
 
 Delivery runs on a thread of the subscription, with no lock of notipipe's held.
 """
