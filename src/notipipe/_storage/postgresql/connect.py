@@ -7,7 +7,8 @@ wins; notipipe's defaults fill in only what it leaves out:
 * ``connect_timeout``: an attempt gives up after this many seconds rather than libpq's "forever".
 * TCP keepalives: libpq leaves the idle time to the kernel, commonly hours, so a connection whose
   server vanished without a word (a cut link, a host lost) would be waited on that long: a writer
-  with a COMMIT in doubt, a follower or a durable subscriber that hears nothing.
+  with a COMMIT in doubt, a follower or a durable subscriber that hears nothing. (The server
+  ends such a session, and frees its locks, by its own ``tcp_keepalives_*`` settings.)
 * ``application_name``: notipipe's name for the connection (``pg_stat_activity`` shows it), given
   as libpq's ``fallback_application_name``, which an ``application_name`` of the URL overrides.
 * ``options``: server settings a kind of connection needs; the URL's own ``options`` come after
