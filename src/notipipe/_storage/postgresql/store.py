@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
 from notipipe._storage.group_commit import GroupCommitStore, Row, describe
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
+from notipipe._storage.postgresql.connect import connect
 from notipipe._storage.postgresql.copy import COPY_HEADER, COPY_TRAILER, pack_rows
 from notipipe._storage.postgresql.schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
 
@@ -64,18 +65,6 @@ _RESERVE_SQL: Final = (
 )
 #: Rows packed per write in the pure-Python COPY path.
 _PACK_ROWS: Final = 1000
-#: Seconds a connection attempt may take, unless the URL says otherwise.
-_CONNECT_TIMEOUT: Final = 10
-#: TCP keepalives for every connection, where the URL does not set them: libpq leaves the idle
-#: time to the kernel, commonly hours, so a writer whose server vanished without a word (a cut
-#: link, a host lost) would wait on the half-open connection, with a COMMIT in doubt, that long.
-#: (The server ends such a transaction by its own ``tcp_keepalives_*`` settings.)
-_KEEPALIVES: Final = (
-    ("keepalives", 1),
-    ("keepalives_idle", 30),
-    ("keepalives_interval", 10),
-    ("keepalives_count", 3),
-)
 
 _HINT: Final = (
     "a PostgreSQL URL needs psycopg 3: pip install 'notipipe[postgresql]'"
@@ -171,13 +160,7 @@ class PgMessageStore(GroupCommitStore):
     # -- connections -----------------------------------------------------------------------------
 
     def _connect(self, role: str) -> psycopg.Connection[Any]:
-        options: dict[str, Any] = {"autocommit": True, "application_name": f"notipipe {role}"}
-        given = self._psycopg.conninfo.conninfo_to_dict(self._url)
-        for name, value in (("connect_timeout", _CONNECT_TIMEOUT), *_KEEPALIVES):
-            if name not in given:  # what the URL sets wins
-                options[name] = value
-        conn: psycopg.Connection[Any] = self._psycopg.connect(self._url, **options)
-        return conn
+        return connect(self._url, f"notipipe {role}")  # keepalives, timeout: see connect
 
     def _open_writer(self) -> None:
         try:
