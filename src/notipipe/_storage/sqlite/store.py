@@ -186,6 +186,21 @@ class MessageStore(GroupCommitStore):
             raise
         return ids
 
+    def _probe(self, row: Row) -> BaseException | None:
+        """Whether SQLite takes ``row`` now: inserted, then rolled back."""
+        conn = self._live_conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_insert_sql(1), row)
+            except sqlite3.Error as error:
+                if _is_file_trouble(error):
+                    raise
+                return error
+            return None
+        finally:
+            _rollback(conn)
+
     def _insert_fast(self, conn: sqlite3.Connection, rows: list[Row]) -> list[int]:
         ids: list[int] = []
         i = 0
