@@ -179,8 +179,9 @@ def test_close_writes_on_a_new_session(impl: Impl, pg_url: str, pg_dsn: str, fre
 
 
 def test_close_says_how_many_alerts_it_lost_and_why(
-    impl: Impl, pg_url: str, pg_dsn: str, fresh: None
+    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="notipipe")
     db = impl.DatabaseConnection(pg_url, max_delay=0.001)
     db.save(impl.SMSMessage(body="before"), durable=True)
     _set_for_new_sessions(pg_dsn, "SET default_transaction_read_only = on")
@@ -189,6 +190,33 @@ def test_close_says_how_many_alerts_it_lost_and_why(
     with pytest.raises(StorageError, match=r"3 alerts could not be stored before closing: .*read-only"):
         db.close()
     _exactly_once(pg_dsn, ["before"])
+    # Logged as well: a close() from an after_commit observer (the writer thread) cannot raise it.
+    assert len(_records(caplog, logging.ERROR, "closed with 3 alerts not stored")) == 1
+
+
+def test_close_from_the_writer_thread_logs_what_it_lost(
+    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="notipipe")
+    db = impl.DatabaseConnection(pg_url, max_delay=0.001, deliver="after_commit")
+    closed = threading.Event()
+
+    class Closer:
+        def update(self, message: Any) -> None:
+            if message.body == "close now":
+                _set_for_new_sessions(pg_dsn, "SET default_transaction_read_only = on")
+                _end_writer_session(db, pg_dsn)
+                db.save_many([impl.SMSMessage(body=f"after {i}") for i in range(2)])
+                db.close()
+                closed.set()
+
+    db.subscribe(Closer())
+    db.save(impl.SMSMessage(body="close now"))
+    assert closed.wait(30)
+    _until(
+        lambda: bool(_records(caplog, logging.ERROR, "closed with 2 alerts not stored")), "the loss logged"
+    )
+    _exactly_once(pg_dsn, ["close now"])
 
 
 # -- (c) a batch longer than statement_timeout --------------------------------------------------------

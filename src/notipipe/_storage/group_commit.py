@@ -468,6 +468,7 @@ class GroupCommitStore(ABC):
                     return  # closed and drained, or closed while the file keeps failing
                 done = self._commit(batch)
                 if done is None:
+                    self._log_lost()
                     return
                 batch, ids = done  # the batch may have been split: what was committed
                 if self._on_commit is not None:
@@ -486,6 +487,14 @@ class GroupCommitStore(ABC):
             self._writer_ident = None  # thread ids are reused: no later thread is the writer
             if self._closed or self._crash is not None:
                 self._close_writer_conn()
+
+    def _log_lost(self) -> None:
+        """Closed while the database kept failing: what is lost is logged here too, since a
+        close() from the writer thread itself (an after_commit observer) cannot raise it."""
+        with self._cond:
+            lost = self._enqueued - self._committed
+            why = self._lost_why()
+        _log.error("notipipe: %s closed with %d alerts not stored: %s", self.path, lost, why)
 
     def _next_batch(self) -> list[object]:
         with self._cond:
@@ -523,6 +532,7 @@ class GroupCommitStore(ABC):
             started_closed = self._closed
             try:
                 with self._write_lock:
+                    self._check_still_refusing()
                     ids = self._write(rows, refused)
                     self._check_refusals(rows, refused)
             except BaseException as error:
@@ -590,6 +600,15 @@ class GroupCommitStore(ABC):
         refusal = self._probe(self._known_good)
         if refusal is not None:
             raise EveryRowRefusedError(refusal) from refused[given[0]]
+
+    def _check_still_refusing(self) -> None:
+        """While the database refuses every row, ask it with the known row alone before writing
+        the batch again (which finds each refused row one by one): a retry costs one row."""
+        problem = self._problem
+        if problem is not None and isinstance(problem.error, EveryRowRefusedError):
+            refusal = self._probe(self._known_good)
+            if refusal is not None:
+                raise EveryRowRefusedError(refusal) from problem.error.__cause__
 
     def _remember_good(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
         for i in range(len(rows) - 1, -1, -1):

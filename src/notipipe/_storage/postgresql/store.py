@@ -223,6 +223,8 @@ class PgMessageStore(GroupCommitStore):
         psycopg = self._psycopg
         if isinstance(error, psycopg.ProgrammingError):
             return True  # a URL libpq cannot use
+        if isinstance(error, psycopg.errors.ConnectionTimeout):
+            return False  # no answer in connect_timeout: a ping would wait as long again
         state = getattr(error, "sqlstate", None)
         if state is not None:  # the server answered a statement (creating the tables)
             return state[:2] in _FOR_GOOD
