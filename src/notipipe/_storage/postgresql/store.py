@@ -189,7 +189,6 @@ class PgMessageStore(GroupCommitStore):
         self._attempt: _Attempt | None = None
         self._reserve_sql = ""  # _RESERVE_SQL for the writing connection's server
         self._schema_ready = False  # ensure_schema has succeeded once
-        self._connected_once = False  # a connection was made (so a later error is the server's)
         self._host = socket.gethostname()
         # psycopg's C build formats COPY rows fastest itself; its pure-Python build does not.
         self._pack = self._psycopg.pq.__impl__ == "python"
@@ -215,7 +214,8 @@ class PgMessageStore(GroupCommitStore):
                 self._live_conn()
             except self._psycopg.Error as error:
                 if self._fails_for_good(error):
-                    what = "cannot create the tables" if self._connected_once else "cannot connect"
+                    # A failed connection has no SQLSTATE; a statement refused (the tables') has.
+                    what = "cannot create the tables" if error.sqlstate else "cannot connect"
                     raise StorageError(self.path, f"{what}: {describe(error)}") from None
 
     def _fails_for_good(self, error: BaseException) -> bool:
@@ -250,7 +250,6 @@ class PgMessageStore(GroupCommitStore):
                 conn.close()
             self._conn = None
             conn = self._connect("writer")
-            self._connected_once = True
             try:
                 if not self._schema_ready:
                     ensure_schema(conn)
