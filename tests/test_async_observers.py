@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import select
@@ -20,6 +21,7 @@ import pytest
 from notipipe import _async
 from notipipe._async import LoopClosedError
 from tests._loops import PATIENCE, LoopThread, Recorder, loop_thread
+from tests._processes import wait_until
 from tests.conftest import Impl
 
 pytestmark = pytest.mark.twin
@@ -901,3 +903,395 @@ def test_cancelling_the_drain_itself_stops_it_and_is_no_failure(impl: Impl) -> N
         assert lt.run(cancel_it())
     assert observer.got == [0]
     assert seen == []
+
+
+# -- unsubscribe while publishers append (issue 20, item 12) --------------------------------------
+
+
+class ClearingDeque(deque[Any]):
+    """A queue on which a publisher appends ``late`` while the ending subscription clears it.
+
+    Armed with ``ended`` (true once the subscription has ended), the first look at the queue
+    after that (an iteration or a ``popleft``) has a publisher that passed its check just before
+    the end append ``late``, in its own thread, to completion: the fast path takes no lock.
+    """
+
+    ended: Any = None
+    late: object = None
+
+    def _race(self) -> None:
+        if ClearingDeque.ended is not None and ClearingDeque.ended():
+            ClearingDeque.ended = None
+            racer = threading.Thread(target=self.append, args=(ClearingDeque.late,))
+            racer.start()
+            racer.join(PATIENCE)
+
+    def __iter__(self) -> Any:
+        for i, item in enumerate(super().__iter__()):
+            yield item
+            if i == 0:
+                self._race()
+
+    def popleft(self) -> Any:
+        item = super().popleft()
+        self._race()
+        return item
+
+
+@pytest.mark.thread_unsafe(reason="patches the queue and delivery classes of every async subscription")
+def test_unsubscribe_as_a_publisher_appends_clears_and_counts_every_message(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe import _subscriptions
+
+    monkeypatch.setattr(_async, "deque", ClearingDeque)
+    monkeypatch.setattr(_subscriptions, "AsyncDelivery", Captured)
+    Captured.made = []
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Recorder()
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        (delivery,) = Captured.made
+        gate = lt.block()
+        for message in ("a", "b", "c"):
+            pub.notify_all(message)
+        ClearingDeque.late = "late"
+        ClearingDeque.ended = lambda: delivery._ended
+        try:
+            removed = pub.unsubscribe(observer)
+        finally:
+            gate.set()
+        raced = ClearingDeque.ended is None
+        left = len(delivery._queue)
+        dropped = delivery.dropped
+        lt.run(asyncio.sleep(0))  # the drain woken by "a" has run
+    assert removed is True
+    assert raced  # the racer did append while the queue was being cleared
+    assert left == 0  # cleared, the late one included
+    assert dropped == 4
+    assert delivery.dropped == 4
+    assert observer.got == []
+    assert pub.observers == ()
+    assert seen == []
+
+
+def _unsubscribe_while_threads_publish(impl: Impl) -> None:
+    # The loop drains (popleft) and publishers append while unsubscribe clears the queue.
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Recorder()
+    stop = threading.Event()
+    calls = [0] * 4
+
+    def produce(p: int) -> None:
+        while not stop.is_set():
+            pub.notify_all(p)
+            calls[p] += 1
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=10**9)  # never full: no publisher waits
+        delivery = Captured.made[-1]
+        producers = [threading.Thread(target=produce, args=(p,), daemon=True) for p in range(len(calls))]
+        for t in producers:
+            t.start()
+        error: BaseException | None = None
+        try:
+            assert wait_until(lambda: len(delivery._queue) >= 20_000, PATIENCE)
+            before = len(observer.got)
+            queued = len(delivery._queue)  # each of these is delivered or counted as dropped
+            try:
+                removed = pub.unsubscribe(observer)
+            except RuntimeError as e:
+                error = e
+            at_return = len(observer.got)
+        finally:
+            stop.set()
+            for t in producers:
+                t.join(PATIENCE)
+        lt.run(asyncio.sleep(0))  # the drain has run: it counts what raced in after the end
+        lt.run(asyncio.sleep(0))
+        left = len(delivery._queue)
+    delivered = len(observer.got)
+    assert error is None, f"unsubscribe raised {error!r}"
+    assert removed is True
+    assert left == 0
+    assert delivered <= at_return + 1  # at most the one in flight as it ended
+    assert delivered - before + delivery.dropped >= queued
+    assert delivered + delivery.dropped <= sum(calls)
+    assert seen == []
+
+
+@pytest.mark.thread_unsafe(reason="shortens the thread switch interval; patches the delivery class")
+def test_unsubscribe_never_fails_while_other_threads_publish(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Real threads, no hook: the drain takes and publishers append while unsubscribe clears.
+    from notipipe import _subscriptions
+
+    monkeypatch.setattr(_subscriptions, "AsyncDelivery", Captured)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # GIL builds: hand the GIL over often, in mid-clearing too
+    try:
+        for _ in range(20):
+            _unsubscribe_while_threads_publish(impl)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+@pytest.mark.thread_unsafe(reason="patches the delivery class of every async subscription")
+def test_a_message_waiting_for_room_when_unsubscribed_is_counted_as_dropped(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe import _subscriptions
+
+    monkeypatch.setattr(_subscriptions, "AsyncDelivery", Captured)
+    Captured.made = []
+    pub = impl.Publisher()
+    observer = Recorder()
+    finished = threading.Event()
+
+    def produce() -> None:
+        pub.notify_all("b")  # full: waits for room, until the subscription ends
+        finished.set()
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=1, overflow="wait")
+        (delivery,) = Captured.made
+        gate = lt.block()
+        pub.notify_all("a")
+        threading.Thread(target=produce, daemon=True).start()
+        try:
+            assert wait_until(lambda: delivery._waiting == 1, PATIENCE)
+            assert pub.unsubscribe(observer) is True
+            published = finished.wait(PATIENCE)
+        finally:
+            gate.set()
+        lt.run(asyncio.sleep(0))
+    assert published
+    assert observer.got == []
+    assert delivery.dropped == 2  # "a", queued, and "b", which was waiting to be
+
+
+# -- a drain finalised after its loop was closed under it (issue 20, item 13) ------------------------
+
+
+async def _collect_garbage() -> None:
+    gc.collect()
+
+
+@pytest.mark.parametrize("collected_on", ["a thread with no loop", "another running loop"])
+@pytest.mark.thread_unsafe(reason="collects garbage, and replaces the process-wide unraisable hook")
+def test_a_drain_finalised_after_its_loop_was_closed_is_no_failure_and_prints_nothing(
+    impl: Impl, collected_on: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Stuck()
+    lt = LoopThread()
+    pub.subscribe(observer, loop=lt.loop)
+    pub.notify_all(0)
+    assert observer.started.wait(PATIENCE)  # the drain awaits inside update(0)
+    # Stopped and closed from this thread, its tasks left pending, as a careless shutdown does.
+    lt.loop.call_soon_threadsafe(lt.loop.stop)
+    lt._thread.join(PATIENCE)
+    assert not lt._thread.is_alive()
+    lt.loop.close()
+    pub.notify_all(1)  # the subscription ends, reported once, and the publisher forgets it
+    assert seen == [(observer, 1, LoopClosedError)]
+    assert pub.observers == ()
+    with caplog.at_level(logging.DEBUG):
+        # The drain, its task and its delivery are garbage now: finalising them closes the drain.
+        if collected_on == "another running loop":
+            asyncio.run(_collect_garbage())
+        else:
+            gc.collect()
+    assert seen == [(observer, 1, LoopClosedError)]
+    assert pub.failures == 1
+    assert [u.exc_value for u in unraisable] == []
+    assert [r.getMessage() for r in caplog.records if "_drain" in r.getMessage()] == []
+
+
+# -- an observer that cancels its own task (issue 20, item 17) --------------------------------------
+
+
+class CancelsItself(Recorder):
+    """Cancels its own task (the drain) on message 1; ``then_await``: the cancellation ends that
+    update (a CancelledError out of it); else the update returns with the request pending."""
+
+    def __init__(self, expected: int, then_await: bool) -> None:
+        super().__init__(expected)
+        self.then_await = then_await
+
+    async def update(self, message: Any, /) -> None:
+        if message != 1:
+            await super().update(message)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        if self.then_await:
+            await asyncio.sleep(0)  # the CancelledError comes here
+        self.got.append(message)  # reached only with the request left pending
+
+
+@pytest.mark.parametrize("then_await", [True, False], ids=["cancelled-in-update", "cancel-left-pending"])
+def test_an_observer_that_cancels_its_own_task_is_counted_and_the_queue_drains(
+    impl: Impl, then_await: bool
+) -> None:
+    pub = impl.Publisher()
+    errors: list[tuple[object, object, BaseException]] = []
+    pub.error_handler = lambda observer, message, error: errors.append((observer, message, error))
+    observer = CancelsItself(expected=4 if then_await else 5, then_await=then_await)
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        gate = lt.block()
+        for i in range(5):  # one drain for them all: no later publish wakes the loop again
+            pub.notify_all(i)
+        gate.set()
+        delivered = observer.done.wait(PATIENCE)
+        lt.run(asyncio.sleep(0))
+        dropped = pub.dropped(observer)
+        # The observer's request is withdrawn once handled: cancelling the drain from outside
+        # still stops it, as when the loop shuts down.
+        drains = lt.run(_drain_tasks())
+    assert delivered, f"the queue stalled after the cancelled update; delivered {observer.got}"
+    if then_await:
+        assert observer.got == [0, 2, 3, 4]
+        assert [(o, m, type(e)) for o, m, e in errors] == [(observer, 1, _async.AsyncObserverError)]
+        assert type(errors[0][2].__cause__) is asyncio.CancelledError
+        assert pub.failures == 1
+    else:
+        assert observer.got == [0, 1, 2, 3, 4]
+        assert errors == []
+    assert dropped == 0
+    assert drains == []  # the drain found the queue empty and ended, not cancelled
+
+
+async def _drain_tasks() -> list[str]:
+    return [repr(t) for t in asyncio.all_tasks() if getattr(t.get_coro(), "__name__", "") == "_drain"]
+
+
+# -- after_commit delivery to an observer whose loop waits on the store (issue 20, item 11) ---------
+
+
+def _flush(db: Any, emails: list[Any]) -> None:
+    for email in emails:
+        db.save(email)
+    db.flush()
+
+
+def _durable_save(db: Any, emails: list[Any]) -> None:
+    for email in emails[:-1]:
+        db.save(email)
+    db.save(emails[-1], durable=True)
+
+
+def _saves_past_back_pressure(db: Any, emails: list[Any]) -> None:
+    for email in emails:  # more than max_pending (4 * batch_size): put waits for the writer
+        db.save(email)
+    db.flush()
+
+
+def _close(db: Any, emails: list[Any]) -> None:
+    db.save_many(emails)
+    db.close()
+
+
+def _read(db: Any, emails: list[Any]) -> None:
+    db.save_many(emails)
+    assert len(db.last(len(emails))) == len(emails)  # waits for what is queued (busy_timeout)
+
+
+@pytest.mark.parametrize(
+    ("call", "count"),
+    [(_flush, 2), (_durable_save, 2), (_saves_past_back_pressure, 20), (_close, 3), (_read, 3)],
+    ids=["flush", "save-durable", "save-back-pressure", "close", "read"],
+)
+@pytest.mark.thread_unsafe(reason="opens the DatabaseConnection singleton its other copies use")
+def test_a_store_call_on_an_after_commit_observers_loop_never_deadlocks(
+    impl: Impl, call: Any, count: int
+) -> None:
+    # The writer delivers on its own thread; the observer's queue (one place, "wait") is full
+    # after one message, and only the loop can empty it: the loop must not wait on the writer
+    # meanwhile without the writer giving way.
+    # busy_timeout: a read waits that long for the writer, then reads what is committed.
+    db = impl.DatabaseConnection(
+        ":memory:", deliver="after_commit", batch_size=1, max_delay=0.001, busy_timeout=3600
+    )
+    observer = Recorder(expected=count)
+    returned = threading.Event()
+    outcome: list[bool] = []
+
+    async def main() -> None:
+        db.subscribe(observer, queue_size=1)  # overflow="wait", the default
+        emails = [db._email_cls(recipient=f"r{i}@example.com") for i in range(count)]
+        call(db, emails)
+        returned.set()
+        outcome.append(await asyncio.to_thread(observer.done.wait, PATIENCE))
+
+    runner = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    runner.start()
+    hung = not returned.wait(PATIENCE)
+    if hung:  # end the wait the writer is stuck in, so that the suite goes on and closes the store
+        db.unsubscribe(observer)
+        observer.done.set()
+    runner.join(PATIENCE)
+    assert not hung, f"{call.__name__} on the observer's loop deadlocked with the writer"
+    assert not runner.is_alive()
+    assert outcome == [True], observer.got
+    assert [m.recipient for m in observer.got] == [f"r{i}@example.com" for i in range(count)]
+    assert all(m.id > 0 for m in observer.got)
+    assert not observer.overlapped
+
+
+@pytest.mark.thread_unsafe(reason="patches the delivery class of every async subscription")
+def test_only_the_writer_passes_the_bound_of_a_loop_that_waits_on_it(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notipipe import _subscriptions
+
+    monkeypatch.setattr(_subscriptions, "AsyncDelivery", Captured)
+    Captured.made = []
+    pub = impl.Publisher()
+    observer = Recorder(expected=3)
+    waiting, released, other_done = threading.Event(), threading.Event(), threading.Event()
+
+    async def wait_on_the_writer() -> None:
+        with _async.waiting_on_writer():  # as a flush() on the loop does
+            waiting.set()
+            released.wait(PATIENCE)
+
+    def other() -> None:
+        pub.notify_all("b")
+        other_done.set()
+
+    def writer() -> None:
+        with _async.delivering_for_writer():
+            pub.notify_all("w")
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop, queue_size=1)
+        (delivery,) = Captured.made
+        blocked = asyncio.run_coroutine_threadsafe(wait_on_the_writer(), lt.loop)
+        try:
+            assert waiting.wait(PATIENCE)
+            pub.notify_all("a")  # the queue is full
+            threading.Thread(target=other, daemon=True).start()
+            assert wait_until(lambda: delivery._waiting == 1, PATIENCE)  # any other publisher waits
+            w = threading.Thread(target=writer, daemon=True)
+            w.start()
+            w.join(PATIENCE)
+            writer_passed = not w.is_alive()
+            other_waits = delivery._waiting == 1 and not other_done.is_set()
+        finally:
+            released.set()
+        blocked.result(PATIENCE)
+        delivered = observer.done.wait(PATIENCE)
+    assert writer_passed  # the writer did not wait on the loop that waits for it
+    assert other_waits  # the bound still holds for everyone else
+    assert delivered, observer.got
+    assert observer.got == ["a", "w", "b"]
+    assert delivery.dropped == 0

@@ -30,17 +30,35 @@ one each.
 
 Whatever an observer's coroutine raises is reported (``failed``) and delivery goes on: an
 ``Exception`` as it is; any other ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``, a
-``CancelledError`` from a cancelled inner await) wrapped in an ``AsyncObserverError`` whose
-cause it is, since error handlers take an ``Exception``. Only the drain's own cancellation (the
-loop shutting down) ends a drain early; it hands the flag back, and a publisher waiting for room
-takes it again on its next check and wakes the loop, so a lost drain never strands it.
+``CancelledError`` from a cancelled inner await, or from the observer cancelling its own task)
+wrapped in an ``AsyncObserverError`` whose cause it is, since error handlers take an
+``Exception``. The drain runs as a ``_DrainTask``, which tells an observer's cancelling of its
+own task (the drain, seen from inside) from a cancellation from outside: the observer's requests
+are withdrawn once its update has ended, and the drain goes on with the next message. Only a
+cancellation from outside (the loop shutting down) ends a drain early; the message it was
+delivering is counted as dropped, and it hands the flag back: a publisher waiting for room takes
+it again on its next check and wakes the loop, so a lost drain never strands it. A drain
+finalised because its loop was closed under it (``GeneratorExit``, when it is collected) is no
+observer's failure: nothing is reported, logged or printed (the ``LoopClosedError`` of the next
+publish says it).
 
 A loop that is closed (seen by any later publish, even while a wake-up is pending), or that
 stops running while a publisher waits for room, ends the subscription: the error handler is
 told (a ``LoopClosedError``), the queued items are dropped and counted, and later publishes skip
 this observer until the publisher forgets it. So does a fork: the loop's thread stays in the
 parent, so in a child every inherited async subscription is ended (fresh locks, nothing
-delivered) and the child's first publish to it reports a ``LoopClosedError``.
+delivered) and the child's first publish to it reports a ``LoopClosedError``. ``unsubscribe``
+ends it too, without a report: what is queued is dropped and counted, and so is what a publisher
+that passed its check just before the end appends, or was waiting to append. The queue is then
+emptied by ``popleft``, never iterated: the drain and the fast path change it without the lock.
+
+A loop whose thread waits on a store's writer (``waiting_on_writer``: a flush, a durable save, a
+save meeting back-pressure, a read, close) cannot drain meanwhile, and the writer delivering
+``after_commit`` (``delivering_for_writer``) may be the very publisher waiting for room on it:
+each would wait for the other forever. So a publisher that delivers for a writer never waits for
+room on such a loop: it queues past ``queue_size`` instead, and drops nothing. How far past is
+bounded by what the store queues (its ``max_pending``): the loop's thread waits only until the
+writer has committed what was queued before. Any other publisher waits as usual.
 """
 
 from __future__ import annotations
@@ -52,10 +70,17 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, cast
 
-__all__ = ["AsyncDelivery", "AsyncObserverError", "LoopClosedError"]
+__all__ = [
+    "AsyncDelivery",
+    "AsyncObserverError",
+    "LoopClosedError",
+    "delivering_for_writer",
+    "waiting_on_writer",
+]
 
 _log = logging.getLogger("notipipe")
 
@@ -82,6 +107,143 @@ class _Batch:
 
 def _count(item: object) -> int:
     return len(item.messages) if type(item) is _Batch else 1
+
+
+def _message_of(item: object) -> object:
+    return item.messages if type(item) is _Batch else item
+
+
+def _take_all(queue: deque[Any]) -> int:
+    """Empty ``queue``; return how many messages it held.
+
+    By ``popleft``, never by iterating: the drain and publishers on the fast path change the
+    queue without the lock, and a deque changed while it is iterated raises.
+    """
+    taken = 0
+    while True:
+        try:
+            taken += _count(queue.popleft())
+        except IndexError:
+            return taken
+
+
+class _DrainTask(asyncio.Task[None]):
+    """The drain's task: it counts the cancellations the observer asks of its own task.
+
+    A request made from inside this task (``current_task() is self``) comes from the observer's
+    code: it is the observer's, not a shutdown's (see the module docstring). Made directly, not
+    by the loop's task factory, which could make a task of another class.
+    """
+
+    def __init__(self, drain: Any, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(drain, loop=loop)
+        #: Cancellations asked from inside this task and not yet withdrawn.
+        self.own_cancels = 0
+        # Destroyed while pending only when its loop was closed under it: that is reported as
+        # a LoopClosedError; asyncio's "Task was destroyed but it is pending!" would be noise.
+        self._log_destroy_pending = False
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        own = asyncio.current_task(self.get_loop()) is self
+        cancelled = super().cancel(msg)
+        if cancelled and own:
+            self.own_cancels += 1
+        return cancelled
+
+    def from_outside(self) -> bool:
+        """True if a cancellation other than the observer's own is pending or under way."""
+        return self.cancelling() > self.own_cancels
+
+    async def withdraw_own_cancels(self) -> None:
+        """After an update during which the observer cancelled its own task: let a request that
+        has not arrived yet arrive here (absorbed), then withdraw them all, so that
+        ``cancelling()`` counts only what comes from outside."""
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if self.from_outside():
+                raise
+        for _ in range(self.own_cancels):
+            self.uncancel()
+        self.own_cancels = 0
+
+
+def _wrapped(error: BaseException) -> AsyncObserverError:
+    wrapped = AsyncObserverError(f"async observer raised {type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+# -- loops whose thread waits on a store's writer (see the module docstring) ---------------------
+
+
+class _Waits:
+    """The loops whose thread waits on a store's writer now, each with how many such waits."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.loops: dict[asyncio.AbstractEventLoop, int] = {}
+
+
+_WAITS = _Waits()
+
+
+class _WaitingLoop:
+    """``waiting_on_writer()`` for a thread that runs ``loop``: marks it for the wait's length."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def __enter__(self) -> None:
+        waits = _WAITS
+        with waits.lock:
+            waits.loops[self._loop] = waits.loops.get(self._loop, 0) + 1
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        waits = _WAITS
+        with waits.lock:
+            left = waits.loops.get(self._loop, 0) - 1
+            if left > 0:
+                waits.loops[self._loop] = left
+            else:
+                waits.loops.pop(self._loop, None)
+
+
+_NOT_ON_A_LOOP: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+
+def waiting_on_writer() -> contextlib.AbstractContextManager[None]:
+    """Around a call that may wait on a store's writer: if it runs on an event loop's thread,
+    a writer delivering to that loop's async observers does not wait for room meanwhile."""
+    loop = asyncio._get_running_loop()
+    return _NOT_ON_A_LOOP if loop is None else _WaitingLoop(loop)
+
+
+class _WriterThread(threading.local):
+    delivering = False
+
+
+_WRITER = _WriterThread()
+
+
+@contextlib.contextmanager
+def delivering_for_writer() -> Iterator[None]:
+    """Around a writer thread's ``after_commit`` delivery (see the module docstring)."""
+    writer = _WRITER
+    before, writer.delivering = writer.delivering, True
+    try:
+        yield
+    finally:
+        writer.delivering = before
+
+
+def _waits_on_this_writer(loop: asyncio.AbstractEventLoop) -> bool:
+    """True if ``loop``'s thread waits on a store's writer and this thread is a writer delivering."""
+    return loop in _WAITS.loops and _WRITER.delivering
 
 
 class AsyncDelivery:
@@ -183,7 +345,7 @@ class AsyncDelivery:
                 if self._loop.is_closed():  # e.g. closed before the pending drain could start
                     gone = True
                 elif len(queue) >= self._size and wait:
-                    waited = self._wait_for_room()
+                    waited = self._wait_for_room_for(item)
                     ended = waited == "ended"  # by another thread while this one waited
                     gone = waited == "gone"
                 if not (gone or ended):
@@ -224,6 +386,14 @@ class AsyncDelivery:
         except RuntimeError:  # no loop runs in this thread
             return False
 
+    def _wait_for_room_for(self, item: object) -> str:
+        # Under _lock: _wait_for_room, and an item whose wait ended with the subscription is
+        # counted as dropped: it passed its check before the end, like those queued then.
+        waited = self._wait_for_room()
+        if waited == "ended":
+            self.dropped += _count(item)
+        return waited
+
     def _wait_for_room(self) -> str:
         # Under _lock (Condition.wait releases it while waiting): "room", "ended" (another
         # thread ended the subscription meanwhile) or "gone" (the loop is closed or stopped).
@@ -232,6 +402,8 @@ class AsyncDelivery:
                 return "ended"
             if self._loop.is_closed() or not self._loop.is_running():
                 return "gone"
+            if _waits_on_this_writer(self._loop):  # the loop waits for this thread: no room comes
+                return "room"
             # No drain pending (the last one was cancelled before it emptied the queue): take
             # the flag and wake the loop, else this publisher would wait for nothing.
             if not self._scheduled and self._flag.acquire(False):
@@ -253,8 +425,7 @@ class AsyncDelivery:
         first = not self._ended
         self._ended = True
         self._forked = False
-        self.dropped += sum(_count(item) for item in self._queue)
-        self._queue.clear()
+        self.dropped += _take_all(self._queue)
         self._room.notify_all()
         return first
 
@@ -266,8 +437,7 @@ class AsyncDelivery:
             self._report_end(item, "is closed or stopped")
 
     def _report_end(self, item: object, why: str) -> None:
-        message = item.messages if type(item) is _Batch else item
-        self._failed(message, LoopClosedError(f"event loop {self._loop!r} {why}"))
+        self._failed(_message_of(item), LoopClosedError(f"event loop {self._loop!r} {why}"))
         self._on_end()
 
     def close(self) -> None:
@@ -289,7 +459,7 @@ class AsyncDelivery:
     # -- the loop side ---------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self._task = task = self._loop.create_task(self._drain())
+        self._task = task = _DrainTask(self._drain(), self._loop)
         task.add_done_callback(self._drained)
 
     def _drained(self, task: asyncio.Task[None]) -> None:
@@ -310,6 +480,7 @@ class AsyncDelivery:
     async def _drain(self) -> None:
         queue, flag = self._queue, self._flag
         strong, ref, failed = self._observer, self._ref, self._failed
+        task = cast("_DrainTask", asyncio.current_task())
         observer: Any
         # Waiting publishers are woken once half the queue is free, not per message taken: a
         # full queue would otherwise cost a thread switch each way for every message.
@@ -318,16 +489,8 @@ class AsyncDelivery:
             try:
                 item = queue.popleft()
             except IndexError:
-                self._scheduled = False
-                flag.release()
-                if self._waiting:
-                    self._make_room()
-                # A publisher that appended after the popleft but saw the hint still set
-                # left the wake-up to this drain: look once more.
-                if not queue or not flag.acquire(False):
-                    self._task = None
+                if self._stop_draining(queue, flag):
                     return
-                self._scheduled = True
                 continue
             if self._waiting and len(queue) <= low:
                 self._make_room()
@@ -345,16 +508,39 @@ class AsyncDelivery:
                 else:
                     await observer.update(item)
             except Exception as error:  # noqa: BLE001 - isolated and reported, as for sync observers
-                failed(item.messages if type(item) is _Batch else item, error)
-            except BaseException as error:
-                # This drain's own cancellation (the loop shutting down) ends it; anything else
-                # is the observer's failure, reported like any other (see the module docstring).
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-                wrapped = AsyncObserverError(f"async observer raised {type(error).__name__}: {error}")
-                wrapped.__cause__ = error
-                failed(item.messages if type(item) is _Batch else item, wrapped)
+                failed(_message_of(item), error)
+            except GeneratorExit:
+                # The drain itself is being finalised (its loop was closed under it): no loop to
+                # ask anything of, no lock to take (a collection runs in any thread), nothing
+                # to report. The subscription's end reports and counts.
+                raise
+            except BaseException as error:  # noqa: BLE001 - re-raised by _raised if it is the drain's
+                self._raised(task, item, error)
+            if task.own_cancels:
+                await task.withdraw_own_cancels()
+
+    def _raised(self, task: _DrainTask, item: object, error: BaseException) -> None:
+        # A cancellation from outside (the loop shutting down) ends the drain, and the message
+        # it was delivering is dropped; anything else is the observer's failure, reported like
+        # any other, and delivery goes on (see the module docstring).
+        if task.from_outside():
+            self._count_dropped(item)
+            raise error
+        self._failed(_message_of(item), _wrapped(error))
+
+    def _stop_draining(self, queue: deque[Any], flag: threading.Lock) -> bool:
+        # The drain found the queue empty: hand the flag back; True unless a message slipped in.
+        self._scheduled = False
+        flag.release()
+        if self._waiting:
+            self._make_room()
+        # A publisher that appended after the popleft but saw the hint still set left the
+        # wake-up to this drain: look once more.
+        if not queue or not flag.acquire(False):
+            self._task = None
+            return True
+        self._scheduled = True
+        return False
 
     def _make_room(self) -> None:
         with self._lock:
@@ -376,8 +562,7 @@ class AsyncDelivery:
         if not self._ended:
             self._ended = self._forked = True
             # Dropped (and counted) now; reported by the first publish (no user code in a hook).
-            self.dropped += sum(_count(item) for item in self._queue)
-            self._queue.clear()
+            self.dropped += _take_all(self._queue)
 
 
 #: Every delivery, so that a forked child can end them all.
@@ -385,6 +570,9 @@ _DELIVERIES: weakref.WeakSet[AsyncDelivery] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    # The loops' threads stayed in the parent; another thread may have held the lock.
+    _WAITS.lock = threading.Lock()
+    _WAITS.loops.clear()
     for delivery in list(_DELIVERIES):
         delivery._after_fork_in_child()
 

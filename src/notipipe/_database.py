@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Never, Self, cast
 
 from notipipe import _messages_py
+from notipipe._async import delivering_for_writer, waiting_on_writer
 from notipipe._errors import ConfigurationError, StorageClosedError
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
@@ -190,7 +191,10 @@ class DatabaseCore:
     def _deliver_committed(self, batch: list[StoredMessage], ids: list[int]) -> None:
         # On the writer thread, once the batch is durable: observers get each message with the
         # id it was stored under (a refused one, id 0, is not delivered: it was not stored).
-        self.notify_many([_with_id(m, i) for m, i in zip(batch, ids, strict=True) if i])
+        # An async observer whose loop's thread waits on this store gets it without waiting
+        # for room (see _async, waiting_on_writer).
+        with delivering_for_writer():
+            self.notify_many([_with_id(m, i) for m, i in zip(batch, ids, strict=True) if i])
 
     # -- saving --------------------------------------------------------------------------------
 
@@ -201,22 +205,34 @@ class DatabaseCore:
         within ``max_delay``; ``durable=True`` returns only once it is committed.
         """
         _check_storable(message)
-        (self._store or self._open()).put(message)
         if self._config.options.deliver == "immediate":
+            (self._store or self._open()).put(message)
             self.notify_all(message)
-        if durable:
-            self._open().flush()
+            if durable:
+                self._open().flush()
+            return
+        # after_commit: the writer delivers, and may wait on an async observer's loop, which
+        # may be this thread's (see _async, waiting_on_writer).
+        with waiting_on_writer():
+            (self._store or self._open()).put(message)
+            if durable:
+                self._open().flush()
 
     def save_many(self, messages: Iterable[StoredMessage], /, *, durable: bool = False) -> int:
         """Store a batch and broadcast it; return how many messages it held."""
         batch = list(messages)
         for message in batch:  # all checked before any is queued
             _check_storable(message)
-        (self._store or self._open()).put_many(batch)
         if self._config.options.deliver == "immediate":
+            (self._store or self._open()).put_many(batch)
             self.notify_many(batch)
-        if durable:
-            self._open().flush()
+            if durable:
+                self._open().flush()
+            return len(batch)
+        with waiting_on_writer():  # as in save()
+            (self._store or self._open()).put_many(batch)
+            if durable:
+                self._open().flush()
         return len(batch)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -230,7 +246,8 @@ class DatabaseCore:
         """
         store = self._store
         if store is not None:
-            store.flush(timeout)
+            with waiting_on_writer():  # see save()
+                store.flush(timeout)
         elif self._closed:
             raise StorageClosedError(self.path)
 
@@ -246,7 +263,8 @@ class DatabaseCore:
         try:
             self._stop_durable()
             if store is not None:
-                store.close()
+                with waiting_on_writer():  # see save()
+                    store.close()
         finally:
             cls = type(self)
             if (
@@ -290,11 +308,13 @@ class DatabaseCore:
 
     def count_by_kind(self) -> dict[str, int]:
         """Stored messages per kind, e.g. ``{"email": 700, "sms": 300}``."""
-        return self._open().count_by_kind()
+        with waiting_on_writer():  # a read first waits for what is queued: see save()
+            return self._open().count_by_kind()
 
     def count_by_priority(self) -> dict[int, int]:
         """Stored messages per priority, e.g. ``{1: 40, 3: 900, 5: 60}``."""
-        return self._open().count_by_priority()
+        with waiting_on_writer():
+            return self._open().count_by_priority()
 
     def count_by_kind_and_priority(self, upto_id: int | None = None) -> dict[tuple[str, int], int]:
         """Stored messages per ``(kind, priority)``, e.g. ``{("email", 3): 700, ("sms", 1): 300}``.
@@ -304,24 +324,30 @@ class DatabaseCore:
         """
         if upto_id is not None:
             _check_count("upto_id", upto_id)
-        return self._open().count_by_kind_and_priority(upto_id)
+        with waiting_on_writer():
+            return self._open().count_by_kind_and_priority(upto_id)
 
     def last(self, n: int = 10) -> list[StoredMessage]:
         """The ``n`` most recently stored messages, oldest first."""
         _check_count("n", n)
-        return [self._message(r) for r in self._open().last(n)]
+        with waiting_on_writer():
+            rows = self._open().last(n)
+        return [self._message(r) for r in rows]
 
     def after(self, message_id: int, limit: int = 1000) -> list[StoredMessage]:
         """Up to ``limit`` messages stored after ``message_id``, in storage order."""
         _check_count("message_id", message_id)
         _check_count("limit", limit)
-        return [self._message(r) for r in self._open().after(message_id, limit)]
+        with waiting_on_writer():
+            rows = self._open().after(message_id, limit)
+        return [self._message(r) for r in rows]
 
     def stats(self) -> StoreStats:
         """Totals per kind, first and last alert time, and the size on disk."""
         store = self._open()
-        by_kind = store.count_by_kind()
-        first, last = store.time_range()
+        with waiting_on_writer():
+            by_kind = store.count_by_kind()
+            first, last = store.time_range()
         return StoreStats(
             self.path, sum(by_kind.values()), by_kind, first, last, store.size_bytes(), tuple(store.origins())
         )
@@ -459,6 +485,12 @@ class DatabaseCore:
             One process at a time holds a name; others wait as standbys and take over when it
             goes. Failures go to ``error_handler``; ``unsubscribe(observer)`` stops it. The
             full promise: ``notipipe._storage.postgresql.subscribers``.
+
+            With ``deliver="after_commit"``, the writer thread delivers. While code on an async
+            observer's loop waits on this store (``flush``, a durable save, a save meeting
+            back-pressure, a read, ``close``), the writer does not wait for room in that
+            observer's queue (the loop cannot make room until the writer is done): it queues
+            past ``queue_size`` instead, and drops nothing.
             """
             if durable_name is None:
                 return super().subscribe(observer, **options)
