@@ -69,7 +69,7 @@ class _WriteProblem:
         self.warned = False
 
 
-class EveryRowRefusedError(Exception):
+class _EveryRowRefusedError(Exception):
     """The database refused every row of a batch, and a row it accepted before too: a schema
     change (a NOT NULL column without a default, a trigger that raises), not bad alerts. The
     batch is kept and retried like any other trouble."""
@@ -536,7 +536,7 @@ class GroupCommitStore(ABC):
                     ids = self._write(rows, refused)
                     self._check_refusals(rows, refused)
             except BaseException as error:
-                if not (isinstance(error, EveryRowRefusedError) or self._is_retryable(error)):
+                if not (isinstance(error, _EveryRowRefusedError) or self._is_retryable(error)):
                     raise
                 if len(batch) > 1 and self._is_too_big(error):
                     batch, rows, built = self._split(batch, rows, built, error)
@@ -588,7 +588,7 @@ class GroupCommitStore(ABC):
     # -- a refusal of every row, a batch too big for the server's time limit ------------------------
 
     def _check_refusals(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
-        """Raise ``EveryRowRefusedError`` if the database refused every row it was given and
+        """Raise ``_EveryRowRefusedError`` if the database refused every row it was given and
         refuses a row it stored before as well (``_write_lock`` held).
 
         A lone bad alert (its batch may hold only it) is refused while the known row goes in:
@@ -599,16 +599,16 @@ class GroupCommitStore(ABC):
             return
         refusal = self._probe(self._known_good)
         if refusal is not None:
-            raise EveryRowRefusedError(refusal) from refused[given[0]]
+            raise _EveryRowRefusedError(refusal) from refused[given[0]]
 
     def _check_still_refusing(self) -> None:
         """While the database refuses every row, ask it with the known row alone before writing
         the batch again (which finds each refused row one by one): a retry costs one row."""
         problem = self._problem
-        if problem is not None and isinstance(problem.error, EveryRowRefusedError):
+        if problem is not None and isinstance(problem.error, _EveryRowRefusedError):
             refusal = self._probe(self._known_good)
             if refusal is not None:
-                raise EveryRowRefusedError(refusal) from problem.error.__cause__
+                raise _EveryRowRefusedError(refusal) from problem.error.__cause__
 
     def _remember_good(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
         for i in range(len(rows) - 1, -1, -1):

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
 from notipipe._storage.group_commit import GroupCommitStore, Row, describe
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
-from notipipe._storage.postgresql.connect import connect
+from notipipe._storage.postgresql.connect import CONNECT_DEFAULTS, connect
 from notipipe._storage.postgresql.copy import COPY_HEADER, COPY_TRAILER, pack_rows
 from notipipe._storage.postgresql.schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
 
@@ -219,10 +219,12 @@ class PgMessageStore(GroupCommitStore):
         return bool(ping == psycopg.pq.Ping.NO_ATTEMPT)
 
     def _ping_conninfo(self) -> str:
+        """The URL with the connect timeout every connection of notipipe's gets (``connect``)."""
         given = self._psycopg.conninfo.conninfo_to_dict(self._url)
-        if "connect_timeout" in given:
+        if "connect_timeout" in given or os.environ.get("PGCONNECT_TIMEOUT"):
             return self._url
-        return str(self._psycopg.conninfo.make_conninfo(self._url, connect_timeout=_CONNECT_TIMEOUT))
+        timeout = dict(CONNECT_DEFAULTS)["connect_timeout"]
+        return str(self._psycopg.conninfo.make_conninfo(self._url, connect_timeout=timeout))
 
     def _live_conn(self) -> psycopg.Connection[Any]:
         """The writing connection (``_write_lock`` held), connecting first if there is none, it
