@@ -223,8 +223,8 @@ def test_a_reader_of_a_previous_layout_file_reads_it_without_writing(impl: Impl,
 
 _TWO_NAMES = (
     r"has 2 names \(hard links\): SQLite keeps the -wal and -shm files beside each name, so processes"
-    r" using different names would overwrite each other's alerts; keep one name: delete the other"
-    r" \(find .* -samefile .* lists them\), or give each a copy"
+    r" using different names would overwrite each other's alerts; keep one name and delete the others"
+    r" \(find \S+ -xdev -samefile \S+ lists them\), or give each process a copy of its own"
 )
 
 

@@ -25,6 +25,7 @@ import errno
 import logging
 import os
 import re
+import shlex
 import sqlite3
 import stat
 import time
@@ -128,15 +129,20 @@ def _check_one_name(path: str, st: os.stat_result) -> None:
     """
     if st.st_nlink <= 1:
         return
-    names = st.st_nlink - _temporary_names(path, st)
+    temporary = _temporary_names(path, st)
+    # Counted again after the scan: a creator may have removed its temporary name in between,
+    # and the file is then not refused for a name it no longer has.
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+    names = st.st_nlink - temporary
     if names <= 1:
         return
     raise StorageError(
         path,
         f"has {names} names (hard links): SQLite keeps the -wal and -shm files beside each name, so"
-        " processes using different names would overwrite each other's alerts; keep one name:"
-        f" delete the other (find {_mount_point(path, st)} -xdev -samefile {path} lists them),"
-        " or give each a copy",
+        " processes using different names would overwrite each other's alerts; keep one name and"
+        f" delete the others (find {shlex.quote(_mount_point(path, st))} -xdev -samefile"
+        f" {shlex.quote(path)} lists them), or give each process a copy of its own",
     )
 
 
