@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import logging
 import os
 import threading
 import weakref
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from notipipe._storage.postgresql.subscribers import DurableSubscription
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
+
+_log = logging.getLogger("notipipe")
 
 type StoredMessage = EmailMessage | SMSMessage
 
@@ -147,6 +150,8 @@ class DatabaseCore:
         self._store: GroupCommitStore | None = None
         self._closed = False
         self._durable: list[DurableSubscription] = []
+        # Ids of stored rows that are not alerts, reported already (see _report_unreadable).
+        self._unreadable: dict[object, object] = {}
         if not self._provisional:
             check_target(config.path)
         _CONNECTIONS.add(self)
@@ -328,19 +333,47 @@ class DatabaseCore:
             return self._open().count_by_kind_and_priority(upto_id)
 
     def last(self, n: int = 10) -> list[StoredMessage]:
-        """The ``n`` most recently stored messages, oldest first."""
+        """The ``n`` most recently stored messages, oldest first.
+
+        A row that is not an alert (another tool wrote it: priority 9, say) is logged once and
+        skipped, here and in every read; the messages around it are read as before.
+        """
         _check_count("n", n)
         with waiting_on_writer():
-            rows = self._open().last(n)
-        return [self._message(r) for r in rows]
+            store = self._open()
+            wanted = n
+            while True:
+                rows = store.last(wanted)
+                messages = self._readable(rows)
+                if len(messages) >= n or len(rows) < wanted:
+                    return messages[max(len(messages) - n, 0) :]
+                wanted = min(2 * wanted, _MAX_ID)  # rows were skipped: look further back
 
     def after(self, message_id: int, limit: int = 1000) -> list[StoredMessage]:
-        """Up to ``limit`` messages stored after ``message_id``, in storage order."""
+        """Up to ``limit`` messages stored after ``message_id``, in storage order (fewer only
+        once there are no more)."""
         _check_count("message_id", message_id)
         _check_count("limit", limit)
         with waiting_on_writer():
-            rows = self._open().after(message_id, limit)
-        return [self._message(r) for r in rows]
+            return self._after(message_id, limit)[0]
+
+    def _after(self, message_id: int, limit: int) -> tuple[list[StoredMessage], int, bool]:
+        """``after``, and where a caller reading on continues from (past any row skipped), and
+        whether the last read came back short (nothing more is stored now)."""
+        store = self._open()
+        messages: list[StoredMessage] = []
+        while limit:
+            rows = store.after(message_id, limit)
+            page = self._readable(rows)
+            if len(messages) + len(page) >= limit:
+                messages += page[: limit - len(messages)]
+                return messages, messages[-1].id, False
+            messages += page
+            if rows:
+                message_id = int(rows[-1][0])  # type: ignore[call-overload]
+            if len(rows) < limit:
+                return messages, message_id, True
+        return messages, message_id, False
 
     def stats(self) -> StoreStats:
         """Totals per kind, first and last alert time, and the size on disk."""
@@ -372,7 +405,8 @@ class DatabaseCore:
         PostgreSQL is read by snapshot windows (ids do not follow commits across writers:
         see ``_storage.postgresql.follow``), woken by each writer's commit and at least every
         ``poll`` seconds; a lost connection is retried. On PostgreSQL, ``after_id`` filters the
-        first window only: a message with a lower id that commits later is still yielded.
+        first window only: a message with a lower id that commits later is still yielded. A
+        stored row that is not an alert (another tool wrote it) is logged once and skipped.
         """
         _check_count("after_id", after_id)
         if type(page) is not int or page < 1:
@@ -389,15 +423,15 @@ class DatabaseCore:
             from notipipe._storage.postgresql.follow import follow_rows
 
             for rows in follow_rows(self._config.path, after_id, page, poll, stop):
-                yield [self._message(r) for r in rows]
+                if messages := self._readable(rows):
+                    yield messages
             return
         last = after_id
         while not stop.is_set():
-            new = self.after(last, page)
+            new, last, caught_up = self._after(last, page)
             if new:
-                last = new[-1].id
                 yield new
-            if len(new) < page:
+            if caught_up:
                 stop.wait(poll)
 
     def _subscribe_durable(self, observer: Observer[Never], name: str) -> bool:
@@ -505,11 +539,45 @@ class DatabaseCore:
             return self._unsubscribe_durable(observer) or super().unsubscribe(observer)
 
     def _message(self, row: tuple[object, ...]) -> StoredMessage:
+        """The message a stored row holds; ``ValueError``/``TypeError`` if it holds none (a row
+        another tool wrote), as the message classes check every field."""
         id_, kind, created_at, priority, address, subject, body = row
+        if created_at is None:  # the classes take None for "now": a stored alert has its own time
+            raise TypeError("created_at: expected float, got NoneType None")
         common = {"priority": priority, "created_at": created_at, "id": id_}
         if kind == "email":
             return self._email_cls(address, subject, body, **common)  # type: ignore[arg-type]
-        return self._sms_cls(address, body, **common)  # type: ignore[arg-type]
+        if kind == "sms":
+            return self._sms_cls(address, body, **common)  # type: ignore[arg-type]
+        raise ValueError(f"kind: expected 'email' or 'sms', got {kind!r}")
+
+    def _readable(self, rows: list[tuple[object, ...]]) -> list[StoredMessage]:
+        """The messages of ``rows``, each row that holds none reported once and skipped."""
+        messages = [self._readable_row(row) for row in rows]
+        return [m for m in messages if m is not None]
+
+    def _readable_row(self, row: tuple[object, ...]) -> StoredMessage | None:
+        try:
+            return self._message(row)
+        except (TypeError, ValueError) as error:
+            self._report_unreadable(row, error)
+            return None
+
+    def _report_unreadable(self, row: tuple[object, ...], error: Exception) -> None:
+        # Once per row: a follower, the dashboard and tail read the same rows again and again.
+        # setdefault is atomic, so of two threads reading the row at once exactly one logs.
+        reported, mine = self._unreadable, object()
+        if reported.setdefault(row[0], mine) is not mine:
+            return
+        if len(reported) > _UNREADABLE_REMEMBERED:
+            reported.clear()  # bounded: a table full of such rows is reported again, not kept
+        _log.error(
+            "notipipe: %s: skipped row id %s: not an alert notipipe can read (%s); another tool"
+            " wrote it? Every read skips it",
+            self.path,
+            row[0],
+            error,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,6 +653,12 @@ DURABLE_PAGE = 1000
 #: Seconds between a durable subscriber's reads when no wake-up arrives, and between a
 #: standby's attempts to take the name over.
 DURABLE_POLL = 0.5
+
+
+#: How many skipped rows are remembered as reported (see ``_report_unreadable``).
+_UNREADABLE_REMEMBERED = 10_000
+#: The highest id either backend stores.
+_MAX_ID = 2**63 - 1
 
 
 def _check_count(name: str, value: object) -> None:

@@ -9,17 +9,28 @@ id, WAL mode) in a private temporary file beside the target and then hard-linked
 which fails if another process got there first; the loser simply opens the winner's file. So
 no process ever sees a half-made database, and a failed creation (a full disk, say) leaves
 nothing behind.
+
+One file, one name: SQLite keeps the -wal and -shm files beside the name a file is opened by, and
+the -shm is where connections agree on what the WAL holds. A file with two names (a hard link)
+gets two of each, and processes using different names overwrite each other's pages without an
+error, so such a file is refused (``_check_one_name``). What cannot be seen from here: the same
+file reached through two mounts (a bind mount, one network share mounted twice) has one link
+and looks like two files; a symbolic link is safe (SQLite follows it to the real name).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
+import re
+import shlex
 import sqlite3
 import stat
 import time
 import urllib.parse
+from dataclasses import dataclass
 from typing import Final
 
 from notipipe._errors import StorageError
@@ -29,6 +40,7 @@ __all__ = [
     "APPLICATION_ID",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "Migrated",
     "check_existing",
     "describe",
     "open_reader",
@@ -36,8 +48,13 @@ __all__ = [
     "validate_path",
 ]
 
-#: Bumped whenever the table layout changes; a newer file is refused, never rewritten.
-SCHEMA_VERSION: Final = 1
+#: Bumped whenever the table layout changes; a newer file is refused, never rewritten. A writer
+#: migrates an older one in place (``_migrate``); a reader reads it as it is.
+#: 1: ids were SQLite's plain rowids (the highest stored id + 1: reused once the newest rows are
+#: deleted). 2: ids are AUTOINCREMENT: never reused, whatever is deleted.
+SCHEMA_VERSION: Final = 2
+_log = logging.getLogger("notipipe")
+
 #: "NTPP": marks a SQLite file as a notipipe database (PRAGMA application_id).
 APPLICATION_ID: Final = 0x4E545050
 #: The first 16 bytes of every SQLite 3 database file.
@@ -45,7 +62,7 @@ _MAGIC: Final = b"SQLite format 3\x00"
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS messages (
-    id         INTEGER PRIMARY KEY,  -- assigned in save order
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- in save order, never reused
     kind       TEXT    NOT NULL,     -- 'email' | 'sms'
     created_at REAL    NOT NULL,     -- Unix seconds
     priority   INTEGER NOT NULL,
@@ -95,11 +112,64 @@ def _precheck(path: str, *, for_writing: bool) -> bool:
         raise StorageError(path, "is a directory")
     if not stat.S_ISREG(st.st_mode):
         raise StorageError(path, "is not a regular file")
+    _check_one_name(path, st)
     if for_writing and not os.access(path, os.W_OK):
         raise StorageError(path, "is not writable")
     if st.st_size:
         _check_file_header(path)
     return True
+
+
+def _check_one_name(path: str, st: os.stat_result) -> None:
+    """Refuse a file with more than one name (hard link): see the module's docstring.
+
+    SQLite notices too, but only says "multiple links to file" to its error log, which Python
+    does not show, and goes on. A creator's temporary name (``_create``) is no second name:
+    nobody opens the file by it, and the creator removes it as soon as the link is made.
+    """
+    if st.st_nlink <= 1:
+        return
+    temporary = _temporary_names(path, st)
+    # Counted again after the scan: a creator may have removed its temporary name in between,
+    # and the file is then not refused for a name it no longer has.
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+    names = st.st_nlink - temporary
+    if names <= 1:
+        return
+    raise StorageError(
+        path,
+        f"has {names} names (hard links): SQLite keeps the -wal and -shm files beside each name, so"
+        " processes using different names would overwrite each other's alerts; keep one name and"
+        f" delete the others (find {shlex.quote(_mount_point(path, st))} -xdev -samefile"
+        f" {shlex.quote(path)} lists them), or give each process a copy of its own",
+    )
+
+
+def _temporary_names(path: str, st: os.stat_result) -> int:
+    """How many of ``path``'s links are a creator's temporary names for it (``_create``)."""
+    directory, base = os.path.split(path)
+    found = 0
+    with contextlib.suppress(OSError), os.scandir(directory or ".") as entries:
+        for entry in entries:
+            if entry.name.startswith(f".{base}.") and entry.name.endswith(".new"):
+                with contextlib.suppress(OSError):
+                    other = entry.stat(follow_symlinks=False)
+                    found += (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+    return found
+
+
+def _mount_point(path: str, st: os.stat_result) -> str:
+    """The top directory of the file system holding ``path`` (where its other names can be)."""
+    here = os.path.dirname(os.path.abspath(path))
+    while (parent := os.path.dirname(here)) != here:
+        try:
+            if os.stat(parent).st_dev != st.st_dev:
+                break
+        except OSError:
+            break
+        here = parent
+    return here
 
 
 def _check_file_header(path: str) -> None:
@@ -177,7 +247,13 @@ def open_reader(path: str, busy_timeout: float) -> sqlite3.Connection:
 
     On a read-only file system SQLite cannot make the shared-memory file a WAL database needs;
     there nobody can write, so the file is opened as immutable instead.
+
+    A file of an older layout is read as it is: only a writer migrates it.
     """
+    try:
+        _check_one_name(path, os.stat(path))
+    except OSError as error:
+        raise StorageError(path, error.strerror or str(error)) from None
     _check_file_header(path)
     mode = "ro"
     if _on_read_only_file_system(path):
@@ -205,8 +281,14 @@ def _on_read_only_file_system(path: str) -> bool:
         return False
 
 
-def open_writer(path: str, options: StoreOptions) -> sqlite3.Connection:
-    """Open the notipipe database at ``path`` for writing, creating it (atomically) if needed."""
+def open_writer(
+    path: str, options: StoreOptions, migrated: list[Migrated] | None = None
+) -> sqlite3.Connection:
+    """Open the notipipe database at ``path`` for writing, creating it (atomically) if needed.
+
+    A file of an older layout is migrated in place first (``_migrate``); if this call did it,
+    what it did is appended to ``migrated``, for the caller to log once it holds no lock.
+    """
     if path == ":memory:":
         conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         _initialise(conn)
@@ -222,8 +304,13 @@ def open_writer(path: str, options: StoreOptions) -> sqlite3.Connection:
                 raise StorageError(path, f"cannot create the database: {describe(error)}") from None
         conn = _connect(path, "rw", options.busy_timeout)
         try:
-            _check_header(path, *_header(conn, path))
+            app_id, version = _header(conn, path)
+            _check_header(path, app_id, version)
             _set_pragmas(conn, path, options.synchronous, options.wal_limit)
+            if version < SCHEMA_VERSION:
+                done = _migrate(conn, path)
+                if done is not None and migrated is not None:
+                    migrated.append(done)
         except StorageError as error:
             conn.close()
             # A creator's link appears with its content, so a race leaves nothing to retry but
@@ -236,6 +323,97 @@ def open_writer(path: str, options: StoreOptions) -> sqlite3.Connection:
             conn.close()
             raise
         return conn
+
+
+@dataclass(frozen=True, slots=True)
+class Migrated:
+    """What ``_migrate`` did: the file, the layout it found and the rows it kept."""
+
+    path: str
+    version: int
+    rows: int
+
+    def log(self) -> None:
+        """Say so (call it with no lock held: logging handlers are the application's code)."""
+        _log.warning(
+            "notipipe: %s: migrated the file from layout %d to layout %d (ids never reused once"
+            " deleted), %d rows kept; older notipipe releases refuse the file from now on",
+            self.path,
+            self.version,
+            SCHEMA_VERSION,
+            self.rows,
+        )
+
+
+#: Layout 1's table as SQLite keeps its text, and where AUTOINCREMENT goes in it.
+_V1_TABLE: Final = re.compile(
+    r"\ACREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:messages|\"messages\")\s*\(", re.I
+)
+_V1_ID: Final = re.compile(r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b(?!\s+AUTOINCREMENT)", re.I)
+#: The rebuilt table's name until it replaces the old one (inside the migration's transaction).
+_REBUILT: Final = "notipipe_migrating_messages"
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> Migrated | None:
+    """Bring a file of layout 1 to the current layout, in place; None if another process did.
+
+    Layout 2 makes ids AUTOINCREMENT, which SQLite cannot add to a table: the table is rebuilt
+    (SQLite's documented way, with ``legacy_alter_table`` so that the views, triggers of other
+    tables, and the rename leave each other alone) under the same definition plus AUTOINCREMENT,
+    its rows copied with their ids, the indexes and triggers others added on it made again. All
+    in one write transaction: readers go on reading the old table until it commits, writers
+    (other processes, the previous release) wait, a crash or a full disk leaves layout 1 whole,
+    and a process that waited for the lock finds the work done and does nothing. The ids the
+    newest rows had, if they were deleted before this ran, are not known to anyone: ids go on
+    from the highest one still stored.
+    """
+    try:
+        conn.execute("PRAGMA legacy_alter_table=ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrated = _rebuild(conn, path)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.execute("PRAGMA legacy_alter_table=OFF")
+    except sqlite3.Error as error:
+        raise StorageError(
+            path, f"cannot migrate the file to layout {SCHEMA_VERSION}: {describe(error)}"
+        ) from None
+    return migrated
+
+
+def _rebuild(conn: sqlite3.Connection, path: str) -> Migrated | None:
+    """The migration's work, inside its transaction."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version >= SCHEMA_VERSION:
+        return None  # another process migrated it while this one waited for the lock
+    got = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'").fetchone()
+    table = "" if got is None or got[0] is None else str(got[0])
+    renamed, named = _V1_TABLE.subn(f"CREATE TABLE {_REBUILT} (", table, count=1)
+    rebuilt, ided = _V1_ID.subn("id INTEGER PRIMARY KEY AUTOINCREMENT", renamed, count=1)
+    if not (named and ided):
+        raise StorageError(
+            path,
+            f"cannot migrate the file to layout {SCHEMA_VERSION}: its messages table is not notipipe's"
+            f" layout {version} (changed by another tool?): {table!r}",
+        )
+    others = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = 'messages' AND type IN ('index', 'trigger')"
+        " AND sql IS NOT NULL"
+    ).fetchall()
+    conn.execute(rebuilt)
+    rows = conn.execute(f"INSERT INTO {_REBUILT} SELECT * FROM messages").rowcount
+    conn.execute("DROP TABLE messages")
+    conn.execute(f"ALTER TABLE {_REBUILT} RENAME TO messages")
+    for (sql,) in others:
+        conn.execute(sql)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    return Migrated(path, version, rows)
 
 
 def _set_pragmas(conn: sqlite3.Connection, path: str, synchronous: Synchronous, wal_limit: int) -> None:

@@ -40,7 +40,7 @@ from typing import ClassVar, Final, cast
 
 from notipipe._errors import StorageClosedError, StorageError
 from notipipe._storage.group_commit import GroupCommitStore, Row
-from notipipe._storage.sqlite.file import describe, open_reader, open_writer
+from notipipe._storage.sqlite.file import Migrated, describe, open_reader, open_writer
 
 __all__ = ["MessageStore", "Row"]
 
@@ -95,6 +95,8 @@ class MessageStore(GroupCommitStore):
     _next_checkpoint: float = 0.0
     #: Rows per INSERT statement, lowered to the writing connection's variable limit.
     _rows_per_statement: int = _ROWS_PER_STATEMENT
+    #: A migration opening the file did, to be logged by the writer thread (no lock held there).
+    _migrated: list[Migrated] | None = None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -121,7 +123,12 @@ class MessageStore(GroupCommitStore):
         self, conn: sqlite3.Connection, sql: str, params: tuple[object, ...]
     ) -> list[tuple[object, ...]]:
         try:
-            return conn.execute(sql, params).fetchall()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as error:
+                if not str(error).startswith(_NOT_UTF8):
+                    raise
+                return _run_lenient(conn, sql, params)
         except sqlite3.Error as error:  # "database disk image is malformed", locked too long...
             raise StorageError(self.path, f"reading failed: {describe(error)}") from None
 
@@ -141,7 +148,9 @@ class MessageStore(GroupCommitStore):
     # -- the connections -------------------------------------------------------------------------
 
     def _open_writer(self) -> None:
-        conn = open_writer(self.path, self.options)
+        migrated: list[Migrated] = []
+        conn = open_writer(self.path, self.options, migrated)
+        self._migrated = migrated
         limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._rows_per_statement = max(1, min(_ROWS_PER_STATEMENT, limit // _COLUMNS))
         with self._write_lock:
@@ -161,6 +170,9 @@ class MessageStore(GroupCommitStore):
         return _is_busy(error)
 
     def _before_write(self) -> None:
+        migrated, self._migrated = self._migrated, None
+        for done in migrated or ():
+            done.log()
         self._bound_wal()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -283,6 +295,26 @@ class MessageStore(GroupCommitStore):
             finally:
                 conn.execute("PRAGMA busy_timeout=50")
         return sqlite3.OperationalError("another connection kept its transaction open") if busy else None
+
+
+#: How sqlite3 says a TEXT value is not UTF-8 (another tool stored it); the whole fetch fails.
+_NOT_UTF8: Final = "Could not decode to UTF-8"
+
+
+def _run_lenient(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+    """The query again, its text decoded with the bytes that are not UTF-8 kept as lone
+    surrogates: the row holding them then fails to become a message and is skipped alone (see
+    ``DatabaseCore``), rather than every read failing. Only after such a failure: a text factory
+    in Python costs every value of every read."""
+    conn.text_factory = _lenient_text
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.text_factory = str
+
+
+def _lenient_text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

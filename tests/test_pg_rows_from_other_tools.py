@@ -1,0 +1,94 @@
+"""Rows another tool wrote into ``notipipe_messages`` on a real PostgreSQL server (issue 20, item 6):
+every read (``last``, ``after``, ``follow``) reports each such row once and skips it, as a durable
+subscriber already did, and reads the alerts around it as before."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from tests._pg_util import query
+from tests._processes import wait_until
+from tests.conftest import Impl
+
+pytestmark = pytest.mark.system
+
+#: Rows no notipipe writes: out of range, an unknown kind, and NULLs where a DBA dropped NOT NULL.
+_FOREIGN = (
+    ("sms", 1.0, 9, "+15551234567", "", "priority 9"),
+    ("fax", 1.0, 3, "+15551234567", "", "not a kind"),
+    ("email", 1.0, 3, "ops@example.com", None, "subject NULL"),
+    ("sms", None, 3, "+15551234567", "", "created_at NULL"),
+)
+
+
+def _insert_foreign_rows(dsn: str) -> list[int]:
+    query(dsn, "ALTER TABLE notipipe_messages ALTER COLUMN subject DROP NOT NULL")
+    query(dsn, "ALTER TABLE notipipe_messages ALTER COLUMN created_at DROP NOT NULL")
+    return [
+        query(
+            dsn,
+            "INSERT INTO notipipe_messages (kind, created_at, priority, address, subject, body,"
+            " origin_host, origin_pid) VALUES (%s, %s, %s, %s, %s, %s, 'other-tool', 1) RETURNING id",
+            row,
+        )[0][0]
+        for row in _FOREIGN
+    ]
+
+
+def _follow_all(db: Any, expected: int) -> list[Any]:
+    seen: list[Any] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    pages = db.follow(0, poll=0.05, stop=stop)
+
+    def run() -> None:
+        try:
+            for page in pages:
+                assert page, "follow() yielded an empty page"
+                seen.extend(page)
+        except BaseException as error:  # noqa: BLE001 - re-raised below
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name="follower")
+    thread.start()
+    try:
+        assert wait_until(lambda: len(seen) >= expected or bool(errors), 30), seen
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    if errors:
+        raise errors[0]
+    return seen
+
+
+def test_rows_another_tool_wrote_are_reported_once_and_skipped_by_every_read(
+    impl: Impl, pg_dsn: str, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = impl.DatabaseConnection(pg_url)
+    db.save_many([impl.SMSMessage(body=f"before {i}") for i in range(3)], durable=True)
+    bad = _insert_foreign_rows(pg_dsn)
+    db.save_many([impl.SMSMessage(body=f"after {i}") for i in range(3)], durable=True)
+    good = ["before 0", "before 1", "before 2", "after 0", "after 1", "after 2"]
+    with caplog.at_level(logging.ERROR, "notipipe"):
+        assert [m.body for m in db.last(4)] == good[-4:]
+        assert [m.body for m in db.last(100)] == good
+        assert [m.body for m in db.after(0)] == good
+        assert [m.body for m in db.after(0, 4)] == good[:4]  # a full page, the bad rows read past
+        assert [m.body for m in _follow_all(db, 6)] == good
+    reports: dict[int, str] = {}
+    for record in caplog.records:
+        text = record.getMessage()
+        assert text.startswith(f"notipipe: {db.path}: skipped row id "), text
+        row_id = int(text.split("skipped row id ")[1].split(":")[0])
+        assert row_id not in reports, f"row {row_id} reported twice"
+        reports[row_id] = text
+    assert sorted(reports) == bad
+    assert "(SMSMessage.priority: 9 is outside 1..5)" in reports[bad[0]]
+    assert "(kind: expected 'email' or 'sms', got 'fax')" in reports[bad[1]]
+    assert "EmailMessage.subject: expected str, got NoneType None" in reports[bad[2]]
+    assert "(created_at: expected float, got NoneType None)" in reports[bad[3]]
