@@ -68,7 +68,8 @@ def measure(python: str, clients: int, seconds: float) -> dict[str, float]:
             cut_off = sum(hung_up(sock) for sock in socks)
             writer.kill()
             out, _ = writer.communicate(timeout=60)
-            saved = int(out.split()[-1]) if out.split() else 0
+            totals = [line.split()[1] for line in out.splitlines() if line.startswith("saved ")]
+            saved = max((int(n) for n in totals if n.isdigit()), default=0)  # its last line may be cut
             for sock in socks:
                 sock.close()
             return {

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests._processes import with_sigint
+
 #: Long enough for an interpreter to start and import uvicorn on a busy machine.
 START_TIMEOUT = 60.0
 
@@ -20,9 +22,13 @@ class Children:
     def __init__(self) -> None:
         self._procs: list[subprocess.Popen[str]] = []
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, sigint_ignored: bool = False
+    ) -> subprocess.Popen[str]:
+        """``notipipe args...``, with SIGINT at its default (Ctrl-C stops it, see ``stop``) however
+        the tests were started; with ``sigint_ignored``, ignored, as in a background job."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "notipipe", *args],
+            with_sigint([sys.executable, "-m", "notipipe", *args], ignored=sigint_ignored),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -31,9 +37,11 @@ class Children:
         self._procs.append(proc)
         return proc
 
-    def serve(self, db: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    def serve(
+        self, db: Path, port: int = 0, *, sigint_ignored: bool = False
+    ) -> tuple[subprocess.Popen[str], str]:
         """``notipipe serve`` on ``port`` (0: a free one); returns it and the URL it printed."""
-        proc = self.start("serve", "--db", str(db), "--port", str(port))
+        proc = self.start("serve", "--db", str(db), "--port", str(port), sigint_ignored=sigint_ignored)
         assert proc.stdout is not None
         line = proc.stdout.readline()  # printed once the socket listens
         if not line.startswith("notipipe serve: http://"):
@@ -50,7 +58,7 @@ class Children:
 
 
 def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> tuple[int, str]:
-    """Stop a server as Ctrl-C does; its exit status and stderr."""
+    """Stop a server with ``sig`` (as Ctrl-C does, by default); its exit status and stderr."""
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=START_TIMEOUT)
     return proc.returncode, err

@@ -8,7 +8,8 @@ For the durable-subscriber tests: ``writer`` commits batches in a random order w
 writers, holding each transaction open a random time before its commit (so a lower id often
 commits later); ``subscriber`` delivers a durable subscription into a file, one ``id body`` line
 per message, flushed as it goes; it may kill itself (SIGKILL) inside an ``update``, between the
-update calls and the cursor's commit.
+update calls and the cursor's commit. ``timed_subscriber`` is a slow observer that notes when each
+``update`` call starts (``time.monotonic``, which is one clock for every process of the machine).
 """
 
 from __future__ import annotations
@@ -118,6 +119,32 @@ def subscriber(url: str, name: str, out: str, die_after: str = "0", page: str = 
     assert db.unsubscribe(observer)
     db.close()
     say("stopped")
+
+
+class _Timed:
+    def __init__(self, out: str, delay: float) -> None:
+        self._file = open(out, "a", buffering=1)  # noqa: SIM115 - open for the process's life
+        self._delay = delay
+
+    def update(self, message: Any) -> None:
+        self._file.write(f"{time.monotonic():.6f} {message.id}\n")
+        self._file.flush()
+        time.sleep(self._delay)  # the observer's own slowness: a page takes a while
+
+
+@program
+def timed_subscriber(url: str, name: str, out: str, delay: str, end: str = "close") -> None:
+    """Deliver ``name`` into ``out`` (``monotonic-time id`` per ``update`` call, written as the
+    call starts), each call taking ``delay`` seconds, until stdin closes; then ``close()`` the
+    connection (``end="close"``) or just return, leaving it to the atexit hook (``"exit"``)."""
+    db = DatabaseConnection(url)
+    observer = _Timed(out, float(delay))
+    db.subscribe(observer, durable_name=name)
+    say("subscribed")
+    sys.stdin.read()
+    if end == "close":
+        db.close()
+    say("stopping")
 
 
 if __name__ == "__main__":

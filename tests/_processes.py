@@ -14,14 +14,25 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tests.conftest import Impl
 
-__all__ = ["ROOT", "Programs", "child_env", "kill", "run_child", "say", "spawn", "wait_forked", "wait_until"]
+__all__ = [
+    "ROOT",
+    "Programs",
+    "child_env",
+    "kill",
+    "run_child",
+    "say",
+    "spawn",
+    "wait_forked",
+    "wait_until",
+    "with_sigint",
+]
 
 #: The checkout's root: children run from here, so that ``-m tests.<module>`` finds the package.
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +74,29 @@ def run_child(impl: Impl, module: str, *args: str, timeout: float = 60) -> subpr
         timeout=timeout,
         check=False,
     )
+
+
+#: Run by the child's interpreter before its program: SIGINT set as asked, then the program in
+#: its place (the same process: the test's signals reach the program).
+_SET_SIGINT_AND_EXEC = (
+    "import os, signal, sys; "
+    "signal.signal(signal.SIGINT, getattr(signal, sys.argv[1])); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def with_sigint(argv: Sequence[str], *, ignored: bool = False) -> list[str]:
+    """``argv`` (an absolute program first), started with SIGINT at its default, whatever this
+    process has; with ``ignored``, with SIGINT ignored, as a background job or nohup has it.
+
+    For the children that a test stops with Ctrl-C (SIGINT): across ``exec`` a handler becomes
+    the default, but an ignored signal stays ignored, so a pytest started with SIGINT ignored
+    (``pytest &`` in a script, ``nohup pytest``) would pass that on, and a Python child does not
+    even install its KeyboardInterrupt handler then. Set in the child before its program starts,
+    not with ``preexec_fn`` (unsafe with the test process's threads) nor in this process.
+    """
+    disposition = "SIG_IGN" if ignored else "SIG_DFL"
+    return [sys.executable, "-c", _SET_SIGINT_AND_EXEC, disposition, *argv]
 
 
 def kill(proc: subprocess.Popen[str], timeout: float = 30) -> None:

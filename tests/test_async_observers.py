@@ -741,6 +741,7 @@ def test_an_item_taken_as_the_subscription_ends_is_counted_as_dropped(
     assert delivery.dropped == 3  # "b" and "c" when it ended, and "a", taken just before
 
 
+@pytest.mark.forks
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
 @pytest.mark.thread_unsafe(reason="forks the process; patches the delivery class")
 def test_a_forked_child_ends_inherited_async_subscriptions_and_never_blocks(

@@ -20,6 +20,7 @@ from typing import IO
 import pytest
 
 import notipipe
+from tests._processes import with_sigint
 
 pytestmark = [
     pytest.mark.system,
@@ -495,7 +496,7 @@ def test_tail_follow_prints_alerts_as_another_process_stores_them(tmp_path: Path
     db = str(tmp_path / "live.db")
     assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
     with subprocess.Popen(
-        [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "2", "--db", db],
+        with_sigint([sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "2", "--db", db]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -534,7 +535,7 @@ def test_tail_follow_with_n_0_prints_only_new_alerts(tmp_path: Path) -> None:
     db = str(tmp_path / "live.db")
     assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
     with subprocess.Popen(
-        [sys.executable, "-m", "notipipe", "tail", "-f", "-n", "0", "--db", db],
+        with_sigint([sys.executable, "-m", "notipipe", "tail", "-f", "-n", "0", "--db", db]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -571,6 +572,74 @@ def test_tail_follow_with_n_0_prints_only_new_alerts(tmp_path: Path) -> None:
         assert ids[0] > 5
         assert ids == list(range(ids[0], newest + 1))
         assert (tail.returncode, tail.stderr.read()) == (130, "")
+
+
+def _tail_follow_two(db: str, *, sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """``notipipe tail -f -n 2`` on ``db``, SIGINT at its default or (``sigint_ignored``) ignored."""
+    return subprocess.Popen(
+        with_sigint(
+            [sys.executable, "-m", "notipipe", "tail", "-f", "-n", "2", "--db", db], ignored=sigint_ignored
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name == "nt", reason="POSIX signals")
+def test_tail_follow_stops_on_sigterm_as_on_ctrl_c(tmp_path: Path) -> None:
+    db = str(tmp_path / "live.db")
+    assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
+    with _tail_follow_two(db) as tail:
+        assert tail.stdout is not None
+        assert tail.stderr is not None
+        lines = _Lines(tail.stdout)
+        ids: list[int] = []
+        try:
+            for _ in range(2):  # printed once tail holds its signals
+                line = lines.next()
+                assert line is not None, tail.stderr.read()
+                ids.append(int(line.split()[0][1:]))
+        finally:
+            tail.send_signal(signal.SIGTERM)  # kill PID, a service manager's stop
+            tail.wait(timeout=60)
+        assert ids == [4, 5]
+        assert lines.next() is None  # nothing more once stopped
+        # Quietly, as after Ctrl-C, with the status a shell reports for SIGTERM.
+        assert (tail.returncode, tail.stderr.read()) == (143, "")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name == "nt", reason="POSIX signals")
+def test_tail_follow_started_with_sigint_ignored_keeps_following_on_ctrl_c(tmp_path: Path) -> None:
+    # A background job (`notipipe tail -f &` in a script) or nohup: SIGINT is ignored from the
+    # start and stays so; SIGTERM stops it.
+    db = str(tmp_path / "live.db")
+    assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
+    with _tail_follow_two(db, sigint_ignored=True) as tail:
+        assert tail.stdout is not None
+        assert tail.stderr is not None
+        lines = _Lines(tail.stdout)
+        ids: list[int] = []
+        try:
+            for _ in range(2):
+                line = lines.next()
+                assert line is not None, tail.stderr.read()
+                ids.append(int(line.split()[0][1:]))
+            tail.send_signal(signal.SIGINT)
+            # Still following: an alert stored after the SIGINT (by a process that takes far
+            # longer to start than a handled SIGINT takes to stop tail) is printed.
+            assert run_cli("run", "--alerts", "1", "--progress", "none", "--db", db).returncode == 0
+            line = lines.next()
+            assert line is not None, tail.stderr.read()
+            ids.append(int(line.split()[0][1:]))
+            assert tail.poll() is None
+        finally:
+            tail.send_signal(signal.SIGTERM)
+            tail.wait(timeout=60)
+        assert ids == [4, 5, 6]
+        assert lines.next() is None
+        assert (tail.returncode, tail.stderr.read()) == (143, "")
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only")

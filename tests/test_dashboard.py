@@ -620,8 +620,7 @@ def test_serve_serves_the_page_and_the_stream_and_stops_on_ctrl_c(tmp_path: Path
     db = _seeded(tmp_path)
     with children() as kids:
         server, url = kids.serve(db)
-        host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+        conn = _connect(url)
         conn.request("GET", "/")
         page = conn.getresponse()
         assert (page.status, page.getheader("content-type")) == (200, "text/html; charset=utf-8")
@@ -630,25 +629,82 @@ def test_serve_serves_the_page_and_the_stream_and_stops_on_ctrl_c(tmp_path: Path
         script = conn.getresponse()
         assert script.status == 200
         assert b"new EventSource" in script.read()
-        conn.request("GET", "/events", headers={"Last-Event-ID": "90"})
-        stream = conn.getresponse()
-        assert stream.getheader("content-type") == "text/event-stream; charset=utf-8"
-        head = b""
-        while b"id: 100\n" not in head:
-            head += stream.read1()
-        assert b"retry: 1000\n\nevent: alerts\nid: 100\ndata: " in head
+        stream = _events_from_90(conn)
         # Ctrl-C ends the open stream too, and the command, at once and with status 130.
         status, err = stop(server)
         assert status == 130
         assert err == "notipipe serve: interrupted\n"
+        assert _rest(stream) == b""
         conn.close()
+
+
+def _connect(url: str) -> http.client.HTTPConnection:
+    host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+    return http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+
+
+def _events_from_90(conn: http.client.HTTPConnection) -> http.client.HTTPResponse:
+    """The open event stream of a server of ``_seeded``'s 100 alerts, read up to the last one."""
+    conn.request("GET", "/events", headers={"Last-Event-ID": "90"})
+    stream = conn.getresponse()
+    assert stream.getheader("content-type") == "text/event-stream; charset=utf-8"
+    head = b""
+    while b"id: 100\n" not in head:
+        head += stream.read1()
+    assert b"retry: 1000\n\nevent: alerts\nid: 100\ndata: " in head
+    return stream
+
+
+def _rest(stream: http.client.HTTPResponse) -> bytes:
+    """What a stream still sends until it ends: the server ended it (or the read times out)."""
+    rest = b""
+    while chunk := stream.read1():
+        rest += chunk
+    return rest
 
 
 def test_sigterm_ends_serve(tmp_path: Path) -> None:
     db = _seeded(tmp_path)
     with children() as kids:
-        server, _ = kids.serve(db)
-        assert stop(server, signal.SIGTERM)[0] == -signal.SIGTERM
+        server, url = kids.serve(db)
+        conn = _connect(url)
+        stream = _events_from_90(conn)
+        # SIGTERM (kill PID, a service manager's stop) stops it as Ctrl-C does: the open stream
+        # ends, then the command, with one line and the status a shell reports for SIGTERM.
+        status, err = stop(server, signal.SIGTERM)
+        assert (status, err) == (143, "notipipe serve: terminated\n")
+        assert _rest(stream) == b""
+        conn.close()
+
+
+def test_serve_started_with_sigint_ignored_keeps_serving_on_ctrl_c(tmp_path: Path) -> None:
+    # A background job (`notipipe serve &` in a script) or nohup: SIGINT is ignored from the
+    # start and stays so; SIGTERM stops it.
+    db = _seeded(tmp_path)
+    with children() as kids:
+        server, url = kids.serve(db, sigint_ignored=True)
+        conn = _connect(url)
+        stream = _events_from_90(conn)
+        server.send_signal(signal.SIGINT)
+        # Still serving: an alert stored after the SIGINT (by a process that takes far longer to
+        # start than a handled SIGINT takes to stop the server) reaches the open stream.
+        writer = subprocess.run(
+            [sys.executable, "-m", "notipipe", "run", "--db", str(db), "-n", "1", "--progress", "none"],
+            check=False,
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+        assert writer.returncode == 0, writer.stderr
+        more = b""
+        while b"id: 101\n" not in more:
+            chunk = stream.read1()
+            assert chunk, f"the stream ended after SIGINT: {more!r}"
+            more += chunk
+        assert server.poll() is None
+        status, err = stop(server, signal.SIGTERM)
+        assert (status, err) == (143, "notipipe serve: terminated\n")
+        assert _rest(stream) == b""
+        conn.close()
 
 
 # -- browsers that never read (issue 20, item 14) --------------------------------------------------

@@ -173,7 +173,7 @@ def _follow_across_reconnects(page: Any, tmp_path: Path, record_property: Any) -
         print(f"\ndashboard screenshot: {shot}; lag p50/p99 (ms, across the reconnects): {lag}")
 
         status, err = stop(server, signal.SIGTERM)
-        assert status in (-signal.SIGTERM, 143), err
+        assert status == 143, err  # stopped cleanly as by Ctrl-C (not ended by the signal itself)
 
 
 def _check_against_the_store(page: Any, db: Path) -> None:

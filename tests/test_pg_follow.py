@@ -20,7 +20,7 @@ import pytest
 
 from tests._pg_rows import Seen, begin_batch, commit_batch, create_schema, write_batch
 from tests._pg_util import as_url, query
-from tests._processes import kill, wait_until
+from tests._processes import kill, wait_until, with_sigint
 from tests.conftest import Impl
 
 pytestmark = pytest.mark.system
@@ -223,12 +223,19 @@ def test_follow_checks_its_arguments_at_the_call(db: Any, options: dict[str, Any
         db.follow(**options)
 
 
-def test_tail_follow_on_postgresql_prints_each_commit_including_late_ones(pg_dsn: str) -> None:
+@pytest.mark.parametrize(
+    ("stopped_by", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
+def test_tail_follow_on_postgresql_prints_each_commit_including_late_ones(
+    pg_dsn: str, stopped_by: signal.Signals, status: int
+) -> None:
     create_schema(pg_dsn)
     old = write_batch(pg_dsn, ["old 0", "old 1"])
     env = {k: v for k, v in os.environ.items() if k != "NOTIPIPE_DB"}
     tail = subprocess.Popen(
-        [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "1", "--db", as_url(pg_dsn)],
+        with_sigint(
+            [sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "1", "--db", as_url(pg_dsn)]
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -242,9 +249,9 @@ def test_tail_follow_on_postgresql_prints_each_commit_including_late_ones(pg_dsn
         assert tail.stdout.readline().startswith(f"#{early[0]} ")
         commit_batch(late)
         assert tail.stdout.readline().startswith(f"#{late_ids[0]} ")
-        tail.send_signal(signal.SIGINT)
+        tail.send_signal(stopped_by)  # Ctrl-C, or kill PID: the same way out
         _, err = tail.communicate(timeout=30)
-        assert tail.returncode == 130, err
+        assert tail.returncode == status, err
         assert err == ""
     finally:
         kill(tail)

@@ -343,11 +343,11 @@ def test_any_other_error_of_the_delivery_thread_is_logged_and_retried(
     real_load = _pg_subscribers.DurableSubscription._load
     failed_once = threading.Event()
 
-    def load(self: Any, conn: Any) -> Any:
+    def load(self: Any, *args: Any) -> Any:
         if not failed_once.is_set():
             failed_once.set()
             raise RuntimeError("a bug in the delivery thread")
-        return real_load(self, conn)
+        return real_load(self, *args)
 
     monkeypatch.setattr(_pg_subscribers.DurableSubscription, "_load", load)
     db = impl.DatabaseConnection(as_url(pg_dsn))

@@ -161,6 +161,7 @@ def test_reset_instance_returns_the_old_one() -> None:
     assert R() is not first
 
 
+@pytest.mark.forks
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 def test_child_process_does_not_inherit_a_held_lock() -> None:
     class Forked(metaclass=ThreadSafeSingletonMeta):

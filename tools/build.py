@@ -10,19 +10,18 @@ a lock, replaced as a whole.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.console import heading, run_quiet, say, warn
 from tools.interpreters import Interpreter
+from tools.locks import locked
 from tools.venvs import ROOT, VENVS, bin_path, dependency_group, make_venv, pip_install, python_in
 
 # The wheels task's packages (build, auditwheel, twine, ...): one venv, made once, reused.
@@ -55,22 +54,6 @@ def tools_venv(it: Interpreter) -> Path | None:
 
 def tool(name: str) -> str:
     return str(bin_path(TOOLS, name))
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold ``path`` as an exclusive lock file (another task waits)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"waiting for another task's build ({path.relative_to(ROOT)} is locked)")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -141,7 +124,7 @@ def build_all(interpreters: Sequence[Interpreter], work: Path, dist: Path) -> Bu
     if missing:
         warn(f"no wheel for {', '.join(missing)}")
         return None
-    with locked(VENVS / "dist.lock"):
+    with locked(VENVS / "dist.lock", "build"):
         shutil.rmtree(dist, ignore_errors=True)
         dist.mkdir(parents=True)
         shutil.copy2(sdist, dist)
@@ -164,7 +147,7 @@ def wheel_of_checkout(it: Interpreter, env: Mapping[str, str] | None = None) -> 
         wheel = wheel_from(it, src, Path(tmp) / "wheels", env, repair=False)
         if wheel is None:
             return None
-        with locked(VENVS / "dist.lock"):
+        with locked(VENVS / "dist.lock", "build"):
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
             shutil.copy2(wheel, out)

@@ -14,7 +14,6 @@ it can serve as ``NOTIPIPE_FT_TOOL`` elsewhere. ``--tsan`` builds a ThreadSaniti
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import os
 import re
@@ -22,8 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `tools` importable
@@ -32,6 +30,7 @@ if __package__ in (None, ""):  # run as a script: make `tools` importable
 from tools.console import run_logged
 from tools.interpreters import Interpreter, probe
 from tools.interpreters import _cache_dir as cache_dir
+from tools.locks import locked
 
 # The standard-library modules the tests need, and so the headers the build must find.
 BUILD_PACKAGES = (
@@ -96,21 +95,6 @@ def _via_uv(tried: list[str]) -> Interpreter | None:
             return it
         tried.append(f"uv python install {version}: {(inst.stderr.strip().splitlines() or ['failed'])[-1]}")
     return None
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _log(f"another run is building it ({path} is locked): waiting")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _as_root() -> list[str] | None:
@@ -189,7 +173,7 @@ def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpr
         return None
     prefix = cache_dir() / ("cpython-3.13t-tsan" if tsan else "cpython-3.13t")
     exe = prefix / "bin" / "python3.13t"
-    with _locked(prefix.with_suffix(".lock")):
+    with locked(prefix.parent / f"{prefix.name}.lock", "build of CPython"):
         it = _usable(exe)
         if it:  # built by another run while we waited
             return it

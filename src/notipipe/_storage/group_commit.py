@@ -11,7 +11,10 @@ never dies silently, fork) are the same for every backend, so they live here onc
 ``MessageStore`` (SQLite) and ``PgMessageStore`` (PostgreSQL) supply the connection, the
 transaction and the SQL. What a backend calls a *wait* (SQLite: another process holds the lock;
 PostgreSQL: the server cannot be reached) is retried silently until ``busy_timeout`` and then
-logged; other trouble is retried and reported by ``flush``; a refused row is dropped alone.
+logged; other trouble is retried and reported by ``flush``; a refused row is dropped alone,
+unless the database refuses every row of a batch and also a row it took before (a schema change:
+that is the database's trouble, retried and reported, and the alerts are kept). A batch that runs
+into the server's time limit is split, and the writer keeps to the size that fits.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ type Row = tuple[str, float, int, str, str, str]
 
 #: The writer's backoff while the database is busy or failing: from the first to the last value.
 _BACKOFF_FIRST: Final = 0.005
+#: After a batch ran into the server's time limit, the writer keeps to the size that fit, and tries
+#: twice that at most this often (seconds), so that a limit lifted is noticed.
+_GROW_EVERY: Final = 60.0
+#: The row that tells "the database refuses this alert" from "the database refuses every row",
+#: until the writer has stored one of its own (the last one it stored is used from then on).
+_PROBE_ROW: Final = ("sms", 0.0, 1, "+10000000000", "", "")
 
 
 def describe(error: BaseException) -> str:
@@ -58,6 +67,19 @@ class _WriteProblem:
         self.busy = busy
         self.since = time.monotonic()
         self.warned = False
+
+
+class EveryRowRefusedError(Exception):
+    """The database refused every row of a batch, and a row it accepted before too: a schema
+    change (a NOT NULL column without a default, a trigger that raises), not bad alerts. The
+    batch is kept and retried like any other trouble."""
+
+    def __init__(self, refusal: BaseException) -> None:
+        super().__init__(
+            "the database refuses every row, also one it stored before (a schema change?):"
+            f" {describe(refusal)}"
+        )
+        self.refusal = refusal
 
 
 class _Connection(Protocol):
@@ -131,6 +153,10 @@ class GroupCommitStore(ABC):
         self._news: BaseException | None = None  # an after_commit observer's exit; reported once
         self._crash: StorageError | None = None  # why the writer stopped, if it did
         self._closed = False
+        self._fit = options.batch_size  # the most rows one transaction takes (see _split)
+        self._fit_since = 0.0  # monotonic time _fit last changed
+        self._known_good: Row = _PROBE_ROW  # the last row the database stored
+        self._shrunk: BaseException | None = None  # a split's reason, until a batch commits
         self._writer: threading.Thread | None = None
         self._writer_ident: int | None = None
         _STORES.add(self)
@@ -245,12 +271,21 @@ class GroupCommitStore(ABC):
         if first:
             with self._cond:
                 lost = self._enqueued - self._committed
-                if lost and self._crash is None:
-                    problem = describe(self._problem.error) if self._problem else "the writer stopped"
+                if lost:
+                    cause = self._crash.__cause__ if self._crash is not None else None
                     self._crash = StorageError(
-                        self.path, f"{lost} alerts could not be stored before closing: {problem}"
+                        self.path, f"{lost} alerts could not be stored before closing: {self._lost_why()}"
                     )
+                    self._crash.__cause__ = cause
                 self._raise_if_failed()
+
+    def _lost_why(self) -> str:
+        """Why alerts still queued at close could not be stored (called with ``_cond`` held)."""
+        if self._crash is not None:
+            return self._crash.reason
+        if self._problem is not None:
+            return describe(self._problem.error)
+        return "the writer stopped"
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -406,6 +441,15 @@ class GroupCommitStore(ABC):
     def _before_write(self) -> None:  # noqa: B027 - optional: most backends need nothing here
         """Called by the writer thread before each batch, with no lock held."""
 
+    @abstractmethod
+    def _probe(self, row: Row) -> BaseException | None:
+        """Write ``row`` in a transaction that is rolled back (``_write_lock`` held); the error if
+        the database refuses it, None if it takes it. Raise for any other trouble."""
+
+    def _is_too_big(self, error: BaseException) -> bool:
+        """True if ``error`` is the server's time limit ending an attempt (a smaller batch fits)."""
+        return False
+
     def _forget_connections(self) -> None:
         """In a forked child: drop the inherited connections without closing them (see leak)."""
         for conn in (self._conn, self._reader):
@@ -422,9 +466,11 @@ class GroupCommitStore(ABC):
                 batch = self._next_batch()
                 if not batch:
                     return  # closed and drained, or closed while the file keeps failing
-                ids = self._commit(batch)
-                if ids is None:
+                done = self._commit(batch)
+                if done is None:
+                    self._log_lost()
                     return
+                batch, ids = done  # the batch may have been split: what was committed
                 if self._on_commit is not None:
                     self._deliver(batch, ids)
                 with self._cond:  # settled: flush() returns once observers have heard of it
@@ -442,6 +488,14 @@ class GroupCommitStore(ABC):
             if self._closed or self._crash is not None:
                 self._close_writer_conn()
 
+    def _log_lost(self) -> None:
+        """Closed while the database kept failing: what is lost is logged here too, since a
+        close() from the writer thread itself (an after_commit observer) cannot raise it."""
+        with self._cond:
+            lost = self._enqueued - self._committed
+            why = self._lost_why()
+        _log.error("notipipe: %s closed with %d alerts not stored: %s", self.path, lost, why)
+
     def _next_batch(self) -> list[object]:
         with self._cond:
             while not self._pending and not self._closed:
@@ -450,40 +504,56 @@ class GroupCommitStore(ABC):
                 return []
             # Let the batch fill, but never past max_delay after its oldest message was queued.
             deadline = self._oldest + self.max_delay
-            while len(self._pending) < self.batch_size and not self._closed and not self._flush_waiters:
+            limit = self._fit
+            while len(self._pending) < limit and not self._closed and not self._flush_waiters:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            n = min(len(self._pending), self.batch_size)
+            n = min(len(self._pending), limit)
             batch = [self._pending.popleft() for _ in range(n)]
             if self._pending:
                 self._oldest = float("-inf")  # they have waited a whole batch already: no delay
             return batch
 
-    def _commit(self, batch: list[object]) -> list[int] | None:
-        """Commit ``batch``, retrying while the file is busy or failing; return the stored ids.
+    def _commit(self, batch: list[object]) -> tuple[list[object], list[int]] | None:
+        """Commit ``batch``, retrying while the database is busy or failing; return what was
+        committed and the stored ids: the whole batch, or the front of it that fits in the
+        server's time limit (the rest goes back to the front of the queue).
 
-        Returns None only if the store was closed while the file kept failing (close() reports
-        what was lost).
+        Returns None only if the store was closed while the database kept failing (close()
+        reports what was lost).
         """
-        rows, refused = self._rows(batch)
+        rows, built = self._rows(batch)
         self._before_write()
         delay = _BACKOFF_FIRST
         while True:
+            refused = dict(built)  # each attempt finds the rows the database refuses anew
+            started_closed = self._closed
             try:
                 with self._write_lock:
+                    self._check_still_refusing()
                     ids = self._write(rows, refused)
+                    self._check_refusals(rows, refused)
             except BaseException as error:
-                if not self._is_retryable(error):
+                if not (isinstance(error, EveryRowRefusedError) or self._is_retryable(error)):
                     raise
-                if not self._wait_out(error, delay):
+                if len(batch) > 1 and self._is_too_big(error):
+                    batch, rows, built = self._split(batch, rows, built, error)
+                    continue
+                if not self._wait_out(error, delay, give_up=started_closed):
                     with self._cond:
                         self._pending.extendleft(reversed(batch))
                     return None
                 delay = min(delay * 2, self._backoff_last)
                 continue
             break
+        self._settle(batch, rows, refused)
+        return batch, ids
+
+    def _settle(self, batch: list[object], rows: list[Row | None], refused: dict[int, BaseException]) -> None:
+        """Account for a committed batch, and log what changed (with no lock held: logging
+        handlers are the application's code)."""
         with self._cond:
             recovered = self._problem if self._problem is not None and self._problem.warned else None
             age = self._problem_age()
@@ -491,14 +561,14 @@ class GroupCommitStore(ABC):
             self._stored += len(batch) - len(refused)
             for i in sorted(refused):
                 self._dropped.append((batch[i], refused[i]))
-        # Logged with no lock held: logging handlers are the application's code.
+        self._remember_good(rows, refused)
         if recovered is not None:
             _log.warning(
                 "notipipe: %s is writable again after %.1f s (%s)", self.path, age, describe(recovered.error)
             )
+        self._learn_fit(len(batch))
         for i in sorted(refused):
             _log.error("notipipe: %s refused alert %r: %s", self.path, batch[i], describe(refused[i]))
-        return ids
 
     def _rows(self, batch: list[object]) -> tuple[list[Row | None], dict[int, BaseException]]:
         """Rows for the batch; a message whose row cannot be built is refused alone."""
@@ -515,9 +585,80 @@ class GroupCommitStore(ABC):
                     refused[i] = error
             return rows, refused
 
-    def _wait_out(self, error: BaseException, delay: float) -> bool:
-        """Record a failed attempt and sleep ``delay``; False if closed meanwhile with trouble
-        other than a busy lock (which close() waits out too)."""
+    # -- a refusal of every row, a batch too big for the server's time limit ------------------------
+
+    def _check_refusals(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
+        """Raise ``EveryRowRefusedError`` if the database refused every row it was given and
+        refuses a row it stored before as well (``_write_lock`` held).
+
+        A lone bad alert (its batch may hold only it) is refused while the known row goes in:
+        that alert is dropped alone, as ever.
+        """
+        given = [i for i, row in enumerate(rows) if row is not None]
+        if not given or any(i not in refused for i in given):
+            return
+        refusal = self._probe(self._known_good)
+        if refusal is not None:
+            raise EveryRowRefusedError(refusal) from refused[given[0]]
+
+    def _check_still_refusing(self) -> None:
+        """While the database refuses every row, ask it with the known row alone before writing
+        the batch again (which finds each refused row one by one): a retry costs one row."""
+        problem = self._problem
+        if problem is not None and isinstance(problem.error, EveryRowRefusedError):
+            refusal = self._probe(self._known_good)
+            if refusal is not None:
+                raise EveryRowRefusedError(refusal) from problem.error.__cause__
+
+    def _remember_good(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
+        for i in range(len(rows) - 1, -1, -1):
+            row = rows[i]
+            if row is not None and i not in refused:
+                self._known_good = row
+                return
+
+    def _split(
+        self,
+        batch: list[object],
+        rows: list[Row | None],
+        built: dict[int, BaseException],
+        error: BaseException,
+    ) -> tuple[list[object], list[Row | None], dict[int, BaseException]]:
+        """The batch ran into the server's time limit: keep its front half for the next attempt,
+        put the rest back at the front of the queue, and take no more than that from now on."""
+        n = len(batch) // 2
+        with self._cond:
+            self._pending.extendleft(reversed(batch[n:]))
+            self._oldest = float("-inf")
+        self._fit = n
+        self._fit_since = time.monotonic()
+        self._shrunk = error
+        return batch[:n], rows[:n], {i: e for i, e in built.items() if i < n}
+
+    def _learn_fit(self, committed: int) -> None:
+        """After a commit: say once which size fit, and now and then try twice that (a limit
+        lifted is noticed; one still there costs one split)."""
+        shrunk, self._shrunk = self._shrunk, None
+        if shrunk is not None:
+            _log.warning(
+                "notipipe: a batch ran into the time limit of %s (%s); writing at most %d alerts per"
+                " transaction",
+                self.path,
+                describe(shrunk),
+                self._fit,
+            )
+        elif (
+            self._fit < self.batch_size
+            and committed >= self._fit
+            and time.monotonic() - self._fit_since >= _GROW_EVERY
+        ):
+            self._fit = min(self.batch_size, 2 * self._fit)
+            self._fit_since = time.monotonic()
+
+    def _wait_out(self, error: BaseException, delay: float, *, give_up: bool) -> bool:
+        """Record a failed attempt and sleep ``delay``; False, at once, if ``give_up`` (the
+        attempt began after close()) and the trouble is other than a wait (which close() waits
+        out too)."""
         with self._cond:
             problem = self._problem
             busy = self._is_wait(error)
@@ -531,7 +672,7 @@ class GroupCommitStore(ABC):
             problem.warned = problem.warned or warn
             waiting = self._enqueued - self._committed
             self._cond.notify_all()  # flush() and blocked producers re-check the problem
-            if self._closed and not problem.busy:
+            if give_up and not problem.busy:
                 return False
         if warn:  # no lock held: logging handlers are the application's code
             _log.warning(
@@ -620,8 +761,10 @@ class GroupCommitStore(ABC):
     # -- fork ------------------------------------------------------------------------------------
 
     def _new_locks(self) -> None:
-        # _write_lock guards the writing connection, _read_lock the reading one; a fork waits
-        # for both (see _before_fork), so a child never inherits a connection in mid-call.
+        # _write_lock guards the writing connection, _read_lock the reading one; on a backend
+        # whose calls take library-wide locks (SQLite) a fork waits for both (see _before_fork),
+        # so that a child never inherits one of those held. A backend whose calls wait on the
+        # network takes none at fork: a fork must not wait on a server.
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._open_lock = threading.Lock()

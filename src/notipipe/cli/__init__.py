@@ -11,7 +11,11 @@ Exit statuses: 0 done; 1 the database cannot be used (or, for serve, the address
 listened on); 2 bad arguments, or serve without the dashboard extra (both with one line on
 stderr, never a traceback); 130 interrupted by Ctrl-C (``tail --follow`` ends this way, quietly);
 141 the output was closed (``notipipe tail | head -1``): the command stops quietly, as Unix tools
-do, with the status a shell reports for a process ended by SIGPIPE.
+do, with the status a shell reports for a process ended by SIGPIPE; 143 stopped by SIGTERM.
+
+``tail --follow`` and ``serve`` run until stopped: SIGTERM stops them as Ctrl-C does, on the same
+path (see ``notipipe.cli._signals``). Started with SIGINT ignored (in the background of a script,
+under nohup) they keep ignoring Ctrl-C, and SIGTERM stops them.
 """
 
 from __future__ import annotations
@@ -64,11 +68,25 @@ exit status:
   2    bad arguments (one line on stderr says which)
   130  interrupted by Ctrl-C
   141  the output was closed (e.g. piped into `head`): stops quietly"""
+#: The status of the commands that SIGTERM stops cleanly (tail --follow, serve), after the others.
+_EXIT_TERMINATED = "\n  143  stopped by SIGTERM"
 
 
 def _wrap(text: str) -> str:
     # The help keeps its text's lines (for the examples and exit statuses): wrap paragraphs here.
     return textwrap.fill(text, 78)
+
+
+def _stopped(how: str) -> str:
+    """How ``tail --follow`` and ``serve`` stop (see notipipe.cli._signals), before their statuses."""
+    return (
+        _wrap(
+            f"{how} with status 130; SIGTERM (`kill PID`) the same way, with status 143. Started "
+            "with SIGINT ignored (`&` in a script, nohup), the command keeps ignoring Ctrl-C; "
+            "SIGTERM still stops it."
+        )
+        + "\n\n"
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  notipipe stats                   what ./notipipe.db holds\n"
         "  notipipe tail -f                 the last 10 alerts, then each new one\n"
         "  notipipe serve                   a live web dashboard of ./notipipe.db\n"
-        "  notipipe COMMAND --help          a command's options\n\n" + _EXIT_STATUS,
+        "  notipipe COMMAND --help          a command's options\n\n"
+        + _EXIT_STATUS
+        + _EXIT_TERMINATED
+        + " (tail --follow, serve)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=_Version, help="print notipipe's version and exit")
@@ -226,13 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the last K alerts; with -f, then each new one",
         description=_wrap(
             "Print the most recent alerts, oldest first. With --follow, keep printing "
-            "each alert as it is stored, by this or any other process, until Ctrl-C."
+            "each alert as it is stored, by this or any other process, until Ctrl-C or SIGTERM."
         ),
         epilog="examples:\n"
         "  notipipe tail -n 20            the last 20 alerts\n"
         "  notipipe tail -f -n 0          only the alerts stored from now on\n"
         "  notipipe tail -f | grep sms    new SMS alerts as they come\n\n"
-        "With --follow, Ctrl-C ends the command quietly with status 130.\n\n" + _EXIT_STATUS,
+        + _stopped("With --follow, Ctrl-C (SIGINT) ends the command quietly")
+        + _EXIT_STATUS
+        + _EXIT_TERMINATED,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tail.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
@@ -247,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow",
         "-f",
         action="store_true",
-        help="then print new alerts as they are stored, by any process, until Ctrl-C "
+        help="then print new alerts as they are stored, by any process, until Ctrl-C or SIGTERM "
         f"(a SQLite file is checked every {FOLLOW_INTERVAL:g} s; PostgreSQL wakes on each commit)",
     )
 
@@ -279,11 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
         "  notipipe serve --db /tmp/a.db --port 0  on a free port (the URL is printed)\n"
         "  notipipe serve --host 0.0.0.0 --allow-host alerts.lan\n"
         "                                          other machines may connect, with the printed token\n\n"
-        "Ctrl-C stops the server (status 130).\n\n"
-        + _EXIT_STATUS.replace(
+        + _stopped("Ctrl-C (SIGINT) stops the server, ending the open streams,")
+        + (_EXIT_STATUS + _EXIT_TERMINATED)
+        .replace(
             "one line on stderr says why)",
             "one line on stderr says why),\n       or the address cannot be listened on",
-        ).replace(
+        )
+        .replace(
             "2    bad arguments (one line on stderr says which)",
             "2    bad arguments, or the dashboard extra is not installed",
         ),

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterable
-from types import FrameType, TracebackType
-from typing import Self
 
 import notipipe
 from notipipe._database import DatabaseConnection, StoredMessage
 from notipipe._errors import NotipipeError
 from notipipe._storage.postgresql.store import is_url
 from notipipe.cli._common import EXIT_INTERRUPTED, EXIT_OK, db_path, human_bytes, open_existing, stamp
+from notipipe.cli._signals import StopSignals, exit_status
 
 #: How often ``tail --follow`` asks a SQLite file for new alerts, in seconds.
 FOLLOW_INTERVAL = 0.1
@@ -62,21 +59,23 @@ def _print_alerts(messages: Iterable[StoredMessage], stop: Callable[[], bool] = 
 
 
 def _follow(db: DatabaseConnection, n: int) -> int:
-    """``tail --follow``: the last ``n`` alerts, then every alert committed after them, until Ctrl-C.
+    """``tail --follow``: the last ``n`` alerts, then every alert committed after them, until
+    SIGTERM or Ctrl-C (see ``notipipe.cli._signals``); then, quietly, 143 or 130.
 
     ``DatabaseConnection.follow`` misses nothing and repeats nothing, whoever writes: a SQLite
     file by id (its writers commit one at a time), PostgreSQL by snapshot windows.
     """
-    with _CtrlC() as ctrl_c:
+    with StopSignals() as stop:
         recent = db.last(max(n, 1))  # at least one: where "new" starts
         last_id = recent[-1].id if recent else 0
-        _print_alerts(recent if n else (), ctrl_c.pressed)
+        _print_alerts(recent if n else (), stop.received)
         sys.stdout.flush()
         poll = PG_FOLLOW_POLL if is_url(db.path) else FOLLOW_INTERVAL
-        for page in db.follow(last_id, page=FOLLOW_BATCH, poll=poll, stop=ctrl_c.event):
-            _print_alerts(page, ctrl_c.pressed)
+        for page in db.follow(last_id, page=FOLLOW_BATCH, poll=poll, stop=stop.event):
+            _print_alerts(page, stop.received)
             sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
-    return EXIT_INTERRUPTED
+    # The loop ends only when stopped; outside the main thread no handler notes a signal.
+    return EXIT_INTERRUPTED if stop.signum is None else exit_status(stop.signum)
 
 
 def cmd_subscriptions(args: argparse.Namespace) -> int:
@@ -97,35 +96,3 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
         oldest = "-" if s.oldest_age is None else f"{s.oldest_age:.1f} s"
         print(f"{s.name:<{width}}  {s.undelivered:>11,}  {oldest:>9}  {s.holder or '-'}")
     return EXIT_OK
-
-
-class _CtrlC:
-    """While active, Ctrl-C (SIGINT) is noted instead of raising KeyboardInterrupt, so a follow
-    loop ends between two reads (never inside one) and quietly."""
-
-    def __init__(self) -> None:
-        #: Set by Ctrl-C: a follow loop waiting on it wakes at once.
-        self.event = threading.Event()
-        self._previous: Callable[[int, FrameType | None], object] | int | None = None
-        self._installed = False
-
-    def pressed(self) -> bool:
-        return self.event.is_set()
-
-    def _note(self, signum: int, frame: FrameType | None) -> None:
-        # Set from another thread: the handler runs on the main thread, which may be inside the
-        # event's own lock (Event.wait), and that lock is not reentrant.
-        threading.Thread(target=self.event.set, name="ctrl-c").start()
-
-    def __enter__(self) -> Self:
-        # Only the main thread may set handlers; elsewhere Ctrl-C stays a KeyboardInterrupt.
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._note)
-            self._installed = True
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._installed and self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)

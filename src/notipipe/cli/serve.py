@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import textwrap
 
@@ -16,6 +17,7 @@ from notipipe._errors import ConfigurationError
 from notipipe._storage.postgresql.store import is_url
 from notipipe.cli._arguments import whole_number
 from notipipe.cli._common import EXIT_BAD_ARGUMENTS, EXIT_OK, db_path, open_existing
+from notipipe.cli._signals import exit_status
 
 __all__ = [
     "DASHBOARD_HINT",
@@ -38,8 +40,8 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 MIN_TOKEN = 16
 #: The environment variable a token may come from (a command line is visible to every user).
 TOKEN_VARIABLE = "NOTIPIPE_TOKEN"
-#: Bytes of events a browser may fall behind (queued for it, and being written) before its
-#: stream ends; it reconnects and catches up from the database.
+#: Bytes of events a browser may fall behind (queued for it, and being written) before it is
+#: cut off; it reconnects and catches up from the database.
 MAX_BEHIND = 4 * 1024 * 1024
 #: The smallest such bound: a page of the largest alerts must fit.
 MIN_BEHIND = 256 * 1024
@@ -141,9 +143,9 @@ def add_serve_options(serve: argparse.ArgumentParser) -> None:
         _para(
             "A browser that takes its events slower than they come (a slow link, a laptop asleep "
             "with its connection open) holds on the server only the events it has still to be "
-            "sent, up to --max-behind bytes: past it its stream ends, and the browser reconnects "
-            "and catches up from the database, missing nothing. One that takes nothing for "
-            "--stall-timeout seconds is cut off."
+            "sent, up to --max-behind bytes. Past them, or once it has taken nothing for "
+            "--stall-timeout seconds, its connection is cut off; the browser reconnects and "
+            "catches up from the database, missing nothing."
         ),
     )
     behind.add_argument(
@@ -173,7 +175,12 @@ def _given_token(args: argparse.Namespace) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``notipipe serve``: serve the live dashboard of a SQLite file until Ctrl-C."""
+    """``notipipe serve``: serve the live dashboard of a SQLite file until SIGTERM or Ctrl-C.
+
+    Either signal ends the open streams and the server, then the command, with one line on
+    stderr ("interrupted" or "terminated") and status 130 or 143. A process started with SIGINT
+    ignored (in the background, under nohup) keeps ignoring it: SIGTERM stops it.
+    """
     try:
         from notipipe.cli.dashboard._serve import serve
     except ModuleNotFoundError as error:
@@ -193,9 +200,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     open_existing(path).close()
 
     def ready(url: str) -> None:
-        print(f"notipipe serve: {url} (the dashboard of {os.path.abspath(path)}; Ctrl-C stops)", flush=True)
+        # Started in the background or under nohup, SIGINT stays ignored: say what stops it then.
+        stops = "SIGTERM stops" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "Ctrl-C stops"
+        print(f"notipipe serve: {url} (the dashboard of {os.path.abspath(path)}; {stops})", flush=True)
 
-    serve(
+    signum = serve(
         path,
         args.host,
         args.port,
@@ -205,4 +214,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_behind=args.max_behind,
         stall=float(args.stall_timeout),
     )
-    return EXIT_OK
+    if signum is None:
+        return EXIT_OK
+    print(f"notipipe serve: {'interrupted' if signum == signal.SIGINT else 'terminated'}", file=sys.stderr)
+    return exit_status(signum)

@@ -29,6 +29,7 @@ from typing import Any, Final
 import psycopg
 
 from notipipe._errors import StorageError
+from notipipe._storage.postgresql.connect import connect as make_connection
 from notipipe._storage.postgresql.schema import MESSAGES, WAKEUP_CHANNEL, ensure_schema
 from notipipe._storage.postgresql.store import redact
 
@@ -58,7 +59,9 @@ type Row = tuple[Any, ...]
 
 
 def connect(dsn: str, purpose: str) -> psycopg.Connection[Row]:
-    """An autocommit connection (no statement holds a snapshot open), named for ``pg_stat_activity``.
+    """An autocommit connection (no statement holds a snapshot open), named for ``pg_stat_activity``
+    (``purpose pid@host``), made as every connection is (``connect``: keepalives, the URL's
+    settings first).
 
     A page is read along the primary key from where the previous one ended and stops after
     ``page`` rows. The planner, which cannot estimate the snapshot filters (and has no
@@ -66,13 +69,7 @@ def connect(dsn: str, purpose: str) -> psycopg.Connection[Row]:
     it, on every page: sorting and bitmap scans are turned off for these connections.
     """
     name = f"{purpose} {os.getpid()}@{socket.gethostname()}"[:63]
-    return psycopg.connect(
-        dsn,
-        autocommit=True,
-        application_name=name,
-        connect_timeout=10,
-        options="-c enable_sort=off -c enable_bitmapscan=off",
-    )
+    return make_connection(dsn, name, options="-c enable_sort=off -c enable_bitmapscan=off")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ __all__ = [
     "SUBSCRIPTIONS_SQL",
     "SUBSCRIPTION_LOCK",
     "WAKEUP_CHANNEL",
+    "ensure_lock_keys",
     "ensure_schema",
 ]
 
@@ -70,14 +71,24 @@ CREATE INDEX IF NOT EXISTS {MESSAGES}_xid ON {MESSAGES} (xid);
 
 SUBSCRIPTIONS: Final = "notipipe_subscriptions"
 
-#: The first key of the session advisory lock that holds a durable subscription (the second is
-#: ``hashtext(name)``): one process at a time delivers a name, the others wait as standbys.
+#: The high 32 bits of every durable name's lock key: the name's session advisory lock is
+#: ``pg_try_advisory_lock(lock_key)``, and so keeps out of other applications' small keys.
 SUBSCRIPTION_LOCK: Final = 0x6E737562  # "nsub"
 
-#: One row per durable subscriber name: its cursor. Every row visible in ``delivered`` has been
-#: delivered; of the window in progress (the rows visible in ``window_end`` but not in
-#: ``delivered``), those up to id ``window_pos``. Created with the messages table (by
-#: ``ensure_schema``: a writer's start, a follower, a subscriber), under ``SCHEMA_LOCK``.
+#: A durable name's ``lock_key``: taken from an identity of the table, one per row, never
+#: reused, so that distinct names never share a lock (a hash of the name could, and did:
+#: ``hashtext`` is 32 bits). It runs out, with an error rather than a shared key, after 2**32
+#: names.
+_LOCK_KEY: Final = (
+    f"lock_key bigint GENERATED ALWAYS AS IDENTITY (START WITH {SUBSCRIPTION_LOCK << 32} "
+    f"MINVALUE {SUBSCRIPTION_LOCK << 32} MAXVALUE {(SUBSCRIPTION_LOCK << 32) | 0xFFFFFFFF}) UNIQUE"
+)
+
+#: One row per durable subscriber name: its cursor, and its lock key. Every row visible in
+#: ``delivered`` has been delivered; of the window in progress (the rows visible in
+#: ``window_end`` but not in ``delivered``), those up to id ``window_pos``. Created with the
+#: messages table (by ``ensure_schema``: a writer's start, a follower, a subscriber), under
+#: ``SCHEMA_LOCK``.
 SUBSCRIPTIONS_SQL: Final = f"""
 CREATE TABLE IF NOT EXISTS {SUBSCRIPTIONS} (
     name        text PRIMARY KEY,
@@ -85,9 +96,14 @@ CREATE TABLE IF NOT EXISTS {SUBSCRIPTIONS} (
     window_end  pg_snapshot,
     window_pos  bigint NOT NULL DEFAULT 0,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    {_LOCK_KEY}
 );
 """
+
+#: Brings a subscriptions table made before lock keys up to date, in place: its rows (and so
+#: their cursors) stay, each given a key of its own.
+_ADD_LOCK_KEYS_SQL: Final = f"ALTER TABLE {SUBSCRIPTIONS} ADD COLUMN IF NOT EXISTS {_LOCK_KEY}"
 
 
 def ensure_schema(conn: psycopg.Connection[Any]) -> None:
@@ -115,3 +131,28 @@ def ensure_schema(conn: psycopg.Connection[Any]) -> None:
             conn.execute(SCHEMA_SQL)
         if subscriptions:
             conn.execute(SUBSCRIPTIONS_SQL)
+
+
+def ensure_lock_keys(conn: psycopg.Connection[Any]) -> None:
+    """Give an existing subscriptions table its ``lock_key`` column if it has none (a database
+    made by an older notipipe), on an autocommit connection, under ``SCHEMA_LOCK``.
+
+    Only durable subscribers and their listing need the keys, so only they migrate: a writer
+    or a follower keeps working on such a database even without the right to alter its tables.
+    """
+
+    def missing() -> bool:
+        got = conn.execute(
+            "SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+            "AND attname = 'lock_key' AND NOT attisdropped)",
+            (SUBSCRIPTIONS,),
+        ).fetchone()
+        assert got is not None
+        return bool(got[0])
+
+    if not missing():
+        return
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        if missing():
+            conn.execute(_ADD_LOCK_KEYS_SQL)

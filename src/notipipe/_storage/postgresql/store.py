@@ -19,7 +19,17 @@ for SQLite. Here is what PostgreSQL changes:
   newly reserved ids. So every flushed alert is stored exactly once.
 * A row the server refuses (text holding NUL, which PostgreSQL's text cannot) is dropped alone:
   the batch is written again row by row, each in a savepoint, and the refused rows are reported
-  by the next ``flush``.
+  by the next ``flush``. If it refuses every row, and a row it stored before too (another tool
+  added a NOT NULL column without a default), the batch is kept and retried as other trouble.
+* An error after which this session may never write again, though a new one could (read-only
+  after a failover or ``default_transaction_read_only``, a ``statement_timeout`` or
+  ``lock_timeout``, an administrator's intervention), costs the session: the next attempt runs
+  on a new one. A batch that runs into ``statement_timeout`` is split (``GroupCommitStore``).
+* The first connection: a server that cannot be reached or is not ready yet (refused, timed out,
+  starting up) is waited for like any later outage; one that answers and refuses this
+  connection (a wrong password, an unknown database or role) is an error at once.
+* A fork takes none of the store's locks: the writer and the reader hold theirs across round
+  trips to the server, and a fork must not wait on a server.
 * After each commit a wake-up ``NOTIFY`` goes out in a tiny transaction of its own (inside the
   data transaction it would serialise commits server-wide); followers treat it as a hint.
 
@@ -39,6 +49,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
 from notipipe._storage.group_commit import GroupCommitStore, Row, describe
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
+from notipipe._storage.postgresql.connect import connect
 from notipipe._storage.postgresql.copy import COPY_HEADER, COPY_TRAILER, pack_rows
 from notipipe._storage.postgresql.schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
 
@@ -50,11 +61,26 @@ __all__ = ["PgMessageStore", "import_psycopg", "is_url", "redact"]
 _SCHEMES: Final = ("postgresql://", "postgres://")
 #: SQLSTATEs that mean "the server is going away or not there yet": wait and reconnect.
 _GONE: Final = frozenset({"57P01", "57P02", "57P03"})
+#: SQLSTATE classes after which the writing session is replaced before the next attempt: what a
+#: new session may not suffer. 25: read-only (a failover to a standby,
+#: default_transaction_read_only), a transaction left failed; 53: resources; 55: lock_timeout;
+#: 57: statement_timeout, an administrator's cancel or shutdown; 58, XX: the server's own trouble.
+_STALE_SESSION: Final = frozenset({"25", "53", "55", "57", "58", "XX"})
+#: query_canceled: a statement_timeout (or a cancel) ended the attempt.
+_CANCELED: Final = "57014"
+#: SQLSTATE classes of a first connection that no retry mends: 28 (a wrong password, an unknown
+#: role, no pg_hba.conf entry), 3D (an unknown database), 42 (no right to create the tables).
+_FOR_GOOD: Final = frozenset({"28", "3D", "42"})
 #: The COPY column types, in MESSAGE_COLUMNS order (binary COPY needs them exact).
 _COPY_TYPES: Final = ("int8", "text", "float8", "int4", "text", "text", "text", "text", "int4")
 _COPY_SQL: Final = f"COPY {MESSAGES} ({', '.join(MESSAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _PLACEHOLDERS: Final = ", ".join(["%s"] * len(MESSAGE_COLUMNS))
 _INSERT_SQL: Final = f"INSERT INTO {MESSAGES} ({', '.join(MESSAGE_COLUMNS)}) VALUES ({_PLACEHOLDERS})"
+#: A row with the id the table gives it (a probe, rolled back: see ``_probe``).
+_PROBE_SQL: Final = (
+    f"INSERT INTO {MESSAGES} ({', '.join(MESSAGE_COLUMNS[1:])})"
+    f" VALUES ({', '.join(['%s'] * (len(MESSAGE_COLUMNS) - 1))})"
+)
 #: The ids of a batch, from the table's identity sequence (named by the server, {} below: a
 #: literal, so that it is looked up once, not once per row); one array, sorted, read as text,
 #: which pure-Python psycopg parses in one piece rather than row by row.
@@ -64,18 +90,6 @@ _RESERVE_SQL: Final = (
 )
 #: Rows packed per write in the pure-Python COPY path.
 _PACK_ROWS: Final = 1000
-#: Seconds a connection attempt may take, unless the URL says otherwise.
-_CONNECT_TIMEOUT: Final = 10
-#: TCP keepalives for every connection, where the URL does not set them: libpq leaves the idle
-#: time to the kernel, commonly hours, so a writer whose server vanished without a word (a cut
-#: link, a host lost) would wait on the half-open connection, with a COMMIT in doubt, that long.
-#: (The server ends such a transaction by its own ``tcp_keepalives_*`` settings.)
-_KEEPALIVES: Final = (
-    ("keepalives", 1),
-    ("keepalives_idle", 30),
-    ("keepalives_interval", 10),
-    ("keepalives_count", 3),
-)
 
 _HINT: Final = (
     "a PostgreSQL URL needs psycopg 3: pip install 'notipipe[postgresql]'"
@@ -163,6 +177,7 @@ class PgMessageStore(GroupCommitStore):
         self._url = url
         self._attempt: _Attempt | None = None
         self._reserve_sql = ""  # _RESERVE_SQL for the writing connection's server
+        self._schema_ready = False  # ensure_schema has succeeded once
         self._host = socket.gethostname()
         # psycopg's C build formats COPY rows fastest itself; its pure-Python build does not.
         self._pack = self._psycopg.pq.__impl__ == "python"
@@ -171,43 +186,83 @@ class PgMessageStore(GroupCommitStore):
     # -- connections -----------------------------------------------------------------------------
 
     def _connect(self, role: str) -> psycopg.Connection[Any]:
-        options: dict[str, Any] = {"autocommit": True, "application_name": f"notipipe {role}"}
-        given = self._psycopg.conninfo.conninfo_to_dict(self._url)
-        for name, value in (("connect_timeout", _CONNECT_TIMEOUT), *_KEEPALIVES):
-            if name not in given:  # what the URL sets wins
-                options[name] = value
-        conn: psycopg.Connection[Any] = self._psycopg.connect(self._url, **options)
-        return conn
+        return connect(self._url, f"notipipe {role}")  # keepalives, timeout: see connect
 
     def _open_writer(self) -> None:
-        try:
-            conn = self._connect("writer")
-        except self._psycopg.Error as error:
-            raise StorageError(self.path, f"cannot connect: {describe(error)}") from None
-        try:
-            ensure_schema(conn)
-        except self._psycopg.Error as error:
-            conn.close()
-            raise StorageError(self.path, f"cannot create the tables: {describe(error)}") from None
+        """The first connection, made by the first save: an error at once if the server refuses
+        it for good; if the server cannot be reached or is not ready, the writer thread connects
+        later, waiting as for any outage."""
         with self._write_lock:
-            self._conn = conn
-            self._reserve_sql = _reserve_sql(conn)
+            try:
+                self._live_conn()
+            except self._psycopg.Error as error:
+                if self._fails_for_good(error):
+                    # A failed connection has no SQLSTATE; a statement refused (the tables') has.
+                    what = "cannot create the tables" if error.sqlstate else "cannot connect"
+                    raise StorageError(self.path, f"{what}: {describe(error)}") from None
+
+    def _fails_for_good(self, error: BaseException) -> bool:
+        """Whether a first connection failed for a reason that cannot pass by waiting."""
+        psycopg = self._psycopg
+        if isinstance(error, psycopg.ProgrammingError):
+            return True  # a URL libpq cannot use
+        if isinstance(error, psycopg.errors.ConnectionTimeout):
+            return False  # no answer in connect_timeout: a ping would wait as long again
+        state = getattr(error, "sqlstate", None)
+        if state is not None:  # the server answered a statement (creating the tables)
+            return state[:2] in _FOR_GOOD
+        # libpq gives no SQLSTATE for a failed connection; its ping tells a server that is up
+        # and refused us (OK) from one that is out of reach (NO_RESPONSE) or not ready (REJECT).
+        ping = psycopg.pq.Ping(psycopg.pq.PGconn.ping(self._ping_conninfo().encode()))
+        if ping == psycopg.pq.Ping.OK:
+            return not _too_many_clients(error)
+        return bool(ping == psycopg.pq.Ping.NO_ATTEMPT)
+
+    def _ping_conninfo(self) -> str:
+        given = self._psycopg.conninfo.conninfo_to_dict(self._url)
+        if "connect_timeout" in given:
+            return self._url
+        return str(self._psycopg.conninfo.make_conninfo(self._url, connect_timeout=_CONNECT_TIMEOUT))
 
     def _live_conn(self) -> psycopg.Connection[Any]:
-        """The writing connection, reconnecting first if it was lost."""
+        """The writing connection (``_write_lock`` held), connecting first if there is none, it
+        was lost, or its session was given up; the tables are made on the first connection."""
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()
             self._conn = None
-            conn = self._conn = self._connect("writer")
-            self._reserve_sql = _reserve_sql(conn)
+            conn = self._connect("writer")
+            try:
+                if not self._schema_ready:
+                    ensure_schema(conn)
+                    self._schema_ready = True
+                self._reserve_sql = _reserve_sql(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         return conn
+
+    def _drop_session(self, error: BaseException) -> None:
+        """After an error this session may never recover from (see ``_STALE_SESSION``), the next
+        attempt runs on a new one."""
+        state = getattr(error, "sqlstate", None)
+        conn = self._conn
+        if state is not None and state[:2] in _STALE_SESSION and conn is not None:
+            conn.close()
 
     # -- what counts as what ---------------------------------------------------------------------
 
     def _is_retryable(self, error: BaseException) -> bool:
         return isinstance(error, (self._psycopg.Error, MemoryError, _StillInProgressError))
+
+    def _is_too_big(self, error: BaseException) -> bool:
+        """``statement_timeout`` ended the attempt before its COMMIT (a commit in doubt is
+        resolved first, never split)."""
+        attempt = self._attempt
+        in_doubt = attempt is not None and attempt.xid is not None
+        return isinstance(error, self._psycopg.Error) and error.sqlstate == _CANCELED and not in_doubt
 
     def _is_wait(self, error: BaseException) -> bool:
         """The server cannot be reached or is restarting (or a commit in doubt is still running):
@@ -224,6 +279,13 @@ class PgMessageStore(GroupCommitStore):
     # -- writing ---------------------------------------------------------------------------------
 
     def _write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
+        try:
+            return self._write_batch(rows, refused)
+        except BaseException as error:
+            self._drop_session(error)
+            raise
+
+    def _write_batch(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
         attempt = self._attempt
         if attempt is None or attempt.rows is not rows:
             attempt = self._attempt = _Attempt(rows)
@@ -246,6 +308,22 @@ class PgMessageStore(GroupCommitStore):
         self._notify(conn)
         assert ids is not None
         return [0 if i in refused or row is None else ids[i] for i, row in enumerate(rows)]
+
+    def _probe(self, row: Row) -> BaseException | None:
+        """Whether the server takes ``row`` now: inserted with an id of the table's, rolled back."""
+        conn = self._live_conn()
+        conn.execute("BEGIN")
+        try:
+            conn.execute(_PROBE_SQL, (*row, self._host, os.getpid()))
+        except self._psycopg.Error as error:
+            if not _is_refused_row(error) or conn.broken:
+                self._drop_session(error)
+                raise
+            refusal: BaseException = error
+            return refusal
+        finally:
+            self._rollback(conn)
+        return None
 
     def _committed_before(self, conn: psycopg.Connection[Any], attempt: _Attempt) -> bool:
         """Whether the transaction whose COMMIT was in doubt committed (asked once reconnected)."""
@@ -367,6 +445,17 @@ class PgMessageStore(GroupCommitStore):
         except self._psycopg.Error:
             conn.close()
 
+    # -- fork ------------------------------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        """Take no lock: the writer and the reader hold theirs across round trips to the server
+        (a COPY waiting for a table lock, say), and a fork must not wait on a server. libpq holds
+        no process-wide lock during a call, and the child never uses the connections it inherits
+        (``_forget_connections``)."""
+
+    def _after_fork_in_parent(self) -> None:
+        """Nothing to release (see ``_before_fork``)."""
+
     # -- reading ---------------------------------------------------------------------------------
 
     def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
@@ -400,6 +489,14 @@ class PgMessageStore(GroupCommitStore):
     def size_bytes(self) -> int:
         rows = self.query("SELECT coalesce(pg_total_relation_size(to_regclass(%s)), 0)", (MESSAGES,))
         return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+
+
+def _too_many_clients(error: BaseException) -> bool:
+    """The server is up but out of connection slots (53300, which libpq does not hand on): that
+    passes. Read from the server's message, which is English unless its lc_messages says
+    otherwise; then the error is reported at once instead."""
+    text = str(error)
+    return "too many clients" in text or "remaining connection slots are reserved" in text
 
 
 def _reserve_sql(conn: psycopg.Connection[Any]) -> str:

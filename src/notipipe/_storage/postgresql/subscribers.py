@@ -10,13 +10,22 @@ The promise, for a subscription named N:
   is committed (durable), none skipped, each carrying its stored ``id``; each writer's alerts in
   that writer's save order. Alerts of different writers may interleave in any order.
 * **The cursor** is the row N of ``notipipe_subscriptions``. It is committed after each page's
-  ``update`` calls have returned, so a restart resumes after the last page whose calls returned;
-  an alert is delivered twice only when the subscriber dies (or loses its connection) between a
-  page's ``update`` calls and that commit, and then only that page (at most ``page`` alerts).
-* **One holder.** One process at a time delivers N: it holds a session advisory lock on the
-  connection that commits the cursor. Another ``subscribe`` with the name N waits as a standby
-  and takes over (within ``poll`` seconds) when the holder's connection ends: the process died,
-  unsubscribed, or its connection was cut.
+  ``update`` calls have returned, every ``poll`` seconds during a page that takes longer, and
+  when delivery stops, just past the last alert delivered. So a restart resumes after the last
+  committed alert; an alert is delivered twice only when the subscriber dies (or loses its
+  connection) before the cursor's next commit, and then only the alerts since the last one (at
+  most ``page``).
+* **One holder.** One process at a time delivers N: it holds a session advisory lock, keyed by
+  the row's own ``lock_key`` (distinct names never share a lock), on the connection that
+  commits the cursor. Another ``subscribe`` with the name N waits as a standby and takes over
+  (within ``poll`` seconds) when the holder's connection ends: the process died, unsubscribed,
+  or its connection was cut. A holder whose session ends while its observer works through a
+  page makes no further ``update`` call once it can know: before the next call when the server
+  ended the session (``pg_terminate_backend``, a shutdown: the server says so before the lock
+  is free), and at the cursor's next commit, at most ``poll`` seconds of calls later, when the
+  connection was cut without a word (a failover, a network cut). So a standby's delivery
+  overlaps the old holder's by at most the ``update`` call in progress, or for a silent cut
+  by at most ``poll`` seconds of calls; those alerts are delivered twice, never skipped.
 * **Failures.** An ``update`` that raises goes to the database's ``error_handler`` (throttled as
   for every observer), and delivery goes on with the next alert: that alert counts as delivered.
   An ``Exception`` is reported as it is; a ``BaseException`` (``SystemExit``,
@@ -26,9 +35,12 @@ The promise, for a subscription named N:
   is reported the same way, with the row's tuple as the message, and skipped: the cursor moves
   past it. Lost connections, and any other error of the delivery thread, are logged and retried
   with backoff, resuming from the committed cursor.
-* **Stopping.** ``unsubscribe(observer)`` stops delivery, joins the delivery thread (unless
-  called from the observer itself) and releases the name; the cursor stays for the next
-  ``subscribe``. ``close()`` does the same for every durable subscription of the connection.
+* **Stopping.** ``unsubscribe(observer)``, also from inside ``update``, stops delivery before the
+  next alert (never at the end of the page), commits the cursor just past the last alert
+  delivered, and releases the name; the cursor stays for the next ``subscribe``. Called from
+  another thread it waits only for the ``update`` call in progress, if any, and that commit.
+  ``close()`` (and so the atexit hook) does the same for every durable subscription of the
+  connection.
 
 Delivery runs on a thread of the subscription, with no lock of notipipe's held.
 """
@@ -37,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Final
@@ -55,7 +68,7 @@ from notipipe._storage.postgresql.follow import (
     ensure_schema,
     read_page,
 )
-from notipipe._storage.postgresql.schema import MESSAGES, SUBSCRIPTION_LOCK, SUBSCRIPTIONS
+from notipipe._storage.postgresql.schema import MESSAGES, SUBSCRIPTIONS, ensure_lock_keys
 from notipipe._storage.postgresql.store import redact
 
 __all__ = ["DurableSubscription", "SubscriptionState", "check_name", "list_subscriptions"]
@@ -122,17 +135,15 @@ class DurableSubscription:
         try:
             with connect(self.dsn, HOLDER_NAME) as conn:
                 ensure_schema(conn)
-                conn.execute(
-                    f"INSERT INTO {SUBSCRIPTIONS} (name, delivered) VALUES (%s, pg_current_snapshot()) "
-                    "ON CONFLICT (name) DO NOTHING",
-                    (self.name,),
-                )
+                ensure_lock_keys(conn)
+                self._create(conn)
         except psycopg.Error as error:
             raise StorageError(redact(self.dsn), f"cannot subscribe {self.name!r}: {error}") from None
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop delivering and release the name; wait for the thread unless called from it."""
+        """Stop delivering at the next alert and release the name; unless called from the delivery
+        thread, wait for it: for the ``update`` call in progress, if any, and the cursor's commit."""
         self._stop.set()
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join()
@@ -149,7 +160,7 @@ class DurableSubscription:
         while not self._stop.is_set():
             try:
                 self._hold_and_deliver(backoff)
-            except psycopg.Error as error:
+            except (psycopg.Error, _NameLostError) as error:
                 if not warned:
                     _log.warning(
                         "durable subscriber %r on %s: %s; reconnecting", self.name, redact(self.dsn), error
@@ -165,10 +176,8 @@ class DurableSubscription:
         # the lock is still held, and the lock goes with the connection, whatever ends it.
         with connect(self.dsn, HOLDER_NAME) as conn:
             while True:  # a standby until the lock is ours
-                got = conn.execute(
-                    "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (SUBSCRIPTION_LOCK, self.name)
-                ).fetchone()
-                if got is not None and got[0]:
+                key = self._try_lock(conn)
+                if key is not None:
                     break
                 backoff.reset()
                 if self._stop.wait(self._poll):
@@ -176,55 +185,122 @@ class DurableSubscription:
             wakeup = Wakeup(self.dsn)
             try:
                 wakeup.listen()
-                window = self._load(conn)
+                window = self._load(conn, key)
                 backoff.reset()
                 while not self._stop.is_set():
                     rows, after = read_page(conn, window, self._page)
-                    if rows:
-                        self._deliver(rows)
-                        self._save(conn, after)
-                    window = after
+                    window = self._deliver(conn, key, rows, window, after) if rows else after
                     if not rows:
                         wakeup.wait(self._poll, self._stop)
             finally:
                 wakeup.close()
 
-    def _deliver(self, rows: list[Row]) -> None:
-        update, failed = self._update, self._failed
-        for row in rows:
-            try:
-                message = self._to_message(row)
-            except Exception as error:  # noqa: BLE001 - a row another tool stored: reported, skipped
-                failed(row, error)
-                continue
-            try:
-                update(message)
-            except Exception as error:  # noqa: BLE001 - reported, never ends the subscription
-                failed(message, error)
-            except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
-                wrapped = RuntimeError(f"update raised {type(error).__name__}: {error}")
-                wrapped.__cause__ = error
-                failed(message, wrapped)
+    def _create(self, conn: psycopg.Connection[Row]) -> None:
+        """The name's row, starting now, unless it exists (no identity value spent if it does)."""
+        conn.execute(
+            f"INSERT INTO {SUBSCRIPTIONS} (name, delivered) SELECT %(name)s, pg_current_snapshot() "
+            f"WHERE NOT EXISTS (SELECT FROM {SUBSCRIPTIONS} WHERE name = %(name)s) "
+            "ON CONFLICT (name) DO NOTHING",
+            {"name": self.name},
+        )
 
-    def _load(self, conn: psycopg.Connection[Row]) -> Window:
-        got = conn.execute(
-            f"SELECT delivered::text, window_end::text, window_pos FROM {SUBSCRIPTIONS} WHERE name = %s",
-            (self.name,),
-        ).fetchone()
-        if got is None:  # dropped by hand meanwhile: start again from now
-            conn.execute(
-                f"INSERT INTO {SUBSCRIPTIONS} (name, delivered) VALUES (%s, pg_current_snapshot())",
+    def _try_lock(self, conn: psycopg.Connection[Row]) -> int | None:
+        """The name's lock key once this session holds its lock; None if another session does."""
+        while True:
+            got = conn.execute(
+                f"SELECT lock_key, pg_try_advisory_lock(lock_key) FROM {SUBSCRIPTIONS} WHERE name = %s",
                 (self.name,),
-            )
-            return self._load(conn)
+            ).fetchone()
+            if got is not None:
+                return int(got[0]) if got[1] else None
+            self._create(conn)  # dropped by hand meanwhile: start again from now
+
+    def _deliver(
+        self, conn: psycopg.Connection[Row], key: int, rows: list[Row], before: Window, after: Window
+    ) -> Window:
+        """Deliver a page read from ``before`` (``after``: past all of it) and commit the cursor;
+        where it stands. Stops between alerts once ``stop`` is set, committing the cursor just
+        past the last alert delivered. Before each ``update`` the session is checked: the server
+        ending it (the lock goes with it) is seen at once, by what it sent; a session cut off
+        without a word is found by the cursor's commit every ``poll`` seconds of a page."""
+        delivered = 0
+        confirmed = time.monotonic()
+        for row in rows:
+            if self._stop.is_set():
+                break
+            _check_session(conn)
+            if delivered and time.monotonic() - confirmed >= self._poll:
+                self._save(conn, key, _through(before, after, rows[delivered - 1]))
+                confirmed = time.monotonic()
+            self._deliver_one(row)
+            delivered += 1
+        if delivered == 0:
+            return before
+        reached = after if delivered == len(rows) else _through(before, after, rows[delivered - 1])
+        self._save(conn, key, reached)
+        return reached
+
+    def _deliver_one(self, row: Row) -> None:
+        try:
+            message = self._to_message(row)
+        except Exception as error:  # noqa: BLE001 - a row another tool stored: reported, skipped
+            self._failed(row, error)
+            return
+        try:
+            self._update(message)
+        except Exception as error:  # noqa: BLE001 - reported, never ends the subscription
+            self._failed(message, error)
+        except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
+            wrapped = RuntimeError(f"update raised {type(error).__name__}: {error}")
+            wrapped.__cause__ = error
+            self._failed(message, wrapped)
+
+    def _load(self, conn: psycopg.Connection[Row], key: int) -> Window:
+        got = conn.execute(
+            f"SELECT delivered::text, window_end::text, window_pos FROM {SUBSCRIPTIONS} "
+            "WHERE name = %s AND lock_key = %s",
+            (self.name, key),
+        ).fetchone()
+        if got is None:
+            raise _NameLostError(self.name)
         return Window(str(got[0]), None if got[1] is None else str(got[1]), int(got[2]))
 
-    def _save(self, conn: psycopg.Connection[Row], window: Window) -> None:
-        conn.execute(
+    def _save(self, conn: psycopg.Connection[Row], key: int, window: Window) -> None:
+        done = conn.execute(
             f"UPDATE {SUBSCRIPTIONS} SET delivered = %s::pg_snapshot, window_end = %s::pg_snapshot, "
-            "window_pos = %s, updated_at = now() WHERE name = %s",
-            (window.start, window.end, window.position, self.name),
+            "window_pos = %s, updated_at = now() WHERE name = %s AND lock_key = %s",
+            (window.start, window.end, window.position, self.name, key),
         )
+        if done.rowcount != 1:
+            raise _NameLostError(self.name)
+
+
+class _NameLostError(Exception):
+    """The name's row went (dropped by hand, perhaps made again, with a new lock key) while held."""
+
+    def __str__(self) -> str:
+        return f"its row in {SUBSCRIPTIONS} was dropped while held"
+
+
+def _check_session(conn: psycopg.Connection[Row]) -> None:
+    """Raise ``psycopg.OperationalError`` if the server has ended ``conn``'s session.
+
+    No round trip: reads only what the server has already sent. A session the server ends
+    (``pg_terminate_backend``, a shutdown) gets its last message and the socket's end before its
+    locks are free for another session, so once another holder can have the name, this sees it.
+    """
+    pgconn = conn.pgconn
+    pgconn.consume_input()  # raises once the server has closed the connection
+    if pgconn.status != psycopg.pq.ConnStatus.OK:
+        raise psycopg.OperationalError("the session holding the name has ended")
+
+
+def _through(before: Window, after: Window, row: Row) -> Window:
+    """Where a reader stands after the rows up to ``row`` of a page read from ``before`` (``after``:
+    where it stands past the whole page). Ids order the rows within a window, so the rest of
+    the window is its rows above ``row``'s id."""
+    end = after.end if after.end is not None else after.start  # a short page closed its window
+    return Window(before.start, end, int(row[0]), after.last)
 
 
 class SubscriptionState:
@@ -259,6 +335,7 @@ def list_subscriptions(dsn: str) -> list[SubscriptionState]:
 def _list_subscriptions(dsn: str) -> list[SubscriptionState]:
     with connect(dsn, "notipipe subscriptions") as conn:
         ensure_schema(conn)
+        ensure_lock_keys(conn)
         rows = conn.execute(
             f"""
             SELECT s.name, lag.n, lag.oldest, holder.who, extract(epoch FROM s.updated_at)::float8
@@ -276,14 +353,12 @@ def _list_subscriptions(dsn: str) -> list[SubscriptionState]:
                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                 WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
                         SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND l.classid::bigint = %s
-                  AND l.objid::bigint = (hashtext(s.name)::bigint & 4294967295)
-                  AND l.objsubid = 2
+                  AND l.objsubid = 1  -- a lock on one bigint key, split in two
+                  AND ((l.classid::bigint << 32) | l.objid::bigint) = s.lock_key
                 LIMIT 1
             ) holder ON true
             ORDER BY s.name
-            """,
-            (SUBSCRIPTION_LOCK,),
+            """
         ).fetchall()
     return [
         SubscriptionState(str(name), int(n), None if oldest is None else float(oldest), who, float(updated))

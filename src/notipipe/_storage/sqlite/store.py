@@ -17,7 +17,9 @@ What the writer promises, and how:
   reason, while the queued alerts stay queued for the next attempt.
 * One bad row never costs its batch: the batch goes in as multi-row INSERT statements; if SQLite
   refuses a row, the transaction is rolled back and the batch written again row by row, and only
-  the rows it refuses are dropped, each reported by the next ``flush``/``close``.
+  the rows it refuses are dropped, each reported by the next ``flush``/``close``. If it refuses
+  every row, and a row it stored before too (a trigger that raises), that is the database's
+  trouble: the batch is kept and retried like a full disk.
 * The writer thread never dies silently: whatever escapes (an ``after_commit`` observer raising
   ``SystemExit``, say) is caught, logged, and raised by the next ``flush``/``close``.
 
@@ -185,6 +187,21 @@ class MessageStore(GroupCommitStore):
             _rollback(conn)
             raise
         return ids
+
+    def _probe(self, row: Row) -> BaseException | None:
+        """Whether SQLite takes ``row`` now: inserted, then rolled back."""
+        conn = self._live_conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_insert_sql(1), row)
+            except sqlite3.Error as error:
+                if _is_file_trouble(error):
+                    raise
+                return error
+            return None
+        finally:
+            _rollback(conn)
 
     def _insert_fast(self, conn: sqlite3.Connection, rows: list[Row]) -> list[int]:
         ids: list[int] = []

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import uvicorn
 
 from notipipe._database import DatabaseConnection
 from notipipe._errors import NotipipeError
+from notipipe.cli._signals import StopSignals
 from notipipe.cli.dashboard._access import Access, address_name, is_loopback, is_unspecified, new_token
 from notipipe.cli.dashboard._app import QUEUE_BYTES, STALL, Dashboard, create_app
 from notipipe.cli.serve import host_name
@@ -29,6 +30,13 @@ class _Server(uvicorn.Server):
         # Event streams never end by themselves: end them first, or uvicorn waits for them.
         await self._dashboard.end_streams()
         await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # serve() holds the signals from before the URL is printed, in StopSignals, which keeps an
+        # inherited SIGINT-ignored and reports the signal instead of raising it again after the
+        # shutdown (uvicorn's own would: SIGTERM would then end the process before its exit path).
+        yield
 
     # -- Connections: the dashboard's hold on a browser's connection ----------------------------
 
@@ -83,10 +91,15 @@ def serve(
     token: str | None = None,
     max_behind: int = QUEUE_BYTES,
     stall: float = STALL,
-) -> None:
-    """Serve the dashboard of the database at ``path`` until Ctrl-C or SIGTERM.
+) -> int | None:
+    """Serve the dashboard of the database at ``path`` until SIGTERM or Ctrl-C; the signal that
+    stopped it (``None``: the server ended by itself, as when its startup failed).
 
-    ``ready`` is called with the page's URL once the server listens (``port`` 0: a free one).
+    ``ready`` is called with the page's URL once the server listens (``port`` 0: a free one) and
+    the signals are held: from then on either ends the open streams and the server cleanly (a
+    second Ctrl-C cuts the wait for the requests in flight). SIGINT is not held when the process
+    was started with it ignored (in the background, under nohup): see ``notipipe.cli._signals``.
+
     Requests are answered for the loopback names, ``host`` and ``allow_hosts``; with ``token``
     (always, on an address other than loopback: a new one if none is given) only those that
     carry it, as the URL does. ``max_behind`` and ``stall`` bound each browser (see ``Dashboard``).
@@ -106,8 +119,15 @@ def serve(
     server = _Server(config, dashboard)
     dashboard.connections = server
     shown = address_name(_shown_address(bound_host))
-    ready(f"http://{shown}:{bound_port}/" + ("" if access.token is None else f"?token={access.token}"))
-    server.run(sockets=[sock])
+    url = f"http://{shown}:{bound_port}/" + ("" if access.token is None else f"?token={access.token}")
+    # A signal before the server runs makes it start and stop at once (should_exit is set).
+    try:
+        with StopSignals(also=server.handle_exit) as stop:
+            ready(url)
+            server.run(sockets=[sock])
+    finally:
+        db.close()
+    return stop.signum
 
 
 def _access(host: str, bound: str, allow_hosts: Sequence[str], token: str | None) -> Access:
