@@ -68,8 +68,9 @@ def measure(python: str, clients: int, seconds: float) -> dict[str, float]:
             cut_off = sum(hung_up(sock) for sock in socks)
             writer.kill()
             out, _ = writer.communicate(timeout=60)
-            totals = [line.split()[1] for line in out.splitlines() if line.startswith("saved ")]
-            saved = max((int(n) for n in totals if n.isdigit()), default=0)  # its last line may be cut
+            # Its last line may be cut short by the kill.
+            totals = [line.removeprefix("saved ") for line in out.splitlines()]
+            saved = max((int(n) for n in totals if n.isdigit()), default=0)
             for sock in socks:
                 sock.close()
             return {
