@@ -53,13 +53,15 @@ def measure(python: str, clients: int, seconds: float) -> dict[str, float]:
             socks = [stuck_client("127.0.0.1", port) for _ in range(clients)]
             time.sleep(1.0)  # the streams start: the baseline is with every client connected
             before = rss_mib(server.pid)
-            writer = subprocess.Popen(
-                [python, "-m", "tests._stuck_clients", "write", db],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
+            said = Path(tmp) / "writer.out"  # a file, not a pipe: a full pipe would stop the writer
+            with said.open("w") as out:
+                writer = subprocess.Popen(
+                    [python, "-m", "tests._stuck_clients", "write", db],
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
             readings = [before]
             end = time.monotonic() + seconds
             while time.monotonic() < end:
@@ -67,9 +69,9 @@ def measure(python: str, clients: int, seconds: float) -> dict[str, float]:
                 readings.append(rss_mib(server.pid))
             cut_off = sum(hung_up(sock) for sock in socks)
             writer.kill()
-            out, _ = writer.communicate(timeout=60)
+            writer.wait(timeout=60)
             # Its last line may be cut short by the kill.
-            totals = [line.removeprefix("saved ") for line in out.splitlines()]
+            totals = [line.removeprefix("saved ") for line in said.read_text().splitlines()]
             saved = max((int(n) for n in totals if n.isdigit()), default=0)
             for sock in socks:
                 sock.close()
