@@ -1,5 +1,6 @@
 """The dashboard's server side, without a browser: SSE framing and ids, resuming from
-``Last-Event-ID``, the bounded per-browser queue, and ``notipipe serve``'s command line.
+``Last-Event-ID``, the per-browser queue bounded in bytes, browsers that never read, the Host
+names and the token it answers, and ``notipipe serve``'s command line.
 
 The ``/events`` stream is driven as an ASGI application by hand (no HTTP in between), against
 each twin's ``DatabaseConnection`` and ``Publisher``. Needs the dashboard extra
@@ -9,6 +10,7 @@ each twin's ``DatabaseConnection`` and ``Publisher``. Needs the dashboard extra
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import json
 import os
@@ -21,10 +23,13 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests._dashboard_procs import children, stop
+from tests._dashboard_procs import Children, children, stop
+from tests._processes import ROOT, kill, wait_until
+from tests._stuck_clients import hung_up, read_to_the_end, stuck_client
 from tests.conftest import Impl, drop
 
 try:
@@ -328,6 +333,45 @@ def test_a_last_event_id_that_is_no_alert_id_is_refused(
     run(main)
 
 
+@pytest.mark.parametrize("bad", [str(2**63), str(10**19 - 1), "9" * 19])
+def test_a_last_event_id_past_the_largest_id_is_refused_with_the_range(
+    store: Store, following: Callable[..., Dashboard], bad: str
+) -> None:
+    # 19 digits, yet no id a store holds (0..2**63-1): refused before any read, by header or query.
+    dashboard = following()
+
+    async def main() -> None:
+        for how in ({"headers": {"Last-Event-ID": bad}}, {"query": f"after={bad}"}):
+            browser = Browser(dashboard, **how)
+            start = await browser.start()
+            body = await asyncio.wait_for(browser.messages.get(), TIMEOUT)
+            assert (start["status"], body["body"]) == (
+                400,
+                f"Last-Event-ID must be an alert id (a whole number in 0..2**63-1), got {bad!r}".encode(),
+            )
+            await browser.close()
+        assert dashboard.browsers == 1  # the probe alone
+
+    run(main)
+
+
+def test_reads_past_the_largest_id_raise_a_value_error_naming_the_range(store: Store) -> None:
+    store.write(3)
+    assert [m.id for m in store.db.after(2**63 - 2)] == []
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("message_id", lambda: store.db.after(2**63)),
+        ("message_id", lambda: store.db.after(10**19 - 1, 10)),
+        ("limit", lambda: store.db.after(0, 2**63)),
+        ("n", lambda: store.db.last(2**63)),
+        ("upto_id", lambda: store.db.count_by_kind_and_priority(2**63)),
+        ("after_id", lambda: store.db.follow(2**63)),
+    ]
+    for name, call in calls:
+        range_error = rf"^{name} must be in 0\.\.2\*\*63-1 \(the ids a store holds\), got \d+$"
+        with pytest.raises(ValueError, match=range_error):
+            call()
+
+
 def test_browsers_that_connect_while_alerts_are_written_miss_none(
     store: Store, following: Callable[..., Dashboard]
 ) -> None:
@@ -374,7 +418,8 @@ def test_a_browser_too_slow_is_cut_off_at_its_last_whole_event_and_resumes_from_
     store: Store, following: Callable[..., Dashboard]
 ) -> None:
     before = store.write(5)
-    dashboard = following(queue_size=4)
+    # A few pages' frames fit (each of 3 alerts, under 1,000 bytes); a write may wait long.
+    dashboard = following(queue_bytes=3000, stall=TIMEOUT)
 
     async def main() -> None:
         slow = Browser(dashboard)
@@ -384,7 +429,7 @@ def test_a_browser_too_slow_is_cut_off_at_its_last_whole_event_and_resumes_from_
         assert snapshot is not None
         assert snapshot["id"] == str(before)
         slow.open.clear()  # it stops reading
-        # Twelve pages, each published before the next is written: far more than its queue.
+        # Twelve pages, each published before the next is written: far more than it may hold.
         last = before
         for _ in range(12):
             last = store.write(3)
@@ -426,6 +471,29 @@ def test_a_browser_that_goes_away_is_unsubscribed(store: Store, following: Calla
         assert dashboard.browsers == 1
 
     run(main)
+
+
+def test_a_page_holds_what_the_page_shows_never_an_email_body(
+    store: Store, following: Callable[..., Dashboard]
+) -> None:
+    # A browser that falls behind holds pages: they must not pin the alerts' full text.
+    dashboard = following()
+    body = "B" * 1024
+    pages: list[Page] = []
+
+    class Probe:
+        def update(self, page: Page) -> None:  # on the follower thread
+            pages.append(page)
+
+    probe = Probe()
+    dashboard.hub.subscribe(probe)
+    store.db.save(store.impl.EmailMessage("ops@example.com", "disk", body), durable=True)
+    assert wait_until(lambda: bool(pages), TIMEOUT)
+    (page,) = pages
+    assert body.encode() not in page.frame
+    reachable = [page, *gc.get_referents(page)]
+    reachable += [inner for outer in reachable[1:] for inner in gc.get_referents(outer)]
+    assert not [obj for obj in reachable if hasattr(obj, "body")], "a page holds an alert"
 
 
 # -- the new read ----------------------------------------------------------------------------------
@@ -637,3 +705,236 @@ def test_serve_started_with_sigint_ignored_keeps_serving_on_ctrl_c(tmp_path: Pat
         assert (status, err) == (143, "notipipe serve: terminated\n")
         assert _rest(stream) == b""
         conn.close()
+
+
+# -- browsers that never read (issue 20, item 14) --------------------------------------------------
+
+
+def _start_serve(
+    kids: Children, db: Path, *options: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``notipipe serve`` of ``db`` on a free port with ``options``; it and the URL it printed."""
+    proc = kids.start("serve", "--db", str(db), "--port", "0", *options, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # printed once the socket listens
+    if not line.startswith("notipipe serve: http://"):
+        proc.kill()
+        _, err = proc.communicate(timeout=TIMEOUT)
+        raise AssertionError(f"notipipe serve did not start: {line!r} {err!r}")
+    return proc, line.split()[2]
+
+
+def _port(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url
+    return port
+
+
+def _status(conn: http.client.HTTPConnection) -> dict[str, Any]:
+    conn.request("GET", "/status")
+    response = conn.getresponse()
+    assert response.status == 200, response.read()
+    status: dict[str, Any] = json.loads(response.read())
+    return status
+
+
+def _whole_events(stream: bytes) -> list[dict[str, str]]:
+    """The events an HTTP/1.0 response of the event stream holds whole (its last may be cut)."""
+    _, _, body = stream.partition(b"\r\n\r\n")
+    *whole, _ = body.split(b"\n\n")
+    events = []
+    for block in whole:
+        fields = dict(line.partition(": ")[::2] for line in block.decode().split("\n"))
+        if "id" in fields:
+            events.append(fields)
+    return events
+
+
+def test_browsers_that_never_read_hold_at_most_max_behind_then_are_cut_off_and_resume(
+    tmp_path: Path,
+) -> None:
+    # Laptops asleep with their connections open, while e-mails with 1 KiB bodies are saved as
+    # fast as one writer can: each holds at most --max-behind bytes on the server, and is cut
+    # off; the events it got whole are a resume point.
+    db = _seeded(tmp_path)
+    bound, stuck = 262_144, 3
+    with children() as kids:
+        server, url = _start_serve(kids, db, "--max-behind", str(bound), "--stall-timeout", "10")
+        clients = [stuck_client("127.0.0.1", _port(url)) for _ in range(stuck)]
+        # One laptop read the start of its stream (its snapshot) before it went to sleep.
+        start = b""
+        while not _whole_events(start):
+            start += clients[0].recv(1024)
+        resume_from = int(_whole_events(start)[-1]["id"])
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "tests._stuck_clients", "write", str(db)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        samples: list[dict[str, Any]] = []
+        with closing(http.client.HTTPConnection("127.0.0.1", _port(url), timeout=TIMEOUT)) as conn:
+            try:
+
+                def all_cut_off() -> bool:
+                    samples.append(_status(conn))
+                    return samples[-1]["cut_off"] >= stuck and not samples[-1]["browsers"]
+
+                assert wait_until(all_cut_off, 4 * TIMEOUT, interval=0.05), samples[-1]
+            finally:
+                kill(writer)
+            assert samples[-1]["cut_off"] == stuck
+            held = [browser["queued_bytes"] for sample in samples for browser in sample["browsers"]]
+            assert 0 < max(held) <= bound, max(held)  # they fell behind, and no further than the bound
+
+            # Cut off: reset, not left to close once the client reads (it never would).
+            assert wait_until(lambda: all(hung_up(sock) for sock in clients), TIMEOUT), "not cut off"
+            for sock in clients:
+                with sock:
+                    assert read_to_the_end(sock, TIMEOUT)[1]
+
+            # Its EventSource reconnects from the last event it received whole: the next alert on.
+            conn.request("GET", "/events", headers={"Last-Event-ID": str(resume_from)})
+            stream = conn.getresponse()
+            head = b""
+            while b"event: alerts\n" not in head or not head.endswith(b"\n\n"):
+                head += stream.read1()
+            first = json.loads(_whole_events(b"\r\n\r\n" + head)[0]["data"])
+            assert first["ids"][0][0] == resume_from + 1
+        assert stop(server)[0] == 130
+
+
+# -- the Host names and the token it answers (issue 20, item 16) --------------------------------------
+
+
+def _ask(port: int, path: str, host: str | None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """GET ``path`` from 127.0.0.1:``port`` with ``host`` in Host: the status, and the body of any
+    answer but an event stream."""
+    with closing(http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)) as conn:
+        conn.putrequest("GET", path, skip_host=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        streaming = response.getheader("content-type", "").startswith("text/event-stream")
+        return response.status, b"" if streaming else response.read()
+
+
+PATHS = ("/", "/dashboard.js", "/events", "/status")
+
+
+def test_serve_answers_only_the_host_names_it_serves(tmp_path: Path) -> None:
+    # A page elsewhere that rebinds its name to 127.0.0.1 sends its own name in Host: refused.
+    db = _seeded(tmp_path)
+    with children() as kids:
+        server, url = _start_serve(kids, db, "--allow-host", "Alerts.Example:8443")
+        port = _port(url)
+        assert urlsplit(url).query == ""  # loopback: no token
+        for name in ("127.0.0.1", "localhost", "[::1]", "alerts.example", "ALERTS.Example.", "LocalHost"):
+            for path in PATHS:
+                assert _ask(port, path, f"{name}:{port}")[0] == 200, (name, path)
+        assert _ask(port, "/", "localhost")[0] == 200  # no port
+        for name in (
+            "evil.example",
+            "127.0.0.1.nip.io",
+            "localhost.evil.example",
+            "0.0.0.0",
+            "alerts.example.evil",
+        ):
+            for path in PATHS:
+                status, body = _ask(port, path, f"{name}:{port}")
+                assert status == 421, (name, path, status)
+                assert (
+                    body
+                    == (
+                        f"this dashboard does not serve the name {name!r}: start notipipe serve with "
+                        f"--allow-host {name} to serve it"
+                    ).encode()
+                )
+        for bad in ("", "a b", "evil.example:x", "[::1"):
+            assert _ask(port, "/", bad)[0] == 400, bad
+        with closing(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)) as sock:
+            sock.sendall(b"GET /status HTTP/1.0\r\n\r\n")  # HTTP/1.0 may leave Host out
+            assert read_to_the_end(sock, TIMEOUT)[0].startswith(b"HTTP/1.1 400 ")
+        assert stop(server)[0] == 130
+
+
+def test_serve_beyond_loopback_needs_its_token_which_the_printed_url_carries(tmp_path: Path) -> None:
+    db = _seeded(tmp_path)
+    with children() as kids:
+        server, url = _start_serve(kids, db, "--host", "0.0.0.0")
+        port = _port(url)
+        here = f"127.0.0.1:{port}"
+        for path in ("/", "/events", "/status", "/?token=", "/events?token=wrong-token-of-32-characters"):
+            status, body = _ask(port, path, here)
+            assert status == 401, (path, status)
+            assert body.startswith(b"this dashboard needs its token: open the URL notipipe serve printed")
+        assert _ask(port, "/", here, {"Authorization": "Bearer not-the-token-at-all"})[0] == 401
+        # The printed URL names a loopback address (it listens on every one) and carries the token.
+        parts = urlsplit(url)
+        (token,) = parse_qs(parts.query)["token"]
+        assert (parts.hostname, parts.path, len(token) >= 32) == ("127.0.0.1", "/", True)
+        for path in PATHS:
+            assert _ask(port, f"{path}?token={token}", here)[0] == 200, path
+            assert _ask(port, path, here, {"Authorization": f"Bearer {token}"})[0] == 200, path
+        assert _ask(port, f"/events?after=50&token={token}", here)[0] == 200
+        assert _ask(port, "/dashboard.js", here)[0] == 200  # the script holds no alert
+        # The token does not make another Host name served.
+        assert _ask(port, f"/?token={token}", f"evil.example:{port}")[0] == 421
+        assert stop(server)[0] == 130
+
+
+def test_a_token_the_user_chooses_is_required_on_loopback_too(tmp_path: Path) -> None:
+    db = _seeded(tmp_path)
+    token = "a-token-of-our-own-choosing"
+    with children() as kids:
+        for options, env in ((["--token", token], None), ([], {"NOTIPIPE_TOKEN": token})):
+            server, url = _start_serve(kids, db, *options, env=env)
+            port = _port(url)
+            assert urlsplit(url).query == f"token={token}"
+            assert _ask(port, "/", f"localhost:{port}")[0] == 401
+            assert _ask(port, f"/?token={token}", f"localhost:{port}")[0] == 200
+            assert stop(server)[0] == 130
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--token", "short"], None, "argument --token: the token must be at least 16 characters long"),
+        (["--token", "sixteen chars ok"], None, "argument --token: the token may hold only letters, digits"),
+        (["--allow-host", "a b"], None, "argument --allow-host: 'a b' is not a host name"),
+        (["--max-behind", "1000"], None, "argument --max-behind: must be at least 262144"),
+        (["--stall-timeout", "0"], None, "argument --stall-timeout: must be at least 1"),
+        ([], {"NOTIPIPE_TOKEN": "short"}, "$NOTIPIPE_TOKEN: the token must be at least 16 characters long"),
+    ],
+)
+def test_serve_refuses_a_bad_token_host_or_bound_in_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str] | None, message: str
+) -> None:
+    db = _seeded(tmp_path)
+    done = _serve("--db", str(db), "--port", "0", *args, env=env)
+    assert (done.returncode in (1, 2), done.stdout) == (True, "")
+    assert done.stderr.startswith(f"notipipe serve: error: {message}"), done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_serve_help_explains_hosts_tokens_and_slow_browsers() -> None:
+    done = _serve("--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for said in (
+        "--allow-host NAME",
+        "--token TOKEN",
+        "$NOTIPIPE_TOKEN",
+        "127.0.0.1, localhost, [::1]",
+        "gets 421",
+        "DNS rebinding",
+        "Authorization: Bearer TOKEN",
+        "gets 401",
+        "--max-behind BYTES",
+        "--stall-timeout SECONDS",
+    ):
+        assert said in text, said

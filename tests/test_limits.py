@@ -7,6 +7,7 @@ error ``_limits`` builds), on the compiled and on the pure classes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -136,3 +137,58 @@ def test_the_defaults_and_exports_are_the_limits(impl: Impl) -> None:
     for name in ("MIN_PRIORITY", "MAX_PRIORITY", "DEFAULT_PRIORITY", "MAX_SMS_BODY", "MAX_SUBJECT"):
         assert getattr(impl.messages_module, name) is getattr(limits, name), name
         assert getattr(notipipe, name) is getattr(limits, name), name
+
+
+# -- one-line fields, the sign of zero (issue 20, item 18) ----------------------------------------
+
+#: Every code point ``str.splitlines()`` splits at: the line breaks a one-line field refuses.
+LINE_BREAKS = [
+    chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and len(f"a{chr(c)}b".splitlines()) > 1
+]
+_BREAK_IDS = [f"U+{ord(b):04X}" for b in LINE_BREAKS]
+
+
+def _refused(make: Callable[[], object], expected: Exception) -> None:
+    """``make()`` raises exactly ``expected`` (its type and its message)."""
+    with pytest.raises(type(expected), match=f"^{re.escape(str(expected))}$"):
+        make()
+
+
+def test_the_line_breaks_are_those_splitlines_knows() -> None:
+    # The set the tests below refuse, spelled out: a change of Python's would show here first.
+    assert LINE_BREAKS == ["\n", "\x0b", "\x0c", "\r", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("where", ["a{}b", "{}", "end{}", "{}start", "é{}\U0001f525", "tab\t{}"])
+@pytest.mark.parametrize("brk", LINE_BREAKS, ids=_BREAK_IDS)
+def test_a_subject_refuses_every_line_break(impl: Impl, brk: str, where: str) -> None:
+    subject = where.format(brk)
+    _refused(lambda: impl.EmailMessage("ops@example.com", subject), limits.line_break_error(subject))
+
+
+@pytest.mark.parametrize("brk", LINE_BREAKS, ids=_BREAK_IDS)
+def test_the_other_one_line_fields_refuse_every_line_break(impl: Impl, brk: str) -> None:
+    for address in (f"op{brk}s@example.com", f"ops@exa{brk}mple.com", f"ops@example.com{brk}"):
+        _refused(lambda: impl.EmailMessage(address), limits.not_an_address_error(address))  # noqa: B023
+    for number in (f"+1555{brk}1234", f"+15551234{brk}"):
+        _refused(lambda: impl.SMSMessage(number), limits.not_a_number_error(number))  # noqa: B023
+
+
+def test_only_line_breaks_are_refused_in_a_subject(impl: Impl) -> None:
+    # Each code point a subject may hold (not a surrogate, not a line break) is kept: the check
+    # is exactly splitlines' set, in both twins (the compiled one tests the set character by
+    # character).
+    refused = set(LINE_BREAKS)
+    kept = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and chr(c) not in refused]
+    for start in range(0, len(kept), 200):
+        subject = "".join(kept[start : start + 200])
+        assert impl.EmailMessage(subject=subject).subject == subject
+
+
+@pytest.mark.parametrize("cls_name", ["EmailMessage", "SMSMessage"])
+def test_created_at_refuses_negative_zero_and_keeps_zero(impl: Impl, cls_name: str) -> None:
+    cls = getattr(impl, cls_name)
+    _refused(lambda: cls(created_at=-0.0), limits.not_a_time_error(cls_name, -0.0))
+    for zero in (0.0, 0):
+        kept = cls(created_at=zero).created_at
+        assert (kept, str(kept)) == (0.0, "0.0")

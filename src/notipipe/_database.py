@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Never, Self, cast
 from notipipe import _messages_py
 from notipipe._async import delivering_for_writer, waiting_on_writer
 from notipipe._errors import ConfigurationError, StorageClosedError
+from notipipe._limits import ID_LIMIT, id_range_error
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
@@ -664,6 +665,8 @@ _MAX_ID = 2**63 - 1
 def _check_count(name: str, value: object) -> None:
     if type(value) is not int or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    if value >= ID_LIMIT:  # past SQLite's and PostgreSQL's integers: a bare OverflowError there
+        raise id_range_error(name, value)
 
 
 class DatabaseConnection(DatabaseCore, Publisher[object], metaclass=ThreadSafeSingletonMeta):

@@ -28,6 +28,7 @@ __all__ = [
     "assignment_error",
     "deletion_error",
     "id_error",
+    "id_range_error",
     "line_break_error",
     "new_error",
     "not_a_number_error",
@@ -114,6 +115,11 @@ def priority_error(cls: str, value: int) -> ValueError:
 
 def id_error(cls: str, value: int) -> ValueError:
     return ValueError(f"{cls}.id: {shown(value)} is outside 0..2**63-1")  # ID_LIMIT - 1
+
+
+def id_range_error(name: str, value: int) -> ValueError:
+    """An id or a count past what a store holds (``DatabaseConnection.after``, ``last``, ...)."""
+    return ValueError(f"{name} must be in 0..2**63-1 (the ids a store holds), got {shown(value)}")
 
 
 def not_a_time_error(cls: str, value: float) -> ValueError:

@@ -25,6 +25,7 @@ from cpython.time cimport time as _now
 from cpython.object cimport PyObject
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport Py_UNICODE_ISSPACE
+from libc.math cimport signbit
 
 from dataclasses import replace as _dataclass_replace
 from typing import ClassVar  # for typing.get_type_hints on the classes' annotations
@@ -127,7 +128,8 @@ cdef inline bint _small_int_in(PyObject* o, Py_ssize_t low, Py_ssize_t high) noe
 
 
 cdef inline bint _plain_stamp(PyObject* o) noexcept:
-    return _is_float(o) and 0.0 <= _float_value(o) < _TIME_LIMIT
+    # Strictly positive: 0.0 and -0.0 take the path that tells them apart (_check_time).
+    return _is_float(o) and 0.0 < _float_value(o) < _TIME_LIMIT
 
 
 cdef str _check_str(str cls, str field, object value, Py_ssize_t limit):
@@ -202,10 +204,18 @@ cdef str _check_phone(object value):
     return number
 
 
+cdef inline bint _line_break(Py_UCS4 ch) noexcept:
+    # What str.splitlines() splits at (the pure twin asks it): LF, VT, FF, CR; the information
+    # separators U+001C..U+001E; NEL; the line and paragraph separators.
+    return (
+        0x0a <= ch <= 0x0d or 0x1c <= ch <= 0x1e or ch == 0x85 or ch == 0x2028 or ch == 0x2029
+    )
+
+
 cdef bint _one_line(str text) noexcept:
     cdef Py_UCS4 ch
     for ch in text:
-        if ch == u'\n' or ch == u'\r':
+        if _line_break(ch):
             return False
     return True
 
@@ -256,7 +266,8 @@ cdef double _check_time(str cls, object value) except? -1.0:
         stamp = -1.0 if overflow else <double>whole
     else:
         stamp = _float_value(<PyObject*>value)
-    if not (0.0 <= stamp < _TIME_LIMIT):  # also rejects NaN and infinities
+    # Also rejects NaN and infinities; -0.0 with the negative times (0.0 <= -0.0 holds).
+    if not (0.0 <= stamp < _TIME_LIMIT) or signbit(stamp):
         raise not_a_time_error(cls, value)
     return stamp
 

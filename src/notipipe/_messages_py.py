@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import re
 import time
 from collections.abc import Callable
@@ -140,9 +141,15 @@ def _check_phone(value: object) -> str:
     return _remember(_GOOD_PHONES, number)
 
 
+def _has_line_break(text: str) -> bool:
+    """Whether ``text`` holds a line break: any character ``str.splitlines()`` splits at (LF, CR,
+    VT, FF, U+001C..U+001E, NEL, U+2028, U+2029); the compiled twin tests the same set."""
+    return bool(text) and text.splitlines() != [text]
+
+
 def _check_subject(value: object) -> str:
     subject = _check_str("EmailMessage", "subject", value, MAX_SUBJECT)
-    if "\n" in subject or "\r" in subject:
+    if _has_line_break(subject):
         raise line_break_error(subject)
     return subject
 
@@ -169,7 +176,12 @@ def _check_time(cls: str, value: float | None) -> float:
     if type(value) is not float and type(value) is not int:
         raise type_error(cls, "created_at", value, "float")
     # An int is range-checked before float() would overflow on one beyond the float range.
-    if not (0.0 <= value < _TIME_LIMIT_FLOAT if type(value) is float else 0 <= value < TIME_LIMIT):
+    # -0.0 is refused with the negative times (0.0 <= -0.0 holds, its sign does not).
+    if not (
+        0.0 <= value < _TIME_LIMIT_FLOAT and math.copysign(1.0, value) > 0.0
+        if type(value) is float
+        else 0 <= value < TIME_LIMIT
+    ):
         raise not_a_time_error(cls, value)  # also NaN, inf
     return float(value)
 
@@ -226,11 +238,10 @@ def _construct_email(
         and MIN_PRIORITY <= priority <= MAX_PRIORITY
         and type(id) is int
         and 0 <= id < ID_LIMIT
-        and (created_at is None or (type(created_at) is float and 0.0 <= created_at < _TIME_LIMIT_FLOAT))
+        and (created_at is None or (type(created_at) is float and 0.0 < created_at < _TIME_LIMIT_FLOAT))
         and len(subject) <= MAX_SUBJECT
         and len(body) <= MAX_BODY
-        and "\n" not in subject
-        and "\r" not in subject
+        and subject.isprintable()  # no line break is printable; a tab takes the slow path
         and (subject.isascii() or _encodable(subject))
         and (body.isascii() or _encodable(body))
     ):
@@ -268,7 +279,7 @@ def _construct_sms(
         and MIN_PRIORITY <= priority <= MAX_PRIORITY
         and type(id) is int
         and 0 <= id < ID_LIMIT
-        and (created_at is None or (type(created_at) is float and 0.0 <= created_at < _TIME_LIMIT_FLOAT))
+        and (created_at is None or (type(created_at) is float and 0.0 < created_at < _TIME_LIMIT_FLOAT))
         and (body.isascii() or _encodable(body))
     ):
         _set_sms_phone_number(self, phone_number)  # empty, or validated before

@@ -53,7 +53,7 @@ from notipipe.cli._common import (
 from notipipe.cli.info import cmd_info
 from notipipe.cli.read import FOLLOW_INTERVAL, cmd_stats, cmd_subscriptions, cmd_tail
 from notipipe.cli.run import cmd_run
-from notipipe.cli.serve import cmd_serve
+from notipipe.cli.serve import add_serve_options, cmd_serve
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -300,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  notipipe serve                          http://127.0.0.1:8000/ for ./notipipe.db\n"
         "  notipipe serve --db /tmp/a.db --port 0  on a free port (the URL is printed)\n"
-        "  notipipe serve --host 0.0.0.0           other machines may connect (no authentication)\n\n"
+        "  notipipe serve --host 0.0.0.0 --allow-host alerts.lan\n"
+        "                                          other machines may connect, with the printed token\n\n"
         + _stopped("Ctrl-C (SIGINT) stops the server, ending the open streams,")
         + (_EXIT_STATUS + _EXIT_TERMINATED)
         .replace(
@@ -332,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=8000,
         help="port to listen on, 0..65535 (default 8000; 0 picks a free one)",
     )
+    add_serve_options(serve)
 
     sub.add_parser(
         "info",

@@ -2,9 +2,12 @@
 
 The follower thread reads the database (``_feed.follow``) and publishes each page to ``hub``, a
 ``Publisher[Page]``. Each ``/events`` request subscribes a ``BrowserFeed`` to the hub: an async
-observer, held weakly, with a bounded queue, delivered on the server's event loop. The request
-first sends where the browser starts from (a snapshot, or the alerts after its
-``Last-Event-ID``, read from the database), then lets the live pages through.
+observer, held weakly, delivered on the server's event loop, which queues the pages' frames for
+its browser, bounded in bytes (see ``_browser``). The request first sends where the browser
+starts from (a snapshot, or the alerts after its ``Last-Event-ID``, read from the database),
+then lets the live pages through. ``/status`` tells how many browsers there are and how far
+behind each is. Requests for a Host name the dashboard does not serve, or without its token
+where it has one, are turned away first (see ``_access``).
 """
 
 from __future__ import annotations
@@ -15,23 +18,32 @@ import logging
 import threading
 from collections.abc import AsyncGenerator, MutableMapping
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from notipipe._limits import ID_LIMIT
 from notipipe._select import Publisher
+from notipipe.cli.dashboard._access import Access, HostGuard
 from notipipe.cli.dashboard._browser import BrowserFeed, Send
-from notipipe.cli.dashboard._feed import PAGE_SIZE, Page, Reads, alerts_frame, follow, snapshot
+from notipipe.cli.dashboard._feed import REPLAY_PAGE, Page, Reads, follow, frame_after, snapshot
+from notipipe.cli.serve import MAX_BEHIND, STALL_TIMEOUT
 
-__all__ = ["QUEUE_SIZE", "Dashboard", "create_app"]
+__all__ = ["QUEUE_BYTES", "QUEUE_SIZE", "STALL", "Connections", "Dashboard", "create_app"]
 
 _log = logging.getLogger("notipipe.dashboard")
 
-#: Pages a browser may fall behind before it is cut off, to catch up from the database.
+#: Pages the hub may hold for a browser before its event loop takes them (at once, normally).
 QUEUE_SIZE = 256
+#: Bytes of events a browser may fall behind (queued, and being written) before it is cut off,
+#: to catch up from the database when it reconnects (``notipipe serve --max-behind``).
+QUEUE_BYTES = MAX_BEHIND
+#: Seconds a browser may take none of a write before its connection is cut off.
+STALL = float(STALL_TIMEOUT)
 #: Seconds between keep-alive comments on a quiet stream (a dead connection shows on writing).
 HEARTBEAT = 15.0
 #: Milliseconds a browser waits before reconnecting (the SSE ``retry`` field).
@@ -40,8 +52,41 @@ RETRY_MS = 1000
 type Receive = Any
 
 
+type Scope = MutableMapping[str, Any]
+
+
+class Connections(Protocol):
+    """The server's hold on the connections of the requests (``notipipe serve``'s uvicorn)."""
+
+    def abort(self, scope: Scope) -> None:
+        """Reset the connection of the request ``scope`` at once."""
+
+
+class _HangUp:
+    """``Connections`` for one request (a ``_browser.HangUp``): what its feed may do to it."""
+
+    def __init__(self, connections: Connections, scope: Scope) -> None:
+        self._connections = connections
+        self._scope = scope
+
+    def abort(self) -> None:
+        self._connections.abort(self._scope)
+
+
+_STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
 class Dashboard:
-    """Follows ``db`` and streams it to browsers; ``start()`` and ``stop()`` the follower."""
+    """Follows ``db`` and streams it to browsers; ``start()`` and ``stop()`` the follower.
+
+    ``queue_bytes`` and ``stall`` bound what one browser holds and how long it may take none of
+    a write (see ``_browser``). ``connections``, set by the server, resets the connection of a
+    request (its ASGI scope), as the server alone can.
+    """
 
     def __init__(
         self,
@@ -49,15 +94,22 @@ class Dashboard:
         *,
         hub: Publisher[Page] | None = None,
         queue_size: int = QUEUE_SIZE,
+        queue_bytes: int = QUEUE_BYTES,
+        stall: float = STALL,
         heartbeat: float = HEARTBEAT,
+        connections: Connections | None = None,
     ) -> None:
         self.db = db
         self.hub: Publisher[Page] = Publisher() if hub is None else hub
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self.stall = stall
         self.heartbeat = heartbeat
+        self.connections = connections
+        self.cut_off = 0  # browsers cut off so far
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._feeds: set[BrowserFeed] = set()  # on the event loop only
+        self._feeds: dict[BrowserFeed, str] = {}  # on the event loop only; each browser's address
 
     # -- the follower ----------------------------------------------------------------------------
 
@@ -82,15 +134,17 @@ class Dashboard:
             try:
                 for messages in follow(self.db, after_id, self._stop):
                     # Framed here, once for every browser and off the event loop.
-                    self.hub.notify_all(Page.of(after_id, messages))
-                    after_id = messages[-1].id
+                    page = Page.of(after_id, messages)
+                    del messages  # the page holds what it shows, not the alerts' full text
+                    self.hub.notify_all(page)
+                    after_id = page.last_id
             except Exception:  # noqa: BLE001 - a locked or vanished file: say so, and try again
                 _log.exception("the dashboard cannot read the database; retrying in 1 s")
                 self._stop.wait(1.0)
 
     # -- one browser -----------------------------------------------------------------------------
 
-    async def events(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+    async def events(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ``/events`` stream (an ASGI app)."""
         request = Request(scope)
         try:
@@ -98,25 +152,24 @@ class Dashboard:
         except ValueError as error:
             await PlainTextResponse(str(error), status_code=400)(scope, receive, send)
             return
-        feed = BrowserFeed(send, 0)
-        self._feeds.add(feed)
+        client = _client(scope)
+        feed = BrowserFeed(
+            send,
+            limit=self.queue_bytes,
+            stall=self.stall,
+            frame_after=self._frame_after,
+            hang_up=None if self.connections is None else _HangUp(self.connections, scope),
+            client=f"the browser at {client}",
+        )
+        self._feeds[feed] = client
         loop = asyncio.get_running_loop()
         # Subscribed before reading where to start, so no page falls between the two. Weakly:
         # a feed nobody holds any more (its request is over) receives nothing.
         self.hub.subscribe(feed, weak=True, loop=loop, queue_size=self.queue_size, overflow="drop_oldest")
         gone = asyncio.ensure_future(_disconnect(receive))
+        gone.add_done_callback(lambda _: feed.disconnected())
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-store"),
-                        (b"x-accel-buffering", b"no"),
-                    ],
-                }
-            )
+            await feed.start(_STREAM_HEADERS)
             await feed.write(f"retry: {RETRY_MS}\n\n".encode())
             if resume_from is None:
                 upto, frame = await asyncio.to_thread(snapshot, self.db)
@@ -124,28 +177,35 @@ class Dashboard:
             else:
                 feed.sent_upto = resume_from
                 await self._replay(feed)
-            feed.ready.set()
-            done = asyncio.ensure_future(feed.done.wait())
-            try:
-                while not (gone.done() or done.done()):
-                    await asyncio.wait((gone, done), timeout=self.heartbeat, return_when="FIRST_COMPLETED")
-                    if not (gone.done() or done.done()):
-                        await feed.write(b": keep-alive\n\n")
-            finally:
-                done.cancel()
+            await feed.stream(self.heartbeat)
         finally:
             feed.disconnected()
-            self._feeds.discard(feed)
-            gone.cancel()
+            del self._feeds[feed]
             self.hub.unsubscribe(feed)
+            if feed.cut_off is not None:
+                self.cut_off += 1
+                # The server noticing the cut connection ends the request quietly.
+                await asyncio.wait((gone,), timeout=1.0)
+            gone.cancel()
+
+    async def _frame_after(self, after_id: int, upto_id: int) -> bytes:
+        frames: list[bytes] = []
+        more = True
+        while more and after_id < upto_id:
+            frame, after_id, more = await asyncio.to_thread(
+                frame_after, self.db, after_id, upto_id, REPLAY_PAGE
+            )
+            frames.append(frame)
+        return b"".join(frames)
 
     async def _replay(self, feed: BrowserFeed) -> None:
-        while not feed.done.is_set():
-            messages = await asyncio.to_thread(self.db.after, feed.sent_upto, PAGE_SIZE)
-            if messages:
-                await feed.write(alerts_frame(messages), messages[-1].id)
-            if len(messages) < PAGE_SIZE:
-                return
+        more = True
+        while more and not feed.done.is_set():
+            frame, last, more = await asyncio.to_thread(
+                frame_after, self.db, feed.sent_upto, None, REPLAY_PAGE
+            )
+            if frame:
+                await feed.write(frame, last)
 
     async def end_streams(self) -> None:
         """End every browser's response (the server is shutting down): their handlers return."""
@@ -161,14 +221,37 @@ class Dashboard:
         """How many browsers are subscribed now."""
         return len(self.hub.observers)
 
+    def status(self) -> dict[str, object]:
+        """What ``/status`` answers: the browsers, how far behind each is, the bounds."""
+        return {
+            "browsers": [
+                {"client": client, "queued_bytes": feed.queued_bytes, "sent_upto": feed.sent_upto}
+                for feed, client in self._feeds.items()
+            ],
+            "queue_bytes": self.queue_bytes,
+            "stall_seconds": self.stall,
+            "cut_off": self.cut_off,
+        }
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    if not client:
+        return "an unknown address"
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
 
 def _resume_point(request: Request) -> int | None:
     """The id a reconnecting browser last received: ``Last-Event-ID``, else ``?after=``."""
     text = request.headers.get("last-event-id") or request.query_params.get("after")
     if text is None or text == "":
         return None
-    if not text.isascii() or not text.isdecimal() or len(text) > 19:
-        raise ValueError(f"Last-Event-ID must be an alert id (a whole number >= 0), got {text[:40]!r}")
+    # The length first: int() of a long text would cost, or fail on, Python's digit limit.
+    if not text.isascii() or not text.isdecimal() or len(text) > 19 or int(text) >= ID_LIMIT:
+        raise ValueError(
+            f"Last-Event-ID must be an alert id (a whole number in 0..2**63-1), got {text[:40]!r}"
+        )
     return int(text)
 
 
@@ -187,14 +270,16 @@ class _Events:
     def __init__(self, dashboard: Dashboard) -> None:
         self._dashboard = dashboard
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._dashboard.events(scope, receive, send)
 
 
-def create_app(dashboard: Dashboard, *, follow: bool = True) -> Starlette:
-    """The ASGI application: ``/`` (the page), ``/dashboard.js`` and ``/events``.
+def create_app(dashboard: Dashboard, *, follow: bool = True, access: Access | None = None) -> Starlette:
+    """The ASGI application: ``/`` (the page), ``/dashboard.js``, ``/events`` and ``/status``.
 
     With ``follow``, the application's lifespan starts and stops the dashboard's follower.
+    ``access`` says which Host names are answered and the token they need (default: the
+    loopback names, no token).
     """
     page, script = _asset("page.html"), _asset("dashboard.js")
 
@@ -203,6 +288,9 @@ def create_app(dashboard: Dashboard, *, follow: bool = True) -> Starlette:
 
     async def js(_: Request) -> Response:
         return Response(script, media_type="text/javascript", headers={"cache-control": "no-store"})
+
+    async def status(_: Request) -> Response:
+        return JSONResponse(dashboard.status(), headers={"cache-control": "no-store"})
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncGenerator[None]:
@@ -215,6 +303,12 @@ def create_app(dashboard: Dashboard, *, follow: bool = True) -> Starlette:
                 await asyncio.to_thread(dashboard.stop)
 
     return Starlette(
-        routes=[Route("/", index), Route("/dashboard.js", js), Route("/events", _Events(dashboard))],
+        routes=[
+            Route("/", index),
+            Route("/dashboard.js", js),
+            Route("/events", _Events(dashboard)),
+            Route("/status", status),
+        ],
+        middleware=[Middleware(HostGuard, access=Access.of() if access is None else access)],
         lifespan=lifespan,
     )

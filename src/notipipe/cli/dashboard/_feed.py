@@ -22,10 +22,12 @@ __all__ = [
     "LATEST",
     "PAGE_SIZE",
     "POLL_INTERVAL",
+    "REPLAY_PAGE",
     "Page",
     "Reads",
     "alerts_frame",
     "follow",
+    "frame_after",
     "snapshot",
     "snapshot_frame",
 ]
@@ -34,6 +36,9 @@ __all__ = [
 PAGE_SIZE = 5000
 #: How often the follower asks the database for new alerts, in seconds, once caught up.
 POLL_INTERVAL = 0.025
+#: Alerts read per query when a browser is sent what it missed: each is framed at once, so a
+#: browser being replayed to holds at most this many alerts' full text, and only during the read.
+REPLAY_PAGE = 1000
 #: Alerts shown in full in the page's list (and sent in full per event): the rest go as counts.
 LATEST = 20
 
@@ -61,24 +66,23 @@ def follow(db: Reads, after_id: int, stop: threading.Event) -> Iterator[list[Sto
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """Alerts stored after ``after_id``, with nothing stored in between left out.
+    """The alerts stored after ``after_id`` up to ``last_id``, nothing in between left out, as
+    the page shows them: one SSE event (``frame``), made once by the follower for every browser.
 
-    A browser that has been sent every alert up to ``after_id`` (or further) can take this page
-    without a gap; one that has not has lost a page (see ``BrowserFeed``).
+    A page holds no alert itself: a browser that falls behind queues these bytes, never the
+    alerts' full text (an e-mail's body). One that has been sent every alert up to ``after_id``
+    can take the page as it is; one sent some of its alerts already gets the rest read again
+    (``frame_after``); one sent fewer has lost a page (see ``BrowserFeed``).
     """
 
     after_id: int
-    messages: Sequence[StoredMessage]
-    #: The whole page as one SSE event, made once (by the follower thread) for every browser.
+    last_id: int
     frame: bytes = field(default=b"", compare=False)
 
     @classmethod
     def of(cls, after_id: int, messages: Sequence[StoredMessage]) -> Page:
-        return cls(after_id, messages, alerts_frame(messages))
-
-    @property
-    def last_id(self) -> int:
-        return self.messages[-1].id if self.messages else self.after_id
+        last_id = messages[-1].id if messages else after_id
+        return cls(after_id, last_id, alerts_frame(messages))
 
 
 def _alert(m: StoredMessage) -> dict[str, object]:
@@ -162,3 +166,19 @@ def snapshot(db: Reads) -> tuple[int, bytes]:
     latest = db.last(LATEST)
     upto = latest[-1].id if latest else 0
     return upto, snapshot_frame(upto, db.count_by_kind_and_priority(upto), latest)
+
+
+def frame_after(db: Reads, after_id: int, upto_id: int | None, limit: int) -> tuple[bytes, int, bool]:
+    """Up to ``limit`` alerts stored after ``after_id`` (and up to ``upto_id``, if given), read
+    and framed in one call (made in a worker thread): ``(frame, last id framed, more)``.
+
+    Framed where they are read, so no alert's full text outlives the call, however slowly the
+    browser takes the frame. The last id is ``after_id`` when there is no alert; ``more`` says
+    that more alerts may follow (the read was full, and ``upto_id`` not reached).
+    """
+    messages = db.after(after_id, limit)
+    more = len(messages) == limit
+    if upto_id is not None and messages and messages[-1].id >= upto_id:
+        messages = [m for m in messages if m.id <= upto_id]
+        more = False
+    return alerts_frame(messages), messages[-1].id if messages else after_id, more

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Iterator
+import struct
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from typing import Any
 
 import uvicorn
 
 from notipipe._database import DatabaseConnection
 from notipipe._errors import NotipipeError
 from notipipe.cli._signals import StopSignals
-from notipipe.cli.dashboard._app import Dashboard, create_app
+from notipipe.cli.dashboard._access import Access, address_name, is_loopback, is_unspecified, new_token
+from notipipe.cli.dashboard._app import QUEUE_BYTES, STALL, Dashboard, create_app
+from notipipe.cli.serve import host_name
 
 __all__ = ["serve"]
 
@@ -33,6 +38,29 @@ class _Server(uvicorn.Server):
         # shutdown (uvicorn's own would: SIGTERM would then end the process before its exit path).
         yield
 
+    # -- Connections: the dashboard's hold on a browser's connection ----------------------------
+
+    def abort(self, scope: MutableMapping[str, Any]) -> None:
+        """Reset the connection of the request ``scope`` at once, dropping what it has still to
+        send, in the process and in the kernel: a polite close waits for a browser that reads
+        nothing for ever, and leaves the kernel holding its data."""
+        transport = self._transport(scope)
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # linger on, 0 s: close() sends a reset
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+    def _transport(self, scope: MutableMapping[str, Any]) -> asyncio.WriteTransport | None:
+        client = tuple(scope.get("client") or ())
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if client and tuple(getattr(connection, "client", None) or ()) == client:
+                return transport if isinstance(transport, asyncio.WriteTransport) else None
+        return None
+
 
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket, or ``NotipipeError`` saying why not (in use, no such address)."""
@@ -53,7 +81,17 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(path: str, host: str, port: int, ready: Callable[[str], None]) -> int | None:
+def serve(
+    path: str,
+    host: str,
+    port: int,
+    ready: Callable[[str], None],
+    *,
+    allow_hosts: Sequence[str] = (),
+    token: str | None = None,
+    max_behind: int = QUEUE_BYTES,
+    stall: float = STALL,
+) -> int | None:
     """Serve the dashboard of the database at ``path`` until SIGTERM or Ctrl-C; the signal that
     stopped it (``None``: the server ended by itself, as when its startup failed).
 
@@ -61,25 +99,53 @@ def serve(path: str, host: str, port: int, ready: Callable[[str], None]) -> int 
     the signals are held: from then on either ends the open streams and the server cleanly (a
     second Ctrl-C cuts the wait for the requests in flight). SIGINT is not held when the process
     was started with it ignored (in the background, under nohup): see ``notipipe.cli._signals``.
+
+    Requests are answered for the loopback names, ``host`` and ``allow_hosts``; with ``token``
+    (always, on an address other than loopback: a new one if none is given) only those that
+    carry it, as the URL does. ``max_behind`` and ``stall`` bound each browser (see ``Dashboard``).
     """
     sock = listen(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    access = _access(host, bound_host, allow_hosts, token)
     db = DatabaseConnection(path)
-    dashboard = Dashboard(db)
+    dashboard = Dashboard(db, queue_bytes=max_behind, stall=stall)
     config = uvicorn.Config(
-        create_app(dashboard),
+        create_app(dashboard, access=access),
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=2,
         access_log=False,
     )
     server = _Server(config, dashboard)
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    dashboard.connections = server
+    shown = address_name(_shown_address(bound_host))
+    url = f"http://{shown}:{bound_port}/" + ("" if access.token is None else f"?token={access.token}")
     # A signal before the server runs makes it start and stop at once (should_exit is set).
     try:
         with StopSignals(also=server.handle_exit) as stop:
-            ready(f"http://{shown}:{bound_port}/")
+            ready(url)
             server.run(sockets=[sock])
     finally:
         db.close()
     return stop.signum
+
+
+def _access(host: str, bound: str, allow_hosts: Sequence[str], token: str | None) -> Access:
+    """The names served (the loopback names, ``host``, the address listened on, ``allow_hosts``)
+    and the token, a new one where other machines may connect and none is given."""
+    names = list(allow_hosts)
+    if not is_unspecified(bound):
+        names.append(address_name(bound.partition("%")[0]))
+        if host_name(address_name(host)) is not None:  # a name that resolves to the address
+            names.append(address_name(host))
+    if token is None and not is_loopback(bound):
+        token = new_token()
+    return Access.of(names, token)
+
+
+def _shown_address(bound: str) -> str:
+    """The address the printed URL names: the one listened on, or, listening on every address
+    (0.0.0.0, ::), this machine's loopback address (a browser here may always use it)."""
+    if is_unspecified(bound):
+        return "::1" if ":" in bound else "127.0.0.1"
+    return bound.partition("%")[0]

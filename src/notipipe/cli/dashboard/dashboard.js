@@ -99,11 +99,21 @@ state.lagPercentile = function (p, histogram = state.lagHistogram) {
   return LAG_BUCKETS - 1;
 };
 
+// The token this page was opened with (notipipe serve beyond loopback), passed on to the stream.
+const TOKEN = new URLSearchParams(window.location.search).get("token");
+
+function eventsUrl() {
+  // A browser's own reconnect sends Last-Event-ID; a stream we open anew says where it was.
+  const query = new URLSearchParams();
+  if (state.lastId !== null) query.set("after", state.lastId);
+  if (TOKEN !== null) query.set("token", TOKEN);
+  const text = query.toString();
+  return text ? "events?" + text : "events";
+}
+
 let source = null;
 function connect() {
-  // A browser's own reconnect sends Last-Event-ID; a stream we open anew says where it was.
-  const url = state.lastId === null ? "events" : "events?after=" + state.lastId;
-  source = new EventSource(url);
+  source = new EventSource(eventsUrl());
   source.addEventListener("open", () => {
     state.connects += 1;
     setStatus("live", "live");
