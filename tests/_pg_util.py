@@ -4,12 +4,15 @@ reading the database straight through psycopg, beside notipipe."""
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-__all__ = ["as_url", "query"]
+from tests._processes import wait_until
+
+__all__ = ["as_url", "exactly_once", "query", "until"]
 
 
 def as_url(dsn: str) -> str:
@@ -30,3 +33,17 @@ def query(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any
     with psycopg.connect(dsn, autocommit=True) as conn:
         cur = conn.execute(sql, params)
         return cur.fetchall() if cur.description is not None else []
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait for a condition another process or the server brings about (nothing to wait on)."""
+    if not wait_until(condition, timeout):
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+def exactly_once(dsn: str, bodies: list[str]) -> None:
+    """Every body stored exactly once, in save order (one writer)."""
+    stored = [b for (b,) in query(dsn, "SELECT body FROM notipipe_messages ORDER BY id")]
+    assert len(stored) == len(bodies), f"{len(stored)} rows for {len(bodies)} alerts"
+    assert len(set(stored)) == len(stored), "an alert was stored twice"
+    assert stored == bodies

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -18,36 +17,14 @@ import pytest
 
 from notipipe._errors import StorageError
 from tests._pg_server import PgCluster
-from tests._pg_util import query
-from tests._processes import kill, spawn, wait_until
-from tests.conftest import Impl, drop
+from tests._pg_util import exactly_once, query, until
+from tests._processes import kill, spawn
+from tests.conftest import Impl
 
 pytestmark = [
     pytest.mark.system,
     pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton"),
 ]
-
-
-@pytest.fixture
-def fresh(impl: Impl) -> Iterator[None]:
-    drop(impl.DatabaseConnection)
-    yield
-    drop(impl.DatabaseConnection)
-
-
-def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Wait for a condition another process or the server brings about (nothing to wait on)."""
-    if not wait_until(condition, timeout):
-        raise AssertionError(f"timed out waiting for {what}")
-
-
-def _exactly_once(dsn: str, bodies: list[str]) -> None:
-    """Every body stored exactly once, in save order (one writer)."""
-    rows = query(dsn, "SELECT id, body FROM notipipe_messages ORDER BY id")
-    stored = [b for _, b in rows]
-    assert len(stored) == len(bodies), f"{len(stored)} rows for {len(bodies)} alerts"
-    assert len(set(stored)) == len(stored), "an alert was stored twice"
-    assert stored == bodies
 
 
 class _Counter:
@@ -68,7 +45,7 @@ class _Counter:
 
 
 def test_the_server_killed_and_restarted_mid_stream(
-    impl: Impl, pg_cluster: PgCluster, fresh: None, caplog: pytest.LogCaptureFixture
+    impl: Impl, pg_cluster: PgCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     total, max_pending = 6000, 400
     db = impl.DatabaseConnection(
@@ -96,8 +73,8 @@ def test_the_server_killed_and_restarted_mid_stream(
         with pytest.raises(TimeoutError, match="not yet stored"):
             db.flush(timeout=0.5)
         # Back-pressure: the queue fills up and the producer waits, without an error.
-        _until(lambda: db.pending_count >= max_pending, "the queue to fill")
-        _until(lambda: "cannot write to" in caplog.text, "the outage warning")
+        until(lambda: db.pending_count >= max_pending, "the queue to fill")
+        until(lambda: "cannot write to" in caplog.text, "the outage warning")
         assert producer.is_alive()
         assert saved[0] < total
         assert not errors
@@ -107,7 +84,7 @@ def test_the_server_killed_and_restarted_mid_stream(
         assert not errors
         db.flush(timeout=60)
     assert "is writable again" in caplog.text
-    _exactly_once(pg_cluster.dsn, bodies)
+    exactly_once(pg_cluster.dsn, bodies)
     assert len(heard.ids) == total
     assert len(set(heard.ids)) == total
     assert db.durable_count == total
@@ -118,7 +95,7 @@ def test_the_server_killed_and_restarted_mid_stream(
 
 @pytest.mark.parametrize("lost", ["after the server committed", "before the server committed"])
 def test_a_commit_in_doubt_is_resolved(
-    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, lost: str, *, monkeypatch: pytest.MonkeyPatch
+    impl: Impl, pg_url: str, pg_dsn: str, lost: str, *, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = impl.DatabaseConnection(pg_url, batch_size=1000, max_delay=0.001)
     db.save(impl.SMSMessage(body="first"), durable=True)
@@ -145,7 +122,7 @@ def test_a_commit_in_doubt_is_resolved(
     db.save_many([impl.SMSMessage(body=b) for b in bodies])
     db.flush(timeout=60)
     assert len(cut) == 1
-    _exactly_once(pg_dsn, ["first", *bodies])
+    exactly_once(pg_dsn, ["first", *bodies])
     # The ids the writer reported are the stored ones.
     assert [m.id for m in db.after(0, 1000)] == [
         r[0] for r in query(pg_dsn, "SELECT id FROM notipipe_messages ORDER BY id")
@@ -155,9 +132,7 @@ def test_a_commit_in_doubt_is_resolved(
 # -- (c) a writer process killed in the middle of its COPY --------------------------------------
 
 
-def test_a_writer_killed_mid_copy_leaves_none_of_its_batch(
-    impl: Impl, pg_url: str, pg_dsn: str, fresh: None
-) -> None:
+def test_a_writer_killed_mid_copy_leaves_none_of_its_batch(impl: Impl, pg_url: str, pg_dsn: str) -> None:
     db = impl.DatabaseConnection(pg_url, max_delay=0.001)
     db.save(impl.SMSMessage(body="before"), durable=True)
     child = spawn(impl, "tests._pg_children", "stall_in_copy", pg_url, "4000")
@@ -173,23 +148,23 @@ def test_a_writer_killed_mid_copy_leaves_none_of_its_batch(
             )
             return bool(got) and int(got[0][0]) > 0
 
-        _until(copy_has_rows, "the server to receive part of the COPY")
+        until(copy_has_rows, "the server to receive part of the COPY")
         # Another writer is not held up by the open COPY.
         db.save_many([impl.SMSMessage(body=f"during {i}") for i in range(500)], durable=True)
     finally:
         kill(child)  # SIGKILL, in the middle of the COPY
     gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
-    _until(lambda: query(pg_dsn, gone, (backend,)) == [(0,)], "the server to end the killed writer's session")
+    until(lambda: query(pg_dsn, gone, (backend,)) == [(0,)], "the server to end the killed writer's session")
     assert query(pg_dsn, "SELECT count(*) FROM notipipe_messages WHERE origin_pid = %s", (pid,)) == [(0,)]
     db.save(impl.SMSMessage(body="after"), durable=True)
-    _exactly_once(pg_dsn, ["before", *(f"during {i}" for i in range(500)), "after"])
+    exactly_once(pg_dsn, ["before", *(f"during {i}" for i in range(500)), "after"])
 
 
 # -- (d) trouble that is not about connectivity ------------------------------------------------
 
 
 def test_other_server_errors_are_reported_and_retried(
-    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, caplog: pytest.LogCaptureFixture
+    impl: Impl, pg_url: str, pg_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     db = impl.DatabaseConnection(pg_url, max_delay=0.001)
     db.save(impl.SMSMessage(body="first"), durable=True)
@@ -202,7 +177,7 @@ def test_other_server_errors_are_reported_and_retried(
         query(pg_dsn, "ALTER TABLE notipipe_moved RENAME TO notipipe_messages")
         # An attempt under way as the table came back may still fail (and flush would say so):
         # the writer's next one commits.
-        _until(lambda: db.durable_count == 2, "the writer to recover")
+        until(lambda: db.durable_count == 2, "the writer to recover")
         db.flush(timeout=30)
     assert "is writable again" in caplog.text
-    _exactly_once(pg_dsn, ["first", "second"])
+    exactly_once(pg_dsn, ["first", "second"])

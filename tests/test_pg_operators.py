@@ -17,7 +17,6 @@ import os
 import shutil
 import threading
 import warnings
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -26,34 +25,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from notipipe._errors import StorageError
 from tests._pg_server import PgCluster
-from tests._pg_util import as_url, query
+from tests._pg_util import as_url, exactly_once, query, until
 from tests._processes import wait_forked, wait_until
-from tests.conftest import Impl, drop
+from tests.conftest import Impl
 
 pytestmark = [
     pytest.mark.system,
     pytest.mark.thread_unsafe(reason="each test opens and closes the DatabaseConnection singleton"),
 ]
-
-
-@pytest.fixture
-def fresh(impl: Impl) -> Iterator[None]:
-    drop(impl.DatabaseConnection)
-    yield
-    drop(impl.DatabaseConnection)
-
-
-def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Wait for a condition another process or the server brings about (nothing to wait on)."""
-    if not wait_until(condition, timeout):
-        raise AssertionError(f"timed out waiting for {what}")
-
-
-def _exactly_once(dsn: str, bodies: list[str]) -> None:
-    """Every body stored exactly once, in save order (one writer)."""
-    stored = [b for (b,) in query(dsn, "SELECT body FROM notipipe_messages ORDER BY id")]
-    assert len(stored) == len(bodies), f"{len(stored)} rows for {len(bodies)} alerts"
-    assert stored == bodies
 
 
 def _dbname(dsn: str) -> str:
@@ -104,7 +83,7 @@ def _records(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[st
 
 
 def test_a_not_null_column_added_by_another_tool_keeps_the_alerts(
-    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, caplog: pytest.LogCaptureFixture
+    impl: Impl, pg_url: str, pg_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="notipipe")
     db = impl.DatabaseConnection(pg_url, max_delay=0.001, batch_size=10)
@@ -119,10 +98,10 @@ def test_a_not_null_column_added_by_another_tool_keeps_the_alerts(
     assert "retried" in error.value.reason
     assert db.pending_count == 25  # kept, not dropped
     query(pg_dsn, "ALTER TABLE notipipe_messages ALTER COLUMN tenant SET DEFAULT 'b'")
-    _until(lambda: db.pending_count == 0, "the writer to store the alerts it kept")
+    until(lambda: db.pending_count == 0, "the writer to store the alerts it kept")
     db.save(impl.SMSMessage(body="after"), durable=True)
     db.close()
-    _exactly_once(pg_dsn, ["before", *during, "after"])
+    exactly_once(pg_dsn, ["before", *during, "after"])
     # One line as the trouble starts, one as it ends; none per alert.
     assert len(_records(caplog, logging.WARNING, "cannot write to")) == 1
     assert len(_records(caplog, logging.WARNING, "writable again")) == 1
@@ -132,7 +111,7 @@ def test_a_not_null_column_added_by_another_tool_keeps_the_alerts(
 # -- (b) a session that cannot write any more --------------------------------------------------------
 
 
-def test_a_session_turned_read_only_is_replaced(impl: Impl, pg_url: str, pg_dsn: str, fresh: None) -> None:
+def test_a_session_turned_read_only_is_replaced(impl: Impl, pg_url: str, pg_dsn: str) -> None:
     db = impl.DatabaseConnection(pg_url, max_delay=0.001)
     db.save(impl.SMSMessage(body="before"), durable=True)
     _set_for_new_sessions(pg_dsn, "SET default_transaction_read_only = on")
@@ -142,14 +121,12 @@ def test_a_session_turned_read_only_is_replaced(impl: Impl, pg_url: str, pg_dsn:
         db.flush(timeout=30)
     # Every new session can write again; the writer's own is read-only for good.
     _set_for_new_sessions(pg_dsn, "SET default_transaction_read_only = off")
-    _until(lambda: db.durable_count == 2, "the writer to write on a new session")
+    until(lambda: db.durable_count == 2, "the writer to write on a new session")
     db.flush(timeout=30)
-    _exactly_once(pg_dsn, ["before", "during"])
+    exactly_once(pg_dsn, ["before", "during"])
 
 
-def test_a_statement_timeout_lifted_reaches_the_writer(
-    impl: Impl, pg_url: str, pg_dsn: str, fresh: None
-) -> None:
+def test_a_statement_timeout_lifted_reaches_the_writer(impl: Impl, pg_url: str, pg_dsn: str) -> None:
     db = impl.DatabaseConnection(pg_url, max_delay=0.001)
     db.save(impl.SMSMessage(body="before"), durable=True)
     _slow_rows(pg_dsn, 0.05)
@@ -159,12 +136,12 @@ def test_a_statement_timeout_lifted_reaches_the_writer(
     with pytest.raises(StorageError, match="statement timeout"):
         db.flush(timeout=30)
     _set_for_new_sessions(pg_dsn, "RESET statement_timeout")
-    _until(lambda: db.durable_count == 2, "the writer to write on a new session")
+    until(lambda: db.durable_count == 2, "the writer to write on a new session")
     db.flush(timeout=30)
-    _exactly_once(pg_dsn, ["before", "during"])
+    exactly_once(pg_dsn, ["before", "during"])
 
 
-def test_close_writes_on_a_new_session(impl: Impl, pg_url: str, pg_dsn: str, fresh: None) -> None:
+def test_close_writes_on_a_new_session(impl: Impl, pg_url: str, pg_dsn: str) -> None:
     db = impl.DatabaseConnection(pg_url, max_delay=0.001)
     db.save(impl.SMSMessage(body="before"), durable=True)
     _set_for_new_sessions(pg_dsn, "SET default_transaction_read_only = on")
@@ -175,11 +152,11 @@ def test_close_writes_on_a_new_session(impl: Impl, pg_url: str, pg_dsn: str, fre
         db.flush(timeout=30)
     _set_for_new_sessions(pg_dsn, "SET default_transaction_read_only = off")
     db.close()  # a new session could write: nothing is lost
-    _exactly_once(pg_dsn, ["before", *during])
+    exactly_once(pg_dsn, ["before", *during])
 
 
 def test_close_says_how_many_alerts_it_lost_and_why(
-    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, caplog: pytest.LogCaptureFixture
+    impl: Impl, pg_url: str, pg_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="notipipe")
     db = impl.DatabaseConnection(pg_url, max_delay=0.001)
@@ -189,13 +166,13 @@ def test_close_says_how_many_alerts_it_lost_and_why(
     db.save_many([impl.SMSMessage(body=f"during {i}") for i in range(3)])
     with pytest.raises(StorageError, match=r"3 alerts could not be stored before closing: .*read-only"):
         db.close()
-    _exactly_once(pg_dsn, ["before"])
+    exactly_once(pg_dsn, ["before"])
     # Logged as well: a close() from an after_commit observer (the writer thread) cannot raise it.
     assert len(_records(caplog, logging.ERROR, "closed with 3 alerts not stored")) == 1
 
 
 def test_close_from_the_writer_thread_logs_what_it_lost(
-    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, caplog: pytest.LogCaptureFixture
+    impl: Impl, pg_url: str, pg_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="notipipe")
     db = impl.DatabaseConnection(pg_url, max_delay=0.001, deliver="after_commit")
@@ -213,17 +190,15 @@ def test_close_from_the_writer_thread_logs_what_it_lost(
     db.subscribe(Closer())
     db.save(impl.SMSMessage(body="close now"))
     assert closed.wait(30)
-    _until(
-        lambda: bool(_records(caplog, logging.ERROR, "closed with 2 alerts not stored")), "the loss logged"
-    )
-    _exactly_once(pg_dsn, ["close now"])
+    until(lambda: bool(_records(caplog, logging.ERROR, "closed with 2 alerts not stored")), "the loss logged")
+    exactly_once(pg_dsn, ["close now"])
 
 
 # -- (c) a batch longer than statement_timeout --------------------------------------------------------
 
 
 def test_a_batch_longer_than_statement_timeout_is_split(
-    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, caplog: pytest.LogCaptureFixture
+    impl: Impl, pg_url: str, pg_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="notipipe")
     total = 2000
@@ -240,7 +215,7 @@ def test_a_batch_longer_than_statement_timeout_is_split(
     assert len(learned) >= 1, "the size that fits was not learned"
     assert db._store._fit < total
     db.save(impl.SMSMessage(body="after"), durable=True)
-    _exactly_once(pg_dsn, ["before", *bodies, "after"])
+    exactly_once(pg_dsn, ["before", *bodies, "after"])
 
 
 # -- (d) fork while a call waits on the server ----------------------------------------------------------
@@ -261,7 +236,7 @@ def _fork_now(events: list[str], children: list[int]) -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
 @pytest.mark.parametrize("waiting", ["writer", "reader"])
 def test_fork_does_not_wait_for_a_call_waiting_on_the_server(
-    impl: Impl, pg_url: str, pg_dsn: str, fresh: None, waiting: str
+    impl: Impl, pg_url: str, pg_dsn: str, waiting: str
 ) -> None:
     db = impl.DatabaseConnection(pg_url, max_delay=0.001)
     db.save(impl.SMSMessage(body="before"), durable=True)
@@ -278,7 +253,7 @@ def test_fork_does_not_wait_for_a_call_waiting_on_the_server(
             db.save(impl.SMSMessage(body="during"))
         else:
             reader.start()
-        _until(lambda: query(pg_dsn, waiting_for_lock) == [(1,)], f"the {waiting} to wait for the lock")
+        until(lambda: query(pg_dsn, waiting_for_lock) == [(1,)], f"the {waiting} to wait for the lock")
         forker = threading.Thread(target=_fork_now, args=(events, children))
         forker.start()
         # A fork that waits for the call returns only once the lock goes: the events say which
@@ -292,7 +267,7 @@ def test_fork_does_not_wait_for_a_call_waiting_on_the_server(
         reader.join(60)
         assert events[2:] == ["read 1"]
     db.flush(timeout=30)
-    _exactly_once(pg_dsn, ["before", "during"] if waiting == "writer" else ["before"])
+    exactly_once(pg_dsn, ["before", "during"] if waiting == "writer" else ["before"])
 
 
 # -- (e) the first connection --------------------------------------------------------------------------
@@ -304,7 +279,7 @@ def _as_server_files(cluster: PgCluster, name: str) -> None:
 
 
 def test_a_server_out_of_reach_at_the_first_save_is_waited_for(
-    impl: Impl, pg_cluster: PgCluster, fresh: None, caplog: pytest.LogCaptureFixture
+    impl: Impl, pg_cluster: PgCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     pg_cluster.stop()
     db = impl.DatabaseConnection(pg_cluster.dsn, busy_timeout=0.3, max_delay=0.001)
@@ -313,17 +288,15 @@ def test_a_server_out_of_reach_at_the_first_save_is_waited_for(
             db.save(impl.SMSMessage(body="while down"))
             with pytest.raises(TimeoutError, match="1 messages not yet stored"):
                 db.flush(timeout=0.5)
-            _until(lambda: "cannot write to" in caplog.text, "the outage warning")
+            until(lambda: "cannot write to" in caplog.text, "the outage warning")
     finally:
         pg_cluster.start()
     db.flush(timeout=60)
     db.save(impl.SMSMessage(body="after"), durable=True)
-    _exactly_once(pg_cluster.dsn, ["while down", "after"])
+    exactly_once(pg_cluster.dsn, ["while down", "after"])
 
 
-def test_a_server_not_ready_at_the_first_save_is_waited_for(
-    impl: Impl, pg_cluster: PgCluster, fresh: None
-) -> None:
+def test_a_server_not_ready_at_the_first_save_is_waited_for(impl: Impl, pg_cluster: PgCluster) -> None:
     # A standby without hot standby answers every connection "not accepting connections" until it
     # is promoted: a server starting, or a failover under way.
     pg_cluster.stop()
@@ -340,13 +313,11 @@ def test_a_server_not_ready_at_the_first_save_is_waited_for(
     finally:
         pg_cluster._run("pg_ctl", "-D", str(pg_cluster.data), "-w", "promote")
     db.flush(timeout=60)
-    _exactly_once(pg_cluster.dsn, ["before promotion"])
+    exactly_once(pg_cluster.dsn, ["before promotion"])
 
 
 @pytest.mark.parametrize("wrong", ["dbname", "user"])
-def test_an_unknown_database_or_role_is_an_error_at_once(
-    impl: Impl, pg_server: str, fresh: None, wrong: str
-) -> None:
+def test_an_unknown_database_or_role_is_an_error_at_once(impl: Impl, pg_server: str, wrong: str) -> None:
     url = as_url(make_conninfo(pg_server, **{wrong: "notipipe_no_such_thing"}, password="s3cret"))
     db = impl.DatabaseConnection(url)
     with pytest.raises(
@@ -357,7 +328,7 @@ def test_an_unknown_database_or_role_is_an_error_at_once(
     assert db.pending_count == 0
 
 
-def test_a_wrong_password_is_an_error_at_once(impl: Impl, pg_cluster: PgCluster, fresh: None) -> None:
+def test_a_wrong_password_is_an_error_at_once(impl: Impl, pg_cluster: PgCluster) -> None:
     query(pg_cluster.dsn, "CREATE ROLE notipipe_alice LOGIN PASSWORD 'right'")
     hba = pg_cluster.data / "pg_hba.conf"
     hba.write_text("local all notipipe_alice scram-sha-256\n" + hba.read_text())
@@ -371,7 +342,7 @@ def test_a_wrong_password_is_an_error_at_once(impl: Impl, pg_cluster: PgCluster,
             return True
         return False
 
-    _until(refused, "the server to reload pg_hba.conf")
+    until(refused, "the server to reload pg_hba.conf")
     db = impl.DatabaseConnection(url)
     with pytest.raises(StorageError, match=r"cannot connect: .*password authentication failed") as error:
         db.save(impl.SMSMessage(body="x"))

@@ -31,6 +31,7 @@ from tools.console import run_logged
 from tools.interpreters import Interpreter, probe
 from tools.interpreters import _cache_dir as cache_dir
 from tools.locks import locked
+from tools.system_deps import as_root
 
 # The standard-library modules the tests need, and so the headers the build must find.
 BUILD_PACKAGES = (
@@ -94,17 +95,6 @@ def _via_uv(tried: list[str]) -> Interpreter | None:
         if it:
             return it
         tried.append(f"uv python install {version}: {(inst.stderr.strip().splitlines() or ['failed'])[-1]}")
-    return None
-
-
-def _as_root() -> list[str] | None:
-    if os.geteuid() == 0:
-        return []
-    if (
-        shutil.which("sudo")
-        and subprocess.run(["sudo", "-n", "true"], capture_output=True, check=False).returncode == 0
-    ):
-        return ["sudo", "-n"]
     return None
 
 
@@ -177,7 +167,7 @@ def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpr
         it = _usable(exe)
         if it:  # built by another run while we waited
             return it
-        root = _as_root()
+        root = as_root()
         missing = [
             p
             for p in BUILD_PACKAGES
