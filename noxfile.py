@@ -59,7 +59,7 @@ def memcheck_session(session: nox.Session) -> None:
 
 @nox.session(name="wheels", venv_backend="none")
 def wheels_session(session: nox.Session) -> None:
-    """Build the sdist and wheels, check them, and run the suite against them (-- --help)."""
+    """Build the sdist and wheels once and check them as installed (the test task tests them; -- --help)."""
     _exit(session, wheels.main(session.posargs))
 
 

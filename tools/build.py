@@ -4,8 +4,8 @@ The snapshot (tracked files, and untracked ones .gitignore does not exclude: wha
 would hold) is copied into a private temporary directory, and everything is built there: the
 checkout itself is never a build directory, so a ``pip install .`` run by hand meanwhile, or a
 second task, cannot mix its files with ours. Linux wheels are repaired as the release repairs
-them (``auditwheel repair --strip``). The results land in ``.venv/dist/`` (the test task's), under
-a lock, replaced as a whole.
+them (``auditwheel repair --strip``). What a run tests is what it built, in its own directory; a
+copy lands in ``.venv/dist/`` for the user.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.console import heading, run_quiet, say, warn
-from tools.interpreters import Interpreter
+from tools.interpreters import Interpreter, gil_pythons
 from tools.locks import locked
 from tools.venvs import ROOT, VENVS, bin_path, dependency_group, make_venv, pip_install, python_in
 
@@ -75,10 +76,17 @@ def _sdist(src: Path, out: Path) -> Path | None:
 def wheel_from(
     it: Interpreter, source: Path, out: Path, env: Mapping[str, str] | None = None, *, repair: bool = True
 ) -> Path | None:
-    """``it``'s wheel of ``source`` (an sdist or a source tree), repaired when ``repair``."""
+    """``it``'s wheel of ``source`` (an sdist or a source tree), repaired when ``repair``.
+
+    pip runs from ``it``'s venv, ``.venv/<tag>`` (made here if missing): a system interpreter
+    may come without pip (Debian's python3.12 without python3-pip), a venv never does.
+    """
+    venv = VENVS / it.tag
+    make_venv(it, venv)
     raw = out / f"raw-{it.tag}"
     cmd: list[str | Path] = [
-        it.path, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps", "-w", raw, source,
+        python_in(venv), "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps", "-w", raw,
+        source,
     ]  # fmt: skip
     if not run_quiet(cmd, f"{it.tag}: pip wheel {source.name} (compiling)", env=env):
         return None
@@ -99,11 +107,16 @@ def wheel_from(
 def build_all(interpreters: Sequence[Interpreter], work: Path, dist: Path) -> Built | None:
     """The sdist once, then from it a repaired wheel per interpreter, two compilers at a time.
 
-    ``work`` is a private directory; ``dist`` receives the sdist and the wheels.
+    Everything is built, and stays, in ``work`` (private to this run: what is tested is what this
+    run built, whatever another run does meanwhile); ``dist`` gets a copy, for the user.
     """
     tags = " ".join(it.tag for it in interpreters)
     heading(f"build once: a snapshot, the sdist, a wheel per interpreter ({tags})")
-    if tools_venv(interpreters[0]) is None:
+    # The tools (auditwheel, twine, ...) on a GIL interpreter where there is one: not every
+    # package they need has a free-threaded wheel.
+    gil = [it for it in [*gil_pythons(), *interpreters] if not it.free_threaded]
+    tools_python = gil[0] if gil else interpreters[0]
+    if tools_venv(tools_python) is None:
         return None
     src = work / "src"
     say(f"snapshot of the checkout: {snapshot(src)} files in {src}")
@@ -120,38 +133,29 @@ def build_all(interpreters: Sequence[Interpreter], work: Path, dist: Path) -> Bu
                 strict=True,
             )
         )
-    missing = [tag for tag, wheel in wheels.items() if wheel is None]
-    if missing:
-        warn(f"no wheel for {', '.join(missing)}")
-        return None
-    with locked(VENVS / "dist.lock", "build"):
+    built = Built(src, sdist)
+    for tag, wheel in wheels.items():
+        if wheel is None:
+            warn(f"no wheel for {tag}")
+            return None
+        built.wheels[tag] = wheel
+        say(f"{tag}: {wheel.name}")
+    with locked(VENVS / "dist.lock", "copy into .venv/dist"):
         shutil.rmtree(dist, ignore_errors=True)
         dist.mkdir(parents=True)
-        shutil.copy2(sdist, dist)
-        built = Built(src, dist / sdist.name)
-        for tag, wheel in wheels.items():
-            assert wheel is not None
-            shutil.copy2(wheel, dist)
-            built.wheels[tag] = dist / wheel.name
-            say(f"{tag}: {wheel.name}")
+        for f in [sdist, *built.wheels.values()]:
+            shutil.copy2(f, dist)
     return built
 
 
-def wheel_of_checkout(it: Interpreter, env: Mapping[str, str] | None = None) -> Path | None:
-    """One interpreter's wheel of the checkout as it is, built in a private copy (the run, bench and
-    memcheck tasks: no sdist or repair needed). The wheel lands in ``.venv/dist-<tag>/``."""
-    out = VENVS / f"dist-{it.tag}"
+@contextmanager
+def wheel_of_checkout(it: Interpreter, env: Mapping[str, str] | None = None) -> Iterator[Path | None]:
+    """One interpreter's wheel of the checkout as it is, built in a private copy and kept there
+    while the ``with`` lasts (the run, bench and memcheck tasks: no sdist or repair needed)."""
     with tempfile.TemporaryDirectory(prefix="notipipe-build.") as tmp:
         src = Path(tmp) / "src"
         snapshot(src)
-        wheel = wheel_from(it, src, Path(tmp) / "wheels", env, repair=False)
-        if wheel is None:
-            return None
-        with locked(VENVS / "dist.lock", "build"):
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
-            shutil.copy2(wheel, out)
-        return out / wheel.name
+        yield wheel_from(it, src, Path(tmp) / "wheels", env, repair=False)
 
 
 def install_wheel(venv: Path, wheel: Path, groups: Sequence[str], extras: Sequence[str] = ()) -> bool:

@@ -27,9 +27,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.console import run_logged
-from tools.interpreters import Interpreter, probe
-from tools.interpreters import _cache_dir as cache_dir
+from tools.console import Summary, heading, run_logged, say, warn
+from tools.interpreters import FT_HOWTO, Interpreter, built_ft_prefix, ft_python, probe
 from tools.locks import locked
 from tools.system_deps import as_root
 
@@ -161,7 +160,7 @@ def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpr
     if shutil.which("apt-get") is None:
         tried.append("build from source: no apt-get (not Debian/Ubuntu)")
         return None
-    prefix = cache_dir() / ("cpython-3.13t-tsan" if tsan else "cpython-3.13t")
+    prefix = built_ft_prefix(tsan)
     exe = prefix / "bin" / "python3.13t"
     with locked(prefix.parent / f"{prefix.name}.lock", "build of CPython"):
         it = _usable(exe)
@@ -198,7 +197,10 @@ def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpr
             if not _step("unpacking the source", ["tar", "-C", work, "-xf", tarball], log):
                 tried.append(f"build from source: could not unpack {tarball.name}")
                 return None
-            src = next(work.glob("Python-3.13.*"))
+            src = next((d for d in work.glob("Python-3.13.*") if d.is_dir()), None)
+            if src is None:
+                tried.append(f"build from source: {tarball.name} holds no Python-3.13.* directory")
+                return None
             staging = prefix.with_name(prefix.name + ".partial")
             shutil.rmtree(staging, ignore_errors=True)
             configure = [
@@ -226,6 +228,8 @@ def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpr
             shutil.rmtree(staging, ignore_errors=True)
         it = _usable(exe)
         if it is None:
+            # Not left in the cache, where the next run would find it and take it.
+            shutil.rmtree(prefix, ignore_errors=True)
             tried.append(
                 f"build from source: {exe} was built but does not run free-threaded with ssl/sqlite3"
             )
@@ -236,7 +240,7 @@ def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpr
 
 def cached() -> Interpreter | None:
     """The interpreter an earlier run built, if it is there and works."""
-    return _usable(cache_dir() / "cpython-3.13t" / "bin" / "python3.13t")
+    return _usable(built_ft_prefix() / "bin" / "python3.13t")
 
 
 def obtain(tried: list[str]) -> Interpreter | None:
@@ -244,11 +248,30 @@ def obtain(tried: list[str]) -> Interpreter | None:
     return cached() or _via_uv(tried) or build_from_debian_source(tried)
 
 
+def find_or_obtain(summary: Summary) -> Interpreter | None:
+    """The free-threaded interpreter of a task: found (``ft_python``), else obtained; a FAIL line
+    in ``summary`` saying what was tried when neither works."""
+    heading("a free-threaded interpreter")
+    it = ft_python()
+    if it is None:
+        say("none found: obtaining one (an installer, else a build from source, cached for next time)")
+        tried: list[str] = []
+        it = obtain(tried)
+        if it is None:
+            summary.add(
+                False, "free-threaded: none found, and none could be obtained (what was tried: below)"
+            )
+            warn("tried:\n  " + "\n  ".join(tried) + "\n" + FT_HOWTO)
+            return None
+    say(f"free-threaded: {it.path}")
+    return it
+
+
 def main(argv: Sequence[str]) -> int:
     tsan = "--tsan" in argv
     tried: list[str] = []
     if tsan:
-        it = _usable(cache_dir() / "cpython-3.13t-tsan" / "bin" / "python3.13t") or build_from_debian_source(
+        it = _usable(built_ft_prefix(tsan=True) / "bin" / "python3.13t") or build_from_debian_source(
             tried, tsan=True
         )
     else:

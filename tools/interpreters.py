@@ -128,12 +128,17 @@ def _uv_pythons() -> Iterator[str]:
             yield out.stdout.strip()
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     """Where tools/free_threaded.py builds one: ``$NOTIPIPE_CACHE`` or the per-user cache."""
     given = os.environ.get("NOTIPIPE_CACHE")
     if given:
-        return Path(given)
-    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "notipipe"
+        return Path(given).resolve()
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")).resolve() / "notipipe"
+
+
+def built_ft_prefix(tsan: bool = False) -> Path:
+    """The prefix tools/free_threaded.py installs its build into (``bin/python3.13t`` there)."""
+    return cache_dir() / ("cpython-3.13t-tsan" if tsan else "cpython-3.13t")
 
 
 def ft_python() -> Optional[Interpreter]:  # noqa: UP045
@@ -144,7 +149,7 @@ def ft_python() -> Optional[Interpreter]:  # noqa: UP045
     paths = [os.environ.get("NOTIPIPE_FT_PYTHON", "")]
     paths += _candidates(["python3.14t", "python3.13t"])
     paths += _uv_pythons()
-    paths.append(str(_cache_dir() / "cpython-3.13t" / "bin" / "python3.13t"))
+    paths.append(str(built_ft_prefix() / "bin" / "python3.13t"))
     for path in filter(None, paths):
         it = probe(path)
         if it and it.free_threaded:

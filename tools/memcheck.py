@@ -33,8 +33,7 @@ from pathlib import Path
 from tools.console import heading, say, warn
 from tools.interpreters import FT_HOWTO, first_gil_python, ft_python
 from tools.system_deps import apt_install
-from tools.testing import WORKERS
-from tools.venvs import ROOT, VENVS, python_in, setup_venv, test_groups
+from tools.venvs import ROOT, VENVS, WORKERS, python_in, setup_venv, test_groups
 
 # With no test named: every test of the twins (pytest -m twin) but those that fork a
 # multi-threaded process, which valgrind does not reproduce faithfully (the test legs run them).

@@ -13,7 +13,8 @@
    compiled and pure                              differs by interpreter and by twin
    the first GIL and the   twin, system           storage, CLI, dashboard and servers run the
    free-threaded one,      (+ typing on the GIL)  same Python code on every GIL minor version;
-   compiled                                       both twins still run through ``impl``
+   compiled; the first                            both twins still run through ``impl``, and
+   GIL pure too                                   the CLI's children by the switch, pure too
    free-threaded, compiled twin                   each test in several threads at once
    in parallel
    ======================  =====================  ===========================================
@@ -28,7 +29,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import tempfile
@@ -38,15 +38,15 @@ from pathlib import Path
 
 from tools import lint, wheels
 from tools.build import Built, build_all, install_wheel
-from tools.console import Summary, heading, last_line, run_streamed, say, warn
-from tools.interpreters import FT_HOWTO, NO_GIL_HOWTO, Interpreter, ft_python, gil_pythons, probe
-from tools.venvs import ROOT, VENVS, make_venv, python_in, test_groups
+from tools.console import Summary, heading, last_line, run_streamed, say
+from tools.free_threaded import find_or_obtain
+from tools.interpreters import NO_GIL_HOWTO, Interpreter, gil_pythons, probe
+from tools.locks import locked
+from tools.venvs import ROOT, VENVS, WORKERS, make_venv, python_in, test_groups
 
 # More threads than this machine has cores, so that they are also preempted in the middle of an
 # operation. Tests that share process-wide state stay in one thread: see tests/conftest.py.
 PARALLEL_THREADS = 4
-# pytest-xdist's worker processes per leg: one per core.
-WORKERS = max(1, os.cpu_count() or 1)
 COMPILED = {"NOTIPIPE_EXPECT_COMPILED": "1"}
 PURE = {"NOTIPIPE_NO_EXTENSIONS": "1"}
 
@@ -64,7 +64,10 @@ class Leg:
 def legs_for(it: Interpreter, *, system: bool, typing: bool) -> list[Leg]:
     """``it``'s legs: see the table in this module's docstring."""
     compiled = ("twin", *(["system"] if system else []), *(["typing"] if typing else []))
-    legs = [Leg("compiled", compiled, COMPILED), Leg("pure", ("twin",), PURE)]
+    # The system tests that run notipipe as users do (the CLI, the dashboard, child programs)
+    # take the twin from NOTIPIPE_NO_EXTENSIONS, not from ``impl``: they run pure on the GIL.
+    pure = ("twin", *(["system"] if system and not it.free_threaded else []))
+    legs = [Leg("compiled", compiled, COMPILED), Leg("pure", pure, PURE)]
     if it.free_threaded:
         legs.append(
             Leg(f"compiled, {PARALLEL_THREADS} threads per test", ("twin",), COMPILED, PARALLEL_THREADS)
@@ -87,7 +90,10 @@ def run_leg(summary: Summary, venv: Path, label: str, leg: Leg, pytest_args: Seq
     if not leg.threads:
         cmd += ["-n", str(WORKERS), "-p", "no:run-parallel", "-q", *pytest_args]
         status = run_streamed(cmd, log, env=leg.env, cwd=ROOT)
-        summary.add(status == 0, f"{label}: {last_line(log.read_text(errors='replace'))}")
+        summary.add(
+            status == 0 or _none_selected(status, pytest_args),
+            f"{label}: {last_line(log.read_text(errors='replace'))}",
+        )
         return
     # -v makes the plugin mark each test PARALLEL PASSED and say why the others ran in one thread;
     # that listing goes to the log, the terminal gets the failures and the totals. No xdist here:
@@ -101,10 +107,16 @@ def run_leg(summary: Summary, venv: Path, label: str, leg: Leg, pytest_args: Seq
     single = text.count("was not run in parallel: ")
     # No test in several threads means the plugin did not run: a pass that checked nothing.
     summary.add(
-        status == 0 and parallel > 0,
+        (status == 0 and parallel > 0) or _none_selected(status, pytest_args),
         f"{label}: {parallel} passed in {leg.threads} threads at once, {single} in one thread;"
         f" {last_line(text)} (listing: {log.relative_to(ROOT)})",
     )
+
+
+def _none_selected(status: int, pytest_args: Sequence[str]) -> bool:
+    """pytest's "no tests ran" where the user's own selection (``-k``, a file) picks nothing of
+    this leg's markers: that leg has nothing to say, it has not failed."""
+    return status == 5 and bool(pytest_args)
 
 
 def install(summary: Summary, it: Interpreter, wheel: Path, *, lint_tools: bool) -> Path | None:
@@ -120,24 +132,6 @@ def install(summary: Summary, it: Interpreter, wheel: Path, *, lint_tools: bool)
         if summary.add(ok, f"{it.tag}: the built wheel installed into {venv.relative_to(ROOT)}")
         else None
     )
-
-
-def free_threaded(summary: Summary) -> Interpreter | None:
-    """The free-threaded interpreter: found, else obtained (tools/free_threaded.py)."""
-    from tools import free_threaded as obtainer
-
-    heading("a free-threaded interpreter")
-    it = ft_python()
-    if it is None:
-        say("none found: obtaining one (an installer, else a build from source, cached for next time)")
-        tried: list[str] = []
-        it = obtainer.obtain(tried)
-        if it is None:
-            summary.add(False, "free-threaded legs: no free-threaded interpreter could be obtained")
-            warn("tried:\n  " + "\n  ".join(tried) + "\n" + FT_HOWTO)
-            return None
-    say(f"free-threaded: {it.path}")
-    return it
 
 
 def main(argv: Sequence[str]) -> int:
@@ -158,6 +152,8 @@ def main(argv: Sequence[str]) -> int:
         "--twin-only", action="store_true", help="with --interpreter: its twin legs only (CI's other minors)"
     )
     args, pytest_args = parser.parse_known_args(argv)
+    if args.twin_only and not args.interpreter:
+        parser.error("--twin-only goes with --interpreter (one job of a CI matrix)")
     summary = Summary()
     if args.interpreter:
         one = probe(args.interpreter)
@@ -169,14 +165,26 @@ def main(argv: Sequence[str]) -> int:
         if not gil:
             raise SystemExit(NO_GIL_HOWTO)
         interpreters = gil[:1] if args.quick else gil
-        ft = None if args.quick or args.gil else free_threaded(summary)
+        ft = None if args.quick or args.gil else find_or_obtain(summary)
         interpreters += [ft] if ft else []
     # System tests once on a GIL interpreter (the oldest: the standard library's oldest sqlite3
     # and asyncio) and once free-threaded; typing and lint where the linters install (a GIL one).
     first_gil = next((it for it in interpreters if not it.free_threaded), None)
     system = {it.tag for it in interpreters if it is first_gil or it.free_threaded}
-    if args.twin_only:
-        system = set()
+    if args.twin_only:  # another job of the matrix runs the system tests, typing and lint
+        system, first_gil = set(), None
+    # One test task at a time per checkout: the venvs and the logs under .venv/ are shared.
+    with locked(VENVS / "test.lock", "test task in this checkout"):
+        return _build_and_test(summary, interpreters, first_gil, system, pytest_args)
+
+
+def _build_and_test(
+    summary: Summary,
+    interpreters: Sequence[Interpreter],
+    first_gil: Interpreter | None,
+    system: set[str],
+    pytest_args: Sequence[str],
+) -> int:
     work = Path(tempfile.mkdtemp(prefix="notipipe-test."))
     try:
         built = build_all(interpreters, work, VENVS / "dist")

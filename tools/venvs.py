@@ -19,6 +19,8 @@ from tools.interpreters import Interpreter
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".venv"
 PIP_FLAGS = ("--disable-pip-version-check", "--prefer-binary")
+# pytest-xdist's worker processes for a test run: one per core.
+WORKERS = max(1, os.cpu_count() or 1)
 
 
 def dependency_group(name: str, pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
@@ -58,8 +60,25 @@ def pip_install(
     return run_quiet(cmd, label, env=env, show_failure=show_failure)
 
 
+def _made_by(venv: Path) -> str | None:
+    """The interpreter ``venv`` was made with (its ``pyvenv.cfg``), resolved; None if unknown."""
+    cfg = venv / "pyvenv.cfg"
+    if not cfg.is_file():
+        return None
+    for line in cfg.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "executable":
+            return str(Path(value.strip()).resolve())
+    return None
+
+
 def make_venv(it: Interpreter, venv: Path, *, fresh: bool = False) -> None:
-    if fresh or not python_in(venv).exists():
+    """``venv`` made with ``it``; made again if it was made with another interpreter (pyenv's
+    3.12.1 replaced by 3.12.8, another NOTIPIPE_FT_PYTHON), so the legs run what they name."""
+    stale = python_in(venv).exists() and _made_by(venv) not in (None, str(Path(it.path).resolve()))
+    if stale:
+        say(f"{venv} was made with another interpreter: making it again with {it.path}")
+    if fresh or stale or not python_in(venv).exists():
         say(f"creating {venv} ({it.path})")
         subprocess.run([it.path, "-m", "venv", "--clear", venv], check=True)
         # An old pip from ensurepip still works: only a warning is lost when this cannot upgrade.
@@ -84,9 +103,9 @@ def setup_venv(
 
     make_venv(it, venv)
     say(f"building a wheel of the checkout for {it.tag} (compiling the extension)")
-    wheel = wheel_of_checkout(it, env)
-    if wheel is None or not install_wheel(venv, wheel, groups, extras):
-        return False
+    with wheel_of_checkout(it, env) as wheel:
+        if wheel is None or not install_wheel(venv, wheel, groups, extras):
+            return False
     probe = subprocess.run([python_in(venv), "-c", "import notipipe"], cwd=VENVS, check=False)
     if probe.returncode != 0:
         warn(f"notipipe does not import in {venv}")

@@ -8,7 +8,8 @@ installed wheel sees it (mypy --strict on user code, reveal_type, stubtest); the
 metadata (check-wheel-contents, twine check --strict, ``tools/dist_contents.py``), ``auditwheel
 show``, and that cibuildwheel reads its configuration for each platform. The test task runs the
 suite on the same wheels (``tools/testing.py``) and these checks but the typing one, which its
-typing tests cover. Nothing is written into the checkout unless ``--out`` says so.
+typing tests cover. Nothing is written into the checkout but under ``.venv/`` (the tools venv, a
+copy of the sdist and wheels in ``.venv/dist``), and into ``--out`` when given.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from pathlib import Path
 
 from tools import dist_contents
 from tools.build import Built, build_all, install_wheel, tool
-from tools.console import Summary, heading, last_line, say, warn
-from tools.interpreters import FT_HOWTO, NO_GIL_HOWTO, ft_python, gil_pythons
+from tools.console import Summary, heading, last_line, say
+from tools.free_threaded import find_or_obtain
+from tools.interpreters import NO_GIL_HOWTO, Interpreter, gil_pythons
 from tools.lint import stubtest_command
 from tools.venvs import VENVS, bin_path, make_venv, python_in
 
@@ -134,20 +136,16 @@ def main(argv: Sequence[str]) -> int:
     gil = gil_pythons()
     if not gil:
         raise SystemExit(NO_GIL_HOWTO)
-    heading("interpreters")
-    ft = ft_python()
-    say(f"GIL: {' '.join(it.path for it in gil)}\nfree-threaded: {ft.path if ft else 'none'}")
+    say(f"GIL: {' '.join(it.path for it in gil)}")
     summary = Summary()
+    ft = find_or_obtain(summary)
     root = Path(tempfile.mkdtemp(prefix="notipipe-wheels."))
     try:
-        built = build_all([*gil, *([ft] if ft else [])], root, VENVS / "dist")
+        interpreters = [*gil, *([ft] if ft else [])]
+        built = build_all(interpreters, root, VENVS / "dist")
         if summary.add(built is not None, "built once: the sdist, and from it a wheel per interpreter"):
             assert built is not None
-            _check(summary, built, root)
-        if ft is None:
-            # The free-threaded wheel is part of what this task checks: no GIL-only variant.
-            summary.add(False, "free-threaded wheel: no free-threaded interpreter (how to get one: below)")
-            warn("\n" + FT_HOWTO.split("\nTo run the GIL legs alone")[0])
+            _check(summary, built, root, interpreters)
     finally:
         if args.keep:
             say(f"work directory kept: {root}")
@@ -166,11 +164,11 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _check(summary: Summary, built: Built, root: Path) -> None:
-    for i, (tag, wheel) in enumerate(built.wheels.items()):
+def _check(summary: Summary, built: Built, root: Path, interpreters: Sequence[Interpreter]) -> None:
+    for i, it in enumerate(interpreters):
+        tag, wheel = it.tag, built.wheels[it.tag]
         venv = root / f"venv-{tag}"
         heading(f"{tag}: fresh venv with {wheel.name}")
-        it = next(it for it in [*gil_pythons(), ft_python()] if it is not None and it.tag == tag)
         make_venv(it, venv, fresh=True)
         # The first one also gets the linters, for the typing check from the installed wheel.
         if install_wheel(venv, wheel, ["lint"] if i == 0 else []) and probe(summary, venv, tag) and i == 0:
