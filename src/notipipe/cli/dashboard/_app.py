@@ -106,7 +106,7 @@ class Dashboard:
         self.stall = stall
         self.heartbeat = heartbeat
         self.connections = connections
-        self.cut_off = 0  # browsers cut off so far
+        self.cut_off: int = 0  # browsers cut off so far
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._feeds: dict[BrowserFeed, str] = {}  # on the event loop only; each browser's address
