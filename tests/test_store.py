@@ -6,6 +6,8 @@ import hashlib
 import inspect
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -385,3 +387,30 @@ def test_producer_storm_catches_a_shared_connection_without_a_writer(impl: Impl,
     store.put = lambda m: put_many_unsafely([m])
     assert _producer_storm(db, impl, threads=4, per_thread=500) != []
     conn.execute("ROLLBACK") if conn.in_transaction else None
+
+
+def test_stats_and_the_stats_command_leave_out_times_another_tool_wrote(
+    impl: Impl, open_db: Any, tmp_path: Path
+) -> None:
+    """A ``created_at`` that is no Unix time (infinite, text, negative) written by another tool
+    is no first or last alert time: ``stats()`` and ``notipipe stats`` show the alerts' own."""
+    db = open_db()
+    db.save_many([impl.SMSMessage(body="ours", created_at=t) for t in (100.0, 200.0)], durable=True)
+    with closing(sqlite3.connect(db.path)) as conn, conn:
+        for created_at in (9e999, -9e999, "soon", -5.0):
+            conn.execute(
+                "INSERT INTO messages (kind, created_at, priority, address, subject, body)"
+                " VALUES ('sms', ?, 1, '+15551234567', '', 'other tool')",
+                (created_at,),
+            )
+    stats = db.stats()
+    assert (stats.first_at, stats.last_at) == (100.0, 200.0)
+    done = subprocess.run(
+        [sys.executable, "-m", "notipipe", "stats", "--db", str(db.path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "NOTIPIPE_DB"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
+from notipipe._limits import TIME_LIMIT
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
 
 if TYPE_CHECKING:
@@ -336,8 +337,13 @@ class GroupCommitStore(ABC):
         return {(str(kind), int(pr)): int(n) for kind, pr, n in rows}  # type: ignore[call-overload]
 
     def time_range(self) -> tuple[float | None, float | None]:
-        """The earliest and latest ``created_at`` stored (None, None if nothing is)."""
-        rows = self.query(f"SELECT min(created_at), max(created_at) FROM {self._table}")
+        """The earliest and latest ``created_at`` stored (None, None if nothing is). Only Unix
+        times count: another tool's row (infinite, negative, text) is no alert's time."""
+        rows = self.query(
+            f"SELECT min(created_at), max(created_at) FROM {self._table}"
+            f" WHERE created_at >= 0 AND created_at < {self._param}",
+            (TIME_LIMIT,),
+        )
         if not rows:
             return None, None
         first, last = rows[0]
