@@ -24,17 +24,31 @@ BODY = "x" * 1024
 RECEIVE_BUFFER = 1024
 
 
-def stuck_client(host: str, port: int, *, last_event_id: int | None = None) -> socket.socket:
+def stuck_client(
+    host: str,
+    port: int,
+    *,
+    last_event_id: int | None = None,
+    forwarded_for: str | None = None,
+    receive_buffer: int | None = RECEIVE_BUFFER,
+) -> socket.socket:
     """A connection that has asked for the event stream and will read nothing.
 
     HTTP/1.0, so that what it receives is the event stream itself (no chunked framing), for a
-    test to read it once the server has cut it off.
+    test to read it once the server has cut it off. ``forwarded_for``: sent as
+    ``X-Forwarded-For``, as a client may, claiming to be another. ``receive_buffer`` ``None``:
+    the kernel's own, for a client that does read.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)  # before connecting
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before connecting
     sock.connect((host, port))
-    resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
-    sock.sendall(f"GET /events HTTP/1.0\r\nHost: {host}:{port}\r\n{resume}\r\n".encode())
+    headers = f"Host: {host}:{port}\r\n"
+    if last_event_id is not None:
+        headers += f"Last-Event-ID: {last_event_id}\r\n"
+    if forwarded_for is not None:
+        headers += f"X-Forwarded-For: {forwarded_for}\r\n"
+    sock.sendall(f"GET /events HTTP/1.0\r\n{headers}\r\n".encode())
     return sock
 
 

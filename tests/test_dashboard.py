@@ -805,6 +805,56 @@ def test_browsers_that_never_read_hold_at_most_max_behind_then_are_cut_off_and_r
         assert stop(server)[0] == 130
 
 
+def test_a_stuck_browser_is_reset_whatever_x_forwarded_for_it_sends_and_no_other_is(
+    tmp_path: Path,
+) -> None:
+    # The connection to reset is the request's own, not one found by an address: a client's
+    # X-Forwarded-For claims any address, another browser's (127.0.0.1 and its port) included.
+    db = _seeded(tmp_path)
+    with children() as kids:
+        server, url = _start_serve(kids, db, "--max-behind", str(262_144), "--stall-timeout", "5")
+        port = _port(url)
+        reader = stuck_client("127.0.0.1", port, receive_buffer=None)
+        reader_port = reader.getsockname()[1]
+        read: list[tuple[bytes, bool]] = []
+        reading = threading.Thread(target=lambda: read.append(read_to_the_end(reader, 4 * TIMEOUT)))
+        reading.start()
+        clients = [
+            stuck_client("127.0.0.1", port, forwarded_for=address)
+            for address in (f"127.0.0.1:{reader_port}", "10.9.9.9")
+        ]
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "tests._stuck_clients", "write", str(db)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        samples: list[dict[str, Any]] = []
+        try:
+            with closing(http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)) as conn:
+
+                def both_cut_off() -> bool:
+                    samples.append(_status(conn))
+                    return int(samples[-1]["cut_off"]) >= len(clients)
+
+                assert wait_until(both_cut_off, 4 * TIMEOUT, interval=0.05), samples[-1]
+                assert reading.is_alive(), (
+                    f"the reading browser was cut off: {[len(got) for got, _ in read]} bytes"
+                )
+                assert wait_until(lambda: all(hung_up(sock) for sock in clients), TIMEOUT), "not reset"
+                assert _status(conn)["cut_off"] == len(clients)
+        finally:
+            kill(writer)
+            for sock in clients:
+                sock.close()
+        assert stop(server)[0] == 130
+        reading.join(TIMEOUT)
+        with reader:
+            assert read, "the reading browser's stream did not end with the server"
+            assert read[0][1], "the reading browser's stream did not end with the server"
+
+
 # -- the Host names and the token it answers (issue 20, item 16) --------------------------------------
 
 

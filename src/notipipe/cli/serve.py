@@ -143,8 +143,9 @@ def add_serve_options(serve: argparse.ArgumentParser) -> None:
         _para(
             "A browser that takes its events slower than they come (a slow link, a laptop asleep "
             "with its connection open) holds on the server only the events it has still to be "
-            "sent, up to --max-behind bytes. Past them, or once it has taken nothing for "
-            "--stall-timeout seconds, its connection is cut off; the browser reconnects and "
+            "sent, up to --max-behind bytes. Past them, or once a write to it has waited "
+            "--stall-timeout seconds (timed from when the connection's kernel buffers are full, "
+            "not from its last read), its connection is cut off; the browser reconnects and "
             "catches up from the database, missing nothing."
         ),
     )

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from notipipe._database import DatabaseConnection
 from notipipe._errors import NotipipeError
@@ -54,12 +55,27 @@ class _Server(uvicorn.Server):
         transport.abort()
 
     def _transport(self, scope: MutableMapping[str, Any]) -> asyncio.WriteTransport | None:
-        client = tuple(scope.get("client") or ())
-        for connection in list(self.server_state.connections):
-            transport = getattr(connection, "transport", None)
-            if client and tuple(getattr(connection, "client", None) or ()) == client:
-                return transport if isinstance(transport, asyncio.WriteTransport) else None
-        return None
+        # The request's own connection, as _Connections captured it, never one found by its
+        # address: a header may claim any address, another browser's included.
+        transport = scope.get(_TRANSPORT)
+        return transport if isinstance(transport, asyncio.WriteTransport) else None
+
+
+#: The scope key under which _Connections keeps the request's transport.
+_TRANSPORT = "notipipe.transport"
+
+
+class _Connections:
+    """The outermost ASGI application: keeps each request's transport in its scope, taken from
+    uvicorn's ``send`` (its request cycle's method) before any middleware wraps it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[_TRANSPORT] = getattr(getattr(send, "__self__", None), "transport", None)
+        await self._app(scope, receive, send)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -110,7 +126,9 @@ def serve(
     db = DatabaseConnection(path)
     dashboard = Dashboard(db, queue_bytes=max_behind, stall=stall)
     config = uvicorn.Config(
-        create_app(dashboard, access=access),
+        _Connections(create_app(dashboard, access=access)),
+        # No proxy is trusted: X-Forwarded-For would let any local client name itself.
+        proxy_headers=False,
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=2,
