@@ -1300,3 +1300,95 @@ def test_only_the_writer_passes_the_bound_of_a_loop_that_waits_on_it(
     assert delivered, observer.got
     assert observer.got == ["a", "w", "b"]
     assert delivery.dropped == 0
+
+
+class MeasuredDeque(deque[Any]):
+    """A queue that keeps, in ``most``, the most messages it has held at once."""
+
+    made: list[MeasuredDeque] = []  # noqa: RUF012 - the test's own record
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.held = 0
+        self.most = 0
+        self.lock = threading.Lock()  # appends (the writer) and poplefts (the drain) race
+        MeasuredDeque.made.append(self)
+
+    def append(self, item: Any) -> None:
+        with self.lock:
+            super().append(item)
+            self.held += _async._count(item)
+            self.most = max(self.most, self.held)
+
+    def popleft(self) -> Any:
+        with self.lock:
+            item = super().popleft()
+            self.held -= _async._count(item)
+        return item
+
+
+class Counter:
+    """An async observer that only counts what it is given."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def update(self, message: Any, /) -> None:
+        self.count += 1
+
+
+@pytest.mark.thread_unsafe(reason="patches the queue class of every async subscription")
+def test_a_loop_saving_among_competing_producers_keeps_the_overshoot_bounded(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The loop's save meets back-pressure while producer threads save too. Marked as waiting on
+    # the writer all the while, it lets the writer queue past the observer's bound: it must not
+    # wait while the producers take the room again and again, only until the room is its own.
+    monkeypatch.setattr(_async, "deque", MeasuredDeque)
+    MeasuredDeque.made = []
+    batch_size, queue_size = 100, 4
+    max_pending = 4 * batch_size  # the store's default
+    db = impl.DatabaseConnection(":memory:", deliver="after_commit", batch_size=batch_size, max_delay=0.001)
+    observer = Counter()
+    stop = threading.Event()
+    most: list[int] = []
+
+    def produce(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            db.save(db._email_cls(recipient=f"p{n}-{i}@example.com"))
+            i += 1
+
+    async def main() -> None:
+        db.subscribe(observer, queue_size=queue_size)  # overflow="wait", the default
+        (queue,) = MeasuredDeque.made
+        producers = [threading.Thread(target=produce, args=(n,), daemon=True) for n in range(3)]
+        for p in producers:
+            p.start()
+        try:
+            for i in range(40):
+                db.save(db._email_cls(recipient=f"loop{i}@example.com"))
+                db.flush()
+                while len(queue) > queue_size:  # let the drain catch up, back within its bound
+                    await asyncio.sleep(0)
+        finally:
+            stop.set()
+            for p in producers:
+                await asyncio.to_thread(p.join, PATIENCE)
+            db.unsubscribe(observer)  # before the loop ends: what is still committed is not its
+        most.append(queue.most)
+
+    runner = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    runner.start()
+    runner.join(4 * PATIENCE)
+    assert not runner.is_alive()
+    db.close()
+    # A full queue (queue_size places, a batch each at most), what the loop's save and flush wait
+    # for (max_pending, a message from each producer, its own) and the batch being delivered;
+    # and as much again: the loop's thread, its wait over, is not run at once, and the writer
+    # goes on committing meanwhile. Without going first, the save waits through commit after
+    # commit, far past this.
+    bound = queue_size * batch_size + 2 * max_pending + batch_size
+    assert len(most) == 1
+    assert most[0] <= bound, f"{most[0]} queued messages, bound {bound}"
+    assert observer.count > 0
