@@ -219,6 +219,32 @@ def test_a_reader_of_a_previous_layout_file_reads_it_without_writing(impl: Impl,
     assert _sql(path, "PRAGMA user_version") == [(1,)]
 
 
+def test_a_lock_held_during_the_migration_is_a_wait_not_a_failure(
+    impl: Impl, path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _make_v1_file(path, 3)
+    caplog.set_level(logging.WARNING, "notipipe")
+    other = sqlite3.connect(path, isolation_level=None)  # another writer, holding the lock
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        db = impl.DatabaseConnection(path, busy_timeout=0.5, max_delay=0.001)
+        db.save(impl.SMSMessage(body="waited"))  # queued at once, not refused
+        with pytest.raises(TimeoutError):
+            db.flush(timeout=0.2)
+        # Past busy_timeout the wait is logged, as for a locked database.
+        assert wait_until(lambda: any("cannot write to" in r.getMessage() for r in caplog.records), 30)
+        # Readers meanwhile read the file as it is, in its old layout.
+        assert [m.body for m in db.last(5)] == ["v1 0", "v1 1", "v1 2"]
+        assert _sql(path, "PRAGMA user_version") == [(1,)]
+        other.execute("COMMIT")
+        db.flush(timeout=30)
+    finally:
+        other.close()
+    assert [m.body for m in db.last(5)] == ["v1 0", "v1 1", "v1 2", "waited"]
+    assert _sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert sum("migrated the file from layout 1" in r.getMessage() for r in caplog.records) == 1
+
+
 # -- item 5: two names for one file ----------------------------------------------------------------
 
 _TWO_NAMES = (

@@ -43,13 +43,14 @@ __all__ = [
     "Migrated",
     "check_existing",
     "describe",
+    "migrate",
     "open_reader",
     "open_writer",
     "validate_path",
 ]
 
 #: Bumped whenever the table layout changes; a newer file is refused, never rewritten. A writer
-#: migrates an older one in place (``_migrate``); a reader reads it as it is.
+#: migrates an older one in place (``migrate``); a reader reads it as it is.
 #: 1: ids were SQLite's plain rowids (the highest stored id + 1: reused once the newest rows are
 #: deleted). 2: ids are AUTOINCREMENT: never reused, whatever is deleted.
 SCHEMA_VERSION: Final = 2
@@ -281,18 +282,19 @@ def _on_read_only_file_system(path: str) -> bool:
         return False
 
 
-def open_writer(
-    path: str, options: StoreOptions, migrated: list[Migrated] | None = None
-) -> sqlite3.Connection:
-    """Open the notipipe database at ``path`` for writing, creating it (atomically) if needed.
+def open_writer(path: str, options: StoreOptions) -> tuple[sqlite3.Connection, int]:
+    """Open the notipipe database at ``path`` for writing, creating it (atomically) if needed;
+    return the connection and the file's layout version.
 
-    A file of an older layout is migrated in place first (``_migrate``); if this call did it,
-    what it did is appended to ``migrated``, for the caller to log once it holds no lock.
+    A file of an older layout is not migrated here, only checked to be one ``migrate`` can
+    bring up to date: the migration takes the write lock, and waiting for a lock someone else
+    holds is the writer thread's business (with backoff, for as long as it takes), not the
+    caller's (a producer's first ``put``).
     """
     if path == ":memory:":
         conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         _initialise(conn)
-        return conn
+        return conn, SCHEMA_VERSION
     deadline = time.monotonic() + options.busy_timeout
     while True:
         if not _precheck(path, for_writing=True):
@@ -308,9 +310,7 @@ def open_writer(
             _check_header(path, app_id, version)
             _set_pragmas(conn, path, options.synchronous, options.wal_limit)
             if version < SCHEMA_VERSION:
-                done = _migrate(conn, path)
-                if done is not None and migrated is not None:
-                    migrated.append(done)
+                _check_migratable(conn, path, version)
         except StorageError as error:
             conn.close()
             # A creator's link appears with its content, so a race leaves nothing to retry but
@@ -322,12 +322,12 @@ def open_writer(
         except BaseException:
             conn.close()
             raise
-        return conn
+        return conn, version
 
 
 @dataclass(frozen=True, slots=True)
 class Migrated:
-    """What ``_migrate`` did: the file, the layout it found and the rows it kept."""
+    """What ``migrate`` did: the file, the layout it found and the rows it kept."""
 
     path: str
     version: int
@@ -354,7 +354,7 @@ _V1_ID: Final = re.compile(r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b(?!\s+AUTOINCREMENT
 _REBUILT: Final = "notipipe_migrating_messages"
 
 
-def _migrate(conn: sqlite3.Connection, path: str) -> Migrated | None:
+def migrate(conn: sqlite3.Connection, path: str) -> Migrated | None:
     """Bring a file of layout 1 to the current layout, in place; None if another process did.
 
     Layout 2 makes ids AUTOINCREMENT, which SQLite cannot add to a table: the table is rebuilt
@@ -366,9 +366,13 @@ def _migrate(conn: sqlite3.Connection, path: str) -> Migrated | None:
     and a process that waited for the lock finds the work done and does nothing. The ids the
     newest rows had, if they were deleted before this ran, are not known to anyone: ids go on
     from the highest one still stored.
+
+    SQLite's errors (a lock someone else holds, a full disk) are raised as they are, for the
+    writer thread to wait out or retry like those of any batch; a table that is not notipipe's
+    raises ``StorageError``.
     """
+    conn.execute("PRAGMA legacy_alter_table=ON")
     try:
-        conn.execute("PRAGMA legacy_alter_table=ON")
         conn.execute("BEGIN IMMEDIATE")
         try:
             migrated = _rebuild(conn, path)
@@ -378,12 +382,8 @@ def _migrate(conn: sqlite3.Connection, path: str) -> Migrated | None:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             raise
-        finally:
-            conn.execute("PRAGMA legacy_alter_table=OFF")
-    except sqlite3.Error as error:
-        raise StorageError(
-            path, f"cannot migrate the file to layout {SCHEMA_VERSION}: {describe(error)}"
-        ) from None
+    finally:
+        conn.execute("PRAGMA legacy_alter_table=OFF")
     return migrated
 
 
@@ -392,16 +392,7 @@ def _rebuild(conn: sqlite3.Connection, path: str) -> Migrated | None:
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version >= SCHEMA_VERSION:
         return None  # another process migrated it while this one waited for the lock
-    got = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'").fetchone()
-    table = "" if got is None or got[0] is None else str(got[0])
-    renamed, named = _V1_TABLE.subn(f"CREATE TABLE {_REBUILT} (", table, count=1)
-    rebuilt, ided = _V1_ID.subn("id INTEGER PRIMARY KEY AUTOINCREMENT", renamed, count=1)
-    if not (named and ided):
-        raise StorageError(
-            path,
-            f"cannot migrate the file to layout {SCHEMA_VERSION}: its messages table is not notipipe's"
-            f" layout {version} (changed by another tool?): {table!r}",
-        )
+    rebuilt = _rebuilt_table(conn, path, version)
     others = conn.execute(
         "SELECT sql FROM sqlite_master WHERE tbl_name = 'messages' AND type IN ('index', 'trigger')"
         " AND sql IS NOT NULL"
@@ -414,6 +405,29 @@ def _rebuild(conn: sqlite3.Connection, path: str) -> Migrated | None:
         conn.execute(sql)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return Migrated(path, version, rows)
+
+
+def _check_migratable(conn: sqlite3.Connection, path: str, version: int) -> None:
+    """Refuse now (StorageError) a table the writer thread could not migrate later."""
+    try:
+        _rebuilt_table(conn, path, version)
+    except sqlite3.Error as error:
+        raise StorageError(path, describe(error)) from None
+
+
+def _rebuilt_table(conn: sqlite3.Connection, path: str, version: int) -> str:
+    """The CREATE TABLE of the migrated table, or StorageError if the table is not notipipe's."""
+    got = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'").fetchone()
+    table = "" if got is None or got[0] is None else str(got[0])
+    renamed, named = _V1_TABLE.subn(f"CREATE TABLE {_REBUILT} (", table, count=1)
+    rebuilt, ided = _V1_ID.subn("id INTEGER PRIMARY KEY AUTOINCREMENT", renamed, count=1)
+    if not (named and ided):
+        raise StorageError(
+            path,
+            f"cannot migrate the file to layout {SCHEMA_VERSION}: its messages table is not notipipe's"
+            f" layout {version} (changed by another tool?): {table!r}",
+        )
+    return rebuilt
 
 
 def _set_pragmas(conn: sqlite3.Connection, path: str, synchronous: Synchronous, wal_limit: int) -> None:

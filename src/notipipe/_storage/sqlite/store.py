@@ -12,6 +12,8 @@ What the writer promises, and how:
 * A busy or locked database (another process writing, a maintenance job) is a wait, not a
   failure: the writer keeps its batch and retries with backoff for as long as it takes, the
   queue's bound holds producers back meanwhile, and ``flush(timeout)`` raises ``TimeoutError``.
+  So is a lock held while a file of an older layout waits to be migrated: the writer migrates it
+  (``migrate``) in the same attempt as its first batch, retried the same way.
 * Other trouble with the file (a full disk, an I/O error) is retried the same way, and reported:
   ``flush()`` and a producer that would have to wait raise ``StorageError`` naming SQLite's own
   reason, while the queued alerts stay queued for the next attempt.
@@ -40,7 +42,14 @@ from typing import ClassVar, Final, cast
 
 from notipipe._errors import StorageClosedError, StorageError
 from notipipe._storage.group_commit import GroupCommitStore, Row
-from notipipe._storage.sqlite.file import Migrated, describe, open_reader, open_writer
+from notipipe._storage.sqlite.file import (
+    SCHEMA_VERSION,
+    Migrated,
+    describe,
+    migrate,
+    open_reader,
+    open_writer,
+)
 
 __all__ = ["MessageStore", "Row"]
 
@@ -95,8 +104,10 @@ class MessageStore(GroupCommitStore):
     _next_checkpoint: float = 0.0
     #: Rows per INSERT statement, lowered to the writing connection's variable limit.
     _rows_per_statement: int = _ROWS_PER_STATEMENT
-    #: A migration opening the file did, to be logged by the writer thread (no lock held there).
-    _migrated: list[Migrated] | None = None
+    #: The writing file's layout until the writer has migrated it (see ``_migrate``).
+    _layout: int = SCHEMA_VERSION
+    #: What the writer's migration did, to be logged once no lock is held (see ``_commit``).
+    _migrated: Migrated | None = None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -111,7 +122,7 @@ class MessageStore(GroupCommitStore):
             if self._reader is None:
                 if not os.path.exists(self.path):
                     # Nothing stored yet: an empty database answers, and nothing is created.
-                    empty = open_writer(":memory:", self.options)
+                    empty, _ = open_writer(":memory:", self.options)
                     try:
                         return self._run(empty, sql, params)
                     finally:
@@ -148,9 +159,7 @@ class MessageStore(GroupCommitStore):
     # -- the connections -------------------------------------------------------------------------
 
     def _open_writer(self) -> None:
-        migrated: list[Migrated] = []
-        conn = open_writer(self.path, self.options, migrated)
-        self._migrated = migrated
+        conn, self._layout = open_writer(self.path, self.options)
         limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._rows_per_statement = max(1, min(_ROWS_PER_STATEMENT, limit // _COLUMNS))
         with self._write_lock:
@@ -170,16 +179,36 @@ class MessageStore(GroupCommitStore):
         return _is_busy(error)
 
     def _before_write(self) -> None:
-        migrated, self._migrated = self._migrated, None
-        for done in migrated or ():
-            done.log()
         self._bound_wal()
+
+    def _commit(self, batch: list[object]) -> tuple[list[object], list[int]] | None:
+        try:
+            return super()._commit(batch)
+        finally:
+            self._log_migration()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Migrate a file of an older layout (``_write_lock`` held), as the first step of a write:
+        SQLite's errors, a lock held by someone else above all, are the batch's to wait out."""
+        if self._layout >= SCHEMA_VERSION:
+            return
+        done = migrate(conn, self.path)
+        self._layout = SCHEMA_VERSION
+        if done is not None:
+            self._migrated = done
+
+    def _log_migration(self) -> None:
+        """On the writer thread, with no lock held (logging handlers are the application's code)."""
+        done, self._migrated = self._migrated, None
+        if done is not None:
+            done.log()
 
     # -- writing ---------------------------------------------------------------------------------
 
     def _write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
         """One transaction for the batch: fast multi-row statements, or row by row if refused."""
         conn = self._live_conn()
+        self._migrate(conn)
         try:
             conn.execute("BEGIN IMMEDIATE")
             if refused:
