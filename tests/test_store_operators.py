@@ -76,7 +76,7 @@ def test_a_trigger_refusing_every_row_keeps_the_alerts_and_retries(
 
 
 def test_a_trigger_refusing_every_row_from_the_start_keeps_the_alerts(tmp_path: Path) -> None:
-    # Before the writer has stored anything of its own it compares with a row of its own making.
+    # Whether the writer has stored anything or not, it asks with alerts of its own making.
     path = tmp_path / "first.db"
     store = MessageStore(str(path), lambda batch: [_row(str(b)) for b in batch], StoreOptions(max_delay=0))
     store.put("created")
@@ -102,8 +102,8 @@ def _row(body: str) -> tuple[str, float, int, str, str, str]:
 
 
 def test_a_lone_bad_alert_in_a_batch_of_its_own_still_costs_only_itself(tmp_path: Path) -> None:
-    # Every row of its batch is refused, but a row the database took before goes in: the alert
-    # is bad, not the database.
+    # Every row of its batch is refused, but the writer's probe alerts go in: the alert is bad,
+    # not the database.
     path = str(tmp_path / "lone.db")
     store = MessageStore(path, lambda batch: [_row(str(b)) for b in batch], StoreOptions(max_delay=0))
     try:
@@ -117,3 +117,48 @@ def test_a_lone_bad_alert_in_a_batch_of_its_own_still_costs_only_itself(tmp_path
     finally:
         store.close()
     assert _bodies(Path(path)) == ["ok 1", "ok 2"]
+
+
+@pytest.mark.parametrize(
+    ("first", "rule", "bad"),
+    [
+        # A DBA's de-duplication: the alert repeats one stored before (and so would any stored row).
+        ("ok 1", "CREATE UNIQUE INDEX dedupe ON messages(address, body)", "ok 1"),
+        # A rule about one kind: every SMS is refused (the last one stored too), e-mails are not.
+        (
+            "sms 0",
+            "CREATE TRIGGER no_sms BEFORE INSERT ON messages WHEN NEW.kind = 'sms'"
+            " BEGIN SELECT RAISE(ABORT, 'sms disabled'); END",
+            "sms 1",
+        ),
+    ],
+    ids=["unique-index", "kind-trigger"],
+)
+def test_a_rule_that_refuses_some_alerts_costs_only_those(
+    tmp_path: Path, first: str, rule: str, bad: str
+) -> None:
+    # The batch is all refused alerts; the writer must not take that for "every row refused"
+    # and hold the alerts behind it forever.
+    path = tmp_path / "rule.db"
+
+    def rows(batch: list[object]) -> list[tuple[str, float, int, str, str, str]]:
+        return [
+            ("sms", 1.0, 3, "+15550000000", "", str(b))
+            if str(b).startswith("sms")
+            else ("email", 1.0, 3, "a@example.com", "s", str(b))
+            for b in batch
+        ]
+
+    store = MessageStore(str(path), rows, StoreOptions(max_delay=0))
+    try:
+        store.put(first)
+        store.flush(timeout=30)
+        _execute(path, rule)
+        store.put(bad)
+        with pytest.raises(StorageError, match=r"1 alert\(s\) could not be stored"):
+            store.flush(timeout=30)
+        store.put_many(["ok 2", "ok 3"])
+        store.flush(timeout=30)
+    finally:
+        store.close()
+    assert _bodies(path) == [first, "ok 2", "ok 3"]

@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
@@ -48,9 +49,20 @@ _BACKOFF_FIRST: Final = 0.005
 #: After a batch ran into the server's time limit, the writer keeps to the size that fit, and tries
 #: twice that at most this often (seconds), so that a limit lifted is noticed.
 _GROW_EVERY: Final = 60.0
-#: The row that tells "the database refuses this alert" from "the database refuses every row",
-#: until the writer has stored one of its own (the last one it stored is used from then on).
-_PROBE_ROW: Final = ("sms", 0.0, 1, "+10000000000", "", "")
+
+
+def _probe_rows() -> list[Row]:
+    """Two alerts that tell "the database refuses these alerts" from "it refuses every row": an
+    e-mail and an SMS of now, each with text of its own (a uniqueness rule, or one about a kind,
+    a time or a number, cannot refuse both)."""
+    token = f"notipipe probe {uuid.uuid4().hex}"
+    now = time.time()
+    return [("email", now, 1, "probe@example.com", token, token), ("sms", now, 1, "+15550000000", "", token)]
+
+
+def _is_duplicate(error: BaseException) -> bool:
+    """A uniqueness rule refused a row: that row's trouble, never every row's."""
+    return getattr(error, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(error)
 
 
 def describe(error: BaseException) -> str:
@@ -77,7 +89,7 @@ class _EveryRowRefusedError(Exception):
 
     def __init__(self, refusal: BaseException) -> None:
         super().__init__(
-            "the database refuses every row, also one it stored before (a schema change?):"
+            "the database refuses every row, also alerts made to test it (a schema change?):"
             f" {describe(refusal)}"
         )
         self.refusal = refusal
@@ -157,7 +169,6 @@ class GroupCommitStore(ABC):
         self._closed = False
         self._fit = options.batch_size  # the most rows one transaction takes (see _split)
         self._fit_since = 0.0  # monotonic time _fit last changed
-        self._known_good: Row = _PROBE_ROW  # the last row the database stored
         self._shrunk: BaseException | None = None  # a split's reason, until a batch commits
         self._writer: threading.Thread | None = None
         self._writer_ident: int | None = None
@@ -572,7 +583,6 @@ class GroupCommitStore(ABC):
             self._stored += len(batch) - len(refused)
             for i in sorted(refused):
                 self._dropped.append((batch[i], refused[i]))
-        self._remember_good(rows, refused)
         if recovered is not None:
             _log.warning(
                 "notipipe: %s is writable again after %.1f s (%s)", self.path, age, describe(recovered.error)
@@ -600,33 +610,36 @@ class GroupCommitStore(ABC):
 
     def _check_refusals(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
         """Raise ``_EveryRowRefusedError`` if the database refused every row it was given and
-        refuses a row it stored before as well (``_write_lock`` held).
+        refuses the probe alerts as well (``_write_lock`` held).
 
-        A lone bad alert (its batch may hold only it) is refused while the known row goes in:
-        that alert is dropped alone, as ever.
+        A lone bad alert (its batch may hold only it) is refused while a probe goes in: that
+        alert is dropped alone, as ever.
         """
         given = [i for i, row in enumerate(rows) if row is not None]
         if not given or any(i not in refused for i in given):
             return
-        refusal = self._probe(self._known_good)
+        refusal = self._refuses_every_row()
         if refusal is not None:
             raise _EveryRowRefusedError(refusal) from refused[given[0]]
 
     def _check_still_refusing(self) -> None:
-        """While the database refuses every row, ask it with the known row alone before writing
-        the batch again (which finds each refused row one by one): a retry costs one row."""
+        """While the database refuses every row, ask it with the probes alone before writing the
+        batch again (which finds each refused row one by one): a retry costs two rows."""
         problem = self._problem
         if problem is not None and isinstance(problem.error, _EveryRowRefusedError):
-            refusal = self._probe(self._known_good)
+            refusal = self._refuses_every_row()
             if refusal is not None:
                 raise _EveryRowRefusedError(refusal) from problem.error.__cause__
 
-    def _remember_good(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
-        for i in range(len(rows) - 1, -1, -1):
-            row = rows[i]
-            if row is not None and i not in refused:
-                self._known_good = row
-                return
+    def _refuses_every_row(self) -> BaseException | None:
+        """The database's refusal if it refuses both probe alerts (not by a uniqueness rule)."""
+        first: BaseException | None = None
+        for row in _probe_rows():
+            refusal = self._probe(row)
+            if refusal is None or _is_duplicate(refusal):
+                return None
+            first = first or refusal
+        return first
 
     def _split(
         self,

@@ -19,7 +19,7 @@ for SQLite. Here is what PostgreSQL changes:
   newly reserved ids. So every flushed alert is stored exactly once.
 * A row the server refuses (text holding NUL, which PostgreSQL's text cannot) is dropped alone:
   the batch is written again row by row, each in a savepoint, and the refused rows are reported
-  by the next ``flush``. If it refuses every row, and a row it stored before too (another tool
+  by the next ``flush``. If it refuses every row, and two alerts made to test it too (another tool
   added a NOT NULL column without a default), the batch is kept and retried as other trouble.
 * An error after which this session may never write again, though a new one could (read-only
   after a failover or ``default_transaction_read_only``, a ``statement_timeout`` or

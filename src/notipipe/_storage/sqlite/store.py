@@ -20,7 +20,7 @@ What the writer promises, and how:
 * One bad row never costs its batch: the batch goes in as multi-row INSERT statements; if SQLite
   refuses a row, the transaction is rolled back and the batch written again row by row, and only
   the rows it refuses are dropped, each reported by the next ``flush``/``close``. If it refuses
-  every row, and a row it stored before too (a trigger that raises), that is the database's
+  every row, and two alerts made to test it too (a trigger that raises), that is the database's
   trouble: the batch is kept and retried like a full disk.
 * The writer thread never dies silently: whatever escapes (an ``after_commit`` observer raising
   ``SystemExit``, say) is caught, logged, and raised by the next ``flush``/``close``.
