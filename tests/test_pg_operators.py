@@ -108,6 +108,22 @@ def test_a_not_null_column_added_by_another_tool_keeps_the_alerts(
     assert _records(caplog, logging.ERROR, "") == []
 
 
+def test_a_unique_index_refusing_a_duplicate_costs_only_the_duplicate(
+    impl: Impl, pg_url: str, pg_dsn: str
+) -> None:
+    # The row the writer stored last is a duplicate of itself under the index: the server
+    # refusing it says nothing about the next alert.
+    db = impl.DatabaseConnection(pg_url, max_delay=0.001)
+    db.save(impl.EmailMessage("ops@example.com", "disk full", "first"), durable=True)
+    query(pg_dsn, "CREATE UNIQUE INDEX dedupe ON notipipe_messages (address, subject)")
+    db.save(impl.EmailMessage("ops@example.com", "disk full", "again"))
+    with pytest.raises(StorageError, match=r"1 alert\(s\) could not be stored.*dedupe"):
+        db.flush(timeout=30)
+    db.save(impl.EmailMessage("ops@example.com", "disk ok", "other"), durable=True)
+    db.close()
+    exactly_once(pg_dsn, ["first", "other"])
+
+
 # -- (b) a session that cannot write any more --------------------------------------------------------
 
 
@@ -216,6 +232,30 @@ def test_a_batch_longer_than_statement_timeout_is_split(
     assert db._store._fit < total
     db.save(impl.SMSMessage(body="after"), durable=True)
     exactly_once(pg_dsn, ["before", *bodies, "after"])
+
+
+def test_an_administrator_cancelling_the_writer_does_not_shrink_its_batches(
+    impl: Impl, pg_url: str, pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # pg_cancel_backend ends a statement with the same SQLSTATE as statement_timeout; only the
+    # server's time limit means "a smaller batch fits".
+    caplog.set_level(logging.WARNING, logger="notipipe")
+    total = 200
+    db = impl.DatabaseConnection(pg_url, max_delay=0.001, batch_size=total)
+    db.save(impl.SMSMessage(body="before"), durable=True)
+    backend = db._store._conn.info.backend_pid
+    _slow_rows(pg_dsn, 0.02)
+    bodies = [f"m{i}" for i in range(total)]
+    db.save_many([impl.SMSMessage(body=b) for b in bodies])
+    copying = "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active' AND query LIKE 'COPY%%'"
+    until(lambda: query(_admin(pg_dsn), copying, (backend,)) == [(1,)], "the writer's COPY")
+    assert query(_admin(pg_dsn), "SELECT pg_cancel_backend(%s)", (backend,)) == [(True,)]
+    until(lambda: db.pending_count == 0, "the writer to store the batch again")
+    db.flush(timeout=60)
+    assert _records(caplog, logging.WARNING, "writing at most") == []
+    assert db._store._fit == total
+    db.close()
+    exactly_once(pg_dsn, ["before", *bodies])
 
 
 # -- (d) fork while a call waits on the server ----------------------------------------------------------

@@ -46,8 +46,9 @@ type Row = tuple[str, float, int, str, str, str]
 
 #: The writer's backoff while the database is busy or failing: from the first to the last value.
 _BACKOFF_FIRST: Final = 0.005
-#: After a batch ran into the server's time limit, the writer keeps to the size that fit, and tries
-#: twice that at most this often (seconds), so that a limit lifted is noticed.
+#: After a batch ran into the server's time limit, the writer keeps to the size that fit, and goes
+#: back to its batch_size once this long (seconds) passed without another, so that a limit lifted
+#: (or a timeout that was a lock wait, not the batch's size) costs no more than this.
 _GROW_EVERY: Final = 60.0
 
 
@@ -660,8 +661,9 @@ class GroupCommitStore(ABC):
         return batch[:n], rows[:n], {i: e for i, e in built.items() if i < n}
 
     def _learn_fit(self, committed: int) -> None:
-        """After a commit: say once which size fit, and now and then try twice that (a limit
-        lifted is noticed; one still there costs one split)."""
+        """After a commit: say once which size fit, and after ``_GROW_EVERY`` without another
+        timeout go back to ``batch_size`` (a limit lifted is noticed; one still there costs a
+        few splits)."""
         shrunk, self._shrunk = self._shrunk, None
         if shrunk is not None:
             _log.warning(
@@ -676,7 +678,7 @@ class GroupCommitStore(ABC):
             and committed >= self._fit
             and time.monotonic() - self._fit_since >= _GROW_EVERY
         ):
-            self._fit = min(self.batch_size, 2 * self._fit)
+            self._fit = self.batch_size
             self._fit_since = time.monotonic()
 
     def _wait_out(self, error: BaseException, delay: float, *, give_up: bool) -> bool:

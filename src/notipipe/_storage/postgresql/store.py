@@ -68,6 +68,8 @@ _GONE: Final = frozenset({"57P01", "57P02", "57P03"})
 _STALE_SESSION: Final = frozenset({"25", "53", "55", "57", "58", "XX"})
 #: query_canceled: a statement_timeout (or a cancel) ended the attempt.
 _CANCELED: Final = "57014"
+#: What the server says when statement_timeout (not an administrator's cancel) ended a statement.
+_TIMED_OUT: Final = "statement timeout"
 #: SQLSTATE classes of a first connection that no retry mends: 28 (a wrong password, an unknown
 #: role, no pg_hba.conf entry), 3D (an unknown database), 42 (no right to create the tables).
 _FOR_GOOD: Final = frozenset({"28", "3D", "42"})
@@ -261,10 +263,14 @@ class PgMessageStore(GroupCommitStore):
 
     def _is_too_big(self, error: BaseException) -> bool:
         """``statement_timeout`` ended the attempt before its COMMIT (a commit in doubt is
-        resolved first, never split)."""
+        resolved first, never split). An administrator's cancel (``pg_cancel_backend``) has the
+        same SQLSTATE but says nothing about the size: the batch is retried whole."""
         attempt = self._attempt
-        in_doubt = attempt is not None and attempt.xid is not None
-        return isinstance(error, self._psycopg.Error) and error.sqlstate == _CANCELED and not in_doubt
+        if attempt is not None and attempt.xid is not None:
+            return False
+        if not isinstance(error, self._psycopg.Error) or error.sqlstate != _CANCELED:
+            return False
+        return _TIMED_OUT in (error.diag.message_primary or "")
 
     def _is_wait(self, error: BaseException) -> bool:
         """The server cannot be reached or is restarting (or a commit in doubt is still running):
