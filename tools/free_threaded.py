@@ -3,7 +3,7 @@
 Tried in order, each only where it can work:
 
 1. ``uv python install 3.14t`` / ``3.13t`` when uv is on PATH (it downloads a prebuilt one);
-2. on Debian/Ubuntu, CPython 3.13 built with ``--disable-gil`` from the distribution's
+2. on Debian, CPython 3.13 built with ``--disable-gil`` from the distribution's
    ``python3.13`` source package (the release tarball it carries), into a per-user cache:
    ``$NOTIPIPE_CACHE`` or ``$XDG_CACHE_HOME/notipipe`` or ``~/.cache/notipipe``. It is built once
    and then reused; a lock file keeps two runs from building it at the same time.
@@ -158,7 +158,7 @@ def _source_tarball(work: Path, log: Path, tried: list[str]) -> Path | None:
 def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpreter | None:
     """CPython 3.13t built from Debian's python3.13 source package into the per-user cache."""
     if shutil.which("apt-get") is None:
-        tried.append("build from source: no apt-get (not Debian/Ubuntu)")
+        tried.append("build from source: no apt-get (not Debian)")
         return None
     prefix = built_ft_prefix(tsan)
     exe = prefix / "bin" / "python3.13t"

@@ -28,7 +28,7 @@ No free-threaded CPython (3.13t or 3.14t) was found, and none could be obtained 
   uv python install 3.14t                      (then: export NOTIPIPE_FT_PYTHON=$(uv python find 3.14t))
   pyenv install 3.14t                          (pyenv puts python3.14t in its versions)
   the python.org installer (macOS, Windows): tick "free-threaded binaries"
-  Debian/Ubuntu, as root: `python3 tools/free_threaded.py` builds one from the python3.13 source
+  Debian, as root: `python3 tools/free_threaded.py` builds one from the python3.13 source
   package (it needs apt-get and a deb-src archive; the test task tries this itself)
 then put python3.14t (or python3.13t) on PATH, or set NOTIPIPE_FT_PYTHON to its path, or
 NOTIPIPE_FT_TOOL to a command that prints it.
