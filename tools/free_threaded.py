@@ -14,6 +14,7 @@ it can serve as ``NOTIPIPE_FT_TOOL`` elsewhere. ``--tsan`` builds a ThreadSaniti
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -30,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `tools` importable
 from tools.console import Summary, heading, run_logged, say, warn
 from tools.interpreters import FT_HOWTO, Interpreter, built_ft_prefix, ft_python, probe
 from tools.locks import locked
-from tools.system_deps import as_root
+from tools.system_deps import apt_install
 
 # The standard-library modules the tests need, and so the headers the build must find.
 BUILD_PACKAGES = (
@@ -166,24 +167,14 @@ def build_from_debian_source(tried: list[str], *, tsan: bool = False) -> Interpr
         it = _usable(exe)
         if it:  # built by another run while we waited
             return it
-        root = as_root()
         missing = [
             p
             for p in BUILD_PACKAGES
             if subprocess.run(["dpkg", "-s", p], capture_output=True, check=False).returncode != 0
         ]
-        if missing:
-            if root is None:
-                tried.append(f"build from source: needs {' '.join(missing)} (apt-get install, as root)")
-                return None
-            _log(f"installing the build's packages: {' '.join(missing)}")
-            apt = [*root, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
-            if (
-                subprocess.run([*apt, "update", "-qq"], check=False).returncode
-                or subprocess.run([*apt, "install", "-y", "-qq", *missing], check=False).returncode
-            ):
-                tried.append(f"build from source: apt-get install {' '.join(missing)} failed")
-                return None
+        if missing and not apt_install(missing):
+            tried.append(f"build from source: needs {' '.join(missing)} (apt-get install, as root)")
+            return None
         prefix.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="notipipe-cpython.") as tmp:
             work = Path(tmp)
@@ -270,12 +261,14 @@ def find_or_obtain(summary: Summary) -> Interpreter | None:
 def main(argv: Sequence[str]) -> int:
     tsan = "--tsan" in argv
     tried: list[str] = []
-    if tsan:
-        it = _usable(built_ft_prefix(tsan=True) / "bin" / "python3.13t") or build_from_debian_source(
-            tried, tsan=True
-        )
-    else:
-        it = obtain(tried)
+    # Progress (ours and apt's) goes to stderr: stdout carries the interpreter's path alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        if tsan:
+            it = _usable(built_ft_prefix(tsan=True) / "bin" / "python3.13t") or build_from_debian_source(
+                tried, tsan=True
+            )
+        else:
+            it = obtain(tried)
     if it is None:
         _log("could not obtain one:\n  " + "\n  ".join(tried))
         return 1

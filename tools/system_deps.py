@@ -39,7 +39,7 @@ NEEDS: Sequence[tuple[str, Callable[[], bool]]] = [
 ]
 
 
-def as_root() -> list[str] | None:
+def _as_root() -> list[str] | None:
     """The prefix that runs a command as root: none when we are root, ``sudo -n`` where it needs no
     password (CI runners), else None."""
     if not hasattr(os, "geteuid"):
@@ -55,7 +55,7 @@ def as_root() -> list[str] | None:
 
 
 def can_apt() -> bool:
-    return as_root() is not None and shutil.which("apt-get") is not None
+    return _as_root() is not None and shutil.which("apt-get") is not None
 
 
 def apt_install(packages: Sequence[str]) -> bool:
@@ -65,7 +65,7 @@ def apt_install(packages: Sequence[str]) -> bool:
         warn(f"missing {names}: install them (Debian/Ubuntu: apt-get install {names})")
         return False
     say(f"installing {' '.join(packages)} (apt-get)")
-    root = as_root() or []
+    root = _as_root() or []
     apt = [*root, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
     return run_quiet([*apt, "update", "-qq"], "apt-get update") and run_quiet(
         [*apt, "install", "-y", "-qq", *packages], f"apt-get install {' '.join(packages)}"
