@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -174,28 +173,16 @@ def main(argv: Sequence[str]) -> int:
     if args.twin_only:  # another job of the matrix runs the system tests, typing and lint
         system, first_gil = set(), None
     # One test task at a time per checkout: the venvs and the logs under .venv/ are shared.
-    with locked(VENVS / "test.lock", "test task in this checkout"):
-        return _build_and_test(summary, interpreters, first_gil, system, pytest_args)
-
-
-def _build_and_test(
-    summary: Summary,
-    interpreters: Sequence[Interpreter],
-    first_gil: Interpreter | None,
-    system: set[str],
-    pytest_args: Sequence[str],
-) -> int:
-    work = Path(tempfile.mkdtemp(prefix="notipipe-test."))
-    try:
-        built = build_all(interpreters, work, VENVS / "dist")
+    with (
+        locked(VENVS / "test.lock", "test task in this checkout"),
+        tempfile.TemporaryDirectory(prefix="notipipe-test.") as work,
+    ):
+        built = build_all(interpreters, Path(work), VENVS / "dist")
         if not summary.add(built is not None, "built once: the sdist, and from it a wheel per interpreter"):
             summary.show()
             return 1
         assert built is not None
-        status = _test(summary, built, interpreters, first_gil, system, pytest_args)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return status
+        return _test(summary, built, interpreters, first_gil, system, pytest_args)
 
 
 def _test(  # noqa: PLR0917 - the plan main() made, passed on as it is
