@@ -58,10 +58,7 @@ save meeting back-pressure, a read, close) cannot drain meanwhile, and the write
 each would wait for the other forever. So a publisher that delivers for a writer never waits for
 room on such a loop: it queues past ``queue_size`` instead, and drops nothing. How far past is
 bounded by what the store queues (its ``max_pending``): the loop's thread waits only until the
-writer has committed what was queued before, and a save of its own that meets back-pressure
-takes the room before other producers (``waiting_on_writer`` says it runs on a loop), so it does
-not wait through commit after commit while they take the room. Any other publisher waits as
-usual.
+writer has committed what was queued before. Any other publisher waits as usual.
 """
 
 from __future__ import annotations
@@ -199,11 +196,10 @@ class _WaitingLoop:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def __enter__(self) -> bool:
+    def __enter__(self) -> None:
         waits = _WAITS
         with waits.lock:
             waits.loops[self._loop] = waits.loops.get(self._loop, 0) + 1
-        return True
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -217,15 +213,12 @@ class _WaitingLoop:
                 waits.loops.pop(self._loop, None)
 
 
-_NOT_ON_A_LOOP: contextlib.AbstractContextManager[bool] = contextlib.nullcontext(False)
+_NOT_ON_A_LOOP: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
 
 
-def waiting_on_writer() -> contextlib.AbstractContextManager[bool]:
+def waiting_on_writer() -> contextlib.AbstractContextManager[None]:
     """Around a call that may wait on a store's writer: if it runs on an event loop's thread,
-    a writer delivering to that loop's async observers does not wait for room meanwhile.
-
-    It gives True on a loop's thread: there a save meeting back-pressure goes first (``put``'s
-    ``first``), so that it waits through as few commits as it can."""
+    a writer delivering to that loop's async observers does not wait for room meanwhile."""
     loop = asyncio._get_running_loop()
     return _NOT_ON_A_LOOP if loop is None else _WaitingLoop(loop)
 

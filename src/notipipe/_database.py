@@ -219,9 +219,8 @@ class DatabaseCore:
             return
         # after_commit: the writer delivers, and may wait on an async observer's loop, which
         # may be this thread's (see _async, waiting_on_writer).
-        # A save on a loop's thread meeting back-pressure goes first (see put's ``first``).
-        with waiting_on_writer() as on_a_loop:
-            (self._store or self._open()).put(message, first=on_a_loop)
+        with waiting_on_writer():
+            (self._store or self._open()).put(message)
             if durable:
                 self._open().flush()
 
@@ -236,8 +235,8 @@ class DatabaseCore:
             if durable:
                 self._open().flush()
             return len(batch)
-        with waiting_on_writer() as on_a_loop:  # as in save()
-            (self._store or self._open()).put_many(batch, first=on_a_loop)
+        with waiting_on_writer():  # as in save()
+            (self._store or self._open()).put_many(batch)
             if durable:
                 self._open().flush()
         return len(batch)

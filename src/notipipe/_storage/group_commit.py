@@ -161,7 +161,6 @@ class GroupCommitStore(ABC):
         self._committed = 0  # messages ever taken off the queue and settled (stored or dropped)
         self._stored = 0  # messages ever committed to the database
         self._flush_waiters = 0
-        self._first_waiters = 0  # producers waiting for room that go first (see _wait_for_room)
         self._problem: _WriteProblem | None = None  # a retried failure, current
         self._failed_attempts = 0  # writes that failed, ever: "has it failed again since?"
         self._dropped: list[tuple[object, BaseException]] = []  # rows refused, not yet reported
@@ -177,16 +176,12 @@ class GroupCommitStore(ABC):
 
     # -- producers -----------------------------------------------------------------------------
 
-    def put(self, message: object, *, first: bool = False) -> None:
-        """Queue one message for the next group commit.
-
-        ``first``: meeting back-pressure, take the room before producers that do not say so
-        (an event loop's thread, which its loop's ``after_commit`` delivery waits on meanwhile).
-        """
+    def put(self, message: object) -> None:
+        """Queue one message for the next group commit."""
         if self._writer is None:
             self._ensure_writer()
         with self._cond:
-            self._wait_for_room(first)
+            self._wait_for_room()
             if not self._pending:
                 self._oldest = time.monotonic()
                 self._cond.notify_all()  # the writer may be idle, waiting with no timeout
@@ -195,15 +190,15 @@ class GroupCommitStore(ABC):
             if len(self._pending) == self.batch_size:
                 self._cond.notify_all()
 
-    def put_many(self, messages: Iterable[object], *, first: bool = False) -> int:
-        """Queue a batch; return how many messages it held (``first``: as in ``put``)."""
+    def put_many(self, messages: Iterable[object]) -> int:
+        """Queue a batch; return how many messages it held."""
         batch = messages if isinstance(messages, list) else list(messages)
         if not batch:
             return 0
         if self._writer is None:
             self._ensure_writer()
         with self._cond:
-            self._wait_for_room(first)
+            self._wait_for_room()
             was_empty = not self._pending
             if was_empty:
                 self._oldest = time.monotonic()
@@ -728,30 +723,20 @@ class GroupCommitStore(ABC):
 
     # -- state checks ----------------------------------------------------------------------------
 
-    def _wait_for_room(self, first: bool) -> None:
+    def _wait_for_room(self) -> None:
         # Called with _cond held. A batch larger than max_pending still goes in, alone. The
         # writer thread itself (an after_commit observer saving) never waits: it would wait on
-        # itself. Room goes to a ``first`` producer before the others: a notify_all wakes them
-        # all, and an event loop's thread, left to win the race, could wait through many
-        # commits, all delivered past its async observers' bound (see _async).
+        # itself.
         self._check_open()
         if self._on_writer_thread():
             return
         attempts = self._failed_attempts
-        if first:
-            self._first_waiters += 1
-        try:
-            while self._enqueued - self._committed >= self.max_pending or (not first and self._first_waiters):
-                if self._failing_since(attempts):
-                    raise self._problem_error()
-                self._cond.notify_all()
-                self._cond.wait()
-                self._check_open()
-        finally:
-            if first:
-                self._first_waiters -= 1
-                if not self._first_waiters:
-                    self._cond.notify_all()  # the others may take the room again
+        while self._enqueued - self._committed >= self.max_pending:
+            if self._failing_since(attempts):
+                raise self._problem_error()
+            self._cond.notify_all()
+            self._cond.wait()
+            self._check_open()
 
     def _failing_since(self, attempts: int) -> bool:
         """True if a write failed, for a reason other than a busy lock, after ``attempts``."""
