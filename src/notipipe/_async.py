@@ -57,8 +57,9 @@ save meeting back-pressure, a read, close) cannot drain meanwhile, and the write
 ``after_commit`` (``delivering_for_writer``) may be the very publisher waiting for room on it:
 each would wait for the other forever. So a publisher that delivers for a writer never waits for
 room on such a loop: it queues past ``queue_size`` instead, and drops nothing. How far past is
-bounded by what the store queues (its ``max_pending``): the loop's thread waits only until the
-writer has committed what was queued before. Any other publisher waits as usual.
+what the writer commits while the loop's thread waits: about ``max_pending`` for a flush, but a
+save meeting back-pressure among other producers may wait, and so let the writer queue, longer.
+Any other publisher waits as usual.
 """
 
 from __future__ import annotations
