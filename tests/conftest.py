@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, settings
 from notipipe._factory import MessageFactory
 from notipipe._select import NO_EXTENSIONS
 from notipipe._twins import Twin, TwinName, available, load
+from tests._nats_server import NatsServer
 from tests._pg_server import PgCluster
 
 # ``python3 tasks.py memcheck`` (nox session ``memcheck``) runs the tests under valgrind, tens of
@@ -158,6 +159,26 @@ def pg_cluster() -> Iterator[PgCluster]:
         cluster.destroy()
 
 
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    """The session's NATS server with JetStream (a real ``nats-server``, see ``tests/_nats_server``)."""
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def nats_url(nats_server: NatsServer) -> str:
+    """``nats://127.0.0.1:PORT/STREAM``: a stream of the test's own on the session's server."""
+    return f"{nats_server.url}/T{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def nats_own_server() -> Iterator[NatsServer]:
+    """A private, running NATS server that the test may kill and restart."""
+    with NatsServer() as server:
+        yield server
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_notipipe_db_from_the_shell() -> Iterator[None]:
     # The tests expect the in-memory default whatever NOTIPIPE_DB the caller's shell has. Cleared
@@ -200,10 +221,13 @@ _THREAD_UNSAFE_FIXTURES = {
     # One PostgreSQL database for every copy: they would read each other's alerts.
     "pg_dsn": "shares one PostgreSQL database",
     "pg_cluster": "kills and restarts a PostgreSQL server",
+    "nats_url": "shares one JetStream stream",
+    "nats_own_server": "kills and restarts a NATS server",
 }
 
 
 _PG_FIXTURES = {"pg_server", "pg_dsn", "pg_cluster"}
+_NATS_FIXTURES = {"nats_server", "nats_url", "nats_own_server"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -220,5 +244,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _PG_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgresql)
+        if _NATS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.nats)
         for fixture in sorted(_THREAD_UNSAFE_FIXTURES.keys() & set(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.thread_unsafe(reason=_THREAD_UNSAFE_FIXTURES[fixture]))

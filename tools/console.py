@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import signal
 import subprocess
 import sys
 import threading
@@ -165,11 +167,17 @@ def run_streamed(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     quiet: str = "",
+    deadline: float | None = None,
 ) -> int:
     """Run ``cmd`` showing its output as it comes (pytest's progress) and keep a copy in ``log``.
 
     With ``quiet`` (a label), the output only goes to ``log`` and a progress line shows instead.
+    With ``deadline`` (seconds), a command still running then is killed with everything it
+    started, and the status is 124 (as timeout(1)'s): one hung test must not hold a whole CI run.
+    The command runs in a process group of its own, so a child it left behind that still holds
+    the output pipe is killed too rather than keeping this reader waiting.
     """
+    started = time.monotonic()
     with (
         _Ticker(quiet) if quiet else contextlib.nullcontext(),
         log.open("wb") as copy,
@@ -179,15 +187,54 @@ def run_streamed(
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         ) as proc,
     ):
         assert proc.stdout is not None
-        while chunk := os.read(proc.stdout.fileno(), 65536):
+
+        def show(chunk: bytes) -> None:
             copy.write(chunk)
             if not quiet:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
-        return proc.wait()
+
+        try:
+            status = _pump(proc, show, None if deadline is None else started + deadline)
+        finally:
+            _kill_group(proc)
+        if status is None:
+            show(f"\n(killed: still running after {deadline:.0f} s)\n".encode())
+            return 124
+        return status
+
+
+def _pump(proc: subprocess.Popen[bytes], show: Callable[[bytes], None], until: float | None) -> int | None:
+    """Copy ``proc``'s output until it exits (its status) or ``until`` passes (None)."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    exited_at: float | None = None
+    while True:
+        now = time.monotonic()
+        if until is not None and now >= until:
+            return None
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return proc.wait()
+            show(chunk)
+        elif proc.poll() is not None:
+            # The command is gone but something it started keeps the pipe open: give it a moment
+            # to finish writing, then stop reading (the group is killed on the way out).
+            exited_at = exited_at or now
+            if now - exited_at > 5.0:
+                return proc.returncode
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def last_line(text: str) -> str:

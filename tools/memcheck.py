@@ -23,14 +23,12 @@ those pages; it still sees uninitialised values and accesses outside any allocat
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tools.console import heading, say, warn
+from tools.console import heading, run_streamed, say, warn
 from tools.interpreters import FT_HOWTO, first_gil_python, ft_python
 from tools.system_deps import apt_install
 from tools.venvs import ROOT, VENVS, WORKERS, python_in, setup_venv, test_groups
@@ -46,6 +44,10 @@ ERROR_KINDS = re.compile(
     r"|Mismatched free|Source and destination overlap|Argument .* of function|Process terminating"
     r"|Jump to the invalid address)"
 )
+# valgrind runs the tests many times slower than the test task does: a test's own limit (pyproject's
+# pytest-timeout) and the whole run's are raised to match, and still end a hung run well inside CI's.
+TEST_TIMEOUT = 1800
+DEADLINE = 45 * 60
 OURS = re.compile(r"notipipe|_messages_c|_publisher_c")
 
 
@@ -102,9 +104,10 @@ def main(argv: Sequence[str]) -> int:
         f"--log-file={logs}/reports/valgrind-%p.log",
     ]  # fmt: skip
     pytest = ["-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:run-parallel", "-q"]
+    pytest += ["--hypothesis-profile=memcheck", f"--timeout={TEST_TIMEOUT}"]
     workers = ["-n", str(args.workers)] if args.workers > 1 else []
-    cmd = [*valgrind, str(python_in(venv)), *pytest, *workers, "--hypothesis-profile=memcheck", *tests]
-    status = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **run_env}, check=False).returncode
+    cmd = [*valgrind, str(python_in(venv)), *pytest, *workers, *tests]
+    status = run_streamed(cmd, logs / "pytest.log", env=run_env, cwd=ROOT, deadline=DEADLINE)
     report = "\n".join(p.read_text(errors="replace") for p in sorted((logs / "reports").glob("*.log")))
     summaries = re.findall(r"ERROR SUMMARY: (\d+) errors", report)
     say(f"valgrind: {len(summaries)} processes followed, {sum(map(int, summaries))} errors in all")

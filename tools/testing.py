@@ -46,6 +46,9 @@ from tools.venvs import ROOT, VENVS, WORKERS, make_venv, python_in, test_groups
 # More threads than this machine has cores, so that they are also preempted in the middle of an
 # operation. Tests that share process-wide state stay in one thread: see tests/conftest.py.
 PARALLEL_THREADS = 4
+# A leg takes minutes; one still running after this has a test hung in a way pytest-timeout could
+# not end (a worker stuck in C, a child holding the output): killed, so the run reports it and goes on.
+LEG_DEADLINE = 20 * 60
 COMPILED = {"NOTIPIPE_EXPECT_COMPILED": "1"}
 PURE = {"NOTIPIPE_NO_EXTENSIONS": "1"}
 
@@ -88,7 +91,7 @@ def run_leg(summary: Summary, venv: Path, label: str, leg: Leg, pytest_args: Seq
     ]
     if not leg.threads:
         cmd += ["-n", str(WORKERS), "-p", "no:run-parallel", "-q", *pytest_args]
-        status = run_streamed(cmd, log, env=leg.env, cwd=ROOT)
+        status = run_streamed(cmd, log, env=leg.env, cwd=ROOT, deadline=LEG_DEADLINE)
         summary.add(
             status == 0 or _none_selected(status, pytest_args),
             f"{label}: {last_line(log.read_text(errors='replace'))}",
@@ -98,7 +101,9 @@ def run_leg(summary: Summary, venv: Path, label: str, leg: Leg, pytest_args: Seq
     # that listing goes to the log, the terminal gets the failures and the totals. No xdist here:
     # the threads keep the cores busy, and the plugin's listing is lost in xdist's workers.
     cmd += ["-v", f"--parallel-threads={leg.threads}", *pytest_args]
-    status = run_streamed(cmd, log, env=leg.env, cwd=ROOT, quiet=f"{label} (listing: {log.name})")
+    status = run_streamed(
+        cmd, log, env=leg.env, cwd=ROOT, quiet=f"{label} (listing: {log.name})", deadline=LEG_DEADLINE
+    )
     text = log.read_text(errors="replace")
     quiet = re.compile(r" (PARALLEL PASSED|PASSED|SKIPPED|XFAIL)( |$)|was not run in parallel: ")
     say("\n".join([line for line in text.splitlines() if not quiet.search(line)][-40:]))

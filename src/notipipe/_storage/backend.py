@@ -1,0 +1,118 @@
+"""What a storage backend is to the rest of notipipe: one object per backend (``Backend``) that
+answers every question the facade and the command line would otherwise ask of the path.
+
+``DatabaseConnection`` (the facade) and the CLI never test a path's prefix: they ask the registry
+(``notipipe._storage.backend_for``) for the backend of a target and call it. A new backend is a
+folder under ``_storage/`` with one object implementing this protocol, plus one line in the
+registry.
+
+A *target* is what the user wrote (``--db``, ``$NOTIPIPE_DB``, ``DatabaseConnection(path)``),
+after ``normalize``: a SQLite file's absolute path, a server URL as given.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from notipipe._storage.group_commit import GroupCommitStore, Row
+    from notipipe._storage.interface import StoreOptions
+
+__all__ = ["Backend", "DurableHandle", "StoredRow", "SubscriptionInfo"]
+
+#: A row read back: ``(id, kind, created_at, priority, address, subject, body)``.
+type StoredRow = tuple[object, ...]
+
+
+class DurableHandle(Protocol):
+    """A running durable subscription (one name, one observer, a thread of its own)."""
+
+    observer: object
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class SubscriptionInfo(Protocol):
+    """One durable name as ``notipipe subscriptions`` shows it."""
+
+    name: str
+    #: The id of the last alert the name's observer acknowledged (0: none yet).
+    last_id: int
+    #: Alerts stored after ``last_id`` (None where the backend cannot count them cheaply).
+    lag: int | None
+    #: Whether a process holds the name now.
+    active: bool
+
+
+class Backend(Protocol):
+    #: Shown in messages and ``notipipe info``: "sqlite", "postgresql", ...
+    name: str
+    #: URL schemes this backend takes (``postgresql``, ``nats``); empty for plain file paths.
+    schemes: tuple[str, ...]
+    #: The ``StoreOptions`` fields this backend reads; others must keep their defaults.
+    options: frozenset[str]
+    #: Seconds between a follower's reads when nothing wakes it (``tail --follow``'s default).
+    follow_poll: float
+    #: Whether ids follow commit order, so "every alert after id N" is exact (the dashboard's
+    #: Last-Event-ID resume relies on it).
+    ids_follow_commits: bool
+
+    def claims(self, target: str) -> bool:
+        """Whether ``target`` is this backend's (by its scheme; the file backend takes the rest)."""
+        ...
+
+    def normalize(self, target: str) -> str:
+        """The target as connections compare it (a file's absolute path, a URL as given)."""
+        ...
+
+    def shown(self, target: str) -> str:
+        """The target as any message may show it: never a password."""
+        ...
+
+    def check(self, target: str) -> None:
+        """Refuse now what cannot be used (a file that is not notipipe's, a missing driver)."""
+        ...
+
+    def exists(self, target: str) -> bool:
+        """Whether reading ``target`` can find alerts without creating anything first."""
+        ...
+
+    def open(
+        self,
+        target: str,
+        options: StoreOptions,
+        to_rows: Callable[[list[object]], list[Row]],
+        on_commit: Callable[[list[object], list[int]], object] | None,
+    ) -> GroupCommitStore:
+        """The store writing to ``target`` (its writer thread starts on first save)."""
+        ...
+
+    def follow_rows(
+        self, target: str, after_id: int, page: int, poll: float, stop: threading.Event
+    ) -> Iterator[list[StoredRow]]:
+        """Pages of rows committed after ``after_id``, blocking in between, until ``stop``."""
+        ...
+
+    def durable_subscription(
+        self,
+        target: str,
+        name: str,
+        observer: object,
+        to_message: Callable[[StoredRow], object],
+        error_handler: Callable[[], object],
+        *,
+        page: int,
+        poll: float,
+    ) -> DurableHandle:
+        """A durable subscription of ``observer`` under ``name`` (not started).
+
+        Raises ``ConfigurationError`` where the backend keeps no durable names.
+        """
+        ...
+
+    def subscriptions(self, target: str) -> list[SubscriptionInfo]:
+        """Every durable name of ``target``, with its position and lag."""
+        ...
