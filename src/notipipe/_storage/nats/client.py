@@ -250,19 +250,21 @@ class NatsClient:
     def __init__(self, target: NatsTarget, name: str = "notipipe") -> None:
         self.target = target
         self.name = name
-        self._nats = import_nats()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"notipipe-nats:{target.address}", daemon=True
-        )
-        self._thread.start()
+        self.nats = import_nats()
+        # The loop and its thread start on the first call: a client made and never used (a
+        # store only configured, or remade in a forked child) costs no thread.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._lock = threading.Lock()  # guards connecting (not held while waiting for calls)
+        self._lock = threading.Lock()  # guards starting the loop
+        self._connecting = threading.Lock()  # one connect at a time (held while it waits)
         #: The server's version as its INFO said, once connected.
         self.server_version = ""
         #: The most bytes one message may carry (headers included), from the server's INFO.
         self.max_payload = 0
+        #: The stream's configuration (nats-py ``StreamConfig``) as found or made on connecting.
+        self.config: Any = None
 
     @property
     def nc(self) -> Client:
@@ -284,18 +286,28 @@ class NatsClient:
         async def run() -> T:
             return await make()
 
-        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(run(), self._running_loop())
         try:
             return future.result(timeout)
         except TimeoutError:
             future.cancel()
             raise
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name=f"notipipe-nats:{self.target.address}", daemon=True
+                )
+                self._thread.start()
+            return self._loop
+
     def connect(self, timeout: float = REQUEST_TIMEOUT) -> None:
         """Connect once (idempotent). Raises nats-py's errors if the server cannot be reached,
         ``ServerTooOldError``/``StreamMismatchError``/``ConfigurationError`` if it answers and
         cannot be used."""
-        with self._lock:
+        with self._connecting:
             if self._nc is not None:
                 return
             nc = self.call(self._open, timeout + 1)
@@ -312,7 +324,7 @@ class NatsClient:
             self._nc, self._js = nc, js
 
     async def _open(self) -> Client:
-        nc: Client = await self._nats.connect(
+        nc: Client = await self.nats.connect(
             self.target.server,
             name=self.name,
             allow_reconnect=True,
@@ -328,8 +340,8 @@ class NatsClient:
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
         """Create the stream with the URL's limits if it is missing; else check it matches them."""
-        errors = self._nats.js.errors
-        api = self._nats.js.api
+        errors = self.nats.js.errors
+        api = self.nats.js.api
         try:
             info = await js.stream_info(self.target.stream)
         except errors.NotFoundError:
@@ -343,7 +355,7 @@ class NatsClient:
                     settings[key] = enum(settings[key])
             config = api.StreamConfig(**settings)
             try:
-                await js.add_stream(config)
+                self.config = (await js.add_stream(config)).config
                 return
             except errors.BadRequestError as error:
                 if error.err_code != 10058:  # "stream name already in use": another process won
@@ -352,6 +364,7 @@ class NatsClient:
                     ) from None
             info = await js.stream_info(self.target.stream)
         self._check_stream(info.config)
+        self.config = info.config
 
     def _check_stream(self, config: Any) -> None:
         """An existing stream is used as it is; the URL's limits, where given, must be its own."""
@@ -382,6 +395,10 @@ class NatsClient:
                 " the stream yourself"
             )
 
+    def state(self) -> Any:
+        """The stream's state now (nats-py ``StreamState``: messages, bytes, first and last seq)."""
+        return self.call(lambda: self.js.stream_info(self.target.stream)).state
+
     @property
     def shown(self) -> str:
         return f"nats://{self.target.address}/{self.target.stream}"
@@ -389,12 +406,14 @@ class NatsClient:
     def close(self) -> None:
         """Close the connection and stop the loop's thread. Idempotent."""
         nc, self._nc, self._js = self._nc, None, None
-        if self._loop.is_closed():
+        with self._lock:
+            loop, thread = self._loop, self._thread
+        if loop is None or thread is None or loop.is_closed():
             return
         if nc is not None:
             with contextlib.suppress(Exception):  # closing: nothing left to report to
                 self.call(nc.close, REQUEST_TIMEOUT)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(REQUEST_TIMEOUT)
-        if not self._thread.is_alive():
-            self._loop.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(REQUEST_TIMEOUT)
+        if not thread.is_alive():
+            loop.close()
