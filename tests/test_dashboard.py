@@ -583,7 +583,9 @@ def test_serve_refuses_a_postgresql_url_in_one_line() -> None:
     # Browsers resume by stored id, exact only where ids follow commits: not on PostgreSQL.
     done = _serve("--db", "postgresql://nobody@/nothing")
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr.startswith("notipipe serve: error: notipipe serve follows a SQLite file;")
+    assert done.stderr.startswith(
+        "notipipe serve: error: notipipe serve follows a database whose ids follow commits (a SQLite file);"
+    )
     assert done.stderr.count("\n") == 1
 
 

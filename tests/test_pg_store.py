@@ -157,7 +157,7 @@ def test_a_password_is_never_shown(impl: Impl) -> None:
 def test_sqlite_settings_with_a_url_are_refused(impl: Impl) -> None:
     drop(impl.DatabaseConnection)
     for options in ({"synchronous": "FULL"}, {"wal_limit": 2**21}):
-        with pytest.raises(ValueError, match="SQLite settings"):
+        with pytest.raises(ValueError, match="the postgresql backend does not read"):
             impl.DatabaseConnection("postgresql://u:pw@localhost/x", **options)
 
 

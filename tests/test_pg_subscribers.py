@@ -411,7 +411,9 @@ def test_subscribe_racing_close_leaves_no_subscriber_thread(
 
 
 def test_durable_subscribers_need_postgresql_and_a_name(db: Any) -> None:
-    with pytest.raises(ConfigurationError, match="durable subscribers need the PostgreSQL backend"):
+    with pytest.raises(
+        ConfigurationError, match="durable subscribers need a backend that keeps durable names"
+    ):
         db.subscribe(Seen(), durable_name="eu-dashboard")
     with pytest.raises(ValueError, match="durable_name must be a non-empty printable str"):
         db.subscribe(Seen(), durable_name="")
@@ -448,4 +450,4 @@ def test_the_subscriptions_command_refuses_a_sqlite_file(capsys: pytest.CaptureF
     from notipipe.cli import main
 
     assert main(["subscriptions", "--db", "alerts.db"]) == 1
-    assert "durable subscriptions live in a PostgreSQL database" in capsys.readouterr().err
+    assert "durable subscribers need a backend that keeps durable names" in capsys.readouterr().err

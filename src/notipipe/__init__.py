@@ -9,7 +9,10 @@ The three patterns:
 
 ``DatabaseConnection`` also stores every alert it is given (``save``, ``flush``, ``stats()`` ->
 ``StoreStats``); notipipe's own errors derive from ``NotipipeError`` (``StorageError``,
-``StorageClosedError``, ``ConfigurationError``, ``ReentrancyError``). Everything documented is
+``StorageClosedError``, ``ConfigurationError``, ``ReentrancyError``). ``describe_target(path)``
+(``StorageTarget``) tells which backend a path or URL takes and what it offers, without opening
+anything; ``DatabaseConnection.subscriptions()`` lists its durable names (``SubscriptionStatus``);
+``StoreOptions()`` holds the options' defaults. Everything documented is
 importable from here; the underscored modules behind it are private and may move.
 
 ``COMPILED`` tells whether the Cython hot path is in use (``NOTIPIPE_NO_EXTENSIONS=1`` forces
@@ -31,7 +34,8 @@ from notipipe._protocols import AsyncObserver, ErrorHandler, Message, Observer, 
 from notipipe._publisher_py import log_observer_error
 from notipipe._select import COMPILED, EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
-from notipipe._storage.interface import Delivery, Synchronous
+from notipipe._storage.interface import Delivery, StoreOptions, Synchronous
+from notipipe._targets import StorageTarget, SubscriptionStatus, describe_target, known_targets
 from notipipe._version import __version__
 
 # The exceptions are raised to users, who import them from here: tracebacks and pickles name
@@ -75,10 +79,15 @@ __all__ = [
     "SMSMessage",
     "StorageClosedError",
     "StorageError",
+    "StorageTarget",
+    "StoreOptions",
     "StoreStats",
     "StoredMessage",
+    "SubscriptionStatus",
     "Synchronous",
     "ThreadSafeSingletonMeta",
     "__version__",
+    "describe_target",
+    "known_targets",
     "log_observer_error",
 ]

@@ -14,7 +14,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Never, Self, cast
 
@@ -25,12 +25,13 @@ from notipipe._limits import ID_LIMIT, id_range_error
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
-from notipipe._storage import check_target, is_url, open_store, shown
+from notipipe._storage.backend import check_durable_name
 from notipipe._storage.group_commit import GroupCommitStore, Row
 from notipipe._storage.interface import DEFAULT_OPTIONS, Delivery, StoreOptions, Synchronous, is_seconds
+from notipipe._targets import StorageTarget, SubscriptionStatus, resolve
 
 if TYPE_CHECKING:
-    from notipipe._storage.postgresql.subscribers import DurableSubscription
+    from notipipe._storage.backend import Backend, DurableHandle
 
 __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
 
@@ -117,9 +118,11 @@ class DatabaseCore:
     ) -> None:
         """Configure the store; only the first ``DatabaseConnection(...)`` gets here.
 
-        ``path``: a SQLite file, ``":memory:"``, or a PostgreSQL URL (``postgresql://...`` or
-        ``postgres://...``: the PostgreSQL backend, see ``_storage.postgresql``; ``synchronous`` and
-        ``wal_limit`` are SQLite's and must keep their defaults); default ``$NOTIPIPE_DB``,
+        ``path``: a SQLite file, ``":memory:"``, or a server URL (``postgresql://...`` or
+        ``postgres://...``: the PostgreSQL backend, see ``_storage.postgresql``); the backend is the
+        registry's (``_storage.backend_for``), a URL of a scheme no backend takes raises
+        ``ConfigurationError``, and options the backend does not read (``synchronous`` and
+        ``wal_limit`` on a server) must keep their defaults; default ``$NOTIPIPE_DB``,
         else in memory, so that merely using the library never leaves files behind (the
         ``notipipe`` command defaults to ``notipipe.db``). ``busy_timeout``: seconds that
         opening and reading wait for a lock another connection holds (on PostgreSQL: after how
@@ -150,11 +153,11 @@ class DatabaseCore:
         self._provisional = config == _Config.make(None)
         self._store: GroupCommitStore | None = None
         self._closed = False
-        self._durable: list[DurableSubscription] = []
+        self._durable: list[DurableHandle] = []
         # Ids of stored rows that are not alerts, reported already (see _report_unreadable).
         self._unreadable: dict[object, object] = {}
         if not self._provisional:
-            check_target(config.path)
+            config.check()
         _CONNECTIONS.add(self)
         ref = weakref.ref(self)
 
@@ -173,7 +176,7 @@ class DatabaseCore:
             if wanted == self._config:
                 return
             if self._provisional and self._store is None and not self._closed:
-                check_target(wanted.path)
+                wanted.check()
                 self._config = wanted
                 self._provisional = False
                 return
@@ -191,7 +194,8 @@ class DatabaseCore:
                     raise StorageClosedError(self.path)
                 c = self._config
                 self._provisional = False
-                self._store = open_store(c.path, c.options, _to_rows, self._deliver_committed)
+                on_commit = self._deliver_committed if c.options.deliver == "after_commit" else None
+                self._store = c.backend.open(c.path, c.options, _to_rows, on_commit)  # type: ignore[arg-type]
             return self._store
 
     def _deliver_committed(self, batch: list[StoredMessage], ids: list[int]) -> None:
@@ -291,8 +295,22 @@ class DatabaseCore:
 
     @property
     def path(self) -> str:
-        """The database file, ``":memory:"``, or the PostgreSQL URL (without its password)."""
-        return shown(self._config.path)
+        """The database file, ``":memory:"``, or the server's URL (without its password)."""
+        return self._config.shown
+
+    @property
+    def target(self) -> StorageTarget:
+        """The database as its backend describes it (see ``describe_target``)."""
+        return StorageTarget.of(self._config.path, self._config.backend)
+
+    def subscriptions(self) -> list[SubscriptionStatus]:
+        """Every durable name of the database, by name, with its position, lag and holder.
+
+        ``ConfigurationError`` where the backend keeps no durable names (a SQLite file);
+        ``StorageError`` if the server cannot be reached.
+        """
+        c = self._config
+        return [SubscriptionStatus.of(info) for info in c.backend.subscriptions(c.path)]
 
     @property
     def durable_count(self) -> int:
@@ -386,7 +404,7 @@ class DatabaseCore:
             self.path, sum(by_kind.values()), by_kind, first, last, store.size_bytes(), tuple(store.origins())
         )
 
-    # -- following and durable subscribers (PostgreSQL: _storage.postgresql) ------------
+    # -- following and durable subscribers (each backend's: see _storage.backend) ------------
 
     def follow(
         self,
@@ -420,30 +438,13 @@ class DatabaseCore:
     def _follow(
         self, after_id: int, page: int, poll: float, stop: threading.Event
     ) -> Iterator[list[StoredMessage]]:
-        if is_url(self._config.path):
-            from notipipe._storage.postgresql.follow import follow_rows
-
-            for rows in follow_rows(self._config.path, after_id, page, poll, stop):
-                if messages := self._readable(rows):
-                    yield messages
-            return
-        last = after_id
-        while not stop.is_set():
-            new, last, caught_up = self._after(last, page)
-            if new:
-                yield new
-            if caught_up:
-                stop.wait(poll)
+        c = self._config
+        for rows in c.backend.follow_rows(c.path, self._open(), after_id, page=page, poll=poll, stop=stop):
+            if messages := self._readable(rows):
+                yield messages
 
     def _subscribe_durable(self, observer: Observer[Never], name: str) -> bool:
-        from notipipe._storage.postgresql.subscribers import DurableSubscription, check_name
-
-        check_name(name)
-        if not is_url(self._config.path):
-            raise ConfigurationError(
-                f"durable subscribers need the PostgreSQL backend (a postgresql:// database); "
-                f"this connection uses {self.path!r}"
-            )
+        check_durable_name(name)
         if self._closed:
             raise StorageClosedError(self.path)
         if not callable(getattr(observer, "update", None)):
@@ -459,8 +460,9 @@ class DatabaseCore:
         with self._config_lock:
             if any(s.observer is observer for s in self._durable):
                 return False
-        subscription = DurableSubscription(
-            self._config.path,
+        c = self._config
+        subscription = c.backend.durable_subscription(
+            c.path,
             name,
             observer,
             self._message,
@@ -510,7 +512,8 @@ class DatabaseCore:
         def subscribe(self, observer, /, *, durable_name=None, **options):
             """Add ``observer``; False if it is already subscribed. See ``Publisher.subscribe``.
 
-            With ``durable_name`` (PostgreSQL only; ``ConfigurationError`` otherwise), a durable
+            With ``durable_name`` (a backend that keeps durable names, PostgreSQL;
+            ``ConfigurationError`` on a SQLite file), a durable
             subscription instead: on a thread of its own, ``observer`` gets every alert
             committed by any writer process, at least once, after it is committed, none
             skipped, each with its stored id, each writer's in its save order. A new name
@@ -587,6 +590,8 @@ class _Config:
 
     path: str
     options: StoreOptions
+    #: The registry's backend for ``path`` (``_storage.backend_for``).
+    backend: Backend = field(compare=False, repr=False)
 
     @classmethod
     def make(cls, path: str | os.PathLike[str] | None = None, **options: Any) -> _Config:
@@ -596,18 +601,32 @@ class _Config:
         arguments here as they were given); the defaults are ``StoreOptions``'.
         """
         checked = StoreOptions(**options)
-        resolved = _resolve(path)
-        sqlite_only = (checked.synchronous, checked.wal_limit)
-        if is_url(resolved) and sqlite_only != (DEFAULT_OPTIONS.synchronous, DEFAULT_OPTIONS.wal_limit):
-            # Durability on a server is the server's setting (synchronous_commit), not ours.
+        resolved, backend = resolve(path)
+        unread = [
+            f.name
+            for f in fields(checked)
+            if f.name not in backend.options and getattr(checked, f.name) != getattr(DEFAULT_OPTIONS, f.name)
+        ]
+        if unread:
+            many = len(unread) > 1
             raise ValueError(
-                f"synchronous and wal_limit are SQLite settings; {shown(resolved)} is a PostgreSQL"
-                " database: leave them out (the server's synchronous_commit decides durability)"
+                f"{' and '.join(unread)} {'are settings' if many else 'is a setting'} the"
+                f" {backend.name} backend does not read; {backend.shown(resolved)} is a {backend.name}"
+                f" database: leave {'them' if many else 'it'} out (options a backend does not read"
+                " must keep their defaults)"
             )
-        return cls(resolved, checked)
+        return cls(resolved, checked, backend)
+
+    @property
+    def shown(self) -> str:
+        return self.backend.shown(self.path)
+
+    def check(self) -> None:
+        """Refuse now what the backend cannot use (see ``Backend.check``)."""
+        self.backend.check(self.path)
 
     def describe(self) -> str:
-        return f"path={shown(self.path)!r}, {self.options.describe()}"
+        return f"path={self.shown!r}, {self.options.describe()}"
 
 
 def _with_id(message: StoredMessage, stored_id: int) -> StoredMessage:
@@ -637,15 +656,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _resolve(path: str | os.PathLike[str] | None) -> str:
-    if path is None:
-        path = os.environ.get("NOTIPIPE_DB") or ":memory:"
-    path = os.fspath(path)
-    if not isinstance(cast("object", path), str) or not path:
-        raise TypeError(f"path must be a non-empty str or os.PathLike, got {path!r}")
-    return path if path == ":memory:" or is_url(path) else os.path.abspath(path)
 
 
 #: Alerts per page of a durable subscriber: one cursor commit per page, and at most this many

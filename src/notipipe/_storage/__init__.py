@@ -1,48 +1,48 @@
-"""The storage backends, side by side behind one interface, and the choice between them.
+"""The storage backends, side by side behind one interface, and the registry that chooses.
 
-``interface`` is what ``DatabaseConnection`` needs from a backend (``Storage``) and how it
-configures one (``StoreOptions``); ``group_commit`` is the queue and writer thread they share
-(``GroupCommitStore``); ``sqlite`` keeps the alerts in a SQLite file, ``postgresql`` in a
-PostgreSQL database. psycopg is imported only when a PostgreSQL URL is used.
+``backend`` is what a backend is to the rest of notipipe (``Backend``); ``interface`` how a store
+is configured (``StoreOptions``) and read (``Storage``); ``group_commit`` the queue and writer
+thread the stores share (``GroupCommitStore``). Each backend is a folder with a ``BACKEND``
+object: ``sqlite`` (a file, or ``":memory:"``), ``postgresql`` (a ``postgresql://`` URL). A
+backend's driver is imported only when a target of the backend is used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Final
 
-from notipipe._storage.group_commit import GroupCommitStore, Row
-from notipipe._storage.interface import StoreOptions
-from notipipe._storage.postgresql.store import PgMessageStore, import_psycopg, is_url, redact
-from notipipe._storage.sqlite.file import check_existing
-from notipipe._storage.sqlite.store import MessageStore
+from notipipe._errors import ConfigurationError
+from notipipe._storage.postgresql.backend import BACKEND as _POSTGRESQL
+from notipipe._storage.sqlite.backend import BACKEND as _SQLITE
+from notipipe._storage.urls import redact, scheme_of
 
-__all__ = ["check_target", "is_url", "open_store", "shown"]
+if TYPE_CHECKING:
+    from notipipe._storage.backend import Backend
 
+__all__ = ["BACKENDS", "backend_for", "known_targets"]
 
-def open_store(
-    path: str,
-    options: StoreOptions,
-    to_rows: Callable[[list[Any]], list[Row]],
-    deliver_committed: Callable[[list[Any], list[int]], object],
-) -> GroupCommitStore:
-    """The store for ``path``: PostgreSQL for a ``postgresql://``/``postgres://`` URL, else a
-    SQLite file (or ``":memory:"``). With ``deliver="after_commit"`` its writer thread calls
-    ``deliver_committed`` with each committed batch and the batch's ids."""
-    on_commit = deliver_committed if options.deliver == "after_commit" else None
-    if is_url(path):
-        return PgMessageStore(path, to_rows, options, on_commit=on_commit)
-    return MessageStore(path, to_rows, options, on_commit=on_commit)
+#: Every backend, asked in this order: the URL backends first, the file backend last (it takes
+#: any target that is no URL). A new backend is one more entry here.
+BACKENDS: tuple[Backend, ...] = (_POSTGRESQL, _SQLITE)
+
+#: How the file backend is named among the schemes.
+_FILE: Final = "a SQLite file path"
 
 
-def check_target(path: str) -> None:
-    """Refuse now what cannot be used: a file that is not notipipe's, a URL without psycopg."""
-    if is_url(path):
-        import_psycopg()
-    else:
-        check_existing(path)
+def backend_for(target: str) -> Backend:
+    """The backend of ``target``; ``ConfigurationError`` for a URL of a scheme none takes."""
+    scheme = scheme_of(target)
+    for backend in BACKENDS:
+        takes = scheme in backend.schemes if scheme is not None else not backend.schemes
+        if takes and backend.claims(target):
+            return backend
+    shown = redact(target) if scheme is not None else target
+    raise ConfigurationError(f"{shown}: no backend for the scheme {scheme!r}; known: {known_targets()}")
 
 
-def shown(path: str) -> str:
-    """The path as it may be shown: a PostgreSQL URL without its password."""
-    return redact(path) if is_url(path) else path
+def known_targets() -> str:
+    """The targets the backends take, for messages and ``--help``: ``postgresql://, ..., or a
+    SQLite file path``."""
+    schemes = [f"{s}://" for b in BACKENDS for s in b.schemes]
+    files = [_FILE for b in BACKENDS if not b.schemes]
+    return ", ".join(schemes) + (f", or {files[0]}" if files else "")

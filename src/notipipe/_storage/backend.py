@@ -20,7 +20,10 @@ if TYPE_CHECKING:
     from notipipe._storage.group_commit import GroupCommitStore, Row
     from notipipe._storage.interface import StoreOptions
 
-__all__ = ["Backend", "DurableHandle", "StoredRow", "SubscriptionInfo"]
+__all__ = ["Backend", "DurableHandle", "StoredRow", "SubscriptionInfo", "check_durable_name"]
+
+#: The longest durable name: a key in every backend, and shown in messages.
+MAX_DURABLE_NAME = 200
 
 #: A row read back: ``(id, kind, created_at, priority, address, subject, body)``.
 type StoredRow = tuple[object, ...]
@@ -36,15 +39,36 @@ class DurableHandle(Protocol):
 
 
 class SubscriptionInfo(Protocol):
-    """One durable name as ``notipipe subscriptions`` shows it."""
+    """One durable name as ``notipipe subscriptions`` shows it (read-only: a frozen record or
+    properties satisfy it)."""
 
-    name: str
-    #: The id of the last alert the name's observer acknowledged (0: none yet).
-    last_id: int
-    #: Alerts stored after ``last_id`` (None where the backend cannot count them cheaply).
-    lag: int | None
-    #: Whether a process holds the name now.
-    active: bool
+    @property
+    def name(self) -> str: ...
+    @property
+    def last_id(self) -> int | None:
+        """The id of the last alert the name's observer acknowledged (0: none yet; None where ids
+        do not follow commits, so that no one id marks the position: PostgreSQL)."""
+        ...
+
+    @property
+    def lag(self) -> int | None:
+        """Alerts stored and not yet acknowledged (None where the backend cannot count them cheaply)."""
+        ...
+
+    @property
+    def oldest_age(self) -> float | None:
+        """Seconds since the oldest unacknowledged alert was created (None: none, or not known)."""
+        ...
+
+    @property
+    def holder(self) -> str | None:
+        """Who holds the name now (``pid@host`` or what the backend knows), None if nobody."""
+        ...
+
+    @property
+    def active(self) -> bool:
+        """Whether a process holds the name now."""
+        ...
 
 
 class Backend(Protocol):
@@ -91,9 +115,20 @@ class Backend(Protocol):
         ...
 
     def follow_rows(
-        self, target: str, after_id: int, page: int, poll: float, stop: threading.Event
+        self,
+        target: str,
+        store: GroupCommitStore,
+        after_id: int,
+        *,
+        page: int,
+        poll: float,
+        stop: threading.Event,
     ) -> Iterator[list[StoredRow]]:
-        """Pages of rows committed after ``after_id``, blocking in between, until ``stop``."""
+        """Pages of rows committed after ``after_id``, blocking in between, until ``stop``.
+
+        ``store`` is the connection's own (``open``'s), for a backend that reads through it (a
+        ``":memory:"`` database has no other reader); a server backend may read on its own.
+        """
         ...
 
     def durable_subscription(
@@ -116,3 +151,14 @@ class Backend(Protocol):
     def subscriptions(self, target: str) -> list[SubscriptionInfo]:
         """Every durable name of ``target``, with its position and lag."""
         ...
+
+
+def check_durable_name(name: object) -> str:
+    """``name`` if it can be a durable name in every backend, else ``ValueError`` (checked by the
+    facade before any backend is asked)."""
+    if not isinstance(name, str) or not name or len(name) > MAX_DURABLE_NAME or not name.isprintable():
+        raise ValueError(
+            f"durable_name must be a non-empty printable str of at most {MAX_DURABLE_NAME} characters,"
+            f" got {name!r}"
+        )
+    return name

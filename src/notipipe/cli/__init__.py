@@ -30,8 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import notipipe
-from notipipe._errors import NotipipeError
-from notipipe._storage.interface import DEFAULT_OPTIONS
+from notipipe import NotipipeError, StoreOptions, describe_target, known_targets
 from notipipe.cli._arguments import (
     MAX_BATCH,
     MAX_DELAY,
@@ -51,7 +50,7 @@ from notipipe.cli._common import (
     one_line,
 )
 from notipipe.cli.info import cmd_info
-from notipipe.cli.read import FOLLOW_INTERVAL, cmd_stats, cmd_subscriptions, cmd_tail
+from notipipe.cli.read import cmd_stats, cmd_subscriptions, cmd_tail
 from notipipe.cli.run import cmd_run
 from notipipe.cli.serve import add_serve_options, cmd_serve
 
@@ -60,7 +59,11 @@ if TYPE_CHECKING:
 
 __all__ = ["build_parser", "main"]
 
-_DB_HELP = f"database file or postgresql:// URL (default $NOTIPIPE_DB, else ./{DEFAULT_DB})"
+#: The options' defaults, shown in --help.
+DEFAULT_OPTIONS = StoreOptions()
+_DB_HELP = f"the database: {known_targets()} (default $NOTIPIPE_DB, else ./{DEFAULT_DB})"
+#: How often tail --follow asks a file (the default target's backend) when nothing wakes it.
+_FILE_POLL = describe_target(DEFAULT_DB).follow_poll
 _EXIT_STATUS = """\
 exit status:
   0    done
@@ -271,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-f",
         action="store_true",
         help="then print new alerts as they are stored, by any process, until Ctrl-C or SIGTERM "
-        f"(a SQLite file is checked every {FOLLOW_INTERVAL:g} s; PostgreSQL wakes on each commit)",
+        f"(a SQLite file is checked every {_FILE_POLL:g} s; PostgreSQL wakes on each commit)",
     )
 
     subs = sub.add_parser(
@@ -286,7 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
         + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    subs.add_argument("--db", type=nonempty, required=True, metavar="URL", help="a postgresql:// URL")
+    subs.add_argument(
+        "--db",
+        type=nonempty,
+        required=True,
+        metavar="URL",
+        help="a database that keeps durable names (a postgresql:// URL)",
+    )
     serve = sub.add_parser(
         "serve",
         help="a live web dashboard of the alerts, as they are stored",

@@ -7,9 +7,7 @@ import sys
 import sysconfig
 import time
 
-from notipipe._database import DatabaseConnection
-from notipipe._errors import NotipipeError
-from notipipe._storage.postgresql.store import is_url
+from notipipe import DatabaseConnection, NotipipeError, describe_target
 
 DEFAULT_DB = "notipipe.db"
 
@@ -27,7 +25,8 @@ def db_path(arg: str | None) -> str:
 
 def open_existing(path: str) -> DatabaseConnection:
     """Open a database that must exist already: reading commands never create an empty file."""
-    if not is_url(path) and not os.path.exists(path):
+    target = describe_target(path)  # a URL of a scheme no backend takes is refused here
+    if not target.exists():
         raise NotipipeError(f"{path}: no such database (run `notipipe run --db {path}` first)")
     return DatabaseConnection(path)
 

@@ -7,16 +7,10 @@ import sys
 from collections.abc import Callable, Iterable
 
 import notipipe
-from notipipe._database import DatabaseConnection, StoredMessage
-from notipipe._errors import NotipipeError
-from notipipe._storage.postgresql.store import is_url
+from notipipe import DatabaseConnection, StoredMessage
 from notipipe.cli._common import EXIT_INTERRUPTED, EXIT_OK, db_path, human_bytes, open_existing, stamp
 from notipipe.cli._signals import StopSignals, exit_status
 
-#: How often ``tail --follow`` asks a SQLite file for new alerts, in seconds.
-FOLLOW_INTERVAL = 0.1
-#: How often ``tail --follow`` asks PostgreSQL without a wake-up (each commit sends one).
-PG_FOLLOW_POLL = 1.0
 #: Alerts read per query while following: a large backlog is printed in pieces.
 FOLLOW_BATCH = 1000
 
@@ -63,15 +57,15 @@ def _follow(db: DatabaseConnection, n: int) -> int:
     SIGTERM or Ctrl-C (see ``notipipe.cli._signals``); then, quietly, 143 or 130.
 
     ``DatabaseConnection.follow`` misses nothing and repeats nothing, whoever writes: a SQLite
-    file by id (its writers commit one at a time), PostgreSQL by snapshot windows.
+    file by id (its writers commit one at a time), PostgreSQL by snapshot windows. How often it
+    asks when nothing wakes it is the backend's (``StorageTarget.follow_poll``).
     """
     with StopSignals() as stop:
         recent = db.last(max(n, 1))  # at least one: where "new" starts
         last_id = recent[-1].id if recent else 0
         _print_alerts(recent if n else (), stop.received)
         sys.stdout.flush()
-        poll = PG_FOLLOW_POLL if is_url(db.path) else FOLLOW_INTERVAL
-        for page in db.follow(last_id, page=FOLLOW_BATCH, poll=poll, stop=stop.event):
+        for page in db.follow(last_id, page=FOLLOW_BATCH, poll=db.target.follow_poll, stop=stop.event):
             _print_alerts(page, stop.received)
             sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
     # The loop ends only when stopped; outside the main thread no handler notes a signal.
@@ -79,20 +73,17 @@ def _follow(db: DatabaseConnection, n: int) -> int:
 
 
 def cmd_subscriptions(args: argparse.Namespace) -> int:
-    """``notipipe subscriptions``: each durable subscription of a PostgreSQL database, its lag."""
-    if not is_url(args.db):
-        raise NotipipeError(
-            f"{args.db}: durable subscriptions live in a PostgreSQL database (a postgresql:// URL)"
-        )
-    from notipipe._storage.postgresql.subscribers import list_subscriptions
-
-    states = list_subscriptions(args.db)
+    """``notipipe subscriptions``: each durable subscription of the database, its lag (a backend
+    that keeps no durable names, a SQLite file, is refused with the ones that do)."""
+    with DatabaseConnection(args.db) as db:
+        states = db.subscriptions()
     if not states:
         print("no durable subscriptions")
         return EXIT_OK
     width = max(len("NAME"), *(len(s.name) for s in states))
     print(f"{'NAME':<{width}}  {'UNDELIVERED':>11}  {'OLDEST':>9}  HELD BY")
     for s in states:
+        lag = "-" if s.lag is None else f"{s.lag:,}"
         oldest = "-" if s.oldest_age is None else f"{s.oldest_age:.1f} s"
-        print(f"{s.name:<{width}}  {s.undelivered:>11,}  {oldest:>9}  {s.holder or '-'}")
+        print(f"{s.name:<{width}}  {lag:>11}  {oldest:>9}  {s.holder or '-'}")
     return EXIT_OK

@@ -8,10 +8,7 @@ import threading
 import time
 
 import notipipe
-from notipipe._database import DatabaseConnection
-from notipipe._errors import ConfigurationError
-from notipipe._storage.interface import DEFAULT_OPTIONS
-from notipipe._storage.postgresql.store import is_url
+from notipipe import ConfigurationError, DatabaseConnection, StoreOptions, describe_target
 from notipipe.cli._common import EXIT_OK, db_path, ft_build, gil_enabled, human_bytes
 from notipipe.cli.load import RunPlan, produce_alerts
 from notipipe.cli.observers import KindCounter, RateMeter
@@ -23,16 +20,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     path = db_path(args.db)
     counter, meter = KindCounter(), RateMeter()
-    sqlite_only = {"synchronous": args.synchronous}
-    if is_url(path):
-        if args.synchronous != DEFAULT_OPTIONS.synchronous:
+    target = describe_target(path)
+    synchronous = {"synchronous": args.synchronous}
+    if "synchronous" not in target.options:
+        if args.synchronous != StoreOptions().synchronous:
             raise ConfigurationError(
-                "--synchronous is a SQLite setting; on PostgreSQL the server's synchronous_commit decides"
+                f"--synchronous is a SQLite setting; the {target.backend} backend does not read it"
+                f" ({target.shown}: the server decides durability)"
             )
-        sqlite_only = {}
+        synchronous = {}
     with DatabaseConnection(
         path,
-        **sqlite_only,
+        **synchronous,
         batch_size=args.batch_size,
         max_delay=args.max_delay,
         deliver=args.deliver,
@@ -89,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "peak rate (rate dashboard)": f"{meter.peak_rate():,.0f} alerts/s",
             "observer failures": f"{failures:,}",
             "database": f"{stats.path} ({human_bytes(stats.size_bytes)}"
-            + ("" if is_url(path) else f", synchronous={args.synchronous}")
+            + (f", synchronous={args.synchronous}" if synchronous else "")
             + ")",
             "threads": str(args.threads),
             "implementation": "compiled (Cython)" if notipipe.COMPILED else "pure Python",

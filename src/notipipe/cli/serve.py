@@ -13,8 +13,7 @@ import signal
 import sys
 import textwrap
 
-from notipipe._errors import ConfigurationError
-from notipipe._storage.postgresql.store import is_url
+from notipipe import ConfigurationError, describe_target
 from notipipe.cli._arguments import whole_number
 from notipipe.cli._common import EXIT_BAD_ARGUMENTS, EXIT_OK, db_path, open_existing
 from notipipe.cli._signals import exit_status
@@ -191,11 +190,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"notipipe serve: error: {DASHBOARD_HINT} ({missing} is missing)", file=sys.stderr)
         return EXIT_BAD_ARGUMENTS
     path = db_path(args.db)
-    if is_url(path):
-        # A browser resumes by stored id, which is exact only where ids follow commits (SQLite).
+    target = describe_target(path)
+    if not target.ids_follow_commits:
+        # A browser resumes by stored id, which is exact only where ids follow commits.
         raise ConfigurationError(
-            "notipipe serve follows a SQLite file; on PostgreSQL use `notipipe tail --follow` "
-            "or a durable subscriber"
+            f"notipipe serve follows a database whose ids follow commits (a SQLite file); on the "
+            f"{target.backend} backend use `notipipe tail --follow` or a durable subscriber"
         )
     token = _given_token(args)
     open_existing(path).close()
@@ -203,7 +203,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         # Started in the background or under nohup, SIGINT stays ignored: say what stops it then.
         stops = "SIGTERM stops" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "Ctrl-C stops"
-        print(f"notipipe serve: {url} (the dashboard of {os.path.abspath(path)}; {stops})", flush=True)
+        print(f"notipipe serve: {url} (the dashboard of {target.shown}; {stops})", flush=True)
 
     signum = serve(
         path,

@@ -31,7 +31,7 @@ import psycopg
 from notipipe._errors import StorageError
 from notipipe._storage.postgresql.connect import connect as make_connection
 from notipipe._storage.postgresql.schema import MESSAGES, WAKEUP_CHANNEL, ensure_schema
-from notipipe._storage.postgresql.store import redact
+from notipipe._storage.urls import redact
 
 __all__ = [
     "LISTENER_NAME",

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 import socket
-import urllib.parse
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -52,13 +51,13 @@ from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
 from notipipe._storage.postgresql.connect import CONNECT_DEFAULTS, connect
 from notipipe._storage.postgresql.copy import COPY_HEADER, COPY_TRAILER, pack_rows
 from notipipe._storage.postgresql.schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
+from notipipe._storage.urls import redact
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PgMessageStore", "import_psycopg", "is_url", "redact"]
+__all__ = ["PgMessageStore", "import_psycopg", "redact"]
 
-_SCHEMES: Final = ("postgresql://", "postgres://")
 #: SQLSTATEs that mean "the server is going away or not there yet": wait and reconnect.
 _GONE: Final = frozenset({"57P01", "57P02", "57P03"})
 #: SQLSTATE classes after which the writing session is replaced before the next attempt: what a
@@ -97,28 +96,6 @@ _HINT: Final = (
     "a PostgreSQL URL needs psycopg 3: pip install 'notipipe[postgresql]'"
     " (or 'notipipe[postgresql-binary]' for psycopg's own libpq build, GIL interpreters only)"
 )
-
-
-def is_url(path: str) -> bool:
-    """True for ``postgresql://...`` and ``postgres://...`` (the PostgreSQL backend)."""
-    return path.startswith(_SCHEMES)
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe to show and to log."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = parts.query
-    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-    if any(key == "password" for key, _ in pairs):
-        query = urllib.parse.urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="/:")
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url  # nothing to hide: exactly as given
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def import_psycopg() -> ModuleType:

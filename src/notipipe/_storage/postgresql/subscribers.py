@@ -59,6 +59,7 @@ import psycopg
 from notipipe._errors import StorageError
 from notipipe._failures import Failures, ObserverFailures
 from notipipe._protocols import ErrorHandler
+from notipipe._storage.backend import check_durable_name as check_name
 from notipipe._storage.postgresql.follow import (
     Backoff,
     Row,
@@ -69,7 +70,7 @@ from notipipe._storage.postgresql.follow import (
     read_page,
 )
 from notipipe._storage.postgresql.schema import MESSAGES, SUBSCRIPTIONS, ensure_lock_keys
-from notipipe._storage.postgresql.store import redact
+from notipipe._storage.urls import redact
 
 __all__ = ["DurableSubscription", "SubscriptionState", "check_name", "list_subscriptions"]
 
@@ -77,17 +78,6 @@ _log = logging.getLogger("notipipe")
 
 #: ``application_name`` prefix of the connection that holds (or waits for) a subscription.
 HOLDER_NAME: Final = "notipipe subscriber"
-
-#: The longest name: it is a primary key and appears in messages.
-MAX_NAME = 200
-
-
-def check_name(name: object) -> str:
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME or not name.isprintable():
-        raise ValueError(
-            f"durable_name must be a non-empty printable str of at most {MAX_NAME} characters, got {name!r}"
-        )
-    return name
 
 
 class _DatabaseFailures(Failures):
@@ -304,7 +294,8 @@ def _through(before: Window, after: Window, row: Row) -> Window:
 
 
 class SubscriptionState:
-    """One row of ``list_subscriptions``: a durable name, its lag, and who holds it."""
+    """One row of ``list_subscriptions``: a durable name, its lag, and who holds it (a
+    ``SubscriptionInfo``)."""
 
     __slots__ = ("holder", "name", "oldest_age", "undelivered", "updated_at")
 
@@ -321,6 +312,19 @@ class SubscriptionState:
         self.holder = None if holder is None else holder.removeprefix(HOLDER_NAME + " ")
         #: When the cursor was last committed (seconds since the epoch).
         self.updated_at = updated_at
+
+    @property
+    def last_id(self) -> None:
+        """None: the cursor is a snapshot, ids do not follow commits (see ``follow``)."""
+        return None
+
+    @property
+    def lag(self) -> int:
+        return self.undelivered
+
+    @property
+    def active(self) -> bool:
+        return self.holder is not None
 
 
 def list_subscriptions(dsn: str) -> list[SubscriptionState]:

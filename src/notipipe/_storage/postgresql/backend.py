@@ -1,0 +1,101 @@
+"""The PostgreSQL backend as the registry sees it: ``postgresql://`` and ``postgres://`` URLs.
+
+psycopg is imported on use: ``check`` and ``open`` through ``import_psycopg``, ``follow`` and
+``subscribers`` (which import it at their top) inside the methods that need them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Final, cast
+
+from notipipe._storage.postgresql.store import PgMessageStore, import_psycopg
+from notipipe._storage.urls import redact, scheme_of
+
+if TYPE_CHECKING:
+    from notipipe._protocols import ErrorHandler
+    from notipipe._storage.backend import Backend, DurableHandle, StoredRow, SubscriptionInfo
+    from notipipe._storage.group_commit import GroupCommitStore, Row
+    from notipipe._storage.interface import StoreOptions
+
+__all__ = ["BACKEND", "PostgresqlBackend"]
+
+
+class PostgresqlBackend:
+    """A PostgreSQL database: writers commit concurrently, so ids do not follow commits (a
+    follower reads by snapshot windows, woken by each commit); it keeps durable names."""
+
+    name = "postgresql"
+    schemes: tuple[str, ...] = ("postgresql", "postgres")
+    # Durability is the server's setting (synchronous_commit); the WAL is the server's too.
+    options = frozenset({"batch_size", "max_delay", "deliver", "busy_timeout"})
+    #: Each commit wakes a follower; without a wake-up it asks again this often.
+    follow_poll = 1.0
+    ids_follow_commits = False
+
+    def claims(self, target: str) -> bool:
+        return scheme_of(target) in self.schemes
+
+    def normalize(self, target: str) -> str:
+        return target
+
+    def shown(self, target: str) -> str:
+        return redact(target)
+
+    def check(self, target: str) -> None:
+        import_psycopg()
+
+    def exists(self, target: str) -> bool:
+        # A server is asked on use; reading creates nothing a later writer would not.
+        return True
+
+    def open(
+        self,
+        target: str,
+        options: StoreOptions,
+        to_rows: Callable[[list[object]], list[Row]],
+        on_commit: Callable[[list[object], list[int]], object] | None,
+    ) -> GroupCommitStore:
+        return PgMessageStore(target, to_rows, options, on_commit=on_commit)
+
+    def follow_rows(
+        self,
+        target: str,
+        store: GroupCommitStore,
+        after_id: int,
+        *,
+        page: int,
+        poll: float,
+        stop: threading.Event,
+    ) -> Iterator[list[StoredRow]]:
+        from notipipe._storage.postgresql.follow import follow_rows
+
+        return follow_rows(target, after_id, page, poll, stop)
+
+    def durable_subscription(
+        self,
+        target: str,
+        name: str,
+        observer: object,
+        to_message: Callable[[StoredRow], object],
+        error_handler: Callable[[], object],
+        *,
+        page: int,
+        poll: float,
+    ) -> DurableHandle:
+        from notipipe._storage.postgresql.subscribers import DurableSubscription
+
+        handler = cast("Callable[[], ErrorHandler]", error_handler)
+        return DurableSubscription(target, name, observer, to_message, handler, page=page, poll=poll)
+
+    def subscriptions(self, target: str) -> list[SubscriptionInfo]:
+        from notipipe._storage.postgresql.subscribers import list_subscriptions
+
+        return list(list_subscriptions(target))
+
+
+BACKEND: Final = PostgresqlBackend()
+
+if TYPE_CHECKING:
+    _checked: Backend = BACKEND

@@ -1,0 +1,101 @@
+"""What notipipe makes of a database target, asked of the backend registry: ``describe_target``
+(``StorageTarget``) and the durable names a database keeps (``SubscriptionStatus``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+from notipipe import _storage
+
+if TYPE_CHECKING:
+    from notipipe._storage.backend import Backend, SubscriptionInfo
+
+__all__ = ["StorageTarget", "SubscriptionStatus", "describe_target", "known_targets", "resolve"]
+
+
+def resolve(path: str | os.PathLike[str] | None) -> tuple[str, Backend]:
+    """The target as connections compare it, and its backend: ``path``, else ``$NOTIPIPE_DB``,
+    else ``":memory:"``. ``TypeError`` for an empty or non-str path, ``ConfigurationError`` for a
+    URL of a scheme no backend takes."""
+    if path is None:
+        path = os.environ.get("NOTIPIPE_DB") or ":memory:"
+    path = os.fspath(path)
+    if not isinstance(cast("object", path), str) or not path:
+        raise TypeError(f"path must be a non-empty str or os.PathLike, got {path!r}")
+    backend = _storage.backend_for(path)
+    return backend.normalize(path), backend
+
+
+@dataclass(frozen=True, slots=True)
+class StorageTarget:
+    """A database target as its backend answers for it (``describe_target``,
+    ``DatabaseConnection.target``). Its repr never shows a password."""
+
+    #: The backend's name: ``"sqlite"``, ``"postgresql"``.
+    backend: str
+    #: The target as messages show it: a file's absolute path, a URL without its password.
+    shown: str
+    #: The ``DatabaseConnection`` options this backend reads; the others must keep their defaults.
+    options: frozenset[str]
+    #: Seconds between a follower's reads when nothing wakes it (``tail --follow``'s poll).
+    follow_poll: float
+    #: Whether ids follow commit order, so that "every alert after id N" is exact (what a
+    #: browser's resume by ``Last-Event-ID`` needs).
+    ids_follow_commits: bool
+    _target: str = field(repr=False, compare=False)
+    _backend: Backend = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, target: str, backend: Backend) -> StorageTarget:
+        """The description of a resolved ``target`` (see ``resolve``)."""
+        return cls(
+            backend.name,
+            backend.shown(target),
+            backend.options,
+            backend.follow_poll,
+            backend.ids_follow_commits,
+            target,
+            backend,
+        )
+
+    def exists(self) -> bool:
+        """Whether reading the target can find alerts without creating anything first (False for
+        a file not written yet; a server is asked on use)."""
+        return self._backend.exists(self._target)
+
+
+def describe_target(path: str | os.PathLike[str] | None = None) -> StorageTarget:
+    """What ``DatabaseConnection(path)`` would use, without opening anything: its backend, how it
+    is shown, which options it reads, how it is followed. ``path`` as ``DatabaseConnection``
+    takes it (default ``$NOTIPIPE_DB``, else ``":memory:"``); a URL of a scheme no backend takes
+    raises ``ConfigurationError`` naming the known ones (``known_targets()``)."""
+    return StorageTarget.of(*resolve(path))
+
+
+def known_targets() -> str:
+    """The targets the backends take, e.g. ``"postgresql://, postgres://, or a SQLite file path"``."""
+    return _storage.known_targets()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStatus:
+    """One durable name of a database (``DatabaseConnection.subscriptions()``)."""
+
+    name: str
+    #: The id of the last alert the name's observer acknowledged (0: none yet); None where ids
+    #: do not follow commits (PostgreSQL), so that no one id marks the position.
+    last_id: int | None
+    #: Alerts stored and not yet acknowledged (None where the backend cannot count them cheaply).
+    lag: int | None
+    #: Seconds since the oldest unacknowledged alert was created, or None.
+    oldest_age: float | None
+    #: Who holds the name now (``pid@host`` on PostgreSQL), or None if no process does.
+    holder: str | None
+    #: Whether a process holds the name now.
+    active: bool
+
+    @classmethod
+    def of(cls, info: SubscriptionInfo) -> SubscriptionStatus:
+        return cls(info.name, info.last_id, info.lag, info.oldest_age, info.holder, info.active)
