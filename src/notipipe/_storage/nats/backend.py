@@ -1,7 +1,8 @@
 """The NATS JetStream backend object (``notipipe._storage.backend.Backend``): ``nats://`` URLs.
 
-The durable subscriptions (``durable_subscription``, ``subscriptions``) are the ``subscribers``
-module's (JetStream durable consumers).
+The durable subscriptions (``durable_subscription``, ``subscriptions``) are to be the
+``subscribers`` module's (JetStream durable consumers, being written); until it exists this
+backend says, as the protocol lets a backend, that it keeps no durable names.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
+from notipipe._errors import ConfigurationError
 from notipipe._storage.nats.client import import_nats, is_nats_url, parse_target, redact
 
 if TYPE_CHECKING:
-    from notipipe._storage.backend import StoredRow
+    from notipipe._storage.backend import Backend, DurableHandle, StoredRow, SubscriptionInfo
     from notipipe._storage.group_commit import GroupCommitStore, Row
     from notipipe._storage.interface import StoreOptions
 
@@ -21,12 +23,15 @@ __all__ = ["BACKEND", "NatsBackend"]
 
 
 class NatsBackend:
-    name: Final = "nats"
-    schemes: Final = ("nats",)
-    options: Final = frozenset({"batch_size", "max_delay", "deliver", "busy_timeout"})
+    """A JetStream stream: chunks stored in one order, so ids follow commits."""
+
+    name = "nats"
+    schemes: tuple[str, ...] = ("nats",)
+    # Durability is the server's setting (its sync_interval, the stream's replicas).
+    options = frozenset({"batch_size", "max_delay", "deliver", "busy_timeout"})
     #: An idle follower asks the stream for news this often (one small request each time).
-    follow_poll: Final = 0.05
-    ids_follow_commits: Final = True
+    follow_poll = 0.05
+    ids_follow_commits = True
 
     def claims(self, target: str) -> bool:
         return is_nats_url(target)
@@ -58,11 +63,40 @@ class NatsBackend:
         return NatsStore(target, to_rows, options, on_commit=on_commit)
 
     def follow_rows(
-        self, target: str, after_id: int, page: int, poll: float, stop: threading.Event
+        self,
+        target: str,
+        store: GroupCommitStore,
+        after_id: int,
+        *,
+        page: int,
+        poll: float,
+        stop: threading.Event,
     ) -> Iterator[list[StoredRow]]:
+        # A follower reads on a connection of its own: a store's connection carries its writes.
         from notipipe._storage.nats.follow import follow_rows
 
         return follow_rows(target, after_id, page, poll, stop)
 
+    def durable_subscription(
+        self,
+        target: str,
+        name: str,
+        observer: object,
+        to_message: Callable[[StoredRow], object],
+        error_handler: Callable[[], object],
+        *,
+        page: int,
+        poll: float,
+    ) -> DurableHandle:
+        raise ConfigurationError(
+            f"{redact(target)}: durable subscriptions on NATS are not available in this build"
+        )
+
+    def subscriptions(self, target: str) -> list[SubscriptionInfo]:
+        return []
+
 
 BACKEND: Final = NatsBackend()
+
+if TYPE_CHECKING:
+    _checked: Backend = BACKEND

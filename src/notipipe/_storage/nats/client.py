@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from notipipe._errors import ConfigurationError
+from notipipe._storage.urls import redact, scheme_of
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -77,19 +78,7 @@ def import_nats() -> ModuleType:
 
 
 def is_nats_url(target: str) -> bool:
-    return target.startswith("nats://")
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe to show and to log."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    if ":" not in userinfo:
-        return url
-    netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return scheme_of(target) == "nats"
 
 
 class ServerTooOldError(ConfigurationError):
@@ -211,7 +200,10 @@ def parse_target(url: str) -> NatsTarget:
         parser = _LIMITS.get(name)
         if parser is None:
             raise ValueError(f"{shown}: unknown option {name!r}; known: {', '.join(_LIMITS)}")
-        limits[name] = parser(name, value)
+        try:
+            limits[name] = parser(name, value)
+        except ValueError as error:
+            raise ValueError(f"{shown}: {error}") from None
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     server = urllib.parse.urlunsplit(("nats", parts.netloc, "", "", ""))
     return NatsTarget(server, f"{host}:{port}", stream, limits)

@@ -14,7 +14,7 @@ import datetime
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from types import ModuleType
 
 from notipipe._errors import StorageError
@@ -80,7 +80,7 @@ def follow_rows(
     stop: threading.Event,
     *,
     codec: ModuleType | None = None,
-) -> Iterator[list[StoredRow]]:
+) -> Generator[list[StoredRow]]:
     """Pages of at most ``page`` rows ``(id, kind, created_at, priority, address, subject, body)``
     stored after ``after_id``, blocking in between, until ``stop`` is set.
 

@@ -249,7 +249,8 @@ class NatsStore(GroupCommitStore):
             for name in ("max_bytes", "max_msgs", "max_age")
             if getattr(config, name, None) not in (None, -1, 0)
         )
-        discard = getattr(getattr(config, "discard", None), "value", "?")
+        discard = getattr(config, "discard", None)
+        discard = getattr(discard, "value", discard)  # an enum, or the server's string
         return StreamLimitError(
             f"stream {self._target.stream} refused a chunk: {description} (its limits: {limits or 'none'},"
             f" discard={discard}); nothing was discarded"
