@@ -80,6 +80,11 @@ _HEADER_ROOM: Final = 1024
 _LIMIT_CODES: Final = frozenset({10047, 10054, 10077, 10027, 10028})
 
 
+def _contiguous(indexes: list[int]) -> bool:
+    """Whether increasing ``indexes`` are one run (``[5, 6, 7]``): then a slice stands for them."""
+    return indexes[-1] - indexes[0] == len(indexes) - 1
+
+
 class StreamLimitError(Exception):
     """The server refused a chunk: the stream (or the server's store) is at a limit."""
 
@@ -221,8 +226,12 @@ class NatsStore(GroupCommitStore):
         ids = [0] * len(rows)
         for chunk in attempt.chunks:
             assert chunk.seq is not None
-            for position, index in enumerate(chunk.indexes):
-                ids[index] = make_id(chunk.seq, position)
+            base, first = make_id(chunk.seq, 0), chunk.indexes[0]
+            if _contiguous(chunk.indexes):  # the usual case: a slice, not a loop over the rows
+                ids[first : first + len(chunk.indexes)] = range(base, base + len(chunk.indexes))
+            else:
+                for position, index in enumerate(chunk.indexes):
+                    ids[index] = base | position
         self._attempt = None
         return ids
 
@@ -262,7 +271,10 @@ class NatsStore(GroupCommitStore):
         """The batch's rows as chunks, each with its message id; an unencodable row, or one too
         large for any message, is added to ``refused``."""
         limit = max(max_payload - _HEADER_ROOM, 1)
-        given = [i for i, row in enumerate(rows) if row is not None and i not in refused]
+        if refused or None in rows:
+            given = [i for i, row in enumerate(rows) if row is not None and i not in refused]
+        else:
+            given = list(range(len(rows)))
         chunks: list[_Chunk] = []
         for start in range(0, len(given), MAX_CHUNK_ROWS):
             self._pack(rows, given[start : start + MAX_CHUNK_ROWS], limit, refused, chunks)
@@ -279,7 +291,8 @@ class NatsStore(GroupCommitStore):
         if not indexes:
             return
         try:
-            data = self._codec.encode_chunk([rows[i] for i in indexes])
+            given = rows[indexes[0] : indexes[-1] + 1] if _contiguous(indexes) else [rows[i] for i in indexes]
+            data = self._codec.encode_chunk(given)
         except (TypeError, ValueError) as error:
             if len(indexes) == 1:
                 refused[indexes[0]] = error
