@@ -1,20 +1,19 @@
 """The NATS JetStream backend object (``notipipe._storage.backend.Backend``): ``nats://`` URLs.
 
-The durable subscriptions (``durable_subscription``, ``subscriptions``) are to be the
-``subscribers`` module's (JetStream durable consumers, being written); until it exists this
-backend says, as the protocol lets a backend, that it keeps no durable names.
+The durable subscriptions (``durable_subscription``, ``subscriptions``) are the ``subscribers``
+module's: JetStream durable pull consumers, one pinned holder per name.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
-from notipipe._errors import ConfigurationError
 from notipipe._storage.nats.client import import_nats, is_nats_url, parse_target, redact
 
 if TYPE_CHECKING:
+    from notipipe._protocols import ErrorHandler
     from notipipe._storage.backend import Backend, DurableHandle, StoredRow, SubscriptionInfo
     from notipipe._storage.group_commit import GroupCommitStore, Row
     from notipipe._storage.interface import StoreOptions
@@ -88,12 +87,15 @@ class NatsBackend:
         page: int,
         poll: float,
     ) -> DurableHandle:
-        raise ConfigurationError(
-            f"{redact(target)}: durable subscriptions on NATS are not available in this build"
-        )
+        from notipipe._storage.nats.subscribers import NatsDurableSubscription
+
+        handler = cast("Callable[[], ErrorHandler]", error_handler)
+        return NatsDurableSubscription(target, name, observer, to_message, handler, page=page, poll=poll)
 
     def subscriptions(self, target: str) -> list[SubscriptionInfo]:
-        return []
+        from notipipe._storage.nats.subscribers import list_subscriptions
+
+        return list(list_subscriptions(target))
 
 
 BACKEND: Final = NatsBackend()

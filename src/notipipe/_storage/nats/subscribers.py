@@ -1,0 +1,567 @@
+"""Durable named subscribers on NATS JetStream: ``subscribe(observer, durable_name=...)``.
+
+The promise, for a subscription named N on the stream S:
+
+* **What it is.** N is a durable pull consumer of S (explicit acks, one chunk in flight:
+  ``max_ack_pending`` 1). NATS forbids some characters that notipipe names allow (whitespace,
+  ``.``, ``*``, ``>``, ``/``, anything beyond ASCII): the consumer's name is N with every byte
+  of its UTF-8 other than letters, digits, ``-`` and ``_`` written ``=XX`` (hex), so the mapping is
+  reversible (``consumer_name``/``durable_name``); a name whose mapping passes 255 characters
+  is refused (``ValueError``). The consumer carries the metadata ``notipipe_name`` (N).
+* **Where it starts.** The first ``subscribe`` with the name N creates the consumer, before
+  returning, delivering "new" chunks: every alert stored after ``subscribe`` returned is
+  delivered (alerts stored earlier are not; read them with ``after``). A later ``subscribe``
+  with the name N, from any process, resumes where the consumer's acknowledgements stand.
+* **What it delivers.** Every alert stored in S, at least once, none skipped, in stream order,
+  each with its stored ``id`` (``seq << 16 | position``). The chunk is the unit of
+  acknowledgement: it is acknowledged after the ``update`` calls of all its alerts returned. A
+  holder that dies (``kill -9``, a lost connection) between them gets its chunk redelivered,
+  whole, to the next holder: the alerts of that chunk already delivered are delivered again,
+  nothing is missed. Within one holder a chunk redelivered after a lost acknowledgement is not
+  delivered again (it is acknowledged again).
+* **One holder.** The consumer has the priority group ``notipipe`` with the policy
+  ``pinned_client`` (nats-server 2.11): the server delivers to one pinned client at a time. The
+  holder's connection keeps a pull request waiting at all times (every ``PULL_EXPIRES``
+  seconds a new one), also while its observer works through a chunk, and keeps the chunk in
+  hand alive (``+WPI`` every ``PROGRESS_EVERY`` seconds). Other processes on N pull without
+  the pin and get nothing: they are standbys. The server unpins a holder that made no pull for
+  ``PIN_TIMEOUT`` seconds (its process died or was cut off), and pins a standby; a holder that
+  unsubscribes unpins itself at once. The chunk the old holder had in hand goes to the new
+  holder once its acknowledgement is overdue (``ACK_WAIT`` seconds after the old holder's last
+  sign), and with one chunk in flight nothing newer is delivered before it. A holder told it
+  lost the pin (its pull answered ``423``) makes no further ``update`` call for the chunks it had;
+  a holder cut off without a word (a partition, a stalled process) goes on with the chunk in
+  hand, which the new holder gets too: the overlap is at most one chunk, delivered twice,
+  never skipped (as the ADR-42 design says, a pin is no lock).
+* **Failures.** As for PostgreSQL: an ``update`` that raises goes to the database's
+  ``error_handler``, and delivery goes on (that alert counts as delivered); a ``BaseException``
+  is reported wrapped in a ``RuntimeError``; a chunk that cannot be decoded, or a row that is no
+  alert, is reported with what was read and skipped. A server outage is waited out: the
+  connection reconnects, pulls are made again, the acknowledgement of a chunk is retried
+  as a redelivery (not delivered again, see above).
+* **Stopping.** ``unsubscribe(observer)`` (also from inside ``update``) stops delivery before the
+  next alert. A chunk delivered whole is acknowledged; a chunk partly delivered is given back
+  (``-NAK``) and goes whole to the next holder (its first alerts delivered again). The name is
+  unpinned and its consumer stays for the next ``subscribe``.
+
+Delivery runs on a thread of the subscription; the network on the client's event loop thread;
+user code is never called on the loop's thread nor with a lock of notipipe's held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Final
+
+from notipipe._errors import StorageError
+from notipipe._failures import Failures, ObserverFailures
+from notipipe._protocols import ErrorHandler
+from notipipe._storage.group_commit import describe
+from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, parse_target, redact
+from notipipe._storage.nats.codec import CODEC
+from notipipe._storage.nats.reader import MAX_CHUNK_ROWS, Chunk, chunk_at, make_id
+
+__all__ = [
+    "ACK_WAIT",
+    "GROUP",
+    "PIN_TIMEOUT",
+    "NatsDurableSubscription",
+    "NatsSubscriptionState",
+    "consumer_name",
+    "durable_name",
+    "list_subscriptions",
+]
+
+_log = logging.getLogger("notipipe")
+
+#: The priority group every notipipe consumer has (one group, pinned_client).
+GROUP: Final = "notipipe"
+#: Seconds without a pull from the pinned holder after which the server pins another client.
+PIN_TIMEOUT: Final = 2.0
+#: Seconds each pull request waits; the holder sends the next one as it ends.
+PULL_EXPIRES: Final = 0.5
+#: Seconds after a chunk's delivery (or its last ``+WPI``) before the server delivers it again.
+ACK_WAIT: Final = 5.0
+#: Seconds between ``+WPI`` for the chunk in hand.
+PROGRESS_EVERY: Final = 1.0
+#: Chunks asked for per pull request (one is in flight at a time; the request waits for the next).
+PULL_BATCH: Final = 64
+#: The metadata key that marks a consumer as notipipe's, holding the durable name.
+NAME_KEY: Final = "notipipe_name"
+#: Each holder answers "who holds this name" on ``<prefix><stream>.<consumer>``.
+HOLDER_SUBJECT: Final = "notipipe_holder."
+#: NATS's longest consumer name.
+_MAX_CONSUMER_NAME: Final = 255
+_PLAIN: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_NS: Final = 1_000_000_000
+
+
+# -- names ----------------------------------------------------------------------------------------
+
+
+def consumer_name(name: str) -> str:
+    """The JetStream consumer name of the durable name ``name`` (reversible: ``durable_name``);
+    ``ValueError`` if it would pass NATS's 255 characters."""
+    out = "".join(c if c in _PLAIN else "".join(f"={b:02X}" for b in c.encode("utf-8")) for c in name)
+    if len(out) > _MAX_CONSUMER_NAME:
+        raise ValueError(
+            f"durable_name {name!r} takes {len(out)} characters as a NATS consumer name (each character"
+            f" other than letters, digits, '-' and '_' takes 3 per UTF-8 byte); NATS allows"
+            f" {_MAX_CONSUMER_NAME}"
+        )
+    return out
+
+
+def durable_name(consumer: str) -> str:
+    """The durable name whose consumer name is ``consumer`` (``consumer_name``'s inverse)."""
+    data = bytearray()
+    i = 0
+    while i < len(consumer):
+        if consumer[i] == "=":
+            data.append(int(consumer[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            data += consumer[i].encode("ascii")
+            i += 1
+    return data.decode("utf-8")
+
+
+def _consumer_config(consumer: str, name: str) -> dict[str, Any]:
+    return {
+        "durable_name": consumer,
+        "ack_policy": "explicit",
+        "deliver_policy": "new",
+        "ack_wait": int(ACK_WAIT * _NS),
+        "max_ack_pending": 1,  # one chunk in flight: stream order, also across a takeover
+        "max_deliver": -1,
+        "priority_groups": [GROUP],
+        "priority_policy": "pinned_client",
+        "priority_timeout": int(PIN_TIMEOUT * _NS),
+        "metadata": {NAME_KEY: name},
+    }
+
+
+async def _api(client: NatsClient, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JetStream API request; its answer, or ``StorageError`` with the server's description."""
+    reply = await client.nc.request(
+        f"$JS.API.{subject}", b"" if body is None else json.dumps(body).encode(), timeout=REQUEST_TIMEOUT
+    )
+    answer: dict[str, Any] = json.loads(reply.data or b"{}")
+    return answer
+
+
+def _ensure_consumer(client: NatsClient, consumer: str, name: str) -> None:
+    """Create the name's consumer, delivering from now, unless it exists."""
+    stream = client.target.stream
+    body = {"stream_name": stream, "config": _consumer_config(consumer, name), "action": "create"}
+    answer = client.call(lambda: _api(client, f"CONSUMER.CREATE.{stream}.{consumer}", body))
+    error = answer.get("error")
+    if error is None:
+        return
+    known = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{consumer}"))
+    if "error" in known:  # neither made nor there: the create's reason is the one to tell
+        raise StorageError(client.shown, f"cannot create the consumer {consumer}: {error.get('description')}")
+    if known.get("config", {}).get("priority_policy") != "pinned_client":
+        raise StorageError(
+            client.shown,
+            f"the consumer {consumer} exists without notipipe's settings (priority group {GROUP!r},"
+            " pinned_client); delete it or use another durable name",
+        )
+
+
+# -- failures (as PostgreSQL's) -------------------------------------------------------------------
+
+
+class _DatabaseFailures(Failures):
+    """Failures of one durable subscription, reported to the handler the database has when the
+    failure happens."""
+
+    __slots__ = ("_current_handler",)
+
+    def __init__(self, current_handler: Callable[[], ErrorHandler]) -> None:
+        self.lock: AbstractContextManager[object] = threading.Lock()
+        self.count = 0
+        self._current_handler = current_handler
+
+    @property
+    def handler(self) -> ErrorHandler:  # type: ignore[override]  # read-only: the database's
+        return self._current_handler()
+
+
+# -- the holder's network side (on the client's loop) ---------------------------------------------
+
+
+@dataclass(slots=True)
+class _Delivery:
+    msg: Any
+    seq: int
+    generation: int  # the pin's generation when it came: a later one means the pin was lost
+
+
+class _Puller:
+    """Keeps a pull request waiting on the consumer at all times (so the pin stays while the
+    process lives), hands chunks to the delivery thread's queue, and keeps the chunk in hand
+    alive. Runs on the client's event loop; touches no user code."""
+
+    def __init__(self, client: NatsClient, consumer: str, identity: str) -> None:
+        self.client, self.consumer, self.identity = client, consumer, identity
+        self.deliveries: queue.SimpleQueue[_Delivery] = queue.SimpleQueue()
+        self.pin: str | None = None
+        #: Bumped each time the server says the pin is another client's.
+        self.generation = 0
+        #: The chunk the delivery thread works on (set by that thread).
+        self.in_hand: Any = None
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._holder_sub: Any = None
+
+    def start(self) -> None:
+        async def create() -> None:
+            self._task = asyncio.ensure_future(self._run())
+
+        self.client.call(create)
+
+    def stop(self) -> None:
+        """Stop pulling, and give up the pin if this holder has it."""
+
+        async def close() -> None:
+            self._closing = True
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+            await self._unpinned()
+
+        self.client.call(close, REQUEST_TIMEOUT * 2)
+
+    async def _run(self) -> None:
+        nc = self.client.nc
+        stream = self.client.target.stream
+        inbox = nc.new_inbox()
+        ended = asyncio.Event()
+        received = [0]
+
+        async def on_msg(msg: Any) -> None:
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if status is None and msg.reply:
+                pin = headers.get("Nats-Pin-Id")
+                if pin and pin != self.pin:
+                    await self._pinned(pin)
+                self.deliveries.put(_Delivery(msg, int(msg.metadata.sequence.stream), self.generation))
+                received[0] += 1
+                if received[0] >= PULL_BATCH:
+                    ended.set()
+            elif status == "423":  # the pin is another client's: stop delivering what we have
+                await self._unpinned(lost=True)
+                ended.set()
+            elif status is not None and status != "100":  # 408 expired, 409 ...: pull again
+                ended.set()
+
+        sub = await nc.subscribe(inbox, cb=on_msg)
+        last_progress = time.monotonic()
+        try:
+            while not self._closing:
+                ended.clear()
+                received[0] = 0
+                request: dict[str, Any] = {
+                    "batch": PULL_BATCH,
+                    "expires": int(PULL_EXPIRES * _NS),
+                    "group": GROUP,
+                }
+                if self.pin is not None:
+                    request["id"] = self.pin
+                with contextlib.suppress(Exception):  # an outage: the next round tries again
+                    await nc.publish(
+                        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.consumer}",
+                        json.dumps(request).encode(),
+                        reply=inbox,
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), PULL_EXPIRES + 1.0)
+                in_hand = self.in_hand
+                if in_hand is not None and time.monotonic() - last_progress >= PROGRESS_EVERY:
+                    last_progress = time.monotonic()
+                    with contextlib.suppress(Exception):
+                        await in_hand.in_progress()
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _pinned(self, pin: str) -> None:
+        self.pin = pin
+        if self._holder_sub is None:
+            subject = f"{HOLDER_SUBJECT}{self.client.target.stream}.{self.consumer}"
+
+            async def who(msg: Any) -> None:
+                await msg.respond(json.dumps({"holder": self.identity, "pin": self.pin}).encode())
+
+            with contextlib.suppress(Exception):
+                self._holder_sub = await self.client.nc.subscribe(subject, cb=who)
+
+    async def _unpinned(self, *, lost: bool = False) -> None:
+        pin, self.pin = self.pin, None
+        if lost:
+            self.generation += 1
+        sub, self._holder_sub = self._holder_sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if pin is not None and not lost:  # giving it up: a standby takes over at once
+            stream = self.client.target.stream
+            with contextlib.suppress(Exception):
+                await _api(self.client, f"CONSUMER.UNPIN.{stream}.{self.consumer}", {"group": GROUP})
+
+
+# -- the delivery thread --------------------------------------------------------------------------
+
+
+class NatsDurableSubscription:
+    """One observer's delivery under one durable name, on a thread of its own."""
+
+    def __init__(
+        self,
+        target: str,
+        name: str,
+        observer: Any,
+        to_message: Callable[[tuple[object, ...]], object],
+        error_handler: Callable[[], ErrorHandler],
+        *,
+        page: int,
+        poll: float,
+        codec: ModuleType | None = None,
+    ) -> None:
+        self.target, self.name, self.observer = target, name, observer
+        self.consumer = consumer_name(name)
+        self._parsed = parse_target(target)
+        self._update: Callable[[object], object] = observer.update
+        self._to_message = to_message
+        self._failures = _DatabaseFailures(error_handler)
+        self._failed = ObserverFailures(self._failures, observer).failed
+        self._poll = poll
+        self._codec = codec or CODEC
+        self._identity = f"{os.getpid()}@{socket.gethostname()}"
+        self._client = NatsClient(self._parsed, f"notipipe subscriber {self._identity}")
+        #: The stream sequence of the last chunk this subscription delivered whole.
+        self._done_upto = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"notipipe-subscriber-{name}", daemon=True)
+
+    def start(self) -> None:
+        """Create the name's consumer if it is new (so the start is fixed on return), then deliver."""
+        try:
+            self._client.connect()
+            _ensure_consumer(self._client, self.consumer, self.name)
+        except StorageError:
+            self._client.close()
+            raise
+        except Exception as error:  # noqa: BLE001 - any first failure is the caller's StorageError
+            self._client.close()
+            shown = redact(self.target)
+            raise StorageError(shown, f"cannot subscribe {self.name!r}: {describe(error)}") from None
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop delivering at the next alert and give the name up; unless called from the delivery
+        thread, wait for it (for the ``update`` call in progress, if any)."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread and self._thread.is_alive():
+            self._thread.join()
+
+    @property
+    def failures(self) -> int:
+        return self._failures.count
+
+    def _run(self) -> None:
+        puller = _Puller(self._client, self.consumer, self._identity)
+        try:
+            puller.start()
+            while not self._stop.is_set():
+                try:
+                    delivery = puller.deliveries.get(timeout=self._poll)
+                except queue.Empty:
+                    continue
+                self._deliver_chunk(puller, delivery)
+        except Exception:  # noqa: BLE001 - a bug must not end delivery silently
+            _log.exception("durable subscriber %r on %s failed", self.name, redact(self.target))
+        finally:
+            self._give_back(puller)
+            with contextlib.suppress(Exception):
+                puller.stop()
+            self._client.close()
+
+    def _give_back(self, puller: _Puller) -> None:
+        """Chunks received and not delivered go back at once (``-NAK``) for the next holder."""
+        while True:
+            try:
+                delivery = puller.deliveries.get_nowait()
+            except queue.Empty:
+                return
+            self._settle(delivery.msg, "nak")
+
+    def _settle(self, msg: Any, how: str) -> None:
+        """Acknowledge (``ack``) or give back (``nak``) ``msg``; an outage is left to redelivery."""
+        try:
+            if how == "ack":
+                self._client.call(lambda: msg.ack_sync(timeout=REQUEST_TIMEOUT), REQUEST_TIMEOUT + 1)
+            else:
+                self._client.call(msg.nak)
+        except Exception as error:  # noqa: BLE001 - redelivered later, and recognised then
+            _log.warning("durable subscriber %r: %s of a chunk failed: %s", self.name, how, describe(error))
+
+    def _deliver_chunk(self, puller: _Puller, delivery: _Delivery) -> None:
+        msg, seq = delivery.msg, delivery.seq
+        if delivery.generation != puller.generation:
+            return  # came before the pin was lost: the new holder has it
+        if seq <= self._done_upto:  # redelivered after an acknowledgement that got lost
+            self._settle(msg, "ack")
+            return
+        try:
+            rows = self._codec.decode_chunk(msg.data or b"")
+        except Exception as error:  # noqa: BLE001 - another tool's message: reported, skipped
+            self._failed((seq, msg.data), error)
+            rows = []
+        puller.in_hand = msg
+        try:
+            chunk = Chunk(seq, rows, "")
+            for row in chunk.stored():
+                if self._stop.is_set() or delivery.generation != puller.generation:
+                    self._settle(msg, "nak")  # partly delivered: it goes whole to the next holder
+                    return
+                self._deliver_one(row)
+        finally:
+            puller.in_hand = None
+        self._done_upto = seq
+        self._settle(msg, "ack")
+
+    def _deliver_one(self, row: tuple[object, ...]) -> None:
+        try:
+            message = self._to_message(row)
+        except Exception as error:  # noqa: BLE001 - a row another tool stored: reported, skipped
+            self._failed(row, error)
+            return
+        try:
+            self._update(message)
+        except Exception as error:  # noqa: BLE001 - reported, never ends the subscription
+            self._failed(message, error)
+        except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
+            wrapped = RuntimeError(f"update raised {type(error).__name__}: {error}")
+            wrapped.__cause__ = error
+            self._failed(message, wrapped)
+
+
+# -- notipipe subscriptions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NatsSubscriptionState:
+    """One durable name of a stream (a ``SubscriptionInfo``)."""
+
+    name: str
+    #: The id of the last alert of the last chunk acknowledged (0: none yet): every alert up to
+    #: it is behind the name, every alert after it is still to be delivered.
+    last_id: int
+    #: Alerts stored after ``last_id`` (those of the chunk in hand included).
+    lag: int
+    oldest_age: float | None
+    #: ``pid@host`` of the holding process; the server's pin id if it does not answer (a holder
+    #: dead less than ``PIN_TIMEOUT`` ago); None if no client is pinned.
+    holder: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.holder is not None
+
+
+def list_subscriptions(target: str, codec: ModuleType | None = None) -> list[NatsSubscriptionState]:
+    """Every durable name of the stream at ``target``, by name (``StorageError`` if the server
+    cannot be reached)."""
+    client = NatsClient(parse_target(target), "notipipe subscriptions")
+    try:
+        client.connect()
+        return _list(client, codec or CODEC)
+    except StorageError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the caller's StorageError
+        raise StorageError(redact(target), f"cannot list the subscriptions: {describe(error)}") from None
+    finally:
+        client.close()
+
+
+def _list(client: NatsClient, codec: ModuleType) -> list[NatsSubscriptionState]:
+    stream = client.target.stream
+    names: list[str] = []
+    offset = 0
+    while True:
+        body = {"offset": offset}
+        page = client.call(lambda: _api(client, f"CONSUMER.NAMES.{stream}", body))  # noqa: B023 - awaited here
+        got = page.get("consumers") or []
+        names += got
+        offset += len(got)
+        if not got or offset >= int(page.get("total", 0)):
+            break
+    last_seq = int(client.state().last_seq)
+    states = []
+    for consumer in names:
+        subject = f"CONSUMER.INFO.{stream}.{consumer}"
+        info = client.call(lambda: _api(client, subject))  # noqa: B023 - awaited here
+        config = info.get("config") or {}
+        if NAME_KEY not in (config.get("metadata") or {}):
+            continue  # another tool's consumer
+        states.append(_state(client, codec, consumer, info, last_seq))
+    return sorted(states, key=lambda s: s.name)
+
+
+def _state(
+    client: NatsClient, codec: ModuleType, consumer: str, info: dict[str, Any], last_seq: int
+) -> NatsSubscriptionState:
+    floor = int((info.get("ack_floor") or {}).get("stream_seq", 0))
+    last_id = 0
+    if floor:
+        chunk = chunk_at(client, floor, codec, following=False)
+        last_id = make_id(floor, (len(chunk.rows) - 1) if chunk else MAX_CHUNK_ROWS - 1)
+    lag, oldest = 0, None
+    seq = floor + 1
+    while seq <= last_seq:
+        chunk = chunk_at(client, seq, codec, following=True)
+        if chunk is None:
+            break
+        lag += len(chunk.rows)
+        if oldest is None and chunk.rows:
+            oldest = min(float(row[1]) for row in chunk.rows)
+        seq = chunk.seq + 1
+    groups = info.get("priority_groups") or []
+    pin = next((str(g["pinned_client_id"]) for g in groups if g.get("pinned_client_id")), None)
+    return NatsSubscriptionState(
+        durable_name(consumer),
+        last_id,
+        lag,
+        None if oldest is None else max(time.time() - oldest, 0.0),
+        _holder(client, consumer, pin),
+    )
+
+
+def _holder(client: NatsClient, consumer: str, pin: str | None) -> str | None:
+    """Who has the pin: the holder answers with its ``pid@host``; a pin nobody answers for
+    (the holder died less than ``PIN_TIMEOUT`` ago) is shown as the server's pin id."""
+    if pin is None:
+        return None
+    subject = f"{HOLDER_SUBJECT}{client.target.stream}.{consumer}"
+    try:
+        reply = client.call(lambda: client.nc.request(subject, b"", timeout=1.0), 2.0)
+        answer = json.loads(reply.data)
+    except Exception:  # noqa: BLE001 - no one answers: the pin alone is known
+        return f"pin {pin}"
+    return str(answer["holder"]) if answer.get("pin") == pin else f"pin {pin}"
