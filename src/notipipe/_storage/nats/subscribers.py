@@ -71,7 +71,7 @@ from notipipe._protocols import ErrorHandler
 from notipipe._storage.group_commit import describe
 from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, parse_target, redact
 from notipipe._storage.nats.codec import CODEC
-from notipipe._storage.nats.reader import MAX_CHUNK_ROWS, Chunk, chunk_at, make_id
+from notipipe._storage.nats.reader import MAX_CHUNK_ROWS, chunk_at, make_id
 
 __all__ = [
     "ACK_WAIT",
@@ -435,12 +435,13 @@ class NatsDurableSubscription:
             rows = []
         puller.in_hand = msg
         try:
-            chunk = Chunk(seq, rows, "")
-            for row in chunk.stored():
-                if self._stop.is_set() or delivery.generation != puller.generation:
+            # Each row's id-prefixed tuple is made as it is delivered, not the chunk's all at once.
+            base, stopped, deliver = make_id(seq, 0), self._stop.is_set, self._deliver_one
+            for position, row in enumerate(rows):
+                if stopped() or delivery.generation != puller.generation:
                     self._settle(msg, "nak")  # partly delivered: it goes whole to the next holder
                     return
-                self._deliver_one(row)
+                deliver((base | position, *row))
         finally:
             puller.in_hand = None
         self._done_upto = seq
