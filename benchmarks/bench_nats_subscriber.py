@@ -137,12 +137,14 @@ async def raw_drain(server_url: str, durable: str, expected: int, *, alerts: boo
 def as_alerts(rows: list[Any], base: int, update: Callable[[object], None]) -> None:
     """What a nats-py user wanting notipipe's alerts would write: each row built as its alert."""
     for position, (kind, created_at, priority, address, subject, body) in enumerate(rows):
-        at, i = {"priority": priority, "created_at": created_at}, base | position
-        update(
-            EmailMessage(address, subject, body, **at, id=i)
-            if kind == "email"
-            else SMSMessage(address, body, **at, id=i)
-        )
+        if kind == "email":
+            update(
+                EmailMessage(
+                    address, subject, body, priority=priority, created_at=created_at, id=base | position
+                )
+            )
+        else:
+            update(SMSMessage(address, body, priority=priority, created_at=created_at, id=base | position))
 
 
 def notipipe_drain(url: str, durable: str, expected: int) -> tuple[float, float]:
