@@ -7,7 +7,8 @@ messages, end_to_end, scaling), on this interpreter, both twins (compiled and pu
 side by side) against the peers that are installed; writes ``<out>/<tag>.json``,
 ``<out>/<tag>.md`` (tables, ratios, target checks) and ``<out>/<tag>.png`` (chart), where
 ``<tag>`` names the interpreter. ``--only`` picks families and the standalone benchmarks
-(async, batch_delivery, store, pg, pg_subscriber, dashboard; each run as its own process) and
+(async, batch_delivery, store, pg, pg_subscriber, nats, nats_subscriber, dashboard; each run as
+its own process) and
 prints their tables, writing nothing: a partial run is not a results file. ``--quick`` shrinks
 every size (a smoke test, not a measurement).
 """
@@ -54,6 +55,8 @@ STANDALONE: dict[str, tuple[str, list[str]]] = {
     "store": ("bench_store.py", ["--alerts", "2000", "--repeats", "1"]),
     "pg": ("bench_pg.py", ["--alerts", "1000", "--repeats", "1"]),
     "pg_subscriber": ("bench_pg_subscriber.py", ["--alerts", "1000", "--writers", "1"]),
+    "nats": ("bench_nats.py", ["--quick"]),
+    "nats_subscriber": ("bench_nats_subscriber.py", ["--quick"]),
     "dashboard": ("bench_dashboard.py", ["--alerts", "2000"]),
 }
 
