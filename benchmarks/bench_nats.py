@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,10 @@ async def raw_publish(
         raise errors[0]
 
 
+def run_raw(publish: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(publish())
+
+
 def notipipe_save(url: str, messages: Sequence[EmailMessage | SMSMessage], observers: int) -> None:
     db = DatabaseConnection(url)
     for _ in range(observers):
@@ -122,7 +127,7 @@ def processes(mode: str, server_url: str, n: int, args: argparse.Namespace) -> f
     cmd += ["--chunk", str(args.chunk), "--window", str(args.window), "--observers", str(args.observers)]
     asyncio.run(purge(server_url))
     spans = run_together(cmd, n, timeout=600)
-    return n * args.alerts / (max(e for _, e in spans) - min(s for s, _ in spans))
+    return float(n * args.alerts / (max(e for _, e in spans) - min(s for s, _ in spans)))
 
 
 def run(server_url: str, args: argparse.Namespace) -> tuple[dict[str, float], float]:
@@ -132,11 +137,13 @@ def run(server_url: str, args: argparse.Namespace) -> tuple[dict[str, float], fl
     url = target(server_url)
     create_stream(server_url)
     one: dict[str, Callable[[], object]] = {}
-    for source, items in ((FROM_ALERTS, messages), (FROM_ROWS, rows)):
+    sources: tuple[tuple[str, Sequence[Any]], ...] = ((FROM_ALERTS, messages), (FROM_ROWS, rows))
+    for source, items in sources:
         for w in sorted({1, args.window}):
-            one[f"raw nats-py, {source}, {w} in flight"] = lambda items=items, w=w, a=items is messages: (
-                asyncio.run(raw_publish(server_url, items, args.chunk, w, alerts=a))
+            publish = functools.partial(
+                raw_publish, server_url, items, args.chunk, w, alerts=items is messages
             )
+            one[f"raw nats-py, {source}, {w} in flight"] = functools.partial(run_raw, publish)
     fanout = f" + fan-out to {args.observers}" if args.observers else ""
     one[f"notipipe save_many{fanout}"] = lambda: notipipe_save(url, messages, args.observers)
     samples: dict[str, list[float]] = {name: [] for name in one}
