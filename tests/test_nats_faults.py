@@ -49,16 +49,19 @@ def test_a_server_killed_and_restarted_mid_stream_stores_every_flushed_alert_onc
     child = spawn(impl, "tests._nats_children", "write", url, str(count), str(chunk))
     lines: queue.Queue[str] = queue.Queue()
     assert child.stdout is not None
-    threading.Thread(target=lambda: [lines.put(line) for line in child.stdout or ()], daemon=True).start()
+
+    def read_lines() -> None:
+        for line in child.stdout or ():
+            lines.put(line)
+
+    threading.Thread(target=read_lines, daemon=True).start()
     try:
         kills = 0
         while True:
             try:
                 line = lines.get(timeout=60)
             except queue.Empty:
-                pytest.fail(
-                    f"the writer stalled after {kills} server restarts (no line from it for 60 s)"
-                )
+                pytest.fail(f"the writer stalled after {kills} server restarts (no line from it for 60 s)")
             if line.startswith("flushed") and int(line.split()[1]) in (2_000, 7_000, 13_000, 18_000):
                 nats_own_server.restart()  # kill -9, then start on the same store and port
                 kills += 1
