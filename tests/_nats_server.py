@@ -54,18 +54,23 @@ def _free_port() -> int:
 class NatsServer:
     """One ``nats-server`` process and its store; ``url`` is ``nats://127.0.0.1:PORT``."""
 
-    def __init__(self, binary: Path | None = None, *, max_store: int | None = None) -> None:
+    def __init__(
+        self, binary: Path | None = None, *, max_store: int | None = None, sync_always: bool = True
+    ) -> None:
+        # ``sync_always=False`` only for servers that predate ``sync_interval`` (Debian's 2.9,
+        # started to be refused as too old).
         self.binary = binary or find_binary()
         self.dir = Path(tempfile.mkdtemp(prefix="notipipe-nats-"))
         self.port = _free_port()
         self.monitor_port = _free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         limits = f", max_file_store: {max_store}" if max_store else ""
+        sync = ", sync_interval: always" if sync_always else ""
         self.config = self.dir / "server.conf"
         self.config.write_text(
             f"listen: 127.0.0.1:{self.port}\n"
             f"http: 127.0.0.1:{self.monitor_port}\n"
-            f'jetstream {{ store_dir: "{self.dir / "store"}", sync_interval: always{limits} }}\n'
+            f'jetstream {{ store_dir: "{self.dir / "store"}"{sync}{limits} }}\n'
         )
         self.log = self.dir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None

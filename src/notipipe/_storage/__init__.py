@@ -3,7 +3,8 @@
 ``backend`` is what a backend is to the rest of notipipe (``Backend``); ``interface`` how a store
 is configured (``StoreOptions``) and read (``Storage``); ``group_commit`` the queue and writer
 thread the stores share (``GroupCommitStore``). Each backend is a folder with a ``BACKEND``
-object: ``sqlite`` (a file, or ``":memory:"``), ``postgresql`` (a ``postgresql://`` URL). A
+object: ``sqlite`` (a file, or ``":memory:"``), ``postgresql`` (a ``postgresql://`` URL), ``nats``
+(a ``nats://host:port/STREAM`` URL: a JetStream stream). A
 backend's driver is imported only when a target of the backend is used.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from notipipe._errors import ConfigurationError
+from notipipe._storage.nats.backend import BACKEND as _NATS
 from notipipe._storage.postgresql.backend import BACKEND as _POSTGRESQL
 from notipipe._storage.sqlite.backend import BACKEND as _SQLITE
 from notipipe._storage.urls import redact, scheme_of
@@ -23,7 +25,7 @@ __all__ = ["BACKENDS", "backend_for", "known_targets"]
 
 #: Every backend, asked in this order: the URL backends first, the file backend last (it takes
 #: any target that is no URL). A new backend is one more entry here.
-BACKENDS: tuple[Backend, ...] = (_POSTGRESQL, _SQLITE)
+BACKENDS: tuple[Backend, ...] = (_POSTGRESQL, _NATS, _SQLITE)
 
 #: How the file backend is named among the schemes.
 _FILE: Final = "a SQLite file path"

@@ -1,0 +1,247 @@
+# cython: language_level=3, freethreading_compatible=True
+"""Compiled chunk codec: the twin of ``_chunk_py.py`` (the type truth and the layout's
+description), byte for byte the same, with the same errors.
+
+``encode_chunk`` checks every row and sums the chunk's size first, then allocates the bytes
+object once and writes into it in C; ``decode_chunk`` walks the buffer with a C pointer. The rows
+are copied into a tuple first, so another thread changing the caller's list cannot change what
+is measured between the two passes.
+"""
+
+cimport cython
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport int64_t, uint64_t, uint8_t
+from libc.string cimport memcpy
+
+__all__ = ["MAGIC", "VERSION", "decode_chunk", "encode_chunk"]
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+
+MAGIC = b"NP"
+VERSION = 1
+cdef uint8_t _VERSION = 1
+cdef str _EMAIL = "email"
+cdef str _SMS = "sms"
+
+
+cdef inline Py_ssize_t _varint_size(uint64_t value) noexcept nogil:
+    cdef Py_ssize_t n = 1
+    while value >= 0x80:
+        value >>= 7
+        n += 1
+    return n
+
+
+cdef inline uint8_t* _put_varint(uint8_t* out, uint64_t value) noexcept nogil:
+    while value >= 0x80:
+        out[0] = <uint8_t>((value & 0x7F) | 0x80)
+        out += 1
+        value >>= 7
+    out[0] = <uint8_t>value
+    return out + 1
+
+
+cdef inline uint8_t* _put_double(uint8_t* out, double value) noexcept nogil:
+    cdef uint64_t bits
+    cdef int i
+    memcpy(&bits, &value, 8)
+    for i in range(8):
+        out[i] = <uint8_t>(bits >> (8 * i))
+    return out + 8
+
+
+cdef inline uint8_t* _put_string(uint8_t* out, const char* text, Py_ssize_t n) noexcept nogil:
+    out = _put_varint(out, <uint64_t>n)
+    memcpy(out, text, n)
+    return out + n
+
+
+cdef inline Py_ssize_t _text_size(object text) except -1:
+    cdef Py_ssize_t n
+    if type(text) is not str:
+        raise TypeError(f"a chunk row's text must be str, got {type(text).__name__}")
+    PyUnicode_AsUTF8AndSize(text, &n)
+    return _varint_size(<uint64_t>n) + n
+
+
+cdef inline uint8_t* _write_text(uint8_t* out, object text):
+    cdef Py_ssize_t n
+    cdef const char* utf8 = PyUnicode_AsUTF8AndSize(text, &n)
+    return _put_string(out, utf8, n)
+
+
+cdef inline uint64_t _zigzag(int64_t value) noexcept nogil:
+    return (<uint64_t>value << 1) ^ <uint64_t>(value >> 63)
+
+
+cdef int64_t _priority(object priority) except? -1:
+    cdef int overflow = 0
+    cdef long long value
+    if not isinstance(priority, int):
+        raise TypeError(f"a chunk row's priority must be int, got {type(priority).__name__}")
+    value = PyLong_AsLongLongAndOverflow(priority, &overflow)
+    if overflow:
+        raise ValueError(f"a chunk row's priority must fit in 64 bits, got {priority}")
+    return value
+
+
+cdef inline int64_t _as_int64(object value) except? -1:
+    # Checked by _priority in the first pass already; the tuple cannot have changed since.
+    cdef int overflow = 0
+    return PyLong_AsLongLongAndOverflow(value, &overflow)
+
+
+def encode_chunk(rows):
+    """The bytes of ``rows``: see ``_chunk_py.encode_chunk``."""
+    cdef tuple items = tuple(rows)
+    cdef Py_ssize_t count = len(items)
+    cdef Py_ssize_t size = 3 + _varint_size(<uint64_t>count)
+    cdef Py_ssize_t i
+    cdef object row, kind, created_at
+    cdef list priorities = []
+    cdef int64_t priority
+    for i in range(count):
+        row = items[i]
+        if type(row) is not tuple or len(<tuple>row) != 6:
+            raise TypeError(f"a chunk row must be a tuple of 6 items, got {type(row).__name__}")
+        kind = (<tuple>row)[0]
+        if type(kind) is not str:
+            raise TypeError(f"a chunk row's kind must be str, got {type(kind).__name__}")
+        size += 1
+        if kind != _EMAIL and kind != _SMS:
+            size += _text_size(kind)
+        created_at = (<tuple>row)[1]
+        if not isinstance(created_at, float):
+            raise TypeError(f"a chunk row's created_at must be float, got {type(created_at).__name__}")
+        size += 8
+        priority = _priority((<tuple>row)[2])
+        size += _varint_size(_zigzag(priority))
+        size += _text_size((<tuple>row)[3])
+        size += _text_size((<tuple>row)[4])
+        size += _text_size((<tuple>row)[5])
+    cdef bytes result = PyBytes_FromStringAndSize(NULL, size)
+    cdef uint8_t* out = <uint8_t*>PyBytes_AS_STRING(result)
+    out[0] = 78  # 'N'
+    out[1] = 80  # 'P'
+    out[2] = _VERSION
+    out = _put_varint(out + 3, <uint64_t>count)
+    for i in range(count):
+        row = items[i]
+        kind = (<tuple>row)[0]
+        if kind == _EMAIL:
+            out[0] = 1
+            out += 1
+        elif kind == _SMS:
+            out[0] = 2
+            out += 1
+        else:
+            out[0] = 0
+            out = _write_text(out + 1, kind)
+        out = _put_double(out, <double>(<tuple>row)[1])
+        out = _put_varint(out, _zigzag(_as_int64((<tuple>row)[2])))
+        out = _write_text(out, (<tuple>row)[3])
+        out = _write_text(out, (<tuple>row)[4])
+        out = _write_text(out, (<tuple>row)[5])
+    return result
+
+
+@cython.final
+cdef class _Reader:
+    cdef const uint8_t* data
+    cdef Py_ssize_t size
+    cdef Py_ssize_t pos
+
+    cdef int byte(self) except -1:
+        if self.pos >= self.size:
+            raise ValueError(f"notipipe chunk truncated at byte {self.pos}")
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    cdef uint64_t varint(self) except? 0xFFFFFFFFFFFFFFFF:
+        cdef uint64_t value = 0
+        cdef int shift = 0
+        cdef int b
+        while True:
+            b = self.byte()
+            if shift >= 64 or (shift == 63 and (b & 0x7F) > 1):
+                raise ValueError(f"notipipe chunk has a varint longer than 64 bits at byte {self.pos}")
+            value |= (<uint64_t>(b & 0x7F)) << shift
+            if b < 0x80:
+                return value
+            shift += 7
+
+    cdef Py_ssize_t need(self, uint64_t n) except -1:
+        if n > <uint64_t>(self.size - self.pos):
+            raise ValueError(f"notipipe chunk truncated at byte {self.size}")
+        return <Py_ssize_t>n
+
+    cdef double double(self) except? -1.0:
+        cdef uint64_t bits = 0
+        cdef double value
+        cdef int i
+        self.need(8)
+        for i in range(8):
+            bits |= (<uint64_t>self.data[self.pos + i]) << (8 * i)
+        self.pos += 8
+        memcpy(&value, &bits, 8)
+        return value
+
+    cdef str string(self):
+        cdef Py_ssize_t n = self.need(self.varint())
+        cdef Py_ssize_t start = self.pos
+        self.pos += n
+        try:
+            return PyUnicode_DecodeUTF8(<const char*>(self.data + start), n, NULL)
+        except UnicodeDecodeError:
+            raise ValueError(f"notipipe chunk holds text that is not UTF-8 at byte {start}") from None
+
+
+def decode_chunk(data):
+    """The rows of a chunk: see ``_chunk_py.decode_chunk``."""
+    cdef bytes buffer = bytes(data)
+    cdef Py_ssize_t size = len(buffer)
+    if buffer[:2] != MAGIC:
+        raise ValueError("not a notipipe chunk (its first bytes are not b'NP')")
+    if size < 3:
+        raise ValueError("notipipe chunk truncated at byte 2")
+    if buffer[2] != VERSION:
+        raise ValueError(
+            f"notipipe chunk version {buffer[2]} is unknown: this notipipe reads version {VERSION};"
+            " a newer notipipe wrote it"
+        )
+    cdef _Reader reader = _Reader.__new__(_Reader)
+    reader.data = <const uint8_t*>PyBytes_AS_STRING(buffer)
+    reader.size = size
+    reader.pos = 3
+    cdef uint64_t count = reader.varint()
+    cdef uint64_t i
+    cdef int code
+    cdef object kind
+    cdef double created_at
+    cdef uint64_t zigzag
+    cdef int64_t priority
+    cdef list rows = []
+    for i in range(count):
+        code = reader.byte()
+        if code == 0:
+            kind = reader.string()
+        elif code == 1:
+            kind = _EMAIL
+        elif code == 2:
+            kind = _SMS
+        else:
+            raise ValueError(f"notipipe chunk has an unknown kind code {code} at byte {reader.pos - 1}")
+        created_at = reader.double()
+        zigzag = reader.varint()
+        priority = <int64_t>((zigzag >> 1) ^ (0 - (zigzag & 1)))
+        address = reader.string()
+        subject = reader.string()
+        body = reader.string()
+        rows.append((kind, created_at, priority, address, subject, body))
+    if reader.pos != size:
+        raise ValueError(f"notipipe chunk has {size - reader.pos} bytes after its last row")
+    return rows

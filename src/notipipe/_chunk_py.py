@@ -1,0 +1,159 @@
+"""A chunk of alerts as one JetStream message's bytes: the pure twin (the type truth) of
+``_chunk_c.pyx``, byte for byte the same.
+
+Layout, version 1 (every integer little-endian; a *varint* is unsigned LEB128, 7 bits a byte):
+
+* ``b"NP"`` (magic), one version byte (``1``), the row count as a varint;
+* per row: a kind byte (``1`` email, ``2`` sms, ``0`` another kind, its name following as a
+  string), ``created_at`` as an 8-byte IEEE double, the priority as a zigzag varint (one byte from
+  -64 to 63), then address, subject and body, each a string: its UTF-8 length as a varint, then
+  the UTF-8 bytes.
+
+A row is ``(kind, created_at, priority, address, subject, body)``, as the group-commit writer
+builds them. A reader meeting another version raises ``ValueError`` naming it: a chunk is never
+guessed at.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Final
+
+__all__ = ["MAGIC", "VERSION", "decode_chunk", "encode_chunk"]
+
+#: (kind, created_at, priority, address, subject, body): one stored message.
+type Row = tuple[str, float, int, str, str, str]
+
+MAGIC: Final = b"NP"
+VERSION: Final = 1
+_KIND_CODES: Final = {"email": 1, "sms": 2}
+_KINDS: Final = {1: "email", 2: "sms"}
+_DOUBLE: Final = struct.Struct("<d")
+#: A priority beyond int64 has no zigzag varint of 10 bytes; the writer never builds one.
+_INT64: Final = 2**63
+
+
+def _varint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _string(out: bytearray, text: str) -> None:
+    data = text.encode("utf-8")
+    _varint(out, len(data))
+    out += data
+
+
+def encode_chunk(rows: Iterable[Row]) -> bytes:
+    """The bytes of ``rows`` (see the module's layout). ``TypeError``/``ValueError`` for a row
+    that is not ``(str, float, int, str, str, str)``; ``UnicodeEncodeError`` for text holding a
+    lone surrogate."""
+    items = tuple(rows)
+    out = bytearray(MAGIC)
+    out.append(VERSION)
+    _varint(out, len(items))
+    for row in items:
+        if type(row) is not tuple or len(row) != 6:
+            raise TypeError(f"a chunk row must be a tuple of 6 items, got {type(row).__name__}")
+        kind, created_at, priority, address, subject, body = row
+        if type(kind) is not str:
+            raise TypeError(f"a chunk row's kind must be str, got {type(kind).__name__}")
+        code = _KIND_CODES.get(kind, 0)
+        out.append(code)
+        if not code:
+            _string(out, kind)
+        if not isinstance(created_at, float):
+            raise TypeError(f"a chunk row's created_at must be float, got {type(created_at).__name__}")
+        out += _DOUBLE.pack(created_at)
+        if not isinstance(priority, int):
+            raise TypeError(f"a chunk row's priority must be int, got {type(priority).__name__}")
+        if not -_INT64 <= priority < _INT64:
+            raise ValueError(f"a chunk row's priority must fit in 64 bits, got {priority}")
+        _varint(out, ((priority << 1) ^ (priority >> 63)) & (2**64 - 1))
+        for text in (address, subject, body):
+            if type(text) is not str:
+                raise TypeError(f"a chunk row's text must be str, got {type(text).__name__}")
+            _string(out, text)
+    return bytes(out)
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise ValueError(f"notipipe chunk truncated at byte {self.pos}")
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def varint(self) -> int:
+        value = shift = 0
+        while True:
+            b = self.byte()
+            if shift >= 64 or (shift == 63 and b & 0x7F > 1):
+                raise ValueError(f"notipipe chunk has a varint longer than 64 bits at byte {self.pos}")
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value
+            shift += 7
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise ValueError(f"notipipe chunk truncated at byte {len(self.data)}")
+        piece = self.data[self.pos : end]
+        self.pos = end
+        return piece
+
+    def string(self) -> str:
+        n = self.varint()
+        piece = self.take(n)
+        try:
+            return piece.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"notipipe chunk holds text that is not UTF-8 at byte {self.pos - n}") from None
+
+
+def decode_chunk(data: bytes) -> list[Row]:
+    """The rows of a chunk ``encode_chunk`` made; ``ValueError`` for anything else (another
+    magic, an unknown version, truncated or trailing bytes)."""
+    data = bytes(data)
+    if data[:2] != MAGIC:
+        raise ValueError("not a notipipe chunk (its first bytes are not b'NP')")
+    if len(data) < 3:
+        raise ValueError("notipipe chunk truncated at byte 2")
+    if data[2] != VERSION:
+        raise ValueError(
+            f"notipipe chunk version {data[2]} is unknown: this notipipe reads version {VERSION};"
+            " a newer notipipe wrote it"
+        )
+    reader = _Reader(data)
+    reader.pos = 3
+    count = reader.varint()
+    rows: list[Row] = []
+    for _ in range(count):
+        code = reader.byte()
+        if code == 0:
+            kind = reader.string()
+        elif code in _KINDS:
+            kind = _KINDS[code]
+        else:
+            raise ValueError(f"notipipe chunk has an unknown kind code {code} at byte {reader.pos - 1}")
+        (created_at,) = _DOUBLE.unpack(reader.take(8))
+        zigzag = reader.varint()
+        priority = (zigzag >> 1) ^ -(zigzag & 1)
+        address = reader.string()
+        subject = reader.string()
+        body = reader.string()
+        rows.append((kind, created_at, priority, address, subject, body))
+    if reader.pos != len(data):
+        raise ValueError(f"notipipe chunk has {len(data) - reader.pos} bytes after its last row")
+    return rows

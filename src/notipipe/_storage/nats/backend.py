@@ -1,0 +1,102 @@
+"""The NATS JetStream backend object (``notipipe._storage.backend.Backend``): ``nats://`` URLs.
+
+The durable subscriptions (``durable_subscription``, ``subscriptions``) are to be the
+``subscribers`` module's (JetStream durable consumers, being written); until it exists this
+backend says, as the protocol lets a backend, that it keeps no durable names.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Final
+
+from notipipe._errors import ConfigurationError
+from notipipe._storage.nats.client import import_nats, is_nats_url, parse_target, redact
+
+if TYPE_CHECKING:
+    from notipipe._storage.backend import Backend, DurableHandle, StoredRow, SubscriptionInfo
+    from notipipe._storage.group_commit import GroupCommitStore, Row
+    from notipipe._storage.interface import StoreOptions
+
+__all__ = ["BACKEND", "NatsBackend"]
+
+
+class NatsBackend:
+    """A JetStream stream: chunks stored in one order, so ids follow commits."""
+
+    name = "nats"
+    schemes: tuple[str, ...] = ("nats",)
+    # Durability is the server's setting (its sync_interval, the stream's replicas).
+    options = frozenset({"batch_size", "max_delay", "deliver", "busy_timeout"})
+    #: An idle follower asks the stream for news this often (one small request each time).
+    follow_poll = 0.05
+    ids_follow_commits = True
+
+    def claims(self, target: str) -> bool:
+        return is_nats_url(target)
+
+    def normalize(self, target: str) -> str:
+        return target
+
+    def shown(self, target: str) -> str:
+        return redact(target)
+
+    def check(self, target: str) -> None:
+        """A malformed URL (``ValueError`` naming the expected form) or no nats-py
+        (``ConfigurationError``: pip install 'notipipe[nats]')."""
+        parse_target(target)
+        import_nats()
+
+    def exists(self, target: str) -> bool:
+        return True  # a reader finds what the stream holds; a missing stream is made empty
+
+    def open(
+        self,
+        target: str,
+        options: StoreOptions,
+        to_rows: Callable[[list[object]], list[Row]],
+        on_commit: Callable[[list[object], list[int]], object] | None,
+    ) -> GroupCommitStore:
+        from notipipe._storage.nats.store import NatsStore
+
+        return NatsStore(target, to_rows, options, on_commit=on_commit)
+
+    def follow_rows(
+        self,
+        target: str,
+        store: GroupCommitStore,
+        after_id: int,
+        *,
+        page: int,
+        poll: float,
+        stop: threading.Event,
+    ) -> Iterator[list[StoredRow]]:
+        # A follower reads on a connection of its own: a store's connection carries its writes.
+        from notipipe._storage.nats.follow import follow_rows
+
+        return follow_rows(target, after_id, page, poll, stop)
+
+    def durable_subscription(
+        self,
+        target: str,
+        name: str,
+        observer: object,
+        to_message: Callable[[StoredRow], object],
+        error_handler: Callable[[], object],
+        *,
+        page: int,
+        poll: float,
+    ) -> DurableHandle:
+        raise ConfigurationError(
+            f"{redact(target)}: durable subscriptions on NATS are not available in this build"
+        )
+
+    def subscriptions(self, target: str) -> list[SubscriptionInfo]:
+        return []
+
+
+BACKEND: Final = NatsBackend()
+
+if TYPE_CHECKING:
+    _checked: Backend = BACKEND

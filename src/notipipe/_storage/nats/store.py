@@ -1,0 +1,414 @@
+"""``NatsStore``: every accepted alert kept in a NATS JetStream stream, chunks of alerts per message.
+
+The queue, the group commit, back-pressure and the reports are ``GroupCommitStore``'s, as for
+SQLite and PostgreSQL. Here is what JetStream changes:
+
+* The target is ``nats://[user:password@]host:port/STREAM[?options]``. The alerts go to the
+  subject ``notipipe.<STREAM>`` of the stream ``STREAM``, which is created on first use if
+  missing, with the URL's options as its limits:
+
+  ``max_age`` (``45s``, ``30m``, ``12h``, ``7d``, ``2w``), ``max_bytes`` (``512MB``, ``10GB``:
+  powers of 1024), ``max_msgs`` (chunks, not alerts), ``replicas``, ``retention``
+  (``limits``/``interest``/``workqueue``), ``discard`` (``old``: the server drops the oldest
+  chunks at a limit, as retention; ``new``: it refuses new ones, and ``flush`` reports it),
+  ``duplicate_window`` (the de-duplication window, see below), ``storage`` (``file``/``memory``).
+
+  An existing stream is used as it is, never changed; an option the URL gives that differs from
+  the stream's setting is an error naming both.
+* A batch is published as chunks (``codec``: at most ``MAX_CHUNK_ROWS`` alerts and the server's
+  ``max_payload`` each), all at once, each with the header ``Nats-Msg-Id`` (a random prefix of
+  this store and a counter) and ``Notipipe-Origin`` (host and process). The batch commits once the
+  server acknowledged every chunk. A chunk whose acknowledgement did not come is sent again with
+  the same id, so the server stores it once even if it had stored it before: re-sends are
+  de-duplicated within the stream's ``duplicate_window`` (two minutes unless set), which bounds
+  how late a re-send may come; an outage longer than it can store a chunk twice.
+* The server unreachable (down, restarting, JetStream not ready) is a *wait*: the connection
+  reconnects forever, the writer keeps its batch and retries with backoff, producers block once
+  the queue is full, ``flush(timeout)`` raises ``TimeoutError``, a warning is logged once the
+  outage passes ``busy_timeout``.
+* A stream limit reached with ``discard=new`` (``max_bytes``, ``max_msgs``), or the server's own
+  store full: the server refuses the chunk; ``flush`` and waiting producers raise
+  ``StorageError`` naming the limit, and the alerts stay queued and retried: notipipe discards
+  nothing.
+* An alert larger than the server's ``max_payload`` alone is refused alone, as a row a database
+  refuses (reported by the next ``flush``).
+* Ids: ``seq << 16 | position`` (``reader``): ordered as stored, resumable, an int64.
+* Reads go to the stream (``reader``): ``last``/``after`` read the chunks they need; the counts,
+  ``time_range`` and ``origins`` read the whole stream (one round trip per chunk: a large stream
+  takes a while); ``size_bytes`` is the stream's byte count.
+
+The connection runs on an asyncio loop of the store's own (``client``); reads and the writer
+share it. nats-py is imported when a store is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, ClassVar, Final
+
+from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
+from notipipe._limits import TIME_LIMIT
+from notipipe._storage.group_commit import _MAX_ID, GroupCommitStore, Row, describe, leak
+from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
+from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, import_nats, parse_target, redact
+from notipipe._storage.nats.codec import CODEC
+from notipipe._storage.nats.reader import (
+    MAX_CHUNK_ROWS,
+    ORIGIN_HEADER,
+    Chunk,
+    chunk_at,
+    chunk_before,
+    chunks_from,
+    make_id,
+    split_id,
+)
+
+__all__ = ["NatsStore", "StreamLimitError"]
+
+#: Bytes of a message kept free for its headers (the id, the origin) under ``max_payload``.
+_HEADER_ROOM: Final = 1024
+#: JetStream error codes of a stream or account at a limit: 10077 maximum messages exceeded,
+#: 10054 (bytes), 10047 insufficient resources (the server's store full), 10027/10028 account
+#: limits. Matched by the server's description too ("maximum ... exceeded").
+_LIMIT_CODES: Final = frozenset({10047, 10054, 10077, 10027, 10028})
+
+
+class StreamLimitError(Exception):
+    """The server refused a chunk: the stream (or the server's store) is at a limit."""
+
+
+@dataclass(slots=True)
+class _Chunk:
+    msg_id: str
+    data: bytes
+    indexes: list[int]  # positions in the batch of the chunk's rows, in order
+    seq: int | None = None  # the stream sequence once acknowledged
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One batch across its attempts: its chunks keep their ids, acknowledged ones are not sent
+    again."""
+
+    rows: list[Row | None]
+    chunks: list[_Chunk] = field(default_factory=list)
+    refused: dict[int, BaseException] = field(default_factory=dict)  # when it was chunked
+
+
+class NatsStore(GroupCommitStore):
+    """A NATS JetStream-backed queue of messages with a group-committing writer thread (see the
+    module's docstring). ``codec`` is the chunk codec twin (default: this process's)."""
+
+    _table: ClassVar[str] = ""
+    _param: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        url: str,
+        to_rows: Callable[[list[object]], list[Row]],
+        options: StoreOptions = DEFAULT_OPTIONS,
+        *,
+        on_commit: Callable[[list[Any], list[int]], object] | None = None,
+        max_pending: int | None = None,
+        codec: ModuleType | None = None,
+    ) -> None:
+        self._target = parse_target(url)
+        self._nats = import_nats()
+        self._codec = codec or CODEC
+        self._client = NatsClient(self._target, f"notipipe {os.getpid()}@{socket.gethostname()}")
+        self._prefix = uuid.uuid4().hex[:20]
+        self._ids = itertools.count(1)
+        self._attempt: _Attempt | None = None
+        self._origin = f"{socket.gethostname()} {os.getpid()}"
+        super().__init__(redact(url), to_rows, options, on_commit=on_commit, max_pending=max_pending)
+
+    # -- the connection --------------------------------------------------------------------------
+
+    def _connected(self) -> NatsClient:
+        """The client, connected (it reconnects by itself afterwards)."""
+        client = self._client
+        if not client.connected:
+            try:
+                client.connect(REQUEST_TIMEOUT)
+            except ConfigurationError as error:
+                raise StorageError(self.path, str(error)) from None
+        return client
+
+    def _open_writer(self) -> None:
+        """The first connection, made by the first save: an error at once if the server answers
+        and cannot be used (too old, the stream's settings); if it cannot be reached, the writer
+        connects later, waiting as for any outage."""
+        try:
+            self._connected()
+        except StorageError:
+            raise
+        except Exception as error:  # noqa: BLE001 - sorted out below
+            if not self._is_wait(error):
+                raise StorageError(self.path, f"cannot connect: {describe(error)}") from None
+
+    def _close_writer_conn(self) -> None:
+        with self._write_lock:
+            self._client.close()
+
+    def _close_reader(self) -> None:
+        pass  # the reads share the writer's connection, closed with it
+
+    def _forget_connections(self) -> None:
+        # In a forked child: the parent's loop thread is not there; keep its objects alive.
+        leak(self._client)
+        self._client = NatsClient(self._target, f"notipipe {os.getpid()}@{socket.gethostname()}")
+        self._prefix = uuid.uuid4().hex[:20]
+        self._attempt = None
+
+    # -- what counts as what ---------------------------------------------------------------------
+
+    def _is_wait(self, error: BaseException) -> bool:
+        """The server cannot be reached, is restarting, or JetStream is not ready yet."""
+        errors = self._nats.errors
+        waits = (
+            TimeoutError,
+            OSError,
+            errors.ConnectionClosedError,
+            errors.NoServersError,
+            errors.NoRespondersError,
+            errors.OutboundBufferLimitError,
+            errors.StaleConnectionError,
+            errors.ConnectionReconnectingError,
+            self._nats.js.errors.ServiceUnavailableError,
+        )
+        return isinstance(error, waits)
+
+    def _is_retryable(self, error: BaseException) -> bool:
+        return isinstance(
+            error,
+            (self._nats.errors.Error, StreamLimitError, StorageError, OSError, TimeoutError, MemoryError),
+        ) or self._is_wait(error)
+
+    def _probe(self, row: Row) -> BaseException | None:
+        return None  # a stream takes any bytes: only an alert over max_payload is refused
+
+    # -- the batch ---------------------------------------------------------------------------------
+
+    def _write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
+        client = self._connected()
+        attempt = self._attempt
+        if attempt is None or attempt.rows is not rows:
+            before = dict(refused)
+            attempt = self._attempt = _Attempt(rows, self._chunks(rows, refused, client.max_payload))
+            attempt.refused = {i: e for i, e in refused.items() if i not in before}
+        refused.update(attempt.refused)
+        unsent = [chunk for chunk in attempt.chunks if chunk.seq is None]
+        if unsent:
+            results = client.call(
+                lambda: asyncio.gather(*(self._publish(client, c) for c in unsent), return_exceptions=True),
+                REQUEST_TIMEOUT + 1,
+            )
+            failure: BaseException | None = None
+            for chunk, result in zip(unsent, results, strict=True):
+                if isinstance(result, BaseException):
+                    failure = failure or result
+                else:
+                    chunk.seq = int(result.seq)
+            if failure is not None:
+                raise self._limit_error(failure) or failure
+        ids = [0] * len(rows)
+        for chunk in attempt.chunks:
+            assert chunk.seq is not None
+            for position, index in enumerate(chunk.indexes):
+                ids[index] = make_id(chunk.seq, position)
+        self._attempt = None
+        return ids
+
+    async def _publish(self, client: NatsClient, chunk: _Chunk) -> Any:
+        headers = {"Nats-Msg-Id": chunk.msg_id, ORIGIN_HEADER: self._origin}
+        return await client.js.publish(
+            client.target.subject,
+            chunk.data,
+            timeout=REQUEST_TIMEOUT,
+            stream=client.target.stream,
+            headers=headers,
+        )
+
+    def _limit_error(self, error: BaseException) -> StreamLimitError | None:
+        """A refusal for a limit, as an error naming it; None for other trouble."""
+        if not isinstance(error, self._nats.js.errors.APIError):
+            return None
+        description = error.description or ""
+        if error.err_code not in _LIMIT_CODES and "exceeded" not in description:
+            return None
+        config = self._client.config
+        limits = ", ".join(
+            f"{name}={getattr(config, name)}"
+            for name in ("max_bytes", "max_msgs", "max_age")
+            if getattr(config, name, None) not in (None, -1, 0)
+        )
+        discard = getattr(config, "discard", None)
+        discard = getattr(discard, "value", discard)  # an enum, or the server's string
+        return StreamLimitError(
+            f"stream {self._target.stream} refused a chunk: {description} (its limits: {limits or 'none'},"
+            f" discard={discard}); nothing was discarded"
+        )
+
+    def _chunks(
+        self, rows: list[Row | None], refused: dict[int, BaseException], max_payload: int
+    ) -> list[_Chunk]:
+        """The batch's rows as chunks, each with its message id; an unencodable row, or one too
+        large for any message, is added to ``refused``."""
+        limit = max(max_payload - _HEADER_ROOM, 1)
+        given = [i for i, row in enumerate(rows) if row is not None and i not in refused]
+        chunks: list[_Chunk] = []
+        for start in range(0, len(given), MAX_CHUNK_ROWS):
+            self._pack(rows, given[start : start + MAX_CHUNK_ROWS], limit, refused, chunks)
+        return chunks
+
+    def _pack(
+        self,
+        rows: list[Row | None],
+        indexes: list[int],
+        limit: int,
+        refused: dict[int, BaseException],
+        out: list[_Chunk],
+    ) -> None:
+        if not indexes:
+            return
+        try:
+            data = self._codec.encode_chunk([rows[i] for i in indexes])
+        except (TypeError, ValueError) as error:
+            if len(indexes) == 1:
+                refused[indexes[0]] = error
+                return
+            data = b""
+        else:
+            if len(data) <= limit:
+                out.append(_Chunk(f"{self._prefix}-{next(self._ids)}", data, indexes))
+                return
+            if len(indexes) == 1:
+                refused[indexes[0]] = ValueError(
+                    f"the alert takes {len(data)} bytes, more than the server's max_payload"
+                    f" ({limit + _HEADER_ROOM} bytes, headers included) allows"
+                )
+                return
+        half = len(indexes) // 2
+        self._pack(rows, indexes[:half], limit, refused, out)
+        self._pack(rows, indexes[half:], limit, refused, out)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        raise StorageError(self.path, "a NATS stream answers no SQL; use the store's read methods")
+
+    def _reader_client(self) -> NatsClient:
+        """The client, after what this process queued is committed (as every read waits)."""
+        if self._closed:
+            raise StorageClosedError(self.path)
+        if self._writer is not None and not self._on_writer_thread():
+            self._wait_for_queued()
+        return self._connected()
+
+    def _reading(self, read: Callable[[NatsClient], Any]) -> Any:
+        client = self._reader_client()
+        try:
+            return read(client)
+        except (StorageError, StorageClosedError):
+            raise
+        except Exception as error:
+            if isinstance(error, (self._nats.errors.Error, TimeoutError, OSError, ValueError)):
+                raise StorageError(self.path, f"reading failed: {describe(error)}") from None
+            raise
+
+    def _chunks_of_stream(self, client: NatsClient, upto: int | None = None) -> Iterator[Chunk]:
+        return chunks_from(client, 1, self._codec, upto=upto)
+
+    def last(self, n: int) -> list[tuple[object, ...]]:
+        def read(client: NatsClient) -> list[tuple[object, ...]]:
+            state = client.state()
+            found: list[tuple[object, ...]] = []
+            seq = int(state.last_seq)
+            while len(found) < n:
+                chunk = chunk_before(client, seq, int(state.first_seq), self._codec)
+                if chunk is None:
+                    break
+                found[:0] = chunk.stored()[-(n - len(found)) :]
+                seq = chunk.seq - 1
+            return found
+
+        return list(self._reading(read)) if n > 0 else []
+
+    def after(self, message_id: int, limit: int) -> list[tuple[object, ...]]:
+        def read(client: NatsClient) -> list[tuple[object, ...]]:
+            seq, position = split_id(max(message_id, 0))
+            found: list[tuple[object, ...]] = []
+            if seq:
+                chunk = chunk_at(client, seq, self._codec, following=False)
+                if chunk is not None:
+                    found += chunk.stored(position)[:limit]
+            for chunk in chunks_from(client, seq + 1, self._codec):
+                if len(found) >= limit:
+                    break
+                found += chunk.stored()[: limit - len(found)]
+            return found
+
+        return list(self._reading(read)) if limit > 0 else []
+
+    def count_by_kind_and_priority(self, upto_id: int | None) -> dict[tuple[str, int], int]:
+        upto = _MAX_ID if upto_id is None else upto_id
+
+        def read(client: NatsClient) -> dict[tuple[str, int], int]:
+            counts: dict[tuple[str, int], int] = {}
+            for chunk in self._chunks_of_stream(client, split_id(upto)[0]):
+                for row in chunk.stored():
+                    if int(row[0]) <= upto:  # type: ignore[call-overload]
+                        key = (str(row[1]), int(row[3]))  # type: ignore[call-overload]
+                        counts[key] = counts.get(key, 0) + 1
+            return dict(sorted(counts.items()))
+
+        return dict(self._reading(read))
+
+    def count_by_kind(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for (kind, _), n in self.count_by_kind_and_priority(None).items():
+            counts[kind] = counts.get(kind, 0) + n
+        return dict(sorted(counts.items()))
+
+    def count_by_priority(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for (_, priority), n in self.count_by_kind_and_priority(None).items():
+            counts[priority] = counts.get(priority, 0) + n
+        return dict(sorted(counts.items()))
+
+    def time_range(self) -> tuple[float | None, float | None]:
+        def read(client: NatsClient) -> tuple[float | None, float | None]:
+            first: float | None = None
+            last: float | None = None
+            for chunk in self._chunks_of_stream(client):
+                for row in chunk.rows:
+                    at = row[1]
+                    if 0 <= at < TIME_LIMIT:
+                        first = at if first is None else min(first, at)
+                        last = at if last is None else max(last, at)
+            return first, last
+
+        first, last = self._reading(read)
+        return first, last
+
+    def size_bytes(self) -> int:
+        return int(self._reading(lambda client: int(client.state().bytes)))
+
+    def origins(self) -> list[tuple[str, int, int]]:
+        def read(client: NatsClient) -> list[tuple[str, int, int]]:
+            hosts: dict[str, tuple[set[str], int]] = {}
+            for chunk in self._chunks_of_stream(client):
+                host, _, pid = chunk.origin.rpartition(" ")
+                pids, n = hosts.get(host, (set(), 0))
+                pids.add(pid)
+                hosts[host] = (pids, n + len(chunk.rows))
+            return [(host, len(pids), n) for host, (pids, n) in sorted(hosts.items())]
+
+        return list(self._reading(read))

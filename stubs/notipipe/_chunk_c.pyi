@@ -1,0 +1,14 @@
+# Stubs for the compiled chunk codec; kept honest by `python -m mypy.stubtest notipipe`.
+# The annotated pure twin, notipipe/_chunk_py.py, is the type truth these mirror.
+from collections.abc import Iterable
+from typing import Final
+
+__all__ = ["MAGIC", "VERSION", "decode_chunk", "encode_chunk"]
+
+type Row = tuple[str, float, int, str, str, str]
+
+MAGIC: Final[bytes]
+VERSION: Final[int]
+
+def encode_chunk(rows: Iterable[Row]) -> bytes: ...
+def decode_chunk(data: bytes) -> list[Row]: ...
