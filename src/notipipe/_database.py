@@ -309,8 +309,7 @@ class DatabaseCore:
         ``ConfigurationError`` where the backend keeps no durable names (a SQLite file);
         ``StorageError`` if the server cannot be reached.
         """
-        c = self._config
-        return [SubscriptionStatus.of(info) for info in c.backend.subscriptions(c.path)]
+        return self.target.subscriptions()
 
     @property
     def durable_count(self) -> int:
@@ -548,11 +547,12 @@ class DatabaseCore:
         id_, kind, created_at, priority, address, subject, body = row
         if created_at is None:  # the classes take None for "now": a stored alert has its own time
             raise TypeError("created_at: expected float, got NoneType None")
-        common = {"priority": priority, "created_at": created_at, "id": id_}
+        # Plain keywords, not a dict of them: every read path (last, after, follow, durable
+        # subscribers) builds each row's message here.
         if kind == "email":
-            return self._email_cls(address, subject, body, **common)  # type: ignore[arg-type]
+            return self._email_cls(address, subject, body, priority=priority, created_at=created_at, id=id_)  # type: ignore[arg-type]
         if kind == "sms":
-            return self._sms_cls(address, body, **common)  # type: ignore[arg-type]
+            return self._sms_cls(address, body, priority=priority, created_at=created_at, id=id_)  # type: ignore[arg-type]
         raise ValueError(f"kind: expected 'email' or 'sms', got {kind!r}")
 
     def _readable(self, rows: list[tuple[object, ...]]) -> list[StoredMessage]:

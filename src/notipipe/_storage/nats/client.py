@@ -48,12 +48,11 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: The oldest server notipipe accepts. What it relies on from 2.11: the durable consumer's "one
-#: active holder per name" uses 2.11's priority groups (``priority_policy: pinned_client``), and
-#: follow-from-a-time uses direct get by ``start_time`` (2.11 gives it on every stream with direct
-#: access). The writer itself needs only message-id de-duplication (2.2) and direct get (2.9);
-#: Debian's 2.9.10 is refused nonetheless (it silently ignores what newer clients rely on, such as
-#: atomic batches and per-message TTL) rather than half-working.
+#: The oldest server notipipe accepts. What it relies on from 2.11: priority groups with
+#: ``priority_policy: pinned_client``, for the durable consumer's "one active holder per name".
+#: The writer and the reads themselves need only message-id de-duplication (2.2) and direct get
+#: (2.9); Debian's 2.9.10 is refused nonetheless (it silently ignores atomic batches, which newer
+#: clients may send) rather than left half-working.
 MIN_SERVER: Final = (2, 11, 0)
 #: Each stream's alerts go to ``notipipe.<STREAM>``.
 SUBJECT_PREFIX: Final = "notipipe."
