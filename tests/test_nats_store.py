@@ -174,6 +174,60 @@ def _store(url: str, **options: Any) -> NatsStore:
     return NatsStore(url, _as_rows, StoreOptions(**options))
 
 
+def _rows_refusing_strings(batch: list[Any]) -> list[Row]:
+    """Rows as given; a str stands for a message whose row cannot be built."""
+    for item in batch:
+        if isinstance(item, str):
+            raise ValueError(f"no row for {item}")
+    return list(batch)
+
+
+def test_a_message_without_a_row_is_refused_alone_with_its_reason(nats_url: str) -> None:
+    committed: list[tuple[list[Any], list[int]]] = []
+    store = NatsStore(
+        nats_url,
+        _rows_refusing_strings,
+        StoreOptions(batch_size=100, max_delay=0),
+        on_commit=lambda batch, ids: committed.append((list(batch), list(ids))),
+    )
+    try:
+        rows = [("email", 1.0, 1, "a@example.com", "s", f"body {i}") for i in range(4)]
+        store.put_many([rows[0], rows[1], "bad", rows[2], rows[3]])
+        with pytest.raises(StorageError, match="no row for bad"):
+            store.flush()
+        assert [row[6] for row in store.after(0, 10)] == [f"body {i}" for i in range(4)]
+        ids = [i for _, batch_ids in committed for i in batch_ids]
+        assert ids[2] == 0
+        stored = ids[:2] + ids[3:]
+        assert stored == sorted(stored)
+        assert 0 not in stored
+    finally:
+        store.close()
+
+
+def test_batches_sent_ahead_commit_in_order_each_once_with_their_stored_ids(nats_url: str) -> None:
+    committed: list[tuple[list[Any], list[int]]] = []
+    store = NatsStore(
+        nats_url,
+        _as_rows,
+        StoreOptions(batch_size=100, max_delay=0),
+        on_commit=lambda batch, ids: committed.append((list(batch), list(ids))),
+    )
+    rows = [("sms", 1.0, 1, "+1", "", str(i)) for i in range(5000)]
+    try:
+        store.put_many(rows)  # 50 batches queued at once: each next one is sent ahead
+        store.flush(60)
+        assert [row for batch, _ in committed for row in batch] == rows
+        ids = [i for _, batch_ids in committed for i in batch_ids]
+        assert ids == sorted(set(ids))
+        assert 0 not in ids
+        stored = store.after(0, 10_000)
+        assert [row[0] for row in stored] == ids
+        assert [row[6] for row in stored] == [row[5] for row in rows]
+    finally:
+        store.close()
+
+
 def test_follow_sees_later_saves_in_order_with_no_gap(nats_url: str) -> None:
     store = _store(nats_url, batch_size=50, max_delay=0)
     store.put_many([("sms", 1.0, 1, "+1", "", "before")])

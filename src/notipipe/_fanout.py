@@ -73,7 +73,13 @@ def _factory(count: int, batched: int = 0) -> Callable[..., tuple[Notify, Notify
             names += [*(f"p{i}" for i in range(count - batched)), "pfailed"]
             names += [*(f"b{i}" for i in range(batched)), "bfailed"]
         params = ", ".join(names)
-    if not batched:
+    if count == 0:  # no observer: the count alone (a list's without looking at each message)
+        many = (
+            "        if type(messages) is list or type(messages) is tuple:\n"
+            "            return len(messages)\n"
+            "        return sum(1 for _ in messages)\n"
+        )
+    elif not batched:
         many = (
             "        sent = 0\n"
             "        for message in messages:\n"

@@ -19,6 +19,7 @@ into the server's time limit is split, and the writer keeps to the size that fit
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -101,6 +102,20 @@ class _Connection(Protocol):
 
     def close(self) -> None: ...
 
+
+class _Started:
+    """A batch taken off the queue, its rows built (and, by an overlapping backend, sent)."""
+
+    __slots__ = ("batch", "built", "rows")
+
+    def __init__(self, batch: list[object], rows: list[Row | None], built: dict[int, BaseException]) -> None:
+        self.batch = batch
+        self.rows = rows
+        self.built = built
+
+
+#: A sentinel no queue holds: ``_take`` pops until it has a batch, never until it meets this.
+_NEVER_QUEUED: Final = object()
 
 #: The largest id either backend stores (SQLite's row id, PostgreSQL's bigint).
 _MAX_ID = 2**63 - 1
@@ -440,6 +455,16 @@ class GroupCommitStore(ABC):
             self._reader.close()
             self._reader = None
 
+    #: True for a backend whose ``_start_write`` starts a batch's write and returns at once (NATS:
+    #: the publishes go out, the acknowledgements come later): the writer then takes and starts
+    #: the next batch, if one is ready, before it waits for the one before; batches still commit
+    #: one at a time, in order. Such a backend never splits a batch (``_is_too_big``).
+    _overlap: ClassVar[bool] = False
+
+    def _start_write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:  # noqa: B027
+        """Start writing ``rows`` without waiting (``_write_lock`` held; only if ``_overlap``);
+        ``_write`` finishes it. Trouble here is left for ``_write`` to meet and report."""
+
     @abstractmethod
     def _write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
         """Store ``rows`` in one transaction (``_write_lock`` held); return their ids.
@@ -480,11 +505,22 @@ class GroupCommitStore(ABC):
     def _write_loop(self) -> None:
         self._writer_ident = threading.get_ident()
         try:
+            following: _Started | None = None
             while True:
-                batch = self._next_batch()
-                if not batch:
-                    return  # closed and drained, or closed while the file keeps failing
-                done = self._commit(batch)
+                started, following = following, None
+                if started is None:
+                    batch = self._next_batch()
+                    if not batch:
+                        return  # closed and drained, or closed while the file keeps failing
+                    if self._overlap:
+                        started = self._start(batch)
+                if started is None:
+                    done = self._commit(batch)
+                else:
+                    # An overlapping backend sends the next batch while this one's answer is awaited.
+                    ready = self._ready_batch()
+                    following = self._start(ready) if ready else None
+                    done = self._finish(started, behind=ready)
                 if done is None:
                     self._log_lost()
                     return
@@ -528,22 +564,59 @@ class GroupCommitStore(ABC):
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            n = min(len(self._pending), limit)
-            batch = [self._pending.popleft() for _ in range(n)]
-            if self._pending:
-                self._oldest = float("-inf")  # they have waited a whole batch already: no delay
+            return self._take()
+
+    def _ready_batch(self) -> list[object]:
+        """The next batch if it is due now (full, past ``max_delay``, waited for by a flush or a
+        read, or closing); else nothing. Never waits."""
+        with self._cond:
+            n = len(self._pending)
+            due = n >= self._fit or (
+                n > 0
+                and (
+                    self._closed
+                    or self._flush_waiters > 0
+                    or time.monotonic() >= self._oldest + self.max_delay
+                )
+            )
+            return self._take() if due else []
+
+    def _take(self) -> list[object]:
+        # Called with _cond held.
+        pending = self._pending
+        if len(pending) <= self._fit:
+            batch = list(pending)
+            pending.clear()
             return batch
+        # popleft called from C (a callable iterator), not once per message from Python.
+        batch = list(itertools.islice(iter(pending.popleft, _NEVER_QUEUED), self._fit))
+        if pending:
+            self._oldest = float("-inf")  # they have waited a whole batch already: no delay
+        return batch
+
+    def _start(self, batch: list[object]) -> _Started:
+        """The batch's rows; an overlapping backend starts sending them."""
+        rows, built = self._rows(batch)
+        self._before_write()
+        if self._overlap:
+            with self._write_lock:
+                self._start_write(rows, dict(built))
+        return _Started(batch, rows, built)
 
     def _commit(self, batch: list[object]) -> tuple[list[object], list[int]] | None:
-        """Commit ``batch``, retrying while the database is busy or failing; return what was
+        """Commit ``batch``: see ``_finish``."""
+        return self._finish(self._start(batch), behind=[])
+
+    def _finish(self, started: _Started, behind: list[object]) -> tuple[list[object], list[int]] | None:
+        """Commit the started batch, retrying while the database is busy or failing; return what was
         committed and the stored ids: the whole batch, or the front of it that fits in the
         server's time limit (the rest goes back to the front of the queue).
 
         Returns None only if the store was closed while the database kept failing (close()
-        reports what was lost).
+        reports what was lost); the batch goes back to the front of the queue, ``behind`` (the
+        next batch, taken already) after it.
         """
-        rows, built = self._rows(batch)
-        self._before_write()
+        batch, rows, built = started.batch, started.rows, started.built
         delay = _BACKOFF_FIRST
         while True:
             refused = dict(built)  # each attempt finds the rows the database refuses anew
@@ -557,10 +630,12 @@ class GroupCommitStore(ABC):
                 if not (isinstance(error, _EveryRowRefusedError) or self._is_retryable(error)):
                     raise
                 if len(batch) > 1 and self._is_too_big(error):
+                    assert not behind, "an overlapping backend never splits a batch"
                     batch, rows, built = self._split(batch, rows, built, error)
                     continue
                 if not self._wait_out(error, delay, give_up=started_closed):
                     with self._cond:
+                        self._pending.extendleft(reversed(behind))
                         self._pending.extendleft(reversed(batch))
                     return None
                 delay = min(delay * 2, self._backoff_last)

@@ -17,6 +17,7 @@ import.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import re
 import threading
@@ -274,15 +275,20 @@ class NatsClient:
     def call(self, make: Callable[[], Awaitable[T]], timeout: float | None = REQUEST_TIMEOUT) -> T:
         """Run ``make()`` on the loop and wait for its result (``TimeoutError`` past ``timeout``)."""
 
-        async def run() -> T:
-            return await make()
-
-        future = asyncio.run_coroutine_threadsafe(run(), self._running_loop())
+        future = self.submit(make)
         try:
             return future.result(timeout)
         except TimeoutError:
             future.cancel()
             raise
+
+    def submit(self, make: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Start ``make()`` on the loop and return at once: its future, to wait on later."""
+
+        async def run() -> T:
+            return await make()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._running_loop())
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

@@ -18,10 +18,14 @@ SQLite and PostgreSQL. Here is what JetStream changes:
 * A batch is published as chunks (``codec``: at most ``MAX_CHUNK_ROWS`` alerts and the server's
   ``max_payload`` each), all at once, each with the header ``Nats-Msg-Id`` (a random prefix of
   this store and a counter) and ``Notipipe-Origin`` (host and process). The batch commits once the
-  server acknowledged every chunk. A chunk whose acknowledgement did not come is sent again with
-  the same id, so the server stores it once even if it had stored it before: re-sends are
-  de-duplicated within the stream's ``duplicate_window`` (two minutes unless set), which bounds
-  how late a re-send may come; an outage longer than it can store a chunk twice.
+  server acknowledged every chunk; meanwhile the writer builds, encodes and publishes the next
+  batch, if one is due (``GroupCommitStore._overlap``), and batches commit one at a time, in
+  order: ``flush`` returns once every chunk saved before it is acknowledged. A chunk whose
+  acknowledgement did not come is sent again with the same id, so the server stores it once even
+  if it had stored it before: re-sends are de-duplicated within the stream's ``duplicate_window``
+  (two minutes unless set), which bounds how late a re-send may come; an outage longer than it
+  can store a chunk twice. A chunk that never reached the server before a reconnection, sent
+  again, is stored after the chunks sent behind it: its alerts' ids are then above theirs.
 * The server unreachable (down, restarting, JetStream not ready) is a *wait*: the connection
   reconnects forever, the writer keeps its batch and retries with backoff, producers block once
   the queue is full, ``flush(timeout)`` raises ``TimeoutError``, a warning is logged once the
@@ -43,12 +47,13 @@ share it. nats-py is imported when a store is made.
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import itertools
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar, Final
@@ -80,7 +85,7 @@ _HEADER_ROOM: Final = 1024
 _LIMIT_CODES: Final = frozenset({10047, 10054, 10077, 10027, 10028})
 
 
-def _contiguous(indexes: list[int]) -> bool:
+def _contiguous(indexes: Sequence[int]) -> bool:
     """Whether increasing ``indexes`` are one run (``[5, 6, 7]``): then a slice stands for them."""
     return indexes[-1] - indexes[0] == len(indexes) - 1
 
@@ -93,8 +98,9 @@ class StreamLimitError(Exception):
 class _Chunk:
     msg_id: str
     data: bytes
-    indexes: list[int]  # positions in the batch of the chunk's rows, in order
+    indexes: Sequence[int]  # positions in the batch of the chunk's rows, in order
     seq: int | None = None  # the stream sequence once acknowledged
+    ack: concurrent.futures.Future[Any] | None = None  # its publish, sent ahead (_start_write)
 
 
 @dataclass(slots=True)
@@ -130,7 +136,7 @@ class NatsStore(GroupCommitStore):
         self._client = NatsClient(self._target, f"notipipe {os.getpid()}@{socket.gethostname()}")
         self._prefix = uuid.uuid4().hex[:20]
         self._ids = itertools.count(1)
-        self._attempt: _Attempt | None = None
+        self._attempts: dict[int, _Attempt] = {}  # by id(rows): this batch's, and the next one's
         self._origin = f"{socket.gethostname()} {os.getpid()}"
         super().__init__(redact(url), to_rows, options, on_commit=on_commit, max_pending=max_pending)
 
@@ -170,7 +176,7 @@ class NatsStore(GroupCommitStore):
         leak(self._client)
         self._client = NatsClient(self._target, f"notipipe {os.getpid()}@{socket.gethostname()}")
         self._prefix = uuid.uuid4().hex[:20]
-        self._attempt = None
+        self._attempts = {}
 
     # -- what counts as what ---------------------------------------------------------------------
 
@@ -199,30 +205,36 @@ class NatsStore(GroupCommitStore):
     def _probe(self, row: Row) -> BaseException | None:
         return None  # a stream takes any bytes: only an alert over max_payload is refused
 
+    def _check_refusals(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
+        if refused:  # with nothing refused, not every row was: no need to look at each row
+            super()._check_refusals(rows, refused)
+
     # -- the batch ---------------------------------------------------------------------------------
+
+    #: The writer publishes the next batch while this one's acknowledgements are awaited.
+    _overlap: ClassVar[bool] = True
+
+    def _start_write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
+        client = self._client
+        if not client.connected:
+            return  # the server was never reached: _write connects, and waits as for any outage
+        try:
+            attempt = self._attempt_for(rows, refused, client)
+            for chunk in attempt.chunks:
+                chunk.ack = self._send(client, chunk)
+        except Exception:  # noqa: BLE001 - _write meets the same trouble and reports it
+            pass
 
     def _write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
         client = self._connected()
-        attempt = self._attempt
-        if attempt is None or attempt.rows is not rows:
-            before = dict(refused)
-            attempt = self._attempt = _Attempt(rows, self._chunks(rows, refused, client.max_payload))
-            attempt.refused = {i: e for i, e in refused.items() if i not in before}
+        attempt = self._attempt_for(rows, refused, client)
         refused.update(attempt.refused)
-        unsent = [chunk for chunk in attempt.chunks if chunk.seq is None]
-        if unsent:
-            results = client.call(
-                lambda: asyncio.gather(*(self._publish(client, c) for c in unsent), return_exceptions=True),
-                REQUEST_TIMEOUT + 1,
-            )
-            failure: BaseException | None = None
-            for chunk, result in zip(unsent, results, strict=True):
-                if isinstance(result, BaseException):
-                    failure = failure or result
-                else:
-                    chunk.seq = int(result.seq)
-            if failure is not None:
-                raise self._limit_error(failure) or failure
+        in_flight = [
+            (chunk, chunk.ack or self._send(client, chunk)) for chunk in attempt.chunks if chunk.seq is None
+        ]
+        for chunk, _ in in_flight:
+            chunk.ack = None  # this attempt's: one that fails is sent again by the next
+        self._await_acks(in_flight)
         ids = [0] * len(rows)
         for chunk in attempt.chunks:
             assert chunk.seq is not None
@@ -232,8 +244,42 @@ class NatsStore(GroupCommitStore):
             else:
                 for position, index in enumerate(chunk.indexes):
                     ids[index] = base | position
-        self._attempt = None
+        del self._attempts[id(rows)]
         return ids
+
+    def _attempt_for(
+        self, rows: list[Row | None], refused: dict[int, BaseException], client: NatsClient
+    ) -> _Attempt:
+        """The batch's attempt: its chunks made (and their ids given) once, on the first call."""
+        attempt = self._attempts.get(id(rows))
+        if attempt is None or attempt.rows is not rows:
+            before = dict(refused)
+            attempt = _Attempt(rows, self._chunks(rows, refused, client.max_payload))
+            attempt.refused = {i: e for i, e in refused.items() if i not in before}
+            self._attempts[id(rows)] = attempt
+        return attempt
+
+    def _send(self, client: NatsClient, chunk: _Chunk) -> concurrent.futures.Future[Any]:
+        return client.submit(lambda: self._publish(client, chunk))
+
+    def _await_acks(self, in_flight: list[tuple[_Chunk, concurrent.futures.Future[Any]]]) -> None:
+        """Wait for every acknowledgement (each publish times out by itself on the loop), noting
+        each acknowledged chunk's sequence; raise the first failure once all are in."""
+        deadline = time.monotonic() + REQUEST_TIMEOUT + 1
+        failure: BaseException | None = None
+        for i, (chunk, future) in enumerate(in_flight):
+            try:
+                chunk.seq = int(future.result(max(deadline - time.monotonic(), 0.0)).seq)
+            except TimeoutError:
+                if not future.done():  # the loop itself is stuck: give up on the rest too
+                    for _, later in in_flight[i:]:
+                        later.cancel()
+                    raise
+                failure = failure or TimeoutError("no acknowledgement")
+            except Exception as error:  # noqa: BLE001 - the first one is raised below
+                failure = failure or error
+        if failure is not None:
+            raise self._limit_error(failure) or failure
 
     async def _publish(self, client: NatsClient, chunk: _Chunk) -> Any:
         headers = {"Nats-Msg-Id": chunk.msg_id, ORIGIN_HEADER: self._origin}
@@ -271,10 +317,9 @@ class NatsStore(GroupCommitStore):
         """The batch's rows as chunks, each with its message id; an unencodable row, or one too
         large for any message, is added to ``refused``."""
         limit = max(max_payload - _HEADER_ROOM, 1)
-        if refused or None in rows:
+        given: Sequence[int] = range(len(rows))
+        if refused:  # a row that could not be built (None) is in it: no need to look for Nones
             given = [i for i, row in enumerate(rows) if row is not None and i not in refused]
-        else:
-            given = list(range(len(rows)))
         chunks: list[_Chunk] = []
         for start in range(0, len(given), MAX_CHUNK_ROWS):
             self._pack(rows, given[start : start + MAX_CHUNK_ROWS], limit, refused, chunks)
@@ -283,7 +328,7 @@ class NatsStore(GroupCommitStore):
     def _pack(
         self,
         rows: list[Row | None],
-        indexes: list[int],
+        indexes: Sequence[int],
         limit: int,
         refused: dict[int, BaseException],
         out: list[_Chunk],
