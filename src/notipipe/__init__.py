@@ -25,8 +25,10 @@ from notipipe._errors import (
     ConfigurationError,
     NotipipeError,
     ReentrancyError,
+    ServerTooOldError,
     StorageClosedError,
     StorageError,
+    StreamMismatchError,
 )
 from notipipe._factory import EmailFields, MessageFactory, SMSFields
 from notipipe._limits import DEFAULT_PRIORITY, MAX_ID, MAX_PRIORITY, MAX_SMS_BODY, MAX_SUBJECT, MIN_PRIORITY
@@ -46,8 +48,10 @@ for _error in (
     LoopClosedError,
     NotipipeError,
     ReentrancyError,
+    ServerTooOldError,
     StorageClosedError,
     StorageError,
+    StreamMismatchError,
 ):
     _error.__module__ = __name__
 del _error
@@ -78,12 +82,14 @@ __all__ = [
     "ReentrancyError",
     "SMSFields",
     "SMSMessage",
+    "ServerTooOldError",
     "StorageClosedError",
     "StorageError",
     "StorageTarget",
     "StoreOptions",
     "StoreStats",
     "StoredMessage",
+    "StreamMismatchError",
     "SubscriptionStatus",
     "Synchronous",
     "ThreadSafeSingletonMeta",

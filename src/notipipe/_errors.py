@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "NotipipeError", "ReentrancyError", "StorageClosedError", "StorageError"]
+__all__ = [
+    "ConfigurationError",
+    "NotipipeError",
+    "ReentrancyError",
+    "ServerTooOldError",
+    "StorageClosedError",
+    "StorageError",
+    "StreamMismatchError",
+]
 
 
 class NotipipeError(Exception):
@@ -40,3 +48,11 @@ class ConfigurationError(NotipipeError, ValueError):
 
 class ReentrancyError(NotipipeError, RuntimeError):
     """A call that would wait on itself, e.g. ``flush()`` from an ``after_commit`` observer."""
+
+
+class ServerTooOldError(ConfigurationError):
+    """The database server is older than the release its backend relies on (the message names both)."""
+
+
+class StreamMismatchError(ConfigurationError):
+    """A NATS stream exists with limits other than the URL gives, or without notipipe's subject."""

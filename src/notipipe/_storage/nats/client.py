@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from notipipe._errors import ConfigurationError
+from notipipe._errors import ConfigurationError, ServerTooOldError, StreamMismatchError
 from notipipe._storage.urls import redact, scheme_of
 
 if TYPE_CHECKING:
@@ -79,14 +79,6 @@ def import_nats() -> ModuleType:
 
 def is_nats_url(target: str) -> bool:
     return scheme_of(target) == "nats"
-
-
-class ServerTooOldError(ConfigurationError):
-    """The server is older than ``MIN_SERVER``."""
-
-
-class StreamMismatchError(ConfigurationError):
-    """The stream exists with limits other than the URL gives, or without notipipe's subject."""
 
 
 # -- the URL's limits ------------------------------------------------------------------------------

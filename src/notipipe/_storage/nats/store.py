@@ -75,7 +75,7 @@ from notipipe._storage.nats.reader import (
     split_id,
 )
 
-__all__ = ["NatsStore", "StreamLimitError"]
+__all__ = ["NatsStore"]
 
 #: Bytes of a message kept free for its headers (the id, the origin) under ``max_payload``.
 _HEADER_ROOM: Final = 1024
@@ -90,8 +90,9 @@ def _contiguous(indexes: Sequence[int]) -> bool:
     return indexes[-1] - indexes[0] == len(indexes) - 1
 
 
-class StreamLimitError(Exception):
-    """The server refused a chunk: the stream (or the server's store) is at a limit."""
+class _StreamLimitError(Exception):
+    """The server refused a chunk: the stream (or the server's store) is at a limit. Never raised
+    to users as itself: the writer reports it as a ``StorageError`` with this text."""
 
 
 @dataclass(slots=True)
@@ -199,7 +200,7 @@ class NatsStore(GroupCommitStore):
     def _is_retryable(self, error: BaseException) -> bool:
         return isinstance(
             error,
-            (self._nats.errors.Error, StreamLimitError, StorageError, OSError, TimeoutError, MemoryError),
+            (self._nats.errors.Error, _StreamLimitError, StorageError, OSError, TimeoutError, MemoryError),
         ) or self._is_wait(error)
 
     def _probe(self, row: Row) -> BaseException | None:
@@ -291,7 +292,7 @@ class NatsStore(GroupCommitStore):
             headers=headers,
         )
 
-    def _limit_error(self, error: BaseException) -> StreamLimitError | None:
+    def _limit_error(self, error: BaseException) -> _StreamLimitError | None:
         """A refusal for a limit, as an error naming it; None for other trouble."""
         if not isinstance(error, self._nats.js.errors.APIError):
             return None
@@ -306,7 +307,7 @@ class NatsStore(GroupCommitStore):
         )
         discard = getattr(config, "discard", None)
         discard = getattr(discard, "value", discard)  # an enum, or the server's string
-        return StreamLimitError(
+        return _StreamLimitError(
             f"stream {self._target.stream} refused a chunk: {description} (its limits: {limits or 'none'},"
             f" discard={discard}); nothing was discarded"
         )
