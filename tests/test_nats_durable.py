@@ -43,7 +43,8 @@ def _stored(db: Any) -> list[int]:
 @contextmanager
 def _subscriber(impl: Impl, url: str, name: str, out: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
     """A subscriber process, subscribed when this yields; killed if still running at the end."""
-    proc = spawn(impl, "tests._nats_durable_children", "subscriber", url, name, str(out), *options, stdin=True)
+    args = ("subscriber", url, name, str(out), *options)
+    proc = spawn(impl, "tests._nats_durable_children", *args, stdin=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -88,9 +89,7 @@ def test_names_map_to_consumer_names_and_back() -> None:
         consumer_name("." * 100)
 
 
-def test_every_alert_saved_by_another_process_is_delivered_once_in_order(
-    impl: Impl, nats_url: str
-) -> None:
+def test_every_alert_saved_by_another_process_is_delivered_once_in_order(impl: Impl, nats_url: str) -> None:
     db = impl.DatabaseConnection(nats_url)
     seen = Seen()
     assert db.subscribe(seen, durable_name="round trip")
