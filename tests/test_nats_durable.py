@@ -170,9 +170,9 @@ def test_one_process_delivers_a_name_and_a_standby_takes_over_when_it_is_killed(
             db.flush()
         second = _stored(db)[1:]
         assert _wait_delivered(out, second) == first + second
+        assert standby.ids() == [], "the standby delivered while the holder held the name"
         (state,) = list_subscriptions(nats_url)
         assert state.holder == f"{holder.pid}@{os.uname().nodename}"
-        assert standby.ids() == [], "the standby delivered while the holder held the name"
         holder.kill()
         holder.wait(timeout=30)
         db.save_many([impl.SMSMessage(body="third")])
