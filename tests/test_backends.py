@@ -135,6 +135,10 @@ def test_a_sqlite_database_keeps_no_durable_names(db: Any) -> None:
         notipipe.ConfigurationError, match="durable subscribers need a backend that keeps durable"
     ):
         db.subscriptions()
+    with pytest.raises(
+        notipipe.ConfigurationError, match="durable subscribers need a backend that keeps durable"
+    ):
+        notipipe.describe_target(":memory:").subscriptions()
 
 
 def test_importing_notipipe_imports_no_database_driver() -> None:

@@ -4,6 +4,8 @@ limit reached."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Any
 
 import pytest
@@ -45,17 +47,27 @@ def test_a_server_killed_and_restarted_mid_stream_stores_every_flushed_alert_onc
     url = f"{nats_own_server.url}/KILLED"
     count, chunk = 20_000, 500
     child = spawn(impl, "tests._nats_children", "write", url, str(count), str(chunk))
+    lines: queue.Queue[str] = queue.Queue()
+    assert child.stdout is not None
+
+    def read_lines() -> None:
+        for line in child.stdout or ():
+            lines.put(line)
+
+    threading.Thread(target=read_lines, daemon=True).start()
     try:
-        assert child.stdout is not None
-        assert child.stdout.readline().startswith("ready")
         kills = 0
-        for line in child.stdout:
+        while True:
+            try:
+                line = lines.get(timeout=60)
+            except queue.Empty:
+                pytest.fail(f"the writer stalled after {kills} server restarts (no line from it for 60 s)")
             if line.startswith("flushed") and int(line.split()[1]) in (2_000, 7_000, 13_000, 18_000):
                 nats_own_server.restart()  # kill -9, then start on the same store and port
                 kills += 1
             if line.startswith("done"):
                 break
-        assert child.wait(60) == 0, child.stderr.read() if child.stderr else ""
+        assert child.wait(60) == 0
         assert kills == 4
     finally:
         kill(child)
@@ -65,18 +77,18 @@ def test_a_server_killed_and_restarted_mid_stream_stores_every_flushed_alert_onc
 
 
 class _AckLost(NatsStore):
-    """The real store, except that the first send of each chunk goes out without a reply subject:
-    the server stores it and its acknowledgement never comes back (a lost ack, made
-    deterministic); the send then fails as a lost ack does, with a timeout."""
+    """The real store, except that its first ``LOST`` sends go out without a reply subject: the
+    server stores each and its acknowledgement never comes back (a lost ack, made deterministic);
+    the send then fails as a lost ack does, with a timeout."""
+
+    LOST = 3
 
     def __init__(self, url: str) -> None:
         super().__init__(url, _as_rows, StoreOptions(batch_size=100, max_delay=0))
         self.lost = 0
-        self._sent: set[str] = set()
 
     async def _publish(self, client: NatsClient, chunk: _Chunk) -> Any:
-        if chunk.msg_id not in self._sent:
-            self._sent.add(chunk.msg_id)
+        if self.lost < self.LOST:
             headers = {"Nats-Msg-Id": chunk.msg_id}
             await client.nc.publish(client.target.subject, chunk.data, headers=headers)
             await client.nc.flush()

@@ -29,7 +29,7 @@ from notipipe._errors import (
     StorageError,
 )
 from notipipe._factory import EmailFields, MessageFactory, SMSFields
-from notipipe._limits import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SMS_BODY, MAX_SUBJECT, MIN_PRIORITY
+from notipipe._limits import DEFAULT_PRIORITY, MAX_ID, MAX_PRIORITY, MAX_SMS_BODY, MAX_SUBJECT, MIN_PRIORITY
 from notipipe._protocols import AsyncObserver, ErrorHandler, Message, Observer, Overflow
 from notipipe._publisher_py import log_observer_error
 from notipipe._select import COMPILED, EmailMessage, Publisher, SMSMessage
@@ -55,6 +55,7 @@ del _error
 __all__ = [
     "COMPILED",
     "DEFAULT_PRIORITY",
+    "MAX_ID",
     "MAX_PRIORITY",
     "MAX_SMS_BODY",
     "MAX_SUBJECT",

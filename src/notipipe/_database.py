@@ -309,8 +309,7 @@ class DatabaseCore:
         ``ConfigurationError`` where the backend keeps no durable names (a SQLite file);
         ``StorageError`` if the server cannot be reached.
         """
-        c = self._config
-        return [SubscriptionStatus.of(info) for info in c.backend.subscriptions(c.path)]
+        return self.target.subscriptions()
 
     @property
     def durable_count(self) -> int:

@@ -16,6 +16,7 @@ __all__ = [
     "ID_LIMIT",
     "MAX_ADDRESS",
     "MAX_BODY",
+    "MAX_ID",
     "MAX_LOCAL",
     "MAX_PHONE",
     "MAX_PHONE_DIGITS",
@@ -61,6 +62,8 @@ MAX_PHONE: Final = 1 + MAX_PHONE_DIGITS
 MAX_BODY: Final = 1 << 20
 #: ids are SQLite's (and PostgreSQL's bigint) non-negative integers: 0 up to 2**63 - 1.
 ID_LIMIT: Final = 2**63
+#: The highest id an alert can be stored under (in every backend).
+MAX_ID: Final = ID_LIMIT - 1
 #: created_at is Unix seconds below this (the year 5138): a value in milliseconds is refused.
 TIME_LIMIT: Final = 10**11
 

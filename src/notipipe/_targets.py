@@ -65,6 +65,12 @@ class StorageTarget:
         a file not written yet; a server is asked on use)."""
         return self._backend.exists(self._target)
 
+    def subscriptions(self) -> list[SubscriptionStatus]:
+        """Every durable name of the database, by name, with its position, lag and holder (no
+        ``DatabaseConnection`` needed). ``ConfigurationError`` where the backend keeps no durable
+        names (a SQLite file); ``StorageError`` if the server cannot be reached."""
+        return [SubscriptionStatus.of(info) for info in self._backend.subscriptions(self._target)]
+
 
 def describe_target(path: str | os.PathLike[str] | None = None) -> StorageTarget:
     """What ``DatabaseConnection(path)`` would use, without opening anything: its backend, how it

@@ -5,9 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from notipipe._database import DatabaseConnection
-from notipipe._factory import MessageFactory
-from notipipe._select import EmailMessage, SMSMessage
+from notipipe import DatabaseConnection, EmailMessage, MessageFactory, SMSMessage
 
 __all__ = ["RunPlan", "produce_alerts"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from notipipe._select import EmailMessage, SMSMessage
+from notipipe import EmailMessage, SMSMessage
 
 __all__ = ["KindCounter", "RateMeter"]
 

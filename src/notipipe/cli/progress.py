@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol, Self, TextIO
 
-from notipipe._database import DatabaseConnection
+from notipipe import DatabaseConnection
 
 if TYPE_CHECKING:
     from rich.console import Console

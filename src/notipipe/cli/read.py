@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterable
 
 import notipipe
-from notipipe import DatabaseConnection, StoredMessage
+from notipipe import DatabaseConnection, StoredMessage, describe_target
 from notipipe.cli._common import EXIT_INTERRUPTED, EXIT_OK, db_path, human_bytes, open_existing, stamp
 from notipipe.cli._signals import StopSignals, exit_status
 
@@ -75,8 +75,8 @@ def _follow(db: DatabaseConnection, n: int) -> int:
 def cmd_subscriptions(args: argparse.Namespace) -> int:
     """``notipipe subscriptions``: each durable subscription of the database, its lag (a backend
     that keeps no durable names, a SQLite file, is refused with the ones that do)."""
-    with DatabaseConnection(args.db) as db:
-        states = db.subscriptions()
+    # Listed without a DatabaseConnection: main() may run in a process that has one open.
+    states = describe_target(args.db).subscriptions()
     if not states:
         print("no durable subscriptions")
         return EXIT_OK

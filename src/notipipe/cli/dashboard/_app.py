@@ -26,8 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from notipipe._limits import ID_LIMIT
-from notipipe._select import Publisher
+from notipipe import MAX_ID, Publisher
 from notipipe.cli.dashboard._access import Access, HostGuard
 from notipipe.cli.dashboard._browser import BrowserFeed, Send
 from notipipe.cli.dashboard._feed import REPLAY_PAGE, Page, Reads, follow, frame_after, snapshot
@@ -248,7 +247,7 @@ def _resume_point(request: Request) -> int | None:
     if text is None or text == "":
         return None
     # The length first: int() of a long text would cost, or fail on, Python's digit limit.
-    if not text.isascii() or not text.isdecimal() or len(text) > 19 or int(text) >= ID_LIMIT:
+    if not text.isascii() or not text.isdecimal() or len(text) > 19 or int(text) > MAX_ID:
         raise ValueError(
             f"Last-Event-ID must be an alert id (a whole number in 0..2**63-1), got {text[:40]!r}"
         )

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from notipipe._database import StoredMessage
+from notipipe import StoredMessage
 
 __all__ = [
     "LATEST",

@@ -12,8 +12,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from notipipe._database import DatabaseConnection
-from notipipe._errors import NotipipeError
+from notipipe import DatabaseConnection, NotipipeError
 from notipipe.cli._signals import StopSignals
 from notipipe.cli.dashboard._access import Access, address_name, is_loopback, is_unspecified, new_token
 from notipipe.cli.dashboard._app import QUEUE_BYTES, STALL, Dashboard, create_app
