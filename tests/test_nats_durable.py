@@ -243,3 +243,26 @@ def test_the_subscriptions_command_shows_each_names_lag_in_alerts(impl: Impl, na
     assert states["audit trail"].last_id == 0
     assert states["audit trail"].oldest_age is not None
     assert db.unsubscribe(held)
+
+
+def test_unsubscribing_in_the_middle_of_a_chunk_gives_the_chunk_back_whole(impl: Impl, nats_url: str) -> None:
+    db = impl.DatabaseConnection(nats_url)
+
+    class QuitsAtThird(Seen):
+        def update(self, message: Any) -> None:
+            super().update(message)
+            if len(self.messages) == 3:
+                assert db.unsubscribe(self)
+
+    quitter = QuitsAtThird()
+    assert db.subscribe(quitter, durable_name="half")
+    db.save_many([impl.SMSMessage(body=f"a {i}") for i in range(10)])
+    db.flush()
+    ids = _stored(db)
+    assert wait_until(lambda: _subscriber_threads() == [], 30)
+    assert quitter.ids() == ids[:3], "delivery went on after unsubscribe"
+    again = Seen()
+    assert db.subscribe(again, durable_name="half")
+    assert again.wait_for(ids, TAKEOVER)
+    assert db.unsubscribe(again)
+    assert again.ids() == ids, "the chunk in hand was not given back whole"
