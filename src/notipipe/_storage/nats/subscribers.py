@@ -234,7 +234,10 @@ class _Puller:
         self.client.call(create)
 
     def stop(self) -> None:
-        """Stop pulling, and give up the pin if this holder has it."""
+        """Stop pulling, and give up the pin if this holder has it. The inbox stays (until the
+        client closes): a chunk still coming lands in ``deliveries``, to be given back; once
+        unpinned, the server answers this holder's waiting pulls with ``423``, so what is given
+        back goes to the next holder, not here."""
 
         async def close() -> None:
             self._closing = True
@@ -270,35 +273,31 @@ class _Puller:
             elif status is not None and status != "100":  # 408 expired, 409 ...: pull again
                 ended.set()
 
-        sub = await nc.subscribe(inbox, cb=on_msg)
+        await nc.subscribe(inbox, cb=on_msg)
         last_progress = time.monotonic()
-        try:
-            while not self._closing:
-                ended.clear()
-                received[0] = 0
-                request: dict[str, Any] = {
-                    "batch": PULL_BATCH,
-                    "expires": int(PULL_EXPIRES * _NS),
-                    "group": GROUP,
-                }
-                if self.pin is not None:
-                    request["id"] = self.pin
-                with contextlib.suppress(Exception):  # an outage: the next round tries again
-                    await nc.publish(
-                        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.consumer}",
-                        json.dumps(request).encode(),
-                        reply=inbox,
-                    )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ended.wait(), PULL_EXPIRES + 1.0)
-                in_hand = self.in_hand
-                if in_hand is not None and time.monotonic() - last_progress >= PROGRESS_EVERY:
-                    last_progress = time.monotonic()
-                    with contextlib.suppress(Exception):
-                        await in_hand.in_progress()
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        while not self._closing:
+            ended.clear()
+            received[0] = 0
+            request: dict[str, Any] = {
+                "batch": PULL_BATCH,
+                "expires": int(PULL_EXPIRES * _NS),
+                "group": GROUP,
+            }
+            if self.pin is not None:
+                request["id"] = self.pin
+            with contextlib.suppress(Exception):  # an outage: the next round tries again
+                await nc.publish(
+                    f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.consumer}",
+                    json.dumps(request).encode(),
+                    reply=inbox,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), PULL_EXPIRES + 1.0)
+            in_hand = self.in_hand
+            if in_hand is not None and time.monotonic() - last_progress >= PROGRESS_EVERY:
+                last_progress = time.monotonic()
+                with contextlib.suppress(Exception):
+                    await in_hand.in_progress()
 
     async def _pinned(self, pin: str) -> None:
         self.pin = pin
@@ -356,6 +355,8 @@ class NatsDurableSubscription:
         self._client = NatsClient(self._parsed, f"notipipe subscriber {self._identity}")
         #: The stream sequence of the last chunk this subscription delivered whole.
         self._done_upto = 0
+        #: A chunk whose delivery ``stop`` interrupted.
+        self._unfinished: Any = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"notipipe-subscriber-{name}", daemon=True)
 
@@ -397,13 +398,16 @@ class NatsDurableSubscription:
         except Exception:  # noqa: BLE001 - a bug must not end delivery silently
             _log.exception("durable subscriber %r on %s failed", self.name, redact(self.target))
         finally:
-            self._give_back(puller)
             with contextlib.suppress(Exception):
-                puller.stop()
+                puller.stop()  # unpinned first: what is given back goes to the next holder
+            self._give_back(puller)
             self._client.close()
 
     def _give_back(self, puller: _Puller) -> None:
-        """Chunks received and not delivered go back at once (``-NAK``) for the next holder."""
+        """Chunks received and not delivered whole go back at once (``-NAK``) to the next holder."""
+        if self._unfinished is not None:
+            self._settle(self._unfinished, "nak")
+            self._unfinished = None
         while True:
             try:
                 delivery = puller.deliveries.get_nowait()
@@ -438,8 +442,11 @@ class NatsDurableSubscription:
             # Each row's id-prefixed tuple is made as it is delivered, not the chunk's all at once.
             base, stopped, deliver = make_id(seq, 0), self._stop.is_set, self._deliver_one
             for position, row in enumerate(rows):
-                if stopped() or delivery.generation != puller.generation:
-                    self._settle(msg, "nak")  # partly delivered: it goes whole to the next holder
+                if delivery.generation != puller.generation:
+                    self._settle(msg, "nak")  # the pin is another's: it goes whole to the new holder
+                    return
+                if stopped():
+                    self._unfinished = msg  # given back once unpinned, whole
                     return
                 deliver((base | position, *row))
         finally:

@@ -1,0 +1,268 @@
+"""Durable named subscribers on NATS JetStream against a real nats-server: every stored alert, at
+least once, in stream order; resume where the name stopped; a crash between update and ack
+redelivers that chunk whole; one holder at a time, a standby takes over; a server kill -9 loses
+nothing; ``notipipe subscriptions`` shows each name's lag in alerts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notipipe._storage.nats.subscribers import consumer_name, durable_name, list_subscriptions
+from tests._nats_server import NatsServer
+from tests._pg_rows import Seen
+from tests._processes import kill, run_child, spawn, wait_until
+from tests.conftest import Impl
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.thread_unsafe(reason="waits on child processes and the DatabaseConnection singleton"),
+]
+
+#: Enough for a takeover: the pin's timeout, then the old holder's chunk's acknowledgement wait.
+TAKEOVER = 60.0
+
+
+def _write(impl: Impl, url: str, count: int, chunk: int) -> None:
+    """``count`` alerts saved by another process, ``chunk`` per chunk (bodies ``"0"``, ``"1"``, ...)."""
+    done = run_child(impl, "tests._nats_children", "write", url, str(count), str(chunk), timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def _stored(db: Any) -> list[int]:
+    return [m.id for m in db.after(0, 10**6)]
+
+
+@contextmanager
+def _subscriber(impl: Impl, url: str, name: str, out: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """A subscriber process, subscribed when this yields; killed if still running at the end."""
+    args = ("subscriber", url, name, str(out), *options)
+    proc = spawn(impl, "tests._nats_durable_children", *args, stdin=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line == "subscribed\n", (line, proc.stderr.read() if proc.stderr else "")
+        yield proc
+    finally:
+        kill(proc)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    out, err = proc.communicate(timeout=60)  # closes stdin: the program unsubscribes and exits
+    assert proc.returncode == 0, err
+    assert out.splitlines()[-1] == "stopped"
+
+
+def _delivered(out: Path) -> list[int]:
+    return [int(line.split(" ", 1)[0]) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def _wait_delivered(out: Path, ids: list[int], timeout: float = TAKEOVER) -> list[int]:
+    got: list[int] = []
+
+    def has_all() -> bool:  # another process writes the file: polled, with a deadline
+        got[:] = _delivered(out)
+        return set(ids) <= set(got)
+
+    wait_until(has_all, timeout, interval=0.05)
+    return got
+
+
+def _subscriber_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("notipipe-subscriber-")]
+
+
+def test_names_map_to_consumer_names_and_back() -> None:
+    for name in ("eu-dashboard", "audit_2", "my name.x", "a*b>c/d\\e", "élan ✓", "=3D"):
+        mapped = consumer_name(name)
+        assert all(c.isascii() and (c.isalnum() or c in "-_=") for c in mapped), mapped
+        assert durable_name(mapped) == name
+    assert consumer_name("eu-dashboard") == "eu-dashboard"
+    with pytest.raises(ValueError, match="as a NATS consumer name"):
+        consumer_name("." * 100)
+
+
+def test_every_alert_saved_by_another_process_is_delivered_once_in_order(impl: Impl, nats_url: str) -> None:
+    db = impl.DatabaseConnection(nats_url)
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="round trip")
+    try:
+        _write(impl, nats_url, 2000, 150)
+        stored = _stored(db)
+        assert len(stored) == 2000
+        assert seen.wait_for(stored, TAKEOVER)
+    finally:
+        assert db.unsubscribe(seen)
+    assert seen.ids() == stored, "an alert missing, repeated or out of stream order"
+    assert [m.body for m in seen.messages] == [str(i) for i in range(2000)]
+    assert {type(m).__name__ for m in seen.messages} == {impl.SMSMessage.__name__}
+
+
+def test_a_name_resumes_exactly_where_it_stopped(impl: Impl, nats_url: str) -> None:
+    db = impl.DatabaseConnection(nats_url)
+    db.save_many([impl.SMSMessage(body="before")])  # stored before the name exists: not delivered
+    db.flush()
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="resume")
+    assert not db.subscribe(seen, durable_name="resume")  # the same observer again: no change
+    db.save_many([impl.SMSMessage(body=f"first {i}") for i in range(30)])
+    db.flush()
+    first = _stored(db)[1:]
+    assert seen.wait_for(first)
+    assert db.unsubscribe(seen)
+    assert _subscriber_threads() == []
+    assert not db.unsubscribe(seen)
+    for k in range(3):
+        db.save_many([impl.SMSMessage(body=f"second {k} {i}") for i in range(20)])
+        db.flush()
+    second = _stored(db)[31:]
+    assert len(second) == 60
+    again = Seen()
+    assert db.subscribe(again, durable_name="resume")
+    assert again.wait_for(second)
+    db.close()  # stops the durable subscriptions too
+    assert _subscriber_threads() == []
+    assert seen.ids() == first
+    assert again.ids() == second, "the resumed name missed or repeated alerts"
+
+
+def test_a_subscriber_killed_between_update_and_ack_gets_that_chunk_again_whole(
+    impl: Impl, nats_url: str, tmp_path: Path
+) -> None:
+    db = impl.DatabaseConnection(nats_url)
+    out = tmp_path / "delivered"
+    with _subscriber(impl, nats_url, "crash", out, "120") as first:
+        _write(impl, nats_url, 300, 50)  # six chunks of 50
+        first.wait(timeout=60)
+        assert first.returncode == -9
+    ids = _stored(db)
+    assert len({i >> 16 for i in ids}) == 6
+    assert _delivered(out) == ids[:120]
+    out.unlink()
+    with _subscriber(impl, nats_url, "crash", out) as second:
+        after = _wait_delivered(out, ids[120:])
+        _stop(second)
+    # Chunks 1 and 2 were acknowledged; chunk 3 (ids[100:150]) was in hand: all of it again.
+    assert after == ids[100:], "the chunk in flight was not redelivered whole, or more came again"
+
+
+def test_one_process_delivers_a_name_and_a_standby_takes_over_when_it_is_killed(
+    impl: Impl, nats_url: str, tmp_path: Path
+) -> None:
+    db = impl.DatabaseConnection(nats_url)
+    out = tmp_path / "delivered"
+    standby = Seen()
+    with _subscriber(impl, nats_url, "shared", out) as holder:
+        db.save_many([impl.SMSMessage(body="first")])
+        db.flush()
+        first = _stored(db)
+        assert _wait_delivered(out, first) == first
+        assert db.subscribe(standby, durable_name="shared")
+        for k in range(10):  # ten chunks: a second deliverer would get some of them
+            db.save_many([impl.SMSMessage(body=f"second {k} {i}") for i in range(5)])
+            db.flush()
+        second = _stored(db)[1:]
+        assert _wait_delivered(out, second) == first + second
+        assert standby.ids() == [], "the standby delivered while the holder held the name"
+        (state,) = list_subscriptions(nats_url)
+        assert state.holder == f"{holder.pid}@{os.uname().nodename}"
+        holder.kill()
+        holder.wait(timeout=30)
+        db.save_many([impl.SMSMessage(body="third")])
+        db.flush()
+        third = _stored(db)[51:]
+        assert standby.wait_for(third, TAKEOVER), "the standby did not take over"
+    assert standby.ids() == third, "the standby delivered while the holder held the name"
+    assert db.unsubscribe(standby)
+
+
+def test_a_server_killed_and_restarted_while_a_subscriber_reads_loses_nothing(
+    impl: Impl, nats_own_server: NatsServer
+) -> None:
+    url = f"{nats_own_server.url}/KILLED"
+    db = impl.DatabaseConnection(url)
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="outage")
+    try:
+        writer = spawn(impl, "tests._nats_children", "write", url, "3000", "100")
+        assert writer.stdout is not None
+        for line in writer.stdout:  # kill -9 the server mid-stream, twice
+            if line in ("flushed 1000\n", "flushed 2000\n"):
+                nats_own_server.restart()
+            if line == "done\n":
+                break
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+        stored = _stored(db)
+        assert len(stored) == 3000
+        assert seen.wait_for(stored, TAKEOVER), f"{len(set(stored) - set(seen.ids()))} alerts never delivered"
+    finally:
+        assert db.unsubscribe(seen)
+    assert sorted(set(seen.ids())) == stored
+
+
+def _subscriptions_command(impl: Impl, url: str) -> str:
+    # Another process: the command closes the DatabaseConnection singleton it opens.
+    done = run_child(impl, "notipipe", "subscriptions", "--db", url)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_subscriptions_command_shows_each_names_lag_in_alerts(impl: Impl, nats_url: str) -> None:
+    assert _subscriptions_command(impl, nats_url) == "no durable subscriptions\n"
+    db = impl.DatabaseConnection(nats_url)
+    held, idle = Seen(), Seen()
+    assert db.subscribe(held, durable_name="eu-dashboard")
+    assert db.subscribe(idle, durable_name="audit trail")
+    assert db.unsubscribe(idle)
+    for size in (7, 30, 100):  # three chunks: the lag counts alerts, not chunks
+        db.save_many([impl.SMSMessage(body=f"{size} {i}") for i in range(size)])
+        db.flush()
+    stored = _stored(db)
+    assert held.wait_for(stored)
+    assert wait_until(lambda: {s.name: s.lag for s in db.subscriptions()}["eu-dashboard"] == 0, 30)
+    # A name given up before any chunk came has no pin of its own to give up: the server's pin of
+    # its last pull stays until its timeout.
+    assert wait_until(lambda: not {s.name: s.active for s in db.subscriptions()}["audit trail"], 30)
+    lines = _subscriptions_command(impl, nats_url).splitlines()
+    assert lines[0].split() == ["NAME", "UNDELIVERED", "OLDEST", "HELD", "BY"]
+    audit, eu = lines[1:]
+    assert audit.startswith("audit trail ")
+    assert audit.split()[2:3] == ["137"]
+    assert audit.split()[-1] == "-"
+    assert eu.split() == ["eu-dashboard", "0", "-", f"{os.getpid()}@{os.uname().nodename}"]
+    states = {s.name: s for s in db.subscriptions()}
+    assert states["eu-dashboard"].last_id == stored[-1]
+    assert states["audit trail"].last_id == 0
+    assert states["audit trail"].oldest_age is not None
+    assert db.unsubscribe(held)
+
+
+def test_unsubscribing_in_the_middle_of_a_chunk_gives_the_chunk_back_whole(impl: Impl, nats_url: str) -> None:
+    db = impl.DatabaseConnection(nats_url)
+
+    class QuitsAtThird(Seen):
+        def update(self, message: Any) -> None:
+            super().update(message)
+            if len(self.messages) == 3:
+                assert db.unsubscribe(self)
+
+    quitter = QuitsAtThird()
+    assert db.subscribe(quitter, durable_name="half")
+    db.save_many([impl.SMSMessage(body=f"a {i}") for i in range(10)])
+    db.flush()
+    ids = _stored(db)
+    assert wait_until(lambda: _subscriber_threads() == [], 30)
+    assert quitter.ids() == ids[:3], "delivery went on after unsubscribe"
+    again = Seen()
+    assert db.subscribe(again, durable_name="half")
+    assert again.wait_for(ids, TAKEOVER)
+    assert db.unsubscribe(again)
+    assert again.ids() == ids, "the chunk in hand was not given back whole"
