@@ -98,6 +98,9 @@ class PgCluster:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
     def destroy(self) -> None:
         if (self.data / "postmaster.pid").exists():
             with contextlib.suppress(RuntimeError):

@@ -13,6 +13,7 @@ Under pytest-run-parallel (the free-threaded parallel leg of ``python3 tasks.py 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -86,11 +87,35 @@ def impl(request: pytest.FixtureRequest) -> Impl:
     return _build(name)
 
 
+#: Seconds a test's left-over connection may take to close at teardown.
+CLOSE_AT_TEARDOWN = 60.0
+
+
 def drop(cls: Any) -> None:
-    """Forget ``cls``'s singleton instance, closing its store if it has one."""
+    """Forget ``cls``'s singleton instance, closing its store if it has one.
+
+    ``close()`` waits out a server that is gone, as promised; a test that failed with its
+    server killed would leave a teardown that never returns (and a worker that never ends):
+    the close gets ``CLOSE_AT_TEARDOWN`` seconds on a daemon thread, then the teardown fails.
+    """
     old = cls.reset_instance()
-    if old is not None and hasattr(old, "close"):
-        old.close()
+    if old is None or not hasattr(old, "close"):
+        return
+    failed: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            old.close()
+        except BaseException as error:  # noqa: BLE001 - re-raised on the test's thread
+            failed.append(error)
+
+    closer = threading.Thread(target=close, name="notipipe-test-close", daemon=True)
+    closer.start()
+    closer.join(CLOSE_AT_TEARDOWN)
+    if closer.is_alive():
+        pytest.fail(f"{old!r}.close() did not return within {CLOSE_AT_TEARDOWN:.0f} s (a server gone?)")
+    if failed:
+        raise failed[0]
 
 
 def outcome(make: Callable[..., object], **fields: object) -> tuple[str, str]:

@@ -56,10 +56,15 @@ def test_the_server_killed_and_restarted_mid_stream(
     bodies = [f"m{i}" for i in range(total)]
     saved = [0]
     errors: list[BaseException] = []
+    killed = threading.Event()
 
     def produce() -> None:
         try:
-            for body in bodies:
+            for i, body in enumerate(bodies):
+                if i == total // 3:
+                    # The rest only once the server is gone: a writer that keeps up must not
+                    # have stored everything before the kill (the queue would never fill).
+                    killed.wait(60)
                 db.save(impl.SMSMessage(body=body))
                 saved[0] += 1
         except BaseException as error:  # noqa: BLE001 - reported by the test
@@ -67,22 +72,30 @@ def test_the_server_killed_and_restarted_mid_stream(
 
     producer = threading.Thread(target=produce)
     producer.start()
-    assert heard.reached.wait(60), "nothing was committed"
-    pg_cluster.kill()
-    with caplog.at_level(logging.WARNING, logger="notipipe"):
-        with pytest.raises(TimeoutError, match="not yet stored"):
-            db.flush(timeout=0.5)
-        # Back-pressure: the queue fills up and the producer waits, without an error.
-        until(lambda: db.pending_count >= max_pending, "the queue to fill")
-        until(lambda: "cannot write to" in caplog.text, "the outage warning")
-        assert producer.is_alive()
-        assert saved[0] < total
-        assert not errors
-        pg_cluster.start()
-        producer.join(120)
-        assert not producer.is_alive()
-        assert not errors
-        db.flush(timeout=60)
+    try:
+        assert heard.reached.wait(60), "nothing was committed"
+        pg_cluster.kill()
+        killed.set()
+        with caplog.at_level(logging.WARNING, logger="notipipe"):
+            with pytest.raises(TimeoutError, match="not yet stored"):
+                db.flush(timeout=0.5)
+            # Back-pressure: the queue fills up and the producer waits, without an error.
+            until(lambda: db.pending_count >= max_pending, "the queue to fill")
+            until(lambda: "cannot write to" in caplog.text, "the outage warning")
+            assert producer.is_alive()
+            assert saved[0] < total
+            assert not errors
+            pg_cluster.start()
+            producer.join(120)
+            assert not producer.is_alive()
+            assert not errors
+            db.flush(timeout=60)
+    finally:
+        killed.set()
+        if not pg_cluster.running():
+            # close() waits out a server that is gone, as promised: give it one back so a
+            # failure above ends as a failure, not as a teardown that never returns.
+            pg_cluster.start()
     assert "is writable again" in caplog.text
     exactly_once(pg_cluster.dsn, bodies)
     assert len(heard.ids) == total
