@@ -3,10 +3,14 @@ the known ones, no message shows a password, and a new backend is one registry l
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
+import pickle
 import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ from typing import Any
 import pytest
 
 import notipipe
+from notipipe import describe_target
 from tests.conftest import Impl, drop
 
 pytestmark = [
@@ -169,6 +174,8 @@ class _MemoBackend:
     schemes = ("memo",)
     follow_poll = 0.01
     ids_follow_commits = True
+    keeps_durable_names = False
+    options_hint = ""
 
     def __init__(self, base: Path, sqlite: Any) -> None:
         self.base, self.sqlite = base, sqlite
@@ -198,10 +205,13 @@ class _MemoBackend:
         return self.sqlite.open(self._file(target), options, to_rows, on_commit)
 
     def follow_rows(
-        self, target: str, store: Any, after_id: int, *, page: int, poll: float, stop: threading.Event
+        self, target: str, open_store: Any, after_id: int, *, page: int, poll: float, stop: threading.Event
     ) -> Iterator[list[tuple[object, ...]]]:
         self.calls.append("follow")
-        return self.sqlite.follow_rows(self._file(target), store, after_id, page=page, poll=poll, stop=stop)  # type: ignore[no-any-return]
+        rows: Iterator[list[tuple[object, ...]]] = self.sqlite.follow_rows(
+            self._file(target), open_store, after_id, page=page, poll=poll, stop=stop
+        )
+        return rows
 
     def durable_subscription(self, target: str, name: str, *args: Any, **kwargs: Any) -> Any:
         return self.sqlite.durable_subscription(target, name, *args, **kwargs)
@@ -232,3 +242,203 @@ def test_a_backend_is_one_registry_line(impl: Impl, tmp_path: Path, monkeypatch:
         assert (tmp_path / "alerts.db").exists()
     finally:
         drop(impl.DatabaseConnection)
+
+
+# -- the review of the registry (issue 21): each test below failed before its fix ---------------
+
+
+def _with_password(url: str, scheme: str) -> str:
+    """``url`` (the fixture's, ``postgresql://user@/db?host=...``) under ``scheme``, with ``SECRET``
+    as its password (the test cluster trusts local connections: any password is accepted)."""
+    rest = url.split("://", 1)[1]
+    user, at, after = rest.partition("@")
+    assert at, url
+    return f"{scheme}://{user}:{SECRET}@{after}"
+
+
+def _formatted(error: BaseException) -> str:
+    """``error`` as a traceback shows it, with every exception chained to it."""
+    return "".join(traceback.format_exception(error))
+
+
+def test_an_upper_case_scheme_reaches_libpq_in_lower_case_and_no_message_shows_the_password(
+    impl: Impl, pg_url: str
+) -> None:
+    url = _with_password(pg_url, "PostgreSQL")
+    assert describe_target(url).backend == "postgresql"
+    db = impl.DatabaseConnection(url)
+    try:
+        db.save(impl.SMSMessage("+15551234567", "upper"), durable=True)
+        assert db.stats().total == 1
+        assert SECRET not in db.path
+        assert db.path.startswith("postgresql://")
+    finally:
+        drop(impl.DatabaseConnection)
+    done = _cli("stats", "--db", url)
+    assert (done.returncode, SECRET in done.stdout + done.stderr) == (0, False), done
+
+
+def test_a_driver_message_repeating_the_url_is_shown_without_the_password(pg_url: str) -> None:
+    # The backstop behind normalize(): a store given the upper-case URL itself (libpq takes it for
+    # key=value text and repeats it, password and all, in its message).
+    from notipipe._storage.postgresql.store import PgMessageStore
+
+    store = PgMessageStore(_with_password(pg_url, "PostgreSQL"), lambda batch: [])
+    try:
+        with pytest.raises(notipipe.StorageError) as refused:
+            store.count_by_kind()
+        assert "invalid connection option" in str(refused.value)
+        assert SECRET not in _formatted(refused.value)
+        with pytest.raises(notipipe.StorageError) as refused:
+            store.put(object())
+        assert SECRET not in _formatted(refused.value)
+    finally:
+        store.close()
+
+
+def test_an_explicit_path_is_taken_whatever_notipipe_db_holds(
+    impl: Impl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOTIPIPE_DB", UNKNOWN)
+    db = impl.DatabaseConnection(tmp_path / "explicit.db")
+    try:
+        db.save(impl.SMSMessage("+15551234567", "kept"), durable=True)
+        assert [m.body for m in db.last(5)] == ["kept"]
+    finally:
+        drop(impl.DatabaseConnection)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mysql://u:p@[bad/db", "mysql://u:***@[bad/db"),  # urlsplit raises on it
+        ("postgresql://u:p?ss@h/db", "postgresql://u:***@h/db"),  # libpq: up to the first "@"
+        ("postgresql://u:p#ss@h/db", "postgresql://u:***@h/db"),
+        (
+            "postgresql://u@h/db?password=pw&sslpassword=key&x=1",
+            "postgresql://u@h/db?password=***&sslpassword=***&x=1",
+        ),
+        ("postgresql://u@h/db?pass%77ord=pw", "postgresql://u@h/db?pass%77ord=***"),
+        ("postgres://alice@h/db", "postgres://alice@h/db"),  # a user name is no secret
+        ("mysql://u:se/cret@host/db", "mysql://u:***@host/db"),
+        ("mysql://u:se?cret@host/db", "mysql://u:***@host/db"),
+        ("mysql://u:se#cret@host/db", "mysql://u:***@host/db"),
+        ("nats://u:pw@h:4222/S", "nats://u:***@h:4222/S"),
+        ("nats://s3cr3ttoken@h:4222/S", "nats://***@h:4222/S"),  # a token
+        ("Redis+TLS://cache:6379/0", "Redis+TLS://cache:6379/0"),
+    ],
+)
+def test_redact_never_raises_and_hides_what_a_driver_may_read_as_a_password(url: str, shown: str) -> None:
+    from notipipe._storage.urls import redact
+
+    assert redact(url) == shown
+
+
+def test_a_url_urlsplit_cannot_parse_is_refused_in_one_line() -> None:
+    url = f"mysql://u:{SECRET}@[bad/db"
+    with pytest.raises(notipipe.ConfigurationError, match=r"^mysql://u:\*\*\*@\[bad/db: no backend"):
+        describe_target(url)
+    done = _cli("stats", "--db", url)
+    assert (done.returncode, done.stderr.count("\n"), SECRET in done.stderr) == (1, 1, False), done
+
+
+def test_a_storage_target_carries_no_password_in_its_fields_equality_or_pickle() -> None:
+    url = f"postgresql://alice:{SECRET}@h/db"
+    target = describe_target(url)
+    assert SECRET not in repr(dataclasses.asdict(target))
+    assert SECRET not in repr(dataclasses.astuple(target))
+    assert target == describe_target("postgresql://alice:other@h/db")  # the password is not compared
+    assert copy.copy(target) is target
+    assert copy.deepcopy(target) is target
+    with pytest.raises(TypeError, match=r"cannot be pickled .*alice:\*\*\*@h/db") as refused:
+        pickle.dumps(target)
+    assert SECRET not in str(refused.value)
+
+
+def test_the_sqlite_refusal_names_the_backends_that_keep_durable_names(tmp_path: Path) -> None:
+    from notipipe import _storage
+
+    keeping = [f"{s}://" for b in _storage.BACKENDS if b.keeps_durable_names for s in b.schemes]
+    assert keeping == ["postgresql://", "postgres://", "nats://"]
+    path = tmp_path / "s.db"
+    with pytest.raises(notipipe.ConfigurationError) as refused:
+        describe_target(path).subscriptions()
+    assert str(refused.value) == (
+        f"durable subscribers need a backend that keeps durable names ({', '.join(keeping)}); {path} is a"
+        " SQLite file"
+    )
+
+
+def test_options_a_server_does_not_read_are_refused_with_what_decides_instead(impl: Impl) -> None:
+    with pytest.raises(ValueError, match=r"synchronous_commit decides durability\)$"):
+        impl.DatabaseConnection("postgresql://u@h/db", synchronous="FULL")
+
+
+@pytest.mark.parametrize("target", ["sqlite:///x.db", "SQLITE:///x.db", "file:///tmp/x.db"])
+def test_a_sqlite_url_is_refused_saying_a_file_is_a_plain_path(target: str) -> None:
+    with pytest.raises(
+        notipipe.ConfigurationError, match=r"\(a SQLite file is given as a plain path\); known"
+    ):
+        describe_target(target)
+
+
+def test_a_one_letter_scheme_is_a_windows_drive_not_a_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    target = describe_target("C://x.db")
+    assert (target.backend, target.shown) == ("sqlite", str(tmp_path / "C:" / "x.db"))
+
+
+@pytest.mark.parametrize("command", [["info"], ["--help"], ["tail", "--help"]])
+def test_the_cli_starts_in_a_deleted_working_directory(command: list[str], tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    program = (
+        "import os, runpy, sys\n"
+        f"os.chdir({str(gone)!r}); os.rmdir({str(gone)!r})\n"
+        f"sys.argv = ['notipipe', *{command!r}]\n"
+        "runpy.run_module('notipipe', run_name='__main__', alter_sys=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done
+
+
+_FOLLOW_ACROSS_FORK = """
+import os, sys, threading, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # fork() with a writer thread: that is the test
+from notipipe import DatabaseConnection, SMSMessage
+from tests._processes import wait_forked
+db = DatabaseConnection(sys.argv[1])
+db.save(SMSMessage("+15551234567", "parent"), durable=True)
+pages = db.follow(0, poll=0.01, stop=threading.Event())
+print("parent", [m.body for m in next(pages)], flush=True)
+pid = os.fork()
+if pid == 0:
+    try:
+        db.save(SMSMessage("+15551234567", "child"), durable=True)
+        print("child", [m.body for m in next(pages)], flush=True)
+    except BaseException as error:
+        print("child raised", type(error).__name__, error, flush=True)
+    os._exit(0)
+print("child exit", wait_forked(pid, 60), flush=True)
+"""
+
+
+def test_a_follow_iterator_reads_through_the_forked_childs_own_store(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _FOLLOW_ACROSS_FORK, str(tmp_path / "f.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.stdout.splitlines() == ["parent ['parent']", "child ['child']", "child exit 0"], done

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from notipipe._errors import ConfigurationError, StorageError
-from notipipe._storage.postgresql.store import redact
+from notipipe._storage.urls import redact
 from tests._pg_util import query
 from tests._processes import kill, run_child, spawn
 from tests.conftest import Impl, drop

@@ -150,7 +150,7 @@ class DatabaseCore:
         self._config_lock = threading.Lock()
         self._config = config
         # A configuration of defaults only may still be replaced, until first use.
-        self._provisional = config == _Config.make(None)
+        self._provisional = config == _default_config()
         self._store: GroupCommitStore | None = None
         self._closed = False
         self._durable: list[DurableHandle] = []
@@ -302,7 +302,7 @@ class DatabaseCore:
     @property
     def target(self) -> StorageTarget:
         """The database as its backend describes it (see ``describe_target``)."""
-        return StorageTarget.of(self._config.path, self._config.backend)
+        return StorageTarget._of(self._config.path, self._config.backend)
 
     def subscriptions(self) -> list[SubscriptionStatus]:
         """Every durable name of the database, by name, with its position, lag and holder.
@@ -438,8 +438,10 @@ class DatabaseCore:
     def _follow(
         self, after_id: int, page: int, poll: float, stop: threading.Event
     ) -> Iterator[list[StoredMessage]]:
+        self._open()  # first: opening fixes the configuration read next
         c = self._config
-        for rows in c.backend.follow_rows(c.path, self._open(), after_id, page=page, poll=poll, stop=stop):
+        # The store is asked for at each read: a process forked since reads through its own.
+        for rows in c.backend.follow_rows(c.path, self._open, after_id, page=page, poll=poll, stop=stop):
             if messages := self._readable(rows):
                 yield messages
 
@@ -614,7 +616,7 @@ class _Config:
                 f"{' and '.join(unread)} {'are settings' if many else 'is a setting'} the"
                 f" {backend.name} backend does not read; {backend.shown(resolved)} is a {backend.name}"
                 f" database: leave {'them' if many else 'it'} out (options a backend does not read"
-                " must keep their defaults)"
+                f" must keep their defaults{'; ' + backend.options_hint if backend.options_hint else ''})"
             )
         return cls(resolved, checked, backend)
 
@@ -628,6 +630,15 @@ class _Config:
 
     def describe(self) -> str:
         return f"path={self.shown!r}, {self.options.describe()}"
+
+
+def _default_config() -> _Config | None:
+    """The configuration ``DatabaseConnection()`` would take, None if ``$NOTIPIPE_DB`` names a
+    target no backend takes (a path given explicitly does not depend on it)."""
+    try:
+        return _Config.make(None)
+    except ConfigurationError:
+        return None
 
 
 def _with_id(message: StoredMessage, stored_id: int) -> StoredMessage:

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn, Self, cast
 
 from notipipe import _storage
 
@@ -28,10 +28,21 @@ def resolve(path: str | os.PathLike[str] | None) -> tuple[str, Backend]:
     return backend.normalize(path), backend
 
 
+class _Resolved:
+    """What a ``StorageTarget`` holds besides its fields: the target as given (a URL with its
+    password) and its backend, kept out of the fields so that ``repr``, ``==``,
+    ``dataclasses.asdict`` and ``copy`` never carry the password."""
+
+    __slots__ = ("_backend_obj", "_target")
+    _target: str
+    _backend_obj: Backend
+
+
 @dataclass(frozen=True, slots=True)
-class StorageTarget:
+class StorageTarget(_Resolved):
     """A database target as its backend answers for it (``describe_target``,
-    ``DatabaseConnection.target``). Its repr never shows a password."""
+    ``DatabaseConnection.target``). No field, repr or comparison holds a password; it cannot be
+    pickled (it holds the password to connect with): pickle the path and ``describe_target`` it."""
 
     #: The backend's name: ``"sqlite"``, ``"postgresql"``.
     backend: str
@@ -44,32 +55,43 @@ class StorageTarget:
     #: Whether ids follow commit order, so that "every alert after id N" is exact (what a
     #: browser's resume by ``Last-Event-ID`` needs).
     ids_follow_commits: bool
-    _target: str = field(repr=False, compare=False)
-    _backend: Backend = field(repr=False, compare=False)
 
     @classmethod
-    def of(cls, target: str, backend: Backend) -> StorageTarget:
+    def _of(cls, target: str, backend: Backend) -> StorageTarget:
         """The description of a resolved ``target`` (see ``resolve``)."""
-        return cls(
+        described = cls(
             backend.name,
             backend.shown(target),
             backend.options,
             backend.follow_poll,
             backend.ids_follow_commits,
-            target,
-            backend,
         )
+        object.__setattr__(described, "_target", target)
+        object.__setattr__(described, "_backend_obj", backend)
+        return described
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            f"a StorageTarget cannot be pickled (it holds the password to connect to {self.shown});"
+            " pickle the path and call describe_target() with it"
+        )
+
+    def __copy__(self) -> Self:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: object) -> Self:
+        return self
 
     def exists(self) -> bool:
         """Whether reading the target can find alerts without creating anything first (False for
         a file not written yet; a server is asked on use)."""
-        return self._backend.exists(self._target)
+        return self._backend_obj.exists(self._target)
 
     def subscriptions(self) -> list[SubscriptionStatus]:
         """Every durable name of the database, by name, with its position, lag and holder (no
         ``DatabaseConnection`` needed). ``ConfigurationError`` where the backend keeps no durable
         names (a SQLite file); ``StorageError`` if the server cannot be reached."""
-        return [SubscriptionStatus.of(info) for info in self._backend.subscriptions(self._target)]
+        return [SubscriptionStatus._of(info) for info in self._backend_obj.subscriptions(self._target)]
 
 
 def describe_target(path: str | os.PathLike[str] | None = None) -> StorageTarget:
@@ -77,7 +99,7 @@ def describe_target(path: str | os.PathLike[str] | None = None) -> StorageTarget
     is shown, which options it reads, how it is followed. ``path`` as ``DatabaseConnection``
     takes it (default ``$NOTIPIPE_DB``, else ``":memory:"``); a URL of a scheme no backend takes
     raises ``ConfigurationError`` naming the known ones (``known_targets()``)."""
-    return StorageTarget.of(*resolve(path))
+    return StorageTarget._of(*resolve(path))
 
 
 def known_targets() -> str:
@@ -103,5 +125,5 @@ class SubscriptionStatus:
     active: bool
 
     @classmethod
-    def of(cls, info: SubscriptionInfo) -> SubscriptionStatus:
+    def _of(cls, info: SubscriptionInfo) -> SubscriptionStatus:
         return cls(info.name, info.last_id, info.lag, info.oldest_age, info.holder, info.active)

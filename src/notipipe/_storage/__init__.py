@@ -21,7 +21,7 @@ from notipipe._storage.urls import redact, scheme_of
 if TYPE_CHECKING:
     from notipipe._storage.backend import Backend
 
-__all__ = ["BACKENDS", "backend_for", "known_targets"]
+__all__ = ["BACKENDS", "backend_for", "durable_targets", "known_targets"]
 
 #: Every backend, asked in this order: the URL backends first, the file backend last (it takes
 #: any target that is no URL). A new backend is one more entry here.
@@ -29,6 +29,8 @@ BACKENDS: tuple[Backend, ...] = (_POSTGRESQL, _NATS, _SQLITE)
 
 #: How the file backend is named among the schemes.
 _FILE: Final = "a SQLite file path"
+#: Schemes other tools give SQLite files by.
+_FILE_SCHEMES: Final = frozenset({"sqlite", "sqlite3", "file"})
 
 
 def backend_for(target: str) -> Backend:
@@ -39,7 +41,9 @@ def backend_for(target: str) -> Backend:
         if takes and backend.claims(target):
             return backend
     shown = redact(target) if scheme is not None else target
-    raise ConfigurationError(f"{shown}: no backend for the scheme {scheme!r}; known: {known_targets()}")
+    # "sqlite:///x.db" is SQLAlchemy's spelling; a SQLite file is given here as its path.
+    note = " (a SQLite file is given as a plain path)" if scheme in _FILE_SCHEMES else ""
+    raise ConfigurationError(f"{shown}: no backend for the scheme {scheme!r}{note}; known: {known_targets()}")
 
 
 def known_targets() -> str:
@@ -48,3 +52,8 @@ def known_targets() -> str:
     schemes = [f"{s}://" for b in BACKENDS for s in b.schemes]
     files = [_FILE for b in BACKENDS if not b.schemes]
     return ", ".join(schemes) + (f", or {files[0]}" if files else "")
+
+
+def durable_targets() -> str:
+    """The targets of the backends that keep durable names: ``postgresql://, ..., nats://``."""
+    return ", ".join(f"{s}://" for b in BACKENDS if b.keeps_durable_names for s in b.schemes)

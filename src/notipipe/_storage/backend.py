@@ -7,7 +7,7 @@ folder under ``_storage/`` with one object implementing this protocol, plus one 
 registry.
 
 A *target* is what the user wrote (``--db``, ``$NOTIPIPE_DB``, ``DatabaseConnection(path)``),
-after ``normalize``: a SQLite file's absolute path, a server URL as given.
+after ``normalize``: a SQLite file's absolute path, a server URL (its scheme in lower case).
 """
 
 from __future__ import annotations
@@ -78,18 +78,23 @@ class Backend(Protocol):
     schemes: tuple[str, ...]
     #: The ``StoreOptions`` fields this backend reads; others must keep their defaults.
     options: frozenset[str]
+    #: Why the options it does not read are not needed (shown when one is given), or "".
+    options_hint: str
     #: Seconds between a follower's reads when nothing wakes it (``tail --follow``'s default).
     follow_poll: float
     #: Whether ids follow commit order, so "every alert after id N" is exact (the dashboard's
     #: Last-Event-ID resume relies on it).
     ids_follow_commits: bool
+    #: Whether the backend keeps durable names (``durable_subscription``, ``subscriptions``).
+    keeps_durable_names: bool
 
     def claims(self, target: str) -> bool:
         """Whether ``target`` is this backend's (by its scheme; the file backend takes the rest)."""
         ...
 
     def normalize(self, target: str) -> str:
-        """The target as connections compare it (a file's absolute path, a URL as given)."""
+        """The target as connections compare it (a file's absolute path, a URL with its scheme in
+        lower case: a driver may not take another)."""
         ...
 
     def shown(self, target: str) -> str:
@@ -117,7 +122,7 @@ class Backend(Protocol):
     def follow_rows(
         self,
         target: str,
-        store: GroupCommitStore,
+        open_store: Callable[[], GroupCommitStore],
         after_id: int,
         *,
         page: int,
@@ -126,8 +131,10 @@ class Backend(Protocol):
     ) -> Iterator[list[StoredRow]]:
         """Pages of rows committed after ``after_id``, blocking in between, until ``stop``.
 
-        ``store`` is the connection's own (``open``'s), for a backend that reads through it (a
-        ``":memory:"`` database has no other reader); a server backend may read on its own.
+        ``open_store`` returns the connection's own store (``open``'s), for a backend that reads
+        through it (a ``":memory:"`` database has no other reader): called for each read, so that
+        a process forked since the last one reads through its own; a server backend may read on
+        its own connection and not call it.
         """
         ...
 

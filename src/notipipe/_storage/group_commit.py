@@ -163,8 +163,8 @@ class GroupCommitStore(ABC):
         self.options = options
         # The options the producers and the writer thread read most, at hand.
         self.batch_size = batch_size
-        self.max_delay = options.max_delay
-        self.busy_timeout = options.busy_timeout
+        self.max_delay: float = options.max_delay
+        self.busy_timeout: float = options.busy_timeout
         self._to_rows = to_rows
         self._on_commit = on_commit
         self._conn = None
@@ -251,7 +251,7 @@ class GroupCommitStore(ABC):
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         why = (
-                            f" ({describe(self._problem.error)} for {self._problem_age():.1f} s)"
+                            f" ({self._describe(self._problem.error)} for {self._problem_age():.1f} s)"
                             if self._problem is not None
                             else ""
                         )
@@ -312,7 +312,7 @@ class GroupCommitStore(ABC):
         if self._crash is not None:
             return self._crash.reason
         if self._problem is not None:
-            return describe(self._problem.error)
+            return self._describe(self._problem.error)
         return "the writer stopped"
 
     # -- reading -------------------------------------------------------------------------------
@@ -532,8 +532,10 @@ class GroupCommitStore(ABC):
                     self._cond.notify_all()
         except BaseException as error:  # noqa: BLE001 - nothing may end this thread unreported
             _log.critical("notipipe writer for %s stopped", self.path, exc_info=error)
-            crash = StorageError(self.path, f"the writer stopped: {type(error).__name__}: {describe(error)}")
-            crash.__cause__ = error
+            crash = StorageError(
+                self.path, f"the writer stopped: {type(error).__name__}: {self._describe(error)}"
+            )
+            crash.__cause__ = self._cause(error)
             with self._cond:
                 self._crash = self._crash or crash
                 self._cond.notify_all()
@@ -656,11 +658,14 @@ class GroupCommitStore(ABC):
                 self._dropped.append((batch[i], refused[i]))
         if recovered is not None:
             _log.warning(
-                "notipipe: %s is writable again after %.1f s (%s)", self.path, age, describe(recovered.error)
+                "notipipe: %s is writable again after %.1f s (%s)",
+                self.path,
+                age,
+                self._describe(recovered.error),
             )
         self._learn_fit(len(batch))
         for i in sorted(refused):
-            _log.error("notipipe: %s refused alert %r: %s", self.path, batch[i], describe(refused[i]))
+            _log.error("notipipe: %s refused alert %r: %s", self.path, batch[i], self._describe(refused[i]))
 
     def _rows(self, batch: list[object]) -> tuple[list[Row | None], dict[int, BaseException]]:
         """Rows for the batch; a message whose row cannot be built is refused alone."""
@@ -740,7 +745,7 @@ class GroupCommitStore(ABC):
                 "notipipe: a batch ran into the time limit of %s (%s); writing at most %d alerts per"
                 " transaction",
                 self.path,
-                describe(shrunk),
+                self._describe(shrunk),
                 self._fit,
             )
         elif (
@@ -774,7 +779,7 @@ class GroupCommitStore(ABC):
             _log.warning(
                 "notipipe: cannot write to %s (%s); %d alerts wait and are retried",
                 self.path,
-                describe(error),
+                self._describe(error),
                 waiting,
             )
         with self._cond:
@@ -824,9 +829,19 @@ class GroupCommitStore(ABC):
         assert self._problem is not None
         return StorageError(
             self.path,
-            f"{describe(self._problem.error)} ({self._enqueued - self._committed} alerts wait in memory"
+            f"{self._describe(self._problem.error)} ({self._enqueued - self._committed} alerts wait in memory"
             f" and are retried; failing for {self._problem_age():.1f} s)",
         )
+
+    def _describe(self, error: BaseException) -> str:
+        """The reason a driver gave, as a message may show it (a server backend hides its URL's
+        password, which a driver may repeat)."""
+        return describe(error)
+
+    def _cause(self, error: BaseException) -> BaseException | None:
+        """``error``, to chain to the error raised for it, unless its text shows what
+        ``_describe`` hides (then the chain would show it)."""
+        return error if self._describe(error) == describe(error) else None
 
     def _check_open(self) -> None:
         if self._crash is not None:
@@ -842,8 +857,9 @@ class GroupCommitStore(ABC):
             message, error = dropped[0]
             raise StorageError(
                 self.path,
-                f"{len(dropped)} alert(s) could not be stored; the first, {message!r}: {describe(error)}",
-            ) from error
+                f"{len(dropped)} alert(s) could not be stored; the first, {message!r}:"
+                f" {self._describe(error)}",
+            ) from self._cause(error)
         news, self._news = self._news, None
         if news is not None:
             raise StorageError(

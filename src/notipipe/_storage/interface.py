@@ -41,7 +41,7 @@ class StoreOptions:
     batch_size: int = 10_000
     #: Seconds the oldest queued message may wait for its batch to fill.
     max_delay: float = 0.05
-    #: When observers hear of a saved message (read by ``open_store``, not by the stores).
+    #: When observers hear of a saved message (read by the facade, not by the stores).
     deliver: Delivery = "immediate"
     #: Seconds opening and reading wait for a lock another connection holds (on PostgreSQL:
     #: after how long an outage is logged); past it, a waiting writer logs a warning.

@@ -63,7 +63,9 @@ __all__ = ["build_parser", "main"]
 DEFAULT_OPTIONS = StoreOptions()
 _DB_HELP = f"the database: {known_targets()} (default $NOTIPIPE_DB, else ./{DEFAULT_DB})"
 #: How often tail --follow asks a file (the default target's backend) when nothing wakes it.
-_FILE_POLL = describe_target(DEFAULT_DB).follow_poll
+#: Asked of ":memory:", the file backend's too: a relative file's path would be made absolute,
+#: which fails in a working directory since deleted, and --help must work there.
+_FILE_POLL = describe_target(":memory:").follow_poll
 _EXIT_STATUS = """\
 exit status:
   0    done

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final, cast
 
 from notipipe._storage.nats.client import import_nats, is_nats_url, parse_target, redact
+from notipipe._storage.urls import lower_scheme
 
 if TYPE_CHECKING:
     from notipipe._protocols import ErrorHandler
@@ -28,15 +29,17 @@ class NatsBackend:
     schemes: tuple[str, ...] = ("nats",)
     # Durability is the server's setting (its sync_interval, the stream's replicas).
     options = frozenset({"batch_size", "max_delay", "deliver", "busy_timeout"})
+    options_hint = "the server's sync_interval and the stream's replicas decide durability"
     #: An idle follower asks the stream for news this often (one small request each time).
     follow_poll = 0.05
     ids_follow_commits = True
+    keeps_durable_names = True
 
     def claims(self, target: str) -> bool:
         return is_nats_url(target)
 
     def normalize(self, target: str) -> str:
-        return target
+        return lower_scheme(target)
 
     def shown(self, target: str) -> str:
         return redact(target)
@@ -64,7 +67,7 @@ class NatsBackend:
     def follow_rows(
         self,
         target: str,
-        store: GroupCommitStore,
+        open_store: Callable[[], GroupCommitStore],
         after_id: int,
         *,
         page: int,

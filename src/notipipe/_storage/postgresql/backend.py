@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final, cast
 
 from notipipe._storage.postgresql.store import PgMessageStore, import_psycopg
-from notipipe._storage.urls import redact, scheme_of
+from notipipe._storage.urls import lower_scheme, redact, scheme_of
 
 if TYPE_CHECKING:
     from notipipe._protocols import ErrorHandler
@@ -30,15 +30,17 @@ class PostgresqlBackend:
     schemes: tuple[str, ...] = ("postgresql", "postgres")
     # Durability is the server's setting (synchronous_commit); the WAL is the server's too.
     options = frozenset({"batch_size", "max_delay", "deliver", "busy_timeout"})
+    options_hint = "the server's synchronous_commit decides durability"
     #: Each commit wakes a follower; without a wake-up it asks again this often.
     follow_poll = 1.0
     ids_follow_commits = False
+    keeps_durable_names = True
 
     def claims(self, target: str) -> bool:
         return scheme_of(target) in self.schemes
 
     def normalize(self, target: str) -> str:
-        return target
+        return lower_scheme(target)  # libpq reads "PostgreSQL://..." as key=value text
 
     def shown(self, target: str) -> str:
         return redact(target)
@@ -62,7 +64,7 @@ class PostgresqlBackend:
     def follow_rows(
         self,
         target: str,
-        store: GroupCommitStore,
+        open_store: Callable[[], GroupCommitStore],
         after_id: int,
         *,
         page: int,

@@ -31,7 +31,7 @@ import psycopg
 from notipipe._errors import StorageError
 from notipipe._storage.postgresql.connect import connect as make_connection
 from notipipe._storage.postgresql.schema import MESSAGES, WAKEUP_CHANNEL, ensure_schema
-from notipipe._storage.urls import redact
+from notipipe._storage.urls import redact, scrub
 
 __all__ = [
     "LISTENER_NAME",
@@ -238,7 +238,7 @@ def follow_rows(
             reader = connect(dsn, "notipipe follow")
             ensure_schema(reader)
         except psycopg.Error as error:
-            raise StorageError(redact(dsn), f"cannot follow: {error}") from None
+            raise StorageError(redact(dsn), f"cannot follow: {scrub(str(error), dsn)}") from None
         while not stop.is_set():
             try:
                 if reader is None:
@@ -249,7 +249,7 @@ def follow_rows(
                     reader.close()
                     reader = None
                 if not warned:
-                    _log.warning("following %s: %s; reconnecting", redact(dsn), error)
+                    _log.warning("following %s: %s; reconnecting", redact(dsn), scrub(str(error), dsn))
                     warned = True
                 stop.wait(backoff.next())
                 continue

@@ -51,12 +51,12 @@ from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
 from notipipe._storage.postgresql.connect import CONNECT_DEFAULTS, connect
 from notipipe._storage.postgresql.copy import COPY_HEADER, COPY_TRAILER, pack_rows
 from notipipe._storage.postgresql.schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
-from notipipe._storage.urls import redact
+from notipipe._storage.urls import redact, scrub
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PgMessageStore", "import_psycopg", "redact"]
+__all__ = ["PgMessageStore", "import_psycopg"]
 
 #: SQLSTATEs that mean "the server is going away or not there yet": wait and reconnect.
 _GONE: Final = frozenset({"57P01", "57P02", "57P03"})
@@ -162,6 +162,10 @@ class PgMessageStore(GroupCommitStore):
         self._pack = self._psycopg.pq.__impl__ == "python"
         super().__init__(redact(url), to_rows, options, on_commit=on_commit, max_pending=max_pending)
 
+    def _describe(self, error: BaseException) -> str:
+        # libpq repeats a URL it cannot parse, password and all.
+        return scrub(describe(error), self._url)
+
     # -- connections -----------------------------------------------------------------------------
 
     def _connect(self, role: str) -> psycopg.Connection[Any]:
@@ -178,7 +182,7 @@ class PgMessageStore(GroupCommitStore):
                 if self._fails_for_good(error):
                     # A failed connection has no SQLSTATE; a statement refused (the tables') has.
                     what = "cannot create the tables" if error.sqlstate else "cannot connect"
-                    raise StorageError(self.path, f"{what}: {describe(error)}") from None
+                    raise StorageError(self.path, f"{what}: {self._describe(error)}") from None
 
     def _fails_for_good(self, error: BaseException) -> bool:
         """Whether a first connection failed for a reason that cannot pass by waiting."""
@@ -461,7 +465,7 @@ class PgMessageStore(GroupCommitStore):
                     if attempt == 1 and self._is_wait(error):
                         self._close_reader()
                         continue
-                    raise StorageError(self.path, f"reading failed: {describe(error)}") from None
+                    raise StorageError(self.path, f"reading failed: {self._describe(error)}") from None
         raise AssertionError("unreachable")
 
     def origins(self) -> list[tuple[str, int, int]]:

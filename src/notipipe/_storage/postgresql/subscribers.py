@@ -70,7 +70,7 @@ from notipipe._storage.postgresql.follow import (
     read_page,
 )
 from notipipe._storage.postgresql.schema import MESSAGES, SUBSCRIPTIONS, ensure_lock_keys
-from notipipe._storage.urls import redact
+from notipipe._storage.urls import redact, scrub
 
 __all__ = ["DurableSubscription", "SubscriptionState", "check_name", "list_subscriptions"]
 
@@ -128,7 +128,9 @@ class DurableSubscription:
                 ensure_lock_keys(conn)
                 self._create(conn)
         except psycopg.Error as error:
-            raise StorageError(redact(self.dsn), f"cannot subscribe {self.name!r}: {error}") from None
+            raise StorageError(
+                redact(self.dsn), f"cannot subscribe {self.name!r}: {scrub(str(error), self.dsn)}"
+            ) from None
         self._thread.start()
 
     def stop(self) -> None:
@@ -153,7 +155,10 @@ class DurableSubscription:
             except (psycopg.Error, _NameLostError) as error:
                 if not warned:
                     _log.warning(
-                        "durable subscriber %r on %s: %s; reconnecting", self.name, redact(self.dsn), error
+                        "durable subscriber %r on %s: %s; reconnecting",
+                        self.name,
+                        redact(self.dsn),
+                        scrub(str(error), self.dsn),
                     )
                     warned = True
                 self._stop.wait(backoff.next())
@@ -333,7 +338,7 @@ def list_subscriptions(dsn: str) -> list[SubscriptionState]:
     try:
         return _list_subscriptions(dsn)
     except psycopg.Error as error:
-        raise StorageError(redact(dsn), f"cannot list the subscriptions: {error}") from None
+        raise StorageError(redact(dsn), f"cannot list the subscriptions: {scrub(str(error), dsn)}") from None
 
 
 def _list_subscriptions(dsn: str) -> list[SubscriptionState]:

@@ -19,10 +19,15 @@ if TYPE_CHECKING:
 
 __all__ = ["BACKEND", "SqliteBackend"]
 
-_NO_DURABLE_NAMES: Final = (
-    "durable subscribers need a backend that keeps durable names (postgresql://, nats://); "
-    "this connection uses the SQLite file {shown!r}"
-)
+
+def _no_durable_names(target: str) -> ConfigurationError:
+    # The registry imports this module: it is asked on use, for the backends it holds now.
+    from notipipe._storage import durable_targets
+
+    return ConfigurationError(
+        f"durable subscribers need a backend that keeps durable names ({durable_targets()});"
+        f" {target} is a SQLite {'in-memory database' if target == ':memory:' else 'file'}"
+    )
 
 
 class SqliteBackend:
@@ -32,9 +37,11 @@ class SqliteBackend:
     name = "sqlite"
     schemes: tuple[str, ...] = ()
     options = frozenset(f.name for f in fields(StoreOptions))
+    options_hint = ""
     #: A file has no wake-up: a follower asks again this often.
     follow_poll = 0.1
     ids_follow_commits = True
+    keeps_durable_names = False
 
     def claims(self, target: str) -> bool:
         # The fallback: the registry asks it last, and only for a target that is no URL.
@@ -64,7 +71,7 @@ class SqliteBackend:
     def follow_rows(
         self,
         target: str,
-        store: GroupCommitStore,
+        open_store: Callable[[], GroupCommitStore],
         after_id: int,
         *,
         page: int,
@@ -75,7 +82,7 @@ class SqliteBackend:
         # read first commits what this process queued).
         last = after_id
         while not stop.is_set():
-            rows = store.after(last, page)
+            rows = open_store().after(last, page)
             if rows:
                 last = int(rows[-1][0])  # type: ignore[call-overload]
                 yield rows
@@ -93,10 +100,10 @@ class SqliteBackend:
         page: int,
         poll: float,
     ) -> DurableHandle:
-        raise ConfigurationError(_NO_DURABLE_NAMES.format(shown=target))
+        raise _no_durable_names(target)
 
     def subscriptions(self, target: str) -> list[SubscriptionInfo]:
-        raise ConfigurationError(_NO_DURABLE_NAMES.format(shown=target))
+        raise _no_durable_names(target)
 
 
 BACKEND: Final = SqliteBackend()
