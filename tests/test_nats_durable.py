@@ -300,6 +300,7 @@ def test_a_chunk_or_row_another_tool_stored_is_reported_once_and_delivery_goes_o
     assert wait_until(lambda: any(m.body == "last" for m in seen.messages), TAKEOVER)
     assert db.unsubscribe(seen)
     assert [m.body for m in seen.messages] == ["a", "b", "a", "last"]
+    assert {type(m) for m in seen.messages} == {impl.SMSMessage, impl.EmailMessage}  # the database's
     ids = seen.ids()
     assert ids == sorted(ids)
     assert [i & 0xFFFF for i in ids[:3]] == [0, 3, 0], ids  # each keeps its place in its chunk
