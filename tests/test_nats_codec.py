@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from notipipe import _chunk_py
 from notipipe._storage.nats.codec import codec
+from notipipe._storage.nats.reader import ID_SHIFT
 from notipipe._twins import available
+from tests.conftest import Impl
 
 pytestmark = pytest.mark.twin
 
@@ -101,3 +103,96 @@ def test_a_bad_row_is_refused_alike(twin: ModuleType, row: Any) -> None:
     with pytest.raises((TypeError, ValueError)) as pure:
         _chunk_py.encode_chunk([row])
     assert (type(raised.value), str(raised.value)) == (type(pure.value), str(pure.value))
+
+
+# -- decode_messages: a chunk straight into its alerts ---------------------------------------------
+
+#: Rows as a writer stores them, and rows another tool could have stored: an address that is
+#: none, a line break in a subject, a priority out of range, another kind, a NaN time.
+_stored_row = st.tuples(
+    st.sampled_from(["email", "sms", "fax"]),
+    st.one_of(st.floats(min_value=0, max_value=4e9), st.just(math.nan)),
+    st.one_of(st.integers(min_value=1, max_value=5), st.integers(min_value=-(2**63), max_value=2**63 - 1)),
+    st.sampled_from(["ops@eu.example.com", "+15550001000", "not an address", "", "é@x.io"]),
+    st.sampled_from(["", "cpu at 9%", "two\nlines"]),
+    _text,
+)
+
+
+def _outcome(make: Any, *args: Any) -> tuple[str, Any]:
+    """``("ok", result)``, or what ``make(*args)`` raised as ``(type name, message)``."""
+    try:
+        return "ok", make(*args)
+    except (TypeError, ValueError) as error:
+        return type(error).__name__, str(error)
+
+
+def _row_path(data: bytes, base_id: int, impl: Impl) -> list[Any]:
+    """The alerts of a chunk as the store builds them: each row of ``decode_chunk``, with its id,
+    given to ``DatabaseCore._message`` (what ``decode_messages`` must equal)."""
+    core = impl.DatabaseConnection.__new__(impl.DatabaseConnection)
+    rows = _chunk_py.decode_chunk(data)
+    return [core._message((base_id | i, *row)) for i, row in enumerate(rows)]
+
+
+@given(rows=st.lists(_stored_row, max_size=12), seq=st.integers(min_value=1, max_value=2**47 - 1))
+def test_decode_messages_builds_what_the_store_builds_row_by_row(
+    impl: Impl, rows: list[Any], seq: int
+) -> None:
+    data = _chunk_py.encode_chunk(rows)
+    base_id = seq << ID_SHIFT
+    expected = _outcome(_row_path, data, base_id, impl)
+    for name in available():
+        got = _outcome(codec(name).decode_messages, data, base_id, impl.EmailMessage, impl.SMSMessage)
+        assert got == expected, name
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"NP\x07\x00",
+        b"XY\x01\x00",
+        b"NP",
+        b"NP\x01\x01\x01",
+        b"NP\x01\x00\x00",
+        b"NP\x01\x01\x09",
+        b"NP\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f",
+        b"NP\x01\x01\x02" + bytes(8) + b"\x06\x01\xff\x00\x00",  # an address that is not UTF-8
+        # a bad first row and bytes after the last: each twin stops at the row
+        _chunk_py.encode_chunk([("email", 1.0, 3, "nobody", "", "")]) + b"\x00",
+    ],
+)
+def test_decode_messages_refuses_a_bad_chunk_alike(impl: Impl, data: bytes) -> None:
+    answers = {
+        name: _outcome(codec(name).decode_messages, data, 1 << ID_SHIFT, impl.EmailMessage, impl.SMSMessage)
+        for name in available()
+    }
+    assert answers["py"][0] != "ok"
+    assert all(answer == answers["py"] for answer in answers.values()), answers
+
+
+@pytest.mark.parametrize("base_id", [-1, 2**63, 1.0, True, "1"])
+def test_decode_messages_refuses_a_base_id_alike(twin: ModuleType, base_id: Any) -> None:
+    data = _chunk_py.encode_chunk([])
+    with pytest.raises(ValueError, match="base_id must be an int from 0 to 2\\*\\*63 - 1") as raised:
+        twin.decode_messages(data, base_id, object, object)
+    with pytest.raises(ValueError, match="base_id") as pure:
+        _chunk_py.decode_messages(data, base_id, object, object)
+    assert str(raised.value) == str(pure.value)
+
+
+def test_decode_messages_reads_a_kind_spelled_out_and_repeated_text(impl: Impl, twin: ModuleType) -> None:
+    # Another writer may spell "email" out (code 0) rather than use its code; a field repeating
+    # the row before's bytes is read again as equal text, in every field and kind.
+    email = b"\x00\x05email" + struct.pack("<d", 2.0) + b"\x06\x05a@b.c\x02hi\x01x"
+    sms = b"\x02" + struct.pack("<d", 3.0) + b"\x04\x0c+15550001000\x00\x01x"
+    data = b"NP\x01\x04" + email + sms + email + sms
+    got = twin.decode_messages(data, 7 << ID_SHIFT, impl.EmailMessage, impl.SMSMessage)
+    assert got == _row_path(data, 7 << ID_SHIFT, impl)
+    assert [(m.kind, m.id, m.body) for m in got] == [
+        ("email", 7 << ID_SHIFT, "x"),
+        ("sms", 7 << ID_SHIFT | 1, "x"),
+        ("email", 7 << ID_SHIFT | 2, "x"),
+        ("sms", 7 << ID_SHIFT | 3, "x"),
+    ]
+    assert twin.decode_chunk(data) == _chunk_py.decode_chunk(data)

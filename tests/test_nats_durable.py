@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from notipipe._storage.nats.client import NatsClient, parse_target
+from notipipe._storage.nats.codec import CODEC
 from notipipe._storage.nats.subscribers import consumer_name, durable_name, list_subscriptions
 from tests._nats_server import NatsServer
 from tests._pg_rows import Seen
@@ -266,3 +268,43 @@ def test_unsubscribing_in_the_middle_of_a_chunk_gives_the_chunk_back_whole(impl:
     assert again.wait_for(ids, TAKEOVER)
     assert db.unsubscribe(again)
     assert again.ids() == ids, "the chunk in hand was not given back whole"
+
+
+def test_a_chunk_or_row_another_tool_stored_is_reported_once_and_delivery_goes_on(
+    impl: Impl, nats_url: str
+) -> None:
+    # A chunk is decoded straight into its alerts; one that holds a row no alert can be built
+    # from is delivered row by row instead: that row reported, the others delivered.
+    db = impl.DatabaseConnection(nats_url)
+    errors: list[tuple[object, str]] = []
+    db.error_handler = lambda observer, message, error: errors.append((message, str(error)))
+    db.save_many([impl.SMSMessage(body="first")])
+    db.flush()
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="foreign")
+    mixed = [
+        ("sms", 1.0, 3, "+15550001000", "", "a"),
+        ("email", 1.0, 3, "not an address", "", "bad"),
+        ("fax", 1.0, 3, "+15550001000", "", "other kind"),
+        ("email", 1.0, 3, "ops@eu.example.com", "s", "b"),
+    ]
+    client = NatsClient(parse_target(nats_url), "test: another tool")
+    client.connect()
+    try:
+        for data in (CODEC.encode_chunk(mixed), b"not a chunk", CODEC.encode_chunk(mixed[:1])):
+            client.call(lambda d=data: client.js.publish(client.target.subject, d))  # type: ignore[misc]
+    finally:
+        client.close()
+    db.save_many([impl.SMSMessage(body="last")])
+    db.flush()
+    assert wait_until(lambda: any(m.body == "last" for m in seen.messages), TAKEOVER)
+    assert db.unsubscribe(seen)
+    assert [m.body for m in seen.messages] == ["a", "b", "a", "last"]
+    assert {type(m) for m in seen.messages} == {impl.SMSMessage, impl.EmailMessage}  # the database's
+    ids = seen.ids()
+    assert ids == sorted(ids)
+    assert [i & 0xFFFF for i in ids[:3]] == [0, 3, 0], ids  # each keeps its place in its chunk
+    told = [text for _, text in errors]
+    assert sum("is not an e-mail address" in t for t in told) == 1, told
+    assert sum("'fax'" in t for t in told) == 1, told
+    assert sum("not a notipipe chunk" in t for t in told) == 1, told

@@ -5,27 +5,46 @@ description), byte for byte the same, with the same errors.
 ``encode_chunk`` checks every row and sums the chunk's size first, then allocates the bytes
 object once and writes into it in C; ``decode_chunk`` walks the buffer with a C pointer. The rows
 are copied into a tuple first, so another thread changing the caller's list cannot change what
-is measured between the two passes.
+is measured between the two passes. ``decode_messages`` walks it the same way and calls each
+row's class through vectorcall with the keyword names as one constant tuple (the compiled
+classes' own vectorcall entries match them by identity): no row tuple, no argument dict.
 """
 
 cimport cython
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
+from cpython.list cimport PyList_GET_ITEM
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF
 from libc.stdint cimport int64_t, uint64_t, uint8_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy, memset
 
-__all__ = ["MAGIC", "VERSION", "decode_chunk", "encode_chunk"]
+__all__ = ["MAGIC", "VERSION", "decode_chunk", "decode_messages", "encode_chunk"]
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+    object PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf, PyObject* kwnames)
+    # A new reference, or NULL with the error set (declared so: no exception check made here).
+    PyObject* PyUnicode_DecodeUTF8(const char* data, Py_ssize_t size, const char* errors)
 
 MAGIC = b"NP"
 VERSION = 1
 cdef uint8_t _VERSION = 1
 cdef str _EMAIL = "email"
 cdef str _SMS = "sms"
+cdef tuple _KEYWORDS = ("priority", "created_at", "id")
+cdef str _KIND_ERROR = "kind: expected 'email' or 'sms', got {!r}"
+cdef object _INT64 = 2**63
+# String slots of a reader: another kind's name, the address for each kind code (0, 1, 2), the
+# subject, the body.
+cdef enum:
+    _KIND_NAME = 0
+    _ADDRESS = 1  # + the kind code
+    _SUBJECT = 4
+    _BODY = 5
+    _SLOTS = 6
 
 
 cdef inline Py_ssize_t _varint_size(uint64_t value) noexcept nogil:
@@ -154,6 +173,11 @@ cdef class _Reader:
     cdef const uint8_t* data
     cdef Py_ssize_t size
     cdef Py_ssize_t pos
+    # The last string read in each slot: where its bytes are, how many, the str (in slots).
+    cdef Py_ssize_t slot_start[_SLOTS]
+    cdef Py_ssize_t slot_size[_SLOTS]
+    cdef list slots
+    cdef int code  # the kind code of the row being read
 
     cdef int byte(self) except -1:
         if self.pos >= self.size:
@@ -190,19 +214,38 @@ cdef class _Reader:
         memcpy(&value, &bits, 8)
         return value
 
-    cdef str string(self):
+    cdef str string(self, int slot):
+        """The next string; ``slot`` (0 to ``_SLOTS - 1``) names the field it is, so that a field
+        holding the same bytes as in the row before gives the same str object (an address
+        repeats from alert to alert: no second allocation, no second decoding)."""
         cdef Py_ssize_t n = self.need(self.varint())
         cdef Py_ssize_t start = self.pos
+        cdef PyObject* text
         self.pos += n
-        try:
-            return PyUnicode_DecodeUTF8(<const char*>(self.data + start), n, NULL)
-        except UnicodeDecodeError:
-            raise ValueError(f"notipipe chunk holds text that is not UTF-8 at byte {start}") from None
+        if n == 0:
+            return ""
+        if self.slot_size[slot] == n and memcmp(self.data + self.slot_start[slot], self.data + start, n) == 0:
+            return <str>PyList_GET_ITEM(self.slots, slot)
+        text = PyUnicode_DecodeUTF8(<const char*>(self.data + start), n, NULL)
+        if text is NULL:  # no try block: it would save the exception state for every string
+            _not_utf8(start)
+        self.slots[slot] = <str>text
+        Py_DECREF(<object>text)  # the list holds it now
+        self.slot_start[slot] = start
+        self.slot_size[slot] = n
+        return <str>text
 
 
-def decode_chunk(data):
-    """The rows of a chunk: see ``_chunk_py.decode_chunk``."""
-    cdef bytes buffer = bytes(data)
+cdef int _not_utf8(Py_ssize_t start) except -1:
+    """Raise the pending error: a ``UnicodeDecodeError`` as the chunk's ``ValueError``."""
+    if PyErr_ExceptionMatches(UnicodeDecodeError):
+        PyErr_Clear()
+        raise ValueError(f"notipipe chunk holds text that is not UTF-8 at byte {start}")
+    return -1  # another error (MemoryError) propagates as it is
+
+
+cdef _Reader _open(bytes buffer):
+    """A reader past the chunk's header; ``ValueError`` for a header that is not version 1's."""
     cdef Py_ssize_t size = len(buffer)
     if buffer[:2] != MAGIC:
         raise ValueError("not a notipipe chunk (its first bytes are not b'NP')")
@@ -217,31 +260,92 @@ def decode_chunk(data):
     reader.data = <const uint8_t*>PyBytes_AS_STRING(buffer)
     reader.size = size
     reader.pos = 3
+    reader.slots = [None] * _SLOTS
+    memset(reader.slot_size, 0xFF, sizeof(reader.slot_size))  # -1: no string in any slot yet
+    return reader
+
+
+cdef int _end(_Reader reader) except -1:
+    if reader.pos != reader.size:
+        raise ValueError(f"notipipe chunk has {reader.size - reader.pos} bytes after its last row")
+    return 0
+
+
+cdef inline object _kind(_Reader reader):
+    """The row's kind: the shared "email"/"sms" objects for their codes, else the name read."""
+    cdef int code = reader.byte()
+    reader.code = code
+    if code == 0:
+        return reader.string(_KIND_NAME)
+    if code == 1:
+        return _EMAIL
+    if code == 2:
+        return _SMS
+    raise ValueError(f"notipipe chunk has an unknown kind code {code} at byte {reader.pos - 1}")
+
+
+cdef inline int64_t _zigzag_value(uint64_t zigzag) noexcept nogil:
+    return <int64_t>((zigzag >> 1) ^ (0 - (zigzag & 1)))
+
+
+def decode_chunk(data):
+    """The rows of a chunk: see ``_chunk_py.decode_chunk``."""
+    cdef bytes buffer = bytes(data)
+    cdef _Reader reader = _open(buffer)
     cdef uint64_t count = reader.varint()
     cdef uint64_t i
-    cdef int code
     cdef object kind
     cdef double created_at
-    cdef uint64_t zigzag
     cdef int64_t priority
     cdef list rows = []
     for i in range(count):
-        code = reader.byte()
-        if code == 0:
-            kind = reader.string()
-        elif code == 1:
-            kind = _EMAIL
-        elif code == 2:
-            kind = _SMS
-        else:
-            raise ValueError(f"notipipe chunk has an unknown kind code {code} at byte {reader.pos - 1}")
+        kind = _kind(reader)
         created_at = reader.double()
-        zigzag = reader.varint()
-        priority = <int64_t>((zigzag >> 1) ^ (0 - (zigzag & 1)))
-        address = reader.string()
-        subject = reader.string()
-        body = reader.string()
+        priority = _zigzag_value(reader.varint())
+        address = reader.string(_ADDRESS + reader.code)
+        subject = reader.string(_SUBJECT)
+        body = reader.string(_BODY)
         rows.append((kind, created_at, priority, address, subject, body))
-    if reader.pos != size:
-        raise ValueError(f"notipipe chunk has {size - reader.pos} bytes after its last row")
+    _end(reader)
     return rows
+
+
+def decode_messages(data, base_id, email_cls, sms_cls):
+    """The alerts of a chunk, each built as it is read: see ``_chunk_py.decode_messages``."""
+    if type(base_id) is not int or not 0 <= base_id < _INT64:
+        raise ValueError(f"base_id must be an int from 0 to 2**63 - 1, got {base_id!r}")
+    cdef int64_t base = base_id
+    cdef bytes buffer = bytes(data)
+    cdef _Reader reader = _open(buffer)
+    cdef uint64_t count = reader.varint()
+    cdef uint64_t i
+    cdef object kind, created_at, priority, address, subject, body, message_id
+    cdef PyObject* args[6]
+    cdef list messages = []
+    for i in range(count):
+        kind = _kind(reader)
+        created_at = reader.double()
+        priority = _zigzag_value(reader.varint())
+        address = reader.string(_ADDRESS + reader.code)
+        subject = reader.string(_SUBJECT)
+        body = reader.string(_BODY)
+        message_id = base | <int64_t>i
+        # Arguments as the store passes them: the fields positionally, the rest by keyword.
+        args[0] = <PyObject*>address
+        if kind is _EMAIL or kind == _EMAIL:
+            args[1] = <PyObject*>subject
+            args[2] = <PyObject*>body
+            args[3] = <PyObject*>priority
+            args[4] = <PyObject*>created_at
+            args[5] = <PyObject*>message_id
+            messages.append(PyObject_Vectorcall(email_cls, args, 3, <PyObject*>_KEYWORDS))
+        elif kind is _SMS or kind == _SMS:
+            args[1] = <PyObject*>body
+            args[2] = <PyObject*>priority
+            args[3] = <PyObject*>created_at
+            args[4] = <PyObject*>message_id
+            messages.append(PyObject_Vectorcall(sms_cls, args, 2, <PyObject*>_KEYWORDS))
+        else:
+            raise ValueError(_KIND_ERROR.format(kind))
+    _end(reader)
+    return messages

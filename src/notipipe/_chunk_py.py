@@ -12,15 +12,18 @@ Layout, version 1 (every integer little-endian; a *varint* is unsigned LEB128, 7
 A row is ``(kind, created_at, priority, address, subject, body)``, as the group-commit writer
 builds them. A reader meeting another version raises ``ValueError`` naming it: a chunk is never
 guessed at.
+
+``decode_messages`` reads a chunk straight into its alerts (the durable subscriber's hot path):
+no row tuples, each alert built as it is read, the same calls the store makes for a row.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
-__all__ = ["MAGIC", "VERSION", "decode_chunk", "encode_chunk"]
+__all__ = ["MAGIC", "VERSION", "decode_chunk", "decode_messages", "encode_chunk"]
 
 #: (kind, created_at, priority, address, subject, body): one stored message.
 type Row = tuple[str, float, int, str, str, str]
@@ -32,6 +35,8 @@ _KINDS: Final = {1: "email", 2: "sms"}
 _DOUBLE: Final = struct.Struct("<d")
 #: A priority beyond int64 has no zigzag varint of 10 bytes; the writer never builds one.
 _INT64: Final = 2**63
+#: What a stored row of another kind raises, as the store says it for a row.
+_KIND_ERROR: Final = "kind: expected 'email' or 'sms', got {!r}"
 
 
 def _varint(out: bytearray, value: int) -> None:
@@ -122,9 +127,9 @@ class _Reader:
             raise ValueError(f"notipipe chunk holds text that is not UTF-8 at byte {self.pos - n}") from None
 
 
-def decode_chunk(data: bytes) -> list[Row]:
-    """The rows of a chunk ``encode_chunk`` made; ``ValueError`` for anything else (another
-    magic, an unknown version, truncated or trailing bytes)."""
+def _rows(data: bytes) -> Iterator[Row]:
+    """Each row of a chunk as it is read; ``ValueError`` as ``decode_chunk`` says, the bytes after
+    the last row checked once it was read."""
     data = bytes(data)
     if data[:2] != MAGIC:
         raise ValueError("not a notipipe chunk (its first bytes are not b'NP')")
@@ -138,7 +143,6 @@ def decode_chunk(data: bytes) -> list[Row]:
     reader = _Reader(data)
     reader.pos = 3
     count = reader.varint()
-    rows: list[Row] = []
     for _ in range(count):
         code = reader.byte()
         if code == 0:
@@ -153,7 +157,47 @@ def decode_chunk(data: bytes) -> list[Row]:
         address = reader.string()
         subject = reader.string()
         body = reader.string()
-        rows.append((kind, created_at, priority, address, subject, body))
+        yield kind, created_at, priority, address, subject, body
     if reader.pos != len(data):
         raise ValueError(f"notipipe chunk has {len(data) - reader.pos} bytes after its last row")
-    return rows
+
+
+def decode_chunk(data: bytes) -> list[Row]:
+    """The rows of a chunk ``encode_chunk`` made; ``ValueError`` for anything else (another
+    magic, an unknown version, truncated or trailing bytes)."""
+    return list(_rows(data))
+
+
+def _check_base_id(base_id: int) -> None:
+    if type(base_id) is not int or not 0 <= base_id < _INT64:
+        raise ValueError(f"base_id must be an int from 0 to 2**63 - 1, got {base_id!r}")
+
+
+def decode_messages[E, S](
+    data: bytes, base_id: int, email_cls: Callable[..., E], sms_cls: Callable[..., S]
+) -> list[E | S]:
+    """The alerts of a chunk, in order, the one at ``position`` with the id
+    ``base_id | position``: an email row built as ``email_cls(address, subject, body,
+    priority=..., created_at=..., id=...)``, an sms row as ``sms_cls(address, body, ...)``
+    (the calls the store makes for a stored row), each as it is read.
+
+    Raises what ``decode_chunk`` raises for the bytes, ``ValueError`` for a row of another kind,
+    what a class raises for a row it refuses: the first of these, in the chunk's order (no
+    alert is returned then). ``ValueError`` for a ``base_id`` that is no int from 0 to 2**63 - 1.
+    """
+    _check_base_id(base_id)
+    messages: list[E | S] = []
+    for position, (kind, created_at, priority, address, subject, body) in enumerate(_rows(data)):
+        if kind == "email":
+            messages.append(
+                email_cls(
+                    address, subject, body, priority=priority, created_at=created_at, id=base_id | position
+                )
+            )
+        elif kind == "sms":
+            messages.append(
+                sms_cls(address, body, priority=priority, created_at=created_at, id=base_id | position)
+            )
+        else:
+            raise ValueError(_KIND_ERROR.format(kind))
+    return messages

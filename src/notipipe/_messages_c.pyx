@@ -153,8 +153,10 @@ cdef bint _email_shape(str address) noexcept:
     cdef Py_ssize_t n = len(address), at = -1, i
     cdef Py_UCS4 ch, prev = 0
     cdef bint dot = False
+    # An ASCII address (the common one) is read as bytes: no per-character kind dispatch.
+    cdef const unsigned char* ascii = _ascii_data(<PyObject*>address) if _is_ascii(<PyObject*>address) else NULL
     for i in range(n):
-        ch = address[i]
+        ch = ascii[i] if ascii is not NULL else address[i]
         if _blank(ch):
             return False
         if ch == u'@':

@@ -1,9 +1,9 @@
 # Stubs for the compiled chunk codec; kept honest by `python -m mypy.stubtest notipipe`.
 # The annotated pure twin, notipipe/_chunk_py.py, is the type truth these mirror.
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
-__all__ = ["MAGIC", "VERSION", "decode_chunk", "encode_chunk"]
+__all__ = ["MAGIC", "VERSION", "decode_chunk", "decode_messages", "encode_chunk"]
 
 type Row = tuple[str, float, int, str, str, str]
 
@@ -12,3 +12,6 @@ VERSION: Final[int]
 
 def encode_chunk(rows: Iterable[Row]) -> bytes: ...
 def decode_chunk(data: bytes) -> list[Row]: ...
+def decode_messages[E, S](
+    data: bytes, base_id: int, email_cls: Callable[..., E], sms_cls: Callable[..., S]
+) -> list[E | S]: ...

@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final
 
+from notipipe._database import DatabaseCore
 from notipipe._errors import StorageError
 from notipipe._failures import Failures, ObserverFailures
 from notipipe._protocols import ErrorHandler
@@ -347,6 +348,7 @@ class NatsDurableSubscription:
         self._parsed = parse_target(target)
         self._update: Callable[[object], object] = observer.update
         self._to_message = to_message
+        self._classes = _message_classes(to_message)
         self._failures = _DatabaseFailures(error_handler)
         self._failed = ObserverFailures(self._failures, observer).failed
         self._poll = poll
@@ -358,6 +360,9 @@ class NatsDurableSubscription:
         #: A chunk whose delivery ``stop`` interrupted.
         self._unfinished: Any = None
         self._stop = threading.Event()
+        #: ``_stop`` as a plain attribute: read before every alert, where a call would cost more
+        #: than the rest of the check.
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"notipipe-subscriber-{name}", daemon=True)
 
     def start(self) -> None:
@@ -377,6 +382,7 @@ class NatsDurableSubscription:
     def stop(self) -> None:
         """Stop delivering at the next alert and give the name up; unless called from the delivery
         thread, wait for it (for the ``update`` call in progress, if any)."""
+        self._stopping = True
         self._stop.set()
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join()
@@ -432,27 +438,74 @@ class NatsDurableSubscription:
         if seq <= self._done_upto:  # redelivered after an acknowledgement that got lost
             self._settle(msg, "ack")
             return
-        try:
-            rows = self._codec.decode_chunk(msg.data or b"")
-        except Exception as error:  # noqa: BLE001 - another tool's message: reported, skipped
-            self._failed((seq, msg.data), error)
-            rows = []
+        data = msg.data or b""
+        messages = self._decode_messages(data, make_id(seq, 0))
         puller.in_hand = msg
         try:
-            # Each row's id-prefixed tuple is made as it is delivered, not the chunk's all at once.
-            base, stopped, deliver = make_id(seq, 0), self._stop.is_set, self._deliver_one
-            for position, row in enumerate(rows):
-                if delivery.generation != puller.generation:
-                    self._settle(msg, "nak")  # the pin is another's: it goes whole to the new holder
-                    return
-                if stopped():
-                    self._unfinished = msg  # given back once unpinned, whole
-                    return
-                deliver((base | position, *row))
+            if messages is not None:
+                whole = self._deliver_messages(puller, delivery, messages)
+            else:
+                whole = self._deliver_rows(puller, delivery, self._decode_rows(seq, data))
         finally:
             puller.in_hand = None
-        self._done_upto = seq
-        self._settle(msg, "ack")
+        if whole:
+            self._done_upto = seq
+            self._settle(msg, "ack")
+
+    def _decode_messages(self, data: bytes, base_id: int) -> list[object] | None:
+        """The chunk's alerts built straight from its bytes (no row tuples); None where this
+        subscription builds its alerts otherwise, or where any row would fail (the row path
+        then reports each such row and delivers the others)."""
+        if self._classes is None:
+            return None
+        try:
+            return self._codec.decode_messages(data, base_id, *self._classes)  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001 - told row by row (or as the chunk) by the row path
+            return None
+
+    def _decode_rows(self, seq: int, data: bytes) -> list[tuple[object, ...]]:
+        try:
+            rows: list[tuple[object, ...]] = self._codec.decode_chunk(data)
+        except Exception as error:  # noqa: BLE001 - another tool's message: reported, skipped
+            self._failed((seq, data), error)
+            return []
+        return rows
+
+    def _deliver_messages(self, puller: _Puller, delivery: _Delivery, messages: list[object]) -> bool:
+        """Each alert to ``update``; False if delivery halted before the chunk's end."""
+        generation, update, failed = delivery.generation, self._update, self._failed
+        for message in messages:
+            if generation != puller.generation or self._stopping:
+                self._halt(puller, delivery)
+                return False
+            try:
+                update(message)
+            except Exception as error:  # noqa: BLE001 - reported, never ends the subscription
+                failed(message, error)
+            except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
+                failed(message, _wrapped(error))
+        return True
+
+    def _deliver_rows(self, puller: _Puller, delivery: _Delivery, rows: list[tuple[object, ...]]) -> bool:
+        """As ``_deliver_messages``, each row built as its alert here (one that holds none is
+        reported and skipped)."""
+        generation = delivery.generation
+        # Each row's id-prefixed tuple is made as it is delivered, not the chunk's all at once.
+        base, deliver = make_id(delivery.seq, 0), self._deliver_one
+        for position, row in enumerate(rows):
+            if generation != puller.generation or self._stopping:
+                self._halt(puller, delivery)
+                return False
+            deliver((base | position, *row))
+        return True
+
+    def _halt(self, puller: _Puller, delivery: _Delivery) -> None:
+        """Stop delivering the chunk: once the pin is another's it goes back whole to the new
+        holder; once ``stop`` was called it is given back after unpinning."""
+        if delivery.generation != puller.generation:
+            self._settle(delivery.msg, "nak")
+        else:
+            self._unfinished = delivery.msg
 
     def _deliver_one(self, row: tuple[object, ...]) -> None:
         try:
@@ -465,9 +518,24 @@ class NatsDurableSubscription:
         except Exception as error:  # noqa: BLE001 - reported, never ends the subscription
             self._failed(message, error)
         except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
-            wrapped = RuntimeError(f"update raised {type(error).__name__}: {error}")
-            wrapped.__cause__ = error
-            self._failed(message, wrapped)
+            self._failed(message, _wrapped(error))
+
+
+def _wrapped(error: BaseException) -> RuntimeError:
+    """A ``BaseException`` from ``update`` as the ``RuntimeError`` the error handler is given."""
+    wrapped = RuntimeError(f"update raised {type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _message_classes(to_message: Callable[[tuple[object, ...]], object]) -> tuple[type, type] | None:
+    """The (email, sms) classes ``to_message`` builds alerts with, where it is the store's own
+    ``DatabaseCore._message`` (so a chunk may be decoded straight into them: the same calls);
+    None for anything else, whose alerts are built row by row."""
+    if getattr(to_message, "__func__", None) is not DatabaseCore._message:
+        return None
+    owner = to_message.__self__  # type: ignore[attr-defined]
+    return owner._email_cls, owner._sms_cls
 
 
 # -- notipipe subscriptions -----------------------------------------------------------------------
