@@ -471,6 +471,7 @@ class DatabaseCore:
             lambda: cast("Publisher[object]", self).error_handler,
             page=DURABLE_PAGE,
             poll=DURABLE_POLL,
+            message_classes=(self._email_cls, self._sms_cls),
         )
         with self._config_lock:
             # Checked again under the lock close() takes: a close() that ran since the check

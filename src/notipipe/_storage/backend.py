@@ -148,8 +148,12 @@ class Backend(Protocol):
         *,
         page: int,
         poll: float,
+        message_classes: tuple[type, type] | None = None,
     ) -> DurableHandle:
         """A durable subscription of ``observer`` under ``name`` (not started).
+
+        ``message_classes`` are the (email, sms) classes ``to_message`` builds alerts with, by
+        the same calls: a backend may build its alerts straight from what it reads with them.
 
         Raises ``ConfigurationError`` where the backend keeps no durable names.
         """

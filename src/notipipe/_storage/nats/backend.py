@@ -89,11 +89,14 @@ class NatsBackend:
         *,
         page: int,
         poll: float,
+        message_classes: tuple[type, type] | None = None,
     ) -> DurableHandle:
         from notipipe._storage.nats.subscribers import NatsDurableSubscription
 
         handler = cast("Callable[[], ErrorHandler]", error_handler)
-        return NatsDurableSubscription(target, name, observer, to_message, handler, page=page, poll=poll)
+        return NatsDurableSubscription(
+            target, name, observer, to_message, handler, page=page, poll=poll, message_classes=message_classes
+        )
 
     def subscriptions(self, target: str) -> list[SubscriptionInfo]:
         from notipipe._storage.nats.subscribers import list_subscriptions

@@ -65,7 +65,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final
 
-from notipipe._database import DatabaseCore
 from notipipe._errors import StorageError
 from notipipe._failures import Failures, ObserverFailures
 from notipipe._protocols import ErrorHandler
@@ -342,13 +341,15 @@ class NatsDurableSubscription:
         page: int,
         poll: float,
         codec: ModuleType | None = None,
+        message_classes: tuple[type, type] | None = None,
     ) -> None:
         self.target, self.name, self.observer = target, name, observer
         self.consumer = consumer_name(name)
         self._parsed = parse_target(target)
         self._update: Callable[[object], object] = observer.update
         self._to_message = to_message
-        self._classes = _message_classes(to_message)
+        # Given: each chunk is decoded straight into its alerts; else built row by row.
+        self._classes = message_classes
         self._failures = _DatabaseFailures(error_handler)
         self._failed = ObserverFailures(self._failures, observer).failed
         self._poll = poll
@@ -526,16 +527,6 @@ def _wrapped(error: BaseException) -> RuntimeError:
     wrapped = RuntimeError(f"update raised {type(error).__name__}: {error}")
     wrapped.__cause__ = error
     return wrapped
-
-
-def _message_classes(to_message: Callable[[tuple[object, ...]], object]) -> tuple[type, type] | None:
-    """The (email, sms) classes ``to_message`` builds alerts with, where it is the store's own
-    ``DatabaseCore._message`` (so a chunk may be decoded straight into them: the same calls);
-    None for anything else, whose alerts are built row by row."""
-    if getattr(to_message, "__func__", None) is not DatabaseCore._message:
-        return None
-    owner = to_message.__self__  # type: ignore[attr-defined]
-    return owner._email_cls, owner._sms_cls
 
 
 # -- notipipe subscriptions -----------------------------------------------------------------------

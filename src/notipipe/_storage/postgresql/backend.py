@@ -85,6 +85,7 @@ class PostgresqlBackend:
         *,
         page: int,
         poll: float,
+        message_classes: tuple[type, type] | None = None,
     ) -> DurableHandle:
         from notipipe._storage.postgresql.subscribers import DurableSubscription
 

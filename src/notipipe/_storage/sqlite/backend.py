@@ -99,6 +99,7 @@ class SqliteBackend:
         *,
         page: int,
         poll: float,
+        message_classes: tuple[type, type] | None = None,
     ) -> DurableHandle:
         raise _no_durable_names(target)
 
