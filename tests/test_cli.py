@@ -9,6 +9,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -269,6 +270,25 @@ def test_bad_databases_give_one_line_status_1_and_stay_unchanged(tmp_path: Path)
     _one_line_error(run_cli("run", "--db", str(tmp_path)), 1, r"is a directory")
     _one_line_error(run_cli("stats", "--db", str(tmp_path / "none.db")), 1, r"none\.db: no such database")
     assert not (tmp_path / "none.db").exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_nats_server_out_of_reach_is_one_error_line_without_its_password() -> None:
+    url = f"nats://ops:s3cret@127.0.0.1:{_closed_port()}/X"
+    for command in ("stats", "tail"):
+        result = run_cli(command, "--db", url)
+        assert result.returncode == 1, result
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "s3cret" not in result.stderr
+        first = result.stderr.splitlines()[0]
+        assert re.fullmatch(
+            rf"notipipe {command}: error: nats://ops:\*\*\*@127\.0\.0\.1:\d+/X: cannot connect: .+", first
+        )
 
 
 # -- hostile arguments: every option of every subcommand ----------------------------------------

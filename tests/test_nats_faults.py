@@ -118,12 +118,13 @@ def test_a_stream_limit_reached_is_a_clear_error_and_nothing_is_discarded(nats_u
         for part in range(2):
             store.put_many([("sms", 1.0, 1, "+1", "", f"{part}-{i}") for i in range(10)])
             store.flush(10)
+        _raise_limit(store._client, 2, max_bytes=1 << 30)  # an operator's edit: the error shows it
         store.put_many([("sms", 1.0, 1, "+1", "", f"2-{i}") for i in range(10)])
         with pytest.raises(StorageError) as raised:
             store.flush(10)
         message = str(raised.value)
         assert "refused a chunk: maximum messages exceeded" in message
-        assert "max_msgs=2" in message
+        assert "max_bytes=1073741824, max_msgs=2" in message
         assert "discard=new" in message
         assert "10 alerts wait in memory and are retried" in message
         assert store.pending == 10
@@ -134,12 +135,13 @@ def test_a_stream_limit_reached_is_a_clear_error_and_nothing_is_discarded(nats_u
     assert _bodies(nats_url) == [f"{part}-{i}" for part in range(3) for i in range(10)]
 
 
-def _raise_limit(client: NatsClient, max_msgs: int) -> None:
+def _raise_limit(client: NatsClient, max_msgs: int, max_bytes: int = -1) -> None:
     """``nats stream edit --max-msgs``: the stream's configuration with a higher ``max_msgs``."""
 
     async def update() -> None:
         info = await client.js.stream_info(client.target.stream)
         info.config.max_msgs = max_msgs
+        info.config.max_bytes = max_bytes
         await client.js.update_stream(info.config)
 
     client.call(update)

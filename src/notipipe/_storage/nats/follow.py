@@ -22,6 +22,7 @@ from notipipe._storage.group_commit import describe
 from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, parse_target, redact
 from notipipe._storage.nats.codec import CODEC
 from notipipe._storage.nats.reader import MAX_CHUNK_ROWS, Chunk, chunk_at, make_id, split_id
+from notipipe._storage.urls import scrub
 
 __all__ = ["follow_rows", "start_after_time"]
 
@@ -36,7 +37,7 @@ def _connect(target: str) -> NatsClient:
         client.connect()
     except Exception as error:  # noqa: BLE001 - any first failure is the caller's StorageError
         client.close()
-        raise StorageError(redact(target), f"cannot follow: {describe(error)}") from None
+        raise StorageError(redact(target), f"cannot follow: {scrub(describe(error), target)}") from None
     return client
 
 
@@ -51,7 +52,7 @@ def start_after_time(target: str, since: float) -> int:
             return make_id(int(client.state().last_seq), MAX_CHUNK_ROWS - 1)
         return make_id(seq - 1, MAX_CHUNK_ROWS - 1)
     except (TimeoutError, OSError, client.nats.errors.Error) as error:
-        raise StorageError(redact(target), f"cannot follow: {describe(error)}") from None
+        raise StorageError(redact(target), f"cannot follow: {scrub(describe(error), target)}") from None
     finally:
         client.close()
 
@@ -99,7 +100,9 @@ def follow_rows(
                 chunk = chunk_at(client, seq, codec, following=position < 0)
             except Exception as error:  # noqa: BLE001 - an outage: waited out, logged once
                 if not warned:
-                    _log.warning("following %s: %s; waiting for the server", shown, describe(error))
+                    _log.warning(
+                        "following %s: %s; waiting for the server", shown, scrub(describe(error), target)
+                    )
                     warned = True
                 stop.wait(poll)
                 continue

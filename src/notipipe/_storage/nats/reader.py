@@ -12,6 +12,8 @@ trip per chunk.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -37,6 +39,12 @@ ID_SHIFT: Final = 16
 MAX_CHUNK_ROWS: Final = 1 << ID_SHIFT
 #: The header naming the writing host and process of a chunk (``host pid``).
 ORIGIN_HEADER: Final = "Notipipe-Origin"
+_log = logging.getLogger("notipipe")
+#: (server address, stream, seq) of the unreadable chunks this process warned about: each once. Bounded:
+#: past it, the set starts again (a warning may then come again), never grows without end.
+_warned: set[tuple[str, str, int]] = set()
+_warned_lock = threading.Lock()
+_WARNED_MAX: Final = 10_000
 
 
 def make_id(seq: int, position: int) -> int:
@@ -53,6 +61,9 @@ class Chunk:
     seq: int
     rows: list[tuple[Any, ...]]
     origin: str
+    #: Why the chunk's bytes do not decode (another tool's message, another codec version): such
+    #: a chunk holds no rows and every reader skips it. None for a notipipe chunk.
+    error: str | None = None
 
     def stored(self, after_position: int = -1) -> list[tuple[object, ...]]:
         """The chunk's rows with their ids in front, those past ``after_position``."""
@@ -60,9 +71,30 @@ class Chunk:
         return [(base | i, *row) for i, row in enumerate(self.rows) if i > after_position]
 
 
-def _chunk(msg: Any, codec: ModuleType) -> Chunk:
+def _chunk(client: NatsClient, msg: Any, codec: ModuleType) -> Chunk:
     headers = msg.headers or {}
-    return Chunk(int(msg.seq), codec.decode_chunk(msg.data or b""), str(headers.get(ORIGIN_HEADER, "")))
+    seq, origin = int(msg.seq), str(headers.get(ORIGIN_HEADER, ""))
+    try:
+        return Chunk(seq, codec.decode_chunk(msg.data or b""), origin)
+    except ValueError as error:  # not a chunk of this notipipe: skipped, never a reader's end
+        _warn_unreadable(client, seq, str(error))
+        return Chunk(seq, [], origin, str(error))
+
+
+def _warn_unreadable(client: NatsClient, seq: int, error: str) -> None:
+    key = (client.target.address, client.target.stream, seq)
+    with _warned_lock:
+        if key in _warned:
+            return
+        if len(_warned) >= _WARNED_MAX:
+            _warned.clear()
+        _warned.add(key)
+    _log.warning(
+        "stream %s: the message at sequence %d is not a notipipe chunk this version reads (%s); skipped",
+        client.target.stream,
+        seq,
+        error,
+    )
 
 
 def _direct(client: NatsClient) -> bool:
@@ -81,7 +113,7 @@ def chunk_at(client: NatsClient, seq: int, codec: ModuleType, *, following: bool
         )
     except errors.NotFoundError:
         return None
-    return _chunk(msg, codec)
+    return _chunk(client, msg, codec)
 
 
 def chunk_before(client: NatsClient, seq: int, first: int, codec: ModuleType) -> Chunk | None:

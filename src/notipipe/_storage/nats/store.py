@@ -74,6 +74,7 @@ from notipipe._storage.nats.reader import (
     make_id,
     split_id,
 )
+from notipipe._storage.urls import scrub
 
 __all__ = ["NatsStore"]
 
@@ -83,6 +84,9 @@ _HEADER_ROOM: Final = 1024
 #: 10054 (bytes), 10047 insufficient resources (the server's store full), 10027/10028 account
 #: limits. Matched by the server's description too ("maximum ... exceeded").
 _LIMIT_CODES: Final = frozenset({10047, 10054, 10077, 10027, 10028})
+#: Seconds the stream-limit error waits for the stream's current settings (then shows those read
+#: at connect).
+_LIMIT_INFO_TIMEOUT: Final = 2.0
 
 
 def _contiguous(indexes: Sequence[int]) -> bool:
@@ -131,6 +135,7 @@ class NatsStore(GroupCommitStore):
         max_pending: int | None = None,
         codec: ModuleType | None = None,
     ) -> None:
+        self._url = url
         self._target = parse_target(url)
         self._nats = import_nats()
         self._codec = codec or CODEC
@@ -163,7 +168,7 @@ class NatsStore(GroupCommitStore):
             raise
         except Exception as error:  # noqa: BLE001 - sorted out below
             if not self._is_wait(error):
-                raise StorageError(self.path, f"cannot connect: {describe(error)}") from None
+                raise StorageError(self.path, f"cannot connect: {self._describe(error)}") from None
 
     def _close_writer_conn(self) -> None:
         with self._write_lock:
@@ -178,6 +183,10 @@ class NatsStore(GroupCommitStore):
         self._client = NatsClient(self._target, f"notipipe {os.getpid()}@{socket.gethostname()}")
         self._prefix = uuid.uuid4().hex[:20]
         self._attempts = {}
+
+    def _describe(self, error: BaseException) -> str:
+        # nats-py may repeat the server's URL it was given, password and all.
+        return scrub(describe(error), self._url)
 
     # -- what counts as what ---------------------------------------------------------------------
 
@@ -299,7 +308,7 @@ class NatsStore(GroupCommitStore):
         description = error.description or ""
         if error.err_code not in _LIMIT_CODES and "exceeded" not in description:
             return None
-        config = self._client.config
+        config = self._stream_config_now()
         limits = ", ".join(
             f"{name}={getattr(config, name)}"
             for name in ("max_bytes", "max_msgs", "max_age")
@@ -311,6 +320,17 @@ class NatsStore(GroupCommitStore):
             f"stream {self._target.stream} refused a chunk: {description} (its limits: {limits or 'none'},"
             f" discard={discard}); nothing was discarded"
         )
+
+    def _stream_config_now(self) -> Any:
+        """The stream's settings as the server has them now (an operator may have changed them
+        since the connection), best effort: those read at connect if the server does not say."""
+        client = self._client
+        try:
+            return client.call(
+                lambda: client.js.stream_info(client.target.stream), _LIMIT_INFO_TIMEOUT
+            ).config
+        except Exception:  # noqa: BLE001 - only the message's detail is at stake
+            return client.config
 
     def _chunks(
         self, rows: list[Row | None], refused: dict[int, BaseException], max_payload: int
@@ -372,14 +392,21 @@ class NatsStore(GroupCommitStore):
         return self._connected()
 
     def _reading(self, read: Callable[[NatsClient], Any]) -> Any:
-        client = self._reader_client()
+        try:
+            client = self._reader_client()
+        except (StorageError, StorageClosedError):
+            raise
+        except Exception as error:
+            if isinstance(error, (self._nats.errors.Error, TimeoutError, OSError)):
+                raise StorageError(self.path, f"cannot connect: {self._describe(error)}") from None
+            raise
         try:
             return read(client)
         except (StorageError, StorageClosedError):
             raise
         except Exception as error:
             if isinstance(error, (self._nats.errors.Error, TimeoutError, OSError, ValueError)):
-                raise StorageError(self.path, f"reading failed: {describe(error)}") from None
+                raise StorageError(self.path, f"reading failed: {self._describe(error)}") from None
             raise
 
     def _chunks_of_stream(self, client: NatsClient, upto: int | None = None) -> Iterator[Chunk]:
@@ -464,6 +491,8 @@ class NatsStore(GroupCommitStore):
         def read(client: NatsClient) -> list[tuple[str, int, int]]:
             hosts: dict[str, tuple[set[str], int]] = {}
             for chunk in self._chunks_of_stream(client):
+                if chunk.error is not None:
+                    continue  # another tool's message: no notipipe origin
                 host, _, pid = chunk.origin.rpartition(" ")
                 pids, n = hosts.get(host, (set(), 0))
                 pids.add(pid)

@@ -72,6 +72,7 @@ from notipipe._storage.group_commit import describe
 from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, parse_target, redact
 from notipipe._storage.nats.codec import CODEC
 from notipipe._storage.nats.reader import MAX_CHUNK_ROWS, chunk_at, make_id
+from notipipe._storage.urls import scrub
 
 __all__ = [
     "ACK_WAIT",
@@ -562,7 +563,9 @@ def list_subscriptions(target: str, codec: ModuleType | None = None) -> list[Nat
     except StorageError:
         raise
     except Exception as error:  # noqa: BLE001 - the caller's StorageError
-        raise StorageError(redact(target), f"cannot list the subscriptions: {describe(error)}") from None
+        raise StorageError(
+            redact(target), f"cannot list the subscriptions: {scrub(describe(error), target)}"
+        ) from None
     finally:
         client.close()
 
@@ -598,7 +601,7 @@ def _state(
     last_id = 0
     if floor:
         chunk = chunk_at(client, floor, codec, following=False)
-        last_id = make_id(floor, (len(chunk.rows) - 1) if chunk else MAX_CHUNK_ROWS - 1)
+        last_id = make_id(floor, (len(chunk.rows) - 1) if chunk and chunk.rows else MAX_CHUNK_ROWS - 1)
     lag, oldest = 0, None
     seq = floor + 1
     while seq <= last_seq:
