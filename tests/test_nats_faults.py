@@ -5,7 +5,9 @@ limit reached."""
 from __future__ import annotations
 
 import queue
+import shutil
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from notipipe._storage.interface import StoreOptions
 from notipipe._storage.nats.client import NatsClient
 from notipipe._storage.nats.store import NatsStore, _Chunk
 from tests._nats_server import NatsServer
-from tests._processes import kill, spawn
+from tests._processes import kill, spawn, wait_until
 from tests.conftest import Impl
 
 pytestmark = [pytest.mark.system]
@@ -143,3 +145,69 @@ def _raise_limit(client: NatsClient, max_msgs: int) -> None:
         await client.js.update_stream(info.config)
 
     client.call(update)
+
+
+def _debian_server() -> Path:
+    """Debian's own nats-server (2.9.10): ``apt-get install nats-server``. Missing is a failure."""
+    found = shutil.which("nats-server", path="/usr/sbin:/usr/bin")
+    if found is None:
+        pytest.fail("Debian's nats-server (2.9.10) is missing: apt-get install -y nats-server")
+    return Path(found)
+
+
+def test_a_reconnection_to_a_server_too_old_writes_nothing_there_and_says_why(
+    nats_own_server: NatsServer,
+) -> None:
+    good = nats_own_server
+    url = f"{good.url}/OLDER"
+    store = NatsStore(url, _as_rows, StoreOptions(batch_size=10, max_delay=0))
+    old = NatsServer(_debian_server(), sync_always=False)
+    try:
+        store.put_many([("sms", 1.0, 1, "+1", "", "before")])
+        store.flush(10)
+        good.kill()
+        old.take_over(good)
+        old.start()
+        version = old.version()
+        assert version.startswith("2.9.")
+        store.put_many([("sms", 1.0, 1, "+1", "", f"during-{i}") for i in range(3)])
+        with pytest.raises(StorageError) as raised:
+            store.flush(30)
+        assert f"nats-server {version} at 127.0.0.1:{good.port} is too old" in str(raised.value)
+        assert store.pending == 3
+        with pytest.raises(StorageError, match="is too old"):
+            store.last(1)
+        old.kill()
+        good.start()  # the newer server back, on its own store
+        assert wait_until(lambda: store.pending == 0, 60), "the queued alerts never went to the newer server"
+        store.flush(30)
+    finally:
+        store.close()
+        old.stop()
+    assert _bodies(url) == ["before", "during-0", "during-1", "during-2"]
+
+
+def test_a_wrong_password_is_refused_at_once_and_close_returns() -> None:
+    with NatsServer(extra='authorization { user: a, password: "right-pw" }\n') as server:
+        host = server.url.removeprefix("nats://")
+        store = NatsStore(f"nats://a:wrong-pw@{host}/AUTH", _as_rows)
+        closed = threading.Event()
+
+        def close() -> None:
+            store.close()
+            closed.set()
+
+        try:
+            with pytest.raises(StorageError) as raised:  # the first save connects, and is refused
+                store.put_many([("sms", 1.0, 1, "+1", "", "x")])
+            assert f"authorization refused by {host}" in str(raised.value)
+            assert "wrong-pw" not in str(raised.value)
+        finally:
+            threading.Thread(target=close, daemon=True).start()
+            assert closed.wait(30), "close() did not return"
+        good = NatsStore(f"nats://a:right-pw@{host}/AUTH", _as_rows)
+        try:
+            good.put_many([("sms", 1.0, 1, "+1", "", "y")])
+            good.flush(30)
+        finally:
+            good.close()

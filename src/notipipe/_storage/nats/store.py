@@ -151,7 +151,15 @@ class NatsStore(GroupCommitStore):
                 client.connect(REQUEST_TIMEOUT)
             except ConfigurationError as error:
                 raise StorageError(self.path, str(error)) from None
+        self._refuse_old_server(client)
         return client
+
+    def _refuse_old_server(self, client: NatsClient) -> None:
+        """A reconnection that reached a server too old: nothing is written or read there (the
+        alerts stay queued, ``flush`` reports it) until a newer one is back."""
+        refusal = client.refusal()
+        if refusal is not None:
+            raise StorageError(self.path, str(refusal))
 
     def _open_writer(self) -> None:
         """The first connection, made by the first save: an error at once if the server answers
@@ -283,6 +291,10 @@ class NatsStore(GroupCommitStore):
             raise self._limit_error(failure) or failure
 
     async def _publish(self, client: NatsClient, chunk: _Chunk) -> Any:
+        if not client.nc.is_connected:
+            # Not buffered by nats-py for the next server: that one may be too old to write to.
+            raise self._nats.errors.ConnectionReconnectingError()
+        self._refuse_old_server(client)
         headers = {"Nats-Msg-Id": chunk.msg_id, ORIGIN_HEADER: self._origin}
         return await client.js.publish(
             client.target.subject,
