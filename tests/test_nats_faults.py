@@ -4,6 +4,7 @@ limit reached."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import shutil
 import threading
@@ -211,3 +212,27 @@ def test_a_wrong_password_is_refused_at_once_and_close_returns() -> None:
             good.flush(30)
         finally:
             good.close()
+
+
+def test_a_stream_deleted_under_the_writer_is_made_again_and_the_queued_alerts_stored(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = NatsStore(nats_url, _as_rows, StoreOptions(batch_size=10, max_delay=0))
+    try:
+        store.put_many([("sms", 1.0, 1, "+1", "", f"before-{i}") for i in range(3)])
+        store.flush(10)
+        client = store._client
+        stream = client.target.stream
+        client.call(lambda: client.js.delete_stream(stream))  # ``nats stream rm``
+        with caplog.at_level(logging.ERROR, logger="notipipe"):
+            store.put_many([("sms", 1.0, 1, "+1", "", f"after-{i}") for i in range(25)])
+            store.flush(30)
+    finally:
+        store.close()
+    # Each once; a batch sent ahead into the missing stream is sent again, after the batches
+    # behind it (as after a reconnection: the store's docstring).
+    assert sorted(_bodies(nats_url)) == sorted(f"after-{i}" for i in range(25))
+    told = [r.getMessage() for r in caplog.records if "was missing" in r.getMessage()]
+    assert told == [
+        f"notipipe: {nats_url}: stream {stream} was missing: created again; ids start again from 1"
+    ]

@@ -385,8 +385,14 @@ class NatsClient:
         nc: Client = connecting.result()
         return nc
 
-    async def _ensure_stream(self, js: JetStreamContext) -> None:
-        """Create the stream with the URL's limits if it is missing; else check it matches them."""
+    def recreate_stream(self) -> bool:
+        """The stream made again if it is missing (an operator deleted it, or the server came
+        back on an emptied store); whether it was."""
+        return self.call(lambda: self._ensure_stream(self.js), REQUEST_TIMEOUT * 2 + 1)
+
+    async def _ensure_stream(self, js: JetStreamContext) -> bool:
+        """Create the stream with the URL's limits if it is missing (True); else check it matches
+        them (False)."""
         errors = self.nats.js.errors
         api = self.nats.js.api
         try:
@@ -403,7 +409,7 @@ class NatsClient:
             config = api.StreamConfig(**settings)
             try:
                 self.config = (await js.add_stream(config)).config
-                return
+                return True
             except errors.BadRequestError as error:
                 if error.err_code != 10058:  # "stream name already in use": another process won
                     raise ConfigurationError(
@@ -412,6 +418,7 @@ class NatsClient:
             info = await js.stream_info(self.target.stream)
         self._check_stream(info.config)
         self.config = info.config
+        return False
 
     def _check_stream(self, config: Any) -> None:
         """An existing stream is used as it is; the URL's limits, where given, must be its own."""

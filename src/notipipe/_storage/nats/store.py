@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import logging
 import os
 import socket
 import time
@@ -76,6 +77,8 @@ from notipipe._storage.nats.reader import (
 )
 
 __all__ = ["NatsStore"]
+
+_log = logging.getLogger("notipipe")
 
 #: Bytes of a message kept free for its headers (the id, the origin) under ``max_payload``.
 _HEADER_ROOM: Final = 1024
@@ -243,7 +246,13 @@ class NatsStore(GroupCommitStore):
         ]
         for chunk, _ in in_flight:
             chunk.ack = None  # this attempt's: one that fails is sent again by the next
-        self._await_acks(in_flight)
+        try:
+            self._await_acks(in_flight)
+        except self._nats.js.errors.NoStreamResponseError:
+            self._ensure_stream_again(client)  # there now (made again, or by another process)
+            self._await_acks(
+                [(chunk, self._send(client, chunk)) for chunk in attempt.chunks if chunk.seq is None]
+            )
         ids = [0] * len(rows)
         for chunk in attempt.chunks:
             assert chunk.seq is not None
@@ -255,6 +264,18 @@ class NatsStore(GroupCommitStore):
                     ids[index] = base | position
         del self._attempts[id(rows)]
         return ids
+
+    def _ensure_stream_again(self, client: NatsClient) -> None:
+        """No stream took a chunk: if the stream is gone (deleted by an operator, or the server
+        restarted on an emptied store), make it again, so the queued alerts are stored rather than
+        retried forever. Its sequence, and so the ids, start again from 1."""
+        if not client.recreate_stream():
+            return  # made again already (a chunk sent ahead failed the same way), or by another
+        _log.error(
+            "notipipe: %s: stream %s was missing: created again; ids start again from 1",
+            self.path,
+            self._target.stream,
+        )
 
     def _attempt_for(
         self, rows: list[Row | None], refused: dict[int, BaseException], client: NatsClient
