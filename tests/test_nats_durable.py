@@ -308,3 +308,33 @@ def test_a_chunk_or_row_another_tool_stored_is_reported_once_and_delivery_goes_o
     assert sum("is not an e-mail address" in t for t in told) == 1, told
     assert sum("'fax'" in t for t in told) == 1, told
     assert sum("not a notipipe chunk" in t for t in told) == 1, told
+
+
+def test_a_consumer_deleted_under_a_subscription_is_reported_and_made_again(
+    impl: Impl, nats_url: str
+) -> None:
+    db = impl.DatabaseConnection(nats_url)
+    errors: list[str] = []
+    db.error_handler = lambda observer, message, error: errors.append(str(error))
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="deleted")
+    db.save_many([impl.SMSMessage(body="before")])
+    db.flush()
+    assert wait_until(lambda: [m.body for m in seen.messages] == ["before"], TAKEOVER)
+    client = NatsClient(parse_target(nats_url), "test: an operator")
+    client.connect()
+    try:  # ``nats consumer rm``
+        client.call(lambda: client.js.delete_consumer(client.target.stream, consumer_name("deleted")))
+    finally:
+        client.close()
+    assert wait_until(lambda: any("was gone" in e for e in errors), TAKEOVER), errors
+    db.save_many([impl.SMSMessage(body=f"after-{i}") for i in range(3)])
+    db.flush()
+    assert wait_until(lambda: len(seen.messages) == 4, TAKEOVER), [m.body for m in seen.messages]
+    assert db.unsubscribe(seen)
+    assert [m.body for m in seen.messages] == ["before", "after-0", "after-1", "after-2"]
+    assert errors == [
+        f"{nats_url}: the consumer deleted of stream {parse_target(nats_url).stream} was gone"
+        " (status 409 Consumer Deleted): made again; the durable subscriber 'deleted' delivers the"
+        " alerts stored from now on"
+    ]
