@@ -18,6 +18,7 @@ from notipipe._storage.group_commit import Row
 from notipipe._storage.interface import StoreOptions
 from notipipe._storage.nats.client import NatsClient
 from notipipe._storage.nats.store import NatsStore, _Chunk
+from notipipe._storage.nats.subscribers import NatsDurableSubscription
 from tests._nats_server import NatsServer
 from tests._processes import kill, spawn, wait_until
 from tests.conftest import Impl
@@ -163,9 +164,25 @@ def test_a_reconnection_to_a_server_too_old_writes_nothing_there_and_says_why(
     url = f"{good.url}/OLDER"
     store = NatsStore(url, _as_rows, StoreOptions(batch_size=10, max_delay=0))
     old = NatsServer(_debian_server(), sync_always=False)
+    delivered: list[object] = []
+    told: list[str] = []
+    observer = _Collect(delivered)
+    subscriber = NatsDurableSubscription(
+        url,
+        "old",
+        observer,
+        lambda row: row,
+        lambda: lambda o, m, e: told.append(str(e)),
+        page=100,
+        poll=0.05,
+    )
     try:
+        store.put_many([("sms", 1.0, 1, "+1", "", "first")])
+        store.flush(10)
+        subscriber.start()
         store.put_many([("sms", 1.0, 1, "+1", "", "before")])
         store.flush(10)
+        assert wait_until(lambda: len(delivered) == 1, 60)
         good.kill()
         old.take_over(good)
         old.start()
@@ -178,14 +195,30 @@ def test_a_reconnection_to_a_server_too_old_writes_nothing_there_and_says_why(
         assert store.pending == 3
         with pytest.raises(StorageError, match="is too old"):
             store.last(1)
+        assert wait_until(lambda: any("is too old" in t for t in told), 60), told
         old.kill()
         good.start()  # the newer server back, on its own store
         assert wait_until(lambda: store.pending == 0, 60), "the queued alerts never went to the newer server"
         store.flush(30)
+        assert wait_until(lambda: len(delivered) == 4, 60), delivered
     finally:
+        subscriber.stop()
         store.close()
         old.stop()
-    assert _bodies(url) == ["before", "during-0", "during-1", "during-2"]
+    assert _bodies(url) == ["first", "before", "during-0", "during-1", "during-2"]
+    assert [row[6] for row in delivered] == ["before", "during-0", "during-1", "during-2"]  # type: ignore[index]
+    assert told == [
+        f"{url}: nats-server {version} at 127.0.0.1:{good.port} is too old: notipipe needs 2.11 or newer;"
+        " the durable subscriber 'old' waits for a newer server"
+    ]
+
+
+class _Collect:
+    def __init__(self, into: list[object]) -> None:
+        self.into = into
+
+    def update(self, message: object) -> None:
+        self.into.append(message)
 
 
 def test_a_wrong_password_is_refused_at_once_and_close_returns() -> None:
