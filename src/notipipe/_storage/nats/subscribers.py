@@ -210,6 +210,15 @@ class _Delivery:
     generation: int  # the pin's generation when it came: a later one means the pin was lost
 
 
+def _lost(status: str | None, headers: Any) -> str | None:
+    """A pull's answer saying the consumer is gone: deleted under it (409 "Consumer Deleted"), or
+    no one answers (503: the consumer, or its stream, missing); as told, else None."""
+    described = str(headers.get("Description", "")).strip().splitlines()  # nats-py may add more
+    if status == "503" or (status == "409" and described and "deleted" in described[0].lower()):
+        return f"status {status} {described[0] if described else 'no responders'}"
+    return None
+
+
 class _Puller:
     """Keeps a pull request waiting on the consumer at all times (so the pin stays while the
     process lives), hands chunks to the delivery thread's queue, and keeps the chunk in hand
@@ -275,11 +284,8 @@ class _Puller:
             elif status == "423":  # the pin is another client's: stop delivering what we have
                 await self._unpinned(lost=True)
                 ended.set()
-            elif status == "503" or (
-                status == "409" and "deleted" in str(headers.get("Description", "")).lower()
-            ):
-                # No one answers the pull (503), or the consumer was deleted under it (409).
-                self.trouble = f"status {status} {headers.get('Description', '') or 'no responders'}".strip()
+            elif (trouble := _lost(status, headers)) is not None:
+                self.trouble = trouble
                 ended.set()
             elif status is not None and status != "100":  # 408 expired, 409 ...: pull again
                 ended.set()
@@ -484,8 +490,16 @@ class NatsDurableSubscription:
         if self._client.refusal() is not None:
             self._tell(f"{trouble}; the durable subscriber {self.name!r} waits for a newer server")
             return
+        client = self._client
         try:
-            _ensure_consumer(self._client, self.consumer, self.name)
+            known = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{self.consumer}"))
+        except Exception:  # noqa: BLE001 - JetStream not answering yet (a restart): a wait
+            known = {}
+        if "error" not in known:  # there (or not known yet): a restart's passing 503, not a loss
+            puller.resume()
+            return
+        try:
+            _ensure_consumer(client, self.consumer, self.name)
         except Exception as error:  # noqa: BLE001 - told, and tried again at the next pull
             self._tell(
                 f"the consumer {self.consumer} of stream {stream} is gone ({trouble}) and cannot be made"
