@@ -55,7 +55,12 @@ class NatsServer:
     """One ``nats-server`` process and its store; ``url`` is ``nats://127.0.0.1:PORT``."""
 
     def __init__(
-        self, binary: Path | None = None, *, max_store: int | None = None, sync_always: bool = True
+        self,
+        binary: Path | None = None,
+        *,
+        max_store: int | None = None,
+        sync_always: bool = True,
+        extra: str = "",
     ) -> None:
         # ``sync_always=False`` only for servers that predate ``sync_interval`` (Debian's 2.9,
         # started to be refused as too old).
@@ -71,6 +76,7 @@ class NatsServer:
             f"listen: 127.0.0.1:{self.port}\n"
             f"http: 127.0.0.1:{self.monitor_port}\n"
             f'jetstream {{ store_dir: "{self.dir / "store"}"{sync}{limits} }}\n'
+            f"{extra}"  # more configuration (an ``authorization`` block)
         )
         self.log = self.dir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -106,6 +112,14 @@ class NatsServer:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
+
+    def take_over(self, other: NatsServer) -> None:
+        """Listen where ``other`` listened and use its store (``other`` killed first)."""
+        self.port, self.monitor_port, self.url = other.port, other.monitor_port, other.url
+        text = self.config.read_text().replace(str(self.dir / "store"), str(other.dir / "store"))
+        lines = text.splitlines(keepends=True)
+        lines[0], lines[1] = f"listen: 127.0.0.1:{other.port}\n", f"http: 127.0.0.1:{other.monitor_port}\n"
+        self.config.write_text("".join(lines))
 
     def restart(self) -> None:
         self.kill()

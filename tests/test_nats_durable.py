@@ -308,3 +308,52 @@ def test_a_chunk_or_row_another_tool_stored_is_reported_once_and_delivery_goes_o
     assert sum("is not an e-mail address" in t for t in told) == 1, told
     assert sum("'fax'" in t for t in told) == 1, told
     assert sum("not a notipipe chunk" in t for t in told) == 1, told
+
+
+def test_a_consumer_deleted_under_a_subscription_is_reported_and_made_again(
+    impl: Impl, nats_url: str
+) -> None:
+    db = impl.DatabaseConnection(nats_url)
+    errors: list[str] = []
+    db.error_handler = lambda observer, message, error: errors.append(str(error))
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="deleted")
+    db.save_many([impl.SMSMessage(body="before")])
+    db.flush()
+    assert wait_until(lambda: [m.body for m in seen.messages] == ["before"], TAKEOVER)
+    client = NatsClient(parse_target(nats_url), "test: an operator")
+    client.connect()
+    try:  # ``nats consumer rm``
+        _delete_consumer(client, consumer_name("deleted"))
+    finally:
+        client.close()
+    assert wait_until(lambda: any("was gone" in e for e in errors), TAKEOVER), errors
+    db.save_many([impl.SMSMessage(body=f"after-{i}") for i in range(3)])
+    db.flush()
+    assert wait_until(lambda: "after-2" in [m.body for m in seen.messages], TAKEOVER), seen.messages
+    assert db.unsubscribe(seen)
+    # At least once: "before", its acknowledgement racing the delete, may come again.
+    assert list(dict.fromkeys(m.body for m in seen.messages)) == ["before", "after-0", "after-1", "after-2"]
+    stream = parse_target(nats_url).stream
+    assert errors[0] == (
+        f"{nats_url}: the consumer deleted of stream {stream} was gone (status 409 Consumer Deleted):"
+        " made again; the durable subscriber 'deleted' delivers the alerts stored from now on"
+    )
+
+
+def _delete_consumer(client: NatsClient, consumer: str) -> None:
+    """Delete ``consumer``; the server may fail a delete racing the consumer's own state write
+    (10051 "directory not empty") after removing it: done once it is gone or made again."""
+    js_errors, stream = client.nats.js.errors, client.target.stream
+    for _ in range(20):
+        created = client.call(lambda: client.js.consumer_info(stream, consumer)).created
+        try:
+            client.call(lambda: client.js.delete_consumer(stream, consumer))
+            return
+        except js_errors.ServerError:
+            try:  # gone, or already made again by the subscriber (a newer one): deleted
+                if client.call(lambda: client.js.consumer_info(stream, consumer)).created != created:
+                    return
+            except js_errors.NotFoundError:
+                return
+    pytest.fail(f"the consumer {consumer} could not be deleted")

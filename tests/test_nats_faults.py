@@ -4,8 +4,11 @@ limit reached."""
 
 from __future__ import annotations
 
+import logging
 import queue
+import shutil
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +18,9 @@ from notipipe._storage.group_commit import Row
 from notipipe._storage.interface import StoreOptions
 from notipipe._storage.nats.client import NatsClient
 from notipipe._storage.nats.store import NatsStore, _Chunk
+from notipipe._storage.nats.subscribers import NatsDurableSubscription
 from tests._nats_server import NatsServer
-from tests._processes import kill, spawn
+from tests._processes import kill, spawn, wait_until
 from tests.conftest import Impl
 
 pytestmark = [pytest.mark.system]
@@ -145,3 +149,125 @@ def _raise_limit(client: NatsClient, max_msgs: int, max_bytes: int = -1) -> None
         await client.js.update_stream(info.config)
 
     client.call(update)
+
+
+def _debian_server() -> Path:
+    """Debian's own nats-server (2.9.10): ``apt-get install nats-server``. Missing is a failure."""
+    found = shutil.which("nats-server", path="/usr/sbin:/usr/bin")
+    if found is None:
+        pytest.fail("Debian's nats-server (2.9.10) is missing: apt-get install -y nats-server")
+    return Path(found)
+
+
+def test_a_reconnection_to_a_server_too_old_writes_nothing_there_and_says_why(
+    nats_own_server: NatsServer,
+) -> None:
+    good = nats_own_server
+    url = f"{good.url}/OLDER"
+    store = NatsStore(url, _as_rows, StoreOptions(batch_size=10, max_delay=0))
+    old = NatsServer(_debian_server(), sync_always=False)
+    delivered: list[object] = []
+    told: list[str] = []
+    observer = _Collect(delivered)
+    subscriber = NatsDurableSubscription(
+        url,
+        "old",
+        observer,
+        lambda row: row,
+        lambda: lambda o, m, e: told.append(str(e)),
+        page=100,
+        poll=0.05,
+    )
+    try:
+        store.put_many([("sms", 1.0, 1, "+1", "", "first")])
+        store.flush(10)
+        subscriber.start()
+        store.put_many([("sms", 1.0, 1, "+1", "", "before")])
+        store.flush(10)
+        assert wait_until(lambda: len(delivered) == 1, 60)
+        good.kill()
+        old.take_over(good)
+        old.start()
+        version = old.version()
+        assert version.startswith("2.9.")
+        store.put_many([("sms", 1.0, 1, "+1", "", f"during-{i}") for i in range(3)])
+        with pytest.raises(StorageError) as raised:
+            store.flush(30)
+        assert f"nats-server {version} at 127.0.0.1:{good.port} is too old" in str(raised.value)
+        assert store.pending == 3
+        with pytest.raises(StorageError, match="is too old"):
+            store.last(1)
+        assert wait_until(lambda: any("is too old" in t for t in told), 60), told
+        old.kill()
+        good.start()  # the newer server back, on its own store
+        assert wait_until(lambda: store.pending == 0, 60), "the queued alerts never went to the newer server"
+        store.flush(30)
+        assert wait_until(lambda: len(delivered) == 4, 60), delivered
+    finally:
+        subscriber.stop()
+        store.close()
+        old.stop()
+    assert _bodies(url) == ["first", "before", "during-0", "during-1", "during-2"]
+    assert [row[6] for row in delivered] == ["before", "during-0", "during-1", "during-2"]  # type: ignore[index]
+    assert told == [
+        f"{url}: nats-server {version} at 127.0.0.1:{good.port} is too old: notipipe needs 2.11 or newer;"
+        " the durable subscriber 'old' waits for a newer server"
+    ]
+
+
+class _Collect:
+    def __init__(self, into: list[object]) -> None:
+        self.into = into
+
+    def update(self, message: object) -> None:
+        self.into.append(message)
+
+
+def test_a_wrong_password_is_refused_at_once_and_close_returns() -> None:
+    with NatsServer(extra='authorization { user: a, password: "right-pw" }\n') as server:
+        host = server.url.removeprefix("nats://")
+        store = NatsStore(f"nats://a:wrong-pw@{host}/AUTH", _as_rows)
+        closed = threading.Event()
+
+        def close() -> None:
+            store.close()
+            closed.set()
+
+        try:
+            with pytest.raises(StorageError) as raised:  # the first save connects, and is refused
+                store.put_many([("sms", 1.0, 1, "+1", "", "x")])
+            assert f"authorization refused by {host}" in str(raised.value)
+            assert "wrong-pw" not in str(raised.value)
+        finally:
+            threading.Thread(target=close, daemon=True).start()
+            assert closed.wait(30), "close() did not return"
+        good = NatsStore(f"nats://a:right-pw@{host}/AUTH", _as_rows)
+        try:
+            good.put_many([("sms", 1.0, 1, "+1", "", "y")])
+            good.flush(30)
+        finally:
+            good.close()
+
+
+def test_a_stream_deleted_under_the_writer_is_made_again_and_the_queued_alerts_stored(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = NatsStore(nats_url, _as_rows, StoreOptions(batch_size=10, max_delay=0))
+    try:
+        store.put_many([("sms", 1.0, 1, "+1", "", f"before-{i}") for i in range(3)])
+        store.flush(10)
+        client = store._client
+        stream = client.target.stream
+        client.call(lambda: client.js.delete_stream(stream))  # ``nats stream rm``
+        with caplog.at_level(logging.ERROR, logger="notipipe"):
+            store.put_many([("sms", 1.0, 1, "+1", "", f"after-{i}") for i in range(25)])
+            store.flush(30)
+    finally:
+        store.close()
+    # Each once; a batch sent ahead into the missing stream is sent again, after the batches
+    # behind it (as after a reconnection: the store's docstring).
+    assert sorted(_bodies(nats_url)) == sorted(f"after-{i}" for i in range(25))
+    told = [r.getMessage() for r in caplog.records if "was missing" in r.getMessage()]
+    assert told == [
+        f"notipipe: {nats_url}: stream {stream} was missing: created again; ids start again from 1"
+    ]

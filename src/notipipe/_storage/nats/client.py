@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import re
 import threading
 import urllib.parse
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_log = logging.getLogger("notipipe")
 
 #: The oldest server notipipe accepts. What it relies on from 2.11: priority groups with
 #: ``priority_policy: pinned_client``, for the durable consumer's "one active holder per name".
@@ -207,13 +210,21 @@ def version_tuple(text: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
+def too_old(version: str, address: str) -> ServerTooOldError | None:
+    """The refusal of a server older than ``MIN_SERVER``, naming its version; None if it is not."""
+    if version_tuple(version) >= MIN_SERVER:
+        return None
+    return ServerTooOldError(
+        f"nats-server {version} at {address} is too old: notipipe needs"
+        f" {MIN_SERVER[0]}.{MIN_SERVER[1]} or newer"
+    )
+
+
 def check_version(version: str, address: str) -> None:
     """Refuse a server older than ``MIN_SERVER``, naming its version."""
-    if version_tuple(version) < MIN_SERVER:
-        raise ServerTooOldError(
-            f"nats-server {version} at {address} is too old: notipipe needs"
-            f" {MIN_SERVER[0]}.{MIN_SERVER[1]} or newer"
-        )
+    error = too_old(version, address)
+    if error is not None:
+        raise error
 
 
 # -- the client -------------------------------------------------------------------------------------
@@ -249,6 +260,10 @@ class NatsClient:
         self.max_payload = 0
         #: The stream's configuration (nats-py ``StreamConfig``) as found or made on connecting.
         self.config: Any = None
+        # The version last checked by ``refusal`` and what it found (a reconnection may reach
+        # another server, perhaps an older one).
+        self._checked = ""
+        self._refusal: ServerTooOldError | None = None
 
     @property
     def nc(self) -> Client:
@@ -312,23 +327,72 @@ class NatsClient:
                 raise
             self._nc, self._js = nc, js
 
+    def refusal(self) -> ServerTooOldError | None:
+        """Why the server connected now cannot be used (too old), or None. Checked on every
+        publish and read, not only on connecting: a reconnection may reach an older server."""
+        nc = self._nc
+        info = getattr(nc, "_server_info", None) or {}
+        version = str(info.get("version", "")) if nc is not None else ""
+        if version and version != self._checked:
+            self._refusal = too_old(version, self.target.address)
+            self._checked = version
+        return self._refusal
+
+    async def _on_reconnected(self) -> None:
+        before = self._refusal
+        refusal = self.refusal()
+        if refusal is not None and before is None:
+            _log.error(
+                "notipipe: %s; nothing is written to or read from it until a newer server is back", refusal
+            )
+        elif refusal is None and before is not None:
+            _log.warning("notipipe: %s: nats-server %s is back", self.shown, self._checked)
+
     async def _open(self) -> Client:
-        nc: Client = await self.nats.connect(
-            self.target.server,
-            name=self.name,
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,  # forever: a restart is a wait
-            reconnect_time_wait=RECONNECT_WAIT,
-            connect_timeout=2,
-            error_cb=_quiet,
-            disconnected_cb=_quiet,
-            reconnected_cb=_quiet,
-            closed_cb=_quiet,
+        """Connect, retrying an unreachable server until the caller's timeout, but refusing at
+        once a server that refuses the credentials (retrying those would only repeat it)."""
+        refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+        async def on_error(error: BaseException) -> None:
+            # nats-py reports a refusal on connecting as a plain Error with the server's text.
+            denied = isinstance(error, self.nats.errors.AuthorizationError) or (
+                "authorization violation" in str(error).lower()
+            )
+            if denied and not refused.done():
+                refused.set_result(error)
+
+        connecting = asyncio.ensure_future(
+            self.nats.connect(
+                self.target.server,
+                name=self.name,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,  # forever: a restart is a wait
+                reconnect_time_wait=RECONNECT_WAIT,
+                connect_timeout=2,
+                error_cb=on_error,
+                disconnected_cb=_quiet,
+                reconnected_cb=self._on_reconnected,
+                closed_cb=_quiet,
+            )
         )
+        try:
+            await asyncio.wait((connecting, refused), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not connecting.done():
+                connecting.cancel()
+        if not connecting.done() or connecting.cancelled():
+            raise ConfigurationError(f"{self.shown}: authorization refused by {self.target.address}")
+        nc: Client = connecting.result()
         return nc
 
-    async def _ensure_stream(self, js: JetStreamContext) -> None:
-        """Create the stream with the URL's limits if it is missing; else check it matches them."""
+    def recreate_stream(self) -> bool:
+        """The stream made again if it is missing (an operator deleted it, or the server came
+        back on an emptied store); whether it was."""
+        return self.call(lambda: self._ensure_stream(self.js), REQUEST_TIMEOUT * 2 + 1)
+
+    async def _ensure_stream(self, js: JetStreamContext) -> bool:
+        """Create the stream with the URL's limits if it is missing (True); else check it matches
+        them (False)."""
         errors = self.nats.js.errors
         api = self.nats.js.api
         try:
@@ -345,7 +409,7 @@ class NatsClient:
             config = api.StreamConfig(**settings)
             try:
                 self.config = (await js.add_stream(config)).config
-                return
+                return True
             except errors.BadRequestError as error:
                 if error.err_code != 10058:  # "stream name already in use": another process won
                     raise ConfigurationError(
@@ -354,6 +418,7 @@ class NatsClient:
             info = await js.stream_info(self.target.stream)
         self._check_stream(info.config)
         self.config = info.config
+        return False
 
     def _check_stream(self, config: Any) -> None:
         """An existing stream is used as it is; the URL's limits, where given, must be its own."""

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import logging
 import os
 import socket
 import time
@@ -77,6 +78,8 @@ from notipipe._storage.nats.reader import (
 from notipipe._storage.urls import scrub
 
 __all__ = ["NatsStore"]
+
+_log = logging.getLogger("notipipe")
 
 #: Bytes of a message kept free for its headers (the id, the origin) under ``max_payload``.
 _HEADER_ROOM: Final = 1024
@@ -156,7 +159,15 @@ class NatsStore(GroupCommitStore):
                 client.connect(REQUEST_TIMEOUT)
             except ConfigurationError as error:
                 raise StorageError(self.path, str(error)) from None
+        self._refuse_old_server(client)
         return client
+
+    def _refuse_old_server(self, client: NatsClient) -> None:
+        """A reconnection that reached a server too old: nothing is written or read there (the
+        alerts stay queued, ``flush`` reports it) until a newer one is back."""
+        refusal = client.refusal()
+        if refusal is not None:
+            raise StorageError(self.path, str(refusal))
 
     def _open_writer(self) -> None:
         """The first connection, made by the first save: an error at once if the server answers
@@ -244,7 +255,13 @@ class NatsStore(GroupCommitStore):
         ]
         for chunk, _ in in_flight:
             chunk.ack = None  # this attempt's: one that fails is sent again by the next
-        self._await_acks(in_flight)
+        try:
+            self._await_acks(in_flight)
+        except self._nats.js.errors.NoStreamResponseError:
+            self._ensure_stream_again(client)  # there now (made again, or by another process)
+            self._await_acks(
+                [(chunk, self._send(client, chunk)) for chunk in attempt.chunks if chunk.seq is None]
+            )
         ids = [0] * len(rows)
         for chunk in attempt.chunks:
             assert chunk.seq is not None
@@ -256,6 +273,18 @@ class NatsStore(GroupCommitStore):
                     ids[index] = base | position
         del self._attempts[id(rows)]
         return ids
+
+    def _ensure_stream_again(self, client: NatsClient) -> None:
+        """No stream took a chunk: if the stream is gone (deleted by an operator, or the server
+        restarted on an emptied store), make it again, so the queued alerts are stored rather than
+        retried forever. Its sequence, and so the ids, start again from 1."""
+        if not client.recreate_stream():
+            return  # made again already (a chunk sent ahead failed the same way), or by another
+        _log.error(
+            "notipipe: %s: stream %s was missing: created again; ids start again from 1",
+            self.path,
+            self._target.stream,
+        )
 
     def _attempt_for(
         self, rows: list[Row | None], refused: dict[int, BaseException], client: NatsClient
@@ -292,6 +321,10 @@ class NatsStore(GroupCommitStore):
             raise self._limit_error(failure) or failure
 
     async def _publish(self, client: NatsClient, chunk: _Chunk) -> Any:
+        if not client.nc.is_connected:
+            # Not buffered by nats-py for the next server: that one may be too old to write to.
+            raise self._nats.errors.ConnectionReconnectingError()
+        self._refuse_old_server(client)
         headers = {"Nats-Msg-Id": chunk.msg_id, ORIGIN_HEADER: self._origin}
         return await client.js.publish(
             client.target.subject,

@@ -211,6 +211,15 @@ class _Delivery:
     generation: int  # the pin's generation when it came: a later one means the pin was lost
 
 
+def _lost(status: str | None, headers: Any) -> str | None:
+    """A pull's answer saying the consumer is gone: deleted under it (409 "Consumer Deleted"), or
+    no one answers (503: the consumer, or its stream, missing); as told, else None."""
+    described = str(headers.get("Description", "")).strip().splitlines()  # nats-py may add more
+    if status == "503" or (status == "409" and described and "deleted" in described[0].lower()):
+        return f"status {status} {described[0] if described else 'no responders'}"
+    return None
+
+
 class _Puller:
     """Keeps a pull request waiting on the consumer at all times (so the pin stays while the
     process lives), hands chunks to the delivery thread's queue, and keeps the chunk in hand
@@ -227,6 +236,11 @@ class _Puller:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._holder_sub: Any = None
+        #: Why pulling stopped (the consumer or stream gone, the server too old), for the delivery
+        #: thread to report and mend; None while pulls are answered.
+        self.trouble: str | None = None
+        self._resumed: asyncio.Event | None = None
+        self._refused = False
 
     def start(self) -> None:
         async def create() -> None:
@@ -271,12 +285,24 @@ class _Puller:
             elif status == "423":  # the pin is another client's: stop delivering what we have
                 await self._unpinned(lost=True)
                 ended.set()
+            elif (trouble := _lost(status, headers)) is not None:
+                self.trouble = trouble
+                ended.set()
             elif status is not None and status != "100":  # 408 expired, 409 ...: pull again
                 ended.set()
 
         await nc.subscribe(inbox, cb=on_msg)
+        self._resumed = asyncio.Event()
         last_progress = time.monotonic()
         while not self._closing:
+            refusal = self.client.refusal()
+            if refusal is not None:  # a server too old: not a pull to it
+                self.trouble, self._refused = str(refusal), True
+            elif self._refused:  # a newer server is back: nothing to mend
+                self.trouble, self._refused = None, False
+            if self.trouble is not None:
+                await self._wait_for_mending()
+                continue
             ended.clear()
             received[0] = 0
             request: dict[str, Any] = {
@@ -299,6 +325,26 @@ class _Puller:
                 last_progress = time.monotonic()
                 with contextlib.suppress(Exception):
                     await in_hand.in_progress()
+
+    async def _wait_for_mending(self) -> None:
+        """Hand the trouble to the delivery thread (a ``_Delivery`` without a message), and wait
+        until it mended it (or for a while: it may be busy, or the trouble may last)."""
+        assert self._resumed is not None
+        self._resumed.clear()
+        self.deliveries.put(_Delivery(None, 0, self.generation))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._resumed.wait(), PIN_TIMEOUT)
+
+    def resume(self) -> None:
+        """Pull again (called by the delivery thread once it dealt with ``trouble``)."""
+
+        async def resumed() -> None:
+            self.trouble = None
+            self.pin = None  # a consumer made again knows no pin of the old one
+            if self._resumed is not None:
+                self._resumed.set()
+
+        self.client.call(resumed)
 
     async def _pinned(self, pin: str) -> None:
         self.pin = pin
@@ -361,6 +407,8 @@ class NatsDurableSubscription:
         self._done_upto = 0
         #: A chunk whose delivery ``stop`` interrupted.
         self._unfinished: Any = None
+        #: The last trouble reported (each is reported once, until it changes).
+        self._told: str | None = None
         self._stop = threading.Event()
         #: ``_stop`` as a plain attribute: read before every alert, where a call would cost more
         #: than the rest of the check.
@@ -433,8 +481,55 @@ class NatsDurableSubscription:
         except Exception as error:  # noqa: BLE001 - redelivered later, and recognised then
             _log.warning("durable subscriber %r: %s of a chunk failed: %s", self.name, how, describe(error))
 
+    def _mend(self, puller: _Puller) -> None:
+        """The puller stopped for ``puller.trouble``: report it (the error handler and the log);
+        if the consumer is gone, make it again (delivering from now on) and pull again."""
+        trouble = puller.trouble
+        if trouble is None:
+            return
+        stream = self._parsed.stream
+        if self._client.refusal() is not None:
+            self._tell(f"{trouble}; the durable subscriber {self.name!r} waits for a newer server")
+            return
+        client = self._client
+        try:
+            known = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{self.consumer}"))
+        except Exception:  # noqa: BLE001 - JetStream not answering yet (a restart): a wait
+            known = {}
+        if "error" not in known:  # there (or not known yet): a restart's passing 503, not a loss
+            puller.resume()
+            return
+        try:
+            _ensure_consumer(client, self.consumer, self.name)
+        except Exception as error:  # noqa: BLE001 - told, and tried again at the next pull
+            self._tell(
+                f"the consumer {self.consumer} of stream {stream} is gone ({trouble}) and cannot be made"
+                f" again: {describe(error)}"
+            )
+            with contextlib.suppress(Exception):
+                puller.resume()
+            return
+        self._tell(
+            f"the consumer {self.consumer} of stream {stream} was gone ({trouble}): made again; the durable"
+            f" subscriber {self.name!r} delivers the alerts stored from now on"
+        )
+        self._told = None
+        self._done_upto = 0  # the stream itself may be new: its sequence starts again from 1
+        puller.resume()
+
+    def _tell(self, text: str) -> None:
+        if text == self._told:
+            return
+        self._told = text
+        error = StorageError(redact(self.target), text)
+        _log.error("notipipe: durable subscriber %r: %s", self.name, error)
+        self._failed(None, error)
+
     def _deliver_chunk(self, puller: _Puller, delivery: _Delivery) -> None:
         msg, seq = delivery.msg, delivery.seq
+        if msg is None:  # the puller stopped for a trouble, not a chunk
+            self._mend(puller)
+            return
         if delivery.generation != puller.generation:
             return  # came before the pin was lost: the new holder has it
         if seq <= self._done_upto:  # redelivered after an acknowledgement that got lost
