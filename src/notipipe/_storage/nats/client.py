@@ -467,7 +467,21 @@ class NatsClient:
         if nc is not None:
             with contextlib.suppress(Exception):  # closing: nothing left to report to
                 self.call(nc.close, REQUEST_TIMEOUT)
+        with contextlib.suppress(Exception):
+            self.call(_cancel_pending, REQUEST_TIMEOUT)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(REQUEST_TIMEOUT)
         if not thread.is_alive():
             loop.close()
+
+
+async def _cancel_pending() -> None:
+    """Cancel what still runs on the loop (a first connect still trying, nats-py's own tasks) and
+    let it finish, so that nothing is destroyed pending, or cleaned up later on a closed loop."""
+    for _ in range(3):  # a cancelled task may leave another behind
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=1.0)
