@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager
 
 from notipipe._protocols import ErrorHandler
 
-__all__ = ["SUMMARY_INTERVAL", "Failures", "ObserverFailures", "log_observer_error"]
+__all__ = ["SUMMARY_INTERVAL", "DatabaseFailures", "Failures", "ObserverFailures", "log_observer_error"]
 
 _log = logging.getLogger("notipipe")
 
@@ -69,6 +69,23 @@ class Failures:
         self.lock: AbstractContextManager[object] = threading.Lock()
         self.count = 0
         self.handler: ErrorHandler = log_observer_error
+
+
+class DatabaseFailures(Failures):
+    """Failures of one durable subscription (any backend): counted here, reported to the handler
+    the database has when the failure happens (the same throttled default as its other observers)."""
+
+    __slots__ = ("_current_handler",)
+
+    def __init__(self, current_handler: Callable[[], ErrorHandler]) -> None:
+        # Failures.__init__ would assign ``handler``, which here follows the database instead.
+        self.lock: AbstractContextManager[object] = threading.Lock()
+        self.count = 0
+        self._current_handler = current_handler
+
+    @property
+    def handler(self) -> ErrorHandler:  # type: ignore[override]  # read-only: the database's
+        return self._current_handler()
 
 
 class ObserverFailures:

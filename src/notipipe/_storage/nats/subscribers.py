@@ -60,13 +60,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final
 
 from notipipe._errors import StorageError
-from notipipe._failures import Failures, ObserverFailures
+from notipipe._failures import DatabaseFailures, ObserverFailures
 from notipipe._protocols import ErrorHandler
 from notipipe._storage.group_commit import describe
 from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, parse_target, redact
@@ -180,25 +179,6 @@ def _ensure_consumer(client: NatsClient, consumer: str, name: str) -> None:
             f"the consumer {consumer} exists without notipipe's settings (priority group {GROUP!r},"
             " pinned_client); delete it or use another durable name",
         )
-
-
-# -- failures (as PostgreSQL's) -------------------------------------------------------------------
-
-
-class _DatabaseFailures(Failures):
-    """Failures of one durable subscription, reported to the handler the database has when the
-    failure happens."""
-
-    __slots__ = ("_current_handler",)
-
-    def __init__(self, current_handler: Callable[[], ErrorHandler]) -> None:
-        self.lock: AbstractContextManager[object] = threading.Lock()
-        self.count = 0
-        self._current_handler = current_handler
-
-    @property
-    def handler(self) -> ErrorHandler:  # type: ignore[override]  # read-only: the database's
-        return self._current_handler()
 
 
 # -- the holder's network side (on the client's loop) ---------------------------------------------
@@ -397,7 +377,7 @@ class NatsDurableSubscription:
         self._to_message = to_message
         # Given: each chunk is decoded straight into its alerts; else built row by row.
         self._classes = message_classes
-        self._failures = _DatabaseFailures(error_handler)
+        self._failures = DatabaseFailures(error_handler)
         self._failed = ObserverFailures(self._failures, observer).failed
         self._poll = poll
         self._codec = codec or CODEC

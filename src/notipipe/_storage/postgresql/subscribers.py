@@ -51,13 +51,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any, Final
 
 import psycopg
 
 from notipipe._errors import StorageError
-from notipipe._failures import Failures, ObserverFailures
+from notipipe._failures import DatabaseFailures, ObserverFailures
 from notipipe._protocols import ErrorHandler
 from notipipe._storage.backend import check_durable_name as check_name
 from notipipe._storage.postgresql.follow import (
@@ -80,23 +79,6 @@ _log = logging.getLogger("notipipe")
 HOLDER_NAME: Final = "notipipe subscriber"
 
 
-class _DatabaseFailures(Failures):
-    """Failures of one durable subscription: counted here, reported to the handler the database
-    has when the failure happens (the same throttled default as its other observers)."""
-
-    __slots__ = ("_current_handler",)
-
-    def __init__(self, current_handler: Callable[[], ErrorHandler]) -> None:
-        # Failures.__init__ would assign ``handler``, which here follows the database instead.
-        self.lock: AbstractContextManager[object] = threading.Lock()
-        self.count = 0
-        self._current_handler = current_handler
-
-    @property
-    def handler(self) -> ErrorHandler:  # type: ignore[override]  # read-only: the database's
-        return self._current_handler()
-
-
 class DurableSubscription:
     """One observer's delivery under one durable name, on a thread of its own."""
 
@@ -114,7 +96,7 @@ class DurableSubscription:
         self.dsn, self.name, self.observer = dsn, name, observer
         self._update: Callable[[object], object] = observer.update
         self._to_message = to_message
-        self._failures = _DatabaseFailures(error_handler)
+        self._failures = DatabaseFailures(error_handler)
         self._failed = ObserverFailures(self._failures, observer).failed
         self._page, self._poll = page, poll
         self._stop = threading.Event()
