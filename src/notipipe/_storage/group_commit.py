@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
 from notipipe._limits import TIME_LIMIT
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
+from notipipe._storage.urls import redact, scrub
 
 if TYPE_CHECKING:
     from notipipe._storage.interface import Storage
@@ -159,7 +160,9 @@ class GroupCommitStore(ABC):
         if type(max_pending) is not int or max_pending < batch_size:
             raise ValueError(f"max_pending must be an int >= batch_size ({batch_size}), got {max_pending!r}")
         self.max_pending = max_pending
-        self.path = path
+        # ``path`` as given (a server's URL may carry a password) and as any message shows it.
+        self._given = path
+        self.path = redact(path)
         self.options = options
         # The options the producers and the writer thread read most, at hand.
         self.batch_size = batch_size
@@ -834,9 +837,9 @@ class GroupCommitStore(ABC):
         )
 
     def _describe(self, error: BaseException) -> str:
-        """The reason a driver gave, as a message may show it (a server backend hides its URL's
-        password, which a driver may repeat)."""
-        return describe(error)
+        """The reason a driver gave, as a message may show it: a driver may repeat the URL it was
+        given, password and all."""
+        return scrub(describe(error), self._given)
 
     def _cause(self, error: BaseException) -> BaseException | None:
         """``error``, to chain to the error raised for it, unless its text shows what

@@ -61,9 +61,9 @@ from typing import Any, ClassVar, Final
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
 from notipipe._limits import TIME_LIMIT
-from notipipe._storage.group_commit import _MAX_ID, GroupCommitStore, Row, describe, leak
+from notipipe._storage.group_commit import _MAX_ID, GroupCommitStore, Row, leak
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
-from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, import_nats, parse_target, redact
+from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, import_nats, parse_target
 from notipipe._storage.nats.codec import CODEC
 from notipipe._storage.nats.reader import (
     MAX_CHUNK_ROWS,
@@ -75,7 +75,6 @@ from notipipe._storage.nats.reader import (
     make_id,
     split_id,
 )
-from notipipe._storage.urls import scrub
 
 __all__ = ["NatsStore"]
 
@@ -138,7 +137,6 @@ class NatsStore(GroupCommitStore):
         max_pending: int | None = None,
         codec: ModuleType | None = None,
     ) -> None:
-        self._url = url
         self._target = parse_target(url)
         self._nats = import_nats()
         self._codec = codec or CODEC
@@ -147,7 +145,7 @@ class NatsStore(GroupCommitStore):
         self._ids = itertools.count(1)
         self._attempts: dict[int, _Attempt] = {}  # by id(rows): this batch's, and the next one's
         self._origin = f"{socket.gethostname()} {os.getpid()}"
-        super().__init__(redact(url), to_rows, options, on_commit=on_commit, max_pending=max_pending)
+        super().__init__(url, to_rows, options, on_commit=on_commit, max_pending=max_pending)
 
     # -- the connection --------------------------------------------------------------------------
 
@@ -194,10 +192,6 @@ class NatsStore(GroupCommitStore):
         self._client = NatsClient(self._target, f"notipipe {os.getpid()}@{socket.gethostname()}")
         self._prefix = uuid.uuid4().hex[:20]
         self._attempts = {}
-
-    def _describe(self, error: BaseException) -> str:
-        # nats-py may repeat the server's URL it was given, password and all.
-        return scrub(describe(error), self._url)
 
     # -- what counts as what ---------------------------------------------------------------------
 

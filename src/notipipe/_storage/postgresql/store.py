@@ -46,12 +46,11 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
-from notipipe._storage.group_commit import GroupCommitStore, Row, describe
+from notipipe._storage.group_commit import GroupCommitStore, Row
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
 from notipipe._storage.postgresql.connect import CONNECT_DEFAULTS, connect
 from notipipe._storage.postgresql.copy import COPY_HEADER, COPY_TRAILER, pack_rows
 from notipipe._storage.postgresql.schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
-from notipipe._storage.urls import redact, scrub
 
 if TYPE_CHECKING:
     import psycopg
@@ -160,11 +159,7 @@ class PgMessageStore(GroupCommitStore):
         self._host = socket.gethostname()
         # psycopg's C build formats COPY rows fastest itself; its pure-Python build does not.
         self._pack = self._psycopg.pq.__impl__ == "python"
-        super().__init__(redact(url), to_rows, options, on_commit=on_commit, max_pending=max_pending)
-
-    def _describe(self, error: BaseException) -> str:
-        # libpq repeats a URL it cannot parse, password and all.
-        return scrub(describe(error), self._url)
+        super().__init__(url, to_rows, options, on_commit=on_commit, max_pending=max_pending)
 
     # -- connections -----------------------------------------------------------------------------
 
