@@ -31,6 +31,7 @@ from notipipe._errors import (
     StreamMismatchError,
 )
 from notipipe._factory import EmailFields, MessageFactory, SMSFields
+from notipipe._kinds import StoredAlert, fields_of
 from notipipe._limits import DEFAULT_PRIORITY, MAX_ID, MAX_PRIORITY, MAX_SMS_BODY, MAX_SUBJECT, MIN_PRIORITY
 from notipipe._protocols import AsyncObserver, ErrorHandler, Message, Observer, Overflow
 from notipipe._publisher_py import log_observer_error
@@ -88,6 +89,7 @@ __all__ = [
     "StorageTarget",
     "StoreOptions",
     "StoreStats",
+    "StoredAlert",
     "StoredMessage",
     "StreamMismatchError",
     "SubscriptionStatus",
@@ -95,6 +97,7 @@ __all__ = [
     "ThreadSafeSingletonMeta",
     "__version__",
     "describe_target",
+    "fields_of",
     "known_targets",
     "log_observer_error",
 ]
