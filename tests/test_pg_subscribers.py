@@ -446,6 +446,40 @@ def test_the_subscriptions_command_lists_each_name_with_its_lag_and_holder(
     assert eu == ["eu-dashboard", "0", "-", f"{os.getpid()}@{os.uname().nodename}"]
 
 
+def test_the_subscriptions_command_lines_columns_up_under_names_in_any_script(
+    impl: Impl, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import unicodedata
+
+    from notipipe.cli import main
+
+    create_schema(pg_dsn)
+    url = as_url(pg_dsn)
+    db = impl.DatabaseConnection(url)
+    names = ["警报-仪表盘", "audit", "cafe\u0301-eu"]  # wide characters; a combining accent
+    for name in names:
+        observer = Seen()
+        assert db.subscribe(observer, durable_name=name)
+        assert db.unsubscribe(observer)
+    assert main(["subscriptions", "--db", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    def columns(text: str) -> int:  # as a terminal shows it
+        return sum(
+            0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+            for c in text
+        )
+
+    # Where "UNDELIVERED" ends, each name's figure ends too.
+    edge = columns(lines[0][: lines[0].index("UNDELIVERED") + len("UNDELIVERED")])
+    assert len(lines) == 1 + len(names)
+    for line in lines[1:]:
+        name = next(n for n in names if line.startswith(n + " "))
+        lag = line[len(name) :].split()[0]
+        end = line.index(lag, len(name)) + len(lag)
+        assert columns(line[:end]) == edge, line
+
+
 def test_the_subscriptions_command_refuses_a_sqlite_file(capsys: pytest.CaptureFixture[str]) -> None:
     from notipipe.cli import main
 

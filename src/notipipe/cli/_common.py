@@ -6,6 +6,7 @@ import os
 import sys
 import sysconfig
 import time
+import unicodedata
 
 from notipipe import DatabaseConnection, NotipipeError, describe_target
 
@@ -58,3 +59,20 @@ def stamp(t: float) -> str:
 def one_line(text: str) -> str:
     """``text`` with its line breaks escaped: an error is one line, whatever value it names."""
     return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def cells(text: str) -> int:
+    """The terminal columns ``text`` takes: two for a wide or full-width character (CJK, most
+    emoji), none for a combining mark, one for the rest, so that columns line up under names in
+    any script."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in "WF" else 1
+    return width
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` left-aligned in ``width`` terminal columns (see ``cells``)."""
+    return text + " " * max(0, width - cells(text))

@@ -8,7 +8,16 @@ from collections.abc import Callable, Iterable
 
 import notipipe
 from notipipe import DatabaseConnection, StoredMessage, describe_target
-from notipipe.cli._common import EXIT_INTERRUPTED, EXIT_OK, db_path, human_bytes, open_existing, stamp
+from notipipe.cli._common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    cells,
+    db_path,
+    human_bytes,
+    open_existing,
+    pad,
+    stamp,
+)
 from notipipe.cli._signals import StopSignals, exit_status
 
 #: Alerts read per query while following: a large backlog is printed in pieces.
@@ -80,10 +89,10 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     if not states:
         print("no durable subscriptions")
         return EXIT_OK
-    width = max(len("NAME"), *(len(s.name) for s in states))
-    print(f"{'NAME':<{width}}  {'UNDELIVERED':>11}  {'OLDEST':>9}  HELD BY")
+    width = max(cells("NAME"), *(cells(s.name) for s in states))
+    print(f"{pad('NAME', width)}  {'UNDELIVERED':>11}  {'OLDEST':>9}  HELD BY")
     for s in states:
         lag = "-" if s.lag is None else f"{s.lag:,}"
         oldest = "-" if s.oldest_age is None else f"{s.oldest_age:.1f} s"
-        print(f"{s.name:<{width}}  {lag:>11}  {oldest:>9}  {s.holder or '-'}")
+        print(f"{pad(s.name, width)}  {lag:>11}  {oldest:>9}  {s.holder or '-'}")
     return EXIT_OK
