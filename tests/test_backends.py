@@ -10,6 +10,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -442,3 +443,44 @@ def test_a_follow_iterator_reads_through_the_forked_childs_own_store(tmp_path: P
         cwd=Path(__file__).parent.parent,
     )
     assert done.stdout.splitlines() == ["parent ['parent']", "child ['child']", "child exit 0"], done
+
+
+# -- follow(since=...): from a time, on every backend ------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "nats"])
+def any_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "alerts.db")
+    return str(request.getfixturevalue("pg_url" if request.param == "postgresql" else "nats_url"))
+
+
+def test_follow_since_a_time_starts_at_the_first_alert_of_that_time(impl: Impl, any_target: str) -> None:
+    db = impl.DatabaseConnection(any_target)
+    try:
+        db.save_many([impl.SMSMessage("+15551234567", f"before {i}") for i in range(3)])
+        db.flush()
+        middle = time.time()
+        # The next alerts are made (created_at) and stored (a log's clock) after ``middle``.
+        while time.time() <= middle:
+            time.sleep(0.001)
+        db.save_many([impl.SMSMessage("+15551234567", f"after {i}") for i in range(2)])
+        db.flush()
+        stop = threading.Event()
+        pages = db.follow(since=middle, page=10, poll=0.05, stop=stop)
+        assert [m.body for m in next(pages)] == ["after 0", "after 1"]
+        pages.close()
+    finally:
+        drop(impl.DatabaseConnection)
+
+
+def test_follow_since_refuses_what_is_no_time(impl: Impl, tmp_path: Path) -> None:
+    db = impl.DatabaseConnection(str(tmp_path / "alerts.db"))
+    try:
+        with pytest.raises(ValueError, match="after_id or since, not both"):
+            db.follow(5, since=time.time())
+        for bad in (-1.0, float("nan"), float("inf"), True, "yesterday"):
+            with pytest.raises(ValueError, match="since must be a Unix time in seconds"):
+                db.follow(since=bad)
+    finally:
+        drop(impl.DatabaseConnection)

@@ -594,6 +594,48 @@ def test_tail_follow_with_n_0_prints_only_new_alerts(tmp_path: Path) -> None:
         assert (tail.returncode, tail.stderr.read()) == (130, "")
 
 
+def test_tail_follow_since_starts_at_the_first_alert_of_that_time(tmp_path: Path) -> None:
+    db = str(tmp_path / "live.db")
+    assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
+    conn = sqlite3.connect(db)
+    try:
+        with conn:  # the first three are two hours old
+            conn.execute("UPDATE messages SET created_at = created_at - 7200 WHERE id <= 3")
+    finally:
+        conn.close()
+    with subprocess.Popen(
+        with_sigint([sys.executable, "-m", "notipipe", "tail", "-f", "--since", "1h", "--db", db]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    ) as tail:
+        assert tail.stdout is not None
+        assert tail.stderr is not None
+        lines = _Lines(tail.stdout)
+        try:
+            printed = [lines.next(), lines.next()]
+        finally:
+            tail.send_signal(signal.SIGINT)
+            tail.wait(timeout=60)
+        assert [line.split()[0] for line in printed if line] == ["#4", "#5"], tail.stderr.read()
+        assert tail.returncode == 130
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["tail", "--since", "1h"], "tail --since needs --follow"),
+        (["tail", "-f", "--since", "yesterday"], "neither an age (90s, 10m, 2h, 7d, 2w) nor an ISO time"),
+        (["tail", "-f", "--since", "1800-01-01"], "is before 1970"),
+    ],
+)
+def test_tail_since_refuses_what_it_cannot_use(tmp_path: Path, argv: list[str], said: str) -> None:
+    done = run_cli(*argv, "--db", str(tmp_path / "a.db"))
+    assert done.returncode == 2
+    assert said in done.stderr
+
+
 def _tail_follow_two(db: str, *, sigint_ignored: bool = False) -> subprocess.Popen[str]:
     """``notipipe tail -f -n 2`` on ``db``, SIGINT at its default or (``sigint_ignored``) ignored."""
     return subprocess.Popen(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Never, Self, cast
 from notipipe import _messages_py
 from notipipe._async import delivering_for_writer, waiting_on_writer
 from notipipe._errors import ConfigurationError, StorageClosedError
-from notipipe._limits import ID_LIMIT, id_range_error
+from notipipe._limits import ID_LIMIT, TIME_LIMIT, id_range_error
 from notipipe._protocols import Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
@@ -410,13 +410,17 @@ class DatabaseCore:
         self,
         after_id: int = 0,
         *,
+        since: float | None = None,
         page: int = 1000,
         poll: float = 1.0,
         stop: threading.Event | None = None,
     ) -> Iterator[list[StoredMessage]]:
         """Yield pages of the messages committed from now on, by any process, each with its id.
 
-        The first page starts after ``after_id`` (0: every stored message first); then each
+        The first page starts after ``after_id`` (0: every stored message first), or, with
+        ``since`` (a Unix time) instead, at the first message of that time or later (SQLite and
+        PostgreSQL: the first created then, by ``created_at``; a NATS stream: the first chunk
+        the server stored then; nothing since: only what is stored from now on); then each
         page holds up to ``page`` messages as they are committed, blocking in between, until
         ``stop`` is set or the iterator is closed. Nothing committed is skipped or repeated;
         each writer's messages come in its save order. A SQLite file is read by id (its
@@ -428,18 +432,26 @@ class DatabaseCore:
         stored row that is not an alert (another tool wrote it) is logged once and skipped.
         """
         _check_count("after_id", after_id)
+        if since is not None:
+            if after_id:
+                raise ValueError("follow() takes after_id or since, not both")
+            if type(since) not in (int, float) or not 0 <= since < TIME_LIMIT:
+                raise ValueError(f"since must be a Unix time in seconds, got {since!r}")
         if type(page) is not int or page < 1:
             raise ValueError(f"page must be a positive int, got {page!r}")
         if not is_seconds(poll, 3600) or poll == 0:
             raise ValueError(f"poll must be more than 0 and at most 3600 seconds, got {poll!r}")
         # Checked here, at the call: the pages come from a generator, which starts at the first next().
-        return self._follow(after_id, page, float(poll), threading.Event() if stop is None else stop)
+        stop = threading.Event() if stop is None else stop
+        return self._follow(after_id, None if since is None else float(since), page, float(poll), stop)
 
     def _follow(
-        self, after_id: int, page: int, poll: float, stop: threading.Event
+        self, after_id: int, since: float | None, page: int, poll: float, stop: threading.Event
     ) -> Iterator[list[StoredMessage]]:
         self._open()  # first: opening fixes the configuration read next
         c = self._config
+        if since is not None:
+            after_id = c.backend.id_before_time(c.path, self._open, since)
         # The store is asked for at each read: a process forked since reads through its own.
         for rows in c.backend.follow_rows(c.path, self._open, after_id, page=page, poll=poll, stop=stop):
             if messages := self._readable(rows):

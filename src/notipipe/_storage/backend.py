@@ -138,6 +138,13 @@ class Backend(Protocol):
         """
         ...
 
+    def id_before_time(self, target: str, open_store: Callable[[], GroupCommitStore], since: float) -> int:
+        """The ``after_id`` from which ``follow_rows`` starts at the first alert of ``since``
+        (a Unix time) or later: by the alerts' ``created_at`` where the backend stores them in
+        order of commit, by the server's time of storing where it keeps that (a log). Nothing
+        since: the last stored id, so only alerts stored from now on follow."""
+        ...
+
     def durable_subscription(
         self,
         target: str,

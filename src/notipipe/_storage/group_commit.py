@@ -349,6 +349,19 @@ class GroupCommitStore(ABC):
         sql = f"SELECT {_COLUMNS} FROM {t} WHERE id > {p} ORDER BY id LIMIT {p}"
         return self.query(sql, (message_id, limit))
 
+    def id_before_time(self, since: float) -> int:
+        """The id just before the first alert created at or after ``since``; the last id if none
+        is (0: nothing stored)."""
+        t, p = self._table, self._param
+        rows = self.query(
+            f"SELECT (SELECT min(id) FROM {t} WHERE created_at >= {p}), (SELECT max(id) FROM {t})",
+            (since,),
+        )
+        first, last = rows[0] if rows else (None, None)
+        if isinstance(first, int):
+            return first - 1
+        return last if isinstance(last, int) else 0
+
     def count_by_kind(self) -> dict[str, int]:
         rows = self.query(f"SELECT kind, count(*) FROM {self._table} GROUP BY kind ORDER BY kind")
         return {str(kind): int(n) for kind, n in rows}  # type: ignore[call-overload]

@@ -2,7 +2,7 @@
 
     notipipe run   [--alerts N] [--threads T] [--db PATH] [--mix email=0.7,sms=0.3] ...
     notipipe stats [--db PATH]
-    notipipe tail  [--db PATH] [-n K] [--follow]
+    notipipe tail  [--db PATH] [-n K] [--follow [--since WHEN]]
     notipipe subscriptions --db postgresql://...
     notipipe serve [--db PATH] [--host HOST] [--port PORT]
     notipipe info
@@ -37,6 +37,7 @@ from notipipe.cli._arguments import (
     MAX_ROWS,
     MAX_THREADS,
     kind_mix,
+    moment,
     nonempty,
     seconds,
     whole_number,
@@ -257,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  notipipe tail -n 20            the last 20 alerts\n"
         "  notipipe tail -f -n 0          only the alerts stored from now on\n"
-        "  notipipe tail -f | grep sms    new SMS alerts as they come\n\n"
+        "  notipipe tail -f | grep sms    new SMS alerts as they come\n"
+        "  notipipe tail -f --since 1h    the last hour's alerts, then each new one\n\n"
         + _stopped("With --follow, Ctrl-C (SIGINT) ends the command quietly")
         + _EXIT_STATUS
         + _EXIT_TERMINATED,
@@ -277,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="then print new alerts as they are stored, by any process, until Ctrl-C or SIGTERM "
         f"(a SQLite file is checked every {_FILE_POLL:g} s; PostgreSQL wakes on each commit)",
+    )
+    tail.add_argument(
+        "--since",
+        type=moment,
+        default=None,
+        metavar="WHEN",
+        help="with --follow: start at the first alert of WHEN or later instead of the last K: an age "
+        "(90s, 10m, 2h, 7d, 2w) or an ISO time (2026-12-07T09:30, local unless it gives its zone); "
+        "a NATS stream starts at the first chunk the server stored then",
     )
 
     subs = sub.add_parser(
@@ -386,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "since", None) is not None and not args.follow:
+        parser.error("tail --since needs --follow")
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_ARGUMENTS

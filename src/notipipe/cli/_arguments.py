@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import math
+import re
+import time
 from collections.abc import Callable
 
 #: SQLite's largest integer: no row count, row id or LIMIT goes past it.
@@ -55,6 +58,28 @@ def seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{_echo(text)!r} is not a number") from None
     if not 0 <= value <= MAX_DELAY:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{_echo(text)} is not between 0 and {MAX_DELAY:g} seconds")
+    return value
+
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def moment(text: str) -> float:
+    """An argparse type: a Unix time given as an age (``90s``, ``10m``, ``2h``, ``7d``, ``2w``:
+    that long ago) or an ISO 8601 time (``2026-12-07T09:30``; local time unless it gives its
+    zone)."""
+    if age := _AGE.fullmatch(text.strip()):
+        return time.time() - float(age[1]) * _AGE_UNITS[age[2]]
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{_echo(text)!r} is neither an age (90s, 10m, 2h, 7d, 2w) nor an ISO time (2026-12-07T09:30)"
+        ) from None
+    value = when.timestamp()  # a naive time is local, as a person at this terminal means it
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{_echo(text)} is before 1970")
     return value
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import notipipe
 from notipipe import DatabaseConnection, StoredMessage, describe_target
@@ -46,7 +48,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     """``notipipe tail``: the last ``-n`` alerts, oldest first; with ``--follow``, then each new one."""
     with open_existing(db_path(args.db)) as db:
         if args.follow:
-            return _follow(db, args.n)
+            return _follow(db, args.n, args.since)
         _print_alerts(db.last(args.n))
     return EXIT_OK
 
@@ -61,8 +63,9 @@ def _print_alerts(messages: Iterable[StoredMessage], stop: Callable[[], bool] = 
             print(f"#{m.id} {stamp(m.created_at)} sms   p{m.priority} to={m.phone_number} body={m.body!r}")
 
 
-def _follow(db: DatabaseConnection, n: int) -> int:
-    """``tail --follow``: the last ``n`` alerts, then every alert committed after them, until
+def _follow(db: DatabaseConnection, n: int, since: float | None) -> int:
+    """``tail --follow``: the last ``n`` alerts (or every alert from ``since`` on), then every
+    alert committed after them, until
     SIGTERM or Ctrl-C (see ``notipipe.cli._signals``); then, quietly, 143 or 130.
 
     ``DatabaseConnection.follow`` misses nothing and repeats nothing, whoever writes: a SQLite
@@ -70,15 +73,22 @@ def _follow(db: DatabaseConnection, n: int) -> int:
     asks when nothing wakes it is the backend's (``StorageTarget.follow_poll``).
     """
     with StopSignals() as stop:
-        recent = db.last(max(n, 1))  # at least one: where "new" starts
-        last_id = recent[-1].id if recent else 0
-        _print_alerts(recent if n else (), stop.received)
-        sys.stdout.flush()
-        for page in db.follow(last_id, page=FOLLOW_BATCH, poll=db.target.follow_poll, stop=stop.event):
+        if since is None:
+            recent = db.last(max(n, 1))  # at least one: where "new" starts
+            _print_alerts(recent if n else (), stop.received)
+            sys.stdout.flush()
+            pages = db.follow(recent[-1].id if recent else 0, **_following(db, stop.event))
+        else:
+            pages = db.follow(since=since, **_following(db, stop.event))
+        for page in pages:
             _print_alerts(page, stop.received)
             sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
     # The loop ends only when stopped; outside the main thread no handler notes a signal.
     return EXIT_INTERRUPTED if stop.signum is None else exit_status(stop.signum)
+
+
+def _following(db: DatabaseConnection, stop: threading.Event) -> dict[str, Any]:
+    return {"page": FOLLOW_BATCH, "poll": db.target.follow_poll, "stop": stop}
 
 
 def cmd_subscriptions(args: argparse.Namespace) -> int:

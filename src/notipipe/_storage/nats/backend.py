@@ -79,6 +79,12 @@ class NatsBackend:
 
         return follow_rows(target, after_id, page, poll, stop)
 
+    def id_before_time(self, target: str, open_store: Callable[[], GroupCommitStore], since: float) -> int:
+        # A stream keeps when the server stored each chunk, and finds the first chunk of a time.
+        from notipipe._storage.nats.follow import start_after_time
+
+        return start_after_time(target, since)
+
     def durable_subscription(
         self,
         target: str,

@@ -75,6 +75,9 @@ class PostgresqlBackend:
 
         return follow_rows(target, after_id, page, poll, stop)
 
+    def id_before_time(self, target: str, open_store: Callable[[], GroupCommitStore], since: float) -> int:
+        return open_store().id_before_time(since)
+
     def durable_subscription(
         self,
         target: str,

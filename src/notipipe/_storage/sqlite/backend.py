@@ -89,6 +89,9 @@ class SqliteBackend:
             if len(rows) < page:
                 stop.wait(poll)
 
+    def id_before_time(self, target: str, open_store: Callable[[], GroupCommitStore], since: float) -> int:
+        return open_store().id_before_time(since)
+
     def durable_subscription(
         self,
         target: str,
