@@ -128,6 +128,10 @@ def test_describe_target_answers_what_the_cli_asks(tmp_path: Path) -> None:
     assert url.follow_poll > file.follow_poll
     assert "synchronous" not in url.options
     assert "postgresql://" in notipipe.known_targets()
+    durable = notipipe.known_targets(durable=True)
+    assert "postgresql://" in durable
+    assert "nats://" in durable
+    assert "SQLite" not in durable
     with pytest.raises(notipipe.ConfigurationError, match="no backend for the scheme 'nope'"):
         notipipe.describe_target("nope://x")
 

@@ -102,9 +102,10 @@ def describe_target(path: str | os.PathLike[str] | None = None) -> StorageTarget
     return StorageTarget._of(*resolve(path))
 
 
-def known_targets() -> str:
-    """The targets the backends take, e.g. ``"postgresql://, postgres://, or a SQLite file path"``."""
-    return _storage.known_targets()
+def known_targets(*, durable: bool = False) -> str:
+    """The targets the backends take, e.g. ``"postgresql://, postgres://, or a SQLite file path"``;
+    with ``durable=True``, those of the backends that keep durable subscriptions."""
+    return _storage.durable_targets() if durable else _storage.known_targets()
 
 
 @dataclass(frozen=True, slots=True)

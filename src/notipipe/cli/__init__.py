@@ -292,9 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     subs = sub.add_parser(
         "subscriptions",
-        help="durable subscribers of a PostgreSQL database, with their lag",
+        help="durable subscribers of a database, with their lag",
         description=_wrap(
-            "List the durable subscriptions of a PostgreSQL database: for each name, how many "
+            f"List the durable subscriptions of a database ({known_targets(durable=True)}): for "
+            "each name, how many "
             "committed alerts it has not delivered yet, the age of the oldest of them, and which "
             "process holds the name (none: no subscriber is running)."
         ),
@@ -307,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=nonempty,
         required=True,
         metavar="URL",
-        help="a database that keeps durable names (a postgresql:// URL)",
+        help=f"a database that keeps durable names ({known_targets(durable=True)})",
     )
     serve = sub.add_parser(
         "serve",
