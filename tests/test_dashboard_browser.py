@@ -243,8 +243,6 @@ HISTORY_SECONDS = 60
 SPREAD, BURST = 1200, 2300
 #: How far apart, in pixels, text may end and still be aligned on its right edge.
 ALIGNED_PX = 0.5
-#: The chart's value axis is labelled left of this x (in CSS pixels), its time axis right of it.
-AXIS_PX = 60
 
 #: Set before the page's own script: records the chart's texts of its last frame (its axis labels
 #: among them) and the total the page showed when it first said it was live.
@@ -257,7 +255,7 @@ CanvasRenderingContext2D.prototype.clearRect = function (...args) {
 };
 const fillText = CanvasRenderingContext2D.prototype.fillText;
 CanvasRenderingContext2D.prototype.fillText = function (text, x, y, ...rest) {
-  window.__drawn.push([String(text), x]);
+  window.__drawn.push([String(text), y]);
   return fillText.call(this, text, x, y, ...rest);
 };
 window.__liveWith = null;
@@ -352,7 +350,7 @@ def opened(tmp_path: Path) -> Iterator[Opened | None]:
 
 
 def test_a_page_opened_on_stored_alerts_shows_their_totals_and_recent_history_at_once(
-    opened: Opened | None, request: pytest.FixtureRequest, tmp_path: Path
+    opened: Opened | None, request: pytest.FixtureRequest, tmp_path: Path, record_property: Any
 ) -> None:
     if opened is None:
         assert _ran_with_the_gil(request, tmp_path)
@@ -379,6 +377,7 @@ def test_a_page_opened_on_stored_alerts_shows_their_totals_and_recent_history_at
         by_kind = store.count_by_kind()
         by_priority = {str(p): n for p, n in store.count_by_priority().items()}
     assert (_state(page, "kinds"), _state(page, "priorities")) == (by_kind, by_priority), opened.where()
+    record_property("screenshot", opened.where())
 
 
 def test_the_page_loads_everything_it_asks_for_a_favicon_included(
@@ -423,7 +422,8 @@ def test_the_chart_axis_is_labelled_at_round_numbers_written_compactly(
     page.wait_for_function(f"() => document.getElementById('total').textContent === '{opened.total:,}'")
     page.wait_for_function("() => window.__drawn.length > 0")  # a frame drawn with what it showed
     drawn = page.evaluate("() => window.__drawn")
-    labels = [text for text, x in drawn if x < AXIS_PX]  # the value axis, left of the plot
+    bottom = max(y for _, y in drawn)  # the time axis's labels, under the plot
+    labels = [text for text, y in drawn if y < bottom]
     values = [_compact_value(text) for text in labels]
     assert None not in values, f"axis labels that are no compact number: {labels}" + opened.where()
     ticks = sorted(v for v in values if v is not None)

@@ -26,10 +26,20 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from notipipe import MAX_ID, Publisher
+from notipipe import MAX_ID, Publisher, StoredMessage
 from notipipe.cli.dashboard._access import Access, HostGuard
 from notipipe.cli.dashboard._browser import BrowserFeed, Send
-from notipipe.cli.dashboard._feed import REPLAY_PAGE, Page, Reads, follow, frame_after, snapshot
+from notipipe.cli.dashboard._feed import (
+    LATEST,
+    REPLAY_PAGE,
+    Page,
+    Reads,
+    Tally,
+    follow,
+    frame_after,
+    snapshot,
+)
+from notipipe.cli.dashboard._totals import Totals
 from notipipe.cli.serve import MAX_BEHIND, STALL_TIMEOUT
 
 __all__ = ["QUEUE_BYTES", "QUEUE_SIZE", "STALL", "Connections", "Dashboard", "create_app"]
@@ -45,6 +55,9 @@ QUEUE_BYTES = MAX_BEHIND
 STALL = float(STALL_TIMEOUT)
 #: Seconds between keep-alive comments on a quiet stream (a dead connection shows on writing).
 HEARTBEAT = 15.0
+#: Seconds a new browser waits at a time for the follower's first count (then looks whether it
+#: is still there, and waits again).
+_TOTALS_WAIT = 0.5
 #: Milliseconds a browser waits before reconnecting (the SSE ``retry`` field).
 RETRY_MS = 1000
 
@@ -108,17 +121,20 @@ class Dashboard:
         self.cut_off: int = 0  # browsers cut off so far
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._totals: Totals | None = None  # kept by the follower, while it runs
         self._feeds: dict[BrowserFeed, str] = {}  # on the event loop only; each browser's address
 
     # -- the follower ----------------------------------------------------------------------------
 
-    def start(self, after_id: int | None = None) -> None:
-        """Follow from ``after_id`` (default: the last alert stored now)."""
-        if after_id is None:
-            last = self.db.last(1)
-            after_id = last[-1].id if last else 0
+    def start(self) -> None:
+        """Follow the database from the last alert stored now, in a thread of its own, which
+        first counts what is stored up to it (the totals each new browser is sent)."""
+        latest = self.db.last(LATEST)
         self._stop.clear()
-        self._thread = threading.Thread(target=self._follow, args=(after_id,), name="notipipe-dashboard")
+        self._totals = Totals()
+        self._thread = threading.Thread(
+            target=self._follow, args=(self._totals, latest), name="notipipe-dashboard"
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -127,14 +143,22 @@ class Dashboard:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self._totals = None
 
-    def _follow(self, after_id: int) -> None:
+    def _follow(self, totals: Totals, latest: list[StoredMessage]) -> None:
+        after_id: int | None = None
         while not self._stop.is_set():
             try:
+                if after_id is None:
+                    after_id = totals.load(self.db, latest)
                 for messages in follow(self.db, after_id, self._stop):
-                    # Framed here, once for every browser and off the event loop.
-                    page = Page.of(after_id, messages)
+                    # Framed and counted here, once for every browser and off the event loop.
+                    tally = Tally.of(messages)
+                    page = Page.of(after_id, messages, tally)
                     del messages  # the page holds what it shows, not the alerts' full text
+                    # Counted before it is published: a browser that takes the totals at this
+                    # page's id has subscribed already, or takes the page from its queue.
+                    totals.add(page.last_id, tally)
                     self.hub.notify_all(page)
                     after_id = page.last_id
             except Exception:  # noqa: BLE001 - a locked or vanished file: say so, and try again
@@ -171,8 +195,9 @@ class Dashboard:
             await feed.start(_STREAM_HEADERS)
             await feed.write(f"retry: {RETRY_MS}\n\n".encode())
             if resume_from is None:
-                upto, frame = await asyncio.to_thread(snapshot, self.db)
-                await feed.write(frame, upto)
+                start = await self._snapshot(feed)
+                if start is not None:
+                    await feed.write(start[1], start[0])
             else:
                 feed.sent_upto = resume_from
                 await self._replay(feed)
@@ -186,6 +211,18 @@ class Dashboard:
                 # The server noticing the cut connection ends the request quietly.
                 await asyncio.wait((gone,), timeout=1.0)
             gone.cancel()
+
+    async def _snapshot(self, feed: BrowserFeed) -> tuple[int, bytes] | None:
+        """Where a new browser starts: the follower's totals (once it has counted them), else
+        (no follower) read from the database; None if the browser went away meanwhile."""
+        totals = self._totals
+        if totals is None:
+            return await asyncio.to_thread(snapshot, self.db)
+        while not feed.done.is_set():
+            start = await asyncio.to_thread(totals.frame, _TOTALS_WAIT)
+            if start is not None:
+                return start
+        return None
 
     async def _frame_after(self, after_id: int, upto_id: int) -> bytes:
         frames: list[bytes] = []

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from notipipe import StoredMessage
+from notipipe.cli.dashboard._history import HISTORY_SECONDS, recent_seconds
 
 __all__ = [
     "LATEST",
@@ -25,6 +26,8 @@ __all__ = [
     "REPLAY_PAGE",
     "Page",
     "Reads",
+    "Tally",
+    "alert_shown",
     "alerts_frame",
     "follow",
     "frame_after",
@@ -80,12 +83,13 @@ class Page:
     frame: bytes = field(default=b"", compare=False)
 
     @classmethod
-    def of(cls, after_id: int, messages: Sequence[StoredMessage]) -> Page:
+    def of(cls, after_id: int, messages: Sequence[StoredMessage], tally: Tally | None = None) -> Page:
         last_id = messages[-1].id if messages else after_id
-        return cls(after_id, last_id, alerts_frame(messages))
+        return cls(after_id, last_id, alerts_frame(messages, tally))
 
 
-def _alert(m: StoredMessage) -> dict[str, object]:
+def alert_shown(m: StoredMessage) -> dict[str, object]:
+    """An alert as the page's list shows it (never an e-mail's body)."""
     if m.kind == "email":
         to, text = getattr(m, "recipient", ""), getattr(m, "subject", "")
     else:
@@ -112,60 +116,92 @@ def _event(name: str, event_id: int, data: Mapping[str, object]) -> bytes:
     return f"event: {name}\nid: {event_id}\ndata: {text}\n\n".encode()
 
 
-def alerts_frame(messages: Sequence[StoredMessage]) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What a run of alerts adds to the page's totals: counts per ``(kind, priority)``, per second
+    of ``created_at`` (in whole seconds), and the last ``LATEST`` alerts as the page shows them."""
+
+    counts: Counter[tuple[str, int]]
+    seconds: Counter[int]
+    latest: list[dict[str, object]]
+
+    @classmethod
+    def of(cls, messages: Sequence[StoredMessage]) -> Tally:
+        # The follower tallies every alert it reads: Counter over zip keeps the loop in C.
+        counts = Counter(zip([m.kind for m in messages], [m.priority for m in messages], strict=True))
+        seconds = Counter([int(m.created_at * 1000) // 1000 for m in messages])
+        return cls(counts, seconds, [alert_shown(m) for m in messages[-LATEST:]])
+
+
+def alerts_frame(messages: Sequence[StoredMessage], tally: Tally | None = None) -> bytes:
     """One ``alerts`` event for ``messages`` (oldest first), its id the last one's stored id.
 
     Every alert is accounted for (its id in ``ids``, its kind and priority in the counts, its
     time in ``at``, in milliseconds after ``t0``); only the last ``LATEST`` go in full. ``sent``
     is when the server read them (milliseconds since the epoch): the page tells the delay of
-    the database apart from the delay of the dashboard.
+    the database apart from the delay of the dashboard. ``tally`` is ``Tally.of(messages)``,
+    when the caller has it already.
     """
     if not messages:
         return b""
-    # The follower frames every alert it reads: Counter and comprehensions keep the loop in C.
+    if tally is None:
+        tally = Tally.of(messages)
     t0 = int(messages[0].created_at * 1000)
-    offsets = [int(m.created_at * 1000) - t0 for m in messages]
-    by_kind = Counter([m.kind for m in messages])
-    by_priority = {str(p): n for p, n in Counter([m.priority for m in messages]).items()}
+    kinds, priorities = _by_kind_and_priority(tally.counts)
     data = {
         "ids": _ranges([m.id for m in messages]),
-        "kinds": by_kind,
-        "priorities": by_priority,
+        "kinds": kinds,
+        "priorities": priorities,
         "t0": t0,
-        "at": offsets,
-        "latest": [_alert(m) for m in messages[-LATEST:]],
+        "at": [int(m.created_at * 1000) - t0 for m in messages],
+        "latest": tally.latest,
         "sent": int(time.time() * 1000),
     }
     return _event("alerts", messages[-1].id, data)
 
 
-def snapshot_frame(
-    upto_id: int, counts: Mapping[tuple[str, int], int], latest: Sequence[StoredMessage]
-) -> bytes:
-    """The ``snapshot`` event a new browser starts from: totals up to ``upto_id`` (its event id)."""
+def _by_kind_and_priority(counts: Mapping[tuple[str, int], int]) -> tuple[dict[str, int], dict[str, int]]:
     by_kind: dict[str, int] = {}
     by_priority: dict[str, int] = {}
     for (kind, priority), n in counts.items():
         by_kind[kind] = by_kind.get(kind, 0) + n
         by_priority[str(priority)] = by_priority.get(str(priority), 0) + n
+    return by_kind, by_priority
+
+
+def snapshot_frame(
+    upto_id: int,
+    counts: Mapping[tuple[str, int], int],
+    latest: Sequence[Mapping[str, object]],
+    seconds: Mapping[int, int],
+) -> bytes:
+    """The ``snapshot`` event a new browser starts from: totals up to ``upto_id`` (its event id),
+    the latest alerts (as ``alert_shown`` shows them) and the recent alerts per second of their
+    ``created_at`` (``[[second, n], ...]``), for the chart's past."""
+    kinds, priorities = _by_kind_and_priority(counts)
     data = {
         "upto": upto_id,
-        "kinds": by_kind,
-        "priorities": by_priority,
-        "latest": [_alert(m) for m in latest],
+        "kinds": kinds,
+        "priorities": priorities,
+        "latest": list(latest),
+        "seconds": sorted([s, n] for s, n in seconds.items() if n),
     }
     return _event("snapshot", upto_id, data)
 
 
-def snapshot(db: Reads) -> tuple[int, bytes]:
-    """A new browser's starting point: the last stored id and its ``snapshot`` frame.
+def snapshot(db: Reads, now: float | None = None) -> tuple[int, bytes]:
+    """A new browser's starting point read from the database: the last stored id and its
+    ``snapshot`` frame (a dashboard whose follower keeps its totals does without: see ``Totals``).
 
     The latest alerts are read first and the counts stop at the last of them, so the counts and
     the alerts that follow (``after(upto)``) add up exactly whoever writes meanwhile.
     """
     latest = db.last(LATEST)
     upto = latest[-1].id if latest else 0
-    return upto, snapshot_frame(upto, db.count_by_kind_and_priority(upto), latest)
+    now = time.time() if now is None else now
+    seconds = recent_seconds(db, upto, int(now) - HISTORY_SECONDS, int(now))
+    counts = db.count_by_kind_and_priority(upto)
+    return upto, snapshot_frame(upto, counts, [alert_shown(m) for m in latest], seconds)
 
 
 def frame_after(db: Reads, after_id: int, upto_id: int | None, limit: int) -> tuple[bytes, int, bool]:

@@ -57,7 +57,12 @@ function onSnapshot(event) {
   if (state.snapshotUpto === null) state.snapshotUpto = data.upto;
   state.lastId = data.upto;
   state.latest = data.latest.slice().reverse();
+  // The chart's past: the stored alerts per second of their creation, up to the snapshot.
+  state.perSecond = new Map(data.seconds);
   dirty = true;
+  // Drawn before the page says it is live: "live" never shows beside totals not yet received.
+  draw();
+  setStatus("live", "live");
 }
 
 function onAlerts(event) {
@@ -116,7 +121,9 @@ function connect() {
   source = new EventSource(eventsUrl());
   source.addEventListener("open", () => {
     state.connects += 1;
-    setStatus("live", "live");
+    // A first stream is live once its snapshot is shown; a resumed one, at once.
+    if (state.snapshotUpto === null) setStatus("", "loading");
+    else setStatus("live", "live");
   });
   source.addEventListener("snapshot", onSnapshot);
   source.addEventListener("alerts", onAlerts);
@@ -144,6 +151,24 @@ function setStatus(kind, text) {
 
 let dirty = true;
 const fmt = new Intl.NumberFormat("en");
+
+// The step between the chart's value labels: the round number (1, 2 or 5 times a power of ten)
+// that splits 0..most into at most AXIS_STEPS parts.
+const AXIS_STEPS = 5;
+function axisStep(most) {
+  const rough = Math.max(1, most / AXIS_STEPS);
+  const power = 10 ** Math.floor(Math.log10(rough));
+  for (const m of [1, 2, 5, 10]) if (m * power >= rough) return m * power;
+  return 10 * power;
+}
+
+// 2500 -> "2.5k", 1500000 -> "1.5M": an axis label short enough for the margin.
+function compact(n) {
+  for (const [size, unit] of [[1e9, "G"], [1e6, "M"], [1e3, "k"]]) {
+    if (n >= size) return Number((n / size).toFixed(2)) + unit;
+  }
+  return String(n);
+}
 
 function bars(el, counts, colour) {
   const entries = Object.entries(counts).sort();
@@ -184,7 +209,7 @@ function table() {
       const tr = document.createElement("tr");
       tr.dataset.id = a.id;
       const cells = [
-        [a.id, ""],
+        [a.id, "num"],
         [new Date(a.at * 1000).toLocaleTimeString(), ""],
         [a.kind, "kind-" + a.kind],
         [a.priority, "num"],
@@ -214,18 +239,27 @@ function chart() {
   const values = [];
   for (let s = end - CHART_SECONDS + 1; s <= end; s++) values.push(state.perSecond.get(s) || 0);
   for (const s of state.perSecond.keys()) if (s < end - CHART_SECONDS) state.perSecond.delete(s);
-  const most = Math.max(10, ...values);
-  const left = 64, bottom = height - 20, top = 10, w = width - left - 8;
+  const highest = Math.max(AXIS_STEPS, ...values); // a quiet chart still has a scale
+  const step = axisStep(highest);
+  const most = step * Math.ceil(highest / step);
+  const left = 48, bottom = height - 20, top = 10, w = width - left - 8;
   g.strokeStyle = "#2a3540";
   g.fillStyle = "#8a96a3";
   g.font = "11px system-ui, sans-serif";
-  for (let i = 0; i <= 4; i++) {
-    const y = bottom - ((bottom - top) * i) / 4;
+  g.textAlign = "right";
+  for (let v = 0; v <= most; v += step) {
+    const y = bottom - ((bottom - top) * v) / most;
     g.beginPath(); g.moveTo(left, y); g.lineTo(left + w, y); g.stroke();
-    g.fillText(fmt.format(Math.round((most * i) / 4)), 4, y + 4);
+    g.fillText(compact(v), left - 6, y + 4);
   }
-  g.fillText("-" + CHART_SECONDS + " s", left, height - 4);
-  g.fillText("now", left + w - 22, height - 4);
+  // The time axis: a mark every 30 s back from now.
+  g.textAlign = "center";
+  for (let back = CHART_SECONDS; back >= 0; back -= 30) {
+    const x = left + (w * (CHART_SECONDS - back)) / CHART_SECONDS;
+    g.beginPath(); g.moveTo(x, bottom); g.lineTo(x, bottom + 4); g.stroke();
+    g.textAlign = back === CHART_SECONDS ? "left" : back === 0 ? "right" : "center";
+    g.fillText(back === 0 ? "now" : "-" + back + " s", x, height - 4);
+  }
   g.strokeStyle = "#4aa3ff";
   g.lineWidth = 2;
   g.beginPath();
