@@ -372,7 +372,9 @@ def test_a_page_opened_on_stored_alerts_shows_their_totals_and_recent_history_at
     assert _state(page, "received") == 0  # counted from the store, not from alerts arriving
     # The chart holds every second of the stored alerts' created_at before the page opened.
     seconds = dict(page.evaluate("() => [...window.notipipe.perSecond.entries()]"))
-    assert seconds == opened.per_second, opened.where()
+    assert seconds == opened.per_second, (
+        "the chart's past is not the stored alerts per second" + opened.where()
+    )
     with notipipe.DatabaseConnection(tmp_path / "alerts.db") as store:
         by_kind = store.count_by_kind()
         by_priority = {str(p): n for p, n in store.count_by_priority().items()}
