@@ -7,12 +7,12 @@ warning as the only one. Each build runs mkdocs as the docs and lint tasks do
 from __future__ import annotations
 
 import html
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -46,9 +46,9 @@ def _warnings(done: subprocess.CompletedProcess[str]) -> list[str]:
 def _variant(tmp_path: Path, *, src: Path | None = None, nav: dict[str, str] | None = None) -> Path:
     """A config of the reference over a copy of its pages (``tmp_path / "pages"``, which the
     test then breaks), every path in it absolute; ``nav`` adds pages."""
-    import yaml
+    from mkdocs.utils.yaml import yaml_load
 
-    config: dict[str, Any] = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    config = yaml_load(CONFIG.read_text(encoding="utf-8"))
     pages = tmp_path / "pages"
     shutil.copytree(PAGES, pages)
     config["docs_dir"] = str(pages)
@@ -58,7 +58,7 @@ def _variant(tmp_path: Path, *, src: Path | None = None, nav: dict[str, str] | N
     python["options"]["extensions"] = [str(ROOT / e) for e in python["options"]["extensions"]]
     config["nav"] += [{title: page} for title, page in (nav or {}).items()]
     path = tmp_path / "mkdocs.yml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path.write_text(json.dumps(config, indent=1), encoding="utf-8")  # JSON is YAML
     return path
 
 
@@ -86,7 +86,9 @@ def test_a_broken_cross_reference_fails_the_build(tmp_path: Path) -> None:
     (tmp_path / "pages" / "broken.md").write_text("# Broken\n\nSee [nothing][notipipe.NoSuchName].\n")
     done = _build(tmp_path / "site", config)
     assert done.returncode != 0
-    assert _warnings(done) == ["mkdocs_autorefs: broken.md: Could not find cross-reference target 'notipipe.NoSuchName'"]
+    assert _warnings(done) == [
+        "mkdocs_autorefs: broken.md: Could not find cross-reference target 'notipipe.NoSuchName'"
+    ]
 
 
 def test_a_public_name_left_out_fails_the_build(tmp_path: Path) -> None:
