@@ -46,13 +46,19 @@ def build(python: Path, site_dir: Path, config: Path = CONFIG) -> subprocess.Com
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
 
 
+def _shown(done: subprocess.CompletedProcess[str]) -> str:
+    """mkdocs' warnings (stderr) and its verdict (stdout), without its INFO lines."""
+    lines = (done.stderr + done.stdout).splitlines()
+    return "\n".join(line for line in lines if not line.startswith("INFO "))
+
+
 def check(summary: Summary, venv: Path) -> None:
     """The strict build into a throwaway directory with ``venv``'s mkdocs (the lint task's)."""
     label = "mkdocs build --strict (the API reference, docs/reference/)"
     heading(label)
     with tempfile.TemporaryDirectory(prefix="notipipe-docs.") as site:
         done = build(python_in(venv), Path(site))
-    print((done.stdout + done.stderr).strip() or "built, no warnings")
+    print(_shown(done) or "built, no warnings")
     summary.add(done.returncode == 0, label)
 
 
@@ -72,7 +78,7 @@ def main(argv: Sequence[str]) -> int:
     site = args.site_dir.resolve()
     heading(f"mkdocs build --strict into {site}")
     done = build(python_in(VENV), site)
-    print((done.stdout + done.stderr).strip())
+    print(_shown(done))
     if done.returncode != 0:
         say("the API reference did not build: the warnings above are what --strict refused")
         return 1
