@@ -18,7 +18,7 @@ if sys.version_info < (3, 12):  # noqa: UP036 - nox may run on any Python
 # nox imports this file by path: the tools package beside it is not importable otherwise.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tools import bench, demo, lint, memcheck, system_deps, testing, wheels
+from tools import bench, demo, docs, lint, memcheck, system_deps, testing, wheels
 from tools.console import Summary
 
 nox.options.sessions = ["tests"]
@@ -44,11 +44,18 @@ def tests_gil(session: nox.Session) -> None:
 
 @nox.session(name="lint", venv_backend="none")
 def lint_session(session: nox.Session) -> None:
-    """ruff, mypy --strict, stubtest, basedpyright, pyright --verifytypes; workflows: schema, zizmor."""
+    """ruff, mypy --strict, stubtest, basedpyright, pyright --verifytypes; workflows: schema, zizmor;
+    the API reference's strict build."""
     summary = Summary()
     lint.run(summary, lint.prepare())
     summary.show()
     _exit(session, summary.failed)
+
+
+@nox.session(name="docs", venv_backend="none")
+def docs_session(session: nox.Session) -> None:
+    """The API reference (mkdocs --strict) into .venv/site (-- --site-dir DIR); lint checks it too."""
+    _exit(session, docs.main(session.posargs))
 
 
 @nox.session(name="memcheck", venv_backend="none")

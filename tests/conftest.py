@@ -38,7 +38,7 @@ settings.register_profile(
 
 # Where a test runs is said by one of these markers (pyproject.toml declares them; the test task's
 # legs select by them): see CONTRIBUTING.md, "Which marker a new test takes".
-LEG_MARKERS = ("twin", "system", "typing")
+LEG_MARKERS = ("twin", "system", "typing", "docs")
 
 
 if TYPE_CHECKING:

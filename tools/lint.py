@@ -1,6 +1,7 @@
 """Lint and types: ruff, mypy --strict, stubtest, basedpyright on a user-style file,
 pyright's type completeness of the installed package (every public name's type known), and the
-GitHub workflows: check-jsonschema's schema (GitHub rejects a workflow that fails it) and zizmor."""
+GitHub workflows: check-jsonschema's schema (GitHub rejects a workflow that fails it) and zizmor;
+the API reference's strict build (``tools/docs.py``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from tools import docs
 from tools.console import Summary, heading
 from tools.interpreters import first_gil_python
 from tools.venvs import ROOT, VENVS, bin_path, python_in, setup_venv, test_groups
@@ -98,6 +100,7 @@ def run(summary: Summary, venv: Path) -> None:
         heading(label)
         summary.add(subprocess.run(cmd, cwd=ROOT, check=False).returncode == 0, label)
     verify_types(summary, venv)
+    docs.check(summary, venv)
 
 
 def verify_types(summary: Summary, venv: Path) -> None:

@@ -14,7 +14,7 @@
    the first GIL and the   twin, system           storage, CLI, dashboard and servers run the
    free-threaded one,      (+ typing on the GIL)  same Python code on every GIL minor version;
    compiled; the first                            both twins still run through ``impl``, and
-   GIL pure too                                   the CLI's children by the switch, pure too
+   GIL pure too            (+ docs on the GIL)    the CLI's children by the switch, pure too
    free-threaded, compiled twin                   each test in several threads at once
    in parallel
    ======================  =====================  ===========================================
@@ -65,7 +65,8 @@ class Leg:
 
 def legs_for(it: Interpreter, *, system: bool, typing: bool) -> list[Leg]:
     """``it``'s legs: see the table in this module's docstring."""
-    compiled = ("twin", *(["system"] if system else []), *(["typing"] if typing else []))
+    # The docs tests build the API reference with the linters' venv (the lint group includes docs).
+    compiled = ("twin", *(["system"] if system else []), *(["typing", "docs"] if typing else []))
     # The system tests that run notipipe as users do (the CLI, the dashboard, child programs)
     # take the twin from NOTIPIPE_NO_EXTENSIONS, not from ``impl``: they run pure on the GIL.
     pure = ("twin", *(["system"] if system and not it.free_threaded else []))
