@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Never, Self, cast
 
-from notipipe import _messages_py
+from notipipe import _kinds, _messages_py
 from notipipe._async import delivering_for_writer, waiting_on_writer
 from notipipe._errors import ConfigurationError, StorageClosedError
 from notipipe._limits import ID_LIMIT, id_range_error
@@ -53,9 +53,11 @@ def _to_rows(batch: list[StoredMessage]) -> list[Row]:
 
 
 def _check_storable(message: object) -> None:
-    if type(message) not in _ROWS:
+    cls = type(message)
+    if cls not in _ROWS and not _kinds.is_storable(cls):
         raise TypeError(
-            f"cannot store {type(message).__name__} {message!r}: expected EmailMessage or SMSMessage"
+            f"cannot store {cls.__name__} {message!r}: expected EmailMessage, SMSMessage or a kind"
+            " registered with MessageFactory.register (under a name of its own)"
         )
 
 
@@ -546,8 +548,10 @@ class DatabaseCore:
             return self._unsubscribe_durable(observer) or super().unsubscribe(observer)
 
     def _message(self, row: tuple[object, ...]) -> StoredMessage:
-        """The message a stored row holds; ``ValueError``/``TypeError`` if it holds none (a row
-        another tool wrote), as the message classes check every field."""
+        """The message a stored row holds: an e-mail, an SMS, a registered kind's class, or a
+        ``StoredAlert`` (a kind this process has not registered, see ``_kinds.read_row``);
+        ``ValueError``/``TypeError`` if it holds none (a row another tool wrote), as the message
+        classes check every field."""
         id_, kind, created_at, priority, address, subject, body = row
         if created_at is None:  # the classes take None for "now": a stored alert has its own time
             raise TypeError("created_at: expected float, got NoneType None")
@@ -557,7 +561,8 @@ class DatabaseCore:
             return self._email_cls(address, subject, body, priority=priority, created_at=created_at, id=id_)  # type: ignore[arg-type]
         if kind == "sms":
             return self._sms_cls(address, body, priority=priority, created_at=created_at, id=id_)  # type: ignore[arg-type]
-        raise ValueError(f"kind: expected 'email' or 'sms', got {kind!r}")
+        # Any other kind: its registered class, else a StoredAlert (never an error for the kind).
+        return _kinds.read_row(row)  # type: ignore[return-value]
 
     def _readable(self, rows: list[tuple[object, ...]]) -> list[StoredMessage]:
         """The messages of ``rows``, each row that holds none reported once and skipped."""
@@ -644,6 +649,8 @@ def _default_config() -> _Config | None:
 
 def _with_id(message: StoredMessage, stored_id: int) -> StoredMessage:
     """The same message, carrying the id it was stored under (of the message's own twin)."""
+    if type(message) not in _ROWS:
+        return cast("StoredMessage", _kinds.with_id(message, stored_id))
     kind, created_at, priority, address, subject, body = message._row()
     cls: Any = type(message)
     if kind == "email":
