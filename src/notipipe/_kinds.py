@@ -226,7 +226,7 @@ def prepare(name: str, cls: object, *, replace: bool = False) -> KindSpec:
         spec = _PREPARED.get(cls)
         if spec is not None and spec.name != name:
             raise ValueError(
-                f"{cls.__qualname__} is registered as the kind {spec.name!r}; it cannot be {name!r} too"
+                f"{cls.__name__} is registered as the kind {spec.name!r}; it cannot be {name!r} too"
             )
         if spec is None:
             spec = _PREPARED[cls] = _generate(name, cls, _check_class(name, cls))
@@ -235,7 +235,7 @@ def prepare(name: str, cls: object, *, replace: bool = False) -> KindSpec:
             return spec  # made by the factory; e-mail and SMS rows stay the built-ins'
         if current is not None and current.cls is not cls and not replace:
             raise ValueError(
-                f"message type {name!r} is already stored as {current.cls.__qualname__}: "
+                f"message type {name!r} is already stored as {current.cls.__name__}: "
                 "pass replace=True to read its rows as another class"
             )
         _BY_CLASS[cls] = spec
@@ -244,7 +244,7 @@ def prepare(name: str, cls: object, *, replace: bool = False) -> KindSpec:
 
 
 def _check_class(name: str, cls: type) -> tuple[_Field, ...]:
-    what = cls.__qualname__
+    what = cls.__name__
     if not dataclasses.is_dataclass(cls):
         raise TypeError(
             f"{what} cannot be registered as a message kind: it is not a dataclass "
@@ -324,7 +324,7 @@ def _descriptor(cls: type, name: str) -> Any:
             if isinstance(found, types.MemberDescriptorType):
                 return found
             break
-    raise TypeError(f"{cls.__qualname__}.{name} is not a slot (declare the class with slots=True)")
+    raise TypeError(f"{cls.__name__}.{name} is not a slot (declare the class with slots=True)")
 
 
 # -- the generated code ------------------------------------------------------------------------
@@ -370,6 +370,7 @@ def _generate(name: str, cls: type, fields: tuple[_Field, ...]) -> KindSpec:
     init.__doc__ = getattr(original, "__doc__", None)
     row = _compile(f"_row of {what}", _row_source(name, fields), env, "_row")
     row.__qualname__ = f"{cls.__qualname__}._row"
+    row.__module__ = cls.__module__
     copy = _compile(f"with_id of {what}", _with_id_source(fields), env, "with_id")
     type.__setattr__(cls, "__init__", init)
     type.__setattr__(cls, "_row", row)
@@ -660,7 +661,7 @@ def read_row(row: tuple[object, ...]) -> object:
             "notipipe: %s rows from id %s hold values %s refuses (%s): read as StoredAlert",
             kind,
             row_id,
-            spec.cls.__qualname__,
+            spec.cls.__name__,
             error,
         )
         return StoredAlert(kind, stored, priority=priority, created_at=created_at, id=row_id)
