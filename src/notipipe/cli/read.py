@@ -48,8 +48,11 @@ def _print_alerts(messages: Iterable[StoredMessage], stop: Callable[[], bool] = 
             return
         if isinstance(m, notipipe.EmailMessage):
             print(f"#{m.id} {stamp(m.created_at)} email p{m.priority} to={m.recipient} subject={m.subject!r}")
-        else:
+        elif isinstance(m, notipipe.SMSMessage):
             print(f"#{m.id} {stamp(m.created_at)} sms   p{m.priority} to={m.phone_number} body={m.body!r}")
+        else:  # a registered kind, or a StoredAlert: its own fields as they are
+            fields = " ".join(f"{k}={v!r}" for k, v in notipipe.fields_of(m).items())
+            print(f"#{m.id} {stamp(m.created_at)} {m.kind} p{m.priority} {fields}")
 
 
 def _follow(db: DatabaseConnection, n: int) -> int:
