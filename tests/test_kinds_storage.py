@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -31,6 +31,7 @@ pytestmark = [
 
 class _Factory(MessageFactory):
     """The tests' own factory: the package's MessageFactory keeps its built-in kinds only."""
+
 
 #: Seconds a reader gets to bring what was committed.
 WAIT = 30.0
@@ -51,7 +52,8 @@ def _sqlite(path: Path) -> Target:
     def insert(row: Row) -> None:
         with closing(sqlite3.connect(path)) as conn, conn:
             conn.execute(
-                "INSERT INTO messages (kind, created_at, priority, address, subject, body) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (kind, created_at, priority, address, subject, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 row,
             )
 
@@ -143,6 +145,7 @@ def _kinds() -> tuple[type, type]:
 
     @dataclass(frozen=True, slots=True)
     class PushMessage:
+        kind: ClassVar[str]  # set by register
         device: str = ""
         title: str = ""
         badge: int = 0
@@ -187,7 +190,8 @@ def test_a_registered_kind_round_trips_through_every_read_path(impl: Impl, targe
     db.save(last, durable=True)
     stored = db.after(0)
     ids = [m.id for m in stored]
-    assert all(ids) and ids == sorted(set(ids))
+    assert all(ids)
+    assert ids == sorted(set(ids))
     expected = [_shown(dataclasses.replace(m, id=i)) for m, i in zip([*batch, last], ids, strict=True)]
     assert [_shown(m) for m in stored] == expected
     assert [_shown(m) for m in db.last(6)] == expected
@@ -211,7 +215,9 @@ def test_a_kind_this_process_never_registered_reads_as_a_stored_alert(impl: Impl
     done = run_child(impl, "tests._kinds_children", "write", target.url, timeout=120)
     assert done.returncode == 0, done.stderr
     stored = db.after(0)
-    ghost = StoredAlert("ghost", {"device": "pixel-7", "badge": 3}, priority=5, created_at=1001.0, id=stored[1].id)
+    ghost = StoredAlert(
+        "ghost", {"device": "pixel-7", "badge": 3}, priority=5, created_at=1001.0, id=stored[1].id
+    )
     assert [getattr(m, "body", m) for m in stored] == ["before", ghost, "after"]
     assert [getattr(m, "body", m) for m in db.last(2)] == [ghost, "after"]
     assert [getattr(m, "body", m) for m in _follow(db, 3)] == ["before", ghost, "after"]
@@ -241,7 +247,9 @@ def test_a_row_another_tool_wrote_reads_as_a_stored_alert(impl: Impl, target: Ta
         assert [getattr(m, "body", m) for m in durable.messages] == ["before", ticket, "after"]
 
 
-def test_a_changed_kind_reads_its_old_rows(impl: Impl, target: Target, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_changed_kind_reads_its_old_rows(
+    impl: Impl, target: Target, caplog: pytest.LogCaptureFixture
+) -> None:
     name = f"changed_{next(_counter)}"
 
     @dataclass(frozen=True, slots=True)

@@ -149,7 +149,12 @@ def test_decode_messages_builds_what_the_store_builds_row_by_row(
     expected = _outcome(_row_path, data, base_id, impl)
     for name in available():
         got = _outcome(
-            codec(name).decode_messages, data, base_id, impl.EmailMessage, impl.SMSMessage, _store_message(impl)
+            codec(name).decode_messages,
+            data,
+            base_id,
+            impl.EmailMessage,
+            impl.SMSMessage,
+            _store_message(impl),
         )
         assert got == expected, name
 

@@ -306,7 +306,11 @@ def test_a_chunk_or_row_another_tool_stored_is_reported_once_and_delivery_goes_o
         ("fax", {"address": "+15550001000", "subject": "", "body": "other kind"})
     ]
     assert [getattr(m, "body", m) for m in seen.messages] == ["a", fax[0], "b", "a", "last"]
-    assert {type(m) for m in seen.messages} == {impl.SMSMessage, impl.EmailMessage, StoredAlert}  # the database's
+    assert {type(m) for m in seen.messages} == {
+        impl.SMSMessage,
+        impl.EmailMessage,
+        StoredAlert,
+    }  # the database's
     ids = seen.ids()
     assert ids == sorted(ids)
     assert [i & 0xFFFF for i in ids[:4]] == [0, 2, 3, 0], ids  # each keeps its place in its chunk

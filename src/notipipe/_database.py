@@ -22,7 +22,7 @@ from notipipe import _kinds, _messages_py
 from notipipe._async import delivering_for_writer, waiting_on_writer
 from notipipe._errors import ConfigurationError, StorageClosedError
 from notipipe._limits import ID_LIMIT, id_range_error
-from notipipe._protocols import Observer
+from notipipe._protocols import Message, Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._storage.backend import check_durable_name
@@ -210,8 +210,9 @@ class DatabaseCore:
 
     # -- saving --------------------------------------------------------------------------------
 
-    def save(self, message: StoredMessage, /, *, durable: bool = False) -> None:
-        """Store ``message`` and broadcast it to the observers.
+    def save(self, message: Message, /, *, durable: bool = False) -> None:
+        """Store ``message`` (an ``EmailMessage``, an ``SMSMessage``, or a kind registered with
+        ``MessageFactory.register``) and broadcast it to the observers.
 
         With the default ``deliver="immediate"`` observers see it at once and it is committed
         within ``max_delay``; ``durable=True`` returns only once it is committed.
@@ -230,7 +231,7 @@ class DatabaseCore:
             if durable:
                 self._open().flush()
 
-    def save_many(self, messages: Iterable[StoredMessage], /, *, durable: bool = False) -> int:
+    def save_many(self, messages: Iterable[Message], /, *, durable: bool = False) -> int:
         """Store a batch and broadcast it; return how many messages it held."""
         batch = list(messages)
         if not _ROWS.issuperset(map(type, batch)):  # all checked before any is queued

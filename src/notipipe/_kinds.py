@@ -382,7 +382,7 @@ def _generate(name: str, cls: type, fields: tuple[_Field, ...]) -> KindSpec:
 def _compile(label: str, source: str, env: dict[str, object], function: str) -> Any:
     filename = f"<notipipe generated {label}>"
     namespace: dict[str, object] = {}
-    exec(compile(source, filename, "exec"), env, namespace)  # noqa: S102 - our own generated source
+    exec(compile(source, filename, "exec"), env, namespace)
     # Tracebacks and inspect.getsource read the lines from here.
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     return namespace[function]
@@ -562,8 +562,8 @@ def _check_time(cls: str, value: object, now_default: bool) -> float:
         if type(value) is float
         else 0 <= value < TIME_LIMIT
     ):
-        raise not_a_time_error(cls, value)  # type: ignore[arg-type]
-    return float(value)  # type: ignore[arg-type]
+        raise not_a_time_error(cls, value)
+    return float(value)
 
 
 # -- reading a stored row ----------------------------------------------------------------------
@@ -595,10 +595,9 @@ def _common(row: tuple[object, ...]) -> tuple[int, str, float, int]:
         raise TypeError(f"created_at: expected float, got {type(created_at).__name__} {shown(created_at)}")
     if not 0.0 <= created_at < _TIME_LIMIT_FLOAT:
         raise not_a_time_error(kind, created_at)
-    _check_priority(kind, priority)
     if type(row_id) is not int:
         raise type_error(kind, "id", row_id, "int")
-    return row_id, kind, created_at, priority
+    return row_id, kind, created_at, _check_priority(kind, priority)
 
 
 def _decoded(body: object) -> tuple[int | None, dict[str, object] | None]:
@@ -630,7 +629,8 @@ def read_row(row: tuple[object, ...]) -> object:
             _warn_once(
                 spec.cls,
                 "encoding",
-                "notipipe: %s rows from id %s do not hold its fields in encoding version %s: read as StoredAlert",
+                "notipipe: %s rows from id %s do not hold its fields in encoding version %s:"
+                " read as StoredAlert",
                 kind,
                 row_id,
                 ENCODING_VERSION,

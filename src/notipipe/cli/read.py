@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterable
 
 import notipipe
-from notipipe import DatabaseConnection, StoredMessage, describe_target
+from notipipe import DatabaseConnection, StoredAlert, StoredMessage, describe_target
 from notipipe.cli._common import EXIT_INTERRUPTED, EXIT_OK, db_path, human_bytes, open_existing, stamp
 from notipipe.cli._signals import StopSignals, exit_status
 
@@ -42,7 +42,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_alerts(messages: Iterable[StoredMessage], stop: Callable[[], bool] = lambda: False) -> None:
+def _print_alerts(
+    messages: Iterable[StoredMessage | StoredAlert], stop: Callable[[], bool] = lambda: False
+) -> None:
     for m in messages:
         if stop():
             return
