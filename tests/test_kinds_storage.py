@@ -160,8 +160,8 @@ def _kinds() -> tuple[type, type]:
         ack: bool = False
 
     n = next(_counter)
-    _Factory.register(f"push_{n}")(PushMessage)
-    _Factory.register(f"page_{n}")(PageMessage)
+    _Factory.register(f"stored_push_{n}")(PushMessage)
+    _Factory.register(f"stored_page_{n}")(PageMessage)
     return PushMessage, PageMessage
 
 
@@ -250,7 +250,7 @@ def test_a_row_another_tool_wrote_reads_as_a_stored_alert(impl: Impl, target: Ta
 def test_a_changed_kind_reads_its_old_rows(
     impl: Impl, target: Target, caplog: pytest.LogCaptureFixture
 ) -> None:
-    name = f"changed_{next(_counter)}"
+    name = f"stored_changed_{next(_counter)}"
 
     @dataclass(frozen=True, slots=True)
     class V1(BaseMessage):
