@@ -534,3 +534,29 @@ def test_a_row_whose_common_columns_hold_no_alert_is_refused() -> None:
     ]:
         with pytest.raises((TypeError, ValueError), match=says):
             read_row(row)
+
+
+def test_a_chunk_decodes_other_kinds_through_the_row_reader(impl: Impl, factory: Any) -> None:
+    """The NATS durable subscriber's fast path builds a chunk's alerts straight from its bytes;
+    rows of other kinds go through the store's row reader, each with its own id."""
+    from notipipe._storage.nats.codec import codec
+    from notipipe._twins import available
+
+    push = _push_class()
+    factory.register(_name())(push)
+    rows = [
+        impl.SMSMessage("+15550001000", "a", created_at=1000.0)._row(),
+        push("pixel", badge=2, created_at=1001.0)._row(),
+        ("never_registered_here", 1002.0, 2, "desk", "", "raw"),
+        impl.EmailMessage("ops@example.com", "s", "b", created_at=1003.0)._row(),
+    ]
+    read = impl.DatabaseConnection.__new__(impl.DatabaseConnection)._message
+    base = 5 << 16
+    expected = [read((base | i, *row)) for i, row in enumerate(rows)]
+    assert [type(m) for m in expected] == [impl.SMSMessage, push, StoredAlert, impl.EmailMessage]
+    assert [m.id for m in expected] == [base, base | 1, base | 2, base | 3]
+    for name in available():
+        data = codec(name).encode_chunk(rows)
+        assert codec(name).decode_messages(data, base, impl.EmailMessage, impl.SMSMessage, read) == expected
+        with pytest.raises(ValueError, match="kind: expected 'email' or 'sms', got 'push_"):
+            codec(name).decode_messages(data, base, impl.EmailMessage, impl.SMSMessage)
