@@ -358,7 +358,8 @@ class DatabaseCore:
         """The ``n`` most recently stored messages, oldest first.
 
         A row that is not an alert (another tool wrote it: priority 9, say) is logged once and
-        skipped, here and in every read; the messages around it are read as before.
+        skipped, here and in every read; the messages around it are read as before. A row of a
+        kind this process has not registered is read as a ``StoredAlert`` (see ``_kinds``).
         """
         _check_count("n", n)
         with waiting_on_writer():
@@ -428,7 +429,8 @@ class DatabaseCore:
         see ``_storage.postgresql.follow``), woken by each writer's commit and at least every
         ``poll`` seconds; a lost connection is retried. On PostgreSQL, ``after_id`` filters the
         first window only: a message with a lower id that commits later is still yielded. A
-        stored row that is not an alert (another tool wrote it) is logged once and skipped.
+        stored row that is not an alert (another tool wrote it) is logged once and skipped; one of
+        a kind this process has not registered is yielded as a ``StoredAlert``.
         """
         _check_count("after_id", after_id)
         if type(page) is not int or page < 1:

@@ -181,11 +181,11 @@ class KindSpec:
     fields: tuple[_Field, ...]
     #: ``with_id(message, id)``: the same message carrying the id it was stored under.
     with_id: Callable[[Any, int], Any]
+    #: The kind's own fields, in declaration order (the common ones left out).
+    own: tuple[_Field, ...] = field(init=False)
 
-    @property
-    def own(self) -> tuple[_Field, ...]:
-        """The kind's own fields, in declaration order (the common ones left out)."""
-        return tuple(f for f in self.fields if f.name not in COMMON_FIELDS)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "own", tuple(f for f in self.fields if f.name not in COMMON_FIELDS))
 
 
 # Every class prepared (its code generated once); the classes made storable (every one ever
@@ -569,18 +569,17 @@ def _check_time(cls: str, value: object, now_default: bool) -> float:
 # -- reading a stored row ----------------------------------------------------------------------
 
 #: The (class or kind, what) pairs warned about already: once each, bounded.
-_WARNED: dict[tuple[object, str], None] = {}
+_WARNED: dict[tuple[object, str], object] = {}
 _WARNED_LIMIT: Final = 10_000
 
 
 def _warn_once(key: object, what: str, text: str, *args: object) -> None:
+    # setdefault is atomic: of two threads reading such rows at once, exactly one logs.
     if len(_WARNED) >= _WARNED_LIMIT:
         _WARNED.clear()
-    mine = (key, what)
-    if mine in _WARNED:
-        return
-    _WARNED[mine] = None
-    _log.warning(text, *args)
+    mine = object()
+    if _WARNED.setdefault((key, what), mine) is mine:
+        _log.warning(text, *args)
 
 
 def _common(row: tuple[object, ...]) -> tuple[int, str, float, int]:
