@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -86,8 +87,20 @@ def test_register_a_new_kind_without_touching_the_parent() -> None:
     assert Factory.register("push", replace=True)(PushMessage) is PushMessage
     with pytest.raises(ValueError, match="non-empty str"):
         Factory.register("")
-    with pytest.raises(TypeError, match="is not callable"):
+    with pytest.raises(TypeError, match="42 cannot be registered as a message kind: it is not a class"):
         Factory.register("bad")(42)  # type: ignore[type-var]
+    # A callable that is not a frozen slotted dataclass cannot be stored: refused at once.
+    with pytest.raises(TypeError, match="it is not a class"):
+        Factory.register("bad")(functools.partial(PushMessage, device="x"))
+    with pytest.raises(
+        TypeError, match="PushLike cannot be registered as a message kind: it is not a dataclass"
+    ):
+
+        @Factory.register("bad")
+        class PushLike:  # type: ignore[type-var]
+            kind: ClassVar[str] = "bad"
+
+    assert Factory.kinds() == ("email", "push", "sms")
 
 
 def test_public_factory_builds_the_selected_twin() -> None:

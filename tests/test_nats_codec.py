@@ -130,9 +130,14 @@ def _outcome(make: Any, *args: Any) -> tuple[str, Any]:
 def _row_path(data: bytes, base_id: int, impl: Impl) -> list[Any]:
     """The alerts of a chunk as the store builds them: each row of ``decode_chunk``, with its id,
     given to ``DatabaseCore._message`` (what ``decode_messages`` must equal)."""
-    core = impl.DatabaseConnection.__new__(impl.DatabaseConnection)
     rows = _chunk_py.decode_chunk(data)
-    return [core._message((base_id | i, *row)) for i, row in enumerate(rows)]
+    return [_store_message(impl)((base_id | i, *row)) for i, row in enumerate(rows)]
+
+
+def _store_message(impl: Impl) -> Any:
+    """``DatabaseCore._message`` of the twin: what the durable subscriber gives ``decode_messages``
+    for the rows of other kinds."""
+    return impl.DatabaseConnection.__new__(impl.DatabaseConnection)._message
 
 
 @given(rows=st.lists(_stored_row, max_size=12), seq=st.integers(min_value=1, max_value=2**47 - 1))
@@ -143,7 +148,14 @@ def test_decode_messages_builds_what_the_store_builds_row_by_row(
     base_id = seq << ID_SHIFT
     expected = _outcome(_row_path, data, base_id, impl)
     for name in available():
-        got = _outcome(codec(name).decode_messages, data, base_id, impl.EmailMessage, impl.SMSMessage)
+        got = _outcome(
+            codec(name).decode_messages,
+            data,
+            base_id,
+            impl.EmailMessage,
+            impl.SMSMessage,
+            _store_message(impl),
+        )
         assert got == expected, name
 
 

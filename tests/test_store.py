@@ -153,7 +153,9 @@ def test_reading_api(impl: Impl, open_db: Any) -> None:
 
 def test_only_messages_can_be_saved(impl: Impl, open_db: Any) -> None:
     db = open_db()
-    with pytest.raises(TypeError, match="cannot store str 'text': expected EmailMessage or SMSMessage"):
+    with pytest.raises(
+        TypeError, match="cannot store str 'text': expected EmailMessage, SMSMessage or a kind registered"
+    ):
         db.save("text")
     with pytest.raises(TypeError, match="cannot store int"):
         db.save_many([impl.SMSMessage(), 3])

@@ -3,7 +3,10 @@
 The three patterns:
 
 * ``DatabaseConnection``: the process-wide publisher, a singleton by ``ThreadSafeSingletonMeta``;
-* ``MessageFactory.create_message("email" | "sms", ...)``: frozen, slotted messages;
+* ``MessageFactory.create_message("email" | "sms", ...)``: frozen, slotted messages; new kinds
+  are frozen slotted dataclasses (``BaseMessage`` holds the common fields) registered with
+  ``@MessageFactory.register("push")``, stored and read back as the built-ins are
+  (``StoredAlert``: a stored kind this process has not registered);
 * ``Observer``: a protocol; anything with ``update(message)`` can subscribe (``AsyncObserver``:
   ``async def update``, awaited on an asyncio loop; ``update_many(messages)`` takes batches).
 
@@ -31,7 +34,7 @@ from notipipe._errors import (
     StreamMismatchError,
 )
 from notipipe._factory import EmailFields, MessageFactory, SMSFields
-from notipipe._kinds import StoredAlert, fields_of
+from notipipe._kinds import BaseMessage, StoredAlert, fields_of
 from notipipe._limits import DEFAULT_PRIORITY, MAX_ID, MAX_PRIORITY, MAX_SMS_BODY, MAX_SUBJECT, MIN_PRIORITY
 from notipipe._protocols import AsyncObserver, ErrorHandler, Message, Observer, Overflow
 from notipipe._publisher_py import log_observer_error
@@ -67,6 +70,7 @@ __all__ = [
     "MIN_PRIORITY",
     "AsyncObserver",
     "AsyncObserverError",
+    "BaseMessage",
     "ConfigurationError",
     "DatabaseConnection",
     "Delivery",

@@ -310,7 +310,7 @@ def decode_chunk(data):
     return rows
 
 
-def decode_messages(data, base_id, email_cls, sms_cls):
+def decode_messages(data, base_id, email_cls, sms_cls, other=None):
     """The alerts of a chunk, each built as it is read: see ``_chunk_py.decode_messages``."""
     if type(base_id) is not int or not 0 <= base_id < _INT64:
         raise ValueError(f"base_id must be an int from 0 to 2**63 - 1, got {base_id!r}")
@@ -345,6 +345,8 @@ def decode_messages(data, base_id, email_cls, sms_cls):
             args[3] = <PyObject*>created_at
             args[4] = <PyObject*>message_id
             messages.append(PyObject_Vectorcall(sms_cls, args, 2, <PyObject*>_KEYWORDS))
+        elif other is not None:
+            messages.append(other((message_id, kind, created_at, priority, address, subject, body)))
         else:
             raise ValueError(_KIND_ERROR.format(kind))
     _end(reader)

@@ -173,20 +173,26 @@ def _check_base_id(base_id: int) -> None:
         raise ValueError(f"base_id must be an int from 0 to 2**63 - 1, got {base_id!r}")
 
 
-def decode_messages[E, S](
-    data: bytes, base_id: int, email_cls: Callable[..., E], sms_cls: Callable[..., S]
-) -> list[E | S]:
+def decode_messages[E, S, O](
+    data: bytes,
+    base_id: int,
+    email_cls: Callable[..., E],
+    sms_cls: Callable[..., S],
+    other: Callable[[tuple[object, ...]], O] | None = None,
+) -> list[E | S | O]:
     """The alerts of a chunk, in order, the one at ``position`` with the id
     ``base_id | position``: an email row built as ``email_cls(address, subject, body,
     priority=..., created_at=..., id=...)``, an sms row as ``sms_cls(address, body, ...)``
-    (the calls the store makes for a stored row), each as it is read.
+    (the calls the store makes for a stored row), a row of another kind as ``other((id, kind,
+    created_at, priority, address, subject, body))`` (the store's row reader), each as it is read.
 
-    Raises what ``decode_chunk`` raises for the bytes, ``ValueError`` for a row of another kind,
-    what a class raises for a row it refuses: the first of these, in the chunk's order (no
-    alert is returned then). ``ValueError`` for a ``base_id`` that is no int from 0 to 2**63 - 1.
+    Raises what ``decode_chunk`` raises for the bytes, ``ValueError`` for a row of another kind
+    where ``other`` is None, what a class (or ``other``) raises for a row it refuses: the first
+    of these, in the chunk's order (no alert is returned then). ``ValueError`` for a ``base_id``
+    that is no int from 0 to 2**63 - 1.
     """
     _check_base_id(base_id)
-    messages: list[E | S] = []
+    messages: list[E | S | O] = []
     for position, (kind, created_at, priority, address, subject, body) in enumerate(_rows(data)):
         if kind == "email":
             messages.append(
@@ -198,6 +204,9 @@ def decode_messages[E, S](
             messages.append(
                 sms_cls(address, body, priority=priority, created_at=created_at, id=base_id | position)
             )
+        elif other is not None:
+            row = (base_id | position, kind, created_at, priority, address, subject, body)
+            messages.append(other(row))
         else:
             raise ValueError(_KIND_ERROR.format(kind))
     return messages

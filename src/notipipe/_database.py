@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, fields
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Never, Self, cast
 
-from notipipe import _messages_py
+from notipipe import _kinds, _messages_py
 from notipipe._async import delivering_for_writer, waiting_on_writer
 from notipipe._errors import ConfigurationError, StorageClosedError
 from notipipe._limits import ID_LIMIT, TIME_LIMIT, id_range_error
-from notipipe._protocols import Observer
+from notipipe._protocols import Message, Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._storage.backend import check_durable_name
@@ -53,9 +53,11 @@ def _to_rows(batch: list[StoredMessage]) -> list[Row]:
 
 
 def _check_storable(message: object) -> None:
-    if type(message) not in _ROWS:
+    cls = type(message)
+    if cls not in _ROWS and not _kinds.is_storable(cls):
         raise TypeError(
-            f"cannot store {type(message).__name__} {message!r}: expected EmailMessage or SMSMessage"
+            f"cannot store {cls.__name__} {message!r}: expected EmailMessage, SMSMessage or a kind"
+            " registered with MessageFactory.register (under a name of its own)"
         )
 
 
@@ -208,8 +210,9 @@ class DatabaseCore:
 
     # -- saving --------------------------------------------------------------------------------
 
-    def save(self, message: StoredMessage, /, *, durable: bool = False) -> None:
-        """Store ``message`` and broadcast it to the observers.
+    def save(self, message: Message, /, *, durable: bool = False) -> None:
+        """Store ``message`` (an ``EmailMessage``, an ``SMSMessage``, or a kind registered with
+        ``MessageFactory.register``) and broadcast it to the observers.
 
         With the default ``deliver="immediate"`` observers see it at once and it is committed
         within ``max_delay``; ``durable=True`` returns only once it is committed.
@@ -228,7 +231,7 @@ class DatabaseCore:
             if durable:
                 self._open().flush()
 
-    def save_many(self, messages: Iterable[StoredMessage], /, *, durable: bool = False) -> int:
+    def save_many(self, messages: Iterable[Message], /, *, durable: bool = False) -> int:
         """Store a batch and broadcast it; return how many messages it held."""
         batch = list(messages)
         if not _ROWS.issuperset(map(type, batch)):  # all checked before any is queued
@@ -355,7 +358,8 @@ class DatabaseCore:
         """The ``n`` most recently stored messages, oldest first.
 
         A row that is not an alert (another tool wrote it: priority 9, say) is logged once and
-        skipped, here and in every read; the messages around it are read as before.
+        skipped, here and in every read; the messages around it are read as before. A row of a
+        kind this process has not registered is read as a ``StoredAlert`` (see ``_kinds``).
         """
         _check_count("n", n)
         with waiting_on_writer():
@@ -429,7 +433,8 @@ class DatabaseCore:
         see ``_storage.postgresql.follow``), woken by each writer's commit and at least every
         ``poll`` seconds; a lost connection is retried. On PostgreSQL, ``after_id`` filters the
         first window only: a message with a lower id that commits later is still yielded. A
-        stored row that is not an alert (another tool wrote it) is logged once and skipped.
+        stored row that is not an alert (another tool wrote it) is logged once and skipped; one of
+        a kind this process has not registered is yielded as a ``StoredAlert``.
         """
         _check_count("after_id", after_id)
         if since is not None:
@@ -558,8 +563,10 @@ class DatabaseCore:
             return self._unsubscribe_durable(observer) or super().unsubscribe(observer)
 
     def _message(self, row: tuple[object, ...]) -> StoredMessage:
-        """The message a stored row holds; ``ValueError``/``TypeError`` if it holds none (a row
-        another tool wrote), as the message classes check every field."""
+        """The message a stored row holds: an e-mail, an SMS, a registered kind's class, or a
+        ``StoredAlert`` (a kind this process has not registered, see ``_kinds.read_row``);
+        ``ValueError``/``TypeError`` if it holds none (a row another tool wrote), as the message
+        classes check every field."""
         id_, kind, created_at, priority, address, subject, body = row
         if created_at is None:  # the classes take None for "now": a stored alert has its own time
             raise TypeError("created_at: expected float, got NoneType None")
@@ -569,7 +576,8 @@ class DatabaseCore:
             return self._email_cls(address, subject, body, priority=priority, created_at=created_at, id=id_)  # type: ignore[arg-type]
         if kind == "sms":
             return self._sms_cls(address, body, priority=priority, created_at=created_at, id=id_)  # type: ignore[arg-type]
-        raise ValueError(f"kind: expected 'email' or 'sms', got {kind!r}")
+        # Any other kind: its registered class, else a StoredAlert (never an error for the kind).
+        return _kinds.read_row(row)  # type: ignore[return-value]
 
     def _readable(self, rows: list[tuple[object, ...]]) -> list[StoredMessage]:
         """The messages of ``rows``, each row that holds none reported once and skipped."""
@@ -656,6 +664,8 @@ def _default_config() -> _Config | None:
 
 def _with_id(message: StoredMessage, stored_id: int) -> StoredMessage:
     """The same message, carrying the id it was stored under (of the message's own twin)."""
+    if type(message) not in _ROWS:
+        return cast("StoredMessage", _kinds.with_id(message, stored_id))
     kind, created_at, priority, address, subject, body = message._row()
     cls: Any = type(message)
     if kind == "email":

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Literal, TypedDict, Unpack, cast, overload
 
+from notipipe import _messages_py
+from notipipe._kinds import prepare
 from notipipe._protocols import Message
 from notipipe._select import COMPILED, EmailMessage, SMSMessage
 
@@ -35,6 +37,13 @@ class SMSFields(_CommonFields, total=False):
 
     phone_number: str
     body: str
+
+
+# The built-in classes of both twins, which a factory may be given back under their own names.
+_BUILTIN_CLASSES: dict[str, tuple[object, ...]] = {
+    "email": (EmailMessage, _messages_py.EmailMessage),
+    "sms": (SMSMessage, _messages_py.SMSMessage),
+}
 
 
 class MessageFactory:
@@ -82,18 +91,26 @@ class MessageFactory:
 
     @classmethod
     def register[C: Callable[..., Message]](cls, name: str, *, replace: bool = False) -> Callable[[C], C]:
-        """Class decorator: make ``create_message(name, ...)`` build the decorated class.
+        """Class decorator: make ``create_message(name, ...)`` build the decorated class, and the
+        store keep and read back its instances.
 
-        Registering a name that exists raises ValueError unless ``replace=True``.
+        The class is a frozen, slotted dataclass with the common fields ``priority``,
+        ``created_at`` and ``id`` (``BaseMessage`` declares them), each field of a type the store
+        keeps (``str``, ``int``, ``float``, ``bool``, or one of them ``| None``); anything else is
+        refused here, with a ``TypeError``/``ValueError`` naming the class and the field. Its
+        ``__init__`` is replaced by one that checks every value (see ``_kinds``); its ``kind`` is
+        set to ``name`` where it declares none. Registering a name that exists raises
+        ValueError unless ``replace=True``; the store reads a name's rows as the class last
+        registered under it.
         """
         if not isinstance(cast("object", name), str) or not name:
             raise ValueError(f"message type name must be a non-empty str, got {name!r}")
 
         def decorator(kind: C) -> C:
-            if not callable(kind):
-                raise TypeError(f"{kind!r} cannot build messages: it is not callable")
             if name in cls._kinds and not replace:
                 raise ValueError(f"message type {name!r} is already registered ({cls._kinds[name]!r})")
+            if not (name in _BUILTIN_CLASSES and kind in _BUILTIN_CLASSES[name]):
+                prepare(name, kind, replace=replace)
             cls._kinds[name] = kind
             return kind
 

@@ -12,6 +12,10 @@ VERSION: Final[int]
 
 def encode_chunk(rows: Iterable[Row]) -> bytes: ...
 def decode_chunk(data: bytes) -> list[Row]: ...
-def decode_messages[E, S](
-    data: bytes, base_id: int, email_cls: Callable[..., E], sms_cls: Callable[..., S]
-) -> list[E | S]: ...
+def decode_messages[E, S, O](
+    data: bytes,
+    base_id: int,
+    email_cls: Callable[..., E],
+    sms_cls: Callable[..., S],
+    other: Callable[[tuple[object, ...]], O] | None = None,
+) -> list[E | S | O]: ...

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import notipipe
-from notipipe import DatabaseConnection, StoredMessage, describe_target
+from notipipe import DatabaseConnection, StoredAlert, StoredMessage, describe_target
 from notipipe.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -53,14 +53,19 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_alerts(messages: Iterable[StoredMessage], stop: Callable[[], bool] = lambda: False) -> None:
+def _print_alerts(
+    messages: Iterable[StoredMessage | StoredAlert], stop: Callable[[], bool] = lambda: False
+) -> None:
     for m in messages:
         if stop():
             return
         if isinstance(m, notipipe.EmailMessage):
             print(f"#{m.id} {stamp(m.created_at)} email p{m.priority} to={m.recipient} subject={m.subject!r}")
-        else:
+        elif isinstance(m, notipipe.SMSMessage):
             print(f"#{m.id} {stamp(m.created_at)} sms   p{m.priority} to={m.phone_number} body={m.body!r}")
+        else:  # a registered kind, or a StoredAlert: its own fields as they are
+            fields = " ".join(f"{k}={v!r}" for k, v in notipipe.fields_of(m).items())
+            print(f"#{m.id} {stamp(m.created_at)} {m.kind} p{m.priority} {fields}")
 
 
 def _follow(db: DatabaseConnection, n: int, since: float | None) -> int:

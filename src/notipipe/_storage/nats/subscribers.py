@@ -536,7 +536,8 @@ class NatsDurableSubscription:
         if self._classes is None:
             return None
         try:
-            return self._codec.decode_messages(data, base_id, *self._classes)  # type: ignore[no-any-return]
+            # Rows of other kinds go through the store's row reader (registered kinds, StoredAlert).
+            return self._codec.decode_messages(data, base_id, *self._classes, self._to_message)  # type: ignore[no-any-return]
         except Exception:  # noqa: BLE001 - told row by row (or as the chunk) by the row path
             return None
 
