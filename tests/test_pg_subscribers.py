@@ -235,6 +235,21 @@ def test_unsubscribe_stops_delivery_and_frees_the_name_which_resumes_where_it_st
     assert again.ids() == second
 
 
+def test_the_name_is_free_the_moment_unsubscribe_returns(impl: Impl, pg_dsn: str) -> None:
+    # Another process taking the name over must find it free at once, every time: not once the
+    # server has got round to ending the closed session.
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(as_url(pg_dsn))
+    for _ in range(50):
+        seen = Seen()
+        assert db.subscribe(seen, durable_name="handover")
+        assert wait_until(lambda: list_subscriptions(as_url(pg_dsn))[0].holder is not None, 30)
+        assert db.unsubscribe(seen)
+        (state,) = list_subscriptions(as_url(pg_dsn))
+        assert state.holder is None
+    db.close()
+
+
 class _RaisingOn(Seen):
     """An observer that takes every message, then raises ``error(body)`` on those whose body
     starts with ``prefix``."""

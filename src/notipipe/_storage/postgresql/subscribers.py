@@ -169,6 +169,10 @@ class DurableSubscription:
                     window = self._deliver(conn, key, rows, window, after) if rows else after
                     if not rows:
                         wakeup.wait(self._poll, self._stop)
+                # Released here, not by closing: the server ends a closed session's backend (and
+                # its locks) some time after the client has gone, and unsubscribe() promises the
+                # name free once it returns.
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             finally:
                 wakeup.close()
 
