@@ -201,6 +201,11 @@ def test_help_on_every_subcommand(command: list[str]) -> None:
         assert "$NOTIPIPE_DB" in result.stdout
     if command == ["tail"]:
         assert "--follow" in result.stdout
+    if command in (["stats"], ["tail"], ["subscriptions"], ["info"]):
+        # --json says where its fields are documented (argparse may wrap the URL's line).
+        assert re.search(
+            r"--json\s+print .+? docs/json\.md\s+\(https://\S+/docs/json\.md\)", result.stdout, re.S
+        )
 
 
 def test_no_command_prints_help_and_fails() -> None:

@@ -496,6 +496,46 @@ def test_a_page_holds_what_the_page_shows_never_an_email_body(
     assert not [obj for obj in reachable if hasattr(obj, "body")], "a page holds an alert"
 
 
+# -- any kind (issue 22) ---------------------------------------------------------------------------
+
+
+def _frame_data(frame: bytes) -> dict[str, Any]:
+    data = [line for line in frame.decode().splitlines() if line.startswith("data: ")]
+    assert len(data) == 1, frame
+    parsed: dict[str, Any] = json.loads(data[0].removeprefix("data: "))
+    return parsed
+
+
+def test_the_page_shows_any_kind_by_its_first_field_and_the_rest() -> None:
+    from notipipe import StoredAlert
+    from notipipe.cli.dashboard._feed import alert_shown, alerts_frame
+
+    push = StoredAlert(
+        "push", {"device": "pixel-7", "title": "disk full", "badge": 2}, priority=4, created_at=1.5, id=17
+    )
+    bare = StoredAlert("ping", {}, id=18)
+    shown = {"id": 17, "kind": "push", "priority": 4, "at": 1.5, "to": "device=pixel-7"}
+    assert alert_shown(push) == {**shown, "text": "title=disk full · badge=2"}
+    assert (alert_shown(bare)["to"], alert_shown(bare)["text"]) == ("", "")
+    # As the follower frames it for every browser: counted under its own kind, shown in the list.
+    data = _frame_data(alerts_frame([push, bare]))
+    assert (data["kinds"], data["ids"]) == ({"push": 1, "ping": 1}, [[17, 18]])
+    assert data["latest"] == [alert_shown(push), alert_shown(bare)]
+
+
+def test_the_page_shows_the_built_in_kinds_as_always_from_either_twin(impl: Impl) -> None:
+    from notipipe.cli.dashboard._feed import alert_shown
+
+    email = impl.EmailMessage("ops@example.com", "disk", "a long body", priority=2, created_at=1.0, id=1)
+    sms = impl.SMSMessage("+15550001111", "cpu hot", created_at=2.0, id=2)
+    assert alert_shown(email) == {
+        "id": 1, "kind": "email", "priority": 2, "at": 1.0, "to": "ops@example.com", "text": "disk"
+    }  # fmt: skip
+    assert alert_shown(sms) == {
+        "id": 2, "kind": "sms", "priority": 3, "at": 2.0, "to": "+15550001111", "text": "cpu hot"
+    }  # fmt: skip
+
+
 # -- the new read ----------------------------------------------------------------------------------
 
 

@@ -67,6 +67,8 @@ _DB_HELP = f"the database: {known_targets()} (default $NOTIPIPE_DB, else ./{DEFA
 #: Asked of ":memory:", the file backend's too: a relative file's path would be made absolute,
 #: which fails in a working directory since deleted, and --help must work there.
 _FILE_POLL = describe_target(":memory:").follow_poll
+#: Where the --json objects are documented, for a reader of --help without the source at hand.
+_JSON_DOCS = "https://github.com/notipipe/notipipe/blob/main/docs/json.md"
 _EXIT_STATUS = """\
 exit status:
   0    done
@@ -76,6 +78,16 @@ exit status:
   141  the output was closed (e.g. piped into `head`): stops quietly"""
 #: The status of the commands that SIGTERM stops cleanly (tail --follow, serve), after the others.
 _EXIT_TERMINATED = "\n  143  stopped by SIGTERM"
+
+
+def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--json``: the command's output for scripts, its fields documented in docs/json.md."""
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=f"print {what}, for scripts: the fields, their types and meaning are in docs/json.md "
+        f"({_JSON_DOCS}), and kept across versions",
+    )
 
 
 def _wrap(text: str) -> str:
@@ -243,10 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=_wrap(
             "Summarise an alert database: alerts per kind, the first and last alert's time, the size on disk."
         ),
-        epilog="example:\n  notipipe stats --db /tmp/a.db\n\n" + _EXIT_STATUS,
+        epilog="examples:\n  notipipe stats --db /tmp/a.db\n"
+        "  notipipe stats --json | jq .by_kind    the counts per kind, for a script\n\n" + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stats.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
+    _add_json(stats, "the summary as one JSON object")
 
     tail = sub.add_parser(
         "tail",
@@ -259,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  notipipe tail -n 20            the last 20 alerts\n"
         "  notipipe tail -f -n 0          only the alerts stored from now on\n"
         "  notipipe tail -f | grep sms    new SMS alerts as they come\n"
-        "  notipipe tail -f --since 1h    the last hour's alerts, then each new one\n\n"
+        "  notipipe tail -f --since 1h    the last hour's alerts, then each new one\n"
+        "  notipipe tail -f --json | jq -c 'select(.priority >= 4)'\n"
+        "                                 new alerts of priority 4 and 5, as JSON\n\n"
         + _stopped("With --follow, Ctrl-C (SIGINT) ends the command quietly")
         + _EXIT_STATUS
         + _EXIT_TERMINATED,
@@ -289,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(90s, 10m, 2h, 7d, 2w) or an ISO time (2026-12-07T09:30, local unless it gives its zone); "
         "a NATS stream starts at the first chunk the server stored then",
     )
+    _add_json(tail, "each alert as a JSON object on a line of its own (with --follow, flushed at once)")
 
     subs = sub.add_parser(
         "subscriptions",
@@ -299,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
             "committed alerts it has not delivered yet, the age of the oldest of them, and which "
             "process holds the name (none: no subscriber is running)."
         ),
-        epilog="example:\n  notipipe subscriptions --db postgresql://alerts@db.internal/alerts\n\n"
+        epilog="examples:\n  notipipe subscriptions --db postgresql://alerts@db.internal/alerts\n"
+        "  notipipe subscriptions --db postgresql://... --json | jq '.subscriptions[].lag'\n\n"
         + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -310,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help=f"a database that keeps durable names ({known_targets(durable=True)})",
     )
+    _add_json(subs, "the subscriptions as one JSON object")
     serve = sub.add_parser(
         "serve",
         help="a live web dashboard of the alerts, as they are stored",
@@ -358,16 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_options(serve)
 
-    sub.add_parser(
+    info = sub.add_parser(
         "info",
         help="version, compiled or pure, interpreter, GIL, SQLite",
         description=_wrap(
             "Describe this installation: notipipe's version, whether the compiled "
             "extension is in use, the interpreter, whether the GIL is on, SQLite's version."
         ),
-        epilog="example:\n  notipipe info\n\n" + _EXIT_STATUS,
+        epilog="examples:\n  notipipe info\n  notipipe info --json | jq -r .version\n\n" + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_json(info, "the description as one JSON object")
     return parser
 
 

@@ -8,8 +8,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import notipipe
-from notipipe import DatabaseConnection, StoredAlert, StoredMessage, describe_target
+from notipipe import DatabaseConnection, describe_target, fields_of
 from notipipe.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -20,6 +19,8 @@ from notipipe.cli._common import (
     pad,
     stamp,
 )
+from notipipe.cli._json import alert_object, json_line, print_json, stats_object, subscriptions_object
+from notipipe.cli._shown import Shown, familiar, field_pairs, label
 from notipipe.cli._signals import StopSignals, exit_status
 
 #: Alerts read per query while following: a large backlog is printed in pieces.
@@ -30,10 +31,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     """``notipipe stats``: the alerts per kind and origin, the first and last, the size."""
     with open_existing(db_path(args.db)) as db:
         st = db.stats()
+    if args.json:
+        print_json(stats_object(st))
+        return EXIT_OK
     print(f"database: {st.path} ({human_bytes(st.size_bytes)})")
     print(f"alerts: {st.total:,}")
     for kind, n in st.by_kind.items():
-        print(f"  {kind}: {n:,}")
+        print(f"  {label(kind)}: {n:,}")
     if st.origins:
         print("origins:")
         for host, processes, n in st.origins:
@@ -46,47 +50,66 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     """``notipipe tail``: the last ``-n`` alerts, oldest first; with ``--follow``, then each new one."""
+    show = alert_json_line if args.json else alert_line
     with open_existing(db_path(args.db)) as db:
         if args.follow:
-            return _follow(db, args.n, args.since)
-        _print_alerts(db.last(args.n))
+            return _follow(db, args.n, args.since, show, per_line=args.json)
+        _print_alerts(db.last(args.n), show)
     return EXIT_OK
 
 
+def alert_line(m: Shown) -> str:
+    """An alert as ``tail`` prints it: e-mail and SMS as always, any other kind by its fields
+    (``#17 2026-12-07 09:30:01.250 push  p3 device='pixel-7' title='disk full'``)."""
+    head = f"#{m.id} {stamp(m.created_at)} {label(m.kind):<5} p{m.priority}"
+    fields = fields_of(m)
+    if shown := familiar(m.kind, fields):
+        to, name, text = shown
+        return f"{head} to={to} {name}={text!r}"
+    return " ".join([head, *field_pairs(fields)])
+
+
+def alert_json_line(m: Shown) -> str:
+    """An alert as ``tail --json`` prints it: one JSON object (docs/json.md)."""
+    return json_line(alert_object(m))
+
+
 def _print_alerts(
-    messages: Iterable[StoredMessage | StoredAlert], stop: Callable[[], bool] = lambda: False
+    messages: Iterable[Shown],
+    show: Callable[[Shown], str],
+    stop: Callable[[], bool] = lambda: False,
+    *,
+    per_line: bool = False,
 ) -> None:
     for m in messages:
         if stop():
             return
-        if isinstance(m, notipipe.EmailMessage):
-            print(f"#{m.id} {stamp(m.created_at)} email p{m.priority} to={m.recipient} subject={m.subject!r}")
-        elif isinstance(m, notipipe.SMSMessage):
-            print(f"#{m.id} {stamp(m.created_at)} sms   p{m.priority} to={m.phone_number} body={m.body!r}")
-        else:  # a registered kind, or a StoredAlert: its own fields as they are
-            fields = " ".join(f"{k}={v!r}" for k, v in notipipe.fields_of(m).items())
-            print(f"#{m.id} {stamp(m.created_at)} {m.kind} p{m.priority} {fields}")
+        print(show(m), flush=per_line)
 
 
-def _follow(db: DatabaseConnection, n: int, since: float | None) -> int:
+def _follow(
+    db: DatabaseConnection, n: int, since: float | None, show: Callable[[Shown], str], *, per_line: bool
+) -> int:
     """``tail --follow``: the last ``n`` alerts (or every alert from ``since`` on), then every
     alert committed after them, until
     SIGTERM or Ctrl-C (see ``notipipe.cli._signals``); then, quietly, 143 or 130.
 
     ``DatabaseConnection.follow`` misses nothing and repeats nothing, whoever writes: a SQLite
     file by id (its writers commit one at a time), PostgreSQL by snapshot windows. How often it
-    asks when nothing wakes it is the backend's (``StorageTarget.follow_poll``).
+    asks when nothing wakes it is the backend's (``StorageTarget.follow_poll``). ``per_line``
+    passes each line on as it is printed (``--json``: a script reading line by line gets each
+    alert at once, never a part of a line); else each page is passed on whole.
     """
     with StopSignals() as stop:
         if since is None:
             recent = db.last(max(n, 1))  # at least one: where "new" starts
-            _print_alerts(recent if n else (), stop.received)
+            _print_alerts(recent if n else (), show, stop.received, per_line=per_line)
             sys.stdout.flush()
             pages = db.follow(recent[-1].id if recent else 0, **_following(db, stop.event))
         else:
             pages = db.follow(since=since, **_following(db, stop.event))
         for page in pages:
-            _print_alerts(page, stop.received)
+            _print_alerts(page, show, stop.received, per_line=per_line)
             sys.stdout.flush()  # a pipe is block-buffered: pass each alert on as it comes
     # The loop ends only when stopped; outside the main thread no handler notes a signal.
     return EXIT_INTERRUPTED if stop.signum is None else exit_status(stop.signum)
@@ -101,6 +124,9 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     that keeps no durable names, a SQLite file, is refused with the ones that do)."""
     # Listed without a DatabaseConnection: main() may run in a process that has one open.
     states = describe_target(args.db).subscriptions()
+    if args.json:
+        print_json(subscriptions_object(states))
+        return EXIT_OK
     if not states:
         print("no durable subscriptions")
         return EXIT_OK

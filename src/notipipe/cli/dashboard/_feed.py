@@ -16,7 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from notipipe import StoredMessage
+from notipipe import StoredMessage, fields_of
+from notipipe.cli._shown import Shown, familiar
 from notipipe.cli.dashboard._history import HISTORY_SECONDS, recent_seconds
 
 __all__ = [
@@ -83,17 +84,22 @@ class Page:
     frame: bytes = field(default=b"", compare=False)
 
     @classmethod
-    def of(cls, after_id: int, messages: Sequence[StoredMessage], tally: Tally | None = None) -> Page:
+    def of(cls, after_id: int, messages: Sequence[Shown], tally: Tally | None = None) -> Page:
         last_id = messages[-1].id if messages else after_id
         return cls(after_id, last_id, alerts_frame(messages, tally))
 
 
-def alert_shown(m: StoredMessage) -> dict[str, object]:
-    """An alert as the page's list shows it (never an e-mail's body)."""
-    if m.kind == "email":
-        to, text = getattr(m, "recipient", ""), getattr(m, "subject", "")
+def alert_shown(m: Shown) -> dict[str, object]:
+    """An alert of any kind as the page's list shows it, in its "to" and "subject / body"
+    columns: an e-mail's recipient and subject (never its body), an SMS's number and text, any
+    other kind's first field and the rest of its fields (``notipipe.fields_of``), each as
+    ``name=value``."""
+    fields = fields_of(m)
+    if shown := familiar(m.kind, fields):
+        to, _, text = shown
     else:
-        to, text = getattr(m, "phone_number", ""), getattr(m, "body", "")
+        pairs = [f"{name}={value}" for name, value in fields.items()]
+        to, text = (pairs[0] if pairs else ""), " · ".join(pairs[1:])
     return {"id": m.id, "kind": m.kind, "priority": m.priority, "at": m.created_at, "to": to, "text": text}
 
 
@@ -126,14 +132,14 @@ class Tally:
     latest: list[dict[str, object]]
 
     @classmethod
-    def of(cls, messages: Sequence[StoredMessage]) -> Tally:
+    def of(cls, messages: Sequence[Shown]) -> Tally:
         # The follower tallies every alert it reads: Counter over zip keeps the loop in C.
         counts = Counter(zip([m.kind for m in messages], [m.priority for m in messages], strict=True))
         seconds = Counter([int(m.created_at * 1000) // 1000 for m in messages])
         return cls(counts, seconds, [alert_shown(m) for m in messages[-LATEST:]])
 
 
-def alerts_frame(messages: Sequence[StoredMessage], tally: Tally | None = None) -> bytes:
+def alerts_frame(messages: Sequence[Shown], tally: Tally | None = None) -> bytes:
     """One ``alerts`` event for ``messages`` (oldest first), its id the last one's stored id.
 
     Every alert is accounted for (its id in ``ids``, its kind and priority in the counts, its

@@ -195,8 +195,17 @@ function bars(el, counts, colour) {
   );
 }
 
+// The built-in kinds' colours; any other kind (a registered one, or one this server's process
+// has not registered) is drawn in a neutral grey, whatever its name.
+const KIND_COLOURS = { email: "var(--email)", sms: "var(--sms)" };
+const NEUTRAL = "#9aa5b1";
 function kindColour(kind) {
-  return kind === "sms" ? "var(--sms)" : "var(--email)";
+  return Object.hasOwn(KIND_COLOURS, kind) ? KIND_COLOURS[kind] : NEUTRAL;
+}
+// The kind cell's class (its colour is kindColour's): a stored kind's name never becomes
+// class names of its own.
+function kindClass(kind) {
+  return Object.hasOwn(KIND_COLOURS, kind) ? "kind-" + kind : "kind-other";
 }
 function priorityColour(p) {
   return ["#5b8def", "#4aa3ff", "#9aa5b1", "#f5a524", "#e5484d"][Number(p) - 1] || "#9aa5b1";
@@ -211,7 +220,7 @@ function table() {
       const cells = [
         [a.id, "num"],
         [new Date(a.at * 1000).toLocaleTimeString(), ""],
-        [a.kind, "kind-" + a.kind],
+        [a.kind, kindClass(a.kind)],
         [a.priority, "num"],
         [a.to, ""],
         [a.text, ""],
@@ -222,6 +231,7 @@ function table() {
         if (cls) td.className = cls;
         tr.append(td);
       }
+      tr.children[2].style.color = kindColour(a.kind);
       return tr;
     }),
   );
