@@ -442,3 +442,38 @@ def test_tail_json_shows_any_kind_as_the_documented_object() -> None:
         "fields": {"device": "pixel-7", "title": "disk full", "badge": 2, "extra": None, "ratio": None},
     }
     assert alert_object(push)["fields"] == obj["fields"]
+
+
+def test_tail_shows_a_registered_kind_that_another_process_stored(impl: Impl, tmp_path: Path) -> None:
+    # The command has not registered the kind: it reads it as a StoredAlert, by its own fields.
+    from dataclasses import dataclass
+
+    from tests.conftest import drop
+
+    @dataclass(frozen=True, slots=True)
+    class CliPush(notipipe.BaseMessage):
+        device: str
+        title: str = ""
+
+    class Factory(notipipe.MessageFactory):
+        pass
+
+    Factory.register("cli_push", replace=True)(CliPush)  # once per twin in this process
+    path = str(tmp_path / "kinds.db")
+    db = impl.DatabaseConnection(path)
+    try:
+        db.save_many([CliPush("pixel-7", "disk full", priority=4), impl.SMSMessage("+15551234567", "x")])
+        db.flush()
+    finally:
+        drop(impl.DatabaseConnection)
+    text = run_cli("tail", "--db", path)
+    assert (text.returncode, text.stderr) == (0, "")
+    assert "cli_push p4 device='pixel-7' title='disk full'" in text.stdout.splitlines()[0]
+    assert "sms   p3 to=+15551234567 body='x'" in text.stdout.splitlines()[1]
+    result = run_cli("tail", "--db", path, "--json")
+    assert (result.returncode, result.stderr) == (0, "")
+    push, sms = _lines(result.stdout)
+    check(push, "tail")
+    check(sms, "tail")
+    assert (push["id"], push["kind"], push["priority"]) == (1, "cli_push", 4)
+    assert push["fields"] == {"device": "pixel-7", "title": "disk full"}

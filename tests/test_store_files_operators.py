@@ -379,5 +379,5 @@ def test_tail_skips_a_row_another_tool_wrote(impl: Impl, path: Path) -> None:
     out, err = tail.communicate(timeout=60)
     assert tail.returncode == 0, err
     assert "body='readable'" in out
-    assert "fax p3 address='+15551234567' subject='' body='not a kind'" in out  # a StoredAlert
+    assert "fax   p3 address='+15551234567' subject='' body='not a kind'" in out  # a StoredAlert
     assert err.count("skipped row id") == 4, err
