@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Literal, TypedDict, Unpack, cast, overload
 
 from notipipe import _messages_py
-from notipipe._kinds import prepare
+from notipipe._kinds import Installer, prepare
 from notipipe._protocols import Message
-from notipipe._select import COMPILED, EmailMessage, SMSMessage
+from notipipe._select import COMPILED, EmailMessage, SMSMessage, install_kind
 
 __all__ = ["EmailFields", "MessageFactory", "SMSFields"]
 
@@ -58,6 +58,10 @@ class MessageFactory:
         "email": EmailMessage,
         "sms": SMSMessage,
     }
+
+    # The twin that gives a registered class its constructor and row (the tests' twin factories
+    # name their own).
+    _install_kind: ClassVar[Installer] = staticmethod(install_kind)
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
@@ -110,7 +114,7 @@ class MessageFactory:
             if name in cls._kinds and not replace:
                 raise ValueError(f"message type {name!r} is already registered ({cls._kinds[name]!r})")
             if not (name in _BUILTIN_CLASSES and kind in _BUILTIN_CLASSES[name]):
-                prepare(name, kind, replace=replace)
+                prepare(name, kind, cls._install_kind, replace=replace)
             cls._kinds[name] = kind
             return kind
 
