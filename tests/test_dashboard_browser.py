@@ -306,7 +306,7 @@ def _store_recent(db: Path, now: float) -> dict[int, int]:
     burst = int(now) - HISTORY_SECONDS // 2
     times += [burst + i / BURST for i in range(BURST)]
     times.sort()
-    messages: list[notipipe.StoredMessage] = []
+    messages: list[notipipe.EmailMessage | notipipe.SMSMessage] = []
     for i, at in enumerate(times):
         priority = 1 + i % 5
         if i % 3 == 2:

@@ -91,7 +91,7 @@ def test_register_a_new_kind_without_touching_the_parent() -> None:
         Factory.register("bad")(42)  # type: ignore[type-var]
     # A callable that is not a frozen slotted dataclass cannot be stored: refused at once.
     with pytest.raises(TypeError, match="it is not a class"):
-        Factory.register("bad")(functools.partial(PushMessage, device="x"))
+        Factory.register("bad")(functools.partial(PushMessage, device="x"))  # type: ignore[type-var]
     with pytest.raises(
         TypeError, match="PushLike cannot be registered as a message kind: it is not a dataclass"
     ):

@@ -560,3 +560,20 @@ def test_a_chunk_decodes_other_kinds_through_the_row_reader(impl: Impl, factory:
         assert codec(name).decode_messages(data, base, impl.EmailMessage, impl.SMSMessage, read) == expected
         with pytest.raises(ValueError, match="kind: expected 'email' or 'sms', got 'push_"):
             codec(name).decode_messages(data, base, impl.EmailMessage, impl.SMSMessage)
+
+
+def test_a_class_changed_after_registration_is_called_as_it_says_now(impl: Impl, factory: Any) -> None:
+    # The compiled twin's C constructor steps aside once the class changes (its version tag).
+    push = _push_class()
+    factory.register(_name())(push)
+    assert push("a").device == "a"
+    calls: list[str] = []
+    generated = vars(push)["__init__"]
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append("init")
+        generated(self, *args, **kwargs)
+
+    push.__init__ = counted
+    assert push("b").device == "b"
+    assert calls == ["init"]

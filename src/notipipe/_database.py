@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Never, Self, cast
 from notipipe import _kinds, _messages_py
 from notipipe._async import delivering_for_writer, waiting_on_writer
 from notipipe._errors import ConfigurationError, StorageClosedError
+from notipipe._kinds import StoredAlert
 from notipipe._limits import ID_LIMIT, TIME_LIMIT, id_range_error
 from notipipe._protocols import Message, Observer
 from notipipe._select import EmailMessage, Publisher, SMSMessage
@@ -37,7 +38,10 @@ __all__ = ["DatabaseConnection", "DatabaseCore", "Delivery", "StoreStats"]
 
 _log = logging.getLogger("notipipe")
 
-type StoredMessage = EmailMessage | SMSMessage
+#: What the store's reads return: the built-ins, a ``StoredAlert`` (a kind this process has not
+#: registered), or a registered kind's own class (a ``Message``): narrow it with ``isinstance``
+#: or ``match`` on the classes.
+type StoredMessage = EmailMessage | SMSMessage | StoredAlert | Message
 
 
 # Both twins' classes are storable, whichever one this process selected.
@@ -46,9 +50,9 @@ _ROWS: frozenset[type] = frozenset(
 )
 
 
-def _to_rows(batch: list[StoredMessage]) -> list[Row]:
+def _to_rows(batch: list[Any]) -> list[Row]:
     # Each message class builds its own row (in C for the compiled twin): the writer thread
-    # spends its time in SQLite, not here.
+    # spends its time in SQLite, not here. Only storable messages are queued (_check_storable).
     return [m._row() for m in batch]
 
 
@@ -59,6 +63,12 @@ def _check_storable(message: object) -> None:
             f"cannot store {cls.__name__} {message!r}: expected EmailMessage, SMSMessage or a kind"
             " registered with MessageFactory.register (under a name of its own)"
         )
+
+
+def _all_storable(batch: list[Message]) -> bool:
+    # Each class of the batch looked up once, not each message checked: a registered kind's batch
+    # is saved at the built-ins' cost.
+    return all(cls in _ROWS or _kinds.is_storable(cls) for cls in set(map(type, batch)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +244,8 @@ class DatabaseCore:
     def save_many(self, messages: Iterable[Message], /, *, durable: bool = False) -> int:
         """Store a batch and broadcast it; return how many messages it held."""
         batch = list(messages)
-        if not _ROWS.issuperset(map(type, batch)):  # all checked before any is queued
-            for message in batch:
+        if not _ROWS.issuperset(map(type, batch)) and not _all_storable(batch):
+            for message in batch:  # all checked before any is queued; the first bad one explains
                 _check_storable(message)
         if self._config.options.deliver == "immediate":
             (self._store or self._open()).put_many(batch)
@@ -666,7 +676,7 @@ def _with_id(message: StoredMessage, stored_id: int) -> StoredMessage:
     """The same message, carrying the id it was stored under (of the message's own twin)."""
     if type(message) not in _ROWS:
         return cast("StoredMessage", _kinds.with_id(message, stored_id))
-    kind, created_at, priority, address, subject, body = message._row()
+    kind, created_at, priority, address, subject, body = cast("Any", message)._row()
     cls: Any = type(message)
     if kind == "email":
         copy = cls(address, subject, body, priority=priority, created_at=created_at, id=stored_id)

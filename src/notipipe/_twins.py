@@ -59,6 +59,7 @@ def available() -> list[TwinName]:
     try:
         importlib.import_module("notipipe._messages_c")
         importlib.import_module("notipipe._publisher_c")
+        importlib.import_module("notipipe._kinds_c")
     except ImportError:
         return ["py"]
     return ["c", "py"]
@@ -88,6 +89,7 @@ def load(name: TwinName) -> Twin:
         )
     factory: type[MessageFactory] = type(f"MessageFactory_{name}", (MessageFactory,), {})
     factory._kinds = {"email": messages.EmailMessage, "sms": messages.SMSMessage}
+    factory._install_kind = staticmethod(importlib.import_module(f"notipipe._kinds_{name}").install)
     return Twin(
         name,
         messages.EmailMessage,

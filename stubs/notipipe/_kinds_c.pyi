@@ -1,0 +1,10 @@
+# Stubs for the compiled kinds twin; kept honest by `python -m mypy.stubtest notipipe`.
+# The annotated pure twin, notipipe/_kinds_py.py, is the type truth these mirror.
+from collections.abc import Callable
+from typing import Any
+
+from notipipe._kinds import _Field
+
+__all__ = ["install"]
+
+def install(name: str, cls: type, fields: tuple[_Field, ...]) -> Callable[[Any, int], Any]: ...
