@@ -259,13 +259,13 @@ CanvasRenderingContext2D.prototype.fillText = function (text, x, y, ...rest) {
   return fillText.call(this, text, x, y, ...rest);
 };
 window.__liveWith = null;
-document.addEventListener("DOMContentLoaded", () => {
+// Watched from before the page's first line is parsed (not from DOMContentLoaded, which a busy
+// machine may fire after the stream has already made the page live): every change, anywhere.
+new MutationObserver(() => {
   const status = document.getElementById("status");
-  new MutationObserver(() => {
-    if (window.__liveWith === null && status.textContent === "live")
-      window.__liveWith = document.getElementById("total").textContent;
-  }).observe(status, { childList: true, characterData: true, subtree: true });
-});
+  if (window.__liveWith === null && status !== null && status.textContent === "live")
+    window.__liveWith = document.getElementById("total").textContent;
+}).observe(document, { childList: true, characterData: true, subtree: true });
 """
 
 #: The right edges of the text of a column's header and of its cells in the list of latest alerts.
