@@ -19,7 +19,6 @@ into the server's time limit is split, and the writer keeps to the size that fit
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
@@ -27,13 +26,13 @@ import time
 import uuid
 import weakref
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
 from notipipe._limits import TIME_LIMIT
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
+from notipipe._storage.pending import Pending
 from notipipe._storage.urls import redact, scrub
 
 if TYPE_CHECKING:
@@ -115,9 +114,6 @@ class _Started:
         self.built = built
 
 
-#: A sentinel no queue holds: ``_take`` pops until it has a batch, never until it meets this.
-_NEVER_QUEUED: Final = object()
-
 #: The largest id either backend stores (SQLite's row id, PostgreSQL's bigint).
 _MAX_ID = 2**63 - 1
 _COLUMNS: Final = "id, kind, created_at, priority, address, subject, body"
@@ -173,7 +169,7 @@ class GroupCommitStore(ABC):
         self._conn = None
         self._reader = None
         self._new_locks()
-        self._pending: deque[object] = deque()
+        self._pending = Pending(batch_size)
         self._oldest = 0.0  # monotonic time the oldest pending message was queued
         self._enqueued = 0  # messages ever put; guarded by _cond
         self._committed = 0  # messages ever taken off the queue and settled (stored or dropped)
@@ -210,7 +206,7 @@ class GroupCommitStore(ABC):
 
     def put_many(self, messages: Iterable[object]) -> int:
         """Queue a batch; return how many messages it held."""
-        batch = messages if isinstance(messages, list) else list(messages)
+        batch = list(messages)  # queued as it is (see Pending): a copy the caller cannot change
         if not batch:
             return 0
         if self._writer is None:
@@ -588,14 +584,8 @@ class GroupCommitStore(ABC):
 
     def _take(self) -> list[object]:
         # Called with _cond held.
-        pending = self._pending
-        if len(pending) <= self._fit:
-            batch = list(pending)
-            pending.clear()
-            return batch
-        # popleft called from C (a callable iterator), not once per message from Python.
-        batch = list(itertools.islice(iter(pending.popleft, _NEVER_QUEUED), self._fit))
-        if pending:
+        batch = self._pending.take(self._fit)
+        if self._pending:
             self._oldest = float("-inf")  # they have waited a whole batch already: no delay
         return batch
 
@@ -640,8 +630,8 @@ class GroupCommitStore(ABC):
                     continue
                 if not self._wait_out(error, delay, give_up=started_closed):
                     with self._cond:
-                        self._pending.extendleft(reversed(behind))
-                        self._pending.extendleft(reversed(batch))
+                        self._pending.push_front(behind)
+                        self._pending.push_front(batch)
                     return None
                 delay = min(delay * 2, self._backoff_last)
                 continue
@@ -731,7 +721,7 @@ class GroupCommitStore(ABC):
         put the rest back at the front of the queue, and take no more than that from now on."""
         n = len(batch) // 2
         with self._cond:
-            self._pending.extendleft(reversed(batch[n:]))
+            self._pending.push_front(batch[n:])
             self._oldest = float("-inf")
         self._fit = n
         self._fit_since = time.monotonic()
@@ -905,7 +895,7 @@ class GroupCommitStore(ABC):
         self._writer = None
         self._writer_ident = None
         self._new_locks()
-        self._pending = deque()
+        self._pending = Pending(self.batch_size)
         self._enqueued = self._committed = 0
         self._closed = True
 

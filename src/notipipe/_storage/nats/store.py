@@ -16,9 +16,11 @@ SQLite and PostgreSQL. Here is what JetStream changes:
   An existing stream is used as it is, never changed; an option the URL gives that differs from
   the stream's setting is an error naming both.
 * A batch is published as chunks (``codec``: at most ``MAX_CHUNK_ROWS`` alerts and the server's
-  ``max_payload`` each), all at once, each with the header ``Nats-Msg-Id`` (a random prefix of
-  this store and a counter) and ``Notipipe-Origin`` (host and process). The batch commits once the
-  server acknowledged every chunk; meanwhile the writer builds, encodes and publishes the next
+  ``max_payload`` each), each encoded straight from the alerts (``encode_messages``: an e-mail's
+  or SMS's fields are read, no row is built; ``to_rows`` gives any other item's), all at once,
+  each with the header ``Nats-Msg-Id`` (a random prefix of this store and a counter) and
+  ``Notipipe-Origin`` (host and process). The batch commits once the server acknowledged every
+  chunk; meanwhile the writer builds, encodes and publishes the next
   batch, if one is due (``GroupCommitStore._overlap``), and batches commit one at a time, in
   order: ``flush`` returns once every chunk saved before it is acknowledged. A chunk whose
   acknowledgement did not come is sent again with the same id, so the server stores it once even
@@ -57,10 +59,11 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
 from notipipe._limits import TIME_LIMIT
+from notipipe._select import EmailMessage, SMSMessage
 from notipipe._storage.group_commit import _MAX_ID, GroupCommitStore, Row, leak
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
 from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, import_nats, parse_target
@@ -226,6 +229,12 @@ class NatsStore(GroupCommitStore):
 
     # -- the batch ---------------------------------------------------------------------------------
 
+    def _rows(self, batch: list[object]) -> tuple[list[Row | None], dict[int, BaseException]]:
+        # No rows: the batch's messages go to the codec as they are (_pack), so the "rows" the
+        # writer hands to _start_write and _write are the messages; one whose row cannot be
+        # built is refused alone there.
+        return cast("list[Row | None]", batch), {}
+
     #: The writer publishes the next batch while this one's acknowledgements are awaited.
     _overlap: ClassVar[bool] = True
 
@@ -385,8 +394,8 @@ class NatsStore(GroupCommitStore):
             return
         try:
             given = rows[indexes[0] : indexes[-1] + 1] if _contiguous(indexes) else [rows[i] for i in indexes]
-            data = self._codec.encode_chunk(given)
-        except (TypeError, ValueError) as error:
+            data = self._codec.encode_messages(given, EmailMessage, SMSMessage, self._to_rows)
+        except Exception as error:  # noqa: BLE001 - a row to_rows cannot build, or cannot encode
             if len(indexes) == 1:
                 refused[indexes[0]] = error
                 return
