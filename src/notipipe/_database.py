@@ -23,7 +23,7 @@ from notipipe._async import delivering_for_writer, waiting_on_writer
 from notipipe._errors import ConfigurationError, StorageClosedError
 from notipipe._limits import ID_LIMIT, id_range_error
 from notipipe._protocols import Observer
-from notipipe._select import EmailMessage, Publisher, SMSMessage
+from notipipe._select import EmailMessage, Publisher, SMSMessage, all_of_types
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._storage.backend import check_durable_name
 from notipipe._storage.group_commit import GroupCommitStore, Row
@@ -231,7 +231,7 @@ class DatabaseCore:
     def save_many(self, messages: Iterable[StoredMessage], /, *, durable: bool = False) -> int:
         """Store a batch and broadcast it; return how many messages it held."""
         batch = list(messages)
-        if not _ROWS.issuperset(map(type, batch)):  # all checked before any is queued
+        if not all_of_types(batch, _ROWS):  # all checked before any is queued
             for message in batch:
                 _check_storable(message)
         if self._config.options.deliver == "immediate":

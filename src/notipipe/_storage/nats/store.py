@@ -265,7 +265,16 @@ class NatsStore(GroupCommitStore):
             self._await_acks(
                 [(chunk, self._send(client, chunk)) for chunk in attempt.chunks if chunk.seq is None]
             )
-        ids = [0] * len(rows)
+        del self._attempts[id(rows)]
+        # The ids' one reader is on_commit (observers told after the commit): without it, no
+        # int is made per alert.
+        return self._ids_of(attempt, len(rows)) if self._on_commit is not None else []
+
+    @staticmethod
+    def _ids_of(attempt: _Attempt, n: int) -> list[int]:
+        """The stored ids of a batch of ``n`` rows whose chunks are all acknowledged (0 for a
+        refused row)."""
+        ids = [0] * n
         for chunk in attempt.chunks:
             assert chunk.seq is not None
             base, first = make_id(chunk.seq, 0), chunk.indexes[0]
@@ -274,7 +283,6 @@ class NatsStore(GroupCommitStore):
             else:
                 for position, index in enumerate(chunk.indexes):
                     ids[index] = base | position
-        del self._attempts[id(rows)]
         return ids
 
     def _ensure_stream_again(self, client: NatsClient) -> None:

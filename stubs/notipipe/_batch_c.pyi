@@ -1,0 +1,5 @@
+# Stubs for the compiled batch checks; kept honest by `python -m mypy.stubtest notipipe`.
+# The annotated pure twin, notipipe/_batch_py.py, is the type truth these mirror.
+__all__ = ["all_of_types"]
+
+def all_of_types(items: list[object], types: frozenset[type]) -> bool: ...
