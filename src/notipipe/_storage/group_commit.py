@@ -26,7 +26,8 @@ import time
 import uuid
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
@@ -456,9 +457,12 @@ class GroupCommitStore(ABC):
 
     #: True for a backend whose ``_start_write`` starts a batch's write and returns at once (NATS:
     #: the publishes go out, the acknowledgements come later): the writer then takes and starts
-    #: the next batch, if one is ready, before it waits for the one before; batches still commit
+    #: the next batches, those ready, before it waits for the one before; batches still commit
     #: one at a time, in order. Such a backend never splits a batch (``_is_too_big``).
     _overlap: ClassVar[bool] = False
+    #: With ``_overlap``: the most batches started and not yet committed (the one awaited and
+    #: those sent behind it). They count as pending: ``max_pending`` bounds them too.
+    _window: ClassVar[int] = 2
 
     def _start_write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:  # noqa: B027
         """Start writing ``rows`` without waiting (``_write_lock`` held; only if ``_overlap``);
@@ -504,9 +508,9 @@ class GroupCommitStore(ABC):
     def _write_loop(self) -> None:
         self._writer_ident = threading.get_ident()
         try:
-            following: _Started | None = None
+            ahead: deque[_Started] = deque()  # started behind the one awaited (overlapping)
             while True:
-                started, following = following, None
+                started = ahead.popleft() if ahead else None
                 if started is None:
                     batch = self._next_batch()
                     if not batch:
@@ -516,10 +520,8 @@ class GroupCommitStore(ABC):
                 if started is None:
                     done = self._commit(batch)
                 else:
-                    # An overlapping backend sends the next batch while this one's answer is awaited.
-                    ready = self._ready_batch()
-                    following = self._start(ready) if ready else None
-                    done = self._finish(started, behind=ready)
+                    self._start_ahead(ahead)
+                    done = self._finish(started, behind=ahead)
                 if done is None:
                     self._log_lost()
                     return
@@ -542,6 +544,15 @@ class GroupCommitStore(ABC):
             self._writer_ident = None  # thread ids are reused: no later thread is the writer
             if self._closed or self._crash is not None:
                 self._close_writer_conn()
+
+    def _start_ahead(self, ahead: deque[_Started]) -> None:
+        """An overlapping backend sends the next batches, those due now, while the answer of the
+        one before them is awaited: up to ``_window`` batches started in all."""
+        while len(ahead) < self._window - 1:
+            ready = self._ready_batch()
+            if not ready:
+                return
+            ahead.append(self._start(ready))
 
     def _log_lost(self) -> None:
         """Closed while the database kept failing: what is lost is logged here too, since a
@@ -600,16 +611,16 @@ class GroupCommitStore(ABC):
 
     def _commit(self, batch: list[object]) -> tuple[list[object], list[int]] | None:
         """Commit ``batch``: see ``_finish``."""
-        return self._finish(self._start(batch), behind=[])
+        return self._finish(self._start(batch), behind=())
 
-    def _finish(self, started: _Started, behind: list[object]) -> tuple[list[object], list[int]] | None:
+    def _finish(self, started: _Started, behind: Sequence[_Started]) -> tuple[list[object], list[int]] | None:
         """Commit the started batch, retrying while the database is busy or failing; return what was
         committed and the stored ids: the whole batch, or the front of it that fits in the
         server's time limit (the rest goes back to the front of the queue).
 
         Returns None only if the store was closed while the database kept failing (close()
         reports what was lost); the batch goes back to the front of the queue, ``behind`` (the
-        next batch, taken already) after it.
+        next batches, started already) after it.
         """
         batch, rows, built = started.batch, started.rows, started.built
         delay = _BACKOFF_FIRST
@@ -630,7 +641,8 @@ class GroupCommitStore(ABC):
                     continue
                 if not self._wait_out(error, delay, give_up=started_closed):
                     with self._cond:
-                        self._pending.push_front(behind)
+                        for later in reversed(behind):
+                            self._pending.push_front(later.batch)
                         self._pending.push_front(batch)
                     return None
                 delay = min(delay * 2, self._backoff_last)

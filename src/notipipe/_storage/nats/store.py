@@ -20,9 +20,9 @@ SQLite and PostgreSQL. Here is what JetStream changes:
   or SMS's fields are read, no row is built; ``to_rows`` gives any other item's), all at once,
   each with the header ``Nats-Msg-Id`` (a random prefix of this store and a counter) and
   ``Notipipe-Origin`` (host and process). The batch commits once the server acknowledged every
-  chunk; meanwhile the writer builds, encodes and publishes the next
-  batch, if one is due (``GroupCommitStore._overlap``), and batches commit one at a time, in
-  order: ``flush`` returns once every chunk saved before it is acknowledged. A chunk whose
+  chunk; meanwhile the writer encodes and publishes the next batches, those due, up to
+  ``_window`` batches started in all (``GroupCommitStore._overlap``), and batches commit one at a
+  time, in order: ``flush`` returns once every chunk saved before it is acknowledged. A chunk whose
   acknowledgement did not come is sent again with the same id, so the server stores it once even
   if it had stored it before: re-sends are de-duplicated within the stream's ``duplicate_window``
   (two minutes unless set), which bounds how late a re-send may come; an outage longer than it
@@ -146,7 +146,7 @@ class NatsStore(GroupCommitStore):
         self._client = NatsClient(self._target, f"notipipe {os.getpid()}@{socket.gethostname()}")
         self._prefix = uuid.uuid4().hex[:20]
         self._ids = itertools.count(1)
-        self._attempts: dict[int, _Attempt] = {}  # by id(rows): this batch's, and the next one's
+        self._attempts: dict[int, _Attempt] = {}  # by id(rows): this batch's, those started behind it
         self._origin = f"{socket.gethostname()} {os.getpid()}"
         super().__init__(url, to_rows, options, on_commit=on_commit, max_pending=max_pending)
 
@@ -235,8 +235,9 @@ class NatsStore(GroupCommitStore):
         # built is refused alone there.
         return cast("list[Row | None]", batch), {}
 
-    #: The writer publishes the next batch while this one's acknowledgements are awaited.
+    #: The writer publishes the next batches while this one's acknowledgements are awaited.
     _overlap: ClassVar[bool] = True
+    _window: ClassVar[int] = 4
 
     def _start_write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
         client = self._client
@@ -401,7 +402,12 @@ class NatsStore(GroupCommitStore):
         if not indexes:
             return
         try:
-            given = rows[indexes[0] : indexes[-1] + 1] if _contiguous(indexes) else [rows[i] for i in indexes]
+            if len(indexes) == len(rows):  # the whole batch in one chunk, the usual case
+                given = rows
+            elif _contiguous(indexes):
+                given = rows[indexes[0] : indexes[-1] + 1]
+            else:
+                given = [rows[i] for i in indexes]
             data = self._codec.encode_messages(given, EmailMessage, SMSMessage, self._to_rows)
         except Exception as error:  # noqa: BLE001 - a row to_rows cannot build, or cannot encode
             if len(indexes) == 1:
