@@ -216,7 +216,7 @@ def _to_rows(batch: list[Any]) -> list[Any]:
     return [m._row() for m in batch]
 
 
-def _messages(draw: st.DrawFn, impl: Impl) -> list[Any]:
+def _messages(data: st.DataObject, impl: Impl) -> list[Any]:
     """E-mails and SMSs as users make them, and alerts of another kind (their rows any rows,
     also bad ones)."""
     address = st.sampled_from(["", "ops@eu.example.com", "é@x.io"])
@@ -228,12 +228,12 @@ def _messages(draw: st.DrawFn, impl: Impl) -> list[Any]:
     email = st.builds(impl.EmailMessage, address, line, body, priority=priority, created_at=created)
     sms = st.builds(impl.SMSMessage, phone, line, priority=priority, created_at=created)
     other = st.builds(_Fax, st.one_of(_row, _stored_row, st.just(("fax", 1, 1, "", "", ""))))
-    return draw(st.lists(st.one_of(email, sms, other), max_size=12))
+    return data.draw(st.lists(st.one_of(email, sms, other), max_size=12))
 
 
 @given(data=st.data())
 def test_encode_messages_writes_what_encode_chunk_writes_for_rows(impl: Impl, data: st.DataObject) -> None:
-    messages = _messages(data.draw, impl)
+    messages = _messages(data, impl)
     expected = _outcome(_chunk_py.encode_chunk, _to_rows(messages))
     for name in available():
         got = _outcome(codec(name).encode_messages, messages, impl.EmailMessage, impl.SMSMessage, _to_rows)

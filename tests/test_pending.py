@@ -17,7 +17,7 @@ _STEP = st.tuples(st.sampled_from(["put", "many", "take", "back"]), st.integers(
 
 @given(steps=st.lists(_STEP, max_size=40), small=st.integers(min_value=1, max_value=5))
 def test_messages_come_out_in_the_order_they_went_in(steps: list[tuple[str, int]], small: int) -> None:
-    pending = Pending(small)
+    pending = Pending[int](small)
     model: list[int] = []  # the queue as a plain list
     taken: list[int] = []
     counter = iter(range(10**6))
@@ -46,7 +46,7 @@ def test_messages_come_out_in_the_order_they_went_in(steps: list[tuple[str, int]
 
 
 def test_a_batch_taken_is_the_callers_and_the_queue_keeps_its_own() -> None:
-    pending = Pending(10)
+    pending = Pending[int](10)
     first = [1, 2, 3]
     pending.extend(first)
     pending.extend([4, 5])
@@ -59,7 +59,7 @@ def test_a_batch_taken_is_the_callers_and_the_queue_keeps_its_own() -> None:
 
 def test_put_adds_to_a_small_list_only() -> None:
     # put() adds to the last list while it is small; a producer's large list stays as given.
-    pending = Pending(2)
+    pending = Pending[int](2)
     big = list(range(5))
     pending.extend(big)
     pending.append(5)

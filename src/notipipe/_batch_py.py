@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["all_of_types"]
 
 
-def all_of_types(items: list[object], types: frozenset[type]) -> bool:
+def all_of_types(items: list[Any], types: frozenset[type]) -> bool:
     """Whether every item's type is one of ``types`` (its exact type: a subclass is not).
     ``TypeError`` unless ``items`` is a list and ``types`` a frozenset."""
     if type(items) is not list:

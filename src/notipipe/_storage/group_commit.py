@@ -170,7 +170,7 @@ class GroupCommitStore(ABC):
         self._conn = None
         self._reader = None
         self._new_locks()
-        self._pending = Pending(batch_size)
+        self._pending: Pending[object] = Pending(batch_size)
         self._oldest = 0.0  # monotonic time the oldest pending message was queued
         self._enqueued = 0  # messages ever put; guarded by _cond
         self._committed = 0  # messages ever taken off the queue and settled (stored or dropped)
@@ -907,7 +907,7 @@ class GroupCommitStore(ABC):
         self._writer = None
         self._writer_ident = None
         self._new_locks()
-        self._pending = Pending(self.batch_size)
+        self._pending = Pending[object](self.batch_size)
         self._enqueued = self._committed = 0
         self._closed = True
 

@@ -13,7 +13,7 @@ from collections import deque
 __all__ = ["Pending"]
 
 
-class Pending:
+class Pending[T]:
     """Messages in the order queued; ``len()`` counts messages. A list given to ``extend`` or
     ``push_front`` becomes the queue's (the caller must not change it afterwards), and a list
     ``take`` returns is the caller's."""
@@ -21,7 +21,7 @@ class Pending:
     __slots__ = ("_count", "_head", "_lists", "_small")
 
     def __init__(self, small: int) -> None:
-        self._lists: deque[list[object]] = deque()
+        self._lists: deque[list[T]] = deque()
         self._head = 0  # messages of the first list taken already
         self._count = 0
         self._small = max(small, 1)  # a list ``append`` still adds to
@@ -32,7 +32,7 @@ class Pending:
     def __bool__(self) -> bool:
         return self._count > 0
 
-    def append(self, message: object) -> None:
+    def append(self, message: T) -> None:
         lists = self._lists
         if lists and len(lists[-1]) < self._small:
             lists[-1].append(message)
@@ -40,13 +40,13 @@ class Pending:
             lists.append([message])
         self._count += 1
 
-    def extend(self, batch: list[object]) -> None:
+    def extend(self, batch: list[T]) -> None:
         """Queue ``batch`` (which becomes the queue's) after everything queued."""
         if batch:
             self._lists.append(batch)
             self._count += len(batch)
 
-    def push_front(self, batch: list[object]) -> None:
+    def push_front(self, batch: list[T]) -> None:
         """Queue ``batch`` (which becomes the queue's) before everything queued: a batch taken
         and given back."""
         if not batch:
@@ -57,10 +57,10 @@ class Pending:
         self._lists.appendleft(batch)
         self._count += len(batch)
 
-    def take(self, n: int) -> list[object]:
+    def take(self, n: int) -> list[T]:
         """Up to ``n`` messages off the front, in order, as a list of the caller's."""
         lists = self._lists
-        taken: list[object] | None = None
+        taken: list[T] | None = None
         while n > 0 and lists:
             head, start = lists[0], self._head
             rest = len(head) - start
