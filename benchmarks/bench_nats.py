@@ -63,7 +63,7 @@ SOURCES: Final = {
 }
 
 
-def _rows_of(batch: list[Any]) -> list[Any]:
+def _rows_of(batch: Sequence[Any]) -> list[Any]:
     return [m._row() for m in batch]
 
 
@@ -71,7 +71,7 @@ def encode(part: Sequence[Any], source: str) -> bytes:
     """One raw chunk's bytes (see ``SOURCES``)."""
     if source == "messages":
         return bytes(CODEC.encode_messages(part, EmailMessage, SMSMessage, _rows_of))
-    return bytes(CODEC.encode_chunk(_rows_of(list(part)) if source == "alert rows" else part))
+    return bytes(CODEC.encode_chunk(_rows_of(part) if source == "alert rows" else part))
 
 
 async def raw_publish(server_url: str, items: Sequence[Any], chunk: int, window: int, source: str) -> None:
