@@ -208,3 +208,108 @@ def test_decode_messages_reads_a_kind_spelled_out_and_repeated_text(impl: Impl, 
         ("sms", 7 << ID_SHIFT | 3, "x"),
     ]
     assert twin.decode_chunk(data) == _chunk_py.decode_chunk(data)
+
+
+# -- encode_messages: a chunk straight from the alerts ----------------------------------------------
+
+
+class _Fax:
+    """An alert of another kind: its row comes from ``to_rows`` (here its ``_row()``)."""
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+
+    def _row(self) -> Any:
+        return self.row
+
+
+def _to_rows(batch: list[Any]) -> list[Any]:
+    """What ``DatabaseConnection`` gives the store: each message's ``_row()``."""
+    return [m._row() for m in batch]
+
+
+def _messages(data: st.DataObject, impl: Impl) -> list[Any]:
+    """E-mails and SMSs as users make them, and alerts of another kind (their rows any rows,
+    also bad ones)."""
+    address = st.sampled_from(["", "ops@eu.example.com", "é@x.io"])
+    phone = st.sampled_from(["", "+15550001000"])
+    line = st.text(st.characters(blacklist_categories=["Cs"]), max_size=30).filter(str.isprintable)
+    body = st.one_of(line, st.just("two\nlines\tand a tab"))
+    priority = st.integers(min_value=1, max_value=5)
+    created = st.floats(min_value=0, max_value=4e9)
+    email = st.builds(impl.EmailMessage, address, line, body, priority=priority, created_at=created)
+    sms = st.builds(impl.SMSMessage, phone, line, priority=priority, created_at=created)
+    other = st.builds(_Fax, st.one_of(_row, _stored_row, st.just(("fax", 1, 1, "", "", ""))))
+    return data.draw(st.lists(st.one_of(email, sms, other), max_size=12))
+
+
+@given(data=st.data())
+def test_encode_messages_writes_what_encode_chunk_writes_for_rows(impl: Impl, data: st.DataObject) -> None:
+    messages = _messages(data, impl)
+    expected = _outcome(_chunk_py.encode_chunk, _to_rows(messages))
+    for name in available():
+        got = _outcome(codec(name).encode_messages, messages, impl.EmailMessage, impl.SMSMessage, _to_rows)
+        assert got == expected, name
+
+
+def test_encode_messages_takes_the_other_twins_alerts_through_to_rows(twin: ModuleType) -> None:
+    # Classes other than the two given (the other twin's) are rows to_rows gives, in one call.
+    from notipipe import _messages_py
+
+    calls: list[int] = []
+
+    def to_rows(batch: list[Any]) -> list[Any]:
+        calls.append(len(batch))
+        return _to_rows(batch)
+
+    messages = [_messages_py.EmailMessage("a@b.c", "s", "b"), _messages_py.SMSMessage("+15550001000", "x")]
+    got = twin.encode_messages(messages * 3, object, object, to_rows)
+    assert got == _chunk_py.encode_chunk(_to_rows(messages * 3))
+    assert calls == [6]
+
+
+@pytest.mark.parametrize(
+    ("to_rows", "error"),
+    [
+        (lambda batch: [], "ValueError: to_rows gave 0 rows for 2 messages"),
+        (lambda batch: [("fax", 1.0, 1, "", "", "")] * 3, "ValueError: to_rows gave 3 rows for 2 messages"),
+        (lambda batch: [("fax", 1.0, 1, "", "", ""), ["fax"]], "TypeError: a chunk row must be a tuple"),
+        (lambda batch: [("fax", 1.0, 1, "", "", ""), ("fax", 1, 1, "", "", "")], "TypeError: a chunk row's"),
+    ],
+)
+def test_encode_messages_refuses_what_to_rows_gives_alike(impl: Impl, to_rows: Any, error: str) -> None:
+    messages = [_Fax(None), impl.EmailMessage("a@b.c"), _Fax(None)]
+    answers = {
+        name: _outcome(codec(name).encode_messages, messages, impl.EmailMessage, impl.SMSMessage, to_rows)
+        for name in available()
+    }
+    assert f"{answers['py'][0]}: {answers['py'][1]}".startswith(error)
+    assert all(answer == answers["py"] for answer in answers.values()), answers
+
+
+class _Broken:
+    """A class whose fields are read as attributes, one of which raises; or of a wrong type."""
+
+    recipient = "a@b.c"
+    subject = ""
+    body = ""
+    priority = 1
+
+    def __init__(self, created_at: Any) -> None:
+        self.created_at = created_at
+
+    @property
+    def phone_number(self) -> str:
+        raise RuntimeError("no number")
+
+
+def test_encode_messages_reads_fields_as_attributes_alike(twin: ModuleType) -> None:
+    # Classes without C slots are read by attribute, in the pure twin's order, and their values
+    # checked as encode_chunk checks a row's.
+    assert twin.encode_messages([_Broken(1.0)], _Broken, object, _to_rows) == _chunk_py.encode_chunk(
+        [("email", 1.0, 1, "a@b.c", "", "")]
+    )
+    with pytest.raises(TypeError, match="created_at must be float, got int"):
+        twin.encode_messages([_Broken(1)], _Broken, object, _to_rows)
+    with pytest.raises(RuntimeError, match="no number"):
+        twin.encode_messages([_Broken(1)], object, _Broken, _to_rows)

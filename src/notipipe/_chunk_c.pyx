@@ -5,7 +5,9 @@ description), byte for byte the same, with the same errors.
 ``encode_chunk`` checks every row and sums the chunk's size first, then allocates the bytes
 object once and writes into it in C; ``decode_chunk`` walks the buffer with a C pointer. The rows
 are copied into a tuple first, so another thread changing the caller's list cannot change what
-is measured between the two passes. ``decode_messages`` walks it the same way and calls each
+is measured between the two passes. ``encode_messages`` reads each e-mail's and SMS's fields
+into a C array in the first pass (strong references: what the second pass writes is what the
+first measured), with no row tuple. ``decode_messages`` walks it the same way and calls each
 row's class through vectorcall with the keyword names as one constant tuple (the compiled
 classes' own vectorcall entries match them by identity): no row tuple, no argument dict.
 """
@@ -16,12 +18,13 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
 from cpython.list cimport PyList_GET_ITEM
-from cpython.object cimport PyObject
-from cpython.ref cimport Py_DECREF
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t, uint64_t, uint8_t
 from libc.string cimport memcmp, memcpy, memset
 
-__all__ = ["MAGIC", "VERSION", "decode_chunk", "decode_messages", "encode_chunk"]
+__all__ = ["MAGIC", "VERSION", "decode_chunk", "decode_messages", "encode_chunk", "encode_messages"]
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
@@ -37,6 +40,7 @@ cdef str _SMS = "sms"
 cdef tuple _KEYWORDS = ("priority", "created_at", "id")
 cdef str _KIND_ERROR = "kind: expected 'email' or 'sms', got {!r}"
 cdef object _INT64 = 2**63
+cdef str _EMPTY = ""
 # String slots of a reader: another kind's name, the address for each kind code (0, 1, 2), the
 # subject, the body.
 cdef enum:
@@ -165,6 +169,267 @@ def encode_chunk(rows):
         out = _write_text(out, (<tuple>row)[3])
         out = _write_text(out, (<tuple>row)[4])
         out = _write_text(out, (<tuple>row)[5])
+    return result
+
+
+cdef extern from "Python.h":
+    ctypedef PyObject* (*descrgetfunc)(PyObject* descr, PyObject* obj, PyObject* cls)
+    ctypedef struct _Type "PyTypeObject":
+        void* tp_getattro
+        descrgetfunc tp_descr_get
+    void* PyObject_GenericGetAttr
+    PyObject* PyObject_GetAttr(PyObject* obj, PyObject* name)  # a new reference, or NULL
+    PyTypeObject* PyDescr_TYPE(object descr)
+    _Type* _type_of "Py_TYPE"(PyObject* o)
+    PyObject* _tuple_item "PyTuple_GET_ITEM"(object t, Py_ssize_t i)  # borrowed
+    bint PyType_IsSubtype(PyTypeObject* a, PyTypeObject* b)
+
+cdef type _GETSET = type(type.__dict__["__name__"])
+cdef type _MEMBER = type(type.__dict__["__basicsize__"])
+
+# A message's field as encode_messages reads it.
+cdef struct _Field:
+    PyObject* name  # the attribute's name (a module constant)
+    PyObject* descr  # a strong reference, or NULL: read by PyObject_GetAttr
+    descrgetfunc get
+
+cdef str _CREATED_AT = "created_at"
+cdef str _PRIORITY = "priority"
+cdef str _RECIPIENT = "recipient"
+cdef str _SUBJECT_NAME = "subject"
+cdef str _PHONE_NUMBER = "phone_number"
+cdef str _BODY_NAME = "body"
+# The fields read, in the order the pure twin reads them: an e-mail's, an SMS's.
+cdef enum:
+    _F_CREATED_AT = 0
+    _F_PRIORITY = 1
+    _F_ADDRESS = 2
+    _F_SUBJECT = 3
+    _F_BODY = 4
+    _FIELDS = 5
+
+
+cdef int _find_field(_Field* field, object cls, str name):
+    """Where an instance of exactly ``cls`` keeps ``name``: a C slot's descriptor (a getset or
+    member descriptor on ``cls`` or a base, a data descriptor, so ``instance.name`` is what its
+    ``__get__`` gives, no instance ``__dict__`` coming first) is called directly, without the
+    attribute lookup; anything else is read as an attribute."""
+    field.name = <PyObject*>name
+    field.descr = NULL
+    field.get = NULL
+    if type(cls) is not type or (<_Type*><PyObject*>cls).tp_getattro != PyObject_GenericGetAttr:
+        return 0
+    try:
+        descr = getattr(cls, name)
+    except Exception:
+        return 0  # the instance's attribute read raises what it raises, in its turn
+    if type(descr) is not _GETSET and type(descr) is not _MEMBER:
+        return 0
+    if not PyType_IsSubtype(<PyTypeObject*>cls, PyDescr_TYPE(descr)):
+        return 0
+    Py_INCREF(descr)
+    field.descr = <PyObject*>descr
+    field.get = _type_of(<PyObject*>descr).tp_descr_get
+    return 0
+
+
+cdef inline PyObject* _read(_Field* field, object message) except NULL:
+    """The field's value (a new reference)."""
+    if field.get is not NULL:
+        return field.get(field.descr, <PyObject*>message, <PyObject*>_type_of(<PyObject*>message))
+    return PyObject_GetAttr(<PyObject*>message, field.name)
+
+
+cdef struct _Fields:
+    # One row as encode_messages keeps it between its passes: the kind's code, the texts (strong
+    # references, or NULL), the numbers.
+    PyObject* kind
+    PyObject* address
+    PyObject* subject
+    PyObject* body
+    double created_at
+    int64_t priority
+    int code
+
+
+cdef Py_ssize_t _check_row(_Fields* row, object kind, object created_at, object priority) except -1:
+    """Check a row's fields as ``encode_chunk`` does, in its order (the texts in ``row`` already),
+    keep the numbers in ``row``, and return the bytes the row takes."""
+    cdef Py_ssize_t size = 1
+    if type(kind) is not str:
+        raise TypeError(f"a chunk row's kind must be str, got {type(kind).__name__}")
+    if kind is _EMAIL or kind == _EMAIL:
+        row.code = 1
+    elif kind is _SMS or kind == _SMS:
+        row.code = 2
+    else:
+        row.code = 0
+        size += _text_size(kind)
+    if not isinstance(created_at, float):
+        raise TypeError(f"a chunk row's created_at must be float, got {type(created_at).__name__}")
+    size += 8
+    cdef int64_t value = _priority(priority)
+    size += _varint_size(_zigzag(value))
+    size += _text_size(<object>row.address)
+    size += _text_size(<object>row.subject)
+    size += _text_size(<object>row.body)
+    row.created_at = <double>created_at
+    row.priority = value
+    return size
+
+
+cdef list _others(tuple items, object email_cls, object sms_cls):
+    """The items of another class than those two, in order (borrowed pointers walked: most
+    chunks have none)."""
+    cdef Py_ssize_t i
+    cdef PyObject* cls
+    cdef list others = None
+    for i in range(len(items)):
+        cls = <PyObject*>_type_of(_tuple_item(items, i))
+        if cls is not <PyObject*>email_cls and cls is not <PyObject*>sms_cls:
+            if others is None:
+                others = []
+            others.append(<object>_tuple_item(items, i))
+    return others
+
+
+cdef list _other_rows(list others, object to_rows):
+    if others is None:
+        return None
+    cdef list rows = list(to_rows(others))
+    if len(rows) != len(others):
+        raise ValueError(f"to_rows gave {len(rows)} rows for {len(others)} messages")
+    return rows
+
+
+cdef inline object _owned(PyObject* value):
+    """An object for a new reference, which it takes over."""
+    cdef object result = <object>value
+    Py_DECREF(result)
+    return result
+
+
+cdef Py_ssize_t _measure_message(_Fields* row, _Field* fields, object message, object kind) except -1:
+    # The fields read in the pure twin's order; the texts kept in row as they are read (so that
+    # what was read is released whatever fails next).
+    created_at = _owned(_read(&fields[_F_CREATED_AT], message))
+    priority = _owned(_read(&fields[_F_PRIORITY], message))
+    row.address = _read(&fields[_F_ADDRESS], message)
+    if fields[_F_SUBJECT].name is NULL:
+        Py_INCREF(_EMPTY)
+        row.subject = <PyObject*>_EMPTY
+    else:
+        row.subject = _read(&fields[_F_SUBJECT], message)
+    row.body = _read(&fields[_F_BODY], message)
+    return _check_row(row, kind, created_at, priority)
+
+
+cdef Py_ssize_t _measure_row(_Fields* row, object given) except -1:
+    if type(given) is not tuple or len(<tuple>given) != 6:
+        raise TypeError(f"a chunk row must be a tuple of 6 items, got {type(given).__name__}")
+    cdef tuple items = <tuple>given
+    kind = items[0]
+    Py_INCREF(kind)
+    row.kind = <PyObject*>kind
+    Py_INCREF(items[3])
+    row.address = <PyObject*>items[3]
+    Py_INCREF(items[4])
+    row.subject = <PyObject*>items[4]
+    Py_INCREF(items[5])
+    row.body = <PyObject*>items[5]
+    return _check_row(row, kind, items[1], items[2])
+
+
+cdef uint8_t* _put_fields(uint8_t* out, _Fields* row):
+    out[0] = <uint8_t>row.code
+    out += 1
+    if row.code == 0:
+        out = _write_text(out, <object>row.kind)
+    out = _put_double(out, row.created_at)
+    out = _put_varint(out, _zigzag(row.priority))
+    out = _write_text(out, <object>row.address)
+    out = _write_text(out, <object>row.subject)
+    return _write_text(out, <object>row.body)
+
+
+cdef class _Rows:
+    """encode_messages' rows between its passes: a C array, its references released by the
+    owner's end whatever happened."""
+
+    cdef _Fields* rows
+    cdef Py_ssize_t count
+    cdef _Field email[_FIELDS]
+    cdef _Field sms[_FIELDS]
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        cdef int j
+        if self.rows is not NULL:
+            for i in range(self.count):
+                Py_XDECREF(self.rows[i].kind)
+                Py_XDECREF(self.rows[i].address)
+                Py_XDECREF(self.rows[i].subject)
+                Py_XDECREF(self.rows[i].body)
+            PyMem_Free(self.rows)
+        for j in range(_FIELDS):
+            Py_XDECREF(self.email[j].descr)
+            Py_XDECREF(self.sms[j].descr)
+
+
+cdef _Rows _new_rows(Py_ssize_t count, object email_cls, object sms_cls):
+    cdef _Rows rows = _Rows.__new__(_Rows)
+    _find_field(&rows.email[_F_CREATED_AT], email_cls, _CREATED_AT)
+    _find_field(&rows.email[_F_PRIORITY], email_cls, _PRIORITY)
+    _find_field(&rows.email[_F_ADDRESS], email_cls, _RECIPIENT)
+    _find_field(&rows.email[_F_SUBJECT], email_cls, _SUBJECT_NAME)
+    _find_field(&rows.email[_F_BODY], email_cls, _BODY_NAME)
+    _find_field(&rows.sms[_F_CREATED_AT], sms_cls, _CREATED_AT)
+    _find_field(&rows.sms[_F_PRIORITY], sms_cls, _PRIORITY)
+    _find_field(&rows.sms[_F_ADDRESS], sms_cls, _PHONE_NUMBER)
+    rows.sms[_F_SUBJECT].name = NULL  # an SMS has no subject: the row's is ""
+    _find_field(&rows.sms[_F_BODY], sms_cls, _BODY_NAME)
+    # Zeroed: a row is released whatever part of it was filled.
+    rows.rows = <_Fields*>PyMem_Calloc(max(count, 1), sizeof(_Fields))
+    if rows.rows is NULL:
+        raise MemoryError()
+    return rows
+
+
+def encode_messages(messages, email_cls, sms_cls, to_rows):
+    """The bytes of the chunk of ``messages``, no row tuple for an e-mail or an SMS: see
+    ``_chunk_py.encode_messages``."""
+    cdef tuple items = tuple(messages)
+    cdef Py_ssize_t count = len(items)
+    cdef list given = _other_rows(_others(items, email_cls, sms_cls), to_rows)
+    cdef Py_ssize_t size = 3 + _varint_size(<uint64_t>count)
+    cdef Py_ssize_t i, k = 0
+    cdef _Rows rows = _new_rows(count, email_cls, sms_cls)
+    cdef _Fields* row
+    cdef object m, cls
+    for i in range(count):
+        m = items[i]
+        cls = type(m)
+        row = &rows.rows[i]
+        rows.count = i + 1
+        if cls is email_cls:
+            row.kind = <PyObject*>_EMAIL
+            Py_INCREF(_EMAIL)
+            size += _measure_message(row, rows.email, m, _EMAIL)
+        elif cls is sms_cls:
+            row.kind = <PyObject*>_SMS
+            Py_INCREF(_SMS)
+            size += _measure_message(row, rows.sms, m, _SMS)
+        else:
+            size += _measure_row(row, given[k])
+            k += 1
+    cdef bytes result = PyBytes_FromStringAndSize(NULL, size)
+    cdef uint8_t* out = <uint8_t*>PyBytes_AS_STRING(result)
+    out[0] = 78  # 'N'
+    out[1] = 80  # 'P'
+    out[2] = _VERSION
+    out = _put_varint(out + 3, <uint64_t>count)
+    for i in range(count):
+        out = _put_fields(out, &rows.rows[i])
     return result
 
 

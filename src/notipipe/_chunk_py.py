@@ -15,15 +15,17 @@ guessed at.
 
 ``decode_messages`` reads a chunk straight into its alerts (the durable subscriber's hot path):
 no row tuples, each alert built as it is read, the same calls the store makes for a row.
+``encode_messages`` is its converse (the writer's hot path): a chunk written from the alerts,
+each e-mail's and SMS's row read from its fields, no row tuple built.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["MAGIC", "VERSION", "decode_chunk", "decode_messages", "encode_chunk"]
+__all__ = ["MAGIC", "VERSION", "decode_chunk", "decode_messages", "encode_chunk", "encode_messages"]
 
 #: (kind, created_at, priority, address, subject, body): one stored message.
 type Row = tuple[str, float, int, str, str, str]
@@ -52,36 +54,88 @@ def _string(out: bytearray, text: str) -> None:
     out += data
 
 
+def _header(count: int) -> bytearray:
+    out = bytearray(MAGIC)
+    out.append(VERSION)
+    _varint(out, count)
+    return out
+
+
+def _put_row(out: bytearray, row: object) -> None:
+    """One row's bytes, each field checked as it is written (``encode_chunk``'s errors)."""
+    if type(row) is not tuple or len(row) != 6:
+        raise TypeError(f"a chunk row must be a tuple of 6 items, got {type(row).__name__}")
+    kind, created_at, priority, address, subject, body = row
+    if type(kind) is not str:
+        raise TypeError(f"a chunk row's kind must be str, got {type(kind).__name__}")
+    code = _KIND_CODES.get(kind, 0)
+    out.append(code)
+    if not code:
+        _string(out, kind)
+    if not isinstance(created_at, float):
+        raise TypeError(f"a chunk row's created_at must be float, got {type(created_at).__name__}")
+    out += _DOUBLE.pack(created_at)
+    if not isinstance(priority, int):
+        raise TypeError(f"a chunk row's priority must be int, got {type(priority).__name__}")
+    if not -_INT64 <= priority < _INT64:
+        raise ValueError(f"a chunk row's priority must fit in 64 bits, got {priority}")
+    _varint(out, ((priority << 1) ^ (priority >> 63)) & (2**64 - 1))
+    for text in (address, subject, body):
+        if type(text) is not str:
+            raise TypeError(f"a chunk row's text must be str, got {type(text).__name__}")
+        _string(out, text)
+
+
 def encode_chunk(rows: Iterable[Row]) -> bytes:
     """The bytes of ``rows`` (see the module's layout). ``TypeError``/``ValueError`` for a row
     that is not ``(str, float, int, str, str, str)``; ``UnicodeEncodeError`` for text holding a
     lone surrogate."""
     items = tuple(rows)
-    out = bytearray(MAGIC)
-    out.append(VERSION)
-    _varint(out, len(items))
+    out = _header(len(items))
     for row in items:
-        if type(row) is not tuple or len(row) != 6:
-            raise TypeError(f"a chunk row must be a tuple of 6 items, got {type(row).__name__}")
-        kind, created_at, priority, address, subject, body = row
-        if type(kind) is not str:
-            raise TypeError(f"a chunk row's kind must be str, got {type(kind).__name__}")
-        code = _KIND_CODES.get(kind, 0)
-        out.append(code)
-        if not code:
-            _string(out, kind)
-        if not isinstance(created_at, float):
-            raise TypeError(f"a chunk row's created_at must be float, got {type(created_at).__name__}")
-        out += _DOUBLE.pack(created_at)
-        if not isinstance(priority, int):
-            raise TypeError(f"a chunk row's priority must be int, got {type(priority).__name__}")
-        if not -_INT64 <= priority < _INT64:
-            raise ValueError(f"a chunk row's priority must fit in 64 bits, got {priority}")
-        _varint(out, ((priority << 1) ^ (priority >> 63)) & (2**64 - 1))
-        for text in (address, subject, body):
-            if type(text) is not str:
-                raise TypeError(f"a chunk row's text must be str, got {type(text).__name__}")
-            _string(out, text)
+        _put_row(out, row)
+    return bytes(out)
+
+
+def _other_rows(others: list[object], to_rows: Callable[[list[Any]], Iterable[Row]]) -> list[Row]:
+    if not others:
+        return []
+    rows = list(to_rows(others))
+    if len(rows) != len(others):
+        raise ValueError(f"to_rows gave {len(rows)} rows for {len(others)} messages")
+    return rows
+
+
+def encode_messages(
+    messages: Iterable[object],
+    email_cls: type,
+    sms_cls: type,
+    to_rows: Callable[[list[Any]], Iterable[Row]],
+) -> bytes:
+    """The bytes of the chunk of ``messages``, in order, without a row tuple for an e-mail or an
+    SMS: a message of exactly ``email_cls`` is the row ``("email", m.created_at, m.priority,
+    m.recipient, m.subject, m.body)``, one of ``sms_cls`` ``("sms", m.created_at, m.priority,
+    m.phone_number, "", m.body)`` (what their ``_row()`` gives, what ``decode_messages`` builds
+    back), and the others (another kind, another class) the rows ``to_rows`` gives for them, in
+    one call made first. So, for the store's messages, ``encode_chunk(to_rows(messages))``.
+
+    Raises what ``to_rows`` raises (``ValueError`` if it gives another number of rows), then, in
+    the chunk's order, what reading a message's fields raises or ``encode_chunk`` raises for its
+    row.
+    """
+    items = tuple(messages)
+    others = [m for m in items if type(m) is not email_cls and type(m) is not sms_cls]
+    rows = iter(_other_rows(others, to_rows))
+    out = _header(len(items))
+    for m in items:
+        cls = type(m)
+        if cls is email_cls:
+            row: object = ("email", m.created_at, m.priority, m.recipient, m.subject, m.body)  # type: ignore[attr-defined]
+        elif cls is sms_cls:
+            row = ("sms", m.created_at, m.priority, m.phone_number, "", m.body)  # type: ignore[attr-defined]
+        else:
+            row = next(rows)
+        _put_row(out, row)
     return bytes(out)
 
 

@@ -24,7 +24,7 @@ from notipipe._errors import ConfigurationError, StorageClosedError
 from notipipe._kinds import StoredAlert
 from notipipe._limits import ID_LIMIT, TIME_LIMIT, id_range_error
 from notipipe._protocols import Message, Observer
-from notipipe._select import EmailMessage, Publisher, SMSMessage
+from notipipe._select import EmailMessage, Publisher, SMSMessage, all_of_types
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._storage.backend import check_durable_name
 from notipipe._storage.group_commit import GroupCommitStore, Row
@@ -244,7 +244,7 @@ class DatabaseCore:
     def save_many(self, messages: Iterable[Message], /, *, durable: bool = False) -> int:
         """Store a batch and broadcast it; return how many messages it held."""
         batch = list(messages)
-        if not _ROWS.issuperset(map(type, batch)) and not _all_storable(batch):
+        if not all_of_types(batch, _ROWS) and not _all_storable(batch):
             for message in batch:  # all checked before any is queued; the first bad one explains
                 _check_storable(message)
         if self._config.options.deliver == "immediate":

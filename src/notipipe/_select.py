@@ -11,19 +11,21 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-__all__ = ["COMPILED", "NO_EXTENSIONS", "EmailMessage", "Publisher", "SMSMessage", "install_kind"]
+__all__ = ["COMPILED", "NO_EXTENSIONS", "EmailMessage", "Publisher", "SMSMessage", "all_of_types", "install_kind"]
 
 NO_EXTENSIONS: bool = (
     os.environ.get("NOTIPIPE_NO_EXTENSIONS", "") not in ("", "0") or sys.implementation.name != "cpython"
 )
 
 if TYPE_CHECKING:
+    from notipipe._batch_py import all_of_types
     from notipipe._kinds_py import install as install_kind
     from notipipe._messages_py import EmailMessage, SMSMessage
     from notipipe._publisher_py import Publisher
 
     COMPILED: bool
 elif NO_EXTENSIONS:
+    from notipipe._batch_py import all_of_types
     from notipipe._kinds_py import install as install_kind
     from notipipe._messages_py import EmailMessage, SMSMessage
     from notipipe._publisher_py import Publisher
@@ -31,10 +33,12 @@ elif NO_EXTENSIONS:
     COMPILED = False
 else:
     try:
+        from notipipe._batch_c import all_of_types
         from notipipe._kinds_c import install as install_kind
         from notipipe._messages_c import EmailMessage, SMSMessage
         from notipipe._publisher_c import Publisher
     except ImportError:  # not built here (e.g. a source checkout): the twins behave the same
+        from notipipe._batch_py import all_of_types
         from notipipe._kinds_py import install as install_kind
         from notipipe._messages_py import EmailMessage, SMSMessage
         from notipipe._publisher_py import Publisher

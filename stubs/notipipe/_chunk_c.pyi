@@ -1,9 +1,9 @@
 # Stubs for the compiled chunk codec; kept honest by `python -m mypy.stubtest notipipe`.
 # The annotated pure twin, notipipe/_chunk_py.py, is the type truth these mirror.
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["MAGIC", "VERSION", "decode_chunk", "decode_messages", "encode_chunk"]
+__all__ = ["MAGIC", "VERSION", "decode_chunk", "decode_messages", "encode_chunk", "encode_messages"]
 
 type Row = tuple[str, float, int, str, str, str]
 
@@ -11,6 +11,12 @@ MAGIC: Final[bytes]
 VERSION: Final[int]
 
 def encode_chunk(rows: Iterable[Row]) -> bytes: ...
+def encode_messages(
+    messages: Iterable[object],
+    email_cls: type,
+    sms_cls: type,
+    to_rows: Callable[[list[Any]], Iterable[Row]],
+) -> bytes: ...
 def decode_chunk(data: bytes) -> list[Row]: ...
 def decode_messages[E, S, O](
     data: bytes,

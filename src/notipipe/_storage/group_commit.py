@@ -19,7 +19,6 @@ into the server's time limit is split, and the writer keeps to the size that fit
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
@@ -28,12 +27,13 @@ import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
 from notipipe._limits import TIME_LIMIT
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
+from notipipe._storage.pending import Pending
 from notipipe._storage.urls import redact, scrub
 
 if TYPE_CHECKING:
@@ -115,9 +115,6 @@ class _Started:
         self.built = built
 
 
-#: A sentinel no queue holds: ``_take`` pops until it has a batch, never until it meets this.
-_NEVER_QUEUED: Final = object()
-
 #: The largest id either backend stores (SQLite's row id, PostgreSQL's bigint).
 _MAX_ID = 2**63 - 1
 _COLUMNS: Final = "id, kind, created_at, priority, address, subject, body"
@@ -173,7 +170,7 @@ class GroupCommitStore(ABC):
         self._conn = None
         self._reader = None
         self._new_locks()
-        self._pending: deque[object] = deque()
+        self._pending: Pending[object] = Pending(batch_size)
         self._oldest = 0.0  # monotonic time the oldest pending message was queued
         self._enqueued = 0  # messages ever put; guarded by _cond
         self._committed = 0  # messages ever taken off the queue and settled (stored or dropped)
@@ -210,7 +207,7 @@ class GroupCommitStore(ABC):
 
     def put_many(self, messages: Iterable[object]) -> int:
         """Queue a batch; return how many messages it held."""
-        batch = messages if isinstance(messages, list) else list(messages)
+        batch = list(messages)  # queued as it is (see Pending): a copy the caller cannot change
         if not batch:
             return 0
         if self._writer is None:
@@ -473,9 +470,12 @@ class GroupCommitStore(ABC):
 
     #: True for a backend whose ``_start_write`` starts a batch's write and returns at once (NATS:
     #: the publishes go out, the acknowledgements come later): the writer then takes and starts
-    #: the next batch, if one is ready, before it waits for the one before; batches still commit
+    #: the next batches, those ready, before it waits for the one before; batches still commit
     #: one at a time, in order. Such a backend never splits a batch (``_is_too_big``).
     _overlap: ClassVar[bool] = False
+    #: With ``_overlap``: the most batches started and not yet committed (the one awaited and
+    #: those sent behind it). They count as pending: ``max_pending`` bounds them too.
+    _window: ClassVar[int] = 2
 
     def _start_write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:  # noqa: B027
         """Start writing ``rows`` without waiting (``_write_lock`` held; only if ``_overlap``);
@@ -521,9 +521,9 @@ class GroupCommitStore(ABC):
     def _write_loop(self) -> None:
         self._writer_ident = threading.get_ident()
         try:
-            following: _Started | None = None
+            ahead: deque[_Started] = deque()  # started behind the one awaited (overlapping)
             while True:
-                started, following = following, None
+                started = ahead.popleft() if ahead else None
                 if started is None:
                     batch = self._next_batch()
                     if not batch:
@@ -533,10 +533,8 @@ class GroupCommitStore(ABC):
                 if started is None:
                     done = self._commit(batch)
                 else:
-                    # An overlapping backend sends the next batch while this one's answer is awaited.
-                    ready = self._ready_batch()
-                    following = self._start(ready) if ready else None
-                    done = self._finish(started, behind=ready)
+                    self._start_ahead(ahead)
+                    done = self._finish(started, behind=ahead)
                 if done is None:
                     self._log_lost()
                     return
@@ -559,6 +557,15 @@ class GroupCommitStore(ABC):
             self._writer_ident = None  # thread ids are reused: no later thread is the writer
             if self._closed or self._crash is not None:
                 self._close_writer_conn()
+
+    def _start_ahead(self, ahead: deque[_Started]) -> None:
+        """An overlapping backend sends the next batches, those due now, while the answer of the
+        one before them is awaited: up to ``_window`` batches started in all."""
+        while len(ahead) < self._window - 1:
+            ready = self._ready_batch()
+            if not ready:
+                return
+            ahead.append(self._start(ready))
 
     def _log_lost(self) -> None:
         """Closed while the database kept failing: what is lost is logged here too, since a
@@ -601,14 +608,8 @@ class GroupCommitStore(ABC):
 
     def _take(self) -> list[object]:
         # Called with _cond held.
-        pending = self._pending
-        if len(pending) <= self._fit:
-            batch = list(pending)
-            pending.clear()
-            return batch
-        # popleft called from C (a callable iterator), not once per message from Python.
-        batch = list(itertools.islice(iter(pending.popleft, _NEVER_QUEUED), self._fit))
-        if pending:
+        batch = self._pending.take(self._fit)
+        if self._pending:
             self._oldest = float("-inf")  # they have waited a whole batch already: no delay
         return batch
 
@@ -623,16 +624,16 @@ class GroupCommitStore(ABC):
 
     def _commit(self, batch: list[object]) -> tuple[list[object], list[int]] | None:
         """Commit ``batch``: see ``_finish``."""
-        return self._finish(self._start(batch), behind=[])
+        return self._finish(self._start(batch), behind=())
 
-    def _finish(self, started: _Started, behind: list[object]) -> tuple[list[object], list[int]] | None:
+    def _finish(self, started: _Started, behind: Sequence[_Started]) -> tuple[list[object], list[int]] | None:
         """Commit the started batch, retrying while the database is busy or failing; return what was
         committed and the stored ids: the whole batch, or the front of it that fits in the
         server's time limit (the rest goes back to the front of the queue).
 
         Returns None only if the store was closed while the database kept failing (close()
         reports what was lost); the batch goes back to the front of the queue, ``behind`` (the
-        next batch, taken already) after it.
+        next batches, started already) after it.
         """
         batch, rows, built = started.batch, started.rows, started.built
         delay = _BACKOFF_FIRST
@@ -653,8 +654,9 @@ class GroupCommitStore(ABC):
                     continue
                 if not self._wait_out(error, delay, give_up=started_closed):
                     with self._cond:
-                        self._pending.extendleft(reversed(behind))
-                        self._pending.extendleft(reversed(batch))
+                        for later in reversed(behind):
+                            self._pending.push_front(later.batch)
+                        self._pending.push_front(batch)
                     return None
                 delay = min(delay * 2, self._backoff_last)
                 continue
@@ -744,7 +746,7 @@ class GroupCommitStore(ABC):
         put the rest back at the front of the queue, and take no more than that from now on."""
         n = len(batch) // 2
         with self._cond:
-            self._pending.extendleft(reversed(batch[n:]))
+            self._pending.push_front(batch[n:])
             self._oldest = float("-inf")
         self._fit = n
         self._fit_since = time.monotonic()
@@ -918,7 +920,7 @@ class GroupCommitStore(ABC):
         self._writer = None
         self._writer_ident = None
         self._new_locks()
-        self._pending = deque()
+        self._pending = Pending[object](self.batch_size)
         self._enqueued = self._committed = 0
         self._closed = True
 

@@ -16,11 +16,13 @@ SQLite and PostgreSQL. Here is what JetStream changes:
   An existing stream is used as it is, never changed; an option the URL gives that differs from
   the stream's setting is an error naming both.
 * A batch is published as chunks (``codec``: at most ``MAX_CHUNK_ROWS`` alerts and the server's
-  ``max_payload`` each), all at once, each with the header ``Nats-Msg-Id`` (a random prefix of
-  this store and a counter) and ``Notipipe-Origin`` (host and process). The batch commits once the
-  server acknowledged every chunk; meanwhile the writer builds, encodes and publishes the next
-  batch, if one is due (``GroupCommitStore._overlap``), and batches commit one at a time, in
-  order: ``flush`` returns once every chunk saved before it is acknowledged. A chunk whose
+  ``max_payload`` each), each encoded straight from the alerts (``encode_messages``: an e-mail's
+  or SMS's fields are read, no row is built; ``to_rows`` gives any other item's), all at once,
+  each with the header ``Nats-Msg-Id`` (a random prefix of this store and a counter) and
+  ``Notipipe-Origin`` (host and process). The batch commits once the server acknowledged every
+  chunk; meanwhile the writer encodes and publishes the next batches, those due, up to
+  ``_window`` batches started in all (``GroupCommitStore._overlap``), and batches commit one at a
+  time, in order: ``flush`` returns once every chunk saved before it is acknowledged. A chunk whose
   acknowledgement did not come is sent again with the same id, so the server stores it once even
   if it had stored it before: re-sends are de-duplicated within the stream's ``duplicate_window``
   (two minutes unless set), which bounds how late a re-send may come; an outage longer than it
@@ -57,10 +59,11 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from notipipe._errors import ConfigurationError, StorageClosedError, StorageError
 from notipipe._limits import TIME_LIMIT
+from notipipe._select import EmailMessage, SMSMessage
 from notipipe._storage.group_commit import _MAX_ID, GroupCommitStore, Row, leak
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
 from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, import_nats, parse_target
@@ -143,7 +146,7 @@ class NatsStore(GroupCommitStore):
         self._client = NatsClient(self._target, f"notipipe {os.getpid()}@{socket.gethostname()}")
         self._prefix = uuid.uuid4().hex[:20]
         self._ids = itertools.count(1)
-        self._attempts: dict[int, _Attempt] = {}  # by id(rows): this batch's, and the next one's
+        self._attempts: dict[int, _Attempt] = {}  # by id(rows): this batch's, those started behind it
         self._origin = f"{socket.gethostname()} {os.getpid()}"
         super().__init__(url, to_rows, options, on_commit=on_commit, max_pending=max_pending)
 
@@ -226,8 +229,15 @@ class NatsStore(GroupCommitStore):
 
     # -- the batch ---------------------------------------------------------------------------------
 
-    #: The writer publishes the next batch while this one's acknowledgements are awaited.
+    def _rows(self, batch: list[object]) -> tuple[list[Row | None], dict[int, BaseException]]:
+        # No rows: the batch's messages go to the codec as they are (_pack), so the "rows" the
+        # writer hands to _start_write and _write are the messages; one whose row cannot be
+        # built is refused alone there.
+        return cast("list[Row | None]", batch), {}
+
+    #: The writer publishes the next batches while this one's acknowledgements are awaited.
     _overlap: ClassVar[bool] = True
+    _window: ClassVar[int] = 4
 
     def _start_write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
         client = self._client
@@ -256,7 +266,16 @@ class NatsStore(GroupCommitStore):
             self._await_acks(
                 [(chunk, self._send(client, chunk)) for chunk in attempt.chunks if chunk.seq is None]
             )
-        ids = [0] * len(rows)
+        del self._attempts[id(rows)]
+        # The ids' one reader is on_commit (observers told after the commit): without it, no
+        # int is made per alert.
+        return self._ids_of(attempt, len(rows)) if self._on_commit is not None else []
+
+    @staticmethod
+    def _ids_of(attempt: _Attempt, n: int) -> list[int]:
+        """The stored ids of a batch of ``n`` rows whose chunks are all acknowledged (0 for a
+        refused row)."""
+        ids = [0] * n
         for chunk in attempt.chunks:
             assert chunk.seq is not None
             base, first = make_id(chunk.seq, 0), chunk.indexes[0]
@@ -265,7 +284,6 @@ class NatsStore(GroupCommitStore):
             else:
                 for position, index in enumerate(chunk.indexes):
                     ids[index] = base | position
-        del self._attempts[id(rows)]
         return ids
 
     def _ensure_stream_again(self, client: NatsClient) -> None:
@@ -384,9 +402,14 @@ class NatsStore(GroupCommitStore):
         if not indexes:
             return
         try:
-            given = rows[indexes[0] : indexes[-1] + 1] if _contiguous(indexes) else [rows[i] for i in indexes]
-            data = self._codec.encode_chunk(given)
-        except (TypeError, ValueError) as error:
+            if len(indexes) == len(rows):  # the whole batch in one chunk, the usual case
+                given = rows
+            elif _contiguous(indexes):
+                given = rows[indexes[0] : indexes[-1] + 1]
+            else:
+                given = [rows[i] for i in indexes]
+            data = self._codec.encode_messages(given, EmailMessage, SMSMessage, self._to_rows)
+        except Exception as error:  # noqa: BLE001 - a row to_rows cannot build, or cannot encode
             if len(indexes) == 1:
                 refused[indexes[0]] = error
                 return
