@@ -11,7 +11,15 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-__all__ = ["COMPILED", "NO_EXTENSIONS", "EmailMessage", "Publisher", "SMSMessage", "all_of_types", "install_kind"]
+__all__ = [
+    "COMPILED",
+    "NO_EXTENSIONS",
+    "EmailMessage",
+    "Publisher",
+    "SMSMessage",
+    "all_of_types",
+    "install_kind",
+]
 
 NO_EXTENSIONS: bool = (
     os.environ.get("NOTIPIPE_NO_EXTENSIONS", "") not in ("", "0") or sys.implementation.name != "cpython"
