@@ -446,7 +446,7 @@ def test_a_drain_cancelled_before_it_ran_does_not_stall_delivery(impl: Impl) -> 
     def cancel_drains() -> None:
         # Runs after the drain task is created and before its first step.
         for task in asyncio.all_tasks(lt.loop):
-            if "_drain" in repr(task.get_coro()):
+            if getattr(task.get_coro(), "__name__", "") == "_drain":
                 task.cancel()
                 cancelled.append(repr(task))
 
@@ -540,7 +540,7 @@ def test_a_waiting_publisher_wakes_the_loop_after_the_drain_was_cancelled(impl: 
     def cancel_drains() -> None:
         # Runs after the drain task is created and before its first step.
         for task in asyncio.all_tasks(lt.loop):
-            if "_drain" in repr(task.get_coro()):
+            if getattr(task.get_coro(), "__name__", "") == "_drain":
                 task.cancel()
                 cancelled.append(repr(task))
 

@@ -71,7 +71,7 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, cast
 
@@ -87,6 +87,9 @@ _log = logging.getLogger("notipipe")
 
 #: Seconds between checks, while a publisher waits for room, that the loop is still running.
 _LOOP_CHECK = 0.05
+
+#: Loop turns a drain that found its queue empty waits for more before it ends.
+_IDLE_TURNS = 1
 
 
 class LoopClosedError(RuntimeError):
@@ -252,6 +255,7 @@ class AsyncDelivery:
 
     __slots__ = (
         "__weakref__",
+        "_drain_with",
         "_ended",
         "_failed",
         "_flag",
@@ -267,6 +271,7 @@ class AsyncDelivery:
         "_room",
         "_scheduled",
         "_size",
+        "_stirred",
         "_task",
         "_waiting",
         "dropped",
@@ -299,8 +304,14 @@ class AsyncDelivery:
         self._flag = threading.Lock()  # held from a wake-up until the drain finds no more
         self._scheduled = False  # a hint that _flag is held (read without any lock)
         self._ended = False
+        # True while a publisher waits for room or once ended: the drain's one check per item.
+        # Written under _lock with _waiting and _ended, read without it.
+        self._stirred = False
         self._forked = False  # ended by a fork, not yet reported (see _after_fork_in_child)
         self._task: asyncio.Task[None] | None = None  # the running drain (kept from the GC)
+        #: The compiled twin's drain (``_publisher_c._drain``), set before the first publish;
+        #: None: this class's ``_drain``. Both take the same steps.
+        self._drain_with: Callable[[AsyncDelivery], Coroutine[Any, Any, None]] | None = None
         #: Messages dropped by the overflow policy or when the subscription ended.
         self.dropped = 0
         self._next_report = 1  # the drop count at which the next warning is logged
@@ -414,17 +425,19 @@ class AsyncDelivery:
                 except RuntimeError:  # closed just now
                     return "gone"
             self._waiting += 1
+            self._stirred = True
             try:
                 self._room.wait(_LOOP_CHECK)
             finally:
                 self._waiting -= 1
+                self._stirred = self._ended or self._waiting > 0
         return "ended" if self._ended else "room"
 
     def _drop_all(self) -> bool:
         # Under _lock: end, drop (and count) what is queued, release waiting publishers.
         # True if this call ended it.
         first = not self._ended
-        self._ended = True
+        self._ended = self._stirred = True
         self._forked = False
         self.dropped += _take_all(self._queue)
         self._room.notify_all()
@@ -460,7 +473,8 @@ class AsyncDelivery:
     # -- the loop side ---------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self._task = task = _DrainTask(self._drain(), self._loop)
+        drain = self._drain() if self._drain_with is None else self._drain_with(self)
+        self._task = task = _DrainTask(drain, self._loop)
         task.add_done_callback(self._drained)
 
     def _drained(self, task: asyncio.Task[None]) -> None:
@@ -480,31 +494,48 @@ class AsyncDelivery:
 
     async def _drain(self) -> None:
         queue, flag = self._queue, self._flag
+        popleft = queue.popleft  # bound once: a method lookup per item is dear on 3.13t
         strong, ref, failed = self._observer, self._ref, self._failed
         task = cast("_DrainTask", asyncio.current_task())
+        batch = _Batch
         observer: Any
         # Waiting publishers are woken once half the queue is free, not per message taken: a
         # full queue would otherwise cost a thread switch each way for every message.
         low = self._size // 2
+        turns = _IDLE_TURNS
         while True:
             try:
-                item = queue.popleft()
+                item = popleft()
             except IndexError:
+                if turns:
+                    # Found empty: give the loop a turn, keeping the flag, before handing it
+                    # back. A producer still publishing has appended meanwhile, and the burst
+                    # goes on without a wake-up (one from another thread costs the loop far
+                    # more than a turn).
+                    turns -= 1
+                    if self._waiting:
+                        self._make_room()
+                    await asyncio.sleep(0)
+                    continue
                 if self._stop_draining(queue, flag):
                     return
+                turns = _IDLE_TURNS
                 continue
-            if self._waiting and len(queue) <= low:
-                self._make_room()
-            if self._ended:  # ended (closed or unsubscribed): deliver nothing more
-                self._count_dropped(item)  # taken just before it ended: not in that count
-                continue
+            turns = _IDLE_TURNS
+            # One read per item covers the rare cases: a publisher waiting for room, the end.
+            if self._stirred:
+                if self._waiting and len(queue) <= low:
+                    self._make_room()
+                if self._ended:  # ended (closed or unsubscribed): deliver nothing more
+                    self._count_dropped(item)  # taken just before it ended: not in that count
+                    continue
             observer = strong if ref is None else ref()
             if observer is None:  # a weak subscription whose observer was collected
                 self._forget()
                 self._count_dropped(item)
                 continue
             try:
-                if type(item) is _Batch:
+                if type(item) is batch:
                     await observer.update_many(item.messages)
                 else:
                     await observer.update(item)
@@ -561,7 +592,7 @@ class AsyncDelivery:
         self._waiting = 0
         self._task = None
         if not self._ended:
-            self._ended = self._forked = True
+            self._ended = self._forked = self._stirred = True
             # Dropped (and counted) now; reported by the first publish (no user code in a hook).
             self.dropped += _take_all(self._queue)
 

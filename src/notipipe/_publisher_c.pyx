@@ -30,15 +30,112 @@ observer that subscribes from ``update`` cannot deadlock. Writers also take ``_l
 
 cimport cython
 
+import asyncio
+import sysconfig
 import threading
 
 from cpython.sequence cimport PySequence_GetItem
 
+from notipipe._async import _IDLE_TURNS, _Batch, _message_of
 from notipipe._failures import Failures, log_observer_error
 from notipipe._fanout import install
 from notipipe._subscriptions import Purge, make_subscription
 
 __all__ = ["Publisher", "log_observer_error"]
+
+
+cdef class _AsyncUpdate:
+    """``AsyncDelivery.update`` (see ``_async``, the truth it mirrors step for step), in C.
+
+    The per-message producer path of an async subscription: on a free-threaded build the
+    interpreter runs the Python method's attribute reads and the ``is_closed`` check without its
+    specialising fast paths, and each Python-level access to the delivery changes its shared
+    reference count, whose cache line the loop's drain touches too. Here the fields are read
+    from C through fields set once, before the object is shared (so a plain pointer read is
+    safe), and the delivery's own state is read from it on each call: the slow paths (a full
+    queue, an ended subscription, the wake-up) stay the delivery's Python methods, run as is.
+    """
+
+    cdef object _delivery
+    cdef object _queue
+    cdef object _append
+    cdef object _is_closed
+    cdef Py_ssize_t _size
+
+    def __cinit__(self, delivery):
+        self._delivery = delivery
+        self._queue = delivery._queue  # never replaced, not even after a fork
+        self._append = self._queue.append
+        self._is_closed = delivery._loop.is_closed
+        self._size = delivery._size
+
+    def update(self, message, /):
+        if len(self._queue) >= self._size or self._delivery._ended:
+            self._delivery._put(message)
+            return
+        self._append(message)
+        # The plain read first: while a drain runs, a publisher does not touch the flag. The
+        # flag is read afresh: a forked child replaces it.
+        if not self._delivery._scheduled and self._delivery._flag.acquire(False):
+            self._delivery._scheduled = True
+            self._delivery._wake(message)
+        elif self._is_closed():  # closed with a wake-up pending: that drain never runs
+            self._delivery._end(message)
+
+
+#: Only a free-threaded build takes the compiled drain: there the interpreter runs the Python
+#: drain's per-item steps without its specialising fast paths; a GIL build runs them faster in
+#: its own loop than through C (see ``_fanout`` on calls from C into Python code).
+_COMPILED_DRAIN = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+async def _drain(d):
+    """``AsyncDelivery._drain`` (see ``_async``, the truth it mirrors step for step), in C."""
+    queue, flag = d._queue, d._flag
+    popleft = queue.popleft
+    strong, ref, failed = d._observer, d._ref, d._failed
+    task = asyncio.current_task()
+    cdef Py_ssize_t low = d._size // 2
+    cdef int turns = _IDLE_TURNS
+    while True:
+        try:
+            item = popleft()
+        except IndexError:
+            if turns:
+                turns -= 1
+                if d._waiting:
+                    d._make_room()
+                await asyncio.sleep(0)
+                continue
+            if d._stop_draining(queue, flag):
+                return
+            turns = _IDLE_TURNS
+            continue
+        turns = _IDLE_TURNS
+        if d._stirred:
+            if d._waiting and len(queue) <= low:
+                d._make_room()
+            if d._ended:
+                d._count_dropped(item)
+                continue
+        observer = strong if ref is None else ref()
+        if observer is None:
+            d._forget()
+            d._count_dropped(item)
+            continue
+        try:
+            if type(item) is _Batch:
+                await observer.update_many(item.messages)
+            else:
+                await observer.update(item)
+        except Exception as error:
+            failed(_message_of(item), error)
+        except GeneratorExit:
+            raise
+        except BaseException as error:
+            d._raised(task, item, error)
+        if task.own_cancels:
+            await task.withdraw_own_cancels()
 
 
 cdef class Publisher:
@@ -140,6 +237,10 @@ cdef class Publisher:
             queue_size=queue_size,
             overflow=overflow,
         )
+        if sub.delivery is not None:
+            sub.update = _AsyncUpdate(sub.delivery).update
+            if _COMPILED_DRAIN:
+                sub.delivery._drain_with = _drain
         cdef tuple subs
         with self._lock:
             subs = self._read_subs()
