@@ -149,22 +149,27 @@ class RacingDeque(deque[Any]):
     """A queue that, when the drain finds it empty, has a publisher append just then.
 
     The publisher runs (in its own thread, to completion) after the drain's ``popleft`` found
-    nothing and before the drain hands the wake-up back: it sees a drain still scheduled and
-    leaves the message to it. The drain must look again before it stops.
+    nothing for the last time (after its idle turns) and before the drain hands the wake-up
+    back: it sees a drain still scheduled and leaves the message to it. The drain must look
+    again before it stops.
     """
 
     publish: Any = None
+    empty = 0  # the drain's consecutive finds of an empty queue
 
     def popleft(self) -> Any:
         try:
-            return super().popleft()
+            item = super().popleft()
         except IndexError:
-            if RacingDeque.publish is not None:
+            RacingDeque.empty += 1
+            if RacingDeque.publish is not None and RacingDeque.empty > _async._IDLE_TURNS:
                 publish, RacingDeque.publish = RacingDeque.publish, None
                 racer = threading.Thread(target=publish)
                 racer.start()
                 racer.join()
             raise
+        RacingDeque.empty = 0
+        return item
 
 
 @pytest.mark.thread_unsafe(reason="patches the queue class of every async delivery")
@@ -177,6 +182,7 @@ def test_a_message_published_as_the_drain_stops_is_delivered(
     with loop_thread() as lt:
         pub.subscribe(observer, loop=lt.loop)
         RacingDeque.publish = lambda: pub.notify_all("racer")
+        RacingDeque.empty = 0
         pub.notify_all("first")
         delivered = observer.done.wait(PATIENCE)
     assert delivered, observer.got
