@@ -430,8 +430,13 @@ class AsyncDelivery:
                 self._room.wait(_LOOP_CHECK)
             finally:
                 self._waiting -= 1
-                self._stirred = self._ended or self._waiting > 0
+                # Ended meanwhile (by another thread), or other publishers still waiting.
+                self._stirred = self._needs_attention()
         return "ended" if self._ended else "room"
+
+    def _needs_attention(self) -> bool:
+        # Under _lock: what ``_stirred`` stands for.
+        return self._ended or self._waiting > 0
 
     def _drop_all(self) -> bool:
         # Under _lock: end, drop (and count) what is queued, release waiting publishers.
@@ -508,14 +513,8 @@ class AsyncDelivery:
                 item = popleft()
             except IndexError:
                 if turns:
-                    # Found empty: give the loop a turn, keeping the flag, before handing it
-                    # back. A producer still publishing has appended meanwhile, and the burst
-                    # goes on without a wake-up (one from another thread costs the loop far
-                    # more than a turn).
                     turns -= 1
-                    if self._waiting:
-                        self._make_room()
-                    await asyncio.sleep(0)
+                    await self._idle_turn()
                     continue
                 if self._stop_draining(queue, flag):
                     return
@@ -523,12 +522,8 @@ class AsyncDelivery:
                 continue
             turns = _IDLE_TURNS
             # One read per item covers the rare cases: a publisher waiting for room, the end.
-            if self._stirred:
-                if self._waiting and len(queue) <= low:
-                    self._make_room()
-                if self._ended:  # ended (closed or unsubscribed): deliver nothing more
-                    self._count_dropped(item)  # taken just before it ended: not in that count
-                    continue
+            if self._stirred and self._attend(queue, low, item):
+                continue
             observer = strong if ref is None else ref()
             if observer is None:  # a weak subscription whose observer was collected
                 self._forget()
@@ -550,6 +545,24 @@ class AsyncDelivery:
                 self._raised(task, item, error)
             if task.own_cancels:
                 await task.withdraw_own_cancels()
+
+    async def _idle_turn(self) -> None:
+        # The drain found the queue empty: give the loop a turn, keeping the flag, before
+        # handing it back. A producer still publishing has appended meanwhile, and the burst
+        # goes on without a wake-up (one from another thread costs the loop far more).
+        if self._waiting:
+            self._make_room()
+        await asyncio.sleep(0)
+
+    def _attend(self, queue: deque[Any], low: int, item: object) -> bool:
+        # The rare cases (``_stirred``): wake waiting publishers once half the queue is free;
+        # True if the subscription has ended, and ``item`` is not to be delivered.
+        if self._waiting and len(queue) <= low:
+            self._make_room()
+        if self._ended:  # ended (closed or unsubscribed): deliver nothing more
+            self._count_dropped(item)  # taken just before it ended: not in that count
+            return True
+        return False
 
     def _raised(self, task: _DrainTask, item: object, error: BaseException) -> None:
         # A cancellation from outside (the loop shutting down) ends the drain, and the message

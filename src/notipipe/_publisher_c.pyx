@@ -103,21 +103,15 @@ async def _drain(d):
         except IndexError:
             if turns:
                 turns -= 1
-                if d._waiting:
-                    d._make_room()
-                await asyncio.sleep(0)
+                await d._idle_turn()
                 continue
             if d._stop_draining(queue, flag):
                 return
             turns = _IDLE_TURNS
             continue
         turns = _IDLE_TURNS
-        if d._stirred:
-            if d._waiting and len(queue) <= low:
-                d._make_room()
-            if d._ended:
-                d._count_dropped(item)
-                continue
+        if d._stirred and d._attend(queue, low, item):
+            continue
         observer = strong if ref is None else ref()
         if observer is None:
             d._forget()
