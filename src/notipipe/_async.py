@@ -69,9 +69,10 @@ import contextlib
 import logging
 import os
 import threading
+import types
 import weakref
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from types import TracebackType
 from typing import Any, cast
 
@@ -170,6 +171,32 @@ class _DrainTask(asyncio.Task[None]):
         for _ in range(self.own_cancels):
             self.uncancel()
         self.own_cancels = 0
+
+
+@types.coroutine
+def finish_awaiting(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Await the rest of ``coro``, started by hand, which has yielded ``yielded`` to its task.
+
+    What ``await`` does past the first step (PEP 380): what the task sends or throws goes to
+    ``coro``, what ``coro`` yields goes to the task, until it returns. The compiled drain takes
+    the first step itself, so that an update that never suspends costs no awaiting at all.
+    """
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as error:  # noqa: BLE001 - handed to the coroutine, as await does
+            try:
+                yielded = coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 def _wrapped(error: BaseException) -> AsyncObserverError:

@@ -34,9 +34,20 @@ import asyncio
 import sysconfig
 import threading
 
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_XDECREF
 from cpython.sequence cimport PySequence_GetItem
 
-from notipipe._async import _IDLE_TURNS, _Batch, _message_of
+
+cdef extern from "Python.h":
+    ctypedef enum PySendResult:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    PySendResult PyIter_Send(object iterator, object arg, PyObject **presult)
+    bint PyCoro_CheckExact(object ob)
+
+from notipipe._async import _IDLE_TURNS, _Batch, _message_of, finish_awaiting
 from notipipe._failures import Failures, log_observer_error
 from notipipe._fanout import install
 from notipipe._subscriptions import Purge, make_subscription
@@ -89,6 +100,20 @@ cdef class _AsyncUpdate:
 _COMPILED_DRAIN = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
+cdef int _first_step(object coro, PyObject **yielded) except -1:
+    # The first step of a native coroutine, as ``await`` would take it, but from C: an update
+    # that returns without suspending (the common case) costs no awaiting machinery. 1: it
+    # yielded ``yielded[0]`` (a new reference) to the task; 0: it returned; -1: it raised.
+    cdef PySendResult sent = PyIter_Send(coro, None, yielded)
+    if sent == PYGEN_ERROR:
+        return -1
+    if sent == PYGEN_RETURN:
+        Py_XDECREF(yielded[0])
+        yielded[0] = NULL
+        return 0
+    return 1
+
+
 async def _drain(d):
     """``AsyncDelivery._drain`` (see ``_async``, the truth it mirrors step for step), in C."""
     queue, flag = d._queue, d._flag
@@ -97,6 +122,7 @@ async def _drain(d):
     task = asyncio.current_task()
     cdef Py_ssize_t low = d._size // 2
     cdef int turns = _IDLE_TURNS
+    cdef PyObject *yielded = NULL
     while True:
         try:
             item = popleft()
@@ -119,9 +145,15 @@ async def _drain(d):
             continue
         try:
             if type(item) is _Batch:
-                await observer.update_many(item.messages)
+                coro = observer.update_many(item.messages)
             else:
-                await observer.update(item)
+                coro = observer.update(item)
+            if not PyCoro_CheckExact(coro):
+                await coro
+            elif _first_step(coro, &yielded):  # suspended: await the rest
+                pending = <object>yielded
+                Py_XDECREF(yielded)
+                await finish_awaiting(coro, pending)
         except Exception as error:
             failed(_message_of(item), error)
         except GeneratorExit:
