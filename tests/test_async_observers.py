@@ -911,6 +911,54 @@ def test_cancelling_the_drain_itself_stops_it_and_is_no_failure(impl: Impl) -> N
     assert seen == []
 
 
+class Awaiting:
+    """Awaits a future of its own per message: records what it resumes with, or a cancellation."""
+
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future[int]] = []
+        self.got: list[object] = []
+        self.waiting = threading.Event()  # a future is awaited
+        self.done = threading.Event()
+
+    async def update(self, message: Any, /) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        self.waiting.set()
+        try:
+            self.got.append((message, await future))
+        except asyncio.CancelledError:
+            self.got.append((message, "cancelled"))
+            self.done.set()
+            raise
+
+
+def test_an_observer_suspended_in_update_gets_what_its_task_sends_and_throws(impl: Impl) -> None:
+    # The drain awaits each update as ``await`` would: the value the observer's future resumes
+    # it with, and a cancellation of the drain from outside, both reach the observer's code.
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Awaiting()
+
+    async def cancel_drain() -> None:
+        (task,) = [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__name__", "") == "_drain"]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        pub.notify_all("a")
+        assert observer.waiting.wait(PATIENCE)
+        observer.waiting.clear()
+        lt.loop.call_soon_threadsafe(observer.futures[0].set_result, 42)
+        pub.notify_all("b")
+        assert observer.waiting.wait(PATIENCE)
+        lt.run(cancel_drain())
+        assert observer.done.wait(PATIENCE)
+    assert observer.got == [("a", 42), ("b", "cancelled")]
+    assert seen == []
+
+
 # -- unsubscribe while publishers append (issue 20, item 12) --------------------------------------
 
 
