@@ -69,6 +69,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import types
 import weakref
 from collections import deque
@@ -88,6 +89,9 @@ _log = logging.getLogger("notipipe")
 
 #: Seconds between checks, while a publisher waits for room, that the loop is still running.
 _LOOP_CHECK = 0.05
+
+#: Seconds a publisher waiting for room polls for it before it sleeps (see _spin_for_room).
+_SPIN = 0.002
 
 #: Loop turns a drain that found its queue empty waits for more before it ends.
 _IDLE_TURNS = 1
@@ -451,6 +455,8 @@ class AsyncDelivery:
                     self._loop.call_soon_threadsafe(self._start)
                 except RuntimeError:  # closed just now
                     return "gone"
+            if self._spin_for_room():
+                continue
             self._waiting += 1
             self._stirred = True
             try:
@@ -460,6 +466,23 @@ class AsyncDelivery:
                 # Ended meanwhile (by another thread), or other publishers still waiting.
                 self._stirred = self._needs_attention()
         return "ended" if self._ended else "room"
+
+    def _spin_for_room(self) -> bool:
+        # Under _lock, released meanwhile: poll (yielding the CPU) for up to _SPIN seconds
+        # until the drain has emptied half the queue. A drain that keeps up empties it in well
+        # under that, and a publisher put to sleep would take longer to wake than the rest of
+        # the queue lasts the drain: the loop would run dry and sleep too. True if room came.
+        queue, low = self._queue, self._size // 2
+        deadline = time.monotonic() + _SPIN
+        self._lock.release()
+        try:
+            while len(queue) > low and not self._ended:
+                if time.monotonic() > deadline:
+                    return False
+                os.sched_yield()
+            return True
+        finally:
+            self._lock.acquire()
 
     def _needs_attention(self) -> bool:
         # Under _lock: what ``_stirred`` stands for.
