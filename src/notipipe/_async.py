@@ -5,7 +5,15 @@ its ``update`` (and ``update_many``) run in the publishing thread, append to the
 when no drain is pending, wake the loop with one ``call_soon_threadsafe``. The drain, a task on
 the loop, awaits the observer's coroutine for each queued item, one at a time, in queue order,
 until the queue is empty; only then does the next publish wake the loop again. So a burst of
-messages costs one wake-up, not one per message.
+messages costs one wake-up, not one per message. A drain that finds the queue empty first gives
+the loop one turn (``_IDLE_TURNS``) and looks again: a producer still publishing has appended
+meanwhile, and the burst goes on without a wake-up from another thread, which costs the loop far
+more than a turn.
+
+The compiled twin replaces the two per-message paths with C (``_publisher_c``): ``update`` on
+every build, and, on a free-threaded build, the drain, which also takes each native coroutine's
+first step itself (``finish_awaiting`` awaits the rest if it suspends). The steps, the state
+and the slow paths are this module's: both twins behave alike.
 
 Why a deque and not an ``asyncio.Queue``: asyncio objects may only be touched from their loop's
 thread, and handing each message over with ``call_soon_threadsafe`` is exactly the per-message
@@ -17,10 +25,14 @@ empty, releases it, then looks at the queue once more and takes it back if a mes
 (else that publisher took it and woke the loop). So no message is left behind and no burst wakes
 the loop twice. ``_lock`` (with the condition ``_room``) serialises only the slow path: a full
 queue, the counts, ending; it is never held while user code runs, nor while a publisher waits
-for room (``Condition.wait`` releases it).
+for room (``Condition.wait`` releases it). The drain reads one flag per item for the rare cases,
+``_stirred`` (a publisher waits for room, or the subscription has ended), written under
+``_lock`` with what it stands for.
 
 Overflow, when the queue holds ``queue_size`` items: "wait" blocks the publisher until the drain
-has emptied half of it; "drop_oldest" drops the oldest item and counts it in ``dropped``. A
+has emptied half of it (polling, yielding the CPU, for up to ``_SPIN`` seconds before it sleeps
+on the condition: a publisher put to sleep takes longer to wake than the other half lasts a
+drain that keeps up, and the loop would run dry); "drop_oldest" drops the oldest item and counts it in ``dropped``. A
 publish from the loop's own thread never waits (the loop could not drain while its thread is
 blocked): there, "wait" drops the oldest item too, and counts it. Anywhere else "wait" never
 drops: a publisher given room appends even if racers filled it meanwhile. A batch
