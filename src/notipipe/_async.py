@@ -32,13 +32,13 @@ for room (``Condition.wait`` releases it). The drain reads one flag per item for
 Overflow, when the queue holds ``queue_size`` items: "wait" blocks the publisher until the drain
 has emptied half of it (polling, yielding the CPU, for up to ``_SPIN`` seconds before it sleeps
 on the condition: a publisher put to sleep takes longer to wake than the other half lasts a
-drain that keeps up, and the loop would run dry); "drop_oldest" drops the oldest item and
-counts it in ``dropped``. A publish from the loop's own thread never waits (the loop could not drain while its thread is
-blocked): there, "wait" drops the oldest item too, and counts it. Anywhere else "wait" never
-drops: a publisher given room appends even if racers filled it meanwhile. A batch
-(``update_many``) takes one slot and counts as its length when dropped. The bound is checked
-without the lock, so publishers in several threads that race for the last place may pass it by
-one each.
+drain that keeps up, and the loop would run dry); "drop_oldest" drops the oldest item and counts
+it in ``dropped``. A publish from the loop's own thread never waits (the loop could not drain
+while its thread is blocked): there, "wait" drops the oldest item too, and counts it. Anywhere
+else "wait" never drops: a publisher given room appends even if racers filled it meanwhile. A
+batch (``update_many``) takes one slot and counts as its length when dropped. The bound is
+checked without the lock, so publishers in several threads that race for the last place may pass
+it by one each.
 
 Whatever an observer's coroutine raises is reported (``failed``) and delivery goes on: an
 ``Exception`` as it is; any other ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``, a
