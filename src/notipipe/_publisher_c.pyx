@@ -70,15 +70,27 @@ cdef class _AsyncUpdate:
     cdef object _delivery
     cdef object _queue
     cdef object _append
+    cdef object _loop
     cdef object _is_closed
+    cdef bint _base_loop
     cdef Py_ssize_t _size
 
     def __cinit__(self, delivery):
         self._delivery = delivery
         self._queue = delivery._queue  # never replaced, not even after a fork
         self._append = self._queue.append
-        self._is_closed = delivery._loop.is_closed
+        self._loop = delivery._loop
+        self._is_closed = self._loop.is_closed
+        # asyncio's own loops answer is_closed() with their _closed attribute: read it directly
+        # (no Python frame, no reference to the loop taken per message; the loop's thread
+        # touches its count all the time). Any other loop is asked.
+        self._base_loop = type(self._loop).is_closed is asyncio.BaseEventLoop.is_closed
         self._size = delivery._size
+
+    cdef inline bint _loop_closed(self) except -1:
+        if self._base_loop:
+            return self._loop._closed
+        return self._is_closed()
 
     def update(self, message, /):
         if len(self._queue) >= self._size or self._delivery._ended:
@@ -90,7 +102,7 @@ cdef class _AsyncUpdate:
         if not self._delivery._scheduled and self._delivery._flag.acquire(False):
             self._delivery._scheduled = True
             self._delivery._wake(message)
-        elif self._is_closed():  # closed with a wake-up pending: that drain never runs
+        elif self._loop_closed():  # closed with a wake-up pending: that drain never runs
             self._delivery._end(message)
 
 
