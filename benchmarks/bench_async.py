@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import statistics
 import sys
 import threading
@@ -142,6 +143,10 @@ def paced_latency(cls: Any, rate: float, seconds: float) -> list[float]:
     return observer.ages
 
 
+def _load(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=200_000)
@@ -156,13 +161,18 @@ def main() -> None:
     for name, cls in publishers().items():
         cases[f"notipipe {name} async subscription"] = via_notipipe(cls)
     times: dict[str, list[float]] = {name: [] for name in cases}
+    load_before = os.getloadavg()
     for _ in range(args.repeats):
         for name, make in cases.items():
             times[name].append(flat_out(make, args.messages))
     medians = {name: statistics.median(t) for name, t in times.items()}
     baseline = args.messages / medians["naive call_soon_threadsafe per message (baseline)"]
 
+    load_after = os.getloadavg()
     print(f"# thread-to-loop hand-off, {args.messages:,} messages, median of {args.repeats}: {label()}")
+    print()
+    # The machine may be shared: its load says how far the figures can be trusted.
+    print(f"load average (1, 5, 15 min): before {_load(load_before)}, after {_load(load_after)}")
     print()
     print("| path | messages/s | vs naive bridge |")
     print("|---|---:|---:|")
@@ -171,6 +181,8 @@ def main() -> None:
         print(f"| {name} | {rate:,.0f} | {rate / baseline:.1f}x |")
     print()
     print(f"# latency at {args.rate:,.0f} messages/s for {args.seconds:g} s (one producer thread)")
+    print()
+    print(f"load average (1, 5, 15 min): {_load(os.getloadavg())}")
     print()
     print("| path | delivered | p50 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|")

@@ -149,22 +149,27 @@ class RacingDeque(deque[Any]):
     """A queue that, when the drain finds it empty, has a publisher append just then.
 
     The publisher runs (in its own thread, to completion) after the drain's ``popleft`` found
-    nothing and before the drain hands the wake-up back: it sees a drain still scheduled and
-    leaves the message to it. The drain must look again before it stops.
+    nothing for the last time (after its idle turns) and before the drain hands the wake-up
+    back: it sees a drain still scheduled and leaves the message to it. The drain must look
+    again before it stops.
     """
 
     publish: Any = None
+    empty = 0  # the drain's consecutive finds of an empty queue
 
     def popleft(self) -> Any:
         try:
-            return super().popleft()
+            item = super().popleft()
         except IndexError:
-            if RacingDeque.publish is not None:
+            RacingDeque.empty += 1
+            if RacingDeque.publish is not None and RacingDeque.empty > _async._IDLE_TURNS:
                 publish, RacingDeque.publish = RacingDeque.publish, None
                 racer = threading.Thread(target=publish)
                 racer.start()
                 racer.join()
             raise
+        RacingDeque.empty = 0
+        return item
 
 
 @pytest.mark.thread_unsafe(reason="patches the queue class of every async delivery")
@@ -177,6 +182,7 @@ def test_a_message_published_as_the_drain_stops_is_delivered(
     with loop_thread() as lt:
         pub.subscribe(observer, loop=lt.loop)
         RacingDeque.publish = lambda: pub.notify_all("racer")
+        RacingDeque.empty = 0
         pub.notify_all("first")
         delivered = observer.done.wait(PATIENCE)
     assert delivered, observer.got
@@ -446,7 +452,7 @@ def test_a_drain_cancelled_before_it_ran_does_not_stall_delivery(impl: Impl) -> 
     def cancel_drains() -> None:
         # Runs after the drain task is created and before its first step.
         for task in asyncio.all_tasks(lt.loop):
-            if "_drain" in repr(task.get_coro()):
+            if getattr(task.get_coro(), "__name__", "") == "_drain":
                 task.cancel()
                 cancelled.append(repr(task))
 
@@ -540,7 +546,7 @@ def test_a_waiting_publisher_wakes_the_loop_after_the_drain_was_cancelled(impl: 
     def cancel_drains() -> None:
         # Runs after the drain task is created and before its first step.
         for task in asyncio.all_tasks(lt.loop):
-            if "_drain" in repr(task.get_coro()):
+            if getattr(task.get_coro(), "__name__", "") == "_drain":
                 task.cancel()
                 cancelled.append(repr(task))
 
@@ -902,6 +908,54 @@ def test_cancelling_the_drain_itself_stops_it_and_is_no_failure(impl: Impl) -> N
         assert observer.started.wait(PATIENCE)
         assert lt.run(cancel_it())
     assert observer.got == [0]
+    assert seen == []
+
+
+class Awaiting:
+    """Awaits a future of its own per message: records what it resumes with, or a cancellation."""
+
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future[int]] = []
+        self.got: list[object] = []
+        self.waiting = threading.Event()  # a future is awaited
+        self.done = threading.Event()
+
+    async def update(self, message: Any, /) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        self.waiting.set()
+        try:
+            self.got.append((message, await future))
+        except asyncio.CancelledError:
+            self.got.append((message, "cancelled"))
+            self.done.set()
+            raise
+
+
+def test_an_observer_suspended_in_update_gets_what_its_task_sends_and_throws(impl: Impl) -> None:
+    # The drain awaits each update as ``await`` would: the value the observer's future resumes
+    # it with, and a cancellation of the drain from outside, both reach the observer's code.
+    pub = impl.Publisher()
+    seen = failures_of(pub)
+    observer = Awaiting()
+
+    async def cancel_drain() -> None:
+        (task,) = [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__name__", "") == "_drain"]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    with loop_thread() as lt:
+        pub.subscribe(observer, loop=lt.loop)
+        pub.notify_all("a")
+        assert observer.waiting.wait(PATIENCE)
+        observer.waiting.clear()
+        lt.loop.call_soon_threadsafe(observer.futures[0].set_result, 42)
+        pub.notify_all("b")
+        assert observer.waiting.wait(PATIENCE)
+        lt.run(cancel_drain())
+        assert observer.done.wait(PATIENCE)
+    assert observer.got == [("a", 42), ("b", "cancelled")]
     assert seen == []
 
 

@@ -5,7 +5,15 @@ its ``update`` (and ``update_many``) run in the publishing thread, append to the
 when no drain is pending, wake the loop with one ``call_soon_threadsafe``. The drain, a task on
 the loop, awaits the observer's coroutine for each queued item, one at a time, in queue order,
 until the queue is empty; only then does the next publish wake the loop again. So a burst of
-messages costs one wake-up, not one per message.
+messages costs one wake-up, not one per message. A drain that finds the queue empty first gives
+the loop one turn (``_IDLE_TURNS``) and looks again: a producer still publishing has appended
+meanwhile, and the burst goes on without a wake-up from another thread, which costs the loop far
+more than a turn.
+
+The compiled twin replaces the two per-message paths with C (``_publisher_c``): ``update`` on
+every build, and, on a free-threaded build, the drain, which also takes each native coroutine's
+first step itself (``finish_awaiting`` awaits the rest if it suspends). The steps, the state
+and the slow paths are this module's: both twins behave alike.
 
 Why a deque and not an ``asyncio.Queue``: asyncio objects may only be touched from their loop's
 thread, and handing each message over with ``call_soon_threadsafe`` is exactly the per-message
@@ -17,16 +25,20 @@ empty, releases it, then looks at the queue once more and takes it back if a mes
 (else that publisher took it and woke the loop). So no message is left behind and no burst wakes
 the loop twice. ``_lock`` (with the condition ``_room``) serialises only the slow path: a full
 queue, the counts, ending; it is never held while user code runs, nor while a publisher waits
-for room (``Condition.wait`` releases it).
+for room (``Condition.wait`` releases it). The drain reads one flag per item for the rare cases,
+``_stirred`` (a publisher waits for room, or the subscription has ended), written under
+``_lock`` with what it stands for.
 
 Overflow, when the queue holds ``queue_size`` items: "wait" blocks the publisher until the drain
-has emptied half of it; "drop_oldest" drops the oldest item and counts it in ``dropped``. A
-publish from the loop's own thread never waits (the loop could not drain while its thread is
-blocked): there, "wait" drops the oldest item too, and counts it. Anywhere else "wait" never
-drops: a publisher given room appends even if racers filled it meanwhile. A batch
-(``update_many``) takes one slot and counts as its length when dropped. The bound is checked
-without the lock, so publishers in several threads that race for the last place may pass it by
-one each.
+has emptied half of it (polling, yielding the CPU, for up to ``_SPIN`` seconds before it sleeps
+on the condition: a publisher put to sleep takes longer to wake than the other half lasts a
+drain that keeps up, and the loop would run dry); "drop_oldest" drops the oldest item and counts
+it in ``dropped``. A publish from the loop's own thread never waits (the loop could not drain
+while its thread is blocked): there, "wait" drops the oldest item too, and counts it. Anywhere
+else "wait" never drops: a publisher given room appends even if racers filled it meanwhile. A
+batch (``update_many``) takes one slot and counts as its length when dropped. The bound is
+checked without the lock, so publishers in several threads that race for the last place may pass
+it by one each.
 
 Whatever an observer's coroutine raises is reported (``failed``) and delivery goes on: an
 ``Exception`` as it is; any other ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``, a
@@ -69,9 +81,11 @@ import contextlib
 import logging
 import os
 import threading
+import time
+import types
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from types import TracebackType
 from typing import Any, cast
 
@@ -87,6 +101,12 @@ _log = logging.getLogger("notipipe")
 
 #: Seconds between checks, while a publisher waits for room, that the loop is still running.
 _LOOP_CHECK = 0.05
+
+#: Seconds a publisher waiting for room polls for it before it sleeps (see _spin_for_room).
+_SPIN = 0.002
+
+#: Loop turns a drain that found its queue empty waits for more before it ends.
+_IDLE_TURNS = 1
 
 
 class LoopClosedError(RuntimeError):
@@ -167,6 +187,32 @@ class _DrainTask(asyncio.Task[None]):
         for _ in range(self.own_cancels):
             self.uncancel()
         self.own_cancels = 0
+
+
+@types.coroutine
+def finish_awaiting(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Await the rest of ``coro``, started by hand, which has yielded ``yielded`` to its task.
+
+    What ``await`` does past the first step (PEP 380): what the task sends or throws goes to
+    ``coro``, what ``coro`` yields goes to the task, until it returns. The compiled drain takes
+    the first step itself, so that an update that never suspends costs no awaiting at all.
+    """
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as error:  # noqa: BLE001 - handed to the coroutine, as await does
+            try:
+                yielded = coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 def _wrapped(error: BaseException) -> AsyncObserverError:
@@ -252,6 +298,7 @@ class AsyncDelivery:
 
     __slots__ = (
         "__weakref__",
+        "_drain_with",
         "_ended",
         "_failed",
         "_flag",
@@ -267,6 +314,7 @@ class AsyncDelivery:
         "_room",
         "_scheduled",
         "_size",
+        "_stirred",
         "_task",
         "_waiting",
         "dropped",
@@ -299,8 +347,14 @@ class AsyncDelivery:
         self._flag = threading.Lock()  # held from a wake-up until the drain finds no more
         self._scheduled = False  # a hint that _flag is held (read without any lock)
         self._ended = False
+        # True while a publisher waits for room or once ended: the drain's one check per item.
+        # Written under _lock with _waiting and _ended, read without it.
+        self._stirred = False
         self._forked = False  # ended by a fork, not yet reported (see _after_fork_in_child)
         self._task: asyncio.Task[None] | None = None  # the running drain (kept from the GC)
+        #: The compiled twin's drain (``_publisher_c._drain``), set before the first publish;
+        #: None: this class's ``_drain``. Both take the same steps.
+        self._drain_with: Callable[[AsyncDelivery], Coroutine[Any, Any, None]] | None = None
         #: Messages dropped by the overflow policy or when the subscription ended.
         self.dropped = 0
         self._next_report = 1  # the drop count at which the next warning is logged
@@ -413,18 +467,44 @@ class AsyncDelivery:
                     self._loop.call_soon_threadsafe(self._start)
                 except RuntimeError:  # closed just now
                     return "gone"
+            if self._spin_for_room():
+                continue
             self._waiting += 1
+            self._stirred = True
             try:
                 self._room.wait(_LOOP_CHECK)
             finally:
                 self._waiting -= 1
+                # Ended meanwhile (by another thread), or other publishers still waiting.
+                self._stirred = self._needs_attention()
         return "ended" if self._ended else "room"
+
+    def _spin_for_room(self) -> bool:
+        # Under _lock, released meanwhile: poll (yielding the CPU) for up to _SPIN seconds
+        # until the drain has emptied half the queue. A drain that keeps up empties it in well
+        # under that, and a publisher put to sleep would take longer to wake than the rest of
+        # the queue lasts the drain: the loop would run dry and sleep too. True if room came.
+        queue, low = self._queue, self._size // 2
+        deadline = time.monotonic() + _SPIN
+        self._lock.release()
+        try:
+            while len(queue) > low and not self._ended:
+                if time.monotonic() > deadline:
+                    return False
+                os.sched_yield()
+            return True
+        finally:
+            self._lock.acquire()
+
+    def _needs_attention(self) -> bool:
+        # Under _lock: what ``_stirred`` stands for.
+        return self._ended or self._waiting > 0
 
     def _drop_all(self) -> bool:
         # Under _lock: end, drop (and count) what is queued, release waiting publishers.
         # True if this call ended it.
         first = not self._ended
-        self._ended = True
+        self._ended = self._stirred = True
         self._forked = False
         self.dropped += _take_all(self._queue)
         self._room.notify_all()
@@ -460,7 +540,8 @@ class AsyncDelivery:
     # -- the loop side ---------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self._task = task = _DrainTask(self._drain(), self._loop)
+        drain = self._drain() if self._drain_with is None else self._drain_with(self)
+        self._task = task = _DrainTask(drain, self._loop)
         task.add_done_callback(self._drained)
 
     def _drained(self, task: asyncio.Task[None]) -> None:
@@ -480,23 +561,30 @@ class AsyncDelivery:
 
     async def _drain(self) -> None:
         queue, flag = self._queue, self._flag
+        popleft = queue.popleft  # bound once: a method lookup per item is dear on 3.13t
         strong, ref, failed = self._observer, self._ref, self._failed
         task = cast("_DrainTask", asyncio.current_task())
+        batch = _Batch
         observer: Any
         # Waiting publishers are woken once half the queue is free, not per message taken: a
         # full queue would otherwise cost a thread switch each way for every message.
         low = self._size // 2
+        turns = _IDLE_TURNS
         while True:
             try:
-                item = queue.popleft()
+                item = popleft()
             except IndexError:
+                if turns:
+                    turns -= 1
+                    await self._idle_turn()
+                    continue
                 if self._stop_draining(queue, flag):
                     return
+                turns = _IDLE_TURNS
                 continue
-            if self._waiting and len(queue) <= low:
-                self._make_room()
-            if self._ended:  # ended (closed or unsubscribed): deliver nothing more
-                self._count_dropped(item)  # taken just before it ended: not in that count
+            turns = _IDLE_TURNS
+            # One read per item covers the rare cases: a publisher waiting for room, the end.
+            if self._stirred and self._attend(queue, low, item):
                 continue
             observer = strong if ref is None else ref()
             if observer is None:  # a weak subscription whose observer was collected
@@ -504,7 +592,7 @@ class AsyncDelivery:
                 self._count_dropped(item)
                 continue
             try:
-                if type(item) is _Batch:
+                if type(item) is batch:
                     await observer.update_many(item.messages)
                 else:
                     await observer.update(item)
@@ -519,6 +607,24 @@ class AsyncDelivery:
                 self._raised(task, item, error)
             if task.own_cancels:
                 await task.withdraw_own_cancels()
+
+    async def _idle_turn(self) -> None:
+        # The drain found the queue empty: give the loop a turn, keeping the flag, before
+        # handing it back. A producer still publishing has appended meanwhile, and the burst
+        # goes on without a wake-up (one from another thread costs the loop far more).
+        if self._waiting:
+            self._make_room()
+        await asyncio.sleep(0)
+
+    def _attend(self, queue: deque[Any], low: int, item: object) -> bool:
+        # The rare cases (``_stirred``): wake waiting publishers once half the queue is free;
+        # True if the subscription has ended, and ``item`` is not to be delivered.
+        if self._waiting and len(queue) <= low:
+            self._make_room()
+        if self._ended:  # ended (closed or unsubscribed): deliver nothing more
+            self._count_dropped(item)  # taken just before it ended: not in that count
+            return True
+        return False
 
     def _raised(self, task: _DrainTask, item: object, error: BaseException) -> None:
         # A cancellation from outside (the loop shutting down) ends the drain, and the message
@@ -561,7 +667,7 @@ class AsyncDelivery:
         self._waiting = 0
         self._task = None
         if not self._ended:
-            self._ended = self._forked = True
+            self._ended = self._forked = self._stirred = True
             # Dropped (and counted) now; reported by the first publish (no user code in a hook).
             self.dropped += _take_all(self._queue)
 

@@ -30,15 +30,150 @@ observer that subscribes from ``update`` cannot deadlock. Writers also take ``_l
 
 cimport cython
 
+import asyncio
+import sysconfig
 import threading
 
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_XDECREF
 from cpython.sequence cimport PySequence_GetItem
 
+
+cdef extern from "Python.h":
+    ctypedef enum PySendResult:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    PySendResult PyIter_Send(object iterator, object arg, PyObject **presult)
+    bint PyCoro_CheckExact(object ob)
+
+from notipipe._async import _IDLE_TURNS, _Batch, _message_of, finish_awaiting
 from notipipe._failures import Failures, log_observer_error
 from notipipe._fanout import install
 from notipipe._subscriptions import Purge, make_subscription
 
 __all__ = ["Publisher", "log_observer_error"]
+
+
+cdef class _AsyncUpdate:
+    """``AsyncDelivery.update`` (see ``_async``, the truth it mirrors step for step), in C.
+
+    The per-message producer path of an async subscription: on a free-threaded build the
+    interpreter runs the Python method's attribute reads and the ``is_closed`` check without its
+    specialising fast paths, and each Python-level access to the delivery changes its shared
+    reference count, whose cache line the loop's drain touches too. Here the fields are read
+    from C through fields set once, before the object is shared (so a plain pointer read is
+    safe), and the delivery's own state is read from it on each call: the slow paths (a full
+    queue, an ended subscription, the wake-up) stay the delivery's Python methods, run as is.
+    """
+
+    cdef object _delivery
+    cdef object _queue
+    cdef object _append
+    cdef object _loop
+    cdef object _is_closed
+    cdef bint _base_loop
+    cdef Py_ssize_t _size
+
+    def __cinit__(self, delivery):
+        self._delivery = delivery
+        self._queue = delivery._queue  # never replaced, not even after a fork
+        self._append = self._queue.append
+        self._loop = delivery._loop
+        self._is_closed = self._loop.is_closed
+        # asyncio's own loops answer is_closed() with their _closed attribute: read it directly
+        # (no Python frame, no reference to the loop taken per message; the loop's thread
+        # touches its count all the time). Any other loop is asked.
+        self._base_loop = type(self._loop).is_closed is asyncio.BaseEventLoop.is_closed
+        self._size = delivery._size
+
+    cdef inline bint _loop_closed(self) except -1:
+        if self._base_loop:
+            return self._loop._closed
+        return self._is_closed()
+
+    def update(self, message, /):
+        if len(self._queue) >= self._size or self._delivery._ended:
+            self._delivery._put(message)
+            return
+        self._append(message)
+        # The plain read first: while a drain runs, a publisher does not touch the flag. The
+        # flag is read afresh: a forked child replaces it.
+        if not self._delivery._scheduled and self._delivery._flag.acquire(False):
+            self._delivery._scheduled = True
+            self._delivery._wake(message)
+        elif self._loop_closed():  # closed with a wake-up pending: that drain never runs
+            self._delivery._end(message)
+
+
+#: Only a free-threaded build takes the compiled drain: there the interpreter runs the Python
+#: drain's per-item steps without its specialising fast paths; a GIL build runs them faster in
+#: its own loop than through C (see ``_fanout`` on calls from C into Python code).
+_COMPILED_DRAIN = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+cdef int _first_step(object coro, PyObject **yielded) except -1:
+    # The first step of a native coroutine, as ``await`` would take it, but from C: an update
+    # that returns without suspending (the common case) costs no awaiting machinery. 1: it
+    # yielded ``yielded[0]`` (a new reference) to the task; 0: it returned; -1: it raised.
+    cdef PySendResult sent = PyIter_Send(coro, None, yielded)
+    if sent == PYGEN_ERROR:
+        return -1
+    if sent == PYGEN_RETURN:
+        Py_XDECREF(yielded[0])
+        yielded[0] = NULL
+        return 0
+    return 1
+
+
+async def _drain(d):
+    """``AsyncDelivery._drain`` (see ``_async``, the truth it mirrors step for step), in C."""
+    queue, flag = d._queue, d._flag
+    popleft = queue.popleft
+    strong, ref, failed = d._observer, d._ref, d._failed
+    task = asyncio.current_task()
+    cdef Py_ssize_t low = d._size // 2
+    cdef int turns = _IDLE_TURNS
+    cdef PyObject *yielded = NULL
+    while True:
+        try:
+            item = popleft()
+        except IndexError:
+            if turns:
+                turns -= 1
+                await d._idle_turn()
+                continue
+            if d._stop_draining(queue, flag):
+                return
+            turns = _IDLE_TURNS
+            continue
+        turns = _IDLE_TURNS
+        if d._stirred and d._attend(queue, low, item):
+            continue
+        observer = strong if ref is None else ref()
+        if observer is None:
+            d._forget()
+            d._count_dropped(item)
+            continue
+        try:
+            if type(item) is _Batch:
+                coro = observer.update_many(item.messages)
+            else:
+                coro = observer.update(item)
+            if not PyCoro_CheckExact(coro):
+                await coro
+            elif _first_step(coro, &yielded):  # suspended: await the rest
+                pending = <object>yielded
+                Py_XDECREF(yielded)
+                await finish_awaiting(coro, pending)
+        except Exception as error:
+            failed(_message_of(item), error)
+        except GeneratorExit:
+            raise
+        except BaseException as error:
+            d._raised(task, item, error)
+        if task.own_cancels:
+            await task.withdraw_own_cancels()
 
 
 cdef class Publisher:
@@ -140,6 +275,10 @@ cdef class Publisher:
             queue_size=queue_size,
             overflow=overflow,
         )
+        if sub.delivery is not None:
+            sub.update = _AsyncUpdate(sub.delivery).update
+            if _COMPILED_DRAIN:
+                sub.delivery._drain_with = _drain
         cdef tuple subs
         with self._lock:
             subs = self._read_subs()
