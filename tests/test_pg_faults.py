@@ -77,6 +77,8 @@ def test_the_server_killed_and_restarted_mid_stream(
         pg_cluster.kill()
         killed.set()
         with caplog.at_level(logging.WARNING, logger="notipipe"):
+            # flush() waits for what is queued when it is called: something must be, after the kill.
+            until(lambda: db.pending_count > 0, "an alert queued after the kill")
             with pytest.raises(TimeoutError, match="not yet stored"):
                 db.flush(timeout=0.5)
             # Back-pressure: the queue fills up and the producer waits, without an error.
