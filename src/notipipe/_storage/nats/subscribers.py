@@ -96,8 +96,16 @@ PULL_EXPIRES: Final = 0.5
 ACK_WAIT: Final = 5.0
 #: Seconds between ``+WPI`` for the chunk in hand.
 PROGRESS_EVERY: Final = 1.0
-#: Chunks asked for per pull request (one is in flight at a time; the request waits for the next).
+#: Chunks asked for per pull request (the request waits for the next ones).
 PULL_BATCH: Final = 64
+#: Chunks delivered to a holder and not yet acknowledged, at most (the consumer's
+#: ``max_ack_pending``): the next ones come while the observer works through one.
+IN_FLIGHT: Final = 8
+#: Seconds between two asks whether a chunk held back for an earlier one may go.
+RECHECK: Final = 0.1
+#: Seconds a chunk is held back for an earlier one before it is delivered anyway (the earlier one
+#: then follows): past a takeover's pin timeout and the old holder's acknowledgement wait.
+HOLD_LIMIT: Final = 3 * ACK_WAIT
 #: The metadata key that marks a consumer as notipipe's, holding the durable name.
 NAME_KEY: Final = "notipipe_name"
 #: Each holder answers "who holds this name" on ``<prefix><stream>.<consumer>``.
@@ -144,7 +152,7 @@ def _consumer_config(consumer: str, name: str) -> dict[str, Any]:
         "ack_policy": "explicit",
         "deliver_policy": "new",
         "ack_wait": int(ACK_WAIT * _NS),
-        "max_ack_pending": 1,  # one chunk in flight: stream order, also across a takeover
+        "max_ack_pending": IN_FLIGHT,
         "max_deliver": -1,
         "priority_groups": [GROUP],
         "priority_policy": "pinned_client",
@@ -173,12 +181,36 @@ def _ensure_consumer(client: NatsClient, consumer: str, name: str) -> None:
     known = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{consumer}"))
     if "error" in known:  # neither made nor there: the create's reason is the one to tell
         raise StorageError(client.shown, f"cannot create the consumer {consumer}: {error.get('description')}")
-    if known.get("config", {}).get("priority_policy") != "pinned_client":
+    config = known.get("config", {})
+    if config.get("priority_policy") != "pinned_client":
         raise StorageError(
             client.shown,
             f"the consumer {consumer} exists without notipipe's settings (priority group {GROUP!r},"
             " pinned_client); delete it or use another durable name",
         )
+    if config.get("max_ack_pending") != IN_FLIGHT:  # made by an earlier notipipe: one chunk at a time
+        config = {**config, "max_ack_pending": IN_FLIGHT}
+        update = {"stream_name": stream, "config": config, "action": "update"}
+        client.call(lambda: _api(client, f"CONSUMER.CREATE.{stream}.{consumer}", update))
+
+
+def _release_stale_pin(client: NatsClient, consumer: str) -> None:
+    """Unpin the name if its pin is nobody's. The server pins a pull request when a chunk comes,
+    also one left waiting by a holder that has since stopped, and then waits ``PIN_TIMEOUT`` for
+    it. A live pinned holder has a chunk unacknowledged or answers on the holder subject (it
+    listens there before it acknowledges its first chunk), so it keeps its pin."""
+    stream = client.target.stream
+    info = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{consumer}"))
+    groups = info.get("priority_groups") or []
+    if not any(g.get("pinned_client_id") for g in groups) or int(info.get("num_ack_pending", 0)):
+        return
+    subject = f"{HOLDER_SUBJECT}{stream}.{consumer}"
+    try:
+        client.call(lambda: client.nc.request(subject, b"", timeout=1.0), 2.0)
+    except client.nats.errors.NoRespondersError:
+        client.call(lambda: _api(client, f"CONSUMER.UNPIN.{stream}.{consumer}", {"group": GROUP}))
+    except Exception:  # noqa: BLE001 - someone may hold it: the server's timeout decides
+        return
 
 
 # -- the holder's network side (on the client's loop) ---------------------------------------------
@@ -211,8 +243,12 @@ class _Puller:
         self.pin: str | None = None
         #: Bumped each time the server says the pin is another client's.
         self.generation = 0
-        #: The chunk the delivery thread works on (set by that thread).
-        self.in_hand: Any = None
+        #: Called (on the loop) right after ``generation`` was bumped.
+        self.on_lost: Callable[[], None] | None = None
+        #: Every chunk received and not yet acknowledged or given back, by ``id`` of its message:
+        #: each is kept alive (``+WPI``) while it waits in the queue, is held, or is in hand.
+        #: Added here on the loop, removed by the delivery thread as it settles the chunk.
+        self.outstanding: dict[int, _Delivery] = {}
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._holder_sub: Any = None
@@ -258,7 +294,9 @@ class _Puller:
                 pin = headers.get("Nats-Pin-Id")
                 if pin and pin != self.pin:
                     await self._pinned(pin)
-                self.deliveries.put(_Delivery(msg, int(msg.metadata.sequence.stream), self.generation))
+                delivery = _Delivery(msg, int(msg.metadata.sequence.stream), self.generation)
+                self.outstanding[id(msg)] = delivery
+                self.deliveries.put(delivery)
                 received[0] += 1
                 if received[0] >= PULL_BATCH:
                     ended.set()
@@ -300,11 +338,16 @@ class _Puller:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ended.wait(), PULL_EXPIRES + 1.0)
-            in_hand = self.in_hand
-            if in_hand is not None and time.monotonic() - last_progress >= PROGRESS_EVERY:
+            if time.monotonic() - last_progress >= PROGRESS_EVERY:
                 last_progress = time.monotonic()
-                with contextlib.suppress(Exception):
-                    await in_hand.in_progress()
+                await self._keep_alive()
+
+    async def _keep_alive(self) -> None:
+        """``+WPI`` for every chunk received and not settled: none is given to another before
+        its turn comes here."""
+        for waiting in list(self.outstanding.values()):
+            with contextlib.suppress(Exception):
+                await waiting.msg.in_progress()
 
     async def _wait_for_mending(self) -> None:
         """Hand the trouble to the delivery thread (a ``_Delivery`` without a message), and wait
@@ -341,6 +384,8 @@ class _Puller:
         pin, self.pin = self.pin, None
         if lost:
             self.generation += 1
+            if self.on_lost is not None:
+                self.on_lost()
         sub, self._holder_sub = self._holder_sub, None
         if sub is not None:
             with contextlib.suppress(Exception):
@@ -387,12 +432,21 @@ class NatsDurableSubscription:
         self._done_upto = 0
         #: A chunk whose delivery ``stop`` interrupted.
         self._unfinished: Any = None
+        #: Chunks received ahead of an earlier one still outstanding, by stream sequence, and
+        #: since when each waits.
+        self._held: dict[int, _Delivery] = {}
+        self._held_since: dict[int, float] = {}
+        #: The last chunk ``_in_order`` said must wait, and when (not asked again before ``RECHECK``).
+        self._checked, self._checked_at = 0, 0.0
         #: The last trouble reported (each is reported once, until it changes).
         self._told: str | None = None
         self._stop = threading.Event()
-        #: ``_stop`` as a plain attribute: read before every alert, where a call would cost more
-        #: than the rest of the check.
         self._stopping = False
+        #: Whether the chunk being delivered must halt (``stop`` was called, or the pin lost since
+        #: it came): one plain attribute read before every alert, where more would cost more
+        #: than the rest of the loop. Set under ``_interrupt_lock``, and reset there at each chunk.
+        self._interrupt = False
+        self._interrupt_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"notipipe-subscriber-{name}", daemon=True)
 
     def start(self) -> None:
@@ -400,6 +454,7 @@ class NatsDurableSubscription:
         try:
             self._client.connect()
             _ensure_consumer(self._client, self.consumer, self.name)
+            _release_stale_pin(self._client, self.consumer)
         except StorageError:
             self._client.close()
             raise
@@ -412,7 +467,8 @@ class NatsDurableSubscription:
     def stop(self) -> None:
         """Stop delivering at the next alert and give the name up; unless called from the delivery
         thread, wait for it (for the ``update`` call in progress, if any)."""
-        self._stopping = True
+        with self._interrupt_lock:
+            self._stopping = self._interrupt = True
         self._stop.set()
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join()
@@ -423,43 +479,144 @@ class NatsDurableSubscription:
 
     def _run(self) -> None:
         puller = _Puller(self._client, self.consumer, self._identity)
+        puller.on_lost = self._interrupted
         try:
             puller.start()
             while not self._stop.is_set():
                 try:
-                    delivery = puller.deliveries.get(timeout=self._poll)
+                    wait = min(self._poll, RECHECK) if self._held else self._poll
+                    delivery = puller.deliveries.get(timeout=wait)
                 except queue.Empty:
+                    self._deliver_held(puller)  # a chunk held back: may it go now?
                     continue
-                self._deliver_chunk(puller, delivery)
+                self._take(puller, delivery)
         except Exception:  # noqa: BLE001 - a bug must not end delivery silently
             _log.exception("durable subscriber %r on %s failed", self.name, redact(self.target))
         finally:
             with contextlib.suppress(Exception):
                 puller.stop()  # unpinned first: what is given back goes to the next holder
             self._give_back(puller)
+            with contextlib.suppress(Exception):  # every ack and nak sent is in before the close
+                self._client.call(self._client.nc.flush)
             self._client.close()
 
     def _give_back(self, puller: _Puller) -> None:
         """Chunks received and not delivered whole go back at once (``-NAK``) to the next holder."""
         if self._unfinished is not None:
-            self._settle(self._unfinished, "nak")
+            self._settle(puller, self._unfinished, "nak")
             self._unfinished = None
+        for held in self._held.values():
+            self._settle(puller, held.msg, "nak")
+        self._held.clear()
         while True:
             try:
                 delivery = puller.deliveries.get_nowait()
             except queue.Empty:
                 return
-            self._settle(delivery.msg, "nak")
+            if delivery.msg is not None:
+                self._settle(puller, delivery.msg, "nak")
 
-    def _settle(self, msg: Any, how: str) -> None:
-        """Acknowledge (``ack``) or give back (``nak``) ``msg``; an outage is left to redelivery."""
+    def _settle(self, puller: _Puller, msg: Any, how: str) -> None:
+        """Acknowledge (``ack``) or give back (``nak``) ``msg``: written, not waited for the server's
+        word (an acknowledgement lost in an outage brings the chunk again, recognised then by
+        ``_done_upto``). Waiting for the write hands the interpreter to the loop's thread at
+        once, to read the chunks coming in; while this thread decodes, that thread would get a
+        turn only once the interpreter's switch interval passed."""
+        puller.outstanding.pop(id(msg), None)
         try:
-            if how == "ack":
-                self._client.call(lambda: msg.ack_sync(timeout=REQUEST_TIMEOUT), REQUEST_TIMEOUT + 1)
-            else:
-                self._client.call(msg.nak)
+            self._client.call(lambda: _sent(msg, how))
         except Exception as error:  # noqa: BLE001 - redelivered later, and recognised then
             _log.warning("durable subscriber %r: %s of a chunk failed: %s", self.name, how, describe(error))
+
+    def _take(self, puller: _Puller, delivery: _Delivery) -> None:
+        """A delivery from the puller: a trouble to mend, a chunk to settle at once, or a chunk to
+        deliver in stream order (held until every chunk before it was delivered)."""
+        msg, seq = delivery.msg, delivery.seq
+        if msg is None:  # the puller stopped for a trouble, not a chunk
+            self._mend(puller)
+            return
+        if delivery.generation != puller.generation:
+            self._settle(puller, msg, "nak")  # came before the pin was lost: the new holder's
+            return
+        if seq <= self._done_upto:  # redelivered after an acknowledgement that got lost
+            self._settle(puller, msg, "ack")
+            return
+        older = self._held.get(seq)
+        if older is not None:  # the same chunk again (redelivered while held): one copy kept
+            puller.outstanding.pop(id(older.msg), None)
+        else:
+            self._held_since.setdefault(seq, time.monotonic())
+        self._held[seq] = delivery
+        self._deliver_held(puller)
+
+    def _deliver_held(self, puller: _Puller) -> None:
+        """Deliver the held chunks, lowest sequence first, while each may go (``_in_order``)."""
+        while self._held and not self._stopping:
+            seq = min(self._held)
+            delivery = self._held[seq]
+            if delivery.generation != puller.generation:
+                del self._held[seq]
+                self._settle(puller, delivery.msg, "nak")
+                continue
+            if not self._in_order(puller, seq):
+                held = time.monotonic() - self._held_since.get(seq, time.monotonic())
+                if held < HOLD_LIMIT:
+                    return
+                _log.warning(
+                    "durable subscriber %r: the chunk at sequence %d waited %.0f s for an earlier chunk"
+                    " another holder had; delivered now, out of stream order (the earlier one follows)",
+                    self.name,
+                    seq,
+                    held,
+                )
+            del self._held[seq]
+            self._held_since.pop(seq, None)
+            self._deliver_chunk(puller, delivery)
+
+    def _in_order(self, puller: _Puller, seq: int) -> bool:
+        """Whether the chunk at ``seq`` may be delivered now: the chunk before it was this holder's
+        last, or the consumer's acknowledgements reach up to it, or no chunk is waiting for an
+        acknowledgement anywhere but in this holder (a previous holder's chunks, which the server
+        hands to this one once their acknowledgement is overdue, go first)."""
+        if seq == self._done_upto + 1:
+            return True
+        now = time.monotonic()
+        if self._checked == seq and now - self._checked_at < RECHECK:
+            return False
+        for _ in range(3):  # asked again at once while chunks still came in meanwhile
+            verdict = self._nothing_before(puller, seq)
+            if verdict is not None:
+                if not verdict:
+                    self._checked, self._checked_at = seq, now
+                return verdict
+        self._checked, self._checked_at = seq, now
+        return False
+
+    def _nothing_before(self, puller: _Puller, seq: int) -> bool | None:
+        """One ask of the consumer's state: True if nothing before ``seq`` is outstanding
+        elsewhere, False if something is (or the server does not say), None if chunks came in
+        while asking (the count of this holder's chunks then tells nothing)."""
+        # This holder's chunks counted before and after asking: one that arrived in between may
+        # or may not be in the server's count.
+        before = self._mine(puller)
+        client, subject = self._client, f"CONSUMER.INFO.{self._parsed.stream}.{self.consumer}"
+        try:
+            info = client.call(lambda: _api(client, subject))
+        except Exception:  # noqa: BLE001 - not known now: asked again later
+            return False
+        if "error" in info:
+            return False
+        floor = int((info.get("ack_floor") or {}).get("stream_seq", 0))
+        pending = int(info.get("num_ack_pending", 0))
+        if max(floor, self._done_upto) >= seq - 1 or pending <= before:
+            return True
+        return None if pending <= self._mine(puller) else False
+
+    @staticmethod
+    def _mine(puller: _Puller) -> int:
+        """The chunks this holder received and has not settled (a chunk redelivered while held
+        counted once)."""
+        return len({d.seq for d in list(puller.outstanding.values())})
 
     def _mend(self, puller: _Puller) -> None:
         """The puller stopped for ``puller.trouble``: report it (the error handler and the log);
@@ -495,6 +652,10 @@ class NatsDurableSubscription:
         )
         self._told = None
         self._done_upto = 0  # the stream itself may be new: its sequence starts again from 1
+        for held in self._held.values():  # the old consumer's: nothing to settle them with
+            puller.outstanding.pop(id(held.msg), None)
+        self._held.clear()
+        self._held_since.clear()
         puller.resume()
 
     def _tell(self, text: str) -> None:
@@ -507,27 +668,15 @@ class NatsDurableSubscription:
 
     def _deliver_chunk(self, puller: _Puller, delivery: _Delivery) -> None:
         msg, seq = delivery.msg, delivery.seq
-        if msg is None:  # the puller stopped for a trouble, not a chunk
-            self._mend(puller)
-            return
-        if delivery.generation != puller.generation:
-            return  # came before the pin was lost: the new holder has it
-        if seq <= self._done_upto:  # redelivered after an acknowledgement that got lost
-            self._settle(msg, "ack")
-            return
         data = msg.data or b""
         messages = self._decode_messages(data, make_id(seq, 0))
-        puller.in_hand = msg
-        try:
-            if messages is not None:
-                whole = self._deliver_messages(puller, delivery, messages)
-            else:
-                whole = self._deliver_rows(puller, delivery, self._decode_rows(seq, data))
-        finally:
-            puller.in_hand = None
+        if messages is not None:
+            whole = self._deliver_messages(puller, delivery, messages)
+        else:
+            whole = self._deliver_rows(puller, delivery, self._decode_rows(seq, data))
         if whole:
             self._done_upto = seq
-            self._settle(msg, "ack")
+            self._settle(puller, msg, "ack")
 
     def _decode_messages(self, data: bytes, base_id: int) -> list[object] | None:
         """The chunk's alerts built straight from its bytes (no row tuples); None where this
@@ -548,11 +697,21 @@ class NatsDurableSubscription:
             return []
         return rows
 
+    def _interrupted(self) -> None:
+        with self._interrupt_lock:
+            self._interrupt = True
+
+    def _arm(self, puller: _Puller, delivery: _Delivery) -> None:
+        """Before a chunk's first alert: ``_interrupt`` says whether it must halt already."""
+        with self._interrupt_lock:
+            self._interrupt = self._stopping or delivery.generation != puller.generation
+
     def _deliver_messages(self, puller: _Puller, delivery: _Delivery, messages: list[object]) -> bool:
         """Each alert to ``update``; False if delivery halted before the chunk's end."""
-        generation, update, failed = delivery.generation, self._update, self._failed
+        update, failed = self._update, self._failed
+        self._arm(puller, delivery)
         for message in messages:
-            if generation != puller.generation or self._stopping:
+            if self._interrupt:
                 self._halt(puller, delivery)
                 return False
             try:
@@ -566,11 +725,11 @@ class NatsDurableSubscription:
     def _deliver_rows(self, puller: _Puller, delivery: _Delivery, rows: list[tuple[object, ...]]) -> bool:
         """As ``_deliver_messages``, each row built as its alert here (one that holds none is
         reported and skipped)."""
-        generation = delivery.generation
         # Each row's id-prefixed tuple is made as it is delivered, not the chunk's all at once.
         base, deliver = make_id(delivery.seq, 0), self._deliver_one
+        self._arm(puller, delivery)
         for position, row in enumerate(rows):
-            if generation != puller.generation or self._stopping:
+            if self._interrupt:
                 self._halt(puller, delivery)
                 return False
             deliver((base | position, *row))
@@ -580,7 +739,7 @@ class NatsDurableSubscription:
         """Stop delivering the chunk: once the pin is another's it goes back whole to the new
         holder; once ``stop`` was called it is given back after unpinning."""
         if delivery.generation != puller.generation:
-            self._settle(delivery.msg, "nak")
+            self._settle(puller, delivery.msg, "nak")
         else:
             self._unfinished = delivery.msg
 
@@ -596,6 +755,13 @@ class NatsDurableSubscription:
             self._failed(message, error)
         except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
             self._failed(message, _wrapped(error))
+
+
+async def _sent(msg: Any, how: str) -> None:
+    """``ack`` or ``nak`` ``msg``, written to the socket before this returns (nats-py's flusher
+    writes it on the loop's next round)."""
+    await (msg.ack() if how == "ack" else msg.nak())
+    await asyncio.sleep(0)
 
 
 def _wrapped(error: BaseException) -> RuntimeError:
