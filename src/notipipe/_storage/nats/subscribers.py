@@ -70,7 +70,7 @@ from notipipe._protocols import ErrorHandler
 from notipipe._storage.group_commit import describe
 from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, parse_target, redact
 from notipipe._storage.nats.codec import CODEC
-from notipipe._storage.nats.reader import MAX_CHUNK_ROWS, chunk_at, make_id
+from notipipe._storage.nats.reader import MAX_CHUNK_ROWS, chunk_at, make_id, stream_created
 from notipipe._storage.urls import scrub
 
 __all__ = [
@@ -146,11 +146,11 @@ def durable_name(consumer: str) -> str:
     return data.decode("utf-8")
 
 
-def _consumer_config(consumer: str, name: str) -> dict[str, Any]:
+def _consumer_config(consumer: str, name: str, *, from_start: bool = False) -> dict[str, Any]:
     return {
         "durable_name": consumer,
         "ack_policy": "explicit",
-        "deliver_policy": "new",
+        "deliver_policy": "all" if from_start else "new",
         "ack_wait": int(ACK_WAIT * _NS),
         "max_ack_pending": IN_FLIGHT,
         "max_deliver": -1,
@@ -170,10 +170,12 @@ async def _api(client: NatsClient, subject: str, body: dict[str, Any] | None = N
     return answer
 
 
-def _ensure_consumer(client: NatsClient, consumer: str, name: str) -> None:
-    """Create the name's consumer, delivering from now, unless it exists."""
+def _ensure_consumer(client: NatsClient, consumer: str, name: str, *, from_start: bool = False) -> None:
+    """Create the name's consumer, delivering from now (``from_start``: every chunk the stream
+    holds), unless it exists."""
     stream = client.target.stream
-    body = {"stream_name": stream, "config": _consumer_config(consumer, name), "action": "create"}
+    config = _consumer_config(consumer, name, from_start=from_start)
+    body = {"stream_name": stream, "config": config, "action": "create"}
     answer = client.call(lambda: _api(client, f"CONSUMER.CREATE.{stream}.{consumer}", body))
     error = answer.get("error")
     if error is None:
@@ -440,6 +442,9 @@ class NatsDurableSubscription:
         self._checked, self._checked_at = 0, 0.0
         #: The last trouble reported (each is reported once, until it changes).
         self._told: str | None = None
+        #: When the stream this subscription reads was created: a later time means it was made
+        #: again (its sequences start again from 1).
+        self._created: str | None = None
         self._stop = threading.Event()
         self._stopping = False
         #: Whether the chunk being delivered must halt (``stop`` was called, or the pin lost since
@@ -455,6 +460,7 @@ class NatsDurableSubscription:
             self._client.connect()
             _ensure_consumer(self._client, self.consumer, self.name)
             _release_stale_pin(self._client, self.consumer)
+            self._created = stream_created(self._client)
         except StorageError:
             self._client.close()
             raise
@@ -636,8 +642,17 @@ class NatsDurableSubscription:
         if "error" not in known:  # there (or not known yet): a restart's passing 503, not a loss
             puller.resume()
             return
+        created = stream_created(client)
+        if created is None:  # the stream missing (deleted; made again by the next write): a wait
+            self._tell(
+                f"the consumer {self.consumer} of stream {stream} is gone ({trouble}): the stream is missing"
+            )
+            with contextlib.suppress(Exception):
+                puller.resume()
+            return
+        made_again = self._created is not None and created != self._created
         try:
-            _ensure_consumer(client, self.consumer, self.name)
+            _ensure_consumer(client, self.consumer, self.name, from_start=made_again)
         except Exception as error:  # noqa: BLE001 - told, and tried again at the next pull
             self._tell(
                 f"the consumer {self.consumer} of stream {stream} is gone ({trouble}) and cannot be made"
@@ -646,11 +661,18 @@ class NatsDurableSubscription:
             with contextlib.suppress(Exception):
                 puller.resume()
             return
-        self._tell(
-            f"the consumer {self.consumer} of stream {stream} was gone ({trouble}): made again; the durable"
-            f" subscriber {self.name!r} delivers the alerts stored from now on"
-        )
-        self._told = None
+        if made_again:
+            self._tell(
+                f"stream {stream} was made again (deleted, then created by a write), so its ids start again"
+                f" from 1: the consumer {self.consumer} made again; the durable subscriber {self.name!r}"
+                " delivers the new stream from its start"
+            )
+        else:
+            self._tell(
+                f"the consumer {self.consumer} of stream {stream} was gone ({trouble}): made again; the"
+                f" durable subscriber {self.name!r} delivers the alerts stored from now on"
+            )
+        self._told, self._created = None, created
         self._done_upto = 0  # the stream itself may be new: its sequence starts again from 1
         for held in self._held.values():  # the old consumer's: nothing to settle them with
             puller.outstanding.pop(id(held.msg), None)
