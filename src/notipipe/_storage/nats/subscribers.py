@@ -196,13 +196,13 @@ def _ensure_consumer(client: NatsClient, consumer: str, name: str, *, from_start
         client.call(lambda: _api(client, f"CONSUMER.CREATE.{stream}.{consumer}", update))
 
 
-def _release_stale_pin(client: NatsClient, consumer: str) -> None:
-    """Unpin the name if its pin is nobody's. The server pins a pull request when a chunk comes,
-    also one left waiting by a holder that has since stopped, and then waits ``PIN_TIMEOUT`` for
-    it. A live pinned holder has a chunk unacknowledged or answers on the holder subject (it
-    listens there before it acknowledges its first chunk), so it keeps its pin."""
+def _release_stale_pin(client: NatsClient, consumer: str, info: dict[str, Any]) -> None:
+    """Unpin the name if its pin is nobody's (``info``: the consumer's). The server pins a pull
+    request when a chunk comes, also one left waiting by a holder that has since stopped, and
+    then waits ``PIN_TIMEOUT`` for it. A live pinned holder has a chunk unacknowledged or
+    answers on the holder subject (it listens there before it acknowledges its first chunk), so
+    it keeps its pin."""
     stream = client.target.stream
-    info = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{consumer}"))
     groups = info.get("priority_groups") or []
     if not any(g.get("pinned_client_id") for g in groups) or int(info.get("num_ack_pending", 0)):
         return
@@ -215,6 +215,14 @@ def _release_stale_pin(client: NatsClient, consumer: str) -> None:
         return
 
 
+def _quiet_upto(info: dict[str, Any]) -> int | None:
+    """The consumer's last delivery's sequence if none waits for an acknowledgement (``info``:
+    the consumer's), else None."""
+    if int(info.get("num_ack_pending", 0)):
+        return None
+    return int((info.get("delivered") or {}).get("consumer_seq", 0))
+
+
 # -- the holder's network side (on the client's loop) ---------------------------------------------
 
 
@@ -222,6 +230,8 @@ def _release_stale_pin(client: NatsClient, consumer: str) -> None:
 class _Delivery:
     msg: Any
     seq: int
+    #: The consumer's sequence of this delivery (each delivery, a redelivery too, has the next).
+    dseq: int
     generation: int  # the pin's generation when it came: a later one means the pin was lost
 
 
@@ -251,6 +261,8 @@ class _Puller:
         #: each is kept alive (``+WPI``) while it waits in the queue, is held, or is in hand.
         #: Added here on the loop, removed by the delivery thread as it settles the chunk.
         self.outstanding: dict[int, _Delivery] = {}
+        #: The highest consumer sequence received (set after the chunk is in ``outstanding``).
+        self.received = 0
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._holder_sub: Any = None
@@ -293,12 +305,7 @@ class _Puller:
             headers = msg.headers or {}
             status = headers.get("Status")
             if status is None and msg.reply:
-                pin = headers.get("Nats-Pin-Id")
-                if pin and pin != self.pin:
-                    await self._pinned(pin)
-                delivery = _Delivery(msg, int(msg.metadata.sequence.stream), self.generation)
-                self.outstanding[id(msg)] = delivery
-                self.deliveries.put(delivery)
+                await self._received(msg, headers.get("Nats-Pin-Id"))
                 received[0] += 1
                 if received[0] >= PULL_BATCH:
                     ended.set()
@@ -344,6 +351,16 @@ class _Puller:
                 last_progress = time.monotonic()
                 await self._keep_alive()
 
+    async def _received(self, msg: Any, pin: str | None) -> None:
+        """A chunk for the delivery thread (its pin noted first: the holder answers for it)."""
+        if pin and pin != self.pin:
+            await self._pinned(pin)
+        sequence = msg.metadata.sequence
+        delivery = _Delivery(msg, int(sequence.stream), int(sequence.consumer), self.generation)
+        self.outstanding[id(msg)] = delivery
+        self.received = max(self.received, delivery.dseq)
+        self.deliveries.put(delivery)
+
     async def _keep_alive(self) -> None:
         """``+WPI`` for every chunk received and not settled: none is given to another before
         its turn comes here."""
@@ -356,7 +373,7 @@ class _Puller:
         until it mended it (or for a while: it may be busy, or the trouble may last)."""
         assert self._resumed is not None
         self._resumed.clear()
-        self.deliveries.put(_Delivery(None, 0, self.generation))
+        self.deliveries.put(_Delivery(None, 0, 0, self.generation))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._resumed.wait(), PIN_TIMEOUT)
 
@@ -432,14 +449,19 @@ class NatsDurableSubscription:
         self._client = NatsClient(self._parsed, f"notipipe subscriber {self._identity}")
         #: The stream sequence of the last chunk this subscription delivered whole.
         self._done_upto = 0
+        #: Chunks past ``_done_upto`` delivered whole out of stream order (``HOLD_LIMIT``).
+        self._done_ahead: set[int] = set()
         #: A chunk whose delivery ``stop`` interrupted.
         self._unfinished: Any = None
         #: Chunks received ahead of an earlier one still outstanding, by stream sequence, and
         #: since when each waits.
         self._held: dict[int, _Delivery] = {}
         self._held_since: dict[int, float] = {}
-        #: The last chunk ``_in_order`` said must wait, and when (not asked again before ``RECHECK``).
-        self._checked, self._checked_at = 0, 0.0
+        #: A consumer sequence up to which no delivery was waiting for an acknowledgement when this
+        #: subscription started (None: some was): the delivery right after it is in order.
+        self._quiet_upto: int | None = None
+        #: The last chunk ``_in_order`` said must wait, and when to ask again.
+        self._checked, self._recheck_at = 0, 0.0
         #: The last trouble reported (each is reported once, until it changes).
         self._told: str | None = None
         #: When the stream this subscription reads was created: a later time means it was made
@@ -459,7 +481,10 @@ class NatsDurableSubscription:
         try:
             self._client.connect()
             _ensure_consumer(self._client, self.consumer, self.name)
-            _release_stale_pin(self._client, self.consumer)
+            client, subject = self._client, f"CONSUMER.INFO.{self._parsed.stream}.{self.consumer}"
+            info = client.call(lambda: _api(client, subject))
+            _release_stale_pin(client, self.consumer, info)
+            self._quiet_upto = _quiet_upto(info)
             self._created = stream_created(self._client)
         except StorageError:
             self._client.close()
@@ -490,7 +515,8 @@ class NatsDurableSubscription:
             puller.start()
             while not self._stop.is_set():
                 try:
-                    wait = min(self._poll, RECHECK) if self._held else self._poll
+                    wait = min(self._poll, RECHECK, max(self._recheck_at - time.monotonic(), 0.001))
+                    wait = wait if self._held else self._poll
                     delivery = puller.deliveries.get(timeout=wait)
                 except queue.Empty:
                     self._deliver_held(puller)  # a chunk held back: may it go now?
@@ -544,7 +570,7 @@ class NatsDurableSubscription:
         if delivery.generation != puller.generation:
             self._settle(puller, msg, "nak")  # came before the pin was lost: the new holder's
             return
-        if seq <= self._done_upto:  # redelivered after an acknowledgement that got lost
+        if seq <= self._done_upto or seq in self._done_ahead:  # its acknowledgement got lost
             self._settle(puller, msg, "ack")
             return
         older = self._held.get(seq)
@@ -564,7 +590,8 @@ class NatsDurableSubscription:
                 del self._held[seq]
                 self._settle(puller, delivery.msg, "nak")
                 continue
-            if not self._in_order(puller, seq):
+            ahead = not self._in_order(puller, delivery)
+            if ahead:
                 held = time.monotonic() - self._held_since.get(seq, time.monotonic())
                 if held < HOLD_LIMIT:
                     return
@@ -577,34 +604,31 @@ class NatsDurableSubscription:
                 )
             del self._held[seq]
             self._held_since.pop(seq, None)
-            self._deliver_chunk(puller, delivery)
+            self._deliver_chunk(puller, delivery, ahead=ahead)
 
-    def _in_order(self, puller: _Puller, seq: int) -> bool:
-        """Whether the chunk at ``seq`` may be delivered now: the chunk before it was this holder's
-        last, or the consumer's acknowledgements reach up to it, or no chunk is waiting for an
-        acknowledgement anywhere but in this holder (a previous holder's chunks, which the server
-        hands to this one once their acknowledgement is overdue, go first)."""
-        if seq == self._done_upto + 1:
+    def _in_order(self, puller: _Puller, delivery: _Delivery) -> bool:
+        """Whether the chunk ``delivery`` may be delivered now: the chunk before it was this
+        holder's last, or it is the consumer's first delivery since a time nothing waited for an
+        acknowledgement, or the consumer's acknowledgements reach up to it, or no chunk is waiting
+        for an acknowledgement anywhere but in this holder (a previous holder's chunks, which the
+        server hands to this one once their acknowledgement is overdue, go first)."""
+        seq = delivery.seq
+        if seq == self._done_upto + 1 or delivery.dseq - 1 == self._quiet_upto:
             return True
         now = time.monotonic()
-        if self._checked == seq and now - self._checked_at < RECHECK:
+        if self._checked == seq and now < self._recheck_at:
             return False
-        for _ in range(3):  # asked again at once while chunks still came in meanwhile
-            verdict = self._nothing_before(puller, seq)
-            if verdict is not None:
-                if not verdict:
-                    self._checked, self._checked_at = seq, now
-                return verdict
-        self._checked, self._checked_at = seq, now
+        verdict = self._nothing_before(puller, seq)
+        if verdict:
+            return True
+        # Unknown while chunks are still on their way here: asked again as soon as one is in.
+        self._checked, self._recheck_at = seq, now + (RECHECK if verdict is False else 0.0)
         return False
 
     def _nothing_before(self, puller: _Puller, seq: int) -> bool | None:
-        """One ask of the consumer's state: True if nothing before ``seq`` is outstanding
-        elsewhere, False if something is (or the server does not say), None if chunks came in
-        while asking (the count of this holder's chunks then tells nothing)."""
-        # This holder's chunks counted before and after asking: one that arrived in between may
-        # or may not be in the server's count.
-        before = self._mine(puller)
+        """One ask of the consumer's state: True if nothing before ``seq`` waits for an
+        acknowledgement elsewhere, False if something may (or the server does not say), None if
+        chunks the server had sent when it answered are not all here yet."""
         client, subject = self._client, f"CONSUMER.INFO.{self._parsed.stream}.{self.consumer}"
         try:
             info = client.call(lambda: _api(client, subject))
@@ -612,17 +636,17 @@ class NatsDurableSubscription:
             return False
         if "error" in info:
             return False
+        sent = int((info.get("delivered") or {}).get("consumer_seq", 0))
+        if puller.received < sent:
+            return None
+        # The server's count against this holder's chunks it had sent by then (an
+        # acknowledgement still on its way counts as another's: a wait, never a skip).
+        outstanding = list(puller.outstanding.values())
+        if any(self._done_upto < d.seq < seq for d in outstanding):
+            return None  # an earlier chunk is here, still in the queue: it goes first
+        mine = len({d.seq for d in outstanding if d.dseq <= sent})
         floor = int((info.get("ack_floor") or {}).get("stream_seq", 0))
-        pending = int(info.get("num_ack_pending", 0))
-        if max(floor, self._done_upto) >= seq - 1 or pending <= before:
-            return True
-        return None if pending <= self._mine(puller) else False
-
-    @staticmethod
-    def _mine(puller: _Puller) -> int:
-        """The chunks this holder received and has not settled (a chunk redelivered while held
-        counted once)."""
-        return len({d.seq for d in list(puller.outstanding.values())})
+        return max(floor, self._done_upto) >= seq - 1 or int(info.get("num_ack_pending", 0)) <= mine
 
     def _mend(self, puller: _Puller) -> None:
         """The puller stopped for ``puller.trouble``: report it (the error handler and the log);
@@ -674,6 +698,8 @@ class NatsDurableSubscription:
             )
         self._told, self._created = None, created
         self._done_upto = 0  # the stream itself may be new: its sequence starts again from 1
+        self._done_ahead.clear()
+        self._quiet_upto = 0  # a new consumer: nothing delivered before
         for held in self._held.values():  # the old consumer's: nothing to settle them with
             puller.outstanding.pop(id(held.msg), None)
         self._held.clear()
@@ -688,7 +714,7 @@ class NatsDurableSubscription:
         _log.error("notipipe: durable subscriber %r: %s", self.name, error)
         self._failed(None, error)
 
-    def _deliver_chunk(self, puller: _Puller, delivery: _Delivery) -> None:
+    def _deliver_chunk(self, puller: _Puller, delivery: _Delivery, *, ahead: bool = False) -> None:
         msg, seq = delivery.msg, delivery.seq
         data = msg.data or b""
         messages = self._decode_messages(data, make_id(seq, 0))
@@ -697,7 +723,12 @@ class NatsDurableSubscription:
         else:
             whole = self._deliver_rows(puller, delivery, self._decode_rows(seq, data))
         if whole:
-            self._done_upto = seq
+            if ahead:
+                self._done_ahead.add(seq)
+            else:
+                self._done_upto = seq
+                if self._done_ahead:
+                    self._done_ahead = {s for s in self._done_ahead if s > seq}
             self._settle(puller, msg, "ack")
 
     def _decode_messages(self, data: bytes, base_id: int) -> list[object] | None:
