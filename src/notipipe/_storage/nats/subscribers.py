@@ -2,18 +2,24 @@
 
 The promise, for a subscription named N on the stream S:
 
-* **What it is.** N is a durable pull consumer of S (explicit acks, one chunk in flight:
-  ``max_ack_pending`` 1). NATS forbids some characters that notipipe names allow (whitespace,
-  ``.``, ``*``, ``>``, ``/``, anything beyond ASCII): the consumer's name is N with every byte
-  of its UTF-8 other than letters, digits, ``-`` and ``_`` written ``=XX`` (hex), so the mapping is
-  reversible (``consumer_name``/``durable_name``); a name whose mapping passes 255 characters
-  is refused (``ValueError``). The consumer carries the metadata ``notipipe_name`` (N).
+* **What it is.** N is a durable pull consumer of S (explicit acks, at most ``IN_FLIGHT`` chunks
+  delivered and not yet acknowledged: the next ones come while the observer works). NATS forbids
+  some characters that notipipe names allow (whitespace, ``.``, ``*``, ``>``, ``/``, anything
+  beyond ASCII): the consumer's name is N with every byte of its UTF-8 other than letters, digits,
+  ``-`` and ``_`` written ``=XX`` (hex), so the mapping is reversible
+  (``consumer_name``/``durable_name``); a name whose mapping passes 255 characters is refused
+  (``ValueError``). The consumer carries the metadata ``notipipe_name`` (N).
 * **Where it starts.** The first ``subscribe`` with the name N creates the consumer, before
-  returning, delivering "new" chunks: every alert stored after ``subscribe`` returned is
-  delivered (alerts stored earlier are not; read them with ``after``). A later ``subscribe``
-  with the name N, from any process, resumes where the consumer's acknowledgements stand.
+  returning, delivering "new" chunks: every alert stored after ``subscribe`` returned is delivered
+  (alerts stored earlier are not; read them with ``after``). A later ``subscribe`` with the name
+  N, from any process, resumes where the consumer's acknowledgements stand.
 * **What it delivers.** Every alert stored in S, at least once, none skipped, in stream order,
-  each with its stored ``id`` (``seq << 16 | position``). The chunk is the unit of
+  each with its stored ``id`` (``seq << 16 | position``). A holder delivers a chunk once the chunk
+  before it was its own last, or nothing before it waits for an acknowledgement anywhere else (it
+  asks the consumer's state): a previous holder's chunks, which the server hands over only once
+  their acknowledgement is overdue, go before newer ones the new holder got first. A chunk held
+  back longer than ``HOLD_LIMIT`` for an earlier one is delivered anyway, with a warning (the
+  earlier one follows when it comes): order is given up, never an alert. The chunk is the unit of
   acknowledgement: it is acknowledged after the ``update`` calls of all its alerts returned. A
   holder that dies (``kill -9``, a lost connection) between them gets its chunk redelivered,
   whole, to the next holder: the alerts of that chunk already delivered are delivered again,
@@ -21,24 +27,30 @@ The promise, for a subscription named N on the stream S:
   delivered again (it is acknowledged again).
 * **One holder.** The consumer has the priority group ``notipipe`` with the policy
   ``pinned_client`` (nats-server 2.11): the server delivers to one pinned client at a time. The
-  holder's connection keeps a pull request waiting at all times (every ``PULL_EXPIRES``
-  seconds a new one), also while its observer works through a chunk, and keeps the chunk in
-  hand alive (``+WPI`` every ``PROGRESS_EVERY`` seconds). Other processes on N pull without
-  the pin and get nothing: they are standbys. The server unpins a holder that made no pull for
-  ``PIN_TIMEOUT`` seconds (its process died or was cut off), and pins a standby; a holder that
-  unsubscribes unpins itself at once. The chunk the old holder had in hand goes to the new
-  holder once its acknowledgement is overdue (``ACK_WAIT`` seconds after the old holder's last
-  sign), and with one chunk in flight nothing newer is delivered before it. A holder told it
-  lost the pin (its pull answered ``423``) makes no further ``update`` call for the chunks it had;
-  a holder cut off without a word (a partition, a stalled process) goes on with the chunk in
-  hand, which the new holder gets too: the overlap is at most one chunk, delivered twice,
-  never skipped (as the ADR-42 design says, a pin is no lock).
+  holder's connection keeps a pull request waiting at all times (every ``PULL_EXPIRES`` seconds a
+  new one), also while its observer works through a chunk, and keeps every chunk it received and
+  has not settled alive (``+WPI`` every ``PROGRESS_EVERY`` seconds). Other processes on N pull
+  without the pin and get nothing: they are standbys. The server unpins a holder that made no pull
+  for ``PIN_TIMEOUT`` seconds (its process died or was cut off), and pins a standby; a holder that
+  unsubscribes unpins itself at once. The chunk the old holder had in hand goes to the new holder
+  once its acknowledgement is overdue (``ACK_WAIT`` seconds after the old holder's last sign), and
+  nothing newer is delivered before it (see above). The server also pins a pull request left
+  waiting by a holder that has since stopped, when a chunk comes; ``subscribe`` unpins such a pin
+  (it has no chunk unacknowledged and nobody answers for it on the holder subject), rather than
+  waiting ``PIN_TIMEOUT`` for it. A holder told it lost the pin (its pull answered ``423``) makes
+  no further ``update`` call for the chunks it had, and gives them back; a holder cut off without
+  a word (a partition, a stalled process) goes on with the chunk in hand, and starts no other once
+  the server has been silent for ``PIN_TIMEOUT`` seconds: the overlap with the new holder is the
+  chunks it started before, delivered twice, never skipped (as the ADR-42 design says, a pin is no
+  lock).
 * **Failures.** As for PostgreSQL: an ``update`` that raises goes to the database's
-  ``error_handler``, and delivery goes on (that alert counts as delivered); a ``BaseException``
-  is reported wrapped in a ``RuntimeError``; a chunk that cannot be decoded, or a row that is no
-  alert, is reported with what was read and skipped. A server outage is waited out: the
-  connection reconnects, pulls are made again, the acknowledgement of a chunk is retried
-  as a redelivery (not delivered again, see above).
+  ``error_handler``, and delivery goes on (that alert counts as delivered); a ``BaseException`` is
+  reported wrapped in a ``RuntimeError``; a chunk that cannot be decoded, or a row that is no
+  alert, is reported with what was read and skipped. A server outage is waited out: the connection
+  reconnects, pulls are made again, the acknowledgement of a chunk is retried as a redelivery (not
+  delivered again, see above). A consumer deleted under the holder is made again, delivering from
+  then on; a stream deleted and made again (by the next write: its sequences, and so the ids,
+  start again from 1) gets a consumer delivering it from its start; each is reported once.
 * **Stopping.** ``unsubscribe(observer)`` (also from inside ``update``) stops delivery before the
   next alert. A chunk delivered whole is acknowledged; a chunk partly delivered is given back
   (``-NAK``) and goes whole to the next holder (its first alerts delivered again). The name is
@@ -51,12 +63,14 @@ user code is never called on the loop's thread nor with a lock of notipipe's hel
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
 import os
 import queue
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -94,18 +108,22 @@ PIN_TIMEOUT: Final = 2.0
 PULL_EXPIRES: Final = 0.5
 #: Seconds after a chunk's delivery (or its last ``+WPI``) before the server delivers it again.
 ACK_WAIT: Final = 5.0
-#: Seconds between ``+WPI`` for the chunk in hand.
+#: Seconds between ``+WPI`` for the chunks received and not settled.
 PROGRESS_EVERY: Final = 1.0
 #: Chunks asked for per pull request (the request waits for the next ones).
 PULL_BATCH: Final = 64
 #: Chunks delivered to a holder and not yet acknowledged, at most (the consumer's
-#: ``max_ack_pending``): the next ones come while the observer works through one.
-IN_FLIGHT: Final = 8
+#: ``max_ack_pending``): the next ones come while the observer works through one. A holder so
+#: keeps at most this many times the server's ``max_payload`` bytes in memory.
+IN_FLIGHT: Final = 16
 #: Seconds between two asks whether a chunk held back for an earlier one may go.
 RECHECK: Final = 0.1
 #: Seconds a chunk is held back for an earlier one before it is delivered anyway (the earlier one
 #: then follows): past a takeover's pin timeout and the old holder's acknowledgement wait.
 HOLD_LIMIT: Final = 3 * ACK_WAIT
+#: Whether the delivery thread waits for each acknowledgement's write (with the GIL: the loop's
+#: thread gets the interpreter at once; without it, both threads run at once anyway).
+HANDOFF: Final[bool] = getattr(sys, "_is_gil_enabled", lambda: True)()
 #: The metadata key that marks a consumer as notipipe's, holding the durable name.
 NAME_KEY: Final = "notipipe_name"
 #: Each holder answers "who holds this name" on ``<prefix><stream>.<consumer>``.
@@ -263,6 +281,8 @@ class _Puller:
         self.outstanding: dict[int, _Delivery] = {}
         #: The highest consumer sequence received (set after the chunk is in ``outstanding``).
         self.received = 0
+        #: When the server last answered a pull (a chunk or a status).
+        self.heard = time.monotonic()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._holder_sub: Any = None
@@ -302,6 +322,7 @@ class _Puller:
         received = [0]
 
         async def on_msg(msg: Any) -> None:
+            self.heard = time.monotonic()
             headers = msg.headers or {}
             status = headers.get("Status")
             if status is None and msg.reply:
@@ -551,14 +572,27 @@ class NatsDurableSubscription:
     def _settle(self, puller: _Puller, msg: Any, how: str) -> None:
         """Acknowledge (``ack``) or give back (``nak``) ``msg``: written, not waited for the server's
         word (an acknowledgement lost in an outage brings the chunk again, recognised then by
-        ``_done_upto``). Waiting for the write hands the interpreter to the loop's thread at
-        once, to read the chunks coming in; while this thread decodes, that thread would get a
-        turn only once the interpreter's switch interval passed."""
+        ``_done_upto``). With the GIL, waiting for the write hands the interpreter to the loop's
+        thread at once, to read the chunks coming in: while this thread decodes, that thread
+        would get a turn only once the interpreter's switch interval passed (``HANDOFF``)."""
         puller.outstanding.pop(id(msg), None)
         try:
-            self._client.call(lambda: _sent(msg, how))
+            if HANDOFF:
+                self._client.call(lambda: _sent(msg, how))
+            else:
+                self._client.submit(lambda: _sent(msg, how)).add_done_callback(
+                    lambda sent: self._settled(sent, how)
+                )
         except Exception as error:  # noqa: BLE001 - redelivered later, and recognised then
-            _log.warning("durable subscriber %r: %s of a chunk failed: %s", self.name, how, describe(error))
+            self._settled_badly(how, error)
+
+    def _settled(self, sent: concurrent.futures.Future[None], how: str) -> None:
+        error = None if sent.cancelled() else sent.exception()
+        if error is not None:
+            self._settled_badly(how, error)
+
+    def _settled_badly(self, how: str, error: BaseException) -> None:
+        _log.warning("durable subscriber %r: %s of a chunk failed: %s", self.name, how, describe(error))
 
     def _take(self, puller: _Puller, delivery: _Delivery) -> None:
         """A delivery from the puller: a trouble to mend, a chunk to settle at once, or a chunk to
@@ -590,6 +624,8 @@ class NatsDurableSubscription:
                 del self._held[seq]
                 self._settle(puller, delivery.msg, "nak")
                 continue
+            if time.monotonic() - puller.heard > PIN_TIMEOUT:
+                return  # cut off: the pin may be another's by now; no new chunk is started
             ahead = not self._in_order(puller, delivery)
             if ahead:
                 held = time.monotonic() - self._held_since.get(seq, time.monotonic())
