@@ -14,12 +14,18 @@ made, then read from the start, the clock running from connecting to the last al
   included) and given to the same counter's ``update``, the work notipipe does per alert;
   then the same alerts built by the codec's ``decode_messages`` (the decoder notipipe's
   subscriber uses: each chunk straight into its alerts, no row tuples) and given to ``update``;
-  then that again with notipipe's ordering: one chunk in flight (``max_ack_pending`` 1,
-  ``fetch`` of 1, ``ack_sync``): the price of the ordering, apart from notipipe's own;
+  then that again with one chunk in flight (``max_ack_pending`` 1, ``fetch`` of 1,
+  ``ack_sync``): how notipipe's subscriber kept stream order before it held back chunks itself;
 * notipipe: ``DatabaseConnection(url).subscribe(observer, durable_name=...)`` resuming the name
   (made before the alerts were saved), each alert built again as an ``EmailMessage`` /
   ``SMSMessage`` and given to ``update`` (a counter), each chunk acknowledged after its last
-  ``update`` (notipipe's durable subscriber keeps one chunk in flight).
+  ``update`` (up to ``IN_FLIGHT`` chunks in flight, delivered in stream order, on a thread of
+  the subscription while the client's loop thread reads the next ones).
+
+The fair ceiling is "raw: decode_messages, update": the same chunks decoded into the same alerts
+by the same decoder and given to ``update``, with nats-py's own pipelining (up to 1,000 chunks
+unacknowledged) and no ordering or hand-over between threads; "raw: decode" delivers nothing
+(decoding only) and is shown as the bound no subscriber reaches.
 
 Lag (as ``bench_pg_subscriber.py``): W writer processes (``save_many``, 1,000 alerts a call,
 each alert created just before its call; A alerts/s each, or unpaced with ``--rate 0``; E
