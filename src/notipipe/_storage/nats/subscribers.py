@@ -115,7 +115,7 @@ PULL_BATCH: Final = 64
 #: Chunks delivered to a holder and not yet acknowledged, at most (the consumer's
 #: ``max_ack_pending``): the next ones come while the observer works through one. A holder so
 #: keeps at most this many times the server's ``max_payload`` bytes in memory.
-IN_FLIGHT: Final = 16
+IN_FLIGHT: Final = 32
 #: Seconds between two asks whether a chunk held back for an earlier one may go.
 RECHECK: Final = 0.1
 #: Seconds a chunk is held back for an earlier one before it is delivered anyway (the earlier one
