@@ -624,8 +624,9 @@ class NatsDurableSubscription:
                 del self._held[seq]
                 self._settle(puller, delivery.msg, "nak")
                 continue
-            if time.monotonic() - puller.heard > PIN_TIMEOUT:
-                return  # cut off: the pin may be another's by now; no new chunk is started
+            if time.monotonic() - puller.heard > PIN_TIMEOUT:  # cut off: the pin may be another's
+                self._recheck_at = time.monotonic() + RECHECK  # by now; no new chunk is started
+                return
             ahead = not self._in_order(puller, delivery)
             if ahead:
                 held = time.monotonic() - self._held_since.get(seq, time.monotonic())
