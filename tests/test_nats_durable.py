@@ -5,6 +5,7 @@ nothing; ``notipipe subscriptions`` shows each name's lag in alerts."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -18,7 +19,7 @@ import pytest
 from notipipe import StoredAlert
 from notipipe._storage.nats.client import NatsClient, parse_target
 from notipipe._storage.nats.codec import CODEC
-from notipipe._storage.nats.subscribers import consumer_name, durable_name, list_subscriptions
+from notipipe._storage.nats.subscribers import GROUP, consumer_name, durable_name, list_subscriptions
 from tests._nats_server import NatsServer
 from tests._pg_rows import Seen
 from tests._processes import kill, run_child, spawn, wait_until
@@ -154,6 +155,73 @@ def test_a_subscriber_killed_between_update_and_ack_gets_that_chunk_again_whole(
         _stop(second)
     # Chunks 1 and 2 were acknowledged; chunk 3 (ids[100:150]) was in hand: all of it again.
     assert after == ids[100:], "the chunk in flight was not redelivered whole, or more came again"
+
+
+def test_a_new_holder_delivers_the_dead_holders_chunks_before_newer_ones(
+    impl: Impl, nats_url: str, tmp_path: Path
+) -> None:
+    # The dead holder had several chunks in flight; chunks stored after its death reach the new
+    # holder before the server hands it the old ones (once their acknowledgement is overdue).
+    db = impl.DatabaseConnection(nats_url)
+    out = tmp_path / "delivered"
+    with _subscriber(impl, nats_url, "in order", out, "70") as first:
+        _write(impl, nats_url, 300, 50)  # six chunks of 50, all in the first holder's hands
+        first.wait(timeout=60)
+        assert first.returncode == -9
+    _write(impl, nats_url, 300, 50)  # six more, after its death
+    ids = _stored(db)
+    assert len({i >> 16 for i in ids}) == 12
+    assert _delivered(out) == ids[:70]
+    out.unlink()
+    with _subscriber(impl, nats_url, "in order", out) as second:
+        after = _wait_delivered(out, ids[50:])
+        _stop(second)
+    assert after == ids[50:], "the new holder delivered newer chunks before the dead holder's"
+
+
+def test_a_pin_left_to_a_stopped_holders_pull_is_released_at_subscribe(impl: Impl, nats_url: str) -> None:
+    # A holder's pull request outlives it at the server (until it expires); a chunk stored then
+    # pins that request, and the server would wait PIN_TIMEOUT before pinning the next holder.
+    db = impl.DatabaseConnection(nats_url)
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="left")  # the name's consumer
+    assert db.unsubscribe(seen)
+    client = NatsClient(parse_target(nats_url), "test: a holder gone, its pull still waiting")
+    client.connect()
+    stream, consumer = client.target.stream, consumer_name("left")
+    try:
+        pull = json.dumps({"batch": 1, "expires": 60 * 10**9, "group": GROUP}).encode()
+        inbox = client.nc.new_inbox()
+        client.call(lambda: client.nc.subscribe(inbox))
+        client.call(
+            lambda: client.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", pull, reply=inbox)
+        )
+        client.call(client.nc.flush)
+    finally:
+        client.close()
+    db.save_many([impl.SMSMessage(body="while no one held it")])
+    db.flush()
+    stale = _pin(nats_url, consumer)
+    assert stale is not None  # the gone holder's pull got the pin
+    assert db.subscribe(seen, durable_name="left")
+    try:
+        assert _pin(nats_url, consumer) != stale, "the pin nobody holds was kept"
+        assert seen.wait_for(_stored(db), TAKEOVER)
+    finally:
+        assert db.unsubscribe(seen)
+
+
+def _pin(url: str, consumer: str) -> str | None:
+    """The consumer's pinned client id, as the server tells it (None: nobody pinned)."""
+    client = NatsClient(parse_target(url), "test: the consumer's pin")
+    client.connect()
+    subject = f"$JS.API.CONSUMER.INFO.{client.target.stream}.{consumer}"
+    try:
+        reply = client.call(lambda: client.nc.request(subject, b"", timeout=5))
+    finally:
+        client.close()
+    groups = json.loads(reply.data).get("priority_groups") or []
+    return next((str(g["pinned_client_id"]) for g in groups if g.get("pinned_client_id")), None)
 
 
 def test_one_process_delivers_a_name_and_a_standby_takes_over_when_it_is_killed(

@@ -6,6 +6,12 @@ until ``stop``) and asks again. The stream's order is the order the server store
 so a follower misses nothing and sees nothing twice: ids follow commits. A server outage is
 waited out (the connection reconnects by itself; the follower's place is kept in memory), logged
 once when it starts.
+
+A stream deleted by an operator and made again (by the next write) starts its sequences, and
+so the ids, again from 1. A follower with nothing new asks the stream every ``CHECK_EVERY``
+seconds whether it is still the one it read (its creation time) and whether its end is still
+at or after the follower's place: if not, it logs a warning once and reads the new stream from
+its start (the ids it yields then start again from the new stream's first).
 """
 
 from __future__ import annotations
@@ -14,14 +20,24 @@ import datetime
 import json
 import logging
 import threading
+import time
 from collections.abc import Generator, Iterator
 from types import ModuleType
+from typing import Final
 
 from notipipe._errors import StorageError
 from notipipe._storage.group_commit import describe
 from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, parse_target, redact
 from notipipe._storage.nats.codec import CODEC
-from notipipe._storage.nats.reader import MAX_CHUNK_ROWS, Chunk, chunk_at, make_id, split_id
+from notipipe._storage.nats.reader import (
+    MAX_CHUNK_ROWS,
+    Chunk,
+    chunk_at,
+    make_id,
+    split_id,
+    stream_created,
+    stream_info,
+)
 from notipipe._storage.urls import scrub
 
 __all__ = ["follow_rows", "start_after_time"]
@@ -29,6 +45,9 @@ __all__ = ["follow_rows", "start_after_time"]
 _log = logging.getLogger("notipipe")
 
 type StoredRow = tuple[object, ...]
+
+#: Seconds between two checks, while nothing new comes, that the stream was not made again.
+CHECK_EVERY: Final = 1.0
 
 
 def _connect(target: str) -> NatsClient:
@@ -94,6 +113,8 @@ def follow_rows(
     if seq == 0:
         seq, position = 1, -1
     warned = False
+    created = stream_created(client)
+    next_check = time.monotonic() + CHECK_EVERY
     try:
         while not stop.is_set():
             try:
@@ -113,12 +134,39 @@ def follow_rows(
                 if position >= 0:  # the chunk of after_id is gone (expired, deleted): go on after it
                     seq, position = seq + 1, -1
                     continue
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + CHECK_EVERY
+                    made_again = _made_again(client, seq, created)
+                    if made_again is not None:
+                        created, seq, position = made_again, 1, -1
+                        continue
                 stop.wait(poll)
                 continue
             yield from _pages(chunk, position, page)
             seq, position = chunk.seq + 1, -1
     finally:
         client.close()
+
+
+def _made_again(client: NatsClient, seq: int, created: str | None) -> str | None:
+    """The stream's creation time if it is not the stream the follower read (made again since,
+    or its end before the follower's place ``seq``: ids of a stream made again before the
+    follow started); logged once. None while it is the same stream, or missing."""
+    info = stream_info(client)
+    if info is None:
+        return None
+    now = str(info.get("created"))
+    last = int((info.get("state") or {}).get("last_seq", 0))
+    if now == created and last >= seq - 1:
+        return None
+    _log.warning(
+        "following %s: stream %s was made again (deleted, then created by a write), so its ids start"
+        " again from 1; the follower, waiting for sequence %d, reads the new stream from its start",
+        client.shown,
+        client.target.stream,
+        seq,
+    )
+    return now
 
 
 def _pages(chunk: Chunk, position: int, page: int) -> Iterator[list[StoredRow]]:

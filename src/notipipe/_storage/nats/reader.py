@@ -12,6 +12,7 @@ trip per chunk.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final
 
-from notipipe._storage.nats.client import NatsClient
+from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient
 
 __all__ = [
     "ID_SHIFT",
@@ -31,6 +32,8 @@ __all__ = [
     "chunks_from",
     "make_id",
     "split_id",
+    "stream_created",
+    "stream_info",
 ]
 
 #: Bits of an id that hold the position within the chunk.
@@ -136,3 +139,20 @@ def chunks_from(
             return
         yield chunk
         seq = chunk.seq + 1
+
+
+def stream_info(client: NatsClient) -> dict[str, Any] | None:
+    """The stream's info as the server tells it (None: the stream is missing, or no answer)."""
+    subject = f"$JS.API.STREAM.INFO.{client.target.stream}"
+    try:
+        reply = client.call(lambda: client.nc.request(subject, b"", timeout=REQUEST_TIMEOUT))
+        info: dict[str, Any] = json.loads(reply.data or b"{}")
+    except Exception:  # noqa: BLE001 - an outage: the reads that follow say so
+        return None
+    return None if "error" in info else info
+
+
+def stream_created(client: NatsClient) -> str | None:
+    """When the stream was created (a stream made again has a later time; None: not known now)."""
+    info = stream_info(client)
+    return None if info is None else str(info.get("created"))

@@ -2,18 +2,24 @@
 
 The promise, for a subscription named N on the stream S:
 
-* **What it is.** N is a durable pull consumer of S (explicit acks, one chunk in flight:
-  ``max_ack_pending`` 1). NATS forbids some characters that notipipe names allow (whitespace,
-  ``.``, ``*``, ``>``, ``/``, anything beyond ASCII): the consumer's name is N with every byte
-  of its UTF-8 other than letters, digits, ``-`` and ``_`` written ``=XX`` (hex), so the mapping is
-  reversible (``consumer_name``/``durable_name``); a name whose mapping passes 255 characters
-  is refused (``ValueError``). The consumer carries the metadata ``notipipe_name`` (N).
+* **What it is.** N is a durable pull consumer of S (explicit acks, at most ``IN_FLIGHT`` chunks
+  delivered and not yet acknowledged: the next ones come while the observer works). NATS forbids
+  some characters that notipipe names allow (whitespace, ``.``, ``*``, ``>``, ``/``, anything
+  beyond ASCII): the consumer's name is N with every byte of its UTF-8 other than letters, digits,
+  ``-`` and ``_`` written ``=XX`` (hex), so the mapping is reversible
+  (``consumer_name``/``durable_name``); a name whose mapping passes 255 characters is refused
+  (``ValueError``). The consumer carries the metadata ``notipipe_name`` (N).
 * **Where it starts.** The first ``subscribe`` with the name N creates the consumer, before
-  returning, delivering "new" chunks: every alert stored after ``subscribe`` returned is
-  delivered (alerts stored earlier are not; read them with ``after``). A later ``subscribe``
-  with the name N, from any process, resumes where the consumer's acknowledgements stand.
+  returning, delivering "new" chunks: every alert stored after ``subscribe`` returned is delivered
+  (alerts stored earlier are not; read them with ``after``). A later ``subscribe`` with the name
+  N, from any process, resumes where the consumer's acknowledgements stand.
 * **What it delivers.** Every alert stored in S, at least once, none skipped, in stream order,
-  each with its stored ``id`` (``seq << 16 | position``). The chunk is the unit of
+  each with its stored ``id`` (``seq << 16 | position``). A holder delivers a chunk once the chunk
+  before it was its own last, or nothing before it waits for an acknowledgement anywhere else (it
+  asks the consumer's state): a previous holder's chunks, which the server hands over only once
+  their acknowledgement is overdue, go before newer ones the new holder got first. A chunk held
+  back longer than ``HOLD_LIMIT`` for an earlier one is delivered anyway, with a warning (the
+  earlier one follows when it comes): order is given up, never an alert. The chunk is the unit of
   acknowledgement: it is acknowledged after the ``update`` calls of all its alerts returned. A
   holder that dies (``kill -9``, a lost connection) between them gets its chunk redelivered,
   whole, to the next holder: the alerts of that chunk already delivered are delivered again,
@@ -21,24 +27,30 @@ The promise, for a subscription named N on the stream S:
   delivered again (it is acknowledged again).
 * **One holder.** The consumer has the priority group ``notipipe`` with the policy
   ``pinned_client`` (nats-server 2.11): the server delivers to one pinned client at a time. The
-  holder's connection keeps a pull request waiting at all times (every ``PULL_EXPIRES``
-  seconds a new one), also while its observer works through a chunk, and keeps the chunk in
-  hand alive (``+WPI`` every ``PROGRESS_EVERY`` seconds). Other processes on N pull without
-  the pin and get nothing: they are standbys. The server unpins a holder that made no pull for
-  ``PIN_TIMEOUT`` seconds (its process died or was cut off), and pins a standby; a holder that
-  unsubscribes unpins itself at once. The chunk the old holder had in hand goes to the new
-  holder once its acknowledgement is overdue (``ACK_WAIT`` seconds after the old holder's last
-  sign), and with one chunk in flight nothing newer is delivered before it. A holder told it
-  lost the pin (its pull answered ``423``) makes no further ``update`` call for the chunks it had;
-  a holder cut off without a word (a partition, a stalled process) goes on with the chunk in
-  hand, which the new holder gets too: the overlap is at most one chunk, delivered twice,
-  never skipped (as the ADR-42 design says, a pin is no lock).
+  holder's connection keeps a pull request waiting at all times (every ``PULL_EXPIRES`` seconds a
+  new one), also while its observer works through a chunk, and keeps every chunk it received and
+  has not settled alive (``+WPI`` every ``PROGRESS_EVERY`` seconds). Other processes on N pull
+  without the pin and get nothing: they are standbys. The server unpins a holder that made no pull
+  for ``PIN_TIMEOUT`` seconds (its process died or was cut off), and pins a standby; a holder that
+  unsubscribes unpins itself at once. The chunk the old holder had in hand goes to the new holder
+  once its acknowledgement is overdue (``ACK_WAIT`` seconds after the old holder's last sign), and
+  nothing newer is delivered before it (see above). The server also pins a pull request left
+  waiting by a holder that has since stopped, when a chunk comes; ``subscribe`` unpins such a pin
+  (it has no chunk unacknowledged and nobody answers for it on the holder subject), rather than
+  waiting ``PIN_TIMEOUT`` for it. A holder told it lost the pin (its pull answered ``423``) makes
+  no further ``update`` call for the chunks it had, and gives them back; a holder cut off without
+  a word (a partition, a stalled process) goes on with the chunk in hand, and starts no other once
+  the server has been silent for ``PIN_TIMEOUT`` seconds: the overlap with the new holder is the
+  chunks it started before, delivered twice, never skipped (as the ADR-42 design says, a pin is no
+  lock).
 * **Failures.** As for PostgreSQL: an ``update`` that raises goes to the database's
-  ``error_handler``, and delivery goes on (that alert counts as delivered); a ``BaseException``
-  is reported wrapped in a ``RuntimeError``; a chunk that cannot be decoded, or a row that is no
-  alert, is reported with what was read and skipped. A server outage is waited out: the
-  connection reconnects, pulls are made again, the acknowledgement of a chunk is retried
-  as a redelivery (not delivered again, see above).
+  ``error_handler``, and delivery goes on (that alert counts as delivered); a ``BaseException`` is
+  reported wrapped in a ``RuntimeError``; a chunk that cannot be decoded, or a row that is no
+  alert, is reported with what was read and skipped. A server outage is waited out: the connection
+  reconnects, pulls are made again, the acknowledgement of a chunk is retried as a redelivery (not
+  delivered again, see above). A consumer deleted under the holder is made again, delivering from
+  then on; a stream deleted and made again (by the next write: its sequences, and so the ids,
+  start again from 1) gets a consumer delivering it from its start; each is reported once.
 * **Stopping.** ``unsubscribe(observer)`` (also from inside ``update``) stops delivery before the
   next alert. A chunk delivered whole is acknowledged; a chunk partly delivered is given back
   (``-NAK``) and goes whole to the next holder (its first alerts delivered again). The name is
@@ -51,12 +63,14 @@ user code is never called on the loop's thread nor with a lock of notipipe's hel
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
 import os
 import queue
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -70,7 +84,7 @@ from notipipe._protocols import ErrorHandler
 from notipipe._storage.group_commit import describe
 from notipipe._storage.nats.client import REQUEST_TIMEOUT, NatsClient, parse_target, redact
 from notipipe._storage.nats.codec import CODEC
-from notipipe._storage.nats.reader import MAX_CHUNK_ROWS, chunk_at, make_id
+from notipipe._storage.nats.reader import MAX_CHUNK_ROWS, chunk_at, make_id, stream_created
 from notipipe._storage.urls import scrub
 
 __all__ = [
@@ -94,10 +108,22 @@ PIN_TIMEOUT: Final = 2.0
 PULL_EXPIRES: Final = 0.5
 #: Seconds after a chunk's delivery (or its last ``+WPI``) before the server delivers it again.
 ACK_WAIT: Final = 5.0
-#: Seconds between ``+WPI`` for the chunk in hand.
+#: Seconds between ``+WPI`` for the chunks received and not settled.
 PROGRESS_EVERY: Final = 1.0
-#: Chunks asked for per pull request (one is in flight at a time; the request waits for the next).
+#: Chunks asked for per pull request (the request waits for the next ones).
 PULL_BATCH: Final = 64
+#: Chunks delivered to a holder and not yet acknowledged, at most (the consumer's
+#: ``max_ack_pending``): the next ones come while the observer works through one. A holder so
+#: keeps at most this many times the server's ``max_payload`` bytes in memory.
+IN_FLIGHT: Final = 32
+#: Seconds between two asks whether a chunk held back for an earlier one may go.
+RECHECK: Final = 0.1
+#: Seconds a chunk is held back for an earlier one before it is delivered anyway (the earlier one
+#: then follows): past a takeover's pin timeout and the old holder's acknowledgement wait.
+HOLD_LIMIT: Final = 3 * ACK_WAIT
+#: Whether the delivery thread waits for each acknowledgement's write (with the GIL: the loop's
+#: thread gets the interpreter at once; without it, both threads run at once anyway).
+HANDOFF: Final[bool] = getattr(sys, "_is_gil_enabled", lambda: True)()
 #: The metadata key that marks a consumer as notipipe's, holding the durable name.
 NAME_KEY: Final = "notipipe_name"
 #: Each holder answers "who holds this name" on ``<prefix><stream>.<consumer>``.
@@ -138,13 +164,13 @@ def durable_name(consumer: str) -> str:
     return data.decode("utf-8")
 
 
-def _consumer_config(consumer: str, name: str) -> dict[str, Any]:
+def _consumer_config(consumer: str, name: str, *, from_start: bool = False) -> dict[str, Any]:
     return {
         "durable_name": consumer,
         "ack_policy": "explicit",
-        "deliver_policy": "new",
+        "deliver_policy": "all" if from_start else "new",
         "ack_wait": int(ACK_WAIT * _NS),
-        "max_ack_pending": 1,  # one chunk in flight: stream order, also across a takeover
+        "max_ack_pending": IN_FLIGHT,
         "max_deliver": -1,
         "priority_groups": [GROUP],
         "priority_policy": "pinned_client",
@@ -162,10 +188,12 @@ async def _api(client: NatsClient, subject: str, body: dict[str, Any] | None = N
     return answer
 
 
-def _ensure_consumer(client: NatsClient, consumer: str, name: str) -> None:
-    """Create the name's consumer, delivering from now, unless it exists."""
+def _ensure_consumer(client: NatsClient, consumer: str, name: str, *, from_start: bool = False) -> None:
+    """Create the name's consumer, delivering from now (``from_start``: every chunk the stream
+    holds), unless it exists."""
     stream = client.target.stream
-    body = {"stream_name": stream, "config": _consumer_config(consumer, name), "action": "create"}
+    config = _consumer_config(consumer, name, from_start=from_start)
+    body = {"stream_name": stream, "config": config, "action": "create"}
     answer = client.call(lambda: _api(client, f"CONSUMER.CREATE.{stream}.{consumer}", body))
     error = answer.get("error")
     if error is None:
@@ -173,12 +201,44 @@ def _ensure_consumer(client: NatsClient, consumer: str, name: str) -> None:
     known = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{consumer}"))
     if "error" in known:  # neither made nor there: the create's reason is the one to tell
         raise StorageError(client.shown, f"cannot create the consumer {consumer}: {error.get('description')}")
-    if known.get("config", {}).get("priority_policy") != "pinned_client":
+    config = known.get("config", {})
+    if config.get("priority_policy") != "pinned_client":
         raise StorageError(
             client.shown,
             f"the consumer {consumer} exists without notipipe's settings (priority group {GROUP!r},"
             " pinned_client); delete it or use another durable name",
         )
+    if config.get("max_ack_pending") != IN_FLIGHT:  # made by an earlier notipipe: one chunk at a time
+        config = {**config, "max_ack_pending": IN_FLIGHT}
+        update = {"stream_name": stream, "config": config, "action": "update"}
+        client.call(lambda: _api(client, f"CONSUMER.CREATE.{stream}.{consumer}", update))
+
+
+def _release_stale_pin(client: NatsClient, consumer: str, info: dict[str, Any]) -> None:
+    """Unpin the name if its pin is nobody's (``info``: the consumer's). The server pins a pull
+    request when a chunk comes, also one left waiting by a holder that has since stopped, and
+    then waits ``PIN_TIMEOUT`` for it. A live pinned holder has a chunk unacknowledged or
+    answers on the holder subject (it listens there before it acknowledges its first chunk), so
+    it keeps its pin."""
+    stream = client.target.stream
+    groups = info.get("priority_groups") or []
+    if not any(g.get("pinned_client_id") for g in groups) or int(info.get("num_ack_pending", 0)):
+        return
+    subject = f"{HOLDER_SUBJECT}{stream}.{consumer}"
+    try:
+        client.call(lambda: client.nc.request(subject, b"", timeout=1.0), 2.0)
+    except client.nats.errors.NoRespondersError:
+        client.call(lambda: _api(client, f"CONSUMER.UNPIN.{stream}.{consumer}", {"group": GROUP}))
+    except Exception:  # noqa: BLE001 - someone may hold it: the server's timeout decides
+        return
+
+
+def _quiet_upto(info: dict[str, Any]) -> int | None:
+    """The consumer's last delivery's sequence if none waits for an acknowledgement (``info``:
+    the consumer's), else None."""
+    if int(info.get("num_ack_pending", 0)):
+        return None
+    return int((info.get("delivered") or {}).get("consumer_seq", 0))
 
 
 # -- the holder's network side (on the client's loop) ---------------------------------------------
@@ -188,6 +248,8 @@ def _ensure_consumer(client: NatsClient, consumer: str, name: str) -> None:
 class _Delivery:
     msg: Any
     seq: int
+    #: The consumer's sequence of this delivery (each delivery, a redelivery too, has the next).
+    dseq: int
     generation: int  # the pin's generation when it came: a later one means the pin was lost
 
 
@@ -211,8 +273,16 @@ class _Puller:
         self.pin: str | None = None
         #: Bumped each time the server says the pin is another client's.
         self.generation = 0
-        #: The chunk the delivery thread works on (set by that thread).
-        self.in_hand: Any = None
+        #: Called (on the loop) right after ``generation`` was bumped.
+        self.on_lost: Callable[[], None] | None = None
+        #: Every chunk received and not yet acknowledged or given back, by ``id`` of its message:
+        #: each is kept alive (``+WPI``) while it waits in the queue, is held, or is in hand.
+        #: Added here on the loop, removed by the delivery thread as it settles the chunk.
+        self.outstanding: dict[int, _Delivery] = {}
+        #: The highest consumer sequence received (set after the chunk is in ``outstanding``).
+        self.received = 0
+        #: When the server last answered a pull (a chunk or a status).
+        self.heard = time.monotonic()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._holder_sub: Any = None
@@ -252,13 +322,11 @@ class _Puller:
         received = [0]
 
         async def on_msg(msg: Any) -> None:
+            self.heard = time.monotonic()
             headers = msg.headers or {}
             status = headers.get("Status")
             if status is None and msg.reply:
-                pin = headers.get("Nats-Pin-Id")
-                if pin and pin != self.pin:
-                    await self._pinned(pin)
-                self.deliveries.put(_Delivery(msg, int(msg.metadata.sequence.stream), self.generation))
+                await self._received(msg, headers.get("Nats-Pin-Id"))
                 received[0] += 1
                 if received[0] >= PULL_BATCH:
                     ended.set()
@@ -300,18 +368,33 @@ class _Puller:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ended.wait(), PULL_EXPIRES + 1.0)
-            in_hand = self.in_hand
-            if in_hand is not None and time.monotonic() - last_progress >= PROGRESS_EVERY:
+            if time.monotonic() - last_progress >= PROGRESS_EVERY:
                 last_progress = time.monotonic()
-                with contextlib.suppress(Exception):
-                    await in_hand.in_progress()
+                await self._keep_alive()
+
+    async def _received(self, msg: Any, pin: str | None) -> None:
+        """A chunk for the delivery thread (its pin noted first: the holder answers for it)."""
+        if pin and pin != self.pin:
+            await self._pinned(pin)
+        sequence = msg.metadata.sequence
+        delivery = _Delivery(msg, int(sequence.stream), int(sequence.consumer), self.generation)
+        self.outstanding[id(msg)] = delivery
+        self.received = max(self.received, delivery.dseq)
+        self.deliveries.put(delivery)
+
+    async def _keep_alive(self) -> None:
+        """``+WPI`` for every chunk received and not settled: none is given to another before
+        its turn comes here."""
+        for waiting in list(self.outstanding.values()):
+            with contextlib.suppress(Exception):
+                await waiting.msg.in_progress()
 
     async def _wait_for_mending(self) -> None:
         """Hand the trouble to the delivery thread (a ``_Delivery`` without a message), and wait
         until it mended it (or for a while: it may be busy, or the trouble may last)."""
         assert self._resumed is not None
         self._resumed.clear()
-        self.deliveries.put(_Delivery(None, 0, self.generation))
+        self.deliveries.put(_Delivery(None, 0, 0, self.generation))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._resumed.wait(), PIN_TIMEOUT)
 
@@ -341,6 +424,8 @@ class _Puller:
         pin, self.pin = self.pin, None
         if lost:
             self.generation += 1
+            if self.on_lost is not None:
+                self.on_lost()
         sub, self._holder_sub = self._holder_sub, None
         if sub is not None:
             with contextlib.suppress(Exception):
@@ -385,14 +470,31 @@ class NatsDurableSubscription:
         self._client = NatsClient(self._parsed, f"notipipe subscriber {self._identity}")
         #: The stream sequence of the last chunk this subscription delivered whole.
         self._done_upto = 0
+        #: Chunks past ``_done_upto`` delivered whole out of stream order (``HOLD_LIMIT``).
+        self._done_ahead: set[int] = set()
         #: A chunk whose delivery ``stop`` interrupted.
         self._unfinished: Any = None
+        #: Chunks received ahead of an earlier one still outstanding, by stream sequence, and
+        #: since when each waits.
+        self._held: dict[int, _Delivery] = {}
+        self._held_since: dict[int, float] = {}
+        #: A consumer sequence up to which no delivery was waiting for an acknowledgement when this
+        #: subscription started (None: some was): the delivery right after it is in order.
+        self._quiet_upto: int | None = None
+        #: The last chunk ``_in_order`` said must wait, and when to ask again.
+        self._checked, self._recheck_at = 0, 0.0
         #: The last trouble reported (each is reported once, until it changes).
         self._told: str | None = None
+        #: When the stream this subscription reads was created: a later time means it was made
+        #: again (its sequences start again from 1).
+        self._created: str | None = None
         self._stop = threading.Event()
-        #: ``_stop`` as a plain attribute: read before every alert, where a call would cost more
-        #: than the rest of the check.
         self._stopping = False
+        #: Whether the chunk being delivered must halt (``stop`` was called, or the pin lost since
+        #: it came): one plain attribute read before every alert, where more would cost more
+        #: than the rest of the loop. Set under ``_interrupt_lock``, and reset there at each chunk.
+        self._interrupt = False
+        self._interrupt_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"notipipe-subscriber-{name}", daemon=True)
 
     def start(self) -> None:
@@ -400,6 +502,11 @@ class NatsDurableSubscription:
         try:
             self._client.connect()
             _ensure_consumer(self._client, self.consumer, self.name)
+            client, subject = self._client, f"CONSUMER.INFO.{self._parsed.stream}.{self.consumer}"
+            info = client.call(lambda: _api(client, subject))
+            _release_stale_pin(client, self.consumer, info)
+            self._quiet_upto = _quiet_upto(info)
+            self._created = stream_created(self._client)
         except StorageError:
             self._client.close()
             raise
@@ -412,7 +519,8 @@ class NatsDurableSubscription:
     def stop(self) -> None:
         """Stop delivering at the next alert and give the name up; unless called from the delivery
         thread, wait for it (for the ``update`` call in progress, if any)."""
-        self._stopping = True
+        with self._interrupt_lock:
+            self._stopping = self._interrupt = True
         self._stop.set()
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join()
@@ -423,43 +531,159 @@ class NatsDurableSubscription:
 
     def _run(self) -> None:
         puller = _Puller(self._client, self.consumer, self._identity)
+        puller.on_lost = self._interrupted
         try:
             puller.start()
             while not self._stop.is_set():
                 try:
-                    delivery = puller.deliveries.get(timeout=self._poll)
+                    wait = min(self._poll, RECHECK, max(self._recheck_at - time.monotonic(), 0.001))
+                    wait = wait if self._held else self._poll
+                    delivery = puller.deliveries.get(timeout=wait)
                 except queue.Empty:
+                    self._deliver_held(puller)  # a chunk held back: may it go now?
                     continue
-                self._deliver_chunk(puller, delivery)
+                self._take(puller, delivery)
         except Exception:  # noqa: BLE001 - a bug must not end delivery silently
             _log.exception("durable subscriber %r on %s failed", self.name, redact(self.target))
         finally:
             with contextlib.suppress(Exception):
                 puller.stop()  # unpinned first: what is given back goes to the next holder
             self._give_back(puller)
+            with contextlib.suppress(Exception):  # every ack and nak sent is in before the close
+                self._client.call(self._client.nc.flush)
             self._client.close()
 
     def _give_back(self, puller: _Puller) -> None:
         """Chunks received and not delivered whole go back at once (``-NAK``) to the next holder."""
         if self._unfinished is not None:
-            self._settle(self._unfinished, "nak")
+            self._settle(puller, self._unfinished, "nak")
             self._unfinished = None
+        for held in self._held.values():
+            self._settle(puller, held.msg, "nak")
+        self._held.clear()
         while True:
             try:
                 delivery = puller.deliveries.get_nowait()
             except queue.Empty:
                 return
-            self._settle(delivery.msg, "nak")
+            if delivery.msg is not None:
+                self._settle(puller, delivery.msg, "nak")
 
-    def _settle(self, msg: Any, how: str) -> None:
-        """Acknowledge (``ack``) or give back (``nak``) ``msg``; an outage is left to redelivery."""
+    def _settle(self, puller: _Puller, msg: Any, how: str) -> None:
+        """Acknowledge (``ack``) or give back (``nak``) ``msg``: written, not waited for the server's
+        word (an acknowledgement lost in an outage brings the chunk again, recognised then by
+        ``_done_upto``). With the GIL, waiting for the write hands the interpreter to the loop's
+        thread at once, to read the chunks coming in: while this thread decodes, that thread
+        would get a turn only once the interpreter's switch interval passed (``HANDOFF``)."""
+        puller.outstanding.pop(id(msg), None)
         try:
-            if how == "ack":
-                self._client.call(lambda: msg.ack_sync(timeout=REQUEST_TIMEOUT), REQUEST_TIMEOUT + 1)
+            if HANDOFF:
+                self._client.call(lambda: _sent(msg, how))
             else:
-                self._client.call(msg.nak)
+                self._client.submit(lambda: _sent(msg, how)).add_done_callback(
+                    lambda sent: self._settled(sent, how)
+                )
         except Exception as error:  # noqa: BLE001 - redelivered later, and recognised then
-            _log.warning("durable subscriber %r: %s of a chunk failed: %s", self.name, how, describe(error))
+            self._settled_badly(how, error)
+
+    def _settled(self, sent: concurrent.futures.Future[None], how: str) -> None:
+        error = None if sent.cancelled() else sent.exception()
+        if error is not None:
+            self._settled_badly(how, error)
+
+    def _settled_badly(self, how: str, error: BaseException) -> None:
+        _log.warning("durable subscriber %r: %s of a chunk failed: %s", self.name, how, describe(error))
+
+    def _take(self, puller: _Puller, delivery: _Delivery) -> None:
+        """A delivery from the puller: a trouble to mend, a chunk to settle at once, or a chunk to
+        deliver in stream order (held until every chunk before it was delivered)."""
+        msg, seq = delivery.msg, delivery.seq
+        if msg is None:  # the puller stopped for a trouble, not a chunk
+            self._mend(puller)
+            return
+        if delivery.generation != puller.generation:
+            self._settle(puller, msg, "nak")  # came before the pin was lost: the new holder's
+            return
+        if seq <= self._done_upto or seq in self._done_ahead:  # its acknowledgement got lost
+            self._settle(puller, msg, "ack")
+            return
+        older = self._held.get(seq)
+        if older is not None:  # the same chunk again (redelivered while held): one copy kept
+            puller.outstanding.pop(id(older.msg), None)
+        else:
+            self._held_since.setdefault(seq, time.monotonic())
+        self._held[seq] = delivery
+        self._deliver_held(puller)
+
+    def _deliver_held(self, puller: _Puller) -> None:
+        """Deliver the held chunks, lowest sequence first, while each may go (``_in_order``)."""
+        while self._held and not self._stopping:
+            seq = min(self._held)
+            delivery = self._held[seq]
+            if delivery.generation != puller.generation:
+                del self._held[seq]
+                self._settle(puller, delivery.msg, "nak")
+                continue
+            if time.monotonic() - puller.heard > PIN_TIMEOUT:  # cut off: the pin may be another's
+                self._recheck_at = time.monotonic() + RECHECK  # by now; no new chunk is started
+                return
+            ahead = not self._in_order(puller, delivery)
+            if ahead:
+                held = time.monotonic() - self._held_since.get(seq, time.monotonic())
+                if held < HOLD_LIMIT:
+                    return
+                _log.warning(
+                    "durable subscriber %r: the chunk at sequence %d waited %.0f s for an earlier chunk"
+                    " another holder had; delivered now, out of stream order (the earlier one follows)",
+                    self.name,
+                    seq,
+                    held,
+                )
+            del self._held[seq]
+            self._held_since.pop(seq, None)
+            self._deliver_chunk(puller, delivery, ahead=ahead)
+
+    def _in_order(self, puller: _Puller, delivery: _Delivery) -> bool:
+        """Whether the chunk ``delivery`` may be delivered now: the chunk before it was this
+        holder's last, or it is the consumer's first delivery since a time nothing waited for an
+        acknowledgement, or the consumer's acknowledgements reach up to it, or no chunk is waiting
+        for an acknowledgement anywhere but in this holder (a previous holder's chunks, which the
+        server hands to this one once their acknowledgement is overdue, go first)."""
+        seq = delivery.seq
+        if seq == self._done_upto + 1 or delivery.dseq - 1 == self._quiet_upto:
+            return True
+        now = time.monotonic()
+        if self._checked == seq and now < self._recheck_at:
+            return False
+        verdict = self._nothing_before(puller, seq)
+        if verdict:
+            return True
+        # Unknown while chunks are still on their way here: asked again as soon as one is in.
+        self._checked, self._recheck_at = seq, now + (RECHECK if verdict is False else 0.0)
+        return False
+
+    def _nothing_before(self, puller: _Puller, seq: int) -> bool | None:
+        """One ask of the consumer's state: True if nothing before ``seq`` waits for an
+        acknowledgement elsewhere, False if something may (or the server does not say), None if
+        chunks the server had sent when it answered are not all here yet."""
+        client, subject = self._client, f"CONSUMER.INFO.{self._parsed.stream}.{self.consumer}"
+        try:
+            info = client.call(lambda: _api(client, subject))
+        except Exception:  # noqa: BLE001 - not known now: asked again later
+            return False
+        if "error" in info:
+            return False
+        sent = int((info.get("delivered") or {}).get("consumer_seq", 0))
+        if puller.received < sent:
+            return None
+        # The server's count against this holder's chunks it had sent by then (an
+        # acknowledgement still on its way counts as another's: a wait, never a skip).
+        outstanding = list(puller.outstanding.values())
+        if any(self._done_upto < d.seq < seq for d in outstanding):
+            return None  # an earlier chunk is here, still in the queue: it goes first
+        mine = len({d.seq for d in outstanding if d.dseq <= sent})
+        floor = int((info.get("ack_floor") or {}).get("stream_seq", 0))
+        return max(floor, self._done_upto) >= seq - 1 or int(info.get("num_ack_pending", 0)) <= mine
 
     def _mend(self, puller: _Puller) -> None:
         """The puller stopped for ``puller.trouble``: report it (the error handler and the log);
@@ -479,8 +703,17 @@ class NatsDurableSubscription:
         if "error" not in known:  # there (or not known yet): a restart's passing 503, not a loss
             puller.resume()
             return
+        created = stream_created(client)
+        if created is None:  # the stream missing (deleted; made again by the next write): a wait
+            self._tell(
+                f"the consumer {self.consumer} of stream {stream} is gone ({trouble}): the stream is missing"
+            )
+            with contextlib.suppress(Exception):
+                puller.resume()
+            return
+        made_again = self._created is not None and created != self._created
         try:
-            _ensure_consumer(client, self.consumer, self.name)
+            _ensure_consumer(client, self.consumer, self.name, from_start=made_again)
         except Exception as error:  # noqa: BLE001 - told, and tried again at the next pull
             self._tell(
                 f"the consumer {self.consumer} of stream {stream} is gone ({trouble}) and cannot be made"
@@ -489,12 +722,25 @@ class NatsDurableSubscription:
             with contextlib.suppress(Exception):
                 puller.resume()
             return
-        self._tell(
-            f"the consumer {self.consumer} of stream {stream} was gone ({trouble}): made again; the durable"
-            f" subscriber {self.name!r} delivers the alerts stored from now on"
-        )
-        self._told = None
+        if made_again:
+            self._tell(
+                f"stream {stream} was made again (deleted, then created by a write), so its ids start again"
+                f" from 1: the consumer {self.consumer} made again; the durable subscriber {self.name!r}"
+                " delivers the new stream from its start"
+            )
+        else:
+            self._tell(
+                f"the consumer {self.consumer} of stream {stream} was gone ({trouble}): made again; the"
+                f" durable subscriber {self.name!r} delivers the alerts stored from now on"
+            )
+        self._told, self._created = None, created
         self._done_upto = 0  # the stream itself may be new: its sequence starts again from 1
+        self._done_ahead.clear()
+        self._quiet_upto = 0  # a new consumer: nothing delivered before
+        for held in self._held.values():  # the old consumer's: nothing to settle them with
+            puller.outstanding.pop(id(held.msg), None)
+        self._held.clear()
+        self._held_since.clear()
         puller.resume()
 
     def _tell(self, text: str) -> None:
@@ -505,29 +751,22 @@ class NatsDurableSubscription:
         _log.error("notipipe: durable subscriber %r: %s", self.name, error)
         self._failed(None, error)
 
-    def _deliver_chunk(self, puller: _Puller, delivery: _Delivery) -> None:
+    def _deliver_chunk(self, puller: _Puller, delivery: _Delivery, *, ahead: bool = False) -> None:
         msg, seq = delivery.msg, delivery.seq
-        if msg is None:  # the puller stopped for a trouble, not a chunk
-            self._mend(puller)
-            return
-        if delivery.generation != puller.generation:
-            return  # came before the pin was lost: the new holder has it
-        if seq <= self._done_upto:  # redelivered after an acknowledgement that got lost
-            self._settle(msg, "ack")
-            return
         data = msg.data or b""
         messages = self._decode_messages(data, make_id(seq, 0))
-        puller.in_hand = msg
-        try:
-            if messages is not None:
-                whole = self._deliver_messages(puller, delivery, messages)
-            else:
-                whole = self._deliver_rows(puller, delivery, self._decode_rows(seq, data))
-        finally:
-            puller.in_hand = None
+        if messages is not None:
+            whole = self._deliver_messages(puller, delivery, messages)
+        else:
+            whole = self._deliver_rows(puller, delivery, self._decode_rows(seq, data))
         if whole:
-            self._done_upto = seq
-            self._settle(msg, "ack")
+            if ahead:
+                self._done_ahead.add(seq)
+            else:
+                self._done_upto = seq
+                if self._done_ahead:
+                    self._done_ahead = {s for s in self._done_ahead if s > seq}
+            self._settle(puller, msg, "ack")
 
     def _decode_messages(self, data: bytes, base_id: int) -> list[object] | None:
         """The chunk's alerts built straight from its bytes (no row tuples); None where this
@@ -549,11 +788,21 @@ class NatsDurableSubscription:
             return []
         return rows
 
+    def _interrupted(self) -> None:
+        with self._interrupt_lock:
+            self._interrupt = True
+
+    def _arm(self, puller: _Puller, delivery: _Delivery) -> None:
+        """Before a chunk's first alert: ``_interrupt`` says whether it must halt already."""
+        with self._interrupt_lock:
+            self._interrupt = self._stopping or delivery.generation != puller.generation
+
     def _deliver_messages(self, puller: _Puller, delivery: _Delivery, messages: list[object]) -> bool:
         """Each alert to ``update``; False if delivery halted before the chunk's end."""
-        generation, update, failed = delivery.generation, self._update, self._failed
+        update, failed = self._update, self._failed
+        self._arm(puller, delivery)
         for message in messages:
-            if generation != puller.generation or self._stopping:
+            if self._interrupt:
                 self._halt(puller, delivery)
                 return False
             try:
@@ -567,11 +816,11 @@ class NatsDurableSubscription:
     def _deliver_rows(self, puller: _Puller, delivery: _Delivery, rows: list[tuple[object, ...]]) -> bool:
         """As ``_deliver_messages``, each row built as its alert here (one that holds none is
         reported and skipped)."""
-        generation = delivery.generation
         # Each row's id-prefixed tuple is made as it is delivered, not the chunk's all at once.
         base, deliver = make_id(delivery.seq, 0), self._deliver_one
+        self._arm(puller, delivery)
         for position, row in enumerate(rows):
-            if generation != puller.generation or self._stopping:
+            if self._interrupt:
                 self._halt(puller, delivery)
                 return False
             deliver((base | position, *row))
@@ -581,7 +830,7 @@ class NatsDurableSubscription:
         """Stop delivering the chunk: once the pin is another's it goes back whole to the new
         holder; once ``stop`` was called it is given back after unpinning."""
         if delivery.generation != puller.generation:
-            self._settle(delivery.msg, "nak")
+            self._settle(puller, delivery.msg, "nak")
         else:
             self._unfinished = delivery.msg
 
@@ -597,6 +846,13 @@ class NatsDurableSubscription:
             self._failed(message, error)
         except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
             self._failed(message, _wrapped(error))
+
+
+async def _sent(msg: Any, how: str) -> None:
+    """``ack`` or ``nak`` ``msg``, written to the socket before this returns (nats-py's flusher
+    writes it on the loop's next round)."""
+    await (msg.ack() if how == "ack" else msg.nak())
+    await asyncio.sleep(0)
 
 
 def _wrapped(error: BaseException) -> RuntimeError:
