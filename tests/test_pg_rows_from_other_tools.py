@@ -101,3 +101,28 @@ def test_rows_another_tool_wrote_are_reported_once_and_skipped_by_every_read(
 def _body(message: Any) -> object:
     """An SMS's body; a StoredAlert as it is."""
     return message if isinstance(message, StoredAlert) else message.body
+
+
+@pytest.mark.parametrize("created_at", ["NaN", "Infinity", "1e300"])
+def test_follow_since_starts_after_a_row_of_another_tool_with_no_time(
+    impl: Impl, pg_dsn: str, pg_url: str, created_at: str
+) -> None:
+    """A row another tool stored with a ``created_at`` that is no time (PostgreSQL's NaN and
+    Infinity sort after every number) is no alert of a later time: ``follow(since=T)`` starts at
+    the first alert created at ``T`` or later, not at that row (which would yield every alert
+    stored since it again)."""
+    db = impl.DatabaseConnection(pg_url)
+    db.save_many([impl.SMSMessage(body=f"old {i}", created_at=1_000.0 + i) for i in range(3)], durable=True)
+    query(
+        pg_dsn,
+        "INSERT INTO notipipe_messages (kind, created_at, priority, address, subject, body, origin_host,"
+        " origin_pid) VALUES ('sms', %s::float8, 3, '+15551234567', '', 'no time', 'other-tool', 1)",
+        (created_at,),
+    )
+    db.save_many([impl.SMSMessage(body=f"older {i}", created_at=2_000.0 + i) for i in range(3)], durable=True)
+    db.save_many([impl.SMSMessage(body=f"new {i}", created_at=5_000.0 + i) for i in range(2)], durable=True)
+    stop = threading.Event()
+    pages = db.follow(since=5_000.0, poll=0.05, stop=stop)
+    first = next(pages)
+    stop.set()
+    assert [m.body for m in first] == ["new 0", "new 1"]

@@ -348,11 +348,13 @@ class GroupCommitStore(ABC):
 
     def id_before_time(self, since: float) -> int:
         """The id just before the first alert created at or after ``since``; the last id if none
-        is (0: nothing stored)."""
+        is (0: nothing stored). A row whose time is no alert's (another tool's NaN, infinity or
+        1e300, which sort after every time) starts nothing: readers skip it."""
         t, p = self._table, self._param
         rows = self.query(
-            f"SELECT (SELECT min(id) FROM {t} WHERE created_at >= {p}), (SELECT max(id) FROM {t})",
-            (since,),
+            f"SELECT (SELECT min(id) FROM {t} WHERE created_at >= {p} AND created_at < {p}),"
+            f" (SELECT max(id) FROM {t})",
+            (since, float(TIME_LIMIT)),
         )
         first, last = rows[0] if rows else (None, None)
         if isinstance(first, int):
