@@ -488,3 +488,18 @@ def test_follow_since_refuses_what_is_no_time(impl: Impl, tmp_path: Path) -> Non
                 db.follow(since=bad)
     finally:
         drop(impl.DatabaseConnection)
+
+
+def test_count_between_counts_the_alerts_stored_between_two_ids(impl: Impl, any_target: str) -> None:
+    db = impl.DatabaseConnection(any_target)
+    try:
+        for n in range(3):  # three batches: on NATS three chunks, ids far apart
+            db.save_many([impl.SMSMessage("+15551234567", f"{n}-{i}") for i in range(4)], durable=True)
+        ids = [m.id for m in db.last(12)]
+        assert db.count_between(0, ids[-1]) == 12
+        assert db.count_between(ids[2], ids[9]) == 7
+        assert db.count_between(ids[9], ids[2]) == 0
+        with pytest.raises(ValueError, match="after_id"):
+            db.count_between(-1, 5)
+    finally:
+        drop(impl.DatabaseConnection)

@@ -97,12 +97,6 @@ def test_serve_resumes_a_nats_stream_exactly_after_the_last_event_id(impl: Impl,
         assert status == 130, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the chart's past (cli/dashboard/_history.recent_seconds) counts a second's alerts as the"
-    " difference of two ids; a NATS stream's ids are seq << 16 | position, so each chunk boundary"
-    " adds 65,536: the fix needs a count of the alerts between two ids from the backend",
-)
 def test_the_chart_s_past_counts_each_stored_alert_once_on_a_nats_stream(impl: Impl, nats_url: str) -> None:
     """The snapshot's alerts per second (the chart's first second, which ``Totals.load`` and
     ``snapshot`` both count) add up to the alerts stored, on a stream whose ids are

@@ -364,6 +364,14 @@ class DatabaseCore:
         with waiting_on_writer():
             return self._open().count_by_kind_and_priority(upto_id)
 
+    def count_between(self, after_id: int, upto_id: int) -> int:
+        """How many messages are stored with an id above ``after_id`` and up to ``upto_id``: exact
+        on every backend (ids may leave gaps: pruned rows, a NATS stream's chunk boundaries)."""
+        _check_count("after_id", after_id)
+        _check_count("upto_id", upto_id)
+        with waiting_on_writer():
+            return self._open().count_between(after_id, upto_id)
+
     def last(self, n: int = 10) -> list[StoredMessage]:
         """The ``n`` most recently stored messages, oldest first.
 

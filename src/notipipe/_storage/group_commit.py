@@ -361,6 +361,12 @@ class GroupCommitStore(ABC):
             return first - 1
         return last if isinstance(last, int) else 0
 
+    def count_between(self, after_id: int, upto_id: int) -> int:
+        """Rows stored with an id above ``after_id`` and up to ``upto_id``."""
+        t, p = self._table, self._param
+        rows = self.query(f"SELECT count(*) FROM {t} WHERE id > {p} AND id <= {p}", (after_id, upto_id))
+        return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+
     def count_by_kind(self) -> dict[str, int]:
         rows = self.query(f"SELECT kind, count(*) FROM {self._table} GROUP BY kind ORDER BY kind")
         return {str(kind): int(n) for kind, n in rows}  # type: ignore[call-overload]

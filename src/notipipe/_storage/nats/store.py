@@ -507,6 +507,22 @@ class NatsStore(GroupCommitStore):
 
         return dict(self._reading(read))
 
+    def count_between(self, after_id: int, upto_id: int) -> int:
+        # Ids are ``seq << 16 | position``: far apart across chunks, so the alerts are counted,
+        # chunk by chunk, never taken as the ids' difference.
+        def read(client: NatsClient) -> int:
+            first, last = max(split_id(after_id)[0], 1), split_id(upto_id)[0]
+            return sum(
+                1
+                for chunk in chunks_from(client, first, self._codec, upto=last)
+                for position in range(len(chunk.rows))
+                if after_id < make_id(chunk.seq, position) <= upto_id
+            )
+
+        if upto_id <= after_id:
+            return 0
+        return int(self._reading(read))
+
     def count_by_kind(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for (kind, _), n in self.count_by_kind_and_priority(None).items():

@@ -3,9 +3,11 @@
 Counted without reading the recent rows, which on a busy file are millions: writers store alerts
 in about the order they create them, so ``created_at`` grows with the id, and the first id of
 each second is found by a search over ids (``after(id, 1)``, one primary-key read per step).
-A second's count is then the ids between its first id and the next second's. Where a row breaks
-the order (another tool's, a writer's clock set back), the count of the seconds around it is
-off, never the totals: the chart is a picture of the rate, the totals are counted.
+A second's count is then the alerts stored between its first id and the next second's, counted
+by the store (``count_between``: ids leave gaps, after a prune, and on a NATS stream at every
+chunk boundary). Where a row breaks the order (another tool's, a writer's clock set back), the
+count of the seconds around it is off, never the totals: the chart is a picture of the rate, the
+totals are counted.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ HISTORY_SECONDS = 120
 
 
 class After(Protocol):
-    """The one read the search needs (``DatabaseConnection.after``)."""
+    """The reads the search needs (``DatabaseConnection.after`` and ``count_between``)."""
 
     def after(self, message_id: int, limit: int = 1000, /) -> list[StoredMessage]: ...
+    def count_between(self, after_id: int, upto_id: int, /) -> int: ...
 
 
 def recent_seconds(db: After, upto_id: int, since: int, until: int) -> dict[int, int]:
@@ -33,8 +36,8 @@ def recent_seconds(db: After, upto_id: int, since: int, until: int) -> dict[int,
     start = _first_at(db, upto_id, since, 0, upto_id)
     for second in range(since, until + 1):
         end = _gallop(db, upto_id, second + 1, start)
-        if end > start:
-            counts[second] = end - start
+        if end > start and (n := db.count_between(start, end)):
+            counts[second] = n
         start = end
     return counts
 
