@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -79,66 +80,84 @@ def _run(threads: list[threading.Thread], errors: list[BaseException]) -> None:
         raise errors[0]
 
 
+class _Race:
+    """The threads of the registration race: callers call the class last appended to
+    ``upcoming`` (the one being registered, mostly) in a loop; savers create instances of the
+    kinds registered so far, save them and read back what any thread saved."""
+
+    SAVES = 3000  # per saver: enough to overlap every registration
+
+    def __init__(self, db: Any, ready: list[Any]) -> None:
+        self.db = db
+        self.ready = len(ready)
+        # The classes being registered, each with an event set once a caller has called it; the
+        # classes whose registration has returned (whose instances are saved), the ready first.
+        self.upcoming: list[tuple[Any, threading.Event]] = [(_kind_class(), threading.Event())]
+        self.registered: list[Any] = list(ready)
+        self.saved: dict[tuple[int, int], Any] = {}
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def work(self, t: int) -> None:
+        try:
+            (self.call if t % 2 else self.save_and_read)(t)
+        except BaseException as error:  # noqa: BLE001 - re-raised on the test's thread
+            self.errors.append(error)
+            self.stop.set()
+
+    def call(self, t: int) -> None:
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            cls, called = self.upcoming[-1]
+            _check(_make(cls, t, i), cls, t, i)
+            called.set()
+
+    def save_and_read(self, t: int) -> None:
+        cursor, i = 0, 0
+        while not self.stop.is_set() and i < self.SAVES:
+            i += 1
+            # the last registered: just published to the other threads
+            cls = self.registered[i % self.ready] if i % 4 else self.registered[-1]
+            message = _make(cls, t, i)
+            _check(message, cls, t, i)
+            self.saved[t, i] = cls  # before it is saved: another thread may read it back at once
+            self.db.save(message)
+            if i % 64 == 0:
+                self.db.flush(WAIT)
+                for read in self.db.after(cursor, limit=500):
+                    _check(read, self.saved[_which(read)], *_which(read))
+                    cursor = read.id
+
+
 def test_kinds_registered_while_other_threads_create_save_and_read(impl: Impl, factory: Any, db: Any) -> None:
-    workers, kinds = 4, 60
     ready = [_kind_class() for _ in range(2)]
     for cls in ready:
         _register(factory, cls)
-    # The classes being registered, in order, each with an event set once a worker has called it;
-    # the classes whose registration has returned (whose instances are saved), the first two ready.
-    upcoming: list[tuple[Any, threading.Event]] = []
-    registered: list[Any] = list(ready)
-    saved: dict[tuple[int, int], Any] = {}
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def work(t: int) -> None:
-        cursor, i = 0, 0
-        try:
-            while not stop.is_set():
-                i += 1
-                if upcoming and i % 2:
-                    cls, called = upcoming[-1]  # perhaps being registered right now
-                    _check(_make(cls, t, i), cls, t, i)
-                    called.set()
-                    continue
-                cls = registered[i % len(ready)] if i % 4 else registered[-1]
-                message = _make(cls, t, i)
-                _check(message, cls, t, i)
-                saved[t, i] = cls  # before it is saved: another thread may read it back at once
-                db.save(message)
-                if i % 64 == 0:  # read back what any thread saved, while kinds are registered
-                    db.flush(WAIT)
-                    for read in db.after(cursor, limit=500):
-                        _check(read, saved[_which(read)], *_which(read))
-                        cursor = read.id
-        except BaseException as error:  # noqa: BLE001 - re-raised on the test's thread
-            errors.append(error)
-            stop.set()
-
-    threads = [threading.Thread(target=work, args=(t,), name=f"kinds-worker-{t}") for t in range(workers)]
+    race = _Race(db, ready)
+    threads = [threading.Thread(target=race.work, args=(t,), name=f"kinds-worker-{t}") for t in range(4)]
     for thread in threads:
         thread.start()
     try:
-        for _ in range(kinds):
-            cls, called = _kind_class(), threading.Event()
-            upcoming.append((cls, called))
-            if not called.wait(WAIT) or stop.is_set():  # the workers are calling it: register it now
+        for _ in range(40):
+            cls, called = race.upcoming[-1]
+            if not called.wait(WAIT) or race.stop.is_set():  # the callers are calling it: register it now
                 break
             _register(factory, cls)
             assert is_storable(cls)
             _check(_make(cls, 99, 7), cls, 99, 7)
             with pytest.raises(TypeError, match=r"Alert\.badge"):  # its constructor checks now
                 cls("d", "not a number")
-            registered.append(cls)
+            race.registered.append(cls)
+            race.upcoming.append((_kind_class(), threading.Event()))
     finally:
-        stop.set()
-        _run(threads, errors)
+        race.stop.set()
+        _run(threads, race.errors)
     db.flush(WAIT)
-    stored = db.after(0, limit=len(saved) + 1)
-    assert len(stored) == len(saved)
+    stored = db.after(0, limit=len(race.saved) + 1)
+    assert len(stored) == len(race.saved)
     for read in stored:
-        _check(read, saved[_which(read)], *_which(read))
+        _check(read, race.saved[_which(read)], *_which(read))
         assert read.id > 0
 
 
@@ -154,7 +173,7 @@ def _text(t: int, i: int) -> str:
     ][i % 5]
 
 
-def _expected_row(name: str, t: int, i: int) -> tuple[object, ...]:
+def _expected_row(name: str, t: int, i: int) -> tuple[str, float, int, str, str, str]:
     fields = {"text": _text(t, i), "count": i * 1_000_003 - t, "ratio": t / 3 + i, "flag": bool(i % 2)}
     fields["note"] = None if i % 4 == 0 else f"{t}:{i}"
     body = json.dumps({"v": 1, "fields": fields})
@@ -166,6 +185,7 @@ def test_many_threads_create_and_row_one_kind_at_once(impl: Impl, factory: Any) 
 
     @dataclass(frozen=True, slots=True)
     class Reading(BaseMessage):
+        _row: ClassVar[Callable[[Any], tuple[object, ...]]]  # given by register
         text: str
         count: int
         ratio: float
@@ -181,7 +201,7 @@ def test_many_threads_create_and_row_one_kind_at_once(impl: Impl, factory: Any) 
             start.wait(WAIT)
             for i in range(rounds):
                 expected = _expected_row(name, t, i)
-                fields = json.loads(str(expected[5]))["fields"]
+                fields = json.loads(expected[5])["fields"]
                 message = Reading(**fields, priority=expected[2], created_at=expected[1])
                 assert (message.text, message.count, message.ratio, message.flag, message.note) == tuple(
                     fields.values()
@@ -196,4 +216,3 @@ def test_many_threads_create_and_row_one_kind_at_once(impl: Impl, factory: Any) 
     for thread in threads:
         thread.start()
     _run(threads, errors)
-
