@@ -22,6 +22,7 @@ TESTED = {
     "durable_postgresql.py",
     "factory.py",
     "follow.py",
+    "kinds.py",
     "nats_jetstream.py",
     "observers.py",
     "singleton.py",
@@ -119,6 +120,15 @@ def test_store_sqlite(tmp_path: Path) -> None:
         "count_by_kind: {'email': 2, 'sms': 1}",
         "last 2: [(2, 'email'), (3, 'email')]",
         "stats: total 3 by kind {'email': 2, 'sms': 1}",
+    ]
+
+
+def test_kinds(tmp_path: Path) -> None:
+    assert _run("kinds.py", tmp_path) == [
+        "saved: push pixel-7 disk 91% 3 priority 4",
+        "read:  PushMessage pixel-7 disk 91% 3 priority 4",
+        "stored id: 1 same fields: True",
+        "count_by_kind: {'push': 1}",
     ]
 
 

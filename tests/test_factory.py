@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -67,24 +68,28 @@ def test_register_a_new_kind_without_touching_the_parent() -> None:
     class Factory(MessageFactory):
         pass
 
-    @Factory.register("push")
+    # A name is the store's, one class each, process-wide: each copy of the test (several run at
+    # once in the parallel leg) registers its own class under a name of its own.
+    name = f"push_{uuid.uuid4().hex[:12]}"
+
+    @Factory.register(name)
     @dataclass(slots=True, frozen=True)
     class PushMessage:
-        kind: ClassVar[str] = "push"
+        kind: ClassVar[str] = name
         device: str = ""
         title: str = ""
         priority: int = 3
         created_at: float = 0.0
         id: int = 0
 
-    push = Factory.create_message("push", device="pixel-7", title="disk full")
+    push = Factory.create_message(name, device="pixel-7", title="disk full")
     assert isinstance(push, PushMessage)
     assert Factory.create(PushMessage, device="x").device == "x"
-    assert Factory.kinds() == ("email", "push", "sms")
+    assert Factory.kinds() == ("email", name, "sms")
     assert MessageFactory.kinds() == ("email", "sms")  # the parent is untouched
-    with pytest.raises(ValueError, match="'push' is already registered"):
-        Factory.register("push")(PushMessage)
-    assert Factory.register("push", replace=True)(PushMessage) is PushMessage
+    with pytest.raises(ValueError, match=f"'{name}' is already registered"):
+        Factory.register(name)(PushMessage)
+    assert Factory.register(name, replace=True)(PushMessage) is PushMessage
     with pytest.raises(ValueError, match="non-empty str"):
         Factory.register("")
     with pytest.raises(TypeError, match="42 cannot be registered as a message kind: it is not a class"):
@@ -100,7 +105,7 @@ def test_register_a_new_kind_without_touching_the_parent() -> None:
         class PushLike:  # type: ignore[type-var]
             kind: ClassVar[str] = "bad"
 
-    assert Factory.kinds() == ("email", "push", "sms")
+    assert Factory.kinds() == ("email", name, "sms")
 
 
 def test_public_factory_builds_the_selected_twin() -> None:

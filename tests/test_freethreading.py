@@ -25,13 +25,21 @@ def test_import_leaves_the_gil_disabled() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON_GIL", "NOTIPIPE_NO_EXTENSIONS")}
     code = (
         "import sys, notipipe\n"
-        "from notipipe import _messages_c, _publisher_c\n"  # both extension modules, explicitly
+        "from notipipe import _batch_c, _chunk_c, _kinds_c, _messages_c, _publisher_c\n"  # explicitly
         "print(notipipe.COMPILED, sys._is_gil_enabled())\n"
+        # A registered kind is called, and its row made, through _kinds_c: still no GIL after.
+        "from dataclasses import dataclass\n"
+        "@notipipe.MessageFactory.register('push')\n"
+        "@dataclass(frozen=True, slots=True)\n"
+        "class Push(notipipe.BaseMessage):\n"
+        "    device: str\n"
+        "Push('pixel')._row()\n"
+        "print(sys._is_gil_enabled())\n"
     )
     out = subprocess.run(
         [sys.executable, "-W", "error", "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["True", "False"], out.stderr
+    assert out.stdout.split() == ["True", "False", "False"], out.stderr
 
 
 def test_compiled_flag_matches_the_switch() -> None:

@@ -67,9 +67,12 @@ def test_storing_reading_and_an_async_observer_as_one_program(tmp_path: Path) ->
     assert lines[0] == "dashboard: System Alert"
     # The SMS is stored and counted; the e-mail reaches the async observer on its loop.
     assert "{'sms': 1}" in done.stdout
+    assert "push pixel-7 disk 91% 2" in lines, done.stdout  # a registered kind, read back
     assert any(line.startswith("feed: ") and "disk 91%" in line for line in lines), done.stdout
     with closing(sqlite3.connect(tmp_path / "alerts.db")) as conn:
-        assert conn.execute("SELECT kind, body FROM messages ORDER BY id").fetchall()[0] == ("sms", "db down")
+        rows = conn.execute("SELECT kind, body FROM messages ORDER BY id").fetchall()
+    assert rows[0] == ("sms", "db down")
+    assert rows[1] == ("push", '{"v": 1, "fields": {"device": "pixel-7", "title": "disk 91%"}}')
 
 
 def test_the_postgresql_subscriber_program_prints_what_another_process_commits(

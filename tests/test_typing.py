@@ -1,4 +1,4 @@
-"""The typing contract, checked by running mypy (and basedpyright) on user-style files.
+"""The typing contract, checked by running mypy, pyright and basedpyright on user-style files.
 
 Each file under tests/typing marks what the checker must say: ``# E: code`` for an error on that
 line, ``# R: type`` for a revealed type. A file with no marks must check clean.
@@ -6,6 +6,7 @@ line, ``# R: type`` for a revealed type. A file with no marks must check clean.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -50,15 +51,36 @@ def test_mypy_strict(case: str, tmp_path: Path) -> None:
     assert got == _expected(path), stdout + stderr
 
 
-def test_basedpyright_strict_on_user_code() -> None:
-    exe = shutil.which("basedpyright") or str(Path(sys.executable).parent / "basedpyright")
+def _pyright_expected(path: Path) -> set[tuple[int, str, str]]:
+    """The marks as pyright words them: an error on each ``E`` line (its rules are not mypy's
+    codes), each ``R`` type without its modules (pyright prints ``PushMessage``, not
+    ``tests.typing.reveal_kinds.PushMessage``)."""
+    return {
+        (lineno, kind, re.sub(r"[\w.]+\.(\w+)", r"\1", what) if kind == "R" else "")
+        for lineno, kind, what in _expected(path)
+    }
+
+
+@pytest.mark.parametrize("checker", ["pyright", "basedpyright"])
+@pytest.mark.parametrize("case", CASES)
+def test_pyright(checker: str, case: str) -> None:
+    exe = shutil.which(checker) or str(Path(sys.executable).parent / checker)
     if not Path(exe).exists():
-        pytest.skip("basedpyright runs from the GIL interpreter's leg")
+        pytest.skip(f"{checker} runs from the GIL interpreter's leg")
+    path = TYPING / case
     out = subprocess.run(
-        [exe, "--pythonpath", sys.executable, str(TYPING / "user_code.py")],
+        [exe, "--outputjson", "--pythonpath", sys.executable, str(path)],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "0 errors, 0 warnings" in out.stdout, out.stdout
+    got = set()
+    for diagnostic in json.loads(out.stdout)["generalDiagnostics"]:
+        lineno, text = diagnostic["range"]["start"]["line"] + 1, diagnostic["message"]
+        if diagnostic["severity"] == "error":
+            got.add((lineno, "E", ""))
+        elif text.startswith("Type of "):
+            got.add((lineno, "R", text.rsplit(' is "', 1)[1].removesuffix('"')))
+        else:  # a warning or a note the file does not expect
+            got.add((lineno, diagnostic["severity"], text))
+    assert got == _pyright_expected(path), out.stdout + out.stderr

@@ -8,7 +8,7 @@ are added with ``@MessageFactory.register("push")`` without editing this module.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypedDict, Unpack, cast, overload
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypedDict, Unpack, cast, overload
 
 from notipipe import _messages_py
 from notipipe._kinds import Installer, prepare
@@ -19,10 +19,11 @@ __all__ = ["EmailFields", "MessageFactory", "SMSFields"]
 
 
 class _KindInstance(Protocol):
-    """What ``register`` takes, statically: a dataclass with the common fields (``kind`` is
-    optional: ``register`` sets it). The rest (frozen, slots, field types) is checked at run time."""
-
-    __dataclass_fields__: ClassVar[dict[str, Any]]
+    """What ``register`` takes, statically: a class with the common fields (``kind`` is optional:
+    ``register`` sets it). The rest (a frozen, slotted dataclass, its field types) is checked at
+    run time: pyright does not see a class as a dataclass while it is still being decorated
+    (``@register(...)`` above ``@dataclass``), so a dataclass protocol here would refuse the
+    documented spelling there."""
 
     @property
     def priority(self) -> int: ...

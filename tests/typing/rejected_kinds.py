@@ -1,13 +1,15 @@
-"""mypy must reject each marked line: register takes a dataclass with the common fields, create a
-message class."""
+"""mypy and pyright must reject each marked line: register takes a class with the common fields
+of their types (that it is a frozen, slotted dataclass is checked at run time), create a message
+class."""
 
 from dataclasses import dataclass
 
 from notipipe import MessageFactory
 
 
-class NotADataclass:
-    priority: int = 3
+@dataclass(frozen=True, slots=True)
+class PriorityAsText:
+    priority: str = "high"
     created_at: float = 0.0
     id: int = 0
 
@@ -17,6 +19,6 @@ class NoCommonFields:
     device: str
 
 
-MessageFactory.register("a")(NotADataclass)  # E: type-var
+MessageFactory.register("a")(PriorityAsText)  # E: type-var
 MessageFactory.register("b")(NoCommonFields)  # E: type-var
 MessageFactory.create(int)  # E: type-var
