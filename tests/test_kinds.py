@@ -577,3 +577,38 @@ def test_a_class_changed_after_registration_is_called_as_it_says_now(impl: Impl,
     push.__init__ = counted
     assert push("b").device == "b"
     assert calls == ["init"]
+
+
+def _str_registering_another_kind() -> type:
+    """An annotation whose evaluation registers a kind: the class's own code, run while its
+    annotations are resolved."""
+
+    @dataclass(frozen=True, slots=True)
+    class Inner(BaseMessage):
+        note: str = ""
+
+    _Factory.register(f"inner_{next(_NAMES)}")(Inner)
+    return str
+
+
+_NAMES = itertools.count()
+
+
+def test_a_class_whose_annotations_register_another_kind_registers_too() -> None:
+    # No lock is held while the class's annotations are resolved (user code): one that
+    # registers a kind itself does not deadlock.
+    import threading
+
+    @dataclass(frozen=True, slots=True)
+    class Outer(BaseMessage):
+        device: _str_registering_another_kind() = ""  # type: ignore[valid-type]
+
+    done = threading.Event()
+
+    def register() -> None:
+        _Factory.register(f"outer_{next(_NAMES)}")(Outer)
+        done.set()
+
+    threading.Thread(target=register, daemon=True).start()
+    assert done.wait(30), "register() deadlocked on its own lock"
+    assert Outer(device="x").device == "x"

@@ -220,6 +220,9 @@ def prepare(name: str, cls: object, install: Installer, *, replace: bool = False
             f"{cls!r} cannot be registered as a message kind: it is not a class "
             "(declare the kind as a frozen, slotted dataclass)"
         )
+    # Checked before the lock is taken: resolving the annotations runs the class's own code
+    # (properties of its metaclass, __class_getitem__ of its types), and no lock is held over it.
+    fields = _check_class(name, cls) if cls not in _PREPARED else ()
     with _LOCK:
         spec = _PREPARED.get(cls)
         if spec is not None and spec.name != name:
@@ -227,7 +230,6 @@ def prepare(name: str, cls: object, install: Installer, *, replace: bool = False
                 f"{cls.__name__} is registered as the kind {spec.name!r}; it cannot be {name!r} too"
             )
         if spec is None:
-            fields = _check_class(name, cls)
             spec = _PREPARED[cls] = KindSpec(name, cls, fields, install(name, cls, fields))
         current = _BY_NAME.get(name)
         if name in BUILTIN_KINDS:
