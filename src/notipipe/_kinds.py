@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import threading
-import time
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -27,15 +26,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, final
 
+from notipipe import _messages_py
 from notipipe._limits import (
     DEFAULT_PRIORITY,
-    ID_LIMIT,
-    MAX_PRIORITY,
-    MIN_PRIORITY,
     TIME_LIMIT,
-    id_error,
     not_a_time_error,
-    priority_error,
     shown,
     surrogate_error,
     type_error,
@@ -357,35 +352,16 @@ def _check_value(cls: str, f: _Field, value: object) -> object:
     return value
 
 
-def _check_priority(cls: str, value: object) -> int:
-    if type(value) is not int:
-        raise type_error(cls, "priority", value, "int")
-    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
-        raise priority_error(cls, value)
-    return value
-
-
-def _check_id(cls: str, value: object) -> int:
-    if type(value) is not int:
-        raise type_error(cls, "id", value, "int")
-    if not 0 <= value < ID_LIMIT:
-        raise id_error(cls, value)
-    return value
+# The built-ins' own checks: one wording of every error for every kind.
+_check_priority = _messages_py._check_priority
+_check_id = _messages_py._check_id
 
 
 def _check_time(cls: str, value: object, now_default: bool) -> float:
     """created_at as the built-ins check it; None (or 0.0 where that is the default) is now."""
-    if value is None or (now_default and type(value) is float and value == 0.0):
-        return time.time()
-    if type(value) is not float and type(value) is not int:
-        raise type_error(cls, "created_at", value, "float")
-    if not (
-        0.0 <= value < _TIME_LIMIT_FLOAT and math.copysign(1.0, value) > 0.0
-        if type(value) is float
-        else 0 <= value < TIME_LIMIT
-    ):
-        raise not_a_time_error(cls, value)
-    return float(value)
+    if now_default and type(value) is float and value == 0.0:
+        value = None
+    return _messages_py._check_time(cls, value)  # type: ignore[arg-type]  # checked there
 
 
 # -- reading a stored row ----------------------------------------------------------------------
