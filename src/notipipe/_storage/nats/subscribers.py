@@ -409,6 +409,15 @@ class _Puller:
 
         self.client.call(resumed)
 
+    def forget(self) -> None:
+        """Treat every chunk received so far as another consumer's (one deleted since): each is
+        given back, not delivered, as after a lost pin (called by the delivery thread)."""
+
+        async def forgotten() -> None:
+            self.generation += 1
+
+        self.client.call(forgotten)
+
     async def _pinned(self, pin: str) -> None:
         self.pin = pin
         if self._holder_sub is None:
@@ -488,6 +497,9 @@ class NatsDurableSubscription:
         #: When the stream this subscription reads was created: a later time means it was made
         #: again (its sequences start again from 1).
         self._created: str | None = None
+        #: When the consumer this subscription reads was created: a later time means another
+        #: client made it again (``reset_subscription``), with a start of its own.
+        self._consumer_created: str | None = None
         self._stop = threading.Event()
         self._stopping = False
         #: Whether the chunk being delivered must halt (``stop`` was called, or the pin lost since
@@ -506,6 +518,7 @@ class NatsDurableSubscription:
             info = client.call(lambda: _api(client, subject))
             _release_stale_pin(client, self.consumer, info)
             self._quiet_upto = _quiet_upto(info)
+            self._consumer_created = info.get("created")
             self._created = stream_created(self._client)
         except StorageError:
             self._client.close()
@@ -701,6 +714,8 @@ class NatsDurableSubscription:
         except Exception:  # noqa: BLE001 - JetStream not answering yet (a restart): a wait
             known = {}
         if "error" not in known:  # there (or not known yet): a restart's passing 503, not a loss
+            if self._made_again_elsewhere(known, trouble):
+                self._forget(puller)
             puller.resume()
             return
         created = stream_created(client)
@@ -734,6 +749,29 @@ class NatsDurableSubscription:
                 f" durable subscriber {self.name!r} delivers the alerts stored from now on"
             )
         self._told, self._created = None, created
+        with contextlib.suppress(Exception):  # not known: a later reset is then not told apart
+            info = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{self.consumer}"))
+            self._consumer_created = info.get("created")
+        self._forget(puller)
+        puller.resume()
+
+    def _made_again_elsewhere(self, known: dict[str, Any], trouble: str) -> bool:
+        """Whether the consumer ``known`` (its info) was made again by another client since this
+        subscription last knew it (a reset: ``reset_subscription``); told if so."""
+        created = known.get("created")
+        if created is None or self._consumer_created is None or created == self._consumer_created:
+            return False
+        self._consumer_created = created
+        self._tell(
+            f"the consumer {self.consumer} of stream {self._parsed.stream} was made again by another client"
+            f" ({trouble}; notipipe subscriptions --reset): the durable subscriber {self.name!r} delivers"
+            " from where the new consumer starts"
+        )
+        self._told = None
+        return True
+
+    def _forget(self, puller: _Puller) -> None:
+        """Forget what this subscription knew of the old consumer: a new one starts elsewhere."""
         self._done_upto = 0  # the stream itself may be new: its sequence starts again from 1
         self._done_ahead.clear()
         self._quiet_upto = 0  # a new consumer: nothing delivered before
@@ -741,7 +779,8 @@ class NatsDurableSubscription:
             puller.outstanding.pop(id(held.msg), None)
         self._held.clear()
         self._held_since.clear()
-        puller.resume()
+        with contextlib.suppress(Exception):  # the loop gone: nothing more comes from it anyway
+            puller.forget()
 
     def _tell(self, text: str) -> None:
         if text == self._told:
