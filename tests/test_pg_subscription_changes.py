@@ -17,6 +17,7 @@ import pytest
 
 from notipipe import describe_target
 from notipipe._errors import ConfigurationError, StorageError
+from notipipe._storage.postgresql.schema import MESSAGES
 from notipipe._storage.postgresql.subscribers import list_subscriptions
 from tests._pg_rows import Seen, begin_batch, commit_batch, create_schema, write_batch
 from tests._pg_util import as_url
@@ -96,15 +97,21 @@ def test_an_idle_name_deleted_is_gone_and_a_later_subscribe_starts_from_then(imp
     assert again.ids() == after, f"the deleted name's backlog {backlog} came to the new one"
 
 
-def test_a_name_another_process_holds_is_neither_deleted_nor_reset(impl: Impl, pg_dsn: str, tmp_path: Path) -> None:
+def test_a_name_another_process_holds_is_neither_deleted_nor_reset(
+    impl: Impl, pg_dsn: str, tmp_path: Path
+) -> None:
     create_schema(pg_dsn)
     url = as_url(pg_dsn)
     target = describe_target(url)
     with _holder(impl, url, "held", tmp_path / "out") as proc:
         who = f"{proc.pid}@{os.uname().nodename}"
-        with pytest.raises(StorageError, match=f"cannot delete the durable subscription 'held': {who} holds it"):
+        with pytest.raises(
+            StorageError, match=f"cannot delete the durable subscription 'held': {who} holds it"
+        ):
             target.delete_subscription("held")
-        with pytest.raises(StorageError, match=f"cannot reset the durable subscription 'held': {who} holds it"):
+        with pytest.raises(
+            StorageError, match=f"cannot reset the durable subscription 'held': {who} holds it"
+        ):
             target.reset_subscription("held", to_id=0)
         assert _holder_of(url, "held") == who  # nothing changed: the holder holds the name still
         ids = write_batch(pg_dsn, ["still delivered"])
@@ -136,7 +143,9 @@ def test_a_forced_delete_takes_the_name_from_its_holder_which_starts_it_again_an
     assert "Traceback" not in err
 
 
-def test_a_reset_to_an_id_delivers_exactly_what_its_snapshot_leaves_undelivered(impl: Impl, pg_dsn: str) -> None:
+def test_a_reset_to_an_id_delivers_exactly_what_its_snapshot_leaves_undelivered(
+    impl: Impl, pg_dsn: str
+) -> None:
     """After id N at the reset: the alerts committed by then with ids up to N count as delivered;
     those with higher ids, and those committed later whatever their ids, are delivered."""
     create_schema(pg_dsn)
@@ -146,10 +155,17 @@ def test_a_reset_to_an_id_delivers_exactly_what_its_snapshot_leaves_undelivered(
     assert db.subscribe(seen, durable_name="replay")
     late, late_ids = begin_batch(pg_dsn, ["late 0", "late 1"])  # low ids, committed after the reset
     kept = write_batch(pg_dsn, [f"kept {i}" for i in range(3)])
-    again = write_batch(pg_dsn, [f"again {i}" for i in range(3)])
+    # Two transactions interleaved: the one that took the lower ids has the higher xid, so no
+    # snapshot alone parts the ids up to N from the others.
+    first, second = begin_batch(pg_dsn, ["first 0"]), begin_batch(pg_dsn, ["second 0"])
+    more = _insert(first[0], "first 1")
+    commit_batch(second[0])
+    commit_batch(first[0])
+    kept += [first[1][0], second[1][0]]
+    again = [more, *write_batch(pg_dsn, [f"again {i}" for i in range(3)])]
     assert seen.wait_for(kept + again)
     assert db.unsubscribe(seen)
-    assert db.reset_subscription("replay", to_id=kept[-1]) is True
+    assert db.reset_subscription("replay", to_id=second[1][0]) is True
     commit_batch(late)
     newer = write_batch(pg_dsn, ["newer"])
     assert late_ids[-1] < kept[0]
@@ -157,8 +173,20 @@ def test_a_reset_to_an_id_delivers_exactly_what_its_snapshot_leaves_undelivered(
     assert db.subscribe(replayed, durable_name="replay")
     assert replayed.wait_for(again + late_ids + newer)
     assert db.unsubscribe(replayed)
-    assert sorted(replayed.ids()) == sorted(again + late_ids + newer), "an alert skipped or one before N again"
+    assert sorted(replayed.ids()) == sorted(again + late_ids + newer), (
+        "an alert skipped or one before N again"
+    )
     assert describe_target(url).reset_subscription("never-made", to_id=0) is False
+
+
+def _insert(conn: Any, body: str) -> int:
+    """One more SMS in ``conn``'s open transaction (as ``begin_batch`` inserts); its id."""
+    got = conn.execute(
+        f"INSERT INTO {MESSAGES} (kind, created_at, priority, address, subject, body, origin_host, "
+        "origin_pid) VALUES ('sms', %s, 3, '+15550100', '', %s, 'test', 1) RETURNING id",
+        (time.time(), body),
+    ).fetchone()
+    return int(got[0])
 
 
 def test_a_reset_to_a_time_starts_at_the_first_alert_created_then(impl: Impl, pg_dsn: str) -> None:
@@ -218,9 +246,13 @@ def test_the_arguments_are_checked(db: Any, pg_dsn: str) -> None:
         target.delete_subscription("x", force=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="durable_name must be a non-empty printable str"):
         target.delete_subscription("")
-    with pytest.raises(ConfigurationError, match="durable subscribers need a backend that keeps durable names"):
+    with pytest.raises(
+        ConfigurationError, match="durable subscribers need a backend that keeps durable names"
+    ):
         db.delete_subscription("x")
-    with pytest.raises(ConfigurationError, match="durable subscribers need a backend that keeps durable names"):
+    with pytest.raises(
+        ConfigurationError, match="durable subscribers need a backend that keeps durable names"
+    ):
         db.reset_subscription("x", to_id=0)
 
 
