@@ -118,6 +118,9 @@ PULL_BATCH: Final = 64
 IN_FLIGHT: Final = 32
 #: Seconds between two asks whether a chunk held back for an earlier one may go.
 RECHECK: Final = 0.1
+#: Seconds a holder that finds its consumer gone waits for it to be there again (a reset makes it
+#: again at once) before it makes it again itself.
+MISSING_GRACE: Final = 1.0
 #: Seconds a chunk is held back for an earlier one before it is delivered anyway (the earlier one
 #: then follows): past a takeover's pin timeout and the old holder's acknowledgement wait.
 HOLD_LIMIT: Final = 3 * ACK_WAIT
@@ -713,6 +716,8 @@ class NatsDurableSubscription:
             known = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{self.consumer}"))
         except Exception:  # noqa: BLE001 - JetStream not answering yet (a restart): a wait
             known = {}
+        if "error" in known:
+            known = self._missing_a_moment(known)
         if "error" not in known:  # there (or not known yet): a restart's passing 503, not a loss
             if self._made_again_elsewhere(known, trouble):
                 self._forget(puller)
@@ -754,6 +759,19 @@ class NatsDurableSubscription:
             self._consumer_created = info.get("created")
         self._forget(puller)
         puller.resume()
+
+    def _missing_a_moment(self, known: dict[str, Any]) -> dict[str, Any]:
+        """The consumer's info once it is there again within ``MISSING_GRACE`` seconds, else
+        ``known`` (its error): a reset deletes it and makes it again in two requests, and this
+        holder must not make it again in between."""
+        client, subject = self._client, f"CONSUMER.INFO.{self._parsed.stream}.{self.consumer}"
+        deadline = time.monotonic() + MISSING_GRACE
+        while time.monotonic() < deadline and not self._stop.wait(RECHECK):
+            with contextlib.suppress(Exception):  # not answering: asked again
+                again = client.call(lambda: _api(client, subject))
+                if "error" not in again:
+                    return again
+        return known
 
     def _made_again_elsewhere(self, known: dict[str, Any], trouble: str) -> bool:
         """Whether the consumer ``known`` (its info) was made again by another client since this
@@ -968,7 +986,7 @@ def _list(client: NatsClient, codec: ModuleType) -> list[NatsSubscriptionState]:
 def _state(
     client: NatsClient, codec: ModuleType, consumer: str, info: dict[str, Any], last_seq: int
 ) -> NatsSubscriptionState:
-    floor = int((info.get("ack_floor") or {}).get("stream_seq", 0))
+    floor = _acknowledged_upto(info)
     last_id = 0
     if floor:
         chunk = chunk_at(client, floor, codec, following=False)
@@ -992,6 +1010,16 @@ def _state(
         None if oldest is None else max(time.time() - oldest, 0.0),
         _holder(client, consumer, pin),
     )
+
+
+def _acknowledged_upto(info: dict[str, Any]) -> int:
+    """The stream sequence up to which the consumer (``info``: its) has everything behind it: its
+    acknowledgement floor, or, with nothing waiting for an acknowledgement, its last delivery
+    (where a consumer made to start at a sequence stands before it delivered anything)."""
+    floor = int((info.get("ack_floor") or {}).get("stream_seq", 0))
+    if int(info.get("num_ack_pending", 0)):
+        return floor
+    return max(floor, int((info.get("delivered") or {}).get("stream_seq", 0)))
 
 
 def _holder(client: NatsClient, consumer: str, pin: str | None) -> str | None:
