@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  notipipe subscriptions --db postgresql://... --delete old-dashboard\n"
         "  notipipe subscriptions --db nats://127.0.0.1:4222/ALERTS --reset audit --to 2h\n\n"
         + _SUBSCRIPTION_CHANGES
-        + _EXIT_STATUS.replace("cannot be used (", "cannot be used, or refused a change (", 1),
+        + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subs.add_argument(
@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --delete or --reset: change a name a running subscriber holds (see below)",
     )
-    _add_json(subs, "the subscriptions as one JSON object (not with --delete or --reset)")
+    _add_json(subs, "the subscriptions as one JSON object")
     serve = sub.add_parser(
         "serve",
         help="a live web dashboard of the alerts, as they are stored",
