@@ -108,6 +108,13 @@ def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+class _NarrowOptions(argparse.RawDescriptionHelpFormatter):
+    """Help that starts on the option's next line for a long option."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=15)
+
+
 def _wrap(text: str) -> str:
     # The help keeps its text's lines (for the examples and exit statuses): wrap paragraphs here.
     return textwrap.fill(text, 78)
@@ -340,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  notipipe subscriptions --db nats://127.0.0.1:4222/ALERTS --reset audit --to 2h\n\n"
         + _SUBSCRIPTION_CHANGES
         + _EXIT_STATUS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        # The options' help no further right than the other commands': the docs URL fits a line.
+        formatter_class=_NarrowOptions,
     )
     subs.add_argument(
         "--db",
