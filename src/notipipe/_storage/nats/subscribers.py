@@ -49,8 +49,10 @@ The promise, for a subscription named N on the stream S:
   alert, is reported with what was read and skipped. A server outage is waited out: the connection
   reconnects, pulls are made again, the acknowledgement of a chunk is retried as a redelivery (not
   delivered again, see above). A consumer deleted under the holder is made again, delivering from
-  then on; a stream deleted and made again (by the next write: its sequences, and so the ids,
-  start again from 1) gets a consumer delivering it from its start; each is reported once.
+  then on, unless another client made it again within ``MISSING_GRACE`` seconds (a reset: see
+  ``manage``), which is then read from where it starts, the old consumer's chunks given back; a
+  stream deleted and made again (by the next write: its sequences, and so the ids, start again
+  from 1) gets a consumer delivering it from its start; each is reported once.
 * **Stopping.** ``unsubscribe(observer)`` (also from inside ``update``) stops delivery before the
   next alert. A chunk delivered whole is acknowledged; a chunk partly delivered is given back
   (``-NAK``) and goes whole to the next holder (its first alerts delivered again). The name is

@@ -42,6 +42,10 @@ The promise, for a subscription named N:
   ``close()`` (and so the atexit hook) does the same for every durable subscription of the
   connection.
 
+* **Deleted or reset** (``delete_subscription``, ``reset_subscription``: see ``manage``) while
+  held, with ``force``: the holder reconnects and takes the name as it then stands (made again
+  from then on, or from the reset position), and logs it.
+
 Delivery runs on a thread of the subscription, with no lock of notipipe's held.
 """
 
