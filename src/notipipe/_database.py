@@ -325,6 +325,18 @@ class DatabaseCore:
         """
         return self.target.subscriptions()
 
+    def delete_subscription(self, name: str, *, force: bool = False) -> bool:
+        """Delete the durable name ``name`` (False: there is none); see
+        ``StorageTarget.delete_subscription``."""
+        return self.target.delete_subscription(name, force=force)
+
+    def reset_subscription(
+        self, name: str, *, to_id: int | None = None, since: float | None = None, force: bool = False
+    ) -> bool:
+        """Move the durable name ``name`` to start after ``to_id``, or at the first alert of
+        ``since`` (False: there is no such name); see ``StorageTarget.reset_subscription``."""
+        return self.target.reset_subscription(name, to_id=to_id, since=since, force=force)
+
     @property
     def durable_count(self) -> int:
         """Messages committed by this connection since it opened (they survive ``kill -9``)."""

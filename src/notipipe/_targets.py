@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, Self, cast
 
 from notipipe import _storage
+from notipipe._storage.backend import check_durable_name
 
 if TYPE_CHECKING:
     from notipipe._storage.backend import Backend, SubscriptionInfo
@@ -92,6 +94,57 @@ class StorageTarget(_Resolved):
         ``DatabaseConnection`` needed). ``ConfigurationError`` where the backend keeps no durable
         names (a SQLite file); ``StorageError`` if the server cannot be reached."""
         return [SubscriptionStatus._of(info) for info in self._backend_obj.subscriptions(self._target)]
+
+    def delete_subscription(self, name: str, *, force: bool = False) -> bool:
+        """Delete the durable name ``name``: its position is gone, and a later ``subscribe`` with
+        it starts from then on. False if there is no such name.
+
+        Refused (``StorageError`` naming the holder, ``pid@host``) while a process holds the
+        name, unless ``force``: then the holder loses it at once (PostgreSQL ends its session,
+        NATS deletes its consumer under it); a holder still subscribed makes the name again,
+        delivering what is stored from then on, and logs it. ``ConfigurationError`` where the
+        backend keeps no durable names (a SQLite file)."""
+        check_durable_name(name)
+        return self._backend_obj.delete_subscription(self._target, name, force=_flag(force))
+
+    def reset_subscription(
+        self, name: str, *, to_id: int | None = None, since: float | None = None, force: bool = False
+    ) -> bool:
+        """Move the durable name ``name``: its next delivery starts after the alert ``to_id``, or
+        at the first alert of ``since`` (a Unix time); exactly one of them. Alerts are delivered
+        again or skipped accordingly. False if there is no such name.
+
+        As exact as the backend's ids allow: on PostgreSQL, where ids do not follow commits,
+        every alert committed by the reset with an id up to ``to_id`` counts as delivered and
+        every other one (committed later too, whatever its id) is delivered; ``since`` resets to
+        the id before the first alert created then. On NATS a consumer delivers whole chunks:
+        the alerts of ``to_id``'s chunk up to ``to_id`` are delivered again; ``since`` starts at
+        the first chunk the server stored then. Held: as for ``delete_subscription`` (with
+        ``force`` a running holder goes on from the reset position)."""
+        check_durable_name(name)
+        after_id, when = _reset_position(to_id, since)
+        return self._backend_obj.reset_subscription(
+            self._target, name, after_id=after_id, since=when, force=_flag(force)
+        )
+
+
+def _flag(force: object) -> bool:
+    if not isinstance(force, bool):
+        raise TypeError(f"force must be a bool, got {force!r}")
+    return force
+
+
+def _reset_position(to_id: object, since: object) -> tuple[int | None, float | None]:
+    """``(to_id, since)`` checked: exactly one given, an id a whole number >= 0, a time finite."""
+    if (to_id is None) == (since is None):
+        raise TypeError("reset_subscription takes exactly one of to_id and since")
+    if to_id is not None:
+        if not isinstance(to_id, int) or isinstance(to_id, bool) or to_id < 0:
+            raise ValueError(f"to_id must be an alert id (an int >= 0), got {to_id!r}")
+        return to_id, None
+    if not isinstance(since, int | float) or isinstance(since, bool) or not math.isfinite(since):
+        raise ValueError(f"since must be a Unix time (a finite number), got {since!r}")
+    return None, float(since)
 
 
 def describe_target(path: str | os.PathLike[str] | None = None) -> StorageTarget:

@@ -170,6 +170,22 @@ class Backend(Protocol):
         """Every durable name of ``target``, with its position and lag."""
         ...
 
+    def delete_subscription(self, target: str, name: str, *, force: bool) -> bool:
+        """Delete the durable name ``name`` (False: there is none). Refused (``StorageError``
+        naming the holder) while a process holds it, unless ``force``: then the holder's hold
+        is ended (the backend says how). ``ConfigurationError`` where the backend keeps no
+        durable names."""
+        ...
+
+    def reset_subscription(
+        self, target: str, name: str, *, after_id: int | None, since: float | None, force: bool
+    ) -> bool:
+        """Move the durable name ``name`` so that its next delivery starts after ``after_id``, or
+        at the first alert of ``since`` (a Unix time; exactly one is given), as exactly as the
+        backend's ids allow (it says how). False: there is no such name. Held: as for
+        ``delete_subscription``."""
+        ...
+
 
 def check_durable_name(name: object) -> str:
     """``name`` if it can be a durable name in every backend, else ``ValueError`` (checked by the

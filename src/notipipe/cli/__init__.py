@@ -3,7 +3,7 @@
     notipipe run   [--alerts N] [--threads T] [--db PATH] [--mix email=0.7,sms=0.3] ...
     notipipe stats [--db PATH]
     notipipe tail  [--db PATH] [-n K] [--follow [--since WHEN]]
-    notipipe subscriptions --db postgresql://...
+    notipipe subscriptions --db postgresql://... [--delete NAME | --reset NAME --to ID|WHEN] [--force]
     notipipe serve [--db PATH] [--host HOST] [--port PORT]
     notipipe info
 
@@ -36,6 +36,7 @@ from notipipe.cli._arguments import (
     MAX_DELAY,
     MAX_ROWS,
     MAX_THREADS,
+    id_or_moment,
     kind_mix,
     moment,
     nonempty,
@@ -76,6 +77,23 @@ exit status:
   2    bad arguments (one line on stderr says which)
   130  interrupted by Ctrl-C
   141  the output was closed (e.g. piped into `head`): stops quietly"""
+_SUBSCRIPTION_CHANGES = """\
+deleting and resetting:
+  A name a running subscriber holds is refused (exit status 1, naming it as
+  pid@host) unless --force: then the holder loses the name at once
+  (PostgreSQL ends its session, NATS deletes its consumer under it) and the
+  update call in progress finishes. A holder still subscribed goes on under the
+  name as it then stands: after a reset from the new position, after a delete
+  from then on (the name made again); it logs either. Stop it first to be rid
+  of the name.
+  A reset re-delivers: every alert after ID, or from the first alert of WHEN
+  (alerts before it are skipped). PostgreSQL: alerts committed by the reset
+  with ids up to ID count as delivered, every other one (also any committed
+  later, whatever its id) is delivered; WHEN starts at the lowest id created
+  then. NATS: delivery starts at ID's chunk, so the alerts of that chunk up to
+  ID come again; WHEN starts at the first chunk the server stored then.
+
+"""
 #: The status of the commands that SIGTERM stops cleanly (tail --follow, serve), after the others.
 _EXIT_TERMINATED = "\n  143  stopped by SIGTERM"
 
@@ -88,6 +106,13 @@ def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
         help=f"print {what}, for scripts: the fields, their types and meaning are in docs/json.md "
         f"({_JSON_DOCS}), and kept across versions",
     )
+
+
+class _NarrowOptions(argparse.RawDescriptionHelpFormatter):
+    """Help that starts on the option's next line for a long option."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=15)
 
 
 def _wrap(text: str) -> str:
@@ -317,9 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
             "process holds the name (none: no subscriber is running)."
         ),
         epilog="examples:\n  notipipe subscriptions --db postgresql://alerts@db.internal/alerts\n"
-        "  notipipe subscriptions --db postgresql://... --json | jq '.subscriptions[].lag'\n\n"
+        "  notipipe subscriptions --db postgresql://... --json | jq '.subscriptions[].lag'\n"
+        "  notipipe subscriptions --db postgresql://... --delete old-dashboard\n"
+        "  notipipe subscriptions --db nats://127.0.0.1:4222/ALERTS --reset audit --to 2h\n\n"
+        + _SUBSCRIPTION_CHANGES
         + _EXIT_STATUS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        # The options' help no further right than the other commands': the docs URL fits a line.
+        formatter_class=_NarrowOptions,
     )
     subs.add_argument(
         "--db",
@@ -327,6 +356,31 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="URL",
         help=f"a database that keeps durable names ({known_targets(durable=True)})",
+    )
+    change = subs.add_mutually_exclusive_group()
+    change.add_argument(
+        "--delete",
+        type=nonempty,
+        metavar="NAME",
+        help="delete the durable subscription NAME: a later subscribe with it starts from then on",
+    )
+    change.add_argument(
+        "--reset",
+        type=nonempty,
+        metavar="NAME",
+        help="move the durable subscription NAME to the position --to gives",
+    )
+    subs.add_argument(
+        "--to",
+        type=id_or_moment,
+        metavar="ID|WHEN",
+        help="with --reset: deliver every alert after the alert ID, or from the first alert of WHEN: "
+        "an age (90s, 10m, 2h, 7d, 2w) or an ISO time (2026-12-07T09:30, local unless it gives its zone)",
+    )
+    subs.add_argument(
+        "--force",
+        action="store_true",
+        help="with --delete or --reset: change a name a running subscriber holds (see below)",
     )
     _add_json(subs, "the subscriptions as one JSON object")
     serve = sub.add_parser(
@@ -420,6 +474,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "since", None) is not None and not args.follow:
         parser.error("tail --since needs --follow")
+    if args.command == "subscriptions":
+        _check_subscription_change(parser, args)
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_ARGUMENTS
@@ -431,6 +487,19 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"notipipe {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _check_subscription_change(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``subscriptions``' options that go together: --to with --reset, --force with a change."""
+    changing = args.delete is not None or args.reset is not None
+    if args.reset is not None and args.to is None:
+        parser.error("subscriptions --reset needs --to ID|WHEN")
+    if args.to is not None and args.reset is None:
+        parser.error("subscriptions --to needs --reset")
+    if args.force and not changing:
+        parser.error("subscriptions --force needs --delete or --reset")
+    if args.json and changing:
+        parser.error("subscriptions --json lists; it does not go with --delete or --reset")
 
 
 def _escape_unencodable_output() -> None:

@@ -8,6 +8,7 @@ import math
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 #: SQLite's largest integer: no row count, row id or LIMIT goes past it.
 MAX_ROWS = 2**63 - 1
@@ -81,6 +82,27 @@ def moment(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{_echo(text)} is before 1970")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class ResetTo:
+    """Where ``subscriptions --reset`` moves a name: after an alert's id, or to a time."""
+
+    to_id: int | None = None
+    since: float | None = None
+
+
+def id_or_moment(text: str) -> ResetTo:
+    """An argparse type: an alert id (a whole number) or a time as ``moment`` takes it."""
+    if text.strip().replace("_", "").isdecimal():
+        return ResetTo(to_id=whole_number(0, MAX_ROWS)(text))
+    try:
+        return ResetTo(since=moment(text))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{_echo(text)!r} is neither an alert id, nor an age (90s, 10m, 2h, 7d, 2w), nor an ISO time"
+            " (2026-12-07T09:30)"
+        ) from None
 
 
 def nonempty(text: str) -> str:

@@ -8,7 +8,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from notipipe import DatabaseConnection, describe_target, fields_of
+from notipipe import DatabaseConnection, NotipipeError, StorageTarget, describe_target, fields_of
+from notipipe.cli._arguments import ResetTo
 from notipipe.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -123,7 +124,12 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     """``notipipe subscriptions``: each durable subscription of the database, its lag (a backend
     that keeps no durable names, a SQLite file, is refused with the ones that do)."""
     # Listed without a DatabaseConnection: main() may run in a process that has one open.
-    states = describe_target(args.db).subscriptions()
+    target = describe_target(args.db)
+    if args.delete is not None:
+        return _delete_subscription(target, args.delete, force=args.force)
+    if args.reset is not None:
+        return _reset_subscription(target, args.reset, args.to, force=args.force)
+    states = target.subscriptions()
     if args.json:
         print_json(subscriptions_object(states))
         return EXIT_OK
@@ -136,4 +142,19 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
         lag = "-" if s.lag is None else f"{s.lag:,}"
         oldest = "-" if s.oldest_age is None else f"{s.oldest_age:.1f} s"
         print(f"{pad(s.name, width)}  {lag:>11}  {oldest:>9}  {s.holder or '-'}")
+    return EXIT_OK
+
+
+def _delete_subscription(target: StorageTarget, name: str, *, force: bool) -> int:
+    if not target.delete_subscription(name, force=force):
+        raise NotipipeError(f"{target.shown}: no durable subscription named {name!r}")
+    print(f"deleted the durable subscription {name!r}")
+    return EXIT_OK
+
+
+def _reset_subscription(target: StorageTarget, name: str, to: ResetTo, *, force: bool) -> int:
+    if not target.reset_subscription(name, to_id=to.to_id, since=to.since, force=force):
+        raise NotipipeError(f"{target.shown}: no durable subscription named {name!r}")
+    where = f"after the alert #{to.to_id}" if to.since is None else f"at the first alert of {stamp(to.since)}"
+    print(f"reset the durable subscription {name!r}: its next delivery starts {where}")
     return EXIT_OK

@@ -49,8 +49,10 @@ The promise, for a subscription named N on the stream S:
   alert, is reported with what was read and skipped. A server outage is waited out: the connection
   reconnects, pulls are made again, the acknowledgement of a chunk is retried as a redelivery (not
   delivered again, see above). A consumer deleted under the holder is made again, delivering from
-  then on; a stream deleted and made again (by the next write: its sequences, and so the ids,
-  start again from 1) gets a consumer delivering it from its start; each is reported once.
+  then on, unless another client made it again within ``MISSING_GRACE`` seconds (a reset: see
+  ``manage``), which is then read from where it starts, the old consumer's chunks given back; a
+  stream deleted and made again (by the next write: its sequences, and so the ids, start again
+  from 1) gets a consumer delivering it from its start; each is reported once.
 * **Stopping.** ``unsubscribe(observer)`` (also from inside ``update``) stops delivery before the
   next alert. A chunk delivered whole is acknowledged; a chunk partly delivered is given back
   (``-NAK``) and goes whole to the next holder (its first alerts delivered again). The name is
@@ -118,6 +120,9 @@ PULL_BATCH: Final = 64
 IN_FLIGHT: Final = 32
 #: Seconds between two asks whether a chunk held back for an earlier one may go.
 RECHECK: Final = 0.1
+#: Seconds a holder that finds its consumer gone waits for it to be there again (a reset makes it
+#: again at once) before it makes it again itself.
+MISSING_GRACE: Final = 1.0
 #: Seconds a chunk is held back for an earlier one before it is delivered anyway (the earlier one
 #: then follows): past a takeover's pin timeout and the old holder's acknowledgement wait.
 HOLD_LIMIT: Final = 3 * ACK_WAIT
@@ -409,6 +414,15 @@ class _Puller:
 
         self.client.call(resumed)
 
+    def forget(self) -> None:
+        """Treat every chunk received so far as another consumer's (one deleted since): each is
+        given back, not delivered, as after a lost pin (called by the delivery thread)."""
+
+        async def forgotten() -> None:
+            self.generation += 1
+
+        self.client.call(forgotten)
+
     async def _pinned(self, pin: str) -> None:
         self.pin = pin
         if self._holder_sub is None:
@@ -488,6 +502,9 @@ class NatsDurableSubscription:
         #: When the stream this subscription reads was created: a later time means it was made
         #: again (its sequences start again from 1).
         self._created: str | None = None
+        #: When the consumer this subscription reads was created: a later time means another
+        #: client made it again (``reset_subscription``), with a start of its own.
+        self._consumer_created: str | None = None
         self._stop = threading.Event()
         self._stopping = False
         #: Whether the chunk being delivered must halt (``stop`` was called, or the pin lost since
@@ -506,6 +523,7 @@ class NatsDurableSubscription:
             info = client.call(lambda: _api(client, subject))
             _release_stale_pin(client, self.consumer, info)
             self._quiet_upto = _quiet_upto(info)
+            self._consumer_created = info.get("created")
             self._created = stream_created(self._client)
         except StorageError:
             self._client.close()
@@ -700,7 +718,11 @@ class NatsDurableSubscription:
             known = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{self.consumer}"))
         except Exception:  # noqa: BLE001 - JetStream not answering yet (a restart): a wait
             known = {}
+        if "error" in known:
+            known = self._missing_a_moment(known)
         if "error" not in known:  # there (or not known yet): a restart's passing 503, not a loss
+            if self._made_again_elsewhere(known, trouble):
+                self._forget(puller)
             puller.resume()
             return
         created = stream_created(client)
@@ -734,6 +756,42 @@ class NatsDurableSubscription:
                 f" durable subscriber {self.name!r} delivers the alerts stored from now on"
             )
         self._told, self._created = None, created
+        with contextlib.suppress(Exception):  # not known: a later reset is then not told apart
+            info = client.call(lambda: _api(client, f"CONSUMER.INFO.{stream}.{self.consumer}"))
+            self._consumer_created = info.get("created")
+        self._forget(puller)
+        puller.resume()
+
+    def _missing_a_moment(self, known: dict[str, Any]) -> dict[str, Any]:
+        """The consumer's info once it is there again within ``MISSING_GRACE`` seconds, else
+        ``known`` (its error): a reset deletes it and makes it again in two requests, and this
+        holder must not make it again in between."""
+        client, subject = self._client, f"CONSUMER.INFO.{self._parsed.stream}.{self.consumer}"
+        deadline = time.monotonic() + MISSING_GRACE
+        while time.monotonic() < deadline and not self._stop.wait(RECHECK):
+            with contextlib.suppress(Exception):  # not answering: asked again
+                again = client.call(lambda: _api(client, subject))
+                if "error" not in again:
+                    return again
+        return known
+
+    def _made_again_elsewhere(self, known: dict[str, Any], trouble: str) -> bool:
+        """Whether the consumer ``known`` (its info) was made again by another client since this
+        subscription last knew it (a reset: ``reset_subscription``); told if so."""
+        created = known.get("created")
+        if created is None or self._consumer_created is None or created == self._consumer_created:
+            return False
+        self._consumer_created = created
+        self._tell(
+            f"the consumer {self.consumer} of stream {self._parsed.stream} was made again by another client"
+            f" ({trouble}; notipipe subscriptions --reset): the durable subscriber {self.name!r} delivers"
+            " from where the new consumer starts"
+        )
+        self._told = None
+        return True
+
+    def _forget(self, puller: _Puller) -> None:
+        """Forget what this subscription knew of the old consumer: a new one starts elsewhere."""
         self._done_upto = 0  # the stream itself may be new: its sequence starts again from 1
         self._done_ahead.clear()
         self._quiet_upto = 0  # a new consumer: nothing delivered before
@@ -741,7 +799,8 @@ class NatsDurableSubscription:
             puller.outstanding.pop(id(held.msg), None)
         self._held.clear()
         self._held_since.clear()
-        puller.resume()
+        with contextlib.suppress(Exception):  # the loop gone: nothing more comes from it anyway
+            puller.forget()
 
     def _tell(self, text: str) -> None:
         if text == self._told:
@@ -929,7 +988,7 @@ def _list(client: NatsClient, codec: ModuleType) -> list[NatsSubscriptionState]:
 def _state(
     client: NatsClient, codec: ModuleType, consumer: str, info: dict[str, Any], last_seq: int
 ) -> NatsSubscriptionState:
-    floor = int((info.get("ack_floor") or {}).get("stream_seq", 0))
+    floor = _acknowledged_upto(info)
     last_id = 0
     if floor:
         chunk = chunk_at(client, floor, codec, following=False)
@@ -953,6 +1012,16 @@ def _state(
         None if oldest is None else max(time.time() - oldest, 0.0),
         _holder(client, consumer, pin),
     )
+
+
+def _acknowledged_upto(info: dict[str, Any]) -> int:
+    """The stream sequence up to which the consumer (``info``: its) has everything behind it: its
+    acknowledgement floor, or, with nothing waiting for an acknowledgement, its last delivery
+    (where a consumer made to start at a sequence stands before it delivered anything)."""
+    floor = int((info.get("ack_floor") or {}).get("stream_seq", 0))
+    if int(info.get("num_ack_pending", 0)):
+        return floor
+    return max(floor, int((info.get("delivered") or {}).get("stream_seq", 0)))
 
 
 def _holder(client: NatsClient, consumer: str, pin: str | None) -> str | None:

@@ -100,6 +100,18 @@ class PostgresqlBackend:
 
         return list(list_subscriptions(target))
 
+    def delete_subscription(self, target: str, name: str, *, force: bool) -> bool:
+        from notipipe._storage.postgresql.manage import delete_subscription
+
+        return delete_subscription(target, name, force=force)
+
+    def reset_subscription(
+        self, target: str, name: str, *, after_id: int | None, since: float | None, force: bool
+    ) -> bool:
+        from notipipe._storage.postgresql.manage import reset_subscription
+
+        return reset_subscription(target, name, after_id=after_id, since=since, force=force)
+
 
 BACKEND: Final = PostgresqlBackend()
 

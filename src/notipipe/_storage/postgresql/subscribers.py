@@ -42,6 +42,10 @@ The promise, for a subscription named N:
   ``close()`` (and so the atexit hook) does the same for every durable subscription of the
   connection.
 
+* **Deleted or reset** (``delete_subscription``, ``reset_subscription``: see ``manage``) while
+  held, with ``force``: the holder reconnects and takes the name as it then stands (made again
+  from then on, or from the reset position), and logs it.
+
 Delivery runs on a thread of the subscription, with no lock of notipipe's held.
 """
 
@@ -100,6 +104,8 @@ class DurableSubscription:
         self._failed = ObserverFailures(self._failures, observer).failed
         self._page, self._poll = page, poll
         self._stop = threading.Event()
+        #: The lock key this subscription last held the name under (None: never held it).
+        self._held_key: int | None = None
         self._thread = threading.Thread(target=self._run, name=f"notipipe-subscriber-{name}", daemon=True)
 
     def start(self) -> None:
@@ -194,7 +200,7 @@ class DurableSubscription:
             ).fetchone()
             if got is not None:
                 return int(got[0]) if got[1] else None
-            self._create(conn)  # dropped by hand meanwhile: start again from now
+            self._create_again(conn)  # deleted meanwhile: start again from now
 
     def _deliver(
         self, conn: psycopg.Connection[Row], key: int, rows: list[Row], before: Window, after: Window
@@ -244,7 +250,32 @@ class DurableSubscription:
         ).fetchone()
         if got is None:
             raise _NameLostError(self.name)
+        self._note_key(key)
         return Window(str(got[0]), None if got[1] is None else str(got[1]), int(got[2]))
+
+    def _create_again(self, conn: psycopg.Connection[Row]) -> None:
+        """The name's row made again after it was deleted; logged if this subscription held it."""
+        if self._held_key is not None:
+            _log.warning(
+                "durable subscriber %r on %s: its name was deleted while held (notipipe subscriptions"
+                " --delete --force, or by hand): made again, delivering the alerts committed from now on",
+                self.name,
+                redact(self.dsn),
+            )
+            self._held_key = None
+        self._create(conn)
+
+    def _note_key(self, key: int) -> None:
+        """Note the lock key the name is now held under; a new one for a name this subscription
+        held means its cursor was reset meanwhile (``reset_subscription``): logged."""
+        if self._held_key is not None and key != self._held_key:
+            _log.warning(
+                "durable subscriber %r on %s: its name was reset while held (notipipe subscriptions"
+                " --reset --force): delivering from the reset position",
+                self.name,
+                redact(self.dsn),
+            )
+        self._held_key = key
 
     def _save(self, conn: psycopg.Connection[Row], key: int, window: Window) -> None:
         done = conn.execute(

@@ -109,6 +109,14 @@ class SqliteBackend:
     def subscriptions(self, target: str) -> list[SubscriptionInfo]:
         raise _no_durable_names(target)
 
+    def delete_subscription(self, target: str, name: str, *, force: bool) -> bool:
+        raise _no_durable_names(target)
+
+    def reset_subscription(
+        self, target: str, name: str, *, after_id: int | None, since: float | None, force: bool
+    ) -> bool:
+        raise _no_durable_names(target)
+
 
 BACKEND: Final = SqliteBackend()
 
