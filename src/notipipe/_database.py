@@ -370,7 +370,9 @@ class DatabaseCore:
         if self._closed:
             raise StorageClosedError(self.path)
         c = self._config
-        request = PruneRequest(before=before, keep_undelivered=keep_undelivered, dry_run=dry_run, progress=progress)
+        request = PruneRequest(
+            before=before, keep_undelivered=keep_undelivered, dry_run=dry_run, progress=progress
+        )
         return c.backend.prune(c.path, self._open, request)
 
     # -- state -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def interval_for(retention: float) -> float:
     return min(max(retention / 10, _SHORTEST), _LONGEST)
 
 
-class _Stopped(Exception):
+class _StoppedError(Exception):
     """Raised from the progress callback to end a prune once ``stop()`` is called."""
 
 
@@ -57,7 +57,7 @@ class Retention:
 
     def _check(self, _done: int) -> None:
         if self._stop.is_set():
-            raise _Stopped
+            raise _StoppedError
 
     def _run(self) -> None:
         while True:
@@ -67,11 +67,13 @@ class Retention:
                 if self._failing:
                     _log.warning("notipipe: %s: pruning by retention works again", self._shown)
                     self._failing = False
-            except _Stopped:
+            except _StoppedError:
                 return
             except Exception as error:  # noqa: BLE001 - an outage or a lock: logged, tried next time
                 if not self._failing:
-                    _log.warning("notipipe: %s: pruning by retention failed (%s); retrying", self._shown, error)
+                    _log.warning(
+                        "notipipe: %s: pruning by retention failed (%s); retrying", self._shown, error
+                    )
                     self._failing = True
             if self._stop.wait(self._interval):
                 return

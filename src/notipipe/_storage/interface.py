@@ -70,9 +70,12 @@ class StoreOptions:
             raise ValueError(f"busy_timeout must be 0..3600 seconds, got {self.busy_timeout!r}")
         if type(self.wal_limit) is not int or self.wal_limit < 2**20:
             raise ValueError(f"wal_limit must be an int of at least 1 MiB (1048576), got {self.wal_limit!r}")
-        if self.retention is not None and (not is_seconds(self.retention, MAX_RETENTION) or self.retention == 0):
+        if self.retention is not None and (
+            not is_seconds(self.retention, MAX_RETENTION) or not self.retention
+        ):
             raise ValueError(
-                f"retention must be None or more than 0 and at most {MAX_RETENTION} seconds, got {self.retention!r}"
+                f"retention must be None or more than 0 and at most {MAX_RETENTION} seconds,"
+                f" got {self.retention!r}"
             )
         # Seconds compare equal however they were spelled (1 and 1.0): one configuration.
         object.__setattr__(self, "max_delay", float(self.max_delay))

@@ -412,8 +412,7 @@ def _add_prune(sub: Any) -> None:
         epilog="examples:\n"
         "  notipipe prune --older-than 7d               delete the alerts of more than a week ago\n"
         "  notipipe prune --older-than 30d --dry-run    how many would go, deleting nothing\n"
-        "  notipipe prune --older-than 12h --json       the summary as JSON, for a script\n\n"
-        + _EXIT_STATUS,
+        "  notipipe prune --older-than 12h --json       the summary as JSON, for a script\n\n" + _EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prune.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
@@ -424,7 +423,9 @@ def _add_prune(sub: Any) -> None:
         metavar="AGE",
         help="delete the alerts created more than AGE ago: 90s, 10m, 2h, 7d, 2w, or seconds",
     )
-    prune.add_argument("--dry-run", action="store_true", help="count the alerts that would go; delete nothing")
+    prune.add_argument(
+        "--dry-run", action="store_true", help="count the alerts that would go; delete nothing"
+    )
     prune.add_argument(
         "--keep-undelivered",
         action="store_true",

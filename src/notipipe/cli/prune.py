@@ -53,7 +53,7 @@ def prune_object(
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    """``notipipe prune``: delete (``--dry-run``: count) the alerts created before now less ``--older-than``."""
+    """``notipipe prune``: delete (``--dry-run``: count) the alerts older than ``--older-than``."""
     progress = _Progress("counted" if args.dry_run else "pruned")
     cutoff = time.time() - args.older_than
     with open_existing(db_path(args.db)) as db:
@@ -68,10 +68,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
             progress.end()
         path = db.path
     if args.json:
+        keep = args.keep_undelivered
         print_json(
-            prune_object(
-                path, args.older_than, cutoff, pruned, dry_run=args.dry_run, keep_undelivered=args.keep_undelivered
-            )
+            prune_object(path, args.older_than, cutoff, pruned, dry_run=args.dry_run, keep_undelivered=keep)
         )
         return EXIT_OK
     verb = "would prune" if args.dry_run else "pruned"

@@ -42,7 +42,9 @@ def _undelivered(m: str, s: str) -> str:
 
 
 def _kept(keep_undelivered: bool) -> str:
-    return f" AND NOT EXISTS (SELECT FROM {SUBSCRIPTIONS} s WHERE {_undelivered('m', 's')})" if keep_undelivered else ""
+    if not keep_undelivered:
+        return ""
+    return f" AND NOT EXISTS (SELECT FROM {SUBSCRIPTIONS} s WHERE {_undelivered('m', 's')})"
 
 
 def prune(dsn: str, request: PruneRequest) -> int:
@@ -52,10 +54,9 @@ def prune(dsn: str, request: PruneRequest) -> int:
             ensure_schema(conn)
             ensure_lock_keys(conn)
             if request.dry_run:
-                got = conn.execute(
-                    f"SELECT count(*) FROM {MESSAGES} m WHERE m.created_at < %s{_kept(request.keep_undelivered)}",
-                    (request.before,),
-                ).fetchone()
+                kept = _kept(request.keep_undelivered)
+                count = f"SELECT count(*) FROM {MESSAGES} m WHERE m.created_at < %s{kept}"
+                got = conn.execute(count, (request.before,)).fetchone()
                 return int(got[0]) if got else 0
             return _prune(conn, request)
     except psycopg.Error as error:

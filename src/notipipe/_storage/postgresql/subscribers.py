@@ -310,6 +310,7 @@ class SubscriptionState:
         oldest_age: float | None,
         holder: str | None,
         updated_at: float,
+        *,
         pruned: int = 0,
     ) -> None:
         self.name = name
@@ -378,7 +379,12 @@ def _list_subscriptions(dsn: str) -> list[SubscriptionState]:
         ).fetchall()
     return [
         SubscriptionState(
-            str(name), int(n), None if oldest is None else float(oldest), who, float(updated), int(pruned)
+            str(name),
+            int(n),
+            None if oldest is None else float(oldest),
+            who,
+            float(updated),
+            pruned=int(pruned),
         )
         for name, n, oldest, who, updated, pruned in rows
     ]

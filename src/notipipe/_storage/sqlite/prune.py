@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Final
 
 from notipipe._errors import StorageError
 from notipipe._storage.interface import DEFAULT_OPTIONS
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["prune_file", "prune_memory"]
 
-T = TypeVar("T")
-type Run = Callable[[Callable[[sqlite3.Connection], T]], T]
+#: Runs a piece of work on the pruning connection (for ``":memory:"``: under the writer's lock).
+type Run = Callable[[Callable[[sqlite3.Connection], object]], object]
 
 #: Seconds a step's write transaction waits for the lock another connection holds (the writer's
 #: batches are small: this is a wait for many of them, not for one).
@@ -64,25 +65,31 @@ def prune_memory(store: MessageStore, request: PruneRequest) -> int:
         raise StorageError(store.path, f"pruning failed: {describe(error)}") from None
 
 
-def _prune(path: str, run: Run[object], request: PruneRequest) -> int:
+def _prune(path: str, run: Run, request: PruneRequest) -> int:
     before = request.before
     if request.dry_run:
-        return int(run(lambda conn: conn.execute(_COUNT, (before,)).fetchone()[0]))  # type: ignore[call-overload]
+        return int(run(partial(_scalar, _COUNT, (before,))))  # type: ignore[call-overload]
     done, last = 0, 0
     while True:
-        ids = run(lambda conn: [int(r[0]) for r in conn.execute(_FIND, (last, before, request.step))])
-        assert isinstance(ids, list)
+        ids: list[int] = run(partial(_ids, (last, before, request.step)))  # type: ignore[assignment]
         if not ids:
             return done
-        last = ids[-1]
-        first = ids[0]
-        done += int(run(lambda conn: _delete(conn, first, last, before)))  # type: ignore[call-overload]
+        first, last = ids[0], ids[-1]
+        done += int(run(partial(_delete, first=first, last=last, before=before)))  # type: ignore[call-overload]
         request.report(done)
         if len(ids) < request.step:
             return done
 
 
-def _delete(conn: sqlite3.Connection, first: int, last: int, before: float) -> int:
+def _scalar(sql: str, params: tuple[object, ...], conn: sqlite3.Connection) -> object:
+    return conn.execute(sql, params).fetchone()[0]
+
+
+def _ids(params: tuple[object, ...], conn: sqlite3.Connection) -> list[int]:
+    return [int(r[0]) for r in conn.execute(_FIND, params)]
+
+
+def _delete(conn: sqlite3.Connection, *, first: int, last: int, before: float) -> int:
     """One step: the rows from id ``first`` to ``last`` older than ``before``, in one write
     transaction (ids only grow, so no row joins that range after the read that found it)."""
     conn.execute("BEGIN IMMEDIATE")  # waits out another writer's batch (busy_timeout)

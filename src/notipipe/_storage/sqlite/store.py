@@ -39,7 +39,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import ClassVar, Final, TypeVar, cast
+from typing import ClassVar, Final, cast
 
 from notipipe._errors import StorageClosedError, StorageError
 from notipipe._storage.group_commit import GroupCommitStore, Row
@@ -55,7 +55,6 @@ from notipipe._storage.sqlite.file import (
 __all__ = ["MessageStore", "Row"]
 
 _log = logging.getLogger("notipipe")
-T = TypeVar("T")
 
 _COLUMNS = 6
 #: Rows per INSERT statement (bounded again by the connection's variable limit).
@@ -158,7 +157,7 @@ class MessageStore(GroupCommitStore):
     def size_bytes(self) -> int:
         return self.file_size()
 
-    def run_on_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def run_on_writer(self, work: Callable[[sqlite3.Connection], object]) -> object:
         """``work`` on the writing connection, under the writer's lock: how ``":memory:"`` (one
         connection holds it) is pruned, a small step at a time."""
         self._ensure_writer()
