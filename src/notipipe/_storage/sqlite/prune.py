@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from notipipe._errors import StorageError
 from notipipe._storage.interface import DEFAULT_OPTIONS
@@ -68,14 +68,14 @@ def prune_memory(store: MessageStore, request: PruneRequest) -> int:
 def _prune(path: str, run: Run, request: PruneRequest) -> int:
     before = request.before
     if request.dry_run:
-        return int(run(partial(_scalar, _COUNT, (before,))))  # type: ignore[call-overload]
+        return cast("int", run(partial(_scalar, _COUNT, (before,))))
     done, last = 0, 0
     while True:
         ids: list[int] = run(partial(_ids, (last, before, request.step)))  # type: ignore[assignment]
         if not ids:
             return done
         first, last = ids[0], ids[-1]
-        done += int(run(partial(_delete, first=first, last=last, before=before)))  # type: ignore[call-overload]
+        done += cast("int", run(partial(_delete, first=first, last=last, before=before)))
         request.report(done)
         if len(ids) < request.step:
             return done
