@@ -64,7 +64,9 @@ def test_prune_under_writers_and_a_follower_loses_and_skips_nothing_newer(
         db.save_many(_emails(impl, f"old{part}", 2000, old))
         db.flush()
     before_prune = max(m.id for m in db.last(1))
-    stop, quit_writers, seen, saved = threading.Event(), threading.Event(), [], []
+    stop, quit_writers = threading.Event(), threading.Event()
+    seen: list[Any] = []
+    saved: list[str] = []
 
     def follow() -> None:
         for page in db.follow(after_id=before_prune, poll=0.05, stop=stop):
