@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
+from notipipe._errors import StorageClosedError
+
 __all__ = ["Retention", "interval_for"]
 
 _log = logging.getLogger("notipipe")
@@ -67,7 +69,7 @@ class Retention:
                 if self._failing:
                     _log.warning("notipipe: %s: pruning by retention works again", self._shown)
                     self._failing = False
-            except _StoppedError:
+            except (_StoppedError, StorageClosedError):  # close() is stopping it
                 return
             except Exception as error:  # noqa: BLE001 - an outage or a lock: logged, tried next time
                 if not self._failing:
