@@ -56,6 +56,7 @@ _OBJECTS = {
     "tail.fields[sms]",
     "subscriptions",
     "subscriptions.subscriptions[]",
+    "prune",
     "info",
 }
 

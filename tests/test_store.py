@@ -207,6 +207,7 @@ def test_the_connection_signature_keeps_its_documented_defaults(impl: Impl) -> N
         "deliver": "immediate",
         "busy_timeout": 5.0,
         "wal_limit": 64 * 2**20,
+        "retention": None,
     }
 
 

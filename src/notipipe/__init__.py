@@ -25,6 +25,7 @@ the pure-Python twins, which behave identically).
 from notipipe._async import AsyncObserverError, LoopClosedError
 from notipipe._database import DatabaseConnection, StoredMessage, StoreStats
 from notipipe._errors import (
+    AlertsPrunedError,
     ConfigurationError,
     NotipipeError,
     ReentrancyError,
@@ -47,6 +48,7 @@ from notipipe._version import __version__
 # The exceptions are raised to users, who import them from here: tracebacks and pickles name
 # them where they are imported (``notipipe.StorageError``), not by the private module.
 for _error in (
+    AlertsPrunedError,
     AsyncObserverError,
     ConfigurationError,
     LoopClosedError,
@@ -68,6 +70,7 @@ __all__ = [
     "MAX_SMS_BODY",
     "MAX_SUBJECT",
     "MIN_PRIORITY",
+    "AlertsPrunedError",
     "AsyncObserver",
     "AsyncObserverError",
     "BaseMessage",

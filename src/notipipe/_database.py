@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -24,11 +25,13 @@ from notipipe._errors import ConfigurationError, StorageClosedError
 from notipipe._kinds import StoredAlert
 from notipipe._limits import ID_LIMIT, TIME_LIMIT, id_range_error
 from notipipe._protocols import Message, Observer
+from notipipe._retention import Retention, interval_for
 from notipipe._select import EmailMessage, Publisher, SMSMessage, all_of_types
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._storage.backend import check_durable_name
 from notipipe._storage.group_commit import GroupCommitStore, Row
 from notipipe._storage.interface import DEFAULT_OPTIONS, Delivery, StoreOptions, Synchronous, is_seconds
+from notipipe._storage.prune import PruneRequest
 from notipipe._targets import StorageTarget, SubscriptionStatus, resolve
 
 if TYPE_CHECKING:
@@ -127,6 +130,7 @@ class DatabaseCore:
         deliver: Delivery = DEFAULT_OPTIONS.deliver,
         busy_timeout: float = DEFAULT_OPTIONS.busy_timeout,
         wal_limit: int = DEFAULT_OPTIONS.wal_limit,
+        retention: float | None = DEFAULT_OPTIONS.retention,
     ) -> None:
         """Configure the store; only the first ``DatabaseConnection(...)`` gets here.
 
@@ -141,6 +145,9 @@ class DatabaseCore:
         long an outage is logged); the writer itself never gives up (see ``flush``), and
         logs a warning once a lock has kept it waiting this long. ``wal_limit``: bytes of
         write-ahead log past which the writer checkpoints and truncates it before its next batch.
+        ``retention``: seconds an alert is kept; from the first save or read this process prunes
+        older ones every tenth of it (``prune``, on a thread of its own, stopped by ``close``);
+        a NATS stream keeps its own ``max_age`` instead.
         The options and their defaults: ``StoreOptions``.
 
         Nothing is opened here. The first save or read opens the file, and fixes the
@@ -158,6 +165,7 @@ class DatabaseCore:
             deliver=deliver,
             busy_timeout=busy_timeout,
             wal_limit=wal_limit,
+            retention=retention,
         )
         self._config_lock = threading.Lock()
         self._config = config
@@ -166,6 +174,7 @@ class DatabaseCore:
         self._store: GroupCommitStore | None = None
         self._closed = False
         self._durable: list[DurableHandle] = []
+        self._retention: Retention | None = None
         # Ids of stored rows that are not alerts, reported already (see _report_unreadable).
         self._unreadable: dict[object, object] = {}
         if not self._provisional:
@@ -208,7 +217,17 @@ class DatabaseCore:
                 self._provisional = False
                 on_commit = self._deliver_committed if c.options.deliver == "after_commit" else None
                 self._store = c.backend.open(c.path, c.options, _to_rows, on_commit)  # type: ignore[arg-type]
+                if c.options.retention is not None:
+                    self._retention = self._start_retention(c.options.retention)
             return self._store
+
+    def _start_retention(self, retention: float) -> Retention:
+        def prune(progress: Callable[[int], None]) -> int:
+            return self._prune_before(time.time() - retention, keep_undelivered=False, progress=progress)
+
+        pruner = Retention(prune, interval_for(retention), self.path)
+        pruner.start()
+        return pruner
 
     def _deliver_committed(self, batch: list[StoredMessage], ids: list[int]) -> None:
         # On the writer thread, once the batch is durable: observers get each message with the
@@ -284,7 +303,10 @@ class DatabaseCore:
         with self._config_lock:
             self._closed = True
             store = self._store
+            retention, self._retention = self._retention, None
         try:
+            if retention is not None:  # first: on ":memory:" it prunes through the store
+                retention.stop()
             self._stop_durable()
             if store is not None:
                 with waiting_on_writer():  # see save()
@@ -304,6 +326,54 @@ class DatabaseCore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    # -- pruning ---------------------------------------------------------------------------------
+
+    def prune(
+        self,
+        *,
+        older_than: float,
+        keep_undelivered: bool = False,
+        dry_run: bool = False,
+        progress: Callable[[int], object] | None = None,
+    ) -> int:
+        """Delete the alerts created more than ``older_than`` seconds ago; return how many.
+
+        In small transactions (a few thousand alerts each), so writers, followers and durable
+        subscribers keep going: a writer waits at most for one of them, and ids never go back
+        (so nothing saved afterwards is missed by a follower). An alert created at the cutoff or
+        later is never deleted. A durable name that had not been delivered pruned alerts is told
+        once (``AlertsPrunedError`` to the error handler; ``subscriptions()``' ``pruned``);
+        ``keep_undelivered=True`` deletes only alerts every durable name has been delivered.
+        On NATS whole chunks go, from the stream's start: a chunk whose newest alert is older
+        than the cutoff, and only with every chunk before it. ``dry_run``: count, delete
+        nothing. ``progress`` is called with the running total after each transaction.
+        ``StorageError`` if the database cannot be reached.
+        """
+        if not is_seconds(older_than, TIME_LIMIT):
+            raise ValueError(f"older_than must be seconds from 0 on, got {older_than!r}")
+        for name, flag in (("keep_undelivered", keep_undelivered), ("dry_run", dry_run)):
+            if type(flag) is not bool:
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        return self._prune_before(
+            time.time() - older_than, keep_undelivered=keep_undelivered, dry_run=dry_run, progress=progress
+        )
+
+    def _prune_before(
+        self,
+        before: float,
+        *,
+        keep_undelivered: bool,
+        dry_run: bool = False,
+        progress: Callable[[int], object] | None,
+    ) -> int:
+        if self._closed:
+            raise StorageClosedError(self.path)
+        c = self._config
+        request = PruneRequest(
+            before=before, keep_undelivered=keep_undelivered, dry_run=dry_run, progress=progress
+        )
+        return c.backend.prune(c.path, self._open, request)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -717,6 +787,7 @@ def _after_fork_in_child() -> None:
         db._config_lock = threading.Lock()
         db._store = None
         db._durable = []  # their threads stayed in the parent, which holds their names
+        db._retention = None  # its thread stayed in the parent; the child's first use starts one
         cast("Publisher[object]", db)._reinit_locks_after_fork()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AlertsPrunedError",
     "ConfigurationError",
     "NotipipeError",
     "ReentrancyError",
@@ -56,3 +57,16 @@ class ServerTooOldError(ConfigurationError):
 
 class StreamMismatchError(ConfigurationError):
     """A NATS stream exists with limits other than the URL gives, or without notipipe's subject."""
+
+
+class AlertsPrunedError(NotipipeError):
+    """Told once to a durable subscription's error handler (the message is None): a prune
+    deleted alerts its name had not been delivered yet (``count`` of them)."""
+
+    def __init__(self, name: str, count: int) -> None:
+        super().__init__(f"durable name {name!r}: {count} alerts pruned before delivery")
+        self.name = name
+        self.count = count
+
+    def __reduce__(self) -> tuple[type[AlertsPrunedError], tuple[str, int], dict[str, object]]:
+        return type(self), (self.name, self.count), self.__dict__

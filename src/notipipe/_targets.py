@@ -177,7 +177,12 @@ class SubscriptionStatus:
     holder: str | None
     #: Whether a process holds the name now.
     active: bool
+    #: Alerts a prune deleted before they were delivered to the name (``DatabaseConnection.prune``),
+    #: None where the backend does not count them.
+    pruned: int | None = None
 
     @classmethod
     def _of(cls, info: SubscriptionInfo) -> SubscriptionStatus:
-        return cls(info.name, info.last_id, info.lag, info.oldest_age, info.holder, info.active)
+        # ``pruned`` is optional in a backend's listing: only some count pruned alerts.
+        pruned = getattr(info, "pruned", None)
+        return cls(info.name, info.last_id, info.lag, info.oldest_age, info.holder, info.active, pruned)

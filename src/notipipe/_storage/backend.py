@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from notipipe._storage.group_commit import GroupCommitStore, Row
     from notipipe._storage.interface import StoreOptions
+    from notipipe._storage.prune import PruneRequest
 
 __all__ = ["Backend", "DurableHandle", "StoredRow", "SubscriptionInfo", "check_durable_name"]
 
@@ -184,6 +185,12 @@ class Backend(Protocol):
         at the first alert of ``since`` (a Unix time; exactly one is given), as exactly as the
         backend's ids allow (it says how). False: there is no such name. Held: as for
         ``delete_subscription``."""
+        ...
+
+    def prune(self, target: str, open_store: Callable[[], GroupCommitStore], request: PruneRequest) -> int:
+        """Delete the alerts created before ``request.before`` in small transactions (none newer);
+        how many (``request.dry_run``: how many would go). ``ConfigurationError`` where the
+        backend cannot prune."""
         ...
 
 

@@ -22,6 +22,10 @@ type Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 type Delivery = Literal["immediate", "after_commit"]
 
 
+#: The longest ``retention``: a hundred years of seconds.
+MAX_RETENTION: Final = 100 * 365 * 86400
+
+
 def is_seconds(value: object, most: float) -> bool:
     """True for an int or float from 0 to ``most`` (a bool is not a number of seconds)."""
     return type(value) in (int, float) and 0 <= value <= most  # type: ignore[operator]
@@ -49,6 +53,9 @@ class StoreOptions:
     #: SQLite only: bytes of write-ahead log past which the writer checkpoints and truncates it
     #: before its next batch.
     wal_limit: int = 64 * 1024 * 1024
+    #: Seconds an alert is kept: the writing process prunes older ones every so often, on a
+    #: thread of its own (``DatabaseConnection.prune``); None keeps every alert.
+    retention: float | None = None
 
     def __post_init__(self) -> None:
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -63,9 +70,18 @@ class StoreOptions:
             raise ValueError(f"busy_timeout must be 0..3600 seconds, got {self.busy_timeout!r}")
         if type(self.wal_limit) is not int or self.wal_limit < 2**20:
             raise ValueError(f"wal_limit must be an int of at least 1 MiB (1048576), got {self.wal_limit!r}")
+        if self.retention is not None and (
+            not is_seconds(self.retention, MAX_RETENTION) or not self.retention
+        ):
+            raise ValueError(
+                f"retention must be None or more than 0 and at most {MAX_RETENTION} seconds,"
+                f" got {self.retention!r}"
+            )
         # Seconds compare equal however they were spelled (1 and 1.0): one configuration.
         object.__setattr__(self, "max_delay", float(self.max_delay))
         object.__setattr__(self, "busy_timeout", float(self.busy_timeout))
+        if self.retention is not None:
+            object.__setattr__(self, "retention", float(self.retention))
 
     def describe(self) -> str:
         """``name=value, ...`` in field order, for messages."""

@@ -3,7 +3,8 @@
     notipipe run   [--alerts N] [--threads T] [--db PATH] [--mix email=0.7,sms=0.3] ...
     notipipe stats [--db PATH]
     notipipe tail  [--db PATH] [-n K] [--follow [--since WHEN]]
-    notipipe subscriptions --db postgresql://... [--delete NAME | --reset NAME --to ID|WHEN] [--force]
+    notipipe subscriptions --db URL [--delete NAME | --reset NAME --to ID|WHEN] [--force]
+    notipipe prune --older-than 7d [--db PATH] [--dry-run]
     notipipe serve [--db PATH] [--host HOST] [--port PORT]
     notipipe info
 
@@ -36,6 +37,7 @@ from notipipe.cli._arguments import (
     MAX_DELAY,
     MAX_ROWS,
     MAX_THREADS,
+    age,
     id_or_moment,
     kind_mix,
     moment,
@@ -52,6 +54,7 @@ from notipipe.cli._common import (
     one_line,
 )
 from notipipe.cli.info import cmd_info
+from notipipe.cli.prune import cmd_prune
 from notipipe.cli.read import cmd_stats, cmd_subscriptions, cmd_tail
 from notipipe.cli.run import cmd_run
 from notipipe.cli.serve import add_serve_options, cmd_serve
@@ -383,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --delete or --reset: change a name a running subscriber holds (see below)",
     )
     _add_json(subs, "the subscriptions as one JSON object")
+    _add_prune(sub)
     serve = sub.add_parser(
         "serve",
         help="a live web dashboard of the alerts, as they are stored",
@@ -445,12 +449,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_prune(sub: Any) -> None:
+    prune = sub.add_parser(
+        "prune",
+        help="delete the alerts older than an age",
+        description=_wrap(
+            "Delete the alerts created more than AGE ago, a few thousand per transaction, so "
+            "that writers, followers (tail --follow, the dashboard) and durable subscribers "
+            "keep going meanwhile; ids never go back. Alerts a durable name had not been "
+            "delivered are reported to it (and counted under `pruned` in `notipipe "
+            "subscriptions --json`) unless --keep-undelivered keeps them. A NATS stream loses "
+            "whole chunks from its start: a chunk goes only once its newest alert is older "
+            "than AGE. Prints how many alerts went. To prune by itself, a process passes "
+            "DatabaseConnection(..., retention=SECONDS); a NATS stream's URL takes ?max_age=7d."
+        ),
+        epilog="examples:\n"
+        "  notipipe prune --older-than 7d               delete the alerts of more than a week ago\n"
+        "  notipipe prune --older-than 30d --dry-run    how many would go, deleting nothing\n"
+        "  notipipe prune --older-than 12h --json       the summary as JSON, for a script\n\n" + _EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prune.add_argument("--db", type=nonempty, default=None, metavar="PATH", help=_DB_HELP)
+    prune.add_argument(
+        "--older-than",
+        type=age,
+        required=True,
+        metavar="AGE",
+        help="delete the alerts created more than AGE ago: 90s, 10m, 2h, 7d, 2w, or seconds",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="count the alerts that would go; delete nothing"
+    )
+    prune.add_argument(
+        "--keep-undelivered",
+        action="store_true",
+        help="keep the alerts a durable name has not been delivered yet (PostgreSQL, NATS)",
+    )
+    _add_json(prune, "the summary as one JSON object")
+
+
 #: Each subcommand's function: it returns the exit status (errors it raises are handled by main).
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "stats": cmd_stats,
     "tail": cmd_tail,
     "subscriptions": cmd_subscriptions,
+    "prune": cmd_prune,
     "serve": cmd_serve,
     "info": cmd_info,
 }

@@ -134,3 +134,18 @@ def kind_mix(text: str) -> dict[str, float]:
     if not math.isfinite(total):  # each share would come out as 0
         raise argparse.ArgumentTypeError("the weights add up to more than a float holds")
     return weights
+
+
+def age(text: str) -> float:
+    """An argparse type: a span of time as ``90s``, ``10m``, ``2h``, ``7d``, ``2w`` (or plain
+    seconds), in seconds."""
+    found = _AGE.fullmatch(text.strip())
+    if found:
+        return float(found[1]) * _AGE_UNITS[found[2]]
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{_echo(text)!r} is not an age (90s, 10m, 2h, 7d, 2w)") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{_echo(text)} is not an age of 0 seconds or more")
+    return value

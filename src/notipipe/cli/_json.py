@@ -80,6 +80,7 @@ def subscriptions_object(states: list[SubscriptionStatus]) -> dict[str, object]:
                 "oldest_age": s.oldest_age,
                 "holder": s.holder,
                 "active": s.active,
+                "pruned": s.pruned,
             }
             for s in states
         ]

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from notipipe._storage.backend import Backend, DurableHandle, StoredRow, SubscriptionInfo
     from notipipe._storage.group_commit import GroupCommitStore, Row
     from notipipe._storage.interface import StoreOptions
+    from notipipe._storage.prune import PruneRequest
 
 __all__ = ["BACKEND", "NatsBackend"]
 
@@ -29,7 +30,10 @@ class NatsBackend:
     schemes: tuple[str, ...] = ("nats",)
     # Durability is the server's setting (its sync_interval, the stream's replicas).
     options = frozenset({"batch_size", "max_delay", "deliver", "busy_timeout"})
-    options_hint = "the server's sync_interval and the stream's replicas decide durability"
+    options_hint = (
+        "the server's sync_interval and the stream's replicas decide durability; the stream's own"
+        " max_age (nats://host:port/STREAM?max_age=7d) prunes old alerts in place of retention"
+    )
     #: An idle follower asks the stream for news this often (one small request each time).
     follow_poll = 0.05
     ids_follow_commits = True
@@ -120,6 +124,12 @@ class NatsBackend:
         from notipipe._storage.nats.manage import reset_subscription
 
         return reset_subscription(target, name, after_id=after_id, since=since, force=force)
+
+    def prune(self, target: str, open_store: Callable[[], GroupCommitStore], request: PruneRequest) -> int:
+        # Whole chunks from the stream's start (see nats.prune): a stream is an append log.
+        from notipipe._storage.nats.prune import prune
+
+        return prune(target, request)
 
 
 BACKEND: Final = NatsBackend()

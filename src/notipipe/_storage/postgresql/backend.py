@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from notipipe._storage.backend import Backend, DurableHandle, StoredRow, SubscriptionInfo
     from notipipe._storage.group_commit import GroupCommitStore, Row
     from notipipe._storage.interface import StoreOptions
+    from notipipe._storage.prune import PruneRequest
 
 __all__ = ["BACKEND", "PostgresqlBackend"]
 
@@ -29,7 +30,7 @@ class PostgresqlBackend:
     name = "postgresql"
     schemes: tuple[str, ...] = ("postgresql", "postgres")
     # Durability is the server's setting (synchronous_commit); the WAL is the server's too.
-    options = frozenset({"batch_size", "max_delay", "deliver", "busy_timeout"})
+    options = frozenset({"batch_size", "max_delay", "deliver", "busy_timeout", "retention"})
     options_hint = "the server's synchronous_commit decides durability"
     #: Each commit wakes a follower; without a wake-up it asks again this often.
     follow_poll = 1.0
@@ -111,6 +112,11 @@ class PostgresqlBackend:
         from notipipe._storage.postgresql.manage import reset_subscription
 
         return reset_subscription(target, name, after_id=after_id, since=since, force=force)
+
+    def prune(self, target: str, open_store: Callable[[], GroupCommitStore], request: PruneRequest) -> int:
+        from notipipe._storage.postgresql.prune import prune
+
+        return prune(target, request)
 
 
 BACKEND: Final = PostgresqlBackend()

@@ -84,6 +84,10 @@ _LOCK_KEY: Final = (
     f"MINVALUE {SUBSCRIPTION_LOCK << 32} MAXVALUE {(SUBSCRIPTION_LOCK << 32) | 0xFFFFFFFF}) UNIQUE"
 )
 
+#: Alerts a prune deleted before the name was delivered them (``pruned``), and how many of them
+#: its subscriber has reported (``pruned_reported``): see ``prune``.
+_PRUNED: Final = "pruned bigint NOT NULL DEFAULT 0, pruned_reported bigint NOT NULL DEFAULT 0"
+
 #: One row per durable subscriber name: its cursor, and its lock key. Every row visible in
 #: ``delivered`` has been delivered; of the window in progress (the rows visible in
 #: ``window_end`` but not in ``delivered``), those up to id ``window_pos``. Created with the
@@ -97,9 +101,15 @@ CREATE TABLE IF NOT EXISTS {SUBSCRIPTIONS} (
     window_pos  bigint NOT NULL DEFAULT 0,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
-    {_LOCK_KEY}
+    {_LOCK_KEY},
+    {_PRUNED}
 );
 """
+
+_ADD_PRUNED_SQL: Final = (
+    f"ALTER TABLE {SUBSCRIPTIONS} ADD COLUMN IF NOT EXISTS pruned bigint NOT NULL DEFAULT 0, "
+    "ADD COLUMN IF NOT EXISTS pruned_reported bigint NOT NULL DEFAULT 0"
+)
 
 #: Brings a subscriptions table made before lock keys up to date, in place: its rows (and so
 #: their cursors) stay, each given a key of its own.
@@ -141,18 +151,21 @@ def ensure_lock_keys(conn: psycopg.Connection[Any]) -> None:
     or a follower keeps working on such a database even without the right to alter its tables.
     """
 
-    def missing() -> bool:
+    def missing(column: str) -> bool:
         got = conn.execute(
             "SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-            "AND attname = 'lock_key' AND NOT attisdropped)",
-            (SUBSCRIPTIONS,),
+            "AND attname = %s AND NOT attisdropped)",
+            (SUBSCRIPTIONS, column),
         ).fetchone()
         assert got is not None
         return bool(got[0])
 
-    if not missing():
+    # The prune counts (``pruned``) came later than the lock keys: brought in the same way.
+    if not missing("lock_key") and not missing("pruned_reported"):
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        if missing():
+        if missing("lock_key"):
             conn.execute(_ADD_LOCK_KEYS_SQL)
+        if missing("pruned_reported"):
+            conn.execute(_ADD_PRUNED_SQL)

@@ -59,7 +59,7 @@ from typing import Any, Final
 
 import psycopg
 
-from notipipe._errors import StorageError
+from notipipe._errors import AlertsPrunedError, StorageError
 from notipipe._failures import DatabaseFailures, ObserverFailures
 from notipipe._protocols import ErrorHandler
 from notipipe._storage.backend import check_durable_name as check_name
@@ -72,6 +72,7 @@ from notipipe._storage.postgresql.follow import (
     ensure_schema,
     read_page,
 )
+from notipipe._storage.postgresql.prune import report_pruned
 from notipipe._storage.postgresql.schema import MESSAGES, SUBSCRIPTIONS, ensure_lock_keys
 from notipipe._storage.urls import redact, scrub
 
@@ -106,6 +107,7 @@ class DurableSubscription:
         self._stop = threading.Event()
         #: The lock key this subscription last held the name under (None: never held it).
         self._held_key: int | None = None
+        self._pruned_checked = -float("inf")
         self._thread = threading.Thread(target=self._run, name=f"notipipe-subscriber-{name}", daemon=True)
 
     def start(self) -> None:
@@ -171,6 +173,7 @@ class DurableSubscription:
                 window = self._load(conn, key)
                 backoff.reset()
                 while not self._stop.is_set():
+                    self._report_pruned(conn, key)
                     rows, after = read_page(conn, window, self._page)
                     window = self._deliver(conn, key, rows, window, after) if rows else after
                     if not rows:
@@ -181,6 +184,16 @@ class DurableSubscription:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             finally:
                 wakeup.close()
+
+    def _report_pruned(self, conn: psycopg.Connection[Row], key: int) -> None:
+        """Tell the error handler, once, of alerts a prune deleted before delivery (at most
+        every ``poll`` seconds: one small statement)."""
+        now = time.monotonic()
+        if now < self._pruned_checked + self._poll:
+            return
+        self._pruned_checked = now
+        if lost := report_pruned(conn, self.name, key):
+            self._failed(None, AlertsPrunedError(self.name, lost))
 
     def _create(self, conn: psycopg.Connection[Row]) -> None:
         """The name's row, starting now, unless it exists (no identity value spent if it does)."""
@@ -319,12 +332,21 @@ class SubscriptionState:
     """One row of ``list_subscriptions``: a durable name, its lag, and who holds it (a
     ``SubscriptionInfo``)."""
 
-    __slots__ = ("holder", "name", "oldest_age", "undelivered", "updated_at")
+    __slots__ = ("holder", "name", "oldest_age", "pruned", "undelivered", "updated_at")
 
     def __init__(
-        self, name: str, undelivered: int, oldest_age: float | None, holder: str | None, updated_at: float
+        self,
+        name: str,
+        undelivered: int,
+        oldest_age: float | None,
+        holder: str | None,
+        updated_at: float,
+        *,
+        pruned: int = 0,
     ) -> None:
         self.name = name
+        #: Alerts a prune deleted before delivery (see ``prune``).
+        self.pruned = pruned
         #: Committed alerts not yet delivered (the cursor not yet past them).
         self.undelivered = undelivered
         #: Seconds since the oldest undelivered alert was created, or None.
@@ -364,7 +386,7 @@ def _list_subscriptions(dsn: str) -> list[SubscriptionState]:
         ensure_lock_keys(conn)
         rows = conn.execute(
             f"""
-            SELECT s.name, lag.n, lag.oldest, holder.who, extract(epoch FROM s.updated_at)::float8
+            SELECT s.name, lag.n, lag.oldest, holder.who, extract(epoch FROM s.updated_at)::float8, s.pruned
             FROM {SUBSCRIPTIONS} s
             CROSS JOIN LATERAL (
                 SELECT count(*) AS n, extract(epoch FROM now())::float8 - min(m.created_at) AS oldest
@@ -387,6 +409,13 @@ def _list_subscriptions(dsn: str) -> list[SubscriptionState]:
             """
         ).fetchall()
     return [
-        SubscriptionState(str(name), int(n), None if oldest is None else float(oldest), who, float(updated))
-        for name, n, oldest, who, updated in rows
+        SubscriptionState(
+            str(name),
+            int(n),
+            None if oldest is None else float(oldest),
+            who,
+            float(updated),
+            pruned=int(pruned),
+        )
+        for name, n, oldest, who, updated, pruned in rows
     ]

@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import fields
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from notipipe._errors import ConfigurationError
 from notipipe._storage.interface import StoreOptions
@@ -16,6 +16,7 @@ from notipipe._storage.sqlite.store import MessageStore
 if TYPE_CHECKING:
     from notipipe._storage.backend import DurableHandle, StoredRow, SubscriptionInfo
     from notipipe._storage.group_commit import GroupCommitStore, Row
+    from notipipe._storage.prune import PruneRequest
 
 __all__ = ["BACKEND", "SqliteBackend"]
 
@@ -116,6 +117,16 @@ class SqliteBackend:
         self, target: str, name: str, *, after_id: int | None, since: float | None, force: bool
     ) -> bool:
         raise _no_durable_names(target)
+
+    def prune(self, target: str, open_store: Callable[[], GroupCommitStore], request: PruneRequest) -> int:
+        # No durable names to keep alerts for: keep_undelivered keeps nothing more.
+        from notipipe._storage.sqlite.prune import prune_file, prune_memory
+
+        if target == ":memory:":
+            return prune_memory(cast("MessageStore", open_store()), request)
+        if not os.path.exists(target):
+            return 0  # nothing stored, and nothing created
+        return prune_file(target, request)
 
 
 BACKEND: Final = SqliteBackend()

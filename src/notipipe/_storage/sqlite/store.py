@@ -38,6 +38,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import ClassVar, Final, cast
 
 from notipipe._errors import StorageClosedError, StorageError
@@ -155,6 +156,13 @@ class MessageStore(GroupCommitStore):
 
     def size_bytes(self) -> int:
         return self.file_size()
+
+    def run_on_writer(self, work: Callable[[sqlite3.Connection], object]) -> object:
+        """``work`` on the writing connection, under the writer's lock: how ``":memory:"`` (one
+        connection holds it) is pruned, a small step at a time."""
+        self._ensure_writer()
+        with self._write_lock:
+            return work(self._live_conn())
 
     # -- the connections -------------------------------------------------------------------------
 
