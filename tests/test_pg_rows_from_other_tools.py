@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from notipipe import StoredAlert
+from tests._pg_rows import Seen
 from tests._pg_util import query
 from tests._processes import wait_until
 from tests.conftest import Impl
@@ -126,3 +127,39 @@ def test_follow_since_starts_after_a_row_of_another_tool_with_no_time(
     first = next(pages)
     stop.set()
     assert [m.body for m in first] == ["new 0", "new 1"]
+
+
+def test_a_durable_subscriber_reports_each_row_another_tool_wrote_in_its_place_and_reads_the_rest(
+    impl: Impl, pg_dsn: str, pg_url: str
+) -> None:
+    # A durable subscriber builds a page's e-mails and SMSes straight from its rows: each row
+    # those calls cannot make an alert of (a NULL subject, a NULL created_at, which the classes
+    # would take as "now", a priority out of range) is reported with what the other reads say.
+    db = impl.DatabaseConnection(pg_url)
+    reported: list[tuple[Any, Any, Exception]] = []
+    db.error_handler = lambda observer, message, error: reported.append((observer, message, error))
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="other-tools")
+    try:
+        db.save_many([impl.SMSMessage(body=f"before {i}") for i in range(3)], durable=True)
+        bad = _insert_foreign_rows(pg_dsn)
+        db.save_many([impl.SMSMessage(body=f"after {i}") for i in range(3)], durable=True)
+        assert wait_until(lambda: len(seen.messages) >= 7, 30), seen.messages
+    finally:
+        assert db.unsubscribe(seen)
+    raw = {"address": "+15551234567", "subject": "", "body": "not a kind"}
+    fax = StoredAlert("fax", raw, created_at=1.0, id=bad.pop(1))
+    assert [_body(m) for m in seen.messages] == [
+        "before 0",
+        "before 1",
+        "before 2",
+        fax,
+        "after 0",
+        "after 1",
+        "after 2",
+    ]
+    assert [(o, m[0]) for o, m, _ in reported] == [(seen, i) for i in bad]
+    errors = [str(e) for _, _, e in reported]
+    assert "SMSMessage.priority: 9 is outside 1..5" in errors[0]
+    assert "EmailMessage.subject: expected str, got NoneType None" in errors[1]
+    assert "created_at: expected float, got NoneType None" in errors[2]

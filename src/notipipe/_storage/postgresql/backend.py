@@ -94,7 +94,9 @@ class PostgresqlBackend:
         from notipipe._storage.postgresql.subscribers import DurableSubscription
 
         handler = cast("Callable[[], ErrorHandler]", error_handler)
-        return DurableSubscription(target, name, observer, to_message, handler, page=page, poll=poll)
+        return DurableSubscription(
+            target, name, observer, to_message, handler, page=page, poll=poll, message_classes=message_classes
+        )
 
     def subscriptions(self, target: str) -> list[SubscriptionInfo]:
         from notipipe._storage.postgresql.subscribers import list_subscriptions

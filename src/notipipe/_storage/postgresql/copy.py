@@ -30,17 +30,20 @@ _LENGTH: Final = struct.Struct(">i")
 _KINDS: Final = {kind: _LENGTH.pack(len(kind)) + kind.encode() for kind in ("email", "sms")}
 
 
-def pack_rows(rows: Sequence[tuple[Any, ...]], host: str, pid: int) -> bytes:
-    """The COPY data of rows of (id, kind, created_at, priority, address, subject, body), all
-    from ``host``/``pid``; ``COPY_HEADER`` goes before the first, ``COPY_TRAILER`` after the
-    last."""
+def pack_rows(ids: Sequence[int], rows: Sequence[tuple[Any, ...] | None], host: str, pid: int) -> bytes:
+    """The COPY data of rows of (kind, created_at, priority, address, subject, body) that are
+    not None, each with its id of ``ids`` (by position), all from ``host``/``pid``;
+    ``COPY_HEADER`` goes before the first, ``COPY_TRAILER`` after the last."""
     host_bytes = host.encode()
     tail = _LENGTH.pack(len(host_bytes)) + host_bytes + struct.pack(">ii", 4, pid)
     head, middle, length = _HEAD.pack, _MIDDLE.pack, _LENGTH.pack
     kinds = _KINDS
     parts: list[bytes] = []
     append = parts.append
-    for ident, kind, created_at, priority, address, subject, body in rows:
+    for ident, row in zip(ids, rows, strict=True):
+        if row is None:
+            continue
+        kind, created_at, priority, address, subject, body = row
         a = address.encode()
         s = subject.encode()
         b = body.encode()

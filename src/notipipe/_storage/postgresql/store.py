@@ -6,6 +6,8 @@ for SQLite. Here is what PostgreSQL changes:
 * Each batch is one transaction: its ids are reserved first (``nextval`` of the table's identity,
   in save order, so an ``after_commit`` observer gets each message with its id), then the rows go
   in with one ``COPY ... FROM STDIN (FORMAT BINARY)``, each with its origin (host and process).
+  Four round trips a batch: BEGIN with the reservation, the COPY's start and end, and COMMIT
+  with the wake-up (below); each is a wait during which the producers hold the GIL.
 * The server unreachable (down, restarting, the connection lost) is a *wait*, like a locked
   SQLite file: the writer keeps its batch and reconnects with capped backoff, producers block
   once the queue is full, ``flush(timeout)`` raises ``TimeoutError``, and a warning is logged
@@ -31,7 +33,9 @@ for SQLite. Here is what PostgreSQL changes:
 * A fork takes none of the store's locks: the writer and the reader hold theirs across round
   trips to the server, and a fork must not wait on a server.
 * After each commit a wake-up ``NOTIFY`` goes out in a tiny transaction of its own (inside the
-  data transaction it would serialise commits server-wide); followers treat it as a hint.
+  data transaction it would serialise commits server-wide), sent with the COMMIT in one message
+  (the simple protocol runs them in turn, the NOTIFY after the COMMIT has returned); followers
+  treat it as a hint. Should the NOTIFY fail, the commit is in doubt and resolved as any other.
 
 psycopg 3 is imported (``import_psycopg``) only when a PostgreSQL store is made or a URL is
 checked; ``follow`` and ``subscribers`` import it at their top, and are imported only when used.
@@ -81,13 +85,17 @@ _PROBE_SQL: Final = (
     f"INSERT INTO {MESSAGES} ({', '.join(MESSAGE_COLUMNS[1:])})"
     f" VALUES ({', '.join(['%s'] * (len(MESSAGE_COLUMNS) - 1))})"
 )
-#: The ids of a batch, from the table's identity sequence (named by the server, {} below: a
-#: literal, so that it is looked up once, not once per row); one array, sorted, read as text,
-#: which pure-Python psycopg parses in one piece rather than row by row.
-_RESERVE_SQL: Final = (
-    "SELECT array_agg(v ORDER BY v)::text FROM"
-    " (SELECT nextval({}::regclass) AS v FROM generate_series(1, %s)) AS reserved"
+#: A batch's transaction begun, its id (noted before COMMIT: see ``_committed_before``) and the
+#: batch's ids, from the table's identity sequence (named by the server, {seq} below: a literal,
+#: so that it is looked up once, not once per row); one array, sorted, read as text, which
+#: pure-Python psycopg parses in one piece rather than row by row. One message in the simple
+#: protocol (no parameters: {n} is the batch's length), so one round trip.
+_BEGIN_SQL: Final = (
+    "BEGIN; SELECT pg_current_xact_id()::text, array_agg(v ORDER BY v)::text FROM"
+    " (SELECT nextval({seq}::regclass) AS v FROM generate_series(1, {n})) AS reserved"
 )
+#: The data transaction's COMMIT, then the wake-up in a transaction of its own: one message.
+_COMMIT_SQL: Final = f"COMMIT; NOTIFY {WAKEUP_CHANNEL}"
 #: Rows packed per write in the pure-Python COPY path.
 _PACK_ROWS: Final = 1000
 
@@ -154,7 +162,7 @@ class PgMessageStore(GroupCommitStore):
         self._psycopg = import_psycopg()
         self._url = url
         self._attempt: _Attempt | None = None
-        self._reserve_sql = ""  # _RESERVE_SQL for the writing connection's server
+        self._sequence = ""  # the identity sequence's name as a literal of the writer's server
         self._schema_ready = False  # ensure_schema has succeeded once
         self._host = socket.gethostname()
         # psycopg's C build formats COPY rows fastest itself; its pure-Python build does not.
@@ -217,7 +225,7 @@ class PgMessageStore(GroupCommitStore):
                 if not self._schema_ready:
                     ensure_schema(conn)
                     self._schema_ready = True
-                self._reserve_sql = _reserve_sql(conn)
+                self._sequence = _sequence_literal(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -276,6 +284,7 @@ class PgMessageStore(GroupCommitStore):
         conn = self._live_conn()
         if attempt.xid is not None and self._committed_before(conn, attempt):
             ids = attempt.ids
+            self._notify(conn)  # its COMMIT's answer was lost, and the wake-up with it perhaps
         else:
             attempt.xid = None
             attempt.refused = dict(refused)
@@ -289,8 +298,8 @@ class PgMessageStore(GroupCommitStore):
                 ids = self._send(conn, attempt, one_by_one=True)
         refused.update(attempt.refused)
         self._attempt = None
-        self._notify(conn)
-        assert ids is not None
+        if not refused and None not in rows:
+            return ids
         return [0 if i in refused or row is None else ids[i] for i, row in enumerate(rows)]
 
     def _probe(self, row: Row) -> BaseException | None:
@@ -344,50 +353,60 @@ class PgMessageStore(GroupCommitStore):
     ) -> list[int]:
         """One transaction: reserve the ids (once per batch), write the rows, commit."""
         rows, refused = attempt.rows, attempt.refused
-        conn.execute("BEGIN")
         try:
             # Reserved again by each attempt: a server that crashed may hand out the ids of a
             # transaction it lost once more, to anyone.
-            reserved = conn.execute(self._reserve_sql, (len(rows),)).fetchone()
-            assert reserved is not None
+            cur = conn.execute(_BEGIN_SQL.format(seq=self._sequence, n=len(rows)))
+            cur.nextset()  # past BEGIN's result
+            got = cur.fetchone()
+            assert got is not None
+            xid = str(got[0])
             # One session's nextval calls increase: sorted, they follow the save order.
-            ids = attempt.ids = [int(i) for i in str(reserved[0])[1:-1].split(",")]
+            ids = attempt.ids = list(map(int, str(got[1])[1:-1].split(",")))
             pid = os.getpid()
-            full = [(ids[i], *row) for i, row in enumerate(rows) if row is not None and i not in refused]
-            positions = [i for i, row in enumerate(rows) if row is not None and i not in refused]
             if one_by_one:
-                self._insert_one_by_one(conn, [(*row, self._host, pid) for row in full], positions, refused)
+                positions = [i for i, row in enumerate(rows) if row is not None and i not in refused]
+                full = [(ids[i], *rows[i], self._host, pid) for i in positions]  # type: ignore[misc]
+                self._insert_one_by_one(conn, full, positions, refused)
+                first = next((i for i in positions if i not in refused), None)
             else:
-                self._copy(conn, full, self._host, pid)
-            row = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
-            assert row is not None
-            xid = str(row[0])
+                self._copy(conn, ids, rows, self._host, pid)  # refused is empty: see _write_batch
+                first = next((i for i, row in enumerate(rows) if row is not None), None)
         except BaseException:
             self._rollback(conn)
             raise
-        probes = [i for i in positions if i not in refused]
-        attempt.probe = (ids[probes[0]], self._host, pid) if probes else None
+        attempt.probe = None if first is None else (ids[first], self._host, pid)
         attempt.xid = xid  # from here until COMMIT's answer arrives, the outcome is unknown
         self._send_commit(conn)
         attempt.xid = None
         return ids
 
     def _copy(
-        self, conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], host: str, pid: int
+        self,
+        conn: psycopg.Connection[Any],
+        ids: list[int],
+        rows: Sequence[Row | None],
+        host: str,
+        pid: int,
     ) -> None:
-        """COPY rows of (id, kind, created_at, priority, address, subject, body)."""
+        """COPY each row of (kind, created_at, priority, address, subject, body) that is not
+        None, with its id, host and pid."""
         with conn.cursor() as cur, cur.copy(_COPY_SQL) as copy:
             if not self._pack:
                 copy.set_types(list(_COPY_TYPES))
-                for row in rows:
-                    copy.write_row((*row, host, pid))
+                # Each row's tuple built once, straight from the batch: every tuple more is
+                # an allocation, and more garbage collections, on the writer's per-row path.
+                write = copy.write_row
+                for ident, row in zip(ids, rows, strict=True):
+                    if row is not None:
+                        write((ident, *row, host, pid))
                 return
             # Pure-Python psycopg formats each value through its dumpers, in Python: packing the
             # rows here (copy.py) skips that. In pieces, so that the server is busy while the rest
             # is packed.
             copy.write(COPY_HEADER)
             for i in range(0, len(rows), _PACK_ROWS):
-                copy.write(pack_rows(rows[i : i + _PACK_ROWS], host, pid))
+                copy.write(pack_rows(ids[i : i + _PACK_ROWS], rows[i : i + _PACK_ROWS], host, pid))
             copy.write(COPY_TRAILER)
 
     def _insert_one_by_one(
@@ -410,12 +429,14 @@ class PgMessageStore(GroupCommitStore):
                 conn.execute("RELEASE SAVEPOINT notipipe_row")
 
     def _send_commit(self, conn: psycopg.Connection[Any]) -> None:
-        """COMMIT (its own method: the fault tests make it fail on either side of the server's
-        commit)."""
-        conn.execute("COMMIT")
+        """COMMIT, and the wake-up after it (its own method: the fault tests make it fail on
+        either side of the server's commit)."""
+        conn.execute(_COMMIT_SQL)
 
     def _rollback(self, conn: psycopg.Connection[Any]) -> None:
-        if not conn.broken and not conn.closed:
+        # Idle: BEGIN itself failed, or a multi-statement message already ended the transaction.
+        idle = conn.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE
+        if not conn.broken and not conn.closed and not idle:
             try:
                 conn.execute("ROLLBACK")
             except self._psycopg.Error:
@@ -483,10 +504,11 @@ def _too_many_clients(error: BaseException) -> bool:
     return "too many clients" in text or "remaining connection slots are reserved" in text
 
 
-def _reserve_sql(conn: psycopg.Connection[Any]) -> str:
+def _sequence_literal(conn: psycopg.Connection[Any]) -> str:
+    """The table's identity sequence, as an SQL literal for ``_BEGIN_SQL``."""
     from psycopg import sql
 
     row = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (MESSAGES,)).fetchone()
     if row is None or row[0] is None:
         raise StorageError(MESSAGES, "the table has no identity sequence for its id column")
-    return _RESERVE_SQL.format(sql.Literal(str(row[0])).as_string(conn))
+    return sql.Literal(str(row[0])).as_string(conn)

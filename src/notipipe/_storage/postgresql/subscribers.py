@@ -97,10 +97,12 @@ class DurableSubscription:
         *,
         page: int,
         poll: float,
+        message_classes: tuple[type, type] | None = None,
     ) -> None:
         self.dsn, self.name, self.observer = dsn, name, observer
         self._update: Callable[[object], object] = observer.update
         self._to_message = to_message
+        self._classes = message_classes
         self._failures = DatabaseFailures(error_handler)
         self._failed = ObserverFailures(self._failures, observer).failed
         self._page, self._poll = page, poll
@@ -108,6 +110,7 @@ class DurableSubscription:
         #: The lock key this subscription last held the name under (None: never held it).
         self._held_key: int | None = None
         self._pruned_checked = -float("inf")
+        self._stopping = False  # set with _stop: read before each alert, cheaper than is_set()
         self._thread = threading.Thread(target=self._run, name=f"notipipe-subscriber-{name}", daemon=True)
 
     def start(self) -> None:
@@ -126,6 +129,7 @@ class DurableSubscription:
     def stop(self) -> None:
         """Stop delivering at the next alert and release the name; unless called from the delivery
         thread, wait for it: for the ``update`` call in progress, if any, and the cursor's commit."""
+        self._stopping = True
         self._stop.set()
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join()
@@ -223,16 +227,36 @@ class DurableSubscription:
         past the last alert delivered. Before each ``update`` the session is checked: the server
         ending it (the lock goes with it) is seen at once, by what it sent; a session cut off
         without a word is found by the cursor's commit every ``poll`` seconds of a page."""
+        messages = self._messages(rows)
+        # The session check before each alert makes no round trip: it reads only what the server
+        # has already sent. A session the server ends (``pg_terminate_backend``, a shutdown) gets
+        # its last message and the socket's end before its locks are free for another session,
+        # so once another holder can have the name, this sees it.
+        pgconn = conn.pgconn
+        consume_input = pgconn.consume_input
+        update, failed, poll, monotonic = self._update, self._failed, self._poll, time.monotonic
         delivered = 0
-        confirmed = time.monotonic()
-        for row in rows:
-            if self._stop.is_set():
+        due = monotonic() + poll  # the cursor's next commit during a long page
+        for message in messages:
+            if self._stopping:
                 break
-            _check_session(conn)
-            if delivered and time.monotonic() - confirmed >= self._poll:
+            consume_input()  # raises once the server has closed the connection
+            if pgconn.status != _CONNECTION_OK:
+                raise psycopg.OperationalError(_SESSION_ENDED)
+            if delivered and monotonic() >= due:
                 self._save(conn, key, _through(before, after, rows[delivered - 1]))
-                confirmed = time.monotonic()
-            self._deliver_one(row)
+                due = monotonic() + poll
+            if type(message) is _Unreadable:
+                failed(message.row, message.error)
+            else:
+                try:
+                    update(message)
+                except Exception as error:  # noqa: BLE001 - reported, never ends the subscription
+                    failed(message, error)
+                except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
+                    wrapped = RuntimeError(f"update raised {type(error).__name__}: {error}")
+                    wrapped.__cause__ = error
+                    failed(message, wrapped)
             delivered += 1
         if delivered == 0:
             return before
@@ -240,20 +264,39 @@ class DurableSubscription:
         self._save(conn, key, reached)
         return reached
 
-    def _deliver_one(self, row: Row) -> None:
-        try:
-            message = self._to_message(row)
-        except Exception as error:  # noqa: BLE001 - a row another tool stored: reported, skipped
-            self._failed(row, error)
-            return
-        try:
-            self._update(message)
-        except Exception as error:  # noqa: BLE001 - reported, never ends the subscription
-            self._failed(message, error)
-        except BaseException as error:  # noqa: BLE001 - SystemExit here could only end delivery
-            wrapped = RuntimeError(f"update raised {type(error).__name__}: {error}")
-            wrapped.__cause__ = error
-            self._failed(message, wrapped)
+    def _messages(self, rows: list[Row]) -> list[object]:
+        """Each row's alert, or an ``_Unreadable`` for a row that holds none (another tool's).
+
+        Built for the whole page before delivery starts, an e-mail or an SMS by the same calls
+        as ``to_message`` (``DatabaseCore._message``) makes, straight from the row: no call of
+        its per alert. Other kinds, and rows those calls refuse, go through ``to_message``, which
+        raises what it raises for them.
+        """
+        to_message = self._to_message
+        out: list[object] = []
+        append = out.append
+        if self._classes is None:
+            for row in rows:
+                try:
+                    append(to_message(row))
+                except Exception as error:  # noqa: BLE001 - a row another tool stored: reported, skipped
+                    append(_Unreadable(row, error))
+            return out
+        email, sms = self._classes
+        for row in rows:
+            id_, kind, created_at, priority, address, subject, body = row
+            try:
+                if created_at is None:  # the classes take None for "now": to_message refuses it
+                    append(to_message(row))
+                elif kind == "email":
+                    append(email(address, subject, body, priority=priority, created_at=created_at, id=id_))
+                elif kind == "sms":
+                    append(sms(address, body, priority=priority, created_at=created_at, id=id_))
+                else:
+                    append(to_message(row))
+            except Exception as error:  # noqa: BLE001 - a row another tool stored: reported, skipped
+                append(_Unreadable(row, error))
+        return out
 
     def _load(self, conn: psycopg.Connection[Row], key: int) -> Window:
         got = conn.execute(
@@ -300,6 +343,15 @@ class DurableSubscription:
             raise _NameLostError(self.name)
 
 
+class _Unreadable:
+    """A row no alert can be built from, and why: reported in its place, then skipped."""
+
+    __slots__ = ("error", "row")
+
+    def __init__(self, row: Row, error: Exception) -> None:
+        self.row, self.error = row, error
+
+
 class _NameLostError(Exception):
     """The name's row went (dropped by hand, perhaps made again, with a new lock key) while held."""
 
@@ -307,17 +359,9 @@ class _NameLostError(Exception):
         return f"its row in {SUBSCRIPTIONS} was dropped while held"
 
 
-def _check_session(conn: psycopg.Connection[Row]) -> None:
-    """Raise ``psycopg.OperationalError`` if the server has ended ``conn``'s session.
-
-    No round trip: reads only what the server has already sent. A session the server ends
-    (``pg_terminate_backend``, a shutdown) gets its last message and the socket's end before its
-    locks are free for another session, so once another holder can have the name, this sees it.
-    """
-    pgconn = conn.pgconn
-    pgconn.consume_input()  # raises once the server has closed the connection
-    if pgconn.status != psycopg.pq.ConnStatus.OK:
-        raise psycopg.OperationalError("the session holding the name has ended")
+#: What ``pgconn.status`` is while the session lives.
+_CONNECTION_OK: Final = int(psycopg.pq.ConnStatus.OK)
+_SESSION_ENDED: Final = "the session holding the name has ended"
 
 
 def _through(before: Window, after: Window, row: Row) -> Window:
