@@ -64,6 +64,8 @@ ctypedef int (*db_int_f)(void* db) noexcept nogil
 ctypedef long long (*rowid_f)(void* db) noexcept nogil
 ctypedef const char* (*errmsg_f)(void* db) noexcept nogil
 ctypedef int (*version_f)() noexcept nogil
+ctypedef void* (*db_mutex_f)(void* db) noexcept nogil
+ctypedef void (*mutex_f)(void* mutex) noexcept nogil
 
 cdef enum:
     _OK = 0
@@ -88,12 +90,16 @@ cdef struct _Api:
     db_int_f extended_errcode
     rowid_f last_insert_rowid
     errmsg_f errmsg
+    db_mutex_f db_mutex
+    mutex_f mutex_enter
+    mutex_f mutex_leave
 
 cdef _Api _api
 cdef int _api_state = 0  # 0 not looked up yet, 1 usable, -1 not usable
 _NAMES = (
     "prepare_v2", "bind_text", "bind_double", "bind_int64", "step", "reset", "clear_bindings",
     "finalize", "get_autocommit", "errcode", "extended_errcode", "last_insert_rowid", "errmsg",
+    "db_mutex", "mutex_enter", "mutex_leave",
 )
 
 
@@ -139,6 +145,9 @@ cdef int _load() except -1:
     _api.extended_errcode = <db_int_f><uintptr_t>found[10]
     _api.last_insert_rowid = <rowid_f><uintptr_t>found[11]
     _api.errmsg = <errmsg_f><uintptr_t>found[12]
+    _api.db_mutex = <db_mutex_f><uintptr_t>found[13]
+    _api.mutex_enter = <mutex_f><uintptr_t>found[14]
+    _api.mutex_leave = <mutex_f><uintptr_t>found[15]
     _api_state = 1
     return 0
 
@@ -460,24 +469,40 @@ cdef class Inserter:
     cdef long long _statement(self, list items, Py_ssize_t start, Py_ssize_t n) except? -1:
         """One statement of ``n`` rows from ``items[start]``; the rowid of its last row."""
         cdef void* stmt = self._prepared(n)
-        cdef int rc
+        cdef void* mutex
+        cdef int rc, bound
+        cdef bint in_transaction
+        cdef long long last
         if stmt is NULL:
             return self._through_stdlib(items, start, n)
         try:
-            if self._gather(items, start, n) or self._bind(stmt, n * _COLUMNS):
+            if self._gather(items, start, n):
+                self._release()
+                return self._through_stdlib(items, start, n)
+            # The connection's mutex held once around the statement: each bind would take it.
+            mutex = _api.db_mutex(self._db)
+            _api.mutex_enter(mutex)
+            bound = self._bind(stmt, n * _COLUMNS)
+            if bound:
                 _api.clear_bindings(stmt)
+                _api.mutex_leave(mutex)
                 self._release()
                 return self._through_stdlib(items, start, n)
             with nogil:
                 rc = _api.step(stmt)
                 _api.reset(stmt)
                 _api.clear_bindings(stmt)
+                last = _api.last_insert_rowid(self._db)
+                in_transaction = _api.get_autocommit(self._db) == 0
+                if rc != _DONE and not in_transaction:
+                    _api.mutex_leave(mutex)
+                    with gil:
+                        raise _error(self._db)
+                _api.mutex_leave(mutex)
         finally:
             self._release()
         if rc == _DONE:
-            return _api.last_insert_rowid(self._db)
-        if _api.get_autocommit(self._db) == 0:
-            # Refused within the transaction (a constraint, say): the stdlib meets it again and
-            # raises its own error.
-            return self._through_stdlib(items, start, n)
-        raise _error(self._db)
+            return last
+        # Refused within the transaction (a constraint, say): the stdlib meets it again and
+        # raises its own error.
+        return self._through_stdlib(items, start, n)

@@ -41,7 +41,7 @@ from typing import ClassVar, Final
 
 from notipipe import _sqlite_py
 from notipipe._errors import StorageClosedError, StorageError
-from notipipe._select import NO_EXTENSIONS, EmailMessage, SMSMessage
+from notipipe._select import NO_EXTENSIONS, EmailMessage, SMSMessage, all_of_types
 from notipipe._sqlite_py import Inserter, insert_sql
 from notipipe._storage.group_commit import GroupCommitStore, Row, leak
 from notipipe._storage.sqlite.file import (
@@ -83,6 +83,8 @@ def inserter_twin(name: str | None = None) -> ModuleType:
 
 #: The row writer of this process.
 INSERTER: Final = inserter_twin()
+#: The messages whose rows the inserter reads from their fields.
+_READ_FROM_FIELDS: Final = frozenset({EmailMessage, SMSMessage})
 #: One INSERT of n rows (the name the tests know).
 _insert_sql: Final = insert_sql
 
@@ -238,9 +240,9 @@ class MessageStore(GroupCommitStore):
         """The batch as the inserter takes it: an e-mail or SMS of the selected classes as it is
         (its row is read from its fields while it is bound), any other message as its row; one
         whose row cannot be built is refused alone."""
-        others = [i for i, m in enumerate(batch) if type(m) is not EmailMessage and type(m) is not SMSMessage]
-        if not others:
+        if all_of_types(batch, _READ_FROM_FIELDS):
             return batch, {}  # type: ignore[return-value]
+        others = [i for i, m in enumerate(batch) if type(m) is not EmailMessage and type(m) is not SMSMessage]
         rows, refused = super()._rows([batch[i] for i in others])
         items: list[object] = list(batch)
         for i, row in zip(others, rows, strict=True):
@@ -270,6 +272,10 @@ class MessageStore(GroupCommitStore):
             _rollback(conn)
             raise
         return ids
+
+    def _check_refusals(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
+        if refused:  # with nothing refused, not every row was: no need to look at each row
+            super()._check_refusals(rows, refused)
 
     def _live_inserter(self) -> Inserter:
         if self._inserter is None:
