@@ -125,7 +125,9 @@ def raw_multirow_from_messages(
     conn.close()
 
 
-def raw_apsw_multirow(path: Path, rows: Sequence[tuple[object, ...]], per_statement: int = PER_STATEMENT) -> None:
+def raw_apsw_multirow(
+    path: Path, rows: Sequence[tuple[object, ...]], per_statement: int = PER_STATEMENT
+) -> None:
     """Multi-row INSERTs through apsw (its statement cache keeps each text prepared)."""
     apsw = peer("apsw")
     conn = apsw.Connection(str(path))
@@ -187,8 +189,8 @@ def run(alerts: int, repeats: int, observers: int, mixed: bool) -> dict[str, flo
         }
         if has_apsw():
             cases[f"raw apsw multi-row {PER_STATEMENT}"] = lambda: raw_apsw_multirow(path, rows)
-        cases[f"raw stdlib multi-row {PER_STATEMENT}, rows built in the clock"] = (
-            lambda: raw_multirow_from_messages(path, messages)
+        cases[f"raw stdlib multi-row {PER_STATEMENT}, rows built in the clock"] = lambda: (
+            raw_multirow_from_messages(path, messages)
         )
         cases[f"notipipe save_many + fan-out to {observers}"] = lambda: notipipe_end_to_end(
             path, messages, observers

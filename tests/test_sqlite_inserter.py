@@ -4,7 +4,6 @@ errors from the same batch, whether the values are bound through SQLite's C API 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -75,14 +74,14 @@ def _messages(impl: Impl, n: int) -> list[Any]:
 
 
 @pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[Any]:
+def fresh(tmp_path: Path) -> Any:
     def path(name: str) -> Path:
         p = tmp_path / name
         for suffix in ("", "-wal", "-shm"):
             Path(f"{p}{suffix}").unlink(missing_ok=True)
         return p
 
-    yield path
+    return path
 
 
 @pytest.mark.parametrize("name", available())
@@ -121,7 +120,9 @@ def test_a_refused_statement_raises_the_stdlibs_error_and_keeps_the_rows_before(
     assert all(o == outcomes[0] for o in outcomes)
 
 
-def test_a_failure_that_ends_the_transaction_is_raised_as_the_stdlib_raises_it(impl: Impl, fresh: Any) -> None:
+def test_a_failure_that_ends_the_transaction_is_raised_as_the_stdlib_raises_it(
+    impl: Impl, fresh: Any
+) -> None:
     def full(name: str) -> Any:
         conn = _connect(fresh(f"{name}.db"))
         conn.execute("PRAGMA max_page_count=" + str(conn.execute("PRAGMA page_count").fetchone()[0] + 2))

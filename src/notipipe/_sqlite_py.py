@@ -50,7 +50,7 @@ def parameters(items: list[object], email_cls: type, sms_cls: type) -> list[obje
         elif cls is sms_cls:
             params += ("sms", m.created_at, m.priority, m.phone_number, "", m.body)  # type: ignore[attr-defined]
         else:
-            params += m  # type: ignore[operator]
+            params += m  # type: ignore[arg-type]
     return params
 
 
