@@ -20,7 +20,7 @@ again outside the transaction would commit it on its own.
 
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.exc cimport PyErr_Clear
 from libc.stdint cimport uintptr_t
@@ -67,7 +67,18 @@ ctypedef int (*version_f)() noexcept nogil
 ctypedef void* (*db_mutex_f)(void* db) noexcept nogil
 ctypedef void (*mutex_f)(void* mutex) noexcept nogil
 
+# A value ready to bind, read with the GIL held and bound without it.
+cdef struct _Value:
+    int type  # _TEXT, _FLOAT, _INTEGER
+    const char* text
+    int size
+    double real
+    long long integer
+
 cdef enum:
+    _TEXT = 0
+    _FLOAT = 1
+    _INTEGER = 2
     _OK = 0
     _DONE = 101
     _COLUMNS = 6
@@ -276,9 +287,11 @@ cdef class Inserter:
     cdef _Field _email[_FIELDS]
     cdef _Field _sms[_FIELDS]
     cdef void* _stmts[_SLOTS]
-    # One statement's values (strong references while it is bound and stepped).
+    # The batch's values (strong references while it is bound and stepped, NULL otherwise) and
+    # what each binds as; room for _capacity values.
     cdef PyObject** _values
-    cdef Py_ssize_t _held
+    cdef _Value* _ready
+    cdef Py_ssize_t _capacity
 
     def __init__(self, conn, Py_ssize_t per_statement, email_cls, sms_cls):
         if per_statement < 1:
@@ -299,9 +312,7 @@ cdef class Inserter:
         _find_field(&self._sms[_F_ADDRESS], sms_cls, _PHONE_NUMBER)
         self._sms[_F_SUBJECT].name = NULL
         _find_field(&self._sms[_F_BODY], sms_cls, _BODY_NAME)
-        self._values = <PyObject**>PyMem_Calloc(per_statement * _COLUMNS, sizeof(PyObject*))
-        if self._values is NULL:
-            raise MemoryError()
+        self._reserve(per_statement * _COLUMNS)
         _load()
         if _api_state == 1 and isinstance(conn, sqlite3.Connection):
             self._db = (<notipipe_sqlite_conn*><PyObject*>conn).db
@@ -316,20 +327,107 @@ cdef class Inserter:
         ``_sqlite_py.Inserter.insert``."""
         if self._conn is None:
             raise sqlite3.ProgrammingError("Cannot operate on a closed inserter.")
+        cdef list sizes = statement_sizes(len(items), self._per_statement)
         cdef list ids = []
         cdef Py_ssize_t i = 0
         cdef long long last
         # Through SQLite's API only inside the caller's transaction (a connection closed under
         # the stdlib's object, or no BEGIN, takes the stdlib's path and meets its errors).
-        cdef bint direct = self._db is not NULL and not self._conn_closed() and _api.get_autocommit(self._db) == 0
-        for n in statement_sizes(len(items), self._per_statement):
-            if direct:
-                last = self._statement(items, i, n)
-            else:
+        if self._db is NULL or self._conn_closed() or _api.get_autocommit(self._db) != 0:
+            for n in sizes:
                 last = self._through_stdlib(items, i, n)
-            ids.extend(range(last - n + 1, last + 1))
-            i += n
+                ids.extend(range(last - n + 1, last + 1))
+                i += n
+            return ids
+        cdef _Batch batch = _Batch(sizes)
+        self._reserve(len(items) * _COLUMNS)
+        try:
+            self._run(items, batch)
+        finally:
+            self._release(len(items) * _COLUMNS)
+        for k in range(batch.count):
+            last = batch.lasts[k]
+            ids.extend(range(last - batch.rows[k] + 1, last + 1))
         return ids
+
+    cdef int _run(self, list items, _Batch batch) except -1:
+        """Every statement of the batch: values read and checked with the GIL held, then as many
+        statements as go through bound and stepped in one stretch without it; a statement this
+        twin does not bind, or that SQLite refuses, goes to the stdlib."""
+        cdef Py_ssize_t k, end = batch.count
+        cdef int rc = _OK
+        cdef bint in_transaction = True
+        failure = None
+        for k in range(batch.count):
+            batch.stmts[k] = self._prepared(batch.rows[k])
+            try:
+                batch.ready[k] = batch.stmts[k] is not NULL and not (
+                    self._gather(items, batch.starts[k], batch.rows[k])
+                    or self._prepare_values(batch.starts[k] * _COLUMNS, batch.rows[k] * _COLUMNS)
+                )
+            except BaseException as error:
+                # Raised once the statements before it are in, as the stdlib's path would.
+                failure = error
+                end = k
+                break
+        k = 0
+        while k < end:
+            in_transaction = True
+            with nogil:
+                k = self._step_from(batch, k, end, &rc, &in_transaction)
+            if k == end:
+                break
+            if batch.ready[k] and not in_transaction:
+                raise _error(self._db)
+            # Not bound here, or refused within the transaction (a constraint, say): the stdlib
+            # meets it again and raises its own error.
+            batch.lasts[k] = self._through_stdlib(items, batch.starts[k], batch.rows[k])
+            k += 1
+        if failure is not None:
+            raise failure
+        return 0
+
+    cdef Py_ssize_t _step_from(
+        self, _Batch batch, Py_ssize_t k, Py_ssize_t end, int* rc, bint* in_transaction
+    ) noexcept nogil:
+        """Bind and step the batch's statements from ``k`` on, the connection's mutex taken once
+        (each bind would take it); the first one not done (``end``: none)."""
+        cdef void* mutex = _api.db_mutex(self._db)
+        cdef void* stmt
+        _api.mutex_enter(mutex)
+        while k < end and batch.ready[k]:
+            stmt = batch.stmts[k]
+            rc[0] = self._bind(stmt, batch.starts[k] * _COLUMNS, batch.rows[k] * _COLUMNS)
+            if rc[0] == _OK:
+                rc[0] = _api.step(stmt)
+                _api.reset(stmt)
+            _api.clear_bindings(stmt)
+            if rc[0] != _DONE:
+                # A value SQLite would not bind leaves the transaction open: the stdlib's to meet.
+                in_transaction[0] = _api.get_autocommit(self._db) == 0
+                break
+            batch.lasts[k] = _api.last_insert_rowid(self._db)
+            k += 1
+        _api.mutex_leave(mutex)
+        return k
+
+    cdef int _reserve(self, Py_ssize_t count) except -1:
+        cdef PyObject** values
+        cdef _Value* ready
+        if count <= self._capacity:
+            return 0
+        values = <PyObject**>PyMem_Calloc(count, sizeof(PyObject*))
+        ready = <_Value*>PyMem_Malloc(count * sizeof(_Value))
+        if values is NULL or ready is NULL:
+            PyMem_Free(values)
+            PyMem_Free(ready)
+            raise MemoryError()
+        PyMem_Free(self._values)  # holds nothing between batches
+        PyMem_Free(self._ready)
+        self._values = values
+        self._ready = ready
+        self._capacity = count
+        return 0
 
     def close(self):
         """Finalize the prepared statements and let go of the connection (idempotent); the store
@@ -345,12 +443,14 @@ cdef class Inserter:
 
     def __dealloc__(self):
         cdef int k, j
-        self._release()
+        if self._values is not NULL:
+            self._release(self._capacity)
         if self._db is not NULL:
             for k in range(_SLOTS):
                 if self._stmts[k] is not NULL:
                     _api.finalize(self._stmts[k])
         PyMem_Free(self._values)
+        PyMem_Free(self._ready)
         for j in range(_FIELDS):
             Py_XDECREF(self._email[j].descr)
             Py_XDECREF(self._sms[j].descr)
@@ -378,20 +478,20 @@ cdef class Inserter:
             self._stmts[slot] = stmt
         return stmt
 
-    cdef void _release(self) noexcept:
+    cdef void _release(self, Py_ssize_t count) noexcept:
         cdef Py_ssize_t j
-        for j in range(self._held):
-            Py_XDECREF(self._values[j])
-            self._values[j] = NULL
-        self._held = 0
+        for j in range(count):
+            if self._values[j] is not NULL:
+                Py_DECREF(<object>self._values[j])
+                self._values[j] = NULL
 
     cdef int _gather(self, list items, Py_ssize_t start, Py_ssize_t n) except -1:
-        """The statement's values into ``_values`` (strong references); 1 if a row is not one
-        this twin binds (a tuple of another length, another item)."""
+        """The rows' values into ``_values`` at their place (strong references); 1 if a row is not
+        one this twin binds (a tuple of another length, another item)."""
         cdef Py_ssize_t r, c
         cdef PyObject* item
         cdef PyObject* cls
-        cdef PyObject** out = self._values
+        cdef PyObject** out = self._values + start * _COLUMNS
         cdef _Field* fields
         cdef str kind
         for r in range(n):
@@ -409,100 +509,104 @@ cdef class Inserter:
                 for c in range(_COLUMNS):
                     out[c] = _tuple_item(<tuple>item, c)
                     Py_INCREF(<object>out[c])
-                    self._held += 1
                 out += _COLUMNS
                 continue
             Py_INCREF(kind)
             out[0] = <PyObject*>kind
-            self._held += 1
             out[1] = _read(&fields[_F_CREATED_AT], <object>item)
-            self._held += 1
             out[2] = _read(&fields[_F_PRIORITY], <object>item)
-            self._held += 1
             out[3] = _read(&fields[_F_ADDRESS], <object>item)
-            self._held += 1
             if fields[_F_SUBJECT].name is NULL:
                 Py_INCREF(_EMPTY)
                 out[4] = <PyObject*>_EMPTY
             else:
                 out[4] = _read(&fields[_F_SUBJECT], <object>item)
-            self._held += 1
             out[5] = _read(&fields[_F_BODY], <object>item)
-            self._held += 1
             out += _COLUMNS
         return 0
 
-    cdef int _bind(self, void* stmt, Py_ssize_t count):
-        """Bind the gathered values; 1 if one is not of a type bound here as the stdlib binds it."""
+    cdef int _prepare_values(self, Py_ssize_t first, Py_ssize_t count):
+        """What the gathered values bind as; 1 if one is not of a type bound here as the stdlib
+        binds it. The texts' bytes are their own, alive while ``_values`` holds them."""
         cdef Py_ssize_t j, size
         cdef PyObject* value
         cdef PyObject* cls
-        cdef const char* text
-        cdef long long number
-        cdef int overflow, rc
-        for j in range(count):
+        cdef _Value* ready
+        cdef int overflow
+        for j in range(first, first + count):
             value = self._values[j]
             cls = <PyObject*>_type_of(value)
+            ready = &self._ready[j]
             if cls is <PyObject*>str:
-                text = PyUnicode_AsUTF8AndSize(<object>value, &size)
-                if text is NULL:
+                ready.text = PyUnicode_AsUTF8AndSize(<object>value, &size)
+                if ready.text is NULL:
                     PyErr_Clear()
                     return 1
                 if size > 0x7FFFFFFF:
                     return 1
-                # SQLITE_STATIC: the bytes are the text's own, alive until the step is done.
-                rc = _api.bind_text(stmt, <int>j + 1, text, <int>size, NULL)
+                ready.type = _TEXT
+                ready.size = <int>size
             elif cls is <PyObject*>float:
-                rc = _api.bind_double(stmt, <int>j + 1, (<double><object>value))
+                ready.type = _FLOAT
+                ready.real = <double><object>value
             elif cls is <PyObject*>int:
                 overflow = 0
-                number = PyLong_AsLongLongAndOverflow(<object>value, &overflow)
+                ready.integer = PyLong_AsLongLongAndOverflow(<object>value, &overflow)
                 if overflow:
                     return 1
-                rc = _api.bind_int64(stmt, <int>j + 1, number)
+                ready.type = _INTEGER
             else:
-                return 1
-            if rc != _OK:
                 return 1
         return 0
 
-    cdef long long _statement(self, list items, Py_ssize_t start, Py_ssize_t n) except? -1:
-        """One statement of ``n`` rows from ``items[start]``; the rowid of its last row."""
-        cdef void* stmt = self._prepared(n)
-        cdef void* mutex
-        cdef int rc, bound
-        cdef bint in_transaction
-        cdef long long last
-        if stmt is NULL:
-            return self._through_stdlib(items, start, n)
-        try:
-            if self._gather(items, start, n):
-                self._release()
-                return self._through_stdlib(items, start, n)
-            # The connection's mutex held once around the statement: each bind would take it.
-            mutex = _api.db_mutex(self._db)
-            _api.mutex_enter(mutex)
-            bound = self._bind(stmt, n * _COLUMNS)
-            if bound:
-                _api.clear_bindings(stmt)
-                _api.mutex_leave(mutex)
-                self._release()
-                return self._through_stdlib(items, start, n)
-            with nogil:
-                rc = _api.step(stmt)
-                _api.reset(stmt)
-                _api.clear_bindings(stmt)
-                last = _api.last_insert_rowid(self._db)
-                in_transaction = _api.get_autocommit(self._db) == 0
-                if rc != _DONE and not in_transaction:
-                    _api.mutex_leave(mutex)
-                    with gil:
-                        raise _error(self._db)
-                _api.mutex_leave(mutex)
-        finally:
-            self._release()
-        if rc == _DONE:
-            return last
-        # Refused within the transaction (a constraint, say): the stdlib meets it again and
-        # raises its own error.
-        return self._through_stdlib(items, start, n)
+    cdef int _bind(self, void* stmt, Py_ssize_t first, Py_ssize_t count) noexcept nogil:
+        """Bind the prepared values (SQLITE_STATIC texts: not copied); SQLite's error, if any."""
+        cdef Py_ssize_t j
+        cdef _Value* ready
+        cdef int rc = _OK
+        for j in range(count):
+            ready = &self._ready[first + j]
+            if ready.type == _TEXT:
+                rc = _api.bind_text(stmt, <int>j + 1, ready.text, ready.size, NULL)
+            elif ready.type == _FLOAT:
+                rc = _api.bind_double(stmt, <int>j + 1, ready.real)
+            else:
+                rc = _api.bind_int64(stmt, <int>j + 1, ready.integer)
+            if rc != _OK:
+                return rc
+        return _OK
+
+
+cdef class _Batch:
+    """A batch's statements: their rows, first row, prepared statement, whether their values are
+    ready to bind, and the rowid of each one's last row."""
+
+    cdef Py_ssize_t count
+    cdef Py_ssize_t* rows
+    cdef Py_ssize_t* starts
+    cdef void** stmts
+    cdef bint* ready
+    cdef long long* lasts
+
+    def __cinit__(self, list sizes):
+        cdef Py_ssize_t k, start = 0
+        self.count = len(sizes)
+        n = max(self.count, 1)
+        self.rows = <Py_ssize_t*>PyMem_Calloc(n, sizeof(Py_ssize_t))
+        self.starts = <Py_ssize_t*>PyMem_Calloc(n, sizeof(Py_ssize_t))
+        self.stmts = <void**>PyMem_Calloc(n, sizeof(void*))
+        self.ready = <bint*>PyMem_Calloc(n, sizeof(bint))
+        self.lasts = <long long*>PyMem_Calloc(n, sizeof(long long))
+        if not (self.rows and self.starts and self.stmts and self.ready and self.lasts):
+            raise MemoryError()
+        for k in range(self.count):
+            self.rows[k] = sizes[k]
+            self.starts[k] = start
+            start += self.rows[k]
+
+    def __dealloc__(self):
+        PyMem_Free(self.rows)
+        PyMem_Free(self.starts)
+        PyMem_Free(self.stmts)
+        PyMem_Free(self.ready)
+        PyMem_Free(self.lasts)
