@@ -166,3 +166,10 @@ def test_outside_a_transaction_each_statement_commits_as_the_stdlibs_would(
     with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
         inserter.insert(_messages(impl, 1))
     inserter.close()
+
+
+def test_the_store_writes_through_the_twin_the_package_selected() -> None:
+    import notipipe
+    from notipipe._storage.sqlite.store import INSERTER
+
+    assert INSERTER.__name__ == ("notipipe._sqlite_c" if notipipe.COMPILED else "notipipe._sqlite_py")
