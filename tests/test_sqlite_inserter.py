@@ -126,12 +126,20 @@ def test_a_failure_that_ends_the_transaction_is_raised_as_the_stdlib_raises_it(
     def full(name: str) -> Any:
         conn = _connect(fresh(f"{name}.db"))
         conn.execute("PRAGMA max_page_count=" + str(conn.execute("PRAGMA page_count").fetchone()[0] + 2))
-        inserter = inserter_twin(name).Inserter(conn, 50, impl.EmailMessage, impl.SMSMessage)
+        # Rows a statement each: SQLite then ends the transaction on the row that does not fit
+        # (the compiled twin cannot hand that statement to the stdlib: it would commit alone).
+        inserter = inserter_twin(name).Inserter(conn, 1, impl.EmailMessage, impl.SMSMessage)
         conn.execute("BEGIN IMMEDIATE")
         try:
             inserter.insert([("sms", 1.0, 1, "+1555", "", "x" * 2000)] * 200)
         except sqlite3.Error as error:
-            return type(error), str(error), error.sqlite_errorcode, error.sqlite_errorname
+            return (
+                type(error),
+                str(error),
+                error.sqlite_errorcode,
+                error.sqlite_errorname,
+                conn.in_transaction,
+            )
         finally:
             inserter.close()
             conn.close()
@@ -139,6 +147,7 @@ def test_a_failure_that_ends_the_transaction_is_raised_as_the_stdlib_raises_it(
 
     outcomes = [full(name) for name in available()]
     assert outcomes[0][:3] == (sqlite3.OperationalError, "database or disk is full", sqlite3.SQLITE_FULL)
+    assert outcomes[0][4] is False
     assert all(o == outcomes[0] for o in outcomes)
 
 
