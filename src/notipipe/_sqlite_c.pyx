@@ -5,8 +5,9 @@ rowids and errors.
 The stdlib's ``execute`` costs a lookup in its statement cache, a parameter list and a type
 dispatch per value, and a copy of every text; this twin keeps one prepared statement per size
 on the store's own stdlib connection and binds each value straight from the message's fields
-(the texts' UTF-8 bytes in place, held by strong references until the step is done), then steps
-with the GIL released. The functions are SQLite's own, looked up in the library the stdlib's
+(the texts' UTF-8 bytes in place, held by strong references until the step is done): the whole
+batch's values are read and checked with the GIL held, then its statements bound and stepped in
+one stretch without it (one hand-over of the GIL per batch, not per statement). The functions are SQLite's own, looked up in the library the stdlib's
 ``_sqlite3`` module is linked with: one SQLite in the process (two copies on one file would undo
 each other's POSIX locks), and nothing to link at build time.
 
