@@ -15,7 +15,13 @@ from tools.console import Summary, heading
 from tools.interpreters import first_gil_python
 from tools.venvs import ROOT, VENVS, bin_path, python_in, setup_venv, test_groups
 
-COMPILED_MODULES = ("notipipe._batch_c", "notipipe._kinds_c", "notipipe._messages_c", "notipipe._publisher_c")
+COMPILED_MODULES = (
+    "notipipe._batch_c",
+    "notipipe._kinds_c",
+    "notipipe._messages_c",
+    "notipipe._publisher_c",
+    "notipipe._sqlite_c",
+)
 GITHUB = ROOT / ".github"
 WORKFLOWS = GITHUB / "workflows"
 

@@ -32,17 +32,19 @@ store that is only read needs no write access and starts no writer thread.
 from __future__ import annotations
 
 import contextlib
-import functools
-import itertools
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import ClassVar, Final, cast
+from types import ModuleType
+from typing import ClassVar, Final
 
+from notipipe import _sqlite_py
 from notipipe._errors import StorageClosedError, StorageError
-from notipipe._storage.group_commit import GroupCommitStore, Row
+from notipipe._select import NO_EXTENSIONS, EmailMessage, SMSMessage, all_of_types
+from notipipe._sqlite_py import Inserter, insert_sql
+from notipipe._storage.group_commit import GroupCommitStore, Row, leak
 from notipipe._storage.sqlite.file import (
     SCHEMA_VERSION,
     Migrated,
@@ -57,25 +59,35 @@ __all__ = ["MessageStore", "Row"]
 _log = logging.getLogger("notipipe")
 
 _COLUMNS = 6
-#: Rows per INSERT statement (bounded again by the connection's variable limit).
-_ROWS_PER_STATEMENT = 2000
+#: Rows per INSERT statement (bounded again by the connection's variable limit): past a few
+#: hundred rows a longer statement only costs more.
+_ROWS_PER_STATEMENT = 500
 #: SQLite's primary result codes for "someone else holds the lock".
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 #: How long one checkpoint attempt past wal_limit waits for other connections, in milliseconds.
 _CHECKPOINT_WAIT_MS: Final = 100
 
 
-@functools.cache
-def _insert_sql(rows: int) -> str:
-    """One INSERT of ``rows`` rows: a multi-row VALUES list.
+def inserter_twin(name: str | None = None) -> ModuleType:
+    """The row writer twin ``name`` ("c" or "py"); by default the one this process selects, as
+    ``_select`` selects the message twins."""
+    if name == "py" or (name is None and NO_EXTENSIONS):
+        return _sqlite_py
+    try:
+        from notipipe import _sqlite_c  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        if name == "c":
+            raise
+        return _sqlite_py
+    return _sqlite_c  # type: ignore[no-any-return, unused-ignore]
 
-    Why not ``executemany``: the sqlite3 module releases the GIL around every row's step, and on a
-    GIL build each re-acquisition waits out the switch interval whenever another thread is busy
-    (a producer, say); one statement of many rows pays that once.
-    """
-    return "INSERT INTO messages (kind, created_at, priority, address, subject, body) VALUES " + ",".join(
-        ["(?,?,?,?,?,?)"] * rows
-    )
+
+#: The row writer of this process.
+INSERTER: Final = inserter_twin()
+#: The messages whose rows the inserter reads from their fields.
+_READ_FROM_FIELDS: Final = frozenset({EmailMessage, SMSMessage})
+#: One INSERT of n rows (the name the tests know).
+_insert_sql: Final = insert_sql
 
 
 def _is_busy(error: BaseException) -> bool:
@@ -101,6 +113,8 @@ class MessageStore(GroupCommitStore):
     _param: ClassVar[str] = "?"
     _conn: sqlite3.Connection | None
     _reader: sqlite3.Connection | None
+    #: Writes the batches' rows on ``_conn`` (guarded by ``_write_lock`` with it).
+    _inserter: Inserter | None = None
     #: Monotonic time of the next allowed checkpoint attempt (see ``_bound_wal``).
     _next_checkpoint: float = 0.0
     #: Rows per INSERT statement, lowered to the writing connection's variable limit.
@@ -170,10 +184,27 @@ class MessageStore(GroupCommitStore):
         conn, self._layout = open_writer(self.path, self.options)
         limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._rows_per_statement = max(1, min(_ROWS_PER_STATEMENT, limit // _COLUMNS))
+        inserter = INSERTER.Inserter(conn, self._rows_per_statement, EmailMessage, SMSMessage)
         with self._write_lock:
             self._conn = conn
+            self._inserter = inserter
         # Waits for a lock held by others are the writer's own, with backoff (see _commit).
         conn.execute("PRAGMA busy_timeout=50")
+
+    def _close_writer_conn(self) -> None:
+        # The inserter's prepared statements first: a connection closed with statements of its
+        # own still open keeps its file open until they are finalized.
+        with self._write_lock:
+            if self._inserter is not None:
+                self._inserter.close()
+                self._inserter = None
+        super()._close_writer_conn()
+
+    def _forget_connections(self) -> None:
+        if self._inserter is not None:
+            leak(self._inserter)  # its statements belong to the inherited connection: never finalized
+            self._inserter = None
+        super()._forget_connections()
 
     def _live_conn(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -213,6 +244,19 @@ class MessageStore(GroupCommitStore):
 
     # -- writing ---------------------------------------------------------------------------------
 
+    def _rows(self, batch: list[object]) -> tuple[list[Row | None], dict[int, BaseException]]:
+        """The batch as the inserter takes it: an e-mail or SMS of the selected classes as it is
+        (its row is read from its fields while it is bound), any other message as its row; one
+        whose row cannot be built is refused alone."""
+        if all_of_types(batch, _READ_FROM_FIELDS):
+            return batch, {}  # type: ignore[return-value]
+        others = [i for i, m in enumerate(batch) if type(m) is not EmailMessage and type(m) is not SMSMessage]
+        rows, refused = super()._rows([batch[i] for i in others])
+        items: list[object] = list(batch)
+        for i, row in zip(others, rows, strict=True):
+            items[i] = row
+        return items, {others[k]: error for k, error in refused.items()}  # type: ignore[return-value]
+
     def _write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
         """One transaction for the batch: fast multi-row statements, or row by row if refused."""
         conn = self._live_conn()
@@ -223,7 +267,7 @@ class MessageStore(GroupCommitStore):
                 ids = self._insert_one_by_one(conn, rows, refused)
             else:
                 try:
-                    ids = self._insert_fast(conn, cast("list[Row]", rows))
+                    ids = self._live_inserter().insert(rows)  # type: ignore[arg-type]
                 except BaseException as error:
                     if _is_file_trouble(error):
                         raise
@@ -237,13 +281,22 @@ class MessageStore(GroupCommitStore):
             raise
         return ids
 
+    def _check_refusals(self, rows: list[Row | None], refused: dict[int, BaseException]) -> None:
+        if refused:  # with nothing refused, not every row was: no need to look at each row
+            super()._check_refusals(rows, refused)
+
+    def _live_inserter(self) -> Inserter:
+        if self._inserter is None:
+            raise StorageClosedError(self.path)
+        return self._inserter
+
     def _probe(self, row: Row) -> BaseException | None:
         """Whether SQLite takes ``row`` now: inserted, then rolled back."""
         conn = self._live_conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(_insert_sql(1), row)
+                conn.execute(insert_sql(1), row)
             except sqlite3.Error as error:
                 if _is_file_trouble(error):
                     raise
@@ -252,31 +305,18 @@ class MessageStore(GroupCommitStore):
         finally:
             _rollback(conn)
 
-    def _insert_fast(self, conn: sqlite3.Connection, rows: list[Row]) -> list[int]:
-        ids: list[int] = []
-        i = 0
-        while i < len(rows):
-            # Full statements, then the remainder in powers of two: a handful of distinct SQL
-            # texts, so the statement cache (ours and SQLite's) stays small.
-            left = len(rows) - i
-            n = self._rows_per_statement if left >= self._rows_per_statement else 1 << (left.bit_length() - 1)
-            part = rows[i : i + n]
-            last = int(conn.execute(_insert_sql(n), list(itertools.chain.from_iterable(part))).lastrowid or 0)
-            # Rows of one statement, in one write transaction, get consecutive rowids.
-            ids.extend(range(last - n + 1, last + 1))
-            i += n
-        return ids
-
     def _insert_one_by_one(
         self, conn: sqlite3.Connection, rows: list[Row | None], refused: dict[int, BaseException]
     ) -> list[int]:
         ids: list[int] = []
-        sql = _insert_sql(1)
-        for i, row in enumerate(rows):
-            if row is None:
+        sql = insert_sql(1)
+        for i, item in enumerate(rows):
+            if item is None:
                 ids.append(0)
                 continue
             try:
+                # An e-mail or SMS of the selected classes is still the message (see _rows).
+                row = item if type(item) is tuple else item._row()  # type: ignore[attr-defined]
                 ids.append(int(conn.execute(sql, row).lastrowid or 0))
             except BaseException as error:
                 if _is_file_trouble(error):
