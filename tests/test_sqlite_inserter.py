@@ -17,7 +17,13 @@ from notipipe._storage.sqlite.store import inserter_twin
 from notipipe._twins import available
 from tests.conftest import Impl
 
-pytestmark = pytest.mark.twin
+pytestmark = [
+    pytest.mark.twin,
+    # Each test drives one SQLite connection of its own to its end (a full disk, a refused
+    # statement): copies in threads of one process share the inserter's module state and the
+    # garbage a failed copy leaves, so the parallel leg runs them one at a time.
+    pytest.mark.thread_unsafe(reason="one connection per test, driven to a failure"),
+]
 
 
 class _Text(str):
