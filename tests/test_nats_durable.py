@@ -176,7 +176,10 @@ def test_a_new_holder_delivers_the_dead_holders_chunks_before_newer_ones(
     with _subscriber(impl, nats_url, "in order", out) as second:
         after = _wait_delivered(out, ids[50:])
         _stop(second)
-    assert after == ids[50:], "the new holder delivered newer chunks before the dead holder's"
+    # At least once: the dead holder's last acknowledgement (of its first chunk) may not have
+    # reached the server before the kill, so the new holder may start one chunk earlier; never
+    # with a newer chunk before an older one.
+    assert after in (ids, ids[50:]), "the new holder delivered newer chunks before the dead holder's"
 
 
 def test_a_pin_left_to_a_stopped_holders_pull_is_released_at_subscribe(impl: Impl, nats_url: str) -> None:
