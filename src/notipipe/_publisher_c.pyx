@@ -49,7 +49,7 @@ cdef extern from "Python.h":
 
 from notipipe._async import _IDLE_TURNS, _Batch, _message_of, finish_awaiting
 from notipipe._failures import Failures, log_observer_error
-from notipipe._fanout import install
+from notipipe._fanout import FREE_THREADED, PerThread, install
 from notipipe._subscriptions import Purge, make_subscription
 
 __all__ = ["Publisher", "log_observer_error"]
@@ -192,6 +192,7 @@ cdef class Publisher:
     cdef object _lock
     cdef tuple _subs
     cdef list _current
+    cdef object _threads
     cdef object _failures
     cdef object _purge
     cdef object __weakref__
@@ -201,7 +202,9 @@ cdef class Publisher:
         self._lock = threading.Lock()
         self._failures = Failures()
         self._purge = Purge(self)
-        self._current = [None, None]
+        # Free-threaded: each thread gets fan-out functions of its own (see _fanout.PerThread).
+        self._threads = PerThread() if FREE_THREADED else None
+        self._current = [None, None] if self._threads is None else [None, None, self._threads]
         self._publish(())
 
     def __class_getitem__(cls, item):
@@ -335,13 +338,18 @@ cdef class Publisher:
         """``notify_all(message)``: the live snapshot's fan-out function.
 
         Read through the list's own (thread-safe) item access, never a raw pointer. A reference
-        kept from an older snapshot hands over to the live function when called.
+        kept from an older snapshot hands over to the live function when called. On a
+        free-threaded build, the calling thread's own function (see ``_fanout.PerThread``).
         """
+        if self._threads is not None:
+            return self._threads.pair()[0]
         return PySequence_GetItem(self._current, 0)
 
     @property
     def notify_many(self):
         """``notify_many(messages)``: the live snapshot's batch function; returns how many."""
+        if self._threads is not None:
+            return self._threads.pair()[1]
         return PySequence_GetItem(self._current, 1)
 
     # -- failures ------------------------------------------------------------------------------
