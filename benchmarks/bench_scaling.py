@@ -3,6 +3,7 @@
     python benchmarks/bench_scaling.py [--quick]
 
 T = 1, 2 and the machine's vCPU count; 4 shared observers doing a little CPU work per message.
+Each thread takes ``db.notify_all`` once, before its loop, as a worker would.
 Against two references: the same per-message work in T threads sharing nothing (the machine's
 own ceiling) and a plain loop over the same kind of shared observers (what sharing an observer
 costs without notipipe). Every T is measured as is and with every vCPU kept busy by spinning
@@ -69,7 +70,9 @@ def _plain_loop_over(updates: list[Callable[[Any], None]]) -> Callable[[Any], No
 type Take = Callable[[], Callable[[Any], object]]
 
 
-def _drive(take: Take, chunks: list[list[Any]], barrier: threading.Barrier, window: float) -> tuple[int, float]:
+def _drive(
+    take: Take, chunks: list[list[Any]], barrier: threading.Barrier, window: float
+) -> tuple[int, float]:
     """Deliver messages, a chunk at a time, for ``window`` seconds: (alerts, seconds taken)."""
     deliver = take()
     barrier.wait()

@@ -18,6 +18,10 @@ failure is reported against the object that was subscribed, and the functions ne
 reference to the publisher (they keep working after it is gone). Only the ``except`` clauses
 read ``failed``: delivery itself does the same work as before. ``batches`` holds each observer's
 ``update_many`` (or None): ``notify_many`` calls those once per batch (see ``_factory``).
+
+On a free-threaded build the publishers hand each thread a pair of its own (``PerThread``, at the
+end of this module): there, every object has an owning thread, and reference counts written by
+several threads cost atomic operations on a contended cache line.
 """
 
 from __future__ import annotations
@@ -248,11 +252,10 @@ class _Snapshot:
         self.by_thread: dict[int, tuple[Notify, NotifyMany, list[bool]]] = {}
 
 
-def _own[C: Callable[..., object]](method: C) -> C:
+def _own(method: Callable[..., object]) -> Callable[..., object]:
     """A bound method made again by the calling thread (owned by it); anything else as is."""
-    if type(method) is types.MethodType:
-        fresh: C = types.MethodType(method.__func__, method.__self__)  # type: ignore[assignment]
-        return fresh
+    if isinstance(method, types.MethodType) and type(method) is types.MethodType:
+        return types.MethodType(method.__func__, method.__self__)
     return method
 
 
@@ -273,7 +276,7 @@ class PerThread:
     sees the pair (and clears its flag) or the reader sees the new snapshot (and makes another).
     """
 
-    __slots__ = ("_snapshot", "__weakref__")
+    __slots__ = ("__weakref__", "_snapshot")
 
     def __init__(self) -> None:
         self._snapshot = _Snapshot((), (), ())

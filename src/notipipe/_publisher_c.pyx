@@ -13,12 +13,14 @@ Python-to-Python calls; a C loop re-enters the interpreter once per observer, an
 a message than a plain Python loop, where this design costs about what such a loop does (the
 README gives the measurements). A reference kept from an older snapshot still reaches the live
 subscribers: each generated function checks that it is the live one and hands over if not. See
-``_fanout``.
+``_fanout``. On a free-threaded build ``notify_all`` returns the calling thread's own function
+instead, made by that thread from bound methods it made (``_fanout.PerThread``): threads that
+each take ``pub.notify_all`` then write no shared reference count but the observers'.
 
 How the reads are made safe. On a free-threaded build a ``cdef object`` field is a bare pointer:
 if thread A loaded ``self._subs`` while thread B replaced it, B's decref could free the old
 tuple before A's incref lands (a use-after-free). So: ``_current``, the one field read on the hot
-path, is written once, before the object is shared (as are ``_failures`` and ``_purge``); its items are read with
+path, is written once, before the object is shared (as are ``_threads``, ``_failures`` and ``_purge``); its items are read with
 ``PySequence_GetItem`` (the list's own thread-safe item access, not ``PyList_GET_ITEM``) and
 replaced only through the interpreter's list assignment (``_fanout.install``); and every read
 and write of the tuple field ``_subs`` happens inside ``cython.critical_section(self)``, the

@@ -8,7 +8,9 @@ subscribe, unsubscribe or notify from inside ``update`` and a slow observer neve
 subscriber. A change made during a notify takes effect from the next notify.
 
 ``notify_all`` and ``notify_many`` are per-publisher functions stored in slots (see
-``_fanout.make_entry_points``), not methods: calling them is a plain Python-to-Python call.
+``_fanout.make_entry_points``), not methods: calling them is a plain Python-to-Python call. On a
+free-threaded build they are properties instead, giving the calling thread's own functions
+(``_fanout.PerThread``), so that threads sharing a publisher do not share its functions.
 What happens when an observer raises (the count, the handler, the throttled default log) is in
 ``_failures``, delivery to async observers in ``_async``, and how a subscription is built and
 ended (weak ones, without a deadlock) in ``_subscriptions``: all shared with the compiled twin.
