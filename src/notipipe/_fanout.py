@@ -296,10 +296,12 @@ class PerThread:
 
     def pair(self) -> tuple[Notify, NotifyMany, list[bool]]:
         """The calling thread's ``(notify, notify_many, flag)`` for the live snapshot."""
+        # A pair found here may be retired the next moment (or just now): its functions hand over.
+        # The compiled twin looks it up the same way in C (_publisher_c._thread_pair).
         mine = self._snapshot.by_thread.get(threading.get_ident())
-        if mine is not None and mine[2][0]:
-            return mine
-        return self._renew()
+        if mine is None:
+            return self._renew()
+        return mine
 
     def _renew(self) -> tuple[Notify, NotifyMany, list[bool]]:
         ident = threading.get_ident()

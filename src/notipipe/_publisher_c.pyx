@@ -48,6 +48,7 @@ cdef extern from "Python.h":
         PYGEN_NEXT
     PySendResult PyIter_Send(object iterator, object arg, PyObject **presult)
     bint PyCoro_CheckExact(object ob)
+    unsigned long PyThread_get_thread_ident()  # threading.get_ident()
 
 from notipipe._async import _IDLE_TURNS, _Batch, _message_of, finish_awaiting
 from notipipe._failures import Failures, log_observer_error
@@ -176,6 +177,16 @@ async def _drain(d):
             d._raised(task, item, error)
         if task.own_cancels:
             await task.withdraw_own_cancels()
+
+
+cdef object _thread_pair(object threads):
+    # PerThread.pair() (see _fanout) without its Python frame in the common case: the calling
+    # thread's pair for the live snapshot, looked up as pair() looks it up; made by pair() if
+    # there is none yet.
+    mine = threads._snapshot.by_thread.get(PyThread_get_thread_ident())
+    if mine is None:
+        return threads.pair()
+    return mine
 
 
 cdef class Publisher:
@@ -344,14 +355,14 @@ cdef class Publisher:
         free-threaded build, the calling thread's own function (see ``_fanout.PerThread``).
         """
         if self._threads is not None:
-            return self._threads.pair()[0]
+            return _thread_pair(self._threads)[0]
         return PySequence_GetItem(self._current, 0)
 
     @property
     def notify_many(self):
         """``notify_many(messages)``: the live snapshot's batch function; returns how many."""
         if self._threads is not None:
-            return self._threads.pair()[1]
+            return _thread_pair(self._threads)[1]
         return PySequence_GetItem(self._current, 1)
 
     # -- failures ------------------------------------------------------------------------------
