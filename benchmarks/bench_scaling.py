@@ -3,6 +3,7 @@
     python benchmarks/bench_scaling.py [--quick]
 
 T = 1, 2 and the machine's vCPU count; 4 shared observers doing a little CPU work per message.
+Each thread takes ``db.notify_all`` once, before its loop, as a worker would.
 Against two references: the same per-message work in T threads sharing nothing (the machine's
 own ceiling) and a plain loop over the same kind of shared observers (what sharing an observer
 costs without notipipe). Every T is measured as is and with every vCPU kept busy by spinning
@@ -64,10 +65,16 @@ def _plain_loop_over(updates: list[Callable[[Any], None]]) -> Callable[[Any], No
     return deliver
 
 
+#: A case's deliver function as a thread takes it: called once in each thread, before its loop,
+#: the way a worker takes ``db.notify_all`` (on a free-threaded build, each thread's own).
+type Take = Callable[[], Callable[[Any], object]]
+
+
 def _drive(
-    deliver: Callable[[Any], object], chunks: list[list[Any]], barrier: threading.Barrier, window: float
+    take: Take, chunks: list[list[Any]], barrier: threading.Barrier, window: float
 ) -> tuple[int, float]:
     """Deliver messages, a chunk at a time, for ``window`` seconds: (alerts, seconds taken)."""
+    deliver = take()
     barrier.wait()
     start = time.perf_counter()
     end = start + window
@@ -112,7 +119,7 @@ def _other_vcpus_busy(count: int) -> Iterator[None]:
                 p.stdout.close()
 
 
-def _rate(t: int, deliver: Callable[[Any], object], streams: list[Any], window: float) -> float:
+def rate(t: int, take: Take, streams: list[Any], window: float) -> float:
     """alerts/s of ``t`` threads, each delivering its own stream for ``window`` seconds.
 
     The sum of each thread's own rate: a thread on a slower vCPU adds less, it does not hold up
@@ -122,7 +129,7 @@ def _rate(t: int, deliver: Callable[[Any], object], streams: list[Any], window: 
     out: list[tuple[int, float]] = [(0, 1.0)] * t
 
     def run(i: int) -> None:
-        out[i] = _drive(deliver, streams[i], barrier, window)
+        out[i] = _drive(take, streams[i], barrier, window)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(t)]
     for th in threads:
@@ -164,32 +171,31 @@ def measure(sizes: Sizes, twin_list: list[Twin]) -> dict[str, Any]:
             for _ in range(max(counts))
         ]
 
-    cases: dict[str, tuple[Callable[[Any], object], Any]] = {
-        NOTHING_SHARED: (_reference_deliver, streams_of(_messages_py.SMSMessage))
+    cases: dict[str, tuple[Take, Any]] = {
+        NOTHING_SHARED: (lambda: _reference_deliver, streams_of(_messages_py.SMSMessage))
     }
     # The observers are shared between the threads, as a user's dashboards would be; calling a
     # shared object's method writes its reference count from every thread. This case pays that
     # and nothing else: a plain loop over the same kind of shared observers, no notipipe.
-    cases[PLAIN_SHARED] = (
-        _plain_loop_over([Worker().update for _ in range(4)]),
-        streams_of(_messages_py.SMSMessage),
-    )
+    plain = _plain_loop_over([Worker().update for _ in range(4)])
+    cases[PLAIN_SHARED] = (lambda: plain, streams_of(_messages_py.SMSMessage))
     for twin in twin_list:
         db = open_db(twin)
         for _ in range(4):
             db.subscribe(Worker())
-        cases[twin.label] = (db.notify_all, streams_of(twin.SMSMessage))
+        # Each thread takes db.notify_all itself, as a worker does.
+        cases[twin.label] = (lambda db=db: db.notify_all, streams_of(twin.SMSMessage))
     runs: dict[str, dict[str, dict[str, list[float]]]] = {
         mode: {name: {str(t): [] for t in counts} for name in cases} for mode in ("as_is", "busy")
     }
     for _ in range(sizes.scaling_rounds):
-        for name, (deliver, streams) in cases.items():
+        for name, (take, streams) in cases.items():
             for t in counts:
                 gc.collect()
-                runs["as_is"][name][str(t)].append(_rate(t, deliver, streams, window))
+                runs["as_is"][name][str(t)].append(rate(t, take, streams, window))
                 if t < cpus:
                     with _other_vcpus_busy(cpus - t):
-                        runs["busy"][name][str(t)].append(_rate(t, deliver, streams, window))
+                        runs["busy"][name][str(t)].append(rate(t, take, streams, window))
                 else:  # every vCPU is busy already
                     runs["busy"][name][str(t)].append(runs["as_is"][name][str(t)][-1])
 

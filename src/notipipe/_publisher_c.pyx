@@ -13,12 +13,14 @@ Python-to-Python calls; a C loop re-enters the interpreter once per observer, an
 a message than a plain Python loop, where this design costs about what such a loop does (the
 README gives the measurements). A reference kept from an older snapshot still reaches the live
 subscribers: each generated function checks that it is the live one and hands over if not. See
-``_fanout``.
+``_fanout``. On a free-threaded build ``notify_all`` returns the calling thread's own function
+instead, made by that thread from bound methods it made (``_fanout.PerThread``): threads that
+each take ``pub.notify_all`` then write no shared reference count but the observers'.
 
 How the reads are made safe. On a free-threaded build a ``cdef object`` field is a bare pointer:
 if thread A loaded ``self._subs`` while thread B replaced it, B's decref could free the old
 tuple before A's incref lands (a use-after-free). So: ``_current``, the one field read on the hot
-path, is written once, before the object is shared (as are ``_failures`` and ``_purge``); its items are read with
+path, is written once, before the object is shared (as are ``_threads``, ``_failures`` and ``_purge``); its items are read with
 ``PySequence_GetItem`` (the list's own thread-safe item access, not ``PyList_GET_ITEM``) and
 replaced only through the interpreter's list assignment (``_fanout.install``); and every read
 and write of the tuple field ``_subs`` happens inside ``cython.critical_section(self)``, the
@@ -46,10 +48,11 @@ cdef extern from "Python.h":
         PYGEN_NEXT
     PySendResult PyIter_Send(object iterator, object arg, PyObject **presult)
     bint PyCoro_CheckExact(object ob)
+    unsigned long PyThread_get_thread_ident()  # threading.get_ident()
 
 from notipipe._async import _IDLE_TURNS, _Batch, _message_of, finish_awaiting
 from notipipe._failures import Failures, log_observer_error
-from notipipe._fanout import install
+from notipipe._fanout import FREE_THREADED, PerThread, install
 from notipipe._subscriptions import Purge, make_subscription
 
 __all__ = ["Publisher", "log_observer_error"]
@@ -176,6 +179,16 @@ async def _drain(d):
             await task.withdraw_own_cancels()
 
 
+cdef object _thread_pair(object threads):
+    # PerThread.pair() (see _fanout) without its Python frame in the common case: the calling
+    # thread's pair for the live snapshot, looked up as pair() looks it up; made by pair() if
+    # there is none yet.
+    mine = threads._snapshot.by_thread.get(PyThread_get_thread_ident())
+    if mine is None:
+        return threads.pair()
+    return mine
+
+
 cdef class Publisher:
     """Delivers each message to every subscribed observer, in subscription order.
 
@@ -192,6 +205,7 @@ cdef class Publisher:
     cdef object _lock
     cdef tuple _subs
     cdef list _current
+    cdef object _threads
     cdef object _failures
     cdef object _purge
     cdef object __weakref__
@@ -201,7 +215,9 @@ cdef class Publisher:
         self._lock = threading.Lock()
         self._failures = Failures()
         self._purge = Purge(self)
-        self._current = [None, None]
+        # Free-threaded: each thread gets fan-out functions of its own (see _fanout.PerThread).
+        self._threads = PerThread() if FREE_THREADED else None
+        self._current = [None, None] if self._threads is None else [None, None, self._threads]
         self._publish(())
 
     def __class_getitem__(cls, item):
@@ -335,13 +351,18 @@ cdef class Publisher:
         """``notify_all(message)``: the live snapshot's fan-out function.
 
         Read through the list's own (thread-safe) item access, never a raw pointer. A reference
-        kept from an older snapshot hands over to the live function when called.
+        kept from an older snapshot hands over to the live function when called. On a
+        free-threaded build, the calling thread's own function (see ``_fanout.PerThread``).
         """
+        if self._threads is not None:
+            return _thread_pair(self._threads)[0]
         return PySequence_GetItem(self._current, 0)
 
     @property
     def notify_many(self):
         """``notify_many(messages)``: the live snapshot's batch function; returns how many."""
+        if self._threads is not None:
+            return _thread_pair(self._threads)[1]
         return PySequence_GetItem(self._current, 1)
 
     # -- failures ------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ subscribe, unsubscribe or notify from inside ``update`` and a slow observer neve
 subscriber. A change made during a notify takes effect from the next notify.
 
 ``notify_all`` and ``notify_many`` are per-publisher functions stored in slots (see
-``_fanout.make_entry_points``), not methods: calling them is a plain Python-to-Python call.
+``_fanout.make_entry_points``), not methods: calling them is a plain Python-to-Python call. On a
+free-threaded build they are properties instead, giving the calling thread's own functions
+(``_fanout.PerThread``), so that threads sharing a publisher do not share its functions.
 What happens when an observer raises (the count, the handler, the throttled default log) is in
 ``_failures``, delivery to async observers in ``_async``, and how a subscription is built and
 ended (weak ones, without a deadlock) in ``_subscriptions``: all shared with the compiled twin.
@@ -19,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from notipipe._failures import Failures, log_observer_error
-from notipipe._fanout import install, make_entry_points
+from notipipe._fanout import FREE_THREADED, PerThread, install, make_entry_points
 from notipipe._protocols import AsyncObserver, ErrorHandler, Observer, Overflow
 from notipipe._subscriptions import Purge, Subscription, make_subscription
 
@@ -36,15 +39,12 @@ class Publisher[T]:
     ``error_handler`` (by default, a log record naming the observer) and ``failures`` counts it.
     """
 
+    # Free-threaded: notify_all and notify_many are properties giving the calling thread's own
+    # functions (see _fanout.PerThread), not slots holding functions shared by every thread.
     __slots__ = (
-        "__weakref__",
-        "_current",
-        "_failures",
-        "_lock",
-        "_purge",
-        "_subs",
-        "notify_all",
-        "notify_many",
+        ("__weakref__", "_current", "_failures", "_lock", "_purge", "_subs")
+        if FREE_THREADED
+        else ("__weakref__", "_current", "_failures", "_lock", "_purge", "_subs", "notify_all", "notify_many")
     )
 
     #: ``notify_all(message)``: deliver ``message`` to every observer subscribed when the call
@@ -59,9 +59,22 @@ class Publisher[T]:
         self._lock = threading.Lock()
         self._failures = Failures()
         self._purge = Purge(self)
-        self._current: list[Callable[..., object]] = [_nothing, _nothing]
-        self.notify_all, self.notify_many = make_entry_points(self._current)
+        self._current: list[Any] = [_nothing, _nothing]
+        if FREE_THREADED:
+            self._current.append(PerThread())
+        else:
+            self.notify_all, self.notify_many = make_entry_points(self._current)
         self._publish(())
+
+    if FREE_THREADED and not TYPE_CHECKING:
+
+        @property
+        def notify_all(self) -> Callable[[T], None]:
+            return self._current[2].pair()[0]
+
+        @property
+        def notify_many(self) -> Callable[[Iterable[T]], int]:
+            return self._current[2].pair()[1]
 
     def _reinit_locks_after_fork(self) -> None:
         """In a forked child: fresh locks (another thread of the parent may have held them)."""
