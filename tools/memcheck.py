@@ -46,7 +46,11 @@ ERROR_KINDS = re.compile(
 )
 # valgrind runs the tests many times slower than the test task does: a test's own limit (pyproject's
 # pytest-timeout) and the whole run's are raised to match, and still end a hung run well inside CI's.
-TEST_TIMEOUT = 1800
+# A test's limit must end well before the run's, or a test hung late in the run is killed with the
+# run and nothing says which it was. faulthandler's watchdog is a C thread: it prints every
+# thread's stack even when the stuck one holds the GIL (pytest-timeout's thread method needs it).
+TEST_TIMEOUT = 600
+STACKS_AFTER = 300
 DEADLINE = 45 * 60
 OURS = re.compile(r"notipipe|_messages_c|_publisher_c")
 
@@ -101,10 +105,14 @@ def main(argv: Sequence[str]) -> int:
     valgrind = [
         "valgrind", "--tool=memcheck", "--error-exitcode=1", "--leak-check=no", "--num-callers=40",
         "--trace-children=yes", f"--suppressions={SUPPRESSIONS}",
+        # valgrind runs one thread at a time; its default lock lets a thread that releases and
+        # retakes it (a GIL handoff, a spin) starve the others for good. Ticket order instead.
+        "--fair-sched=try",
         f"--log-file={logs}/reports/valgrind-%p.log",
     ]  # fmt: skip
     pytest = ["-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:run-parallel", "-q"]
-    pytest += ["--hypothesis-profile=memcheck", f"--timeout={TEST_TIMEOUT}"]
+    pytest += ["--hypothesis-profile=memcheck", f"--timeout={TEST_TIMEOUT}", "--durations=10"]
+    pytest += ["-o", f"faulthandler_timeout={STACKS_AFTER}"]
     workers = ["-n", str(args.workers)] if args.workers > 1 else []
     cmd = [*valgrind, str(python_in(venv)), *pytest, *workers, *tests]
     status = run_streamed(cmd, logs / "pytest.log", env=run_env, cwd=ROOT, deadline=DEADLINE)
