@@ -10,21 +10,27 @@ modules can use it too.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tests.conftest import Impl
 
 __all__ = [
     "ROOT",
+    "Following",
+    "Lines",
     "Programs",
     "child_env",
+    "follow_tail",
     "kill",
     "run_child",
     "say",
@@ -130,6 +136,68 @@ def wait_forked(pid: int, timeout: float) -> int | None:
             os.waitpid(pid, 0)
             return None
         time.sleep(0.01)
+
+
+class Lines:
+    """A child's stdout read by a thread, so the test can wait for a line with a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def next(self, timeout: float = 60) -> str | None:
+        """The next line; None once the output has ended (``queue.Empty`` at ``timeout``)."""
+        return self._queue.get(timeout=timeout)
+
+
+class Following:
+    """A running ``notipipe tail --follow``: the lines it prints, each awaited with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        self.proc = proc
+        self._lines = Lines(proc.stdout)
+
+    def next(self, timeout: float = 60) -> str | None:
+        """The next line printed; None once its output has ended."""
+        return self._lines.next(timeout)
+
+    def line(self, timeout: float = 60) -> str:
+        """The next line printed, which must come (its stderr in the failure if its output ended)."""
+        line = self.next(timeout)
+        assert line is not None, self.stderr()
+        return line
+
+    def stderr(self) -> str:
+        """Its stderr, to its end (once it has ended)."""
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read()
+
+    def stop(self, signum: int) -> None:
+        """Send it ``signum`` (Ctrl-C: SIGINT; a service manager: SIGTERM) and reap it."""
+        self.proc.send_signal(signum)
+        self.proc.wait(timeout=60)
+
+
+@contextmanager
+def follow_tail(*args: str, env: dict[str, str], sigint_ignored: bool = False) -> Iterator[Following]:
+    """``python -m notipipe args...`` (a ``tail --follow``) with SIGINT at its default or
+    (``sigint_ignored``) ignored, as a shell's foreground or background job has it; killed if the
+    test left it running, its pipes closed at the end."""
+    argv = with_sigint([sys.executable, "-m", "notipipe", *args], ignored=sigint_ignored)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        try:
+            yield Following(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 # -- the child's side -----------------------------------------------------------------------------

@@ -13,15 +13,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 import notipipe
-from tests._processes import with_sigint
+from tests._processes import follow_tail
 
 pytestmark = [
     pytest.mark.system,
@@ -499,43 +497,15 @@ def test_two_concurrent_runs_each_report_what_they_stored(tmp_path: Path) -> Non
         conn.close()
 
 
-class _Lines:
-    """A child's stdout read by a thread, so the test can wait for a line with a deadline."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def next(self, timeout: float = 60) -> str | None:
-        return self._queue.get(timeout=timeout)
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="POSIX signals")
 def test_tail_follow_prints_alerts_as_another_process_stores_them(tmp_path: Path) -> None:
     db = str(tmp_path / "live.db")
     assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
-    with subprocess.Popen(
-        with_sigint([sys.executable, "-m", "notipipe", "tail", "--follow", "-n", "2", "--db", db]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    ) as tail:
-        assert tail.stdout is not None
-        assert tail.stderr is not None
-        lines = _Lines(tail.stdout)
+    with follow_tail("tail", "--follow", "-n", "2", "--db", db, env=_env()) as tail:
         ids: list[int] = []
         try:
             for _ in range(2):  # the last two, printed before anything new is stored
-                line = lines.next()
-                assert line is not None, tail.stderr.read()
-                ids.append(int(line.split()[0][1:]))
+                ids.append(int(tail.line().split()[0][1:]))
             assert ids == [4, 5]
             # Another process stores while tail follows: two runs, so tail sees more than one commit.
             for n in (3000, 2000):
@@ -544,31 +514,19 @@ def test_tail_follow_prints_alerts_as_another_process_stores_them(tmp_path: Path
                 )
                 assert writer.returncode == 0, writer.stderr
             while ids[-1] < 5005:
-                line = lines.next()
-                assert line is not None, tail.stderr.read()
-                ids.append(int(line.split()[0][1:]))
+                ids.append(int(tail.line().split()[0][1:]))
         finally:
-            tail.send_signal(signal.SIGINT)  # Ctrl-C
-            tail.wait(timeout=60)
-        assert lines.next() is None  # nothing more once interrupted
+            tail.stop(signal.SIGINT)  # Ctrl-C
+        assert tail.next() is None  # nothing more once interrupted
         assert ids == list(range(4, 5006))
-        assert (tail.returncode, tail.stderr.read()) == (130, "")
+        assert (tail.proc.returncode, tail.stderr()) == (130, "")
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="POSIX signals")
 def test_tail_follow_with_n_0_prints_only_new_alerts(tmp_path: Path) -> None:
     db = str(tmp_path / "live.db")
     assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
-    with subprocess.Popen(
-        with_sigint([sys.executable, "-m", "notipipe", "tail", "-f", "-n", "0", "--db", db]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    ) as tail:
-        assert tail.stdout is not None
-        assert tail.stderr is not None
-        lines = _Lines(tail.stdout)
+    with follow_tail("tail", "-f", "-n", "0", "--db", db, env=_env()) as tail:
         ids: list[int] = []
         try:
             # Nothing tells when tail has looked at the file, so store one alert at a time until
@@ -576,9 +534,7 @@ def test_tail_follow_with_n_0_prints_only_new_alerts(tmp_path: Path) -> None:
             for _ in range(100):
                 assert run_cli("run", "--alerts", "1", "--progress", "none", "--db", db).returncode == 0
                 with contextlib.suppress(queue.Empty):
-                    line = lines.next(timeout=1)
-                    assert line is not None, tail.stderr.read()
-                    ids.append(int(line.split()[0][1:]))
+                    ids.append(int(tail.line(timeout=1).split()[0][1:]))
                     break
             assert ids, "tail -f printed none of the new alerts"
             assert run_cli("run", "--alerts", "10", "--progress", "none", "--db", db).returncode == 0
@@ -588,15 +544,12 @@ def test_tail_follow_with_n_0_prints_only_new_alerts(tmp_path: Path) -> None:
             finally:
                 conn.close()
             while ids[-1] < newest:
-                line = lines.next()
-                assert line is not None, tail.stderr.read()
-                ids.append(int(line.split()[0][1:]))
+                ids.append(int(tail.line().split()[0][1:]))
         finally:
-            tail.send_signal(signal.SIGINT)
-            tail.wait(timeout=60)
+            tail.stop(signal.SIGINT)
         assert ids[0] > 5
         assert ids == list(range(ids[0], newest + 1))
-        assert (tail.returncode, tail.stderr.read()) == (130, "")
+        assert (tail.proc.returncode, tail.stderr()) == (130, "")
 
 
 def test_tail_follow_since_starts_at_the_first_alert_of_that_time(tmp_path: Path) -> None:
@@ -608,23 +561,13 @@ def test_tail_follow_since_starts_at_the_first_alert_of_that_time(tmp_path: Path
             conn.execute("UPDATE messages SET created_at = created_at - 7200 WHERE id <= 3")
     finally:
         conn.close()
-    with subprocess.Popen(
-        with_sigint([sys.executable, "-m", "notipipe", "tail", "-f", "--since", "1h", "--db", db]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    ) as tail:
-        assert tail.stdout is not None
-        assert tail.stderr is not None
-        lines = _Lines(tail.stdout)
+    with follow_tail("tail", "-f", "--since", "1h", "--db", db, env=_env()) as tail:
         try:
-            printed = [lines.next(), lines.next()]
+            printed = [tail.next(), tail.next()]
         finally:
-            tail.send_signal(signal.SIGINT)
-            tail.wait(timeout=60)
-        assert [line.split()[0] for line in printed if line] == ["#4", "#5"], tail.stderr.read()
-        assert tail.returncode == 130
+            tail.stop(signal.SIGINT)
+        assert [line.split()[0] for line in printed if line] == ["#4", "#5"], tail.stderr()
+        assert tail.proc.returncode == 130
 
 
 @pytest.mark.parametrize(
@@ -641,40 +584,21 @@ def test_tail_since_refuses_what_it_cannot_use(tmp_path: Path, argv: list[str], 
     assert said in done.stderr
 
 
-def _tail_follow_two(db: str, *, sigint_ignored: bool = False) -> subprocess.Popen[str]:
-    """``notipipe tail -f -n 2`` on ``db``, SIGINT at its default or (``sigint_ignored``) ignored."""
-    return subprocess.Popen(
-        with_sigint(
-            [sys.executable, "-m", "notipipe", "tail", "-f", "-n", "2", "--db", db], ignored=sigint_ignored
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name == "nt", reason="POSIX signals")
 def test_tail_follow_stops_on_sigterm_as_on_ctrl_c(tmp_path: Path) -> None:
     db = str(tmp_path / "live.db")
     assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
-    with _tail_follow_two(db) as tail:
-        assert tail.stdout is not None
-        assert tail.stderr is not None
-        lines = _Lines(tail.stdout)
+    with follow_tail("tail", "-f", "-n", "2", "--db", db, env=_env()) as tail:
         ids: list[int] = []
         try:
             for _ in range(2):  # printed once tail holds its signals
-                line = lines.next()
-                assert line is not None, tail.stderr.read()
-                ids.append(int(line.split()[0][1:]))
+                ids.append(int(tail.line().split()[0][1:]))
         finally:
-            tail.send_signal(signal.SIGTERM)  # kill PID, a service manager's stop
-            tail.wait(timeout=60)
+            tail.stop(signal.SIGTERM)  # kill PID, a service manager's stop
         assert ids == [4, 5]
-        assert lines.next() is None  # nothing more once stopped
+        assert tail.next() is None  # nothing more once stopped
         # Quietly, as after Ctrl-C, with the status a shell reports for SIGTERM.
-        assert (tail.returncode, tail.stderr.read()) == (143, "")
+        assert (tail.proc.returncode, tail.stderr()) == (143, "")
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name == "nt", reason="POSIX signals")
@@ -683,30 +607,22 @@ def test_tail_follow_started_with_sigint_ignored_keeps_following_on_ctrl_c(tmp_p
     # start and stays so; SIGTERM stops it.
     db = str(tmp_path / "live.db")
     assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
-    with _tail_follow_two(db, sigint_ignored=True) as tail:
-        assert tail.stdout is not None
-        assert tail.stderr is not None
-        lines = _Lines(tail.stdout)
+    with follow_tail("tail", "-f", "-n", "2", "--db", db, env=_env(), sigint_ignored=True) as tail:
         ids: list[int] = []
         try:
             for _ in range(2):
-                line = lines.next()
-                assert line is not None, tail.stderr.read()
-                ids.append(int(line.split()[0][1:]))
-            tail.send_signal(signal.SIGINT)
+                ids.append(int(tail.line().split()[0][1:]))
+            tail.proc.send_signal(signal.SIGINT)
             # Still following: an alert stored after the SIGINT (by a process that takes far
             # longer to start than a handled SIGINT takes to stop tail) is printed.
             assert run_cli("run", "--alerts", "1", "--progress", "none", "--db", db).returncode == 0
-            line = lines.next()
-            assert line is not None, tail.stderr.read()
-            ids.append(int(line.split()[0][1:]))
-            assert tail.poll() is None
+            ids.append(int(tail.line().split()[0][1:]))
+            assert tail.proc.poll() is None
         finally:
-            tail.send_signal(signal.SIGTERM)
-            tail.wait(timeout=60)
+            tail.stop(signal.SIGTERM)
         assert ids == [4, 5, 6]
-        assert lines.next() is None
-        assert (tail.returncode, tail.stderr.read()) == (143, "")
+        assert tail.next() is None
+        assert (tail.proc.returncode, tail.stderr()) == (143, "")
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only")

@@ -25,9 +25,9 @@ import notipipe
 from notipipe import StoredAlert
 from notipipe.cli._json import alert_object
 from notipipe.cli.read import _print_alerts, alert_json_line, alert_line
-from tests._processes import with_sigint
+from tests._processes import follow_tail
 from tests.conftest import Impl
-from tests.test_cli import _env, _Lines, _one_line_error, run_cli
+from tests.test_cli import _env, _one_line_error, run_cli
 
 pytestmark = [
     pytest.mark.system,
@@ -339,38 +339,24 @@ def test_tail_json_into_head_ends_quietly(tmp_path: Path) -> None:
 def test_tail_follow_json_gives_one_object_per_alert_as_they_are_stored(tmp_path: Path) -> None:
     db = str(tmp_path / "live.db")
     assert run_cli("run", "--alerts", "5", "--progress", "none", "--db", db).returncode == 0
-    with subprocess.Popen(
-        with_sigint([sys.executable, "-m", "notipipe", "tail", "-f", "-n", "2", "--json", "--db", db]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    ) as tail:
-        assert tail.stdout is not None
-        assert tail.stderr is not None
-        lines = _Lines(tail.stdout)
+    with follow_tail("tail", "-f", "-n", "2", "--json", "--db", db, env=_env()) as tail:
         alerts: list[Any] = []
         try:
             for _ in range(2):
-                line = lines.next()
-                assert line is not None, tail.stderr.read()
-                alerts.append(json.loads(line))
+                alerts.append(json.loads(tail.line()))
             writer = run_cli(
                 "run", "--alerts", "2000", "--batch-size", "500", "--progress", "none", "--db", db
             )
             assert writer.returncode == 0, writer.stderr
             while alerts[-1]["id"] < 2005:
-                line = lines.next()
-                assert line is not None, tail.stderr.read()
-                alerts.append(json.loads(line))
+                alerts.append(json.loads(tail.line()))
         finally:
-            tail.send_signal(signal.SIGINT)
-            tail.wait(timeout=60)
-        assert lines.next() is None
+            tail.stop(signal.SIGINT)
+        assert tail.next() is None
         assert [a["id"] for a in alerts] == list(range(4, 2006))
         for alert in alerts:
             check(alert, "tail")
-        assert (tail.returncode, tail.stderr.read()) == (130, "")
+        assert (tail.proc.returncode, tail.stderr()) == (130, "")
 
 
 class _Flushes(io.StringIO):

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +17,19 @@ from notipipe import StoredAlert
 from notipipe._storage.nats.client import NatsClient, parse_target
 from notipipe._storage.nats.codec import CODEC
 from notipipe._storage.nats.subscribers import GROUP, consumer_name, durable_name, list_subscriptions
+from tests._holders import delivered_ids, holder_process, stop_holder
 from tests._nats_server import NatsServer
 from tests._pg_rows import Seen
-from tests._processes import kill, run_child, spawn, wait_until
+from tests._processes import run_child, spawn, wait_until
 from tests.conftest import Impl
 
 pytestmark = [
     pytest.mark.system,
     pytest.mark.thread_unsafe(reason="waits on child processes and the DatabaseConnection singleton"),
 ]
+
+#: The module whose ``subscriber`` program holds a durable name in another process.
+CHILDREN = "tests._nats_durable_children"
 
 #: Enough for a takeover: the pin's timeout, then the old holder's chunk's acknowledgement wait.
 TAKEOVER = 60.0
@@ -44,35 +45,11 @@ def _stored(db: Any) -> list[int]:
     return [m.id for m in db.after(0, 10**6)]
 
 
-@contextmanager
-def _subscriber(impl: Impl, url: str, name: str, out: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
-    """A subscriber process, subscribed when this yields; killed if still running at the end."""
-    args = ("subscriber", url, name, str(out), *options)
-    proc = spawn(impl, "tests._nats_durable_children", *args, stdin=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line == "subscribed\n", (line, proc.stderr.read() if proc.stderr else "")
-        yield proc
-    finally:
-        kill(proc)
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    out, err = proc.communicate(timeout=60)  # closes stdin: the program unsubscribes and exits
-    assert proc.returncode == 0, err
-    assert out.splitlines()[-1] == "stopped"
-
-
-def _delivered(out: Path) -> list[int]:
-    return [int(line.split(" ", 1)[0]) for line in out.read_text().splitlines()] if out.exists() else []
-
-
 def _wait_delivered(out: Path, ids: list[int], timeout: float = TAKEOVER) -> list[int]:
     got: list[int] = []
 
     def has_all() -> bool:  # another process writes the file: polled, with a deadline
-        got[:] = _delivered(out)
+        got[:] = delivered_ids(out)
         return set(ids) <= set(got)
 
     wait_until(has_all, timeout, interval=0.05)
@@ -142,17 +119,17 @@ def test_a_subscriber_killed_between_update_and_ack_gets_that_chunk_again_whole(
 ) -> None:
     db = impl.DatabaseConnection(nats_url)
     out = tmp_path / "delivered"
-    with _subscriber(impl, nats_url, "crash", out, "120") as first:
+    with holder_process(impl, CHILDREN, nats_url, "crash", out, "120") as first:
         _write(impl, nats_url, 300, 50)  # six chunks of 50
         first.wait(timeout=60)
         assert first.returncode == -9
     ids = _stored(db)
     assert len({i >> 16 for i in ids}) == 6
-    assert _delivered(out) == ids[:120]
+    assert delivered_ids(out) == ids[:120]
     out.unlink()
-    with _subscriber(impl, nats_url, "crash", out) as second:
+    with holder_process(impl, CHILDREN, nats_url, "crash", out) as second:
         after = _wait_delivered(out, ids[120:])
-        _stop(second)
+        stop_holder(second)
     # Chunks 1 and 2 were acknowledged; chunk 3 (ids[100:150]) was in hand: all of it again.
     assert after == ids[100:], "the chunk in flight was not redelivered whole, or more came again"
 
@@ -164,18 +141,18 @@ def test_a_new_holder_delivers_the_dead_holders_chunks_before_newer_ones(
     # holder before the server hands it the old ones (once their acknowledgement is overdue).
     db = impl.DatabaseConnection(nats_url)
     out = tmp_path / "delivered"
-    with _subscriber(impl, nats_url, "in order", out, "70") as first:
+    with holder_process(impl, CHILDREN, nats_url, "in order", out, "70") as first:
         _write(impl, nats_url, 300, 50)  # six chunks of 50, all in the first holder's hands
         first.wait(timeout=60)
         assert first.returncode == -9
     _write(impl, nats_url, 300, 50)  # six more, after its death
     ids = _stored(db)
     assert len({i >> 16 for i in ids}) == 12
-    assert _delivered(out) == ids[:70]
+    assert delivered_ids(out) == ids[:70]
     out.unlink()
-    with _subscriber(impl, nats_url, "in order", out) as second:
+    with holder_process(impl, CHILDREN, nats_url, "in order", out) as second:
         after = _wait_delivered(out, ids[50:])
-        _stop(second)
+        stop_holder(second)
     # At least once: the dead holder's last acknowledgement (of its first chunk) may not have
     # reached the server before the kill, so the new holder may start one chunk earlier; never
     # with a newer chunk before an older one.
@@ -233,7 +210,7 @@ def test_one_process_delivers_a_name_and_a_standby_takes_over_when_it_is_killed(
     db = impl.DatabaseConnection(nats_url)
     out = tmp_path / "delivered"
     standby = Seen()
-    with _subscriber(impl, nats_url, "shared", out) as holder:
+    with holder_process(impl, CHILDREN, nats_url, "shared", out) as holder:
         db.save_many([impl.SMSMessage(body="first")])
         db.flush()
         first = _stored(db)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +16,18 @@ import pytest
 from notipipe import describe_target
 from notipipe._errors import StorageError
 from notipipe._storage.nats.subscribers import list_subscriptions
+from tests._holders import delivered_ids, holder_process, stop_holder
 from tests._pg_rows import Seen
-from tests._processes import kill, spawn, wait_until
+from tests._processes import wait_until
 from tests.conftest import Impl
 
 pytestmark = [
     pytest.mark.system,
     pytest.mark.thread_unsafe(reason="waits on child processes and the DatabaseConnection singleton"),
 ]
+
+#: The module whose ``subscriber`` program holds a durable name in another process.
+CHILDREN = "tests._nats_durable_children"
 
 #: Enough for a takeover or a consumer made again: the pin's timeout, an acknowledgement's wait.
 TAKEOVER = 60.0
@@ -38,35 +40,11 @@ def _chunk(impl: Impl, db: Any, tag: str, n: int) -> list[int]:
     return [m.id for m in db.last(n)]
 
 
-@contextmanager
-def _holder(impl: Impl, url: str, name: str, out: Path) -> Iterator[subprocess.Popen[str]]:
-    """A subscriber process on ``name``; killed if still running at the end."""
-    proc = spawn(impl, "tests._nats_durable_children", "subscriber", url, name, str(out), stdin=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line == "subscribed\n", (line, proc.stderr.read() if proc.stderr else "")
-        yield proc
-    finally:
-        kill(proc)
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    out, err = proc.communicate(timeout=60)  # closes stdin: the program unsubscribes and exits
-    assert proc.returncode == 0, err
-    assert out.splitlines()[-1] == "stopped"
-    return err
-
-
-def _delivered(out: Path) -> list[int]:
-    return [int(line.split(" ", 1)[0]) for line in out.read_text().splitlines()] if out.exists() else []
-
-
 def _delivered_at_least(out: Path, n: int, timeout: float = TAKEOVER) -> list[int]:
     got: list[int] = []
 
     def enough() -> bool:  # another process writes the file: polled, with a deadline
-        got[:] = _delivered(out)
+        got[:] = delivered_ids(out)
         return len(got) >= n
 
     wait_until(enough, timeout, interval=0.05)
@@ -113,7 +91,7 @@ def test_a_name_another_process_holds_is_neither_deleted_nor_reset(
 ) -> None:
     db = impl.DatabaseConnection(nats_url)
     out = tmp_path / "out"
-    with _holder(impl, nats_url, "held", out) as proc:
+    with holder_process(impl, CHILDREN, nats_url, "held", out) as proc:
         ids = _chunk(impl, db, "a", 2)
         assert _delivered_at_least(out, 2) == ids
         assert wait_until(lambda: _held_by(nats_url, "held", proc), TAKEOVER)
@@ -128,7 +106,7 @@ def test_a_name_another_process_holds_is_neither_deleted_nor_reset(
             db.reset_subscription("held", to_id=0)
         more = _chunk(impl, db, "b", 2)  # the holder goes on from where it was
         assert _delivered_at_least(out, 4) == ids + more
-        _stop(proc)
+        stop_holder(proc)
 
 
 def test_a_forced_delete_takes_the_name_from_its_holder_which_makes_it_again_and_says_so(
@@ -136,7 +114,7 @@ def test_a_forced_delete_takes_the_name_from_its_holder_which_makes_it_again_and
 ) -> None:
     db = impl.DatabaseConnection(nats_url)
     out = tmp_path / "out"
-    with _holder(impl, nats_url, "forced", out) as proc:
+    with holder_process(impl, CHILDREN, nats_url, "forced", out) as proc:
         before = _chunk(impl, db, "before", 2)
         assert _delivered_at_least(out, 2) == before
         assert db.delete_subscription("forced", force=True) is True
@@ -144,9 +122,9 @@ def test_a_forced_delete_takes_the_name_from_its_holder_which_makes_it_again_and
         assert wait_until(lambda: "forced" in _names(nats_url), TAKEOVER)
         after = _chunk(impl, db, "after", 2)
         # At least once: "before", its acknowledgement racing the delete, may come again.
-        assert wait_until(lambda: set(before + after) <= set(_delivered(out)), TAKEOVER)
-        assert list(dict.fromkeys(_delivered(out))) == before + after
-        err = _stop(proc)
+        assert wait_until(lambda: set(before + after) <= set(delivered_ids(out)), TAKEOVER)
+        assert list(dict.fromkeys(delivered_ids(out))) == before + after
+        err = stop_holder(proc)
     assert "the consumer forced of stream" in err, err
     assert (
         "was gone (status 409 Consumer Deleted): made again; the durable subscriber 'forced' delivers"
@@ -199,14 +177,14 @@ def test_a_forced_reset_moves_the_running_holder_which_delivers_from_there(
 ) -> None:
     db = impl.DatabaseConnection(nats_url)
     out = tmp_path / "out"
-    with _holder(impl, nats_url, "moved", out) as proc:
+    with holder_process(impl, CHILDREN, nats_url, "moved", out) as proc:
         one, two, three = (_chunk(impl, db, tag, 5) for tag in ("one", "two", "three"))
         assert _delivered_at_least(out, 15) == one + two + three
         assert wait_until(lambda: _held_by(nats_url, "moved", proc), TAKEOVER)
         assert db.reset_subscription("moved", to_id=one[-1], force=True) is True
         got = _delivered_at_least(out, 25)
         assert got[15:] == two + three, "the holder did not deliver from the reset position"
-        err = _stop(proc)
+        err = stop_holder(proc)
     assert "was made again by another client" in err, err
     assert "Traceback" not in err
 
@@ -236,7 +214,7 @@ def test_the_subscriptions_command_deletes_and_resets(
     assert "its next delivery starts at the first alert of " in capsys.readouterr().out
     assert {s.name: s.lag for s in list_subscriptions(nats_url)} == {"b": 3}
     out = tmp_path / "out"
-    with _holder(impl, nats_url, "b", out) as proc:
+    with holder_process(impl, CHILDREN, nats_url, "b", out) as proc:
         assert _delivered_at_least(out, 3) == ids
         assert wait_until(lambda: _held_by(nats_url, "b", proc), TAKEOVER)
         assert main(["subscriptions", "--db", nats_url, "--reset", "b", "--to", "0"]) == 1
@@ -245,4 +223,4 @@ def test_the_subscriptions_command_deletes_and_resets(
         assert main(["subscriptions", "--db", nats_url, "--reset", "b", "--to", "0", "--force"]) == 0
         capsys.readouterr()
         assert _delivered_at_least(out, 6) == ids + ids
-        _stop(proc)
+        stop_holder(proc)

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +16,10 @@ import pytest
 from notipipe._errors import ConfigurationError
 from notipipe._storage.postgresql.schema import MESSAGES
 from notipipe._storage.postgresql.subscribers import list_subscriptions
+from tests._holders import holder_process, stop_holder
 from tests._pg_rows import Seen, create_schema, write_batch
 from tests._pg_util import as_url, query
-from tests._processes import kill, spawn, wait_until
+from tests._processes import spawn, wait_until
 from tests.conftest import Impl
 
 pytestmark = [
@@ -29,24 +27,8 @@ pytestmark = [
     pytest.mark.thread_unsafe(reason="waits on child processes and the DatabaseConnection singleton"),
 ]
 
-
-@contextmanager
-def _subscriber(impl: Impl, url: str, name: str, out: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
-    """A subscriber process, subscribed when this yields; killed if still running at the end."""
-    proc = spawn(impl, "tests._pg_children", "subscriber", url, name, str(out), *options, stdin=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line == "subscribed\n", (line, proc.stderr.read() if proc.stderr else "")
-        yield proc
-    finally:
-        kill(proc)
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    out, err = proc.communicate(timeout=60)  # closes stdin: the program unsubscribes and exits
-    assert proc.returncode == 0, err
-    assert out.splitlines()[-1] == "stopped"
+#: The module whose ``subscriber`` program holds a durable name in another process.
+CHILDREN = "tests._pg_children"
 
 
 def _delivered(out: Path) -> list[tuple[int, str, str]]:
@@ -90,7 +72,7 @@ def test_four_writers_committing_in_random_order_reach_a_subscriber_process_none
     another process; every stored alert reaches it with its id, none skipped, each writer's in order."""
     create_schema(pg_dsn)
     out = tmp_path / "delivered"
-    with _subscriber(impl, as_url(pg_dsn), "done-when", out) as sub:
+    with holder_process(impl, CHILDREN, as_url(pg_dsn), "done-when", out) as sub:
         writers = [
             spawn(impl, "tests._pg_children", "writer", pg_dsn, f"w{k}", "25", "20", str(k)) for k in range(4)
         ]
@@ -100,7 +82,7 @@ def test_four_writers_committing_in_random_order_reach_a_subscriber_process_none
         stored = _stored(pg_dsn)
         assert len(stored) == 4 * 25 * 20
         got = _wait_delivered(out, set(stored))
-        _stop(sub)
+        stop_holder(sub)
     ids = [i for i, _, _ in got]
     assert set(ids) == set(stored), f"{len(set(stored) - set(ids))} stored alerts never delivered"
     assert len(ids) == len(set(ids)), "an alert was delivered twice without a crash"
@@ -119,7 +101,7 @@ def test_four_notipipe_run_processes_reach_a_subscriber_process_each_in_its_save
     """The same with the real writers: four ``notipipe run --db postgresql://...`` processes."""
     create_schema(pg_dsn)
     url, out = as_url(pg_dsn), tmp_path / "delivered"
-    with _subscriber(impl, url, "runs", out) as sub:
+    with holder_process(impl, CHILDREN, url, "runs", out) as sub:
         runs = [
             spawn(
                 impl,
@@ -150,7 +132,7 @@ def test_four_notipipe_run_processes_reach_a_subscriber_process_each_in_its_save
         origin = {int(i): int(p) for i, p in query(pg_dsn, f"SELECT id, origin_pid FROM {MESSAGES}")}
         assert len(origin) == 4 * 3000
         got = _wait_delivered(out, set(origin))
-        _stop(sub)
+        stop_holder(sub)
     ids = [i for i, _, _ in got]
     assert set(ids) == set(origin), f"{len(set(origin) - set(ids))} stored alerts never delivered"
     assert len(ids) == len(set(ids)), "an alert was delivered twice without a crash"
@@ -165,16 +147,16 @@ def test_a_subscriber_killed_between_update_and_its_cursor_commit_gets_that_page
 ) -> None:
     create_schema(pg_dsn)
     url, out = as_url(pg_dsn), tmp_path / "delivered"
-    with _subscriber(impl, url, "crash", out, "120", "50") as first:
+    with holder_process(impl, CHILDREN, url, "crash", out, "120", "50") as first:
         ids = write_batch(pg_dsn, [f"m {i}" for i in range(300)])  # one commit: pages of 50 by id
         first.wait(timeout=60)
         assert first.returncode == -signal.SIGKILL
     before = [i for i, _, _ in _delivered(out)]
     assert before == ids[:120]
     out.unlink()
-    with _subscriber(impl, url, "crash", out) as second:
+    with holder_process(impl, CHILDREN, url, "crash", out) as second:
         after = [i for i, _, _ in _wait_delivered(out, set(ids[120:]))]
-        _stop(second)
+        stop_holder(second)
     # Pages 1 and 2 were committed; page 3 (ids[100:150]) was being delivered: all of it again.
     assert after == ids[100:], "the page in flight was not redelivered whole, or more came again"
 
@@ -186,7 +168,7 @@ def test_a_standby_takes_over_when_the_holder_dies_and_never_delivers_before(
     url, out = as_url(pg_dsn), tmp_path / "delivered"
     db = impl.DatabaseConnection(url)
     standby = Seen()
-    with _subscriber(impl, url, "shared", out) as holder:
+    with holder_process(impl, CHILDREN, url, "shared", out) as holder:
         first = write_batch(pg_dsn, ["first"])
         assert [i for i, _, _ in _wait_delivered(out, set(first))] == first
         assert db.subscribe(standby, durable_name="shared")

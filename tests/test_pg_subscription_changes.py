@@ -19,9 +19,10 @@ from notipipe import describe_target
 from notipipe._errors import ConfigurationError, StorageError
 from notipipe._storage.postgresql.schema import MESSAGES
 from notipipe._storage.postgresql.subscribers import list_subscriptions
+from tests._holders import delivered_ids, holder_process, stop_holder
 from tests._pg_rows import Seen, begin_batch, commit_batch, create_schema, write_batch
 from tests._pg_util import as_url
-from tests._processes import kill, spawn, wait_until
+from tests._processes import wait_until
 from tests.conftest import Impl
 
 pytestmark = [
@@ -29,27 +30,16 @@ pytestmark = [
     pytest.mark.thread_unsafe(reason="waits on child processes and the DatabaseConnection singleton"),
 ]
 
+#: The module whose ``subscriber`` program holds a durable name in another process.
+CHILDREN = "tests._pg_children"
+
 
 @contextmanager
 def _holder(impl: Impl, url: str, name: str, out: Path) -> Iterator[subprocess.Popen[str]]:
     """A subscriber process holding ``name`` when this yields; killed if still running at the end."""
-    proc = spawn(impl, "tests._pg_children", "subscriber", url, name, str(out), stdin=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line == "subscribed\n", (line, proc.stderr.read() if proc.stderr else "")
+    with holder_process(impl, CHILDREN, url, name, out) as proc:
         assert wait_until(lambda: _holder_of(url, name) is not None, 30), "the subscriber never held the name"
         yield proc
-    finally:
-        kill(proc)
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    """Stop the subscriber process (it unsubscribes and exits cleanly); its stderr."""
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert out.splitlines()[-1] == "stopped"
-    return err
 
 
 def _holder_of(url: str, name: str) -> str | None:
@@ -60,15 +50,11 @@ def _names(url: str) -> list[str]:
     return [s.name for s in list_subscriptions(url)]
 
 
-def _delivered(out: Path) -> list[int]:
-    return [int(line.split(" ", 1)[0]) for line in out.read_text().splitlines()] if out.exists() else []
-
-
 def _delivered_at_least(out: Path, n: int, timeout: float = 30.0) -> list[int]:
     got: list[int] = []
 
     def enough() -> bool:  # another process writes the file: polled, with a deadline
-        got[:] = _delivered(out)
+        got[:] = delivered_ids(out)
         return len(got) >= n
 
     wait_until(enough, timeout, interval=0.05)
@@ -116,7 +102,7 @@ def test_a_name_another_process_holds_is_neither_deleted_nor_reset(
         assert _holder_of(url, "held") == who  # nothing changed: the holder holds the name still
         ids = write_batch(pg_dsn, ["still delivered"])
         assert _delivered_at_least(tmp_path / "out", 1) == ids
-        _stop(proc)
+        stop_holder(proc)
 
 
 def test_a_forced_delete_takes_the_name_from_its_holder_which_starts_it_again_and_says_so(
@@ -133,7 +119,7 @@ def test_a_forced_delete_takes_the_name_from_its_holder_which_starts_it_again_an
         assert wait_until(lambda: _holder_of(url, "forced") == f"{proc.pid}@{os.uname().nodename}", 30)
         after = write_batch(pg_dsn, ["after"])
         assert _delivered_at_least(out, 2) == before + after
-        err = _stop(proc)
+        err = stop_holder(proc)
     assert "terminating connection due to administrator command; reconnecting" in err, err
     assert (
         f"durable subscriber 'forced' on {describe_target(url).shown}: its name was deleted while held"
@@ -227,7 +213,7 @@ def test_a_forced_reset_moves_the_running_holder_which_delivers_from_there(
         assert describe_target(url).reset_subscription("moved", to_id=ids[4], force=True) is True
         got = _delivered_at_least(out, 15)
         assert got[10:] == ids[5:], "the holder did not deliver from the reset position"
-        err = _stop(proc)
+        err = stop_holder(proc)
     assert "its name was reset while held (notipipe subscriptions --reset --force)" in err, err
     assert "Traceback" not in err
 
@@ -288,7 +274,7 @@ def test_the_subscriptions_command_deletes_and_resets(
         assert f"cannot delete the durable subscription 'b': {proc.pid}@{os.uname().nodename} holds it" in err
         assert main(["subscriptions", "--db", url, "--delete", "b", "--force"]) == 0
         capsys.readouterr()
-        _stop(proc)
+        stop_holder(proc)
     for bad, said in [
         (["--reset", "b"], "subscriptions --reset needs --to ID|WHEN"),
         (["--to", "5"], "subscriptions --to needs --reset"),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -87,6 +89,39 @@ def test_unsubscribe_unknown_returns_false(impl: Impl) -> None:
     assert pub.unsubscribe(t) is False
     pub.notify_all(1)
     assert t.got == []
+
+
+class Batching(Tally):
+    """An observer that also takes batches (the fan-out's other generated shape)."""
+
+    def update_many(self, messages: object) -> None:
+        self.got.append(messages)
+
+
+@pytest.mark.thread_unsafe(reason="disables the process-wide cyclic GC")
+@pytest.mark.parametrize("count", [1, _fanout.UNROLL_LIMIT + 1], ids=["unrolled", "looped"])
+@pytest.mark.parametrize("kind", [Tally, Batching], ids=["update", "update_many"])
+def test_an_unsubscribed_observer_is_freed_at_once_not_by_the_cycle_collector(
+    impl: Impl, count: int, kind: type[Tally]
+) -> None:
+    pub = impl.Publisher()
+    others = [Tally() for _ in range(count - 1)]
+    for other in others:
+        pub.subscribe(other)
+    gc.disable()  # a reference cycle would keep it until the next collection
+    try:
+        observer = kind()
+        alive = weakref.ref(observer)
+        assert pub.subscribe(observer)
+        pub.notify_all(1)
+        pub.notify_many([2, 3])
+        assert pub.unsubscribe(observer)
+        del observer
+        assert alive() is None, "the unsubscribed observer is kept by a reference cycle"
+    finally:
+        gc.enable()
+    pub.notify_all(4)
+    assert all(other.got == [1, 2, 3, 4] for other in others)
 
 
 def test_non_observer_is_rejected_with_a_clear_error(impl: Impl) -> None:

@@ -32,15 +32,14 @@ cdef extern from "Python.h":
     # A new reference, or NULL with the error set (declared so: no exception check made here).
     PyObject* PyUnicode_DecodeUTF8(const char* data, Py_ssize_t size, const char* errors)
 
+include "_fields.pxi"
+
 MAGIC = b"NP"
 VERSION = 1
 cdef uint8_t _VERSION = 1
-cdef str _EMAIL = "email"
-cdef str _SMS = "sms"
 cdef tuple _KEYWORDS = ("priority", "created_at", "id")
 cdef str _KIND_ERROR = "kind: expected 'email' or 'sms', got {!r}"
 cdef object _INT64 = 2**63
-cdef str _EMPTY = ""
 # String slots of a reader: another kind's name, the address for each kind code (0, 1, 2), the
 # subject, the body.
 cdef enum:
@@ -173,71 +172,7 @@ def encode_chunk(rows):
 
 
 cdef extern from "Python.h":
-    ctypedef PyObject* (*descrgetfunc)(PyObject* descr, PyObject* obj, PyObject* cls)
-    ctypedef struct _Type "PyTypeObject":
-        void* tp_getattro
-        descrgetfunc tp_descr_get
-    void* PyObject_GenericGetAttr
-    PyObject* PyObject_GetAttr(PyObject* obj, PyObject* name)  # a new reference, or NULL
-    PyTypeObject* PyDescr_TYPE(object descr)
-    _Type* _type_of "Py_TYPE"(PyObject* o)
     PyObject* _tuple_item "PyTuple_GET_ITEM"(object t, Py_ssize_t i)  # borrowed
-    bint PyType_IsSubtype(PyTypeObject* a, PyTypeObject* b)
-
-cdef type _GETSET = type(type.__dict__["__name__"])
-cdef type _MEMBER = type(type.__dict__["__basicsize__"])
-
-# A message's field as encode_messages reads it.
-cdef struct _Field:
-    PyObject* name  # the attribute's name (a module constant)
-    PyObject* descr  # a strong reference, or NULL: read by PyObject_GetAttr
-    descrgetfunc get
-
-cdef str _CREATED_AT = "created_at"
-cdef str _PRIORITY = "priority"
-cdef str _RECIPIENT = "recipient"
-cdef str _SUBJECT_NAME = "subject"
-cdef str _PHONE_NUMBER = "phone_number"
-cdef str _BODY_NAME = "body"
-# The fields read, in the order the pure twin reads them: an e-mail's, an SMS's.
-cdef enum:
-    _F_CREATED_AT = 0
-    _F_PRIORITY = 1
-    _F_ADDRESS = 2
-    _F_SUBJECT = 3
-    _F_BODY = 4
-    _FIELDS = 5
-
-
-cdef int _find_field(_Field* field, object cls, str name):
-    """Where an instance of exactly ``cls`` keeps ``name``: a C slot's descriptor (a getset or
-    member descriptor on ``cls`` or a base, a data descriptor, so ``instance.name`` is what its
-    ``__get__`` gives, no instance ``__dict__`` coming first) is called directly, without the
-    attribute lookup; anything else is read as an attribute."""
-    field.name = <PyObject*>name
-    field.descr = NULL
-    field.get = NULL
-    if type(cls) is not type or (<_Type*><PyObject*>cls).tp_getattro != PyObject_GenericGetAttr:
-        return 0
-    try:
-        descr = getattr(cls, name)
-    except Exception:
-        return 0  # the instance's attribute read raises what it raises, in its turn
-    if type(descr) is not _GETSET and type(descr) is not _MEMBER:
-        return 0
-    if not PyType_IsSubtype(<PyTypeObject*>cls, PyDescr_TYPE(descr)):
-        return 0
-    Py_INCREF(descr)
-    field.descr = <PyObject*>descr
-    field.get = _type_of(<PyObject*>descr).tp_descr_get
-    return 0
-
-
-cdef inline PyObject* _read(_Field* field, object message) except NULL:
-    """The field's value (a new reference)."""
-    if field.get is not NULL:
-        return field.get(field.descr, <PyObject*>message, <PyObject*>_type_of(<PyObject*>message))
-    return PyObject_GetAttr(<PyObject*>message, field.name)
 
 
 cdef struct _Fields:
@@ -315,11 +250,7 @@ cdef Py_ssize_t _measure_message(_Fields* row, _Field* fields, object message, o
     created_at = _owned(_read(&fields[_F_CREATED_AT], message))
     priority = _owned(_read(&fields[_F_PRIORITY], message))
     row.address = _read(&fields[_F_ADDRESS], message)
-    if fields[_F_SUBJECT].name is NULL:
-        Py_INCREF(_EMPTY)
-        row.subject = <PyObject*>_EMPTY
-    else:
-        row.subject = _read(&fields[_F_SUBJECT], message)
+    row.subject = _read_subject(fields, message)
     row.body = _read(&fields[_F_BODY], message)
     return _check_row(row, kind, created_at, priority)
 
@@ -363,7 +294,6 @@ cdef class _Rows:
 
     def __dealloc__(self):
         cdef Py_ssize_t i
-        cdef int j
         if self.rows is not NULL:
             for i in range(self.count):
                 Py_XDECREF(self.rows[i].kind)
@@ -371,23 +301,13 @@ cdef class _Rows:
                 Py_XDECREF(self.rows[i].subject)
                 Py_XDECREF(self.rows[i].body)
             PyMem_Free(self.rows)
-        for j in range(_FIELDS):
-            Py_XDECREF(self.email[j].descr)
-            Py_XDECREF(self.sms[j].descr)
+        _release_fields(self.email)
+        _release_fields(self.sms)
 
 
 cdef _Rows _new_rows(Py_ssize_t count, object email_cls, object sms_cls):
     cdef _Rows rows = _Rows.__new__(_Rows)
-    _find_field(&rows.email[_F_CREATED_AT], email_cls, _CREATED_AT)
-    _find_field(&rows.email[_F_PRIORITY], email_cls, _PRIORITY)
-    _find_field(&rows.email[_F_ADDRESS], email_cls, _RECIPIENT)
-    _find_field(&rows.email[_F_SUBJECT], email_cls, _SUBJECT_NAME)
-    _find_field(&rows.email[_F_BODY], email_cls, _BODY_NAME)
-    _find_field(&rows.sms[_F_CREATED_AT], sms_cls, _CREATED_AT)
-    _find_field(&rows.sms[_F_PRIORITY], sms_cls, _PRIORITY)
-    _find_field(&rows.sms[_F_ADDRESS], sms_cls, _PHONE_NUMBER)
-    rows.sms[_F_SUBJECT].name = NULL  # an SMS has no subject: the row's is ""
-    _find_field(&rows.sms[_F_BODY], sms_cls, _BODY_NAME)
+    _find_fields(rows.email, rows.sms, email_cls, sms_cls)
     # Zeroed: a row is released whatever part of it was filled.
     rows.rows = <_Fields*>PyMem_Calloc(max(count, 1), sizeof(_Fields))
     if rows.rows is NULL:

@@ -218,9 +218,30 @@ def install(
     on a free-threaded build (a C extension's ``PyList_SET_ITEM`` would bypass the list's lock).
     A third item, a ``PerThread``, gets the snapshot too (after the shared pair: see there).
     """
+    old = current[0], current[1]
     current[0], current[1] = make_fanout(updates, failed, current, batches)
+    for function in old:
+        _retire(function)
     if len(current) > 2:
         current[2].replace(updates, failed, batches)
+
+
+def _retire(function: object) -> None:
+    """Empty the cell through which a replaced fan-out function refers to itself.
+
+    The guard ``current[i] is not notify`` reads the function from its own closure: a reference
+    cycle, which would keep a replaced function, and the observers it calls, until the cyclic
+    GC runs (an unsubscribed observer outliving ``unsubscribe``). Emptied, the cell holds None,
+    which is never the live function, so a replaced function still hands every call over to
+    the live one (a call already past its guard delivers as before).
+    """
+    if not isinstance(function, types.FunctionType) or function.__closure__ is None:
+        return  # the first snapshot's placeholders
+    if not function.__code__.co_filename.startswith("<notipipe fan-out"):
+        return
+    names = function.__code__.co_freevars
+    if function.__name__ in names:
+        function.__closure__[names.index(function.__name__)].cell_contents = None
 
 
 # -- per-thread fan-out (free-threaded builds) -------------------------------------------------

@@ -44,17 +44,10 @@ cdef extern from *:
 cdef extern from "Python.h":
     # NULL with the error set (declared so: the caller clears it and goes to the stdlib).
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size)
-    ctypedef PyObject* (*descrgetfunc)(PyObject* descr, PyObject* obj, PyObject* cls)
-    ctypedef struct _Type "PyTypeObject":
-        void* tp_getattro
-        descrgetfunc tp_descr_get
-    void* PyObject_GenericGetAttr
-    PyObject* PyObject_GetAttr(PyObject* obj, PyObject* name)  # a new reference, or NULL
-    PyTypeObject* PyDescr_TYPE(object descr)
-    _Type* _type_of "Py_TYPE"(PyObject* o)
     PyObject* _list_item "PyList_GET_ITEM"(object l, Py_ssize_t i)  # borrowed
     PyObject* _tuple_item "PyTuple_GET_ITEM"(object t, Py_ssize_t i)  # borrowed
-    bint PyType_IsSubtype(PyTypeObject* a, PyTypeObject* b)
+
+include "_fields.pxi"
 
 ctypedef int (*prepare_f)(void* db, const char* sql, int n, void** stmt, const char** tail) noexcept nogil
 ctypedef int (*bind_text_f)(void* stmt, int i, const char* text, int n, void* destructor) noexcept nogil
@@ -218,64 +211,6 @@ cdef object _error(void* db):
     return error
 
 
-# -- a message's fields, read through its class's C slots ------------------------------------------
-
-cdef type _GETSET = type(type.__dict__["__name__"])
-cdef type _MEMBER = type(type.__dict__["__basicsize__"])
-
-cdef struct _Field:
-    PyObject* name  # the attribute's name (a module constant)
-    PyObject* descr  # a strong reference, or NULL: read by PyObject_GetAttr
-    descrgetfunc get
-
-cdef str _EMAIL = "email"
-cdef str _SMS = "sms"
-cdef str _EMPTY = ""
-cdef str _CREATED_AT = "created_at"
-cdef str _PRIORITY = "priority"
-cdef str _RECIPIENT = "recipient"
-cdef str _SUBJECT_NAME = "subject"
-cdef str _PHONE_NUMBER = "phone_number"
-cdef str _BODY_NAME = "body"
-# The fields read, in the pure twin's order (an SMS has no subject: its row's is "").
-cdef enum:
-    _F_CREATED_AT = 0
-    _F_PRIORITY = 1
-    _F_ADDRESS = 2
-    _F_SUBJECT = 3
-    _F_BODY = 4
-    _FIELDS = 5
-
-
-cdef int _find_field(_Field* field, object cls, str name):
-    """Where an instance of exactly ``cls`` keeps ``name``: a C slot's data descriptor on ``cls``
-    or a base is called directly; anything else is read as an attribute (see ``_chunk_c``)."""
-    field.name = <PyObject*>name
-    field.descr = NULL
-    field.get = NULL
-    if type(cls) is not type or (<_Type*><PyObject*>cls).tp_getattro != PyObject_GenericGetAttr:
-        return 0
-    try:
-        descr = getattr(cls, name)
-    except Exception:
-        return 0
-    if type(descr) is not _GETSET and type(descr) is not _MEMBER:
-        return 0
-    if not PyType_IsSubtype(<PyTypeObject*>cls, PyDescr_TYPE(descr)):
-        return 0
-    Py_INCREF(descr)
-    field.descr = <PyObject*>descr
-    field.get = _type_of(<PyObject*>descr).tp_descr_get
-    return 0
-
-
-cdef inline PyObject* _read(_Field* field, object message) except NULL:
-    """The field's value (a new reference)."""
-    if field.get is not NULL:
-        return field.get(field.descr, <PyObject*>message, <PyObject*>_type_of(<PyObject*>message))
-    return PyObject_GetAttr(<PyObject*>message, field.name)
-
-
 cdef class Inserter:
     """Writes batches on ``conn`` in statements of at most ``per_statement`` rows: see
     ``_sqlite_py.Inserter``."""
@@ -303,16 +238,7 @@ cdef class Inserter:
         self._per_statement = per_statement
         self._email_cls = email_cls
         self._sms_cls = sms_cls
-        _find_field(&self._email[_F_CREATED_AT], email_cls, _CREATED_AT)
-        _find_field(&self._email[_F_PRIORITY], email_cls, _PRIORITY)
-        _find_field(&self._email[_F_ADDRESS], email_cls, _RECIPIENT)
-        _find_field(&self._email[_F_SUBJECT], email_cls, _SUBJECT_NAME)
-        _find_field(&self._email[_F_BODY], email_cls, _BODY_NAME)
-        _find_field(&self._sms[_F_CREATED_AT], sms_cls, _CREATED_AT)
-        _find_field(&self._sms[_F_PRIORITY], sms_cls, _PRIORITY)
-        _find_field(&self._sms[_F_ADDRESS], sms_cls, _PHONE_NUMBER)
-        self._sms[_F_SUBJECT].name = NULL
-        _find_field(&self._sms[_F_BODY], sms_cls, _BODY_NAME)
+        _find_fields(self._email, self._sms, email_cls, sms_cls)
         self._reserve(per_statement * _COLUMNS)
         _load()
         if _api_state == 1 and isinstance(conn, sqlite3.Connection):
@@ -443,7 +369,7 @@ cdef class Inserter:
         self._conn = None
 
     def __dealloc__(self):
-        cdef int k, j
+        cdef int k
         if self._values is not NULL:
             self._release(self._capacity)
         if self._db is not NULL:
@@ -452,9 +378,8 @@ cdef class Inserter:
                     _api.finalize(self._stmts[k])
         PyMem_Free(self._values)
         PyMem_Free(self._ready)
-        for j in range(_FIELDS):
-            Py_XDECREF(self._email[j].descr)
-            Py_XDECREF(self._sms[j].descr)
+        _release_fields(self._email)
+        _release_fields(self._sms)
 
     cdef bint _conn_closed(self):
         # The stdlib's close() sets its db pointer to NULL.
@@ -517,11 +442,7 @@ cdef class Inserter:
             out[1] = _read(&fields[_F_CREATED_AT], <object>item)
             out[2] = _read(&fields[_F_PRIORITY], <object>item)
             out[3] = _read(&fields[_F_ADDRESS], <object>item)
-            if fields[_F_SUBJECT].name is NULL:
-                Py_INCREF(_EMPTY)
-                out[4] = <PyObject*>_EMPTY
-            else:
-                out[4] = _read(&fields[_F_SUBJECT], <object>item)
+            out[4] = _read_subject(fields, <object>item)
             out[5] = _read(&fields[_F_BODY], <object>item)
             out += _COLUMNS
         return 0
