@@ -5,19 +5,19 @@ from typing import Any, Final
 
 __all__ = ["MAGIC", "VERSION", "decode_chunk", "decode_messages", "encode_chunk", "encode_messages"]
 
-type Row = tuple[str, float, int, str, str, str]
+type _Row = tuple[str, float, int, str, str, str]
 
 MAGIC: Final[bytes]
 VERSION: Final[int]
 
-def encode_chunk(rows: Iterable[Row]) -> bytes: ...
+def encode_chunk(rows: Iterable[_Row]) -> bytes: ...
 def encode_messages(
     messages: Iterable[object],
     email_cls: type,
     sms_cls: type,
-    to_rows: Callable[[list[Any]], Iterable[Row]],
+    to_rows: Callable[[list[Any]], Iterable[_Row]],
 ) -> bytes: ...
-def decode_chunk(data: bytes) -> list[Row]: ...
+def decode_chunk(data: bytes) -> list[_Row]: ...
 def decode_messages[E, S, O](
     data: bytes,
     base_id: int,
