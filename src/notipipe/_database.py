@@ -439,14 +439,15 @@ class DatabaseCore:
         ``since`` (False: there is no such name); see ``StorageTarget.reset_subscription``."""
         return self.target.reset_subscription(name, to_id=to_id, since=since, force=force)
 
-    def metrics(self) -> Metrics:
+    def metrics(self, *, durable: bool = True) -> Metrics:
         """A snapshot of this connection's counters and gauges, the same on every backend.
 
         Counters run from when this connection opened its store: alerts saved (accepted),
         committed and refused (by reason), batches committed and their commit latency (a
         histogram), observer failures; gauges: alerts pending, each current observer's failures
-        and drops, each durable name's lag (read from the database now: where the backend keeps
-        durable names; left out, with a warning logged, if it cannot be reached). Reading a
+        and drops, each durable name's lag (read from the database now, where the backend keeps
+        durable names; left out, with a warning logged, if it cannot be reached, and with
+        ``durable=False``, which reads nothing from the database). Reading a
         snapshot opens nothing and costs the hot path nothing: the counts are kept where saving
         and committing count already. ``notipipe.metrics`` exports it to Prometheus and
         OpenTelemetry.
@@ -467,7 +468,7 @@ class DatabaseCore:
             commit_seconds=counters.commit_seconds,
             failures=publisher.failures,
             observers=observer_labels(publisher._observer_counts()),
-            durable=self._durable_lag(),
+            durable=self._durable_lag() if durable else (),
         )
 
     def _durable_lag(self) -> tuple[DurableLag, ...]:

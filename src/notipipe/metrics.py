@@ -36,8 +36,6 @@ durable ones ``name``, refusals ``reason``.
 from __future__ import annotations
 
 import math
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -56,15 +54,11 @@ METRICS_HINT = "Prometheus metrics need the metrics extra: pip install 'notipipe
 #: The commit-latency histogram's Prometheus name.
 _HISTOGRAM = "notipipe_commit_duration_seconds"
 
-#: Seconds one snapshot serves the OpenTelemetry callbacks of one collection (each instrument's
-#: callback asks; the durable names' lag is read from the database once, not per instrument).
-_SHARED_FOR = 1.0
-
 
 class MetricsSource(Protocol):
     """What the exporters read: a ``DatabaseConnection``, or anything with its ``metrics()``."""
 
-    def metrics(self) -> Metrics: ...
+    def metrics(self, *, durable: bool = True) -> Metrics: ...
 
 
 type Labels = tuple[tuple[str, str], ...]
@@ -195,25 +189,6 @@ _EMPTY = Metrics(
 # -- OpenTelemetry ---------------------------------------------------------------------------------
 
 
-class _Shared:
-    """One snapshot for the callbacks of one collection: each instrument's callback asks for
-    it, and the durable names' lag is read from the database once, not once per instrument."""
-
-    def __init__(self, source: MetricsSource) -> None:
-        self._source = source
-        self._lock = threading.Lock()
-        self._taken = -math.inf
-        self._families: dict[str, Family] = {}
-
-    def family(self, otel_name: str) -> Family | None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._taken >= _SHARED_FOR:
-                self._families = {f.otel: f for f in samples(self._source.metrics())}
-                self._taken = now
-            return self._families.get(otel_name)
-
-
 def instrument(source: MetricsSource, meter_provider: MeterProvider | None = None) -> None:
     """Register OpenTelemetry observable instruments reading ``source.metrics()`` (a
     ``DatabaseConnection``) at each collection, on the meter ``notipipe`` of ``meter_provider``
@@ -228,21 +203,23 @@ def instrument(source: MetricsSource, meter_provider: MeterProvider | None = Non
     from notipipe._version import __version__
 
     meter = otel.get_meter("notipipe", __version__, meter_provider)
-    shared = _Shared(source)
     for family in samples(_EMPTY):
         make = meter.create_observable_counter if family.kind == "counter" else meter.create_observable_gauge
-        make(
-            family.otel, callbacks=[_callback(shared, family.otel)], unit=family.unit, description=family.help
-        )
+        observe = _callback(source, family.otel)
+        make(family.otel, callbacks=[observe], unit=family.unit, description=family.help)
 
 
-def _callback(shared: _Shared, otel_name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+def _callback(source: MetricsSource, otel_name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
     from opentelemetry.metrics import Observation
 
+    # Each instrument reads a snapshot of its own (OpenTelemetry calls them one by one); only
+    # the durable ones ask the database for its names' lag.
+    durable = otel_name.startswith("notipipe.durable.")
+
     def observe(_: CallbackOptions) -> Sequence[Observation]:
-        family = shared.family(otel_name)
-        if family is None:
-            return []
-        return [Observation(value, dict(labels)) for labels, value in family.samples]
+        for family in samples(source.metrics(durable=durable)):
+            if family.otel == otel_name:
+                return [Observation(value, dict(labels)) for labels, value in family.samples]
+        return []
 
     return observe
