@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from prometheus_client.registry import Collector
 
-__all__ = ["METRICS_HINT", "MetricsSource", "collector", "instrument", "samples"]
+__all__ = ["METRICS_HINT", "Family", "MetricsSource", "collector", "instrument", "samples"]
 
 #: What to install for ``collector`` (and ``notipipe serve``'s ``/metrics``).
 METRICS_HINT = "Prometheus metrics need the metrics extra: pip install 'notipipe[metrics]'"
