@@ -447,10 +447,10 @@ class DatabaseCore:
         histogram), observer failures; gauges: alerts pending, each current observer's failures
         and drops, each durable name's lag (read from the database now, where the backend keeps
         durable names; left out, with a warning logged, if it cannot be reached, and with
-        ``durable=False``, which reads nothing from the database). Reading a
-        snapshot opens nothing and costs the hot path nothing: the counts are kept where saving
-        and committing count already. ``notipipe.metrics`` exports it to Prometheus and
-        OpenTelemetry.
+        ``durable=False``, which reads nothing from the database). A snapshot opens no store
+        and costs saving and notifying nothing: the counts are kept where saving and committing
+        counted already, or by the writer once per batch. ``notipipe.metrics`` exports it to
+        Prometheus and OpenTelemetry.
         """
         store = self._store
         counters = StoreCounters() if store is None else store.counters()
