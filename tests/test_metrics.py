@@ -170,6 +170,36 @@ def test_rows_the_database_refuses_are_counted_as_refused_not_committed(
     assert _refused(m)["database"] == 3
 
 
+def test_alerts_a_failing_database_cannot_take_are_counted_as_refused_failing(
+    impl: Impl, open_db: Callable[..., Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every row refused (the probes too): the writer retries, the queue fills, and a save that
+    # meets the full queue while writes keep failing is refused, and counted so.
+    path = tmp_path / "failing.db"
+    db = open_db(str(path), batch_size=1)
+    db.save_many(_sms(impl, 1))
+    db.flush()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(
+            "CREATE TRIGGER maintenance BEFORE INSERT ON messages"
+            " BEGIN SELECT RAISE(ABORT, 'maintenance: no inserts'); END"
+        )
+        conn.commit()
+    with caplog.at_level(logging.CRITICAL, logger="notipipe"):
+        for _ in range(4):  # max_pending: four batches of one
+            db.save(impl.SMSMessage("+15551234567", "waits"))
+        with pytest.raises(StorageError, match="maintenance: no inserts"):
+            db.save_many(_sms(impl, 3))
+        m = db.metrics()
+        assert (m.saved, m.committed, m.pending) == (5, 1, 4)
+        assert _refused(m) == {"invalid": 0, "closed": 0, "failing": 3, "database": 0}
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("DROP TRIGGER maintenance")
+            conn.commit()
+        db.flush()
+    assert (db.metrics().committed, db.metrics().pending) == (5, 0)
+
+
 # -- observers -------------------------------------------------------------------------------------
 
 
