@@ -11,6 +11,13 @@ With ``--baseline DIR`` (a directory holding another build's ``notipipe`` packag
 installed package copied aside), the same two cases also run in child processes, one of this
 checkout's installed build and one of DIR's, taking turns (so that drift hits both alike); the
 ratio is this build's median over the baseline's.
+
+Instruction counts (deterministic where timings on a busy machine are not): ``--callgrind CASE
+N`` runs only N calls of ``notify`` (4 no-op observers) or ``save`` (1,000 ``SMSMessage`` built
+and saved, then one flush); run it under callgrind for N and N+K calls, on this build and with
+``PYTHONPATH`` naming the baseline, and divide the difference by K::
+
+    PYTHONHASHSEED=0 valgrind --tool=callgrind python benchmarks/bench_metrics.py --callgrind notify 20000
 """
 
 from __future__ import annotations
@@ -180,7 +187,22 @@ def against(baseline: Path, notify_n: int, calls: int, turns: int) -> list[str]:
     return lines
 
 
+def callgrind_case(case: str, n: int) -> None:
+    """``n`` calls of ``case`` and nothing else to time (run by ``--callgrind``)."""
+    db = DatabaseConnection(":memory:", max_delay=0.001)
+    if case == "notify":
+        for _ in range(4):
+            db.subscribe(Observer())
+        notify_case(db, n)()
+    else:
+        save_case(db, n)()
+    db.close()
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--callgrind"]:
+        callgrind_case(sys.argv[2], int(sys.argv[3]))
+        return 0
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         return 0
