@@ -23,6 +23,7 @@ TESTED = {
     "factory.py",
     "follow.py",
     "kinds.py",
+    "metrics.py",
     "nats_jetstream.py",
     "observers.py",
     "singleton.py",
@@ -120,6 +121,18 @@ def test_store_sqlite(tmp_path: Path) -> None:
         "count_by_kind: {'email': 2, 'sms': 1}",
         "last 2: [(2, 'email'), (3, 'email')]",
         "stats: total 3 by kind {'email': 2, 'sms': 1}",
+    ]
+
+
+def test_metrics(tmp_path: Path) -> None:
+    assert _run("metrics.py", tmp_path) == [
+        "saved 10 committed 10 pending 0",
+        "refused {'invalid': 0, 'closed': 0, 'failing': 0, 'database': 0}",
+        "batches timed True",
+        "observers [('__main__.Pager#0', 10)]",
+        "notipipe_alerts_saved_total 10.0",
+        'notipipe_observer_failures_total{observer="__main__.Pager#0"} 10.0',
+        "notipipe.alerts.committed [10]",
     ]
 
 

@@ -468,3 +468,31 @@ def test_keyboard_interrupt_propagates_from_a_kept_notify(impl: Impl) -> None:
     send(2)
     assert tally.got == [2]
     assert pub.failures == 0
+
+
+def test_each_observers_failures_are_counted_with_the_publishers_total(impl: Impl) -> None:
+    # What DatabaseConnection.metrics() reports per observer, the same from both twins: counted
+    # under the lock that counts the total, by the default handler and by one of the user's own.
+    class Failing:
+        def update(self, message: object) -> None:
+            raise ValueError(message)
+
+    class Quiet:
+        def update(self, message: object) -> None:
+            pass
+
+    pub = impl.Publisher()
+    first, quiet, second = Failing(), Quiet(), Failing()
+    for observer in (first, quiet, second):
+        pub.subscribe(observer)
+    logging.disable(logging.CRITICAL)
+    try:
+        pub.notify_many([1, 2, 3])  # the default handler
+    finally:
+        logging.disable(logging.NOTSET)
+    pub.error_handler = lambda *_: None
+    pub.notify_all(4)
+    assert pub._observer_counts() == ((first, 4, 0), (quiet, 0, 0), (second, 4, 0))
+    assert pub.failures == 8
+    pub.unsubscribe(first)
+    assert pub._observer_counts() == ((quiet, 0, 0), (second, 4, 0))

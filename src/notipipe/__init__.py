@@ -15,6 +15,8 @@ The three patterns:
 ``StorageClosedError``, ``ConfigurationError``, ``ReentrancyError``). ``describe_target(path)``
 (``StorageTarget``) tells which backend a path or URL takes and what it offers, without opening
 anything; ``DatabaseConnection.subscriptions()`` lists its durable names (``SubscriptionStatus``);
+``DatabaseConnection.metrics()`` its counters and gauges (``Metrics``; ``notipipe.metrics``
+exports them to Prometheus and OpenTelemetry);
 ``StoreOptions()`` holds the options' defaults. Everything documented is
 importable from here; the underscored modules behind it are private and may move.
 
@@ -37,6 +39,7 @@ from notipipe._errors import (
 from notipipe._factory import EmailFields, MessageFactory, SMSFields
 from notipipe._kinds import BaseMessage, StoredAlert, fields_of
 from notipipe._limits import DEFAULT_PRIORITY, MAX_ID, MAX_PRIORITY, MAX_SMS_BODY, MAX_SUBJECT, MIN_PRIORITY
+from notipipe._metrics import DurableLag, LatencyHistogram, Metrics, ObserverMetrics
 from notipipe._protocols import AsyncObserver, ErrorHandler, Message, Observer, Overflow
 from notipipe._publisher_py import log_observer_error
 from notipipe._select import COMPILED, EmailMessage, Publisher, SMSMessage
@@ -77,14 +80,18 @@ __all__ = [
     "ConfigurationError",
     "DatabaseConnection",
     "Delivery",
+    "DurableLag",
     "EmailFields",
     "EmailMessage",
     "ErrorHandler",
+    "LatencyHistogram",
     "LoopClosedError",
     "Message",
     "MessageFactory",
+    "Metrics",
     "NotipipeError",
     "Observer",
+    "ObserverMetrics",
     "Overflow",
     "Publisher",
     "ReentrancyError",

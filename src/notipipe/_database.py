@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Never, Self, cast
 
 from notipipe import _kinds, _messages_py
 from notipipe._async import delivering_for_writer, waiting_on_writer
-from notipipe._errors import ConfigurationError, StorageClosedError
+from notipipe._errors import ConfigurationError, NotipipeError, StorageClosedError, StorageError
 from notipipe._kinds import StoredAlert
 from notipipe._limits import ID_LIMIT, TIME_LIMIT, id_range_error
+from notipipe._metrics import REFUSAL_REASONS, DurableLag, Metrics, StoreCounters, observer_labels
 from notipipe._protocols import Message, Observer
 from notipipe._retention import Retention, interval_for
 from notipipe._select import EmailMessage, Publisher, SMSMessage, all_of_types
@@ -177,6 +178,9 @@ class DatabaseCore:
         self._retention: Retention | None = None
         # Ids of stored rows that are not alerts, reported already (see _report_unreadable).
         self._unreadable: dict[object, object] = {}
+        # Alerts save/save_many refused before the writer took them, by reason (see metrics());
+        # counted on the refusing path only, under _config_lock.
+        self._refusals: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)
         if not self._provisional:
             config.check()
         _CONNECTIONS.add(self)
@@ -246,9 +250,17 @@ class DatabaseCore:
         With the default ``deliver="immediate"`` observers see it at once and it is committed
         within ``max_delay``; ``durable=True`` returns only once it is committed.
         """
-        _check_storable(message)
+        try:
+            _check_storable(message)
+        except TypeError:
+            self._refused("invalid", 1)
+            raise
         if self._config.options.deliver == "immediate":
-            (self._store or self._open()).put(message)
+            try:
+                (self._store or self._open()).put(message)
+            except StorageError as error:
+                self._refused(_reason(error), 1)
+                raise
             self.notify_all(message)
             if durable:
                 self._open().flush()
@@ -256,7 +268,11 @@ class DatabaseCore:
         # after_commit: the writer delivers, and may wait on an async observer's loop, which
         # may be this thread's (see _async, waiting_on_writer).
         with waiting_on_writer():
-            (self._store or self._open()).put(message)
+            try:
+                (self._store or self._open()).put(message)
+            except StorageError as error:
+                self._refused(_reason(error), 1)
+                raise
             if durable:
                 self._open().flush()
 
@@ -264,19 +280,35 @@ class DatabaseCore:
         """Store a batch and broadcast it; return how many messages it held."""
         batch = list(messages)
         if not all_of_types(batch, _ROWS) and not _all_storable(batch):
-            for message in batch:  # all checked before any is queued; the first bad one explains
-                _check_storable(message)
+            try:
+                for message in batch:  # all checked before any is queued; the first bad one explains
+                    _check_storable(message)
+            except TypeError:
+                self._refused("invalid", len(batch))
+                raise
         if self._config.options.deliver == "immediate":
-            (self._store or self._open()).put_many(batch)
+            try:
+                (self._store or self._open()).put_many(batch)
+            except StorageError as error:
+                self._refused(_reason(error), len(batch))
+                raise
             self.notify_many(batch)
             if durable:
                 self._open().flush()
             return len(batch)
         with waiting_on_writer():  # as in save()
-            (self._store or self._open()).put_many(batch)
+            try:
+                (self._store or self._open()).put_many(batch)
+            except StorageError as error:
+                self._refused(_reason(error), len(batch))
+                raise
             if durable:
                 self._open().flush()
         return len(batch)
+
+    def _refused(self, reason: str, n: int) -> None:
+        with self._config_lock:
+            self._refusals[reason] += n
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once everything saved before this call is committed (survives ``kill -9``).
@@ -406,6 +438,48 @@ class DatabaseCore:
         """Move the durable name ``name`` to start after ``to_id``, or at the first alert of
         ``since`` (False: there is no such name); see ``StorageTarget.reset_subscription``."""
         return self.target.reset_subscription(name, to_id=to_id, since=since, force=force)
+
+    def metrics(self, *, durable: bool = True) -> Metrics:
+        """A snapshot of this connection's counters and gauges, the same on every backend.
+
+        Counters run from when this connection opened its store: alerts saved (accepted),
+        committed and refused (by reason), batches committed and their commit latency (a
+        histogram), observer failures; gauges: alerts pending, each current observer's failures
+        and drops, each durable name's lag (read from the database now, where the backend keeps
+        durable names; left out, with a warning logged, if it cannot be reached, and with
+        ``durable=False``, which reads nothing from the database). A snapshot opens no store
+        and costs saving and notifying nothing: the counts are kept where saving and committing
+        counted already, or by the writer once per batch. ``notipipe.metrics`` exports it to
+        Prometheus and OpenTelemetry.
+        """
+        store = self._store
+        counters = StoreCounters() if store is None else store.counters()
+        with self._config_lock:
+            refusals = dict(self._refusals)
+        refusals["database"] += counters.refused
+        publisher = cast("Publisher[object]", self)
+        return Metrics(
+            backend=self._config.backend.name,
+            saved=counters.saved,
+            committed=counters.committed,
+            refused=tuple((reason, refusals[reason]) for reason in REFUSAL_REASONS),
+            pending=counters.pending,
+            batches=counters.batches,
+            commit_seconds=counters.commit_seconds,
+            failures=publisher.failures,
+            observers=observer_labels(publisher._observer_counts()),
+            durable=self._durable_lag() if durable else (),
+        )
+
+    def _durable_lag(self) -> tuple[DurableLag, ...]:
+        if not self._config.backend.keeps_durable_names:
+            return ()
+        try:
+            names = self.subscriptions()
+        except NotipipeError as error:
+            _log.warning("notipipe: %s: metrics without the durable names' lag: %s", self.path, error)
+            return ()
+        return tuple(DurableLag(s.name, s.lag, s.oldest_age, s.active) for s in names)
 
     @property
     def durable_count(self) -> int:
@@ -760,6 +834,11 @@ def _default_config() -> _Config | None:
         return _Config.make(None)
     except ConfigurationError:
         return None
+
+
+def _reason(error: StorageError) -> str:
+    """Why a store did not take alerts: closed, or failing (see ``Metrics.refused``)."""
+    return "closed" if isinstance(error, StorageClosedError) else "failing"
 
 
 def _with_id(message: StoredMessage, stored_id: int) -> StoredMessage:

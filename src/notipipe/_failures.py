@@ -91,7 +91,7 @@ class DatabaseFailures(Failures):
 class ObserverFailures:
     """The failures of one subscribed observer; ``failed`` is what the fan-out calls."""
 
-    __slots__ = ("_observer", "_quiet", "_quiet_until", "_shared", "_since")
+    __slots__ = ("_observer", "_quiet", "_quiet_until", "_shared", "_since", "count")
 
     def __init__(self, shared: Failures, observer: object, *, weak: bool = False) -> None:
         self._shared = shared
@@ -100,6 +100,9 @@ class ObserverFailures:
         self._quiet = 0  # failures counted, not logged, since the last line about this observer
         self._since = 0.0  # when that line was written
         self._quiet_until = -math.inf  # before this, the default handler only counts
+        #: This observer's failures (``Metrics.observers``); counted under the shared lock, with
+        #: the publisher's total, so the two never disagree.
+        self.count = 0
 
     @property
     def observer(self) -> object:
@@ -114,12 +117,14 @@ class ObserverFailures:
             now = _now()
             with shared.lock:
                 shared.count += 1
+                self.count += 1
                 line = self._next_line(now)
             if line is not None:
                 self._log(line, message, error, None)
             return
         with shared.lock:
             shared.count += 1
+            self.count += 1
         try:
             handler(self.observer, message, error)
         except Exception as handler_error:  # noqa: BLE001 - a broken handler must not go silent

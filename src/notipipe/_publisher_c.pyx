@@ -344,6 +344,16 @@ cdef class Publisher:
                 return s.dropped
         raise ValueError(f"{observer!r} is not subscribed")
 
+    def _observer_counts(self):
+        """``(observer, failures, dropped)`` of each current subscriber, in subscription order
+        (what ``DatabaseConnection.metrics`` reports per observer; read, never counted here)."""
+        found = []
+        for s in self._read_subs():
+            observer = s.ref()
+            if observer is not None and not s.dead:
+                found.append((observer, s.failures, s.dropped))
+        return tuple(found)
+
     # -- delivery ------------------------------------------------------------------------------
 
     @property

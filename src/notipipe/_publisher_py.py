@@ -185,6 +185,16 @@ class Publisher[T]:
                 return s.dropped
         raise ValueError(f"{observer!r} is not subscribed")
 
+    def _observer_counts(self) -> tuple[tuple[object, int, int], ...]:
+        """``(observer, failures, dropped)`` of each current subscriber, in subscription order
+        (what ``DatabaseConnection.metrics`` reports per observer; read, never counted here)."""
+        found = []
+        for s in self._subs:
+            observer = s.ref()
+            if observer is not None and not s.dead:
+                found.append((observer, s.failures, s.dropped))
+        return tuple(found)
+
     @property
     def failures(self) -> int:
         """How many ``update`` calls have raised since this publisher was created."""

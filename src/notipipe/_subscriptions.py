@@ -60,12 +60,23 @@ class Purge:
 class Subscription:
     """One observer's entry in a publisher's snapshot."""
 
-    __slots__ = ("__weakref__", "_purge", "dead", "delivery", "failed", "ref", "update", "update_many")
+    __slots__ = (
+        "__weakref__",
+        "_purge",
+        "dead",
+        "delivery",
+        "failed",
+        "ref",
+        "reporter",
+        "update",
+        "update_many",
+    )
 
     ref: Callable[[], Any]
     update: Callable[[Any], object]
     update_many: Callable[[Any], object] | None
     failed: Callable[[Any, Exception], None]
+    reporter: ObserverFailures
     delivery: AsyncDelivery | None
 
     def __init__(self, purge: Purge) -> None:
@@ -87,6 +98,11 @@ class Subscription:
     @property
     def dropped(self) -> int:
         return 0 if self.delivery is None else self.delivery.dropped
+
+    @property
+    def failures(self) -> int:
+        """How many of this observer's ``update`` calls have raised."""
+        return self.reporter.count
 
 
 class _WeakCall:
@@ -159,7 +175,8 @@ def make_subscription(
     subscription = Subscription(purge)
     ref: Callable[[], Any] = weakref.ref(observer, subscription.collected) if weak else _Strong(observer)
     subscription.ref = ref
-    subscription.failed = ObserverFailures(failures, observer, weak=weak).failed
+    subscription.reporter = ObserverFailures(failures, observer, weak=weak)
+    subscription.failed = subscription.reporter.failed
     if is_async:
         assert loop is not None
         delivery = AsyncDelivery(

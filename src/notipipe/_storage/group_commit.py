@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from notipipe._errors import ReentrancyError, StorageClosedError, StorageError
 from notipipe._limits import TIME_LIMIT
+from notipipe._metrics import CommitTimes, StoreCounters
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
 from notipipe._storage.pending import Pending
 from notipipe._storage.urls import redact, scrub
@@ -107,12 +108,13 @@ class _Connection(Protocol):
 class _Started:
     """A batch taken off the queue, its rows built (and, by an overlapping backend, sent)."""
 
-    __slots__ = ("batch", "built", "rows")
+    __slots__ = ("batch", "built", "rows", "taken")
 
     def __init__(self, batch: list[object], rows: list[Row | None], built: dict[int, BaseException]) -> None:
         self.batch = batch
         self.rows = rows
         self.built = built
+        self.taken = time.monotonic()  # the commit latency is timed from here
 
 
 #: The largest id either backend stores (SQLite's row id, PostgreSQL's bigint).
@@ -175,6 +177,10 @@ class GroupCommitStore(ABC):
         self._enqueued = 0  # messages ever put; guarded by _cond
         self._committed = 0  # messages ever taken off the queue and settled (stored or dropped)
         self._stored = 0  # messages ever committed to the database
+        # Counted by the writer once per committed batch, under _cond (see counters()).
+        self._refused_rows = 0  # messages the database refused
+        self._batches = 0  # transactions committed
+        self._commit_times = CommitTimes()
         self._flush_waiters = 0
         self._problem: _WriteProblem | None = None  # a retried failure, current
         self._failed_attempts = 0  # writes that failed, ever: "has it failed again since?"
@@ -274,6 +280,18 @@ class GroupCommitStore(ABC):
         """How many messages are queued and not yet committed."""
         with self._cond:
             return self._enqueued - self._committed
+
+    def counters(self) -> StoreCounters:
+        """What this store has counted since it opened, read at one instant."""
+        with self._cond:
+            return StoreCounters(
+                saved=self._enqueued,
+                committed=self._stored,
+                refused=self._refused_rows,
+                pending=self._enqueued - self._committed,
+                batches=self._batches,
+                commit_seconds=self._commit_times.snapshot(),
+            )
 
     @property
     def closed(self) -> bool:
@@ -669,17 +687,21 @@ class GroupCommitStore(ABC):
                 delay = min(delay * 2, self._backoff_last)
                 continue
             break
-        self._settle(batch, rows, refused)
+        self._settle(batch, refused, started.taken)
         return batch, ids
 
-    def _settle(self, batch: list[object], rows: list[Row | None], refused: dict[int, BaseException]) -> None:
-        """Account for a committed batch, and log what changed (with no lock held: logging
-        handlers are the application's code)."""
+    def _settle(self, batch: list[object], refused: dict[int, BaseException], taken: float) -> None:
+        """Account for a committed batch (taken off the queue at ``taken``), and log what
+        changed (with no lock held: logging handlers are the application's code)."""
+        seconds = time.monotonic() - taken
         with self._cond:
             recovered = self._problem if self._problem is not None and self._problem.warned else None
             age = self._problem_age()
             self._problem = None
             self._stored += len(batch) - len(refused)
+            self._refused_rows += len(refused)
+            self._batches += 1
+            self._commit_times.observe(seconds)
             for i in sorted(refused):
                 self._dropped.append((batch[i], refused[i]))
         if recovered is not None:

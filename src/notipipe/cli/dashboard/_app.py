@@ -39,8 +39,10 @@ from notipipe.cli.dashboard._feed import (
     frame_after,
     snapshot,
 )
+from notipipe.cli.dashboard._metrics import metrics_endpoint
 from notipipe.cli.dashboard._totals import Totals
 from notipipe.cli.serve import MAX_BEHIND, STALL_TIMEOUT
+from notipipe.metrics import MetricsSource
 
 __all__ = ["QUEUE_BYTES", "QUEUE_SIZE", "STALL", "Connections", "Dashboard", "create_app"]
 
@@ -257,6 +259,12 @@ class Dashboard:
         """How many browsers are subscribed now."""
         return len(self.hub.observers)
 
+    def stored(self) -> dict[str, int] | None:
+        """Alerts stored per kind, as the follower counted them (None: not counted yet, or no
+        follower)."""
+        totals = self._totals
+        return None if totals is None else totals.by_kind()
+
     def status(self) -> dict[str, object]:
         """What ``/status`` answers: the browsers, how far behind each is, the bounds."""
         return {
@@ -310,12 +318,20 @@ class _Events:
         await self._dashboard.events(scope, receive, send)
 
 
-def create_app(dashboard: Dashboard, *, follow: bool = True, access: Access | None = None) -> Starlette:
-    """The ASGI application: ``/`` (the page), ``/dashboard.js``, ``/events`` and ``/status``.
+def create_app(
+    dashboard: Dashboard,
+    *,
+    follow: bool = True,
+    access: Access | None = None,
+    metrics: MetricsSource | None = None,
+) -> Starlette:
+    """The ASGI application: ``/`` (the page), ``/dashboard.js``, ``/events``, ``/status`` and
+    ``/metrics``.
 
     With ``follow``, the application's lifespan starts and stops the dashboard's follower.
     ``access`` says which Host names are answered and the token they need (default: the
-    loopback names, no token).
+    loopback names, no token). ``/metrics`` is Prometheus text (the ``metrics`` extra; 501
+    without it) of ``metrics.metrics()`` (the served connection's) and the dashboard's own.
     """
     page, script = _asset("page.html"), _asset("dashboard.js")
 
@@ -344,6 +360,7 @@ def create_app(dashboard: Dashboard, *, follow: bool = True, access: Access | No
             Route("/dashboard.js", js),
             Route("/events", _Events(dashboard)),
             Route("/status", status),
+            Route("/metrics", metrics_endpoint(dashboard, metrics)),
         ],
         middleware=[Middleware(HostGuard, access=Access.of() if access is None else access)],
         lifespan=lifespan,

@@ -125,7 +125,7 @@ def serve(
     db = DatabaseConnection(path)
     dashboard = Dashboard(db, queue_bytes=max_behind, stall=stall)
     config = uvicorn.Config(
-        _Connections(create_app(dashboard, access=access)),
+        _Connections(create_app(dashboard, access=access, metrics=db)),
         # No proxy is trusted: X-Forwarded-For would let any local client name itself.
         proxy_headers=False,
         log_level="warning",

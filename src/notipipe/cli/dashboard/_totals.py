@@ -63,6 +63,16 @@ class Totals:
             for second in [s for s in self._seconds if s < now - HISTORY_SECONDS]:
                 del self._seconds[second]
 
+    def by_kind(self) -> dict[str, int] | None:
+        """The stored alerts per kind (None: not counted yet)."""
+        with self._lock:
+            if self._upto is None:
+                return None
+            by_kind: Counter[str] = Counter()
+            for (kind, _), n in self._counts.items():
+                by_kind[kind] += n
+            return dict(by_kind)
+
     def frame(self, timeout: float) -> tuple[int, bytes] | None:
         """The ``snapshot`` frame of the totals and the id they stand at; None if they are not
         counted within ``timeout`` seconds."""
