@@ -473,6 +473,37 @@ def test_a_browser_that_goes_away_is_unsubscribed(store: Store, following: Calla
     run(main)
 
 
+def test_the_follower_lag_counts_what_is_stored_after_what_the_follower_read(
+    store: Store, following: Callable[..., Dashboard]
+) -> None:
+    dashboard = following()
+    store.wait_published(store.write(10))
+    assert dashboard.follower_lag() == 0
+    reached, release = threading.Event(), threading.Event()
+
+    class Stuck:
+        """Holds the follower inside a page's fan-out (its alerts counted already)."""
+
+        def update(self, page: Page) -> None:
+            reached.set()
+            release.wait(TIMEOUT)
+
+    dashboard.hub.subscribe(Stuck())
+    try:
+        store.write(5)
+        assert reached.wait(TIMEOUT), "the follower never read the 5 alerts"
+        store.write(7)
+        assert dashboard.follower_lag() == 7
+    finally:
+        release.set()
+    assert wait_until(lambda: dashboard.follower_lag() == 0, TIMEOUT)
+
+
+def test_without_a_follower_there_is_no_follower_lag(store: Store) -> None:
+    store.write(3)
+    assert store.dashboard().follower_lag() is None
+
+
 def test_a_page_holds_what_the_page_shows_never_an_email_body(
     store: Store, following: Callable[..., Dashboard]
 ) -> None:
@@ -586,6 +617,8 @@ def test_serve_help_says_what_it_needs_and_how_it_ends() -> None:
     assert done.returncode == 0
     assert done.stdout.startswith("usage: notipipe serve")
     assert "pip install 'notipipe[dashboard]'" in done.stdout
+    assert "/metrics" in done.stdout
+    assert "pip install 'notipipe[metrics]'" in done.stdout
     for option in ("--db", "--host", "--port", "$NOTIPIPE_DB", "examples:", "exit status:"):
         assert option in done.stdout
     assert "the dashboard extra is not installed" in done.stdout

@@ -394,6 +394,7 @@ def test_a_running_serve_answers_metrics_in_prometheus_text(
     assert scraped["notipipe_alerts_saved_total"] == {(): 0}
     assert scraped["notipipe_queue_depth"] == {(): 0}
     assert scraped["notipipe_dashboard_browsers"] == {(): 0}
+    assert scraped["notipipe_follower_lag"] == {(): 0}
     assert {name for name in scraped if name.startswith("notipipe_alerts_refused")} == {
         "notipipe_alerts_refused_total"
     }

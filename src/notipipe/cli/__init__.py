@@ -395,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
             "or any other process (run `notipipe run --db PATH` beside it): alerts per second, "
             "counts per kind and priority, the latest alerts. Browsers get the alerts as "
             "Server-Sent Events and resume where they were after a reconnect. Needs the "
-            "dashboard extra: pip install 'notipipe[dashboard]'."
+            "dashboard extra: pip install 'notipipe[dashboard]'. Prometheus scrapes /metrics (the "
+            "database's counters, the dashboard's follower lag and browsers; the metrics extra: "
+            "pip install 'notipipe[metrics]')."
         ),
         epilog="examples:\n"
         "  notipipe serve                          http://127.0.0.1:8000/ for ./notipipe.db\n"

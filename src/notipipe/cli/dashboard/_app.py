@@ -265,6 +265,20 @@ class Dashboard:
         totals = self._totals
         return None if totals is None else totals.by_kind()
 
+    def follower_lag(self) -> int | None:
+        """How many alerts are stored after the last one the follower has read (None: no
+        follower, or it has not counted the stored alerts yet). Reads the database: call it off
+        the event loop."""
+        totals = self._totals
+        upto = None if totals is None else totals.upto()
+        if upto is None:
+            return None
+        newest = self.db.last(1)
+        if not newest or newest[-1].id <= upto:
+            return 0
+        # Counted, not subtracted: ids need not be consecutive (NATS, deleted rows).
+        return self.db.count_between(upto, newest[-1].id)
+
     def status(self) -> dict[str, object]:
         """What ``/status`` answers: the browsers, how far behind each is, the bounds."""
         return {

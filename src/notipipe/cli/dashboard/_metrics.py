@@ -35,12 +35,16 @@ class DashboardState(Protocol):
         """Alerts stored per kind, as the follower counted them (None: not counted yet)."""
         ...
 
+    def follower_lag(self) -> int | None:
+        """Alerts stored after the last one the follower read (None: not following yet)."""
+        ...
+
 
 def metrics_endpoint(
     dashboard: DashboardState, source: MetricsSource | None
 ) -> Callable[[Request], Awaitable[Response]]:
     """The ``/metrics`` endpoint: ``source.metrics()`` (the served connection's) and the
-    dashboard's stored totals and browsers, as Prometheus text."""
+    dashboard's stored totals, follower lag and browsers, as Prometheus text."""
     registry: list[CollectorRegistry] = []  # made at the first scrape, then kept
 
     async def endpoint(_: Request) -> Response:
@@ -72,6 +76,13 @@ def _registry(dashboard: DashboardState, source: MetricsSource | None) -> Collec
             for kind, n in sorted((dashboard.stored() or {}).items()):
                 stored.add_metric([kind], n)
             yield stored
+            lag = dashboard.follower_lag()
+            if lag is not None:
+                yield GaugeMetricFamily(
+                    "notipipe_follower_lag",
+                    "Alerts stored after the last one the dashboard's follower read",
+                    lag,
+                )
             browsers = dashboard.browsers
             yield GaugeMetricFamily("notipipe_dashboard_browsers", "Browsers connected now", browsers)
             yield CounterMetricFamily(

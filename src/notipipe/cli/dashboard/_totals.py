@@ -63,6 +63,11 @@ class Totals:
             for second in [s for s in self._seconds if s < now - HISTORY_SECONDS]:
                 del self._seconds[second]
 
+    def upto(self) -> int | None:
+        """The id of the last alert counted (None: not counted yet)."""
+        with self._lock:
+            return self._upto
+
     def by_kind(self) -> dict[str, int] | None:
         """The stored alerts per kind (None: not counted yet)."""
         with self._lock:
