@@ -30,9 +30,9 @@ for room (``Condition.wait`` releases it). The drain reads one flag per item for
 ``_lock`` with what it stands for.
 
 Overflow, when the queue holds ``queue_size`` items: "wait" blocks the publisher until the drain
-has emptied half of it (polling, yielding the CPU, for up to ``_SPIN`` seconds before it sleeps
-on the condition: a publisher put to sleep takes longer to wake than the other half lasts a
-drain that keeps up, and the loop would run dry); "drop_oldest" drops the oldest item and counts
+has emptied half of it (polling, with naps or yielding the CPU, for up to ``_SPIN`` seconds
+before it sleeps on the condition: a publisher put to sleep takes longer to wake than the other
+half lasts a drain that keeps up, and the loop would run dry); "drop_oldest" drops the oldest item and counts
 it in ``dropped``. A publish from the loop's own thread never waits (the loop could not drain
 while its thread is blocked): there, "wait" drops the oldest item too, and counts it. Anywhere
 else "wait" never drops: a publisher given room appends even if racers filled it meanwhile. A
@@ -104,6 +104,14 @@ _LOOP_CHECK = 0.05
 
 #: Seconds a publisher waiting for room polls for it before it sleeps (see _spin_for_room).
 _SPIN = 0.002
+
+#: Seconds a publisher polling for room naps between looks, when half its queue is at least
+#: ``_NAP_HALF`` items: a look at the queue's length takes the cache line the drain writes at
+#: every item (and, with the GIL, the interpreter), so looking without pause slows the drain it
+#: waits for; half such a queue lasts a drain that keeps up longer than a nap. A smaller queue
+#: may empty within a nap: its publisher only yields the CPU between looks.
+_NAP = 0.0001
+_NAP_HALF = 256
 
 #: Loop turns a drain that found its queue empty waits for more before it ends.
 _IDLE_TURNS = 1
@@ -486,12 +494,16 @@ class AsyncDelivery:
         # the queue lasts the drain: the loop would run dry and sleep too. True if room came.
         queue, low = self._queue, self._size // 2
         deadline = time.monotonic() + _SPIN
+        nap = _NAP if low >= _NAP_HALF else 0.0
         self._lock.release()
         try:
             while len(queue) > low and not self._ended:
                 if time.monotonic() > deadline:
                     return False
-                os.sched_yield()
+                if nap:
+                    time.sleep(nap)
+                else:
+                    os.sched_yield()
             return True
         finally:
             self._lock.acquire()
