@@ -117,6 +117,12 @@ cdef extern from *:
         return ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, 0);
     }
 
+    /* An instance holding only exact str, int, float, bool or None can be in no reference
+       cycle: the collector need not track it, as CPython untracks such tuples and dicts. */
+    static void notipipe_untrack(PyObject *o) {
+        if (PyObject_GC_IsTracked(o)) PyObject_GC_UnTrack(o);
+    }
+
     /* ASCII text already escaped: a str of exactly these characters (one copy). */
     static PyObject *notipipe_ascii_text(const char *data, Py_ssize_t size) {
         PyObject *text = PyUnicode_New(size, 127);
@@ -154,6 +160,7 @@ cdef extern from *:
     void _publish_vectorcall "notipipe_publish_vectorcall"(object type, void* call) noexcept
     bint _plain_new "notipipe_plain_new"(object type) noexcept
     object _alloc "notipipe_alloc"(object type)
+    void _untrack "notipipe_untrack"(PyObject* o) noexcept
     object _type_call "notipipe_type_call"(object cls, object args, object kwargs)
     object _ascii_text "notipipe_ascii_text"(const char* data, Py_ssize_t size)
     int _kind_get "notipipe_kind_get"(object d, object k, PyObject** out) except -1
@@ -395,6 +402,10 @@ cdef object _call_kind(object cls, PyObject** args, size_t nargsf, PyObject* kwn
             value = <PyObject*>time_value
         _incref(value)
         _store(obj, k.offsets[i], value)
+    # Every field passed _common_case (exact atomic types, as creation requires of every kind's
+    # field): no cycle can go through it, so collections, which kinds created by the million
+    # would trigger over and over, need not look at it.
+    _untrack(obj)
     return made
 
 
