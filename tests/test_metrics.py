@@ -148,6 +148,13 @@ def test_committed_counts_only_what_is_committed(
     assert (m.saved, m.committed, m.pending, m.batches) == (41, 41, 0, 2)
 
 
+def _change(path: Path, sql: str) -> None:
+    """What an operator's tool does to the file: one statement, committed."""
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(sql)
+        conn.commit()
+
+
 def test_rows_the_database_refuses_are_counted_as_refused_not_committed(
     impl: Impl, open_db: Callable[..., Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -155,12 +162,11 @@ def test_rows_the_database_refuses_are_counted_as_refused_not_committed(
     db = open_db(str(path))
     db.save_many(_sms(impl, 2, "ok"))
     db.flush()
-    with closing(sqlite3.connect(path)) as conn:
-        conn.execute(
-            "CREATE TRIGGER no_bad BEFORE INSERT ON messages WHEN NEW.body LIKE 'bad%'"
-            " BEGIN SELECT RAISE(ABORT, 'bad alerts refused'); END"
-        )
-        conn.commit()
+    _change(
+        path,
+        "CREATE TRIGGER no_bad BEFORE INSERT ON messages WHEN NEW.body LIKE 'bad%'"
+        " BEGIN SELECT RAISE(ABORT, 'bad alerts refused'); END",
+    )
     with caplog.at_level(logging.CRITICAL, logger="notipipe"):
         db.save_many([*_sms(impl, 3, "bad"), *_sms(impl, 4, "ok again")])
         with pytest.raises(StorageError, match=r"3 alert\(s\) could not be stored"):
@@ -179,12 +185,11 @@ def test_alerts_a_failing_database_cannot_take_are_counted_as_refused_failing(
     db = open_db(str(path), batch_size=1)
     db.save_many(_sms(impl, 1))
     db.flush()
-    with closing(sqlite3.connect(path)) as conn:
-        conn.execute(
-            "CREATE TRIGGER maintenance BEFORE INSERT ON messages"
-            " BEGIN SELECT RAISE(ABORT, 'maintenance: no inserts'); END"
-        )
-        conn.commit()
+    _change(
+        path,
+        "CREATE TRIGGER maintenance BEFORE INSERT ON messages"
+        " BEGIN SELECT RAISE(ABORT, 'maintenance: no inserts'); END",
+    )
     with caplog.at_level(logging.CRITICAL, logger="notipipe"):
         for _ in range(4):  # max_pending: four batches of one
             db.save(impl.SMSMessage("+15551234567", "waits"))
@@ -193,9 +198,7 @@ def test_alerts_a_failing_database_cannot_take_are_counted_as_refused_failing(
         m = db.metrics()
         assert (m.saved, m.committed, m.pending) == (5, 1, 4)
         assert _refused(m) == {"invalid": 0, "closed": 0, "failing": 3, "database": 0}
-        with closing(sqlite3.connect(path)) as conn:
-            conn.execute("DROP TRIGGER maintenance")
-            conn.commit()
+        _change(path, "DROP TRIGGER maintenance")
         db.flush()
     assert (db.metrics().committed, db.metrics().pending) == (5, 0)
 
