@@ -504,6 +504,17 @@ def test_without_a_follower_there_is_no_follower_lag(store: Store) -> None:
     assert store.dashboard().follower_lag() is None
 
 
+def test_a_database_that_cannot_be_read_gives_no_follower_lag_not_an_error(
+    store: Store, following: Callable[..., Dashboard]
+) -> None:
+    # /metrics answers with the rest when the database is in trouble: the lag is left out.
+    dashboard = following()
+    store.wait_published(store.write(4))
+    assert dashboard.follower_lag() == 0
+    store.db.close()
+    assert dashboard.follower_lag() is None
+
+
 def test_a_page_holds_what_the_page_shows_never_an_email_body(
     store: Store, following: Callable[..., Dashboard]
 ) -> None:

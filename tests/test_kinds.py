@@ -8,12 +8,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import gc
 import inspect
 import itertools
 import json
 import logging
 import math
 import pickle
+import threading
 import time
 import traceback
 from dataclasses import InitVar, dataclass, field
@@ -560,6 +562,36 @@ def test_a_chunk_decodes_other_kinds_through_the_row_reader(impl: Impl, factory:
         assert codec(name).decode_messages(data, base, impl.EmailMessage, impl.SMSMessage, read) == expected
         with pytest.raises(ValueError, match="kind: expected 'email' or 'sms', got 'push_"):
             codec(name).decode_messages(data, base, impl.EmailMessage, impl.SMSMessage)
+
+
+class _WithCache:
+    """A base with a slot of its own, not a field: a method may keep anything there."""
+
+    __slots__ = ("_cache",)
+
+
+def test_a_kind_with_a_slot_of_its_own_in_a_reference_cycle_is_collected(impl: Impl, factory: Any) -> None:
+    # The compiled constructor leaves an object of checked plain values to no collection; a slot
+    # that is no field may close a cycle, so such a class's objects stay tracked.
+    @dataclass(frozen=True, slots=True)
+    class Cached(_WithCache):
+        device: str = ""
+        priority: int = 3
+        created_at: float = 0.0
+        id: int = 0
+
+    factory.register(_name())(Cached)
+    freed = threading.Event()
+
+    class Witness:
+        def __del__(self) -> None:
+            freed.set()
+
+    message = Cached("phone")
+    object.__setattr__(message, "_cache", {"self": message, "witness": Witness()})
+    del message
+    gc.collect()
+    assert freed.is_set(), "a kind in a reference cycle was never collected"
 
 
 def test_a_class_changed_after_registration_is_called_as_it_says_now(impl: Impl, factory: Any) -> None:

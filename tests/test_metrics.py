@@ -137,7 +137,6 @@ def test_committed_counts_only_what_is_committed(
     with closing(sqlite3.connect(path, isolation_level=None)) as other:
         other.execute("BEGIN IMMEDIATE")
         db.save_many(_sms(impl, 40))
-        assert wait_until(lambda: db.metrics().batches == 1 and db.metrics().saved == 41, PATIENCE)
         with pytest.raises(TimeoutError):
             db.flush(timeout=0.3)  # the writer has taken the batch and waits on the lock
         m = db.metrics()
@@ -146,6 +145,31 @@ def test_committed_counts_only_what_is_committed(
     db.flush()
     m = db.metrics()
     assert (m.saved, m.committed, m.pending, m.batches) == (41, 41, 0, 2)
+
+
+def test_an_alert_is_pending_or_committed_never_both(
+    impl: Impl, open_db: Callable[..., Any], tmp_path: Path
+) -> None:
+    # A committed batch is counted as committed at once, though its after_commit observers
+    # still hear of it: meanwhile it is pending no more, or the two would add up to more than
+    # was saved.
+    db = open_db(str(tmp_path / "after.db"), deliver="after_commit")
+    reached, release = threading.Event(), threading.Event()
+
+    class Slow:
+        def update(self, message: object) -> None:
+            reached.set()
+            release.wait(PATIENCE)
+
+    db.subscribe(Slow())
+    try:
+        db.save_many(_sms(impl, 5))
+        assert reached.wait(PATIENCE), "the writer never delivered the committed batch"
+        m = db.metrics()
+        assert (m.saved, m.committed, m.pending) == (5, 5, 0)
+    finally:
+        release.set()
+    db.flush()
 
 
 def _change(path: Path, sql: str) -> None:
@@ -235,12 +259,20 @@ def test_failures_and_drops_are_counted_per_observer_under_bounded_labels(
     ]
     assert m.failures == 16 == db.failures
     assert told == [first, second]
-    db.unsubscribe(first)  # the labels are the current subscribers': Failing#1 becomes #0
+    # A label stays with its observer: the second Failing keeps #1 when the first leaves (its
+    # counter's series would jump from 8 to 8 + the first's, or reset, if passed on), and a
+    # later one takes the lowest label free, from 0.
+    db.unsubscribe(first)
+    third = Failing()
+    db.subscribe(third)
+    with caplog.at_level(logging.CRITICAL, logger="notipipe"):
+        db.notify_all("once more")
     assert [(o.label, o.failures) for o in db.metrics().observers] == [
         (f"{here}.Quiet#0", 0),
-        (f"{here}.Failing#0", 8),
+        (f"{here}.Failing#1", 9),
+        (f"{here}.Failing#0", 1),
     ]
-    assert db.metrics().failures == 16  # the publisher's total keeps the unsubscribed one's
+    assert db.metrics().failures == 18  # the publisher's total keeps the unsubscribed one's
 
 
 # -- durable lag -----------------------------------------------------------------------------------
@@ -267,11 +299,11 @@ def test_durable_lag_per_name_is_read_at_the_snapshot(
     db.save_many(_sms(impl, 30))
     db.flush()
     lag = {d.name: d for d in db.metrics().durable}
-    assert lag["audit"].lag == 30
-    assert isinstance(lag["audit"].active, bool)  # NATS forgets a holder only once its pin expires
+    assert lag["audit"].lag == 30  # (its holder: NATS forgets one only once its pin expires)
     assert db.subscribe(held, durable_name="audit")
     assert seen.wait(PATIENCE)
     assert wait_until(lambda: {d.name: d.lag for d in db.metrics().durable} == {"audit": 0}, PATIENCE)
+    assert {d.name: d.active for d in db.metrics().durable} == {"audit": True}
     assert db.unsubscribe(held)
 
 
@@ -295,6 +327,7 @@ def test_concurrent_producers_counts_add_up_exactly(
         threads, rounds, size = 8, 60, 7
         start = threading.Barrier(threads + 1)
         seen: list[tuple[int, int]] = []
+        sums: list[int] = []  # saved - committed - pending - refused by the database: always 0
         done = threading.Event()
 
         def produce() -> None:
@@ -307,6 +340,7 @@ def test_concurrent_producers_counts_add_up_exactly(
             while not done.is_set():
                 m = db.metrics()
                 seen.append((m.saved, m.committed))
+                sums.append(m.saved - m.committed - m.pending - _refused(m)["database"])
 
         workers = [threading.Thread(target=produce) for _ in range(threads)]
         watcher = threading.Thread(target=watch)
@@ -325,6 +359,7 @@ def test_concurrent_producers_counts_add_up_exactly(
     assert (m.saved, m.committed, m.pending) == (total, total, 0)
     assert sum(db.count_by_kind().values()) == total
     assert all(committed <= saved for saved, committed in seen)
+    assert set(sums) == {0}
     assert [s for s, _ in seen] == sorted(s for s, _ in seen)
     assert [c for _, c in seen] == sorted(c for _, c in seen)
 
@@ -457,6 +492,36 @@ def test_opentelemetry_instruments_read_the_snapshot_through_the_real_sdk(
         again = _points(reader)  # read anew at each collection
         assert again["notipipe.alerts.saved"] == {(): 13}
         assert again["notipipe.observer.failures"] == {(("observer", f"{__name__}.Failing#0"),): 13}
+    finally:
+        provider.shutdown()
+
+
+def test_an_opentelemetry_collection_reads_one_snapshot(impl: Impl, open_db: Callable[..., Any]) -> None:
+    # One snapshot for every instrument of a collection: its figures agree with each other
+    # (committed never above saved), and the database is asked for the durable lag once.
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    class Counted:
+        def __init__(self, db: Any) -> None:
+            self.db = db
+            self.snapshots = 0
+
+        def metrics(self, *, durable: bool = True) -> Metrics:
+            self.snapshots += 1
+            return self.db.metrics(durable=durable)  # type: ignore[no-any-return]
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        source = Counted(open_db(":memory:"))
+        instrument(source, provider)
+        source.db.save_many(_sms(impl, 3))
+        source.db.flush()
+        assert _points(reader)["notipipe.alerts.committed"] == {(): 3}
+        assert source.snapshots == 1
+        _points(reader)
+        assert source.snapshots == 2
     finally:
         provider.shutdown()
 

@@ -111,7 +111,7 @@ _SPIN = 0.002
 #: waits for; half such a queue lasts a drain that keeps up longer than a nap. A smaller queue
 #: may empty within a nap: its publisher only yields the CPU between looks.
 _NAP = 0.0001
-_NAP_HALF = 256
+_NAP_HALF = 512
 
 #: Loop turns a drain that found its queue empty waits for more before it ends.
 _IDLE_TURNS = 1

@@ -444,13 +444,16 @@ class DatabaseCore:
 
         Counters run from when this connection opened its store: alerts saved (accepted),
         committed and refused (by reason), batches committed and their commit latency (a
-        histogram), observer failures; gauges: alerts pending, each current observer's failures
-        and drops, each durable name's lag (read from the database now, where the backend keeps
-        durable names; left out, with a warning logged, if it cannot be reached, and with
-        ``durable=False``, which reads nothing from the database). A snapshot opens no store
-        and costs saving and notifying nothing: the counts are kept where saving and committing
-        counted already, or by the writer once per batch. ``notipipe.metrics`` exports it to
-        Prometheus and OpenTelemetry.
+        histogram), observer failures, and each current observer's failures and drops (under a
+        label it keeps while subscribed); gauges: alerts pending (saved, neither committed nor
+        refused: ``saved == committed + pending + refused["database"]`` in every snapshot), each
+        durable name's lag (read from the database now, where the backend keeps durable names;
+        left out, with a warning logged, if it cannot be reached, and with ``durable=False``,
+        which reads nothing from the database). A durable subscriber's ``update`` failures go
+        to its own error handler and are not counted here. A snapshot opens no store and costs
+        saving and notifying nothing: the counts are kept where saving and committing counted
+        already, or by the writer once per batch. ``notipipe.metrics`` exports it to Prometheus
+        and OpenTelemetry.
         """
         store = self._store
         counters = StoreCounters() if store is None else store.counters()
@@ -458,6 +461,7 @@ class DatabaseCore:
             refusals = dict(self._refusals)
         refusals["database"] += counters.refused
         publisher = cast("Publisher[object]", self)
+        failures, observers = publisher._observer_counts()
         return Metrics(
             backend=self._config.backend.name,
             saved=counters.saved,
@@ -466,8 +470,8 @@ class DatabaseCore:
             pending=counters.pending,
             batches=counters.batches,
             commit_seconds=counters.commit_seconds,
-            failures=publisher.failures,
-            observers=observer_labels(publisher._observer_counts()),
+            failures=failures,
+            observers=observer_labels(observers),
             durable=self._durable_lag() if durable else (),
         )
 

@@ -91,7 +91,7 @@ class DatabaseFailures(Failures):
 class ObserverFailures:
     """The failures of one subscribed observer; ``failed`` is what the fan-out calls."""
 
-    __slots__ = ("_observer", "_quiet", "_quiet_until", "_shared", "_since", "count")
+    __slots__ = ("_observer", "_quiet", "_quiet_until", "_shared", "_since", "count", "label")
 
     def __init__(self, shared: Failures, observer: object, *, weak: bool = False) -> None:
         self._shared = shared
@@ -103,6 +103,9 @@ class ObserverFailures:
         #: This observer's failures (``Metrics.observers``); counted under the shared lock, with
         #: the publisher's total, so the two never disagree.
         self.count = 0
+        #: Its metrics label, ``(type name, index)``: given at its first snapshot and kept while
+        #: it stays subscribed (see ``_metrics.observer_labels``).
+        self.label: tuple[str, int] | None = None
 
     @property
     def observer(self) -> object:

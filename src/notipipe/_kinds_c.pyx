@@ -210,6 +210,7 @@ cdef class _Kind:
     cdef int codes[_MAX_FIELDS]
     cdef bint optional[_MAX_FIELDS]
     cdef bint now_default         # created_at's default (0.0 or None) means "now"
+    cdef bint untrack             # its instances hold nothing but their fields (see _only_fields)
     cdef unsigned int version     # the class's version tag when the table was built
     # the row: the kind's own fields in declaration order, each with its JSON key text
     cdef Py_ssize_t nown
@@ -281,7 +282,20 @@ cdef _Kind _table(str name, type cls, tuple fields, object python_row):
     k.head = f'{{"v": {ENCODING_VERSION}, "fields": {{'.encode("ascii")
     k.priority_offset = offsets["priority"]
     k.created_at_offset = offsets["created_at"]
+    k.untrack = _only_fields(cls, offsets)
     return k
+
+
+cdef bint _only_fields(type cls, dict fields):
+    """Whether the class's instances have no slot but its fields (and ``__weakref__``): then an
+    instance the C path made holds only the plain values it checked, and no reference cycle can
+    go through it. A slot of another name (a mixin's cache, say) could hold anything."""
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for slot in ((slots,) if isinstance(slots, str) else slots):
+            if slot not in fields and slot != "__weakref__":
+                return False
+    return True
 
 
 def install(name, cls, fields):
@@ -403,9 +417,10 @@ cdef object _call_kind(object cls, PyObject** args, size_t nargsf, PyObject* kwn
         _incref(value)
         _store(obj, k.offsets[i], value)
     # Every field passed _common_case (exact atomic types, as creation requires of every kind's
-    # field): no cycle can go through it, so collections, which kinds created by the million
-    # would trigger over and over, need not look at it.
-    _untrack(obj)
+    # field) and the object has no other slot: no cycle can go through it, so collections,
+    # which kinds created by the million would trigger over and over, need not look at it.
+    if k.untrack:
+        _untrack(obj)
     return made
 
 

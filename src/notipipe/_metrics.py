@@ -9,9 +9,15 @@ Prometheus and OpenTelemetry are ``notipipe.metrics``'.
 
 from __future__ import annotations
 
+import itertools
 import math
+import threading
 from bisect import bisect_left
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from notipipe._failures import ObserverFailures
 
 __all__ = [
     "COMMIT_BUCKETS",
@@ -67,9 +73,10 @@ class LatencyHistogram:
 class ObserverMetrics:
     """One subscribed observer's failures and drops.
 
-    ``label`` is its type's qualified name (``module.Class``) and its index among the current
-    subscribers of that type, in subscription order (``myapp.Audit#0``): as many labels as
-    observers subscribed at once, whatever comes and goes.
+    ``label`` is its type's qualified name (``module.Class``) and an index (``myapp.Audit#0``),
+    given at the observer's first snapshot (the lowest free among the current observers of its
+    type) and kept while it stays subscribed: as many labels as observers subscribed at once,
+    and each counter's series one observer's for its whole subscription.
     """
 
     label: str
@@ -103,7 +110,7 @@ class StoreCounters:
     committed: int = 0
     #: Alerts the database refused (dropped alone; ``flush`` reports them).
     refused: int = 0
-    #: Alerts queued and not yet committed.
+    #: Alerts queued, neither committed nor refused.
     pending: int = 0
     #: Transactions committed by the writer.
     batches: int = 0
@@ -126,17 +133,21 @@ class Metrics:
     committed: int
     #: Alerts refused, by reason: "invalid" (not a storable alert), "closed" (saved to a closed
     #: connection), "failing" (the writer could not take them: the database kept failing with
-    #: the queue full, or the writer stopped), "database" (the database refused the row).
+    #: the queue full, the writer stopped, or the database could not be opened at all, a wrong
+    #: password say), "database" (the database refused the row).
     refused: tuple[tuple[str, int], ...]
-    #: Alerts saved and not yet committed (the queue's depth).
+    #: Alerts saved, neither committed nor refused by the database (the queue's depth):
+    #: ``saved == committed + pending + refused["database"]`` in every snapshot.
     pending: int
     #: Transactions committed by the writer (each holds a batch of alerts).
     batches: int
-    #: Seconds from the writer taking a batch off the queue to its commit (retries included).
+    #: Seconds from the writer taking a batch off the queue (before its rows are built) to its
+    #: commit, retries included.
     commit_seconds: LatencyHistogram
-    #: ``update`` calls that raised, of every observer ever subscribed (``Publisher.failures``).
+    #: ``update`` calls that raised, of every observer ever subscribed (``Publisher.failures``;
+    #: a durable subscriber's are its error handler's, not counted here).
     failures: int
-    #: Each current observer's failures and drops.
+    #: Each current observer's failures and drops, read at the same instant as ``failures``.
     observers: tuple[ObserverMetrics, ...]
     #: Each durable name's lag (empty where the backend keeps no durable names).
     durable: tuple[DurableLag, ...]
@@ -169,15 +180,36 @@ class CommitTimes:
         return LatencyHistogram(COMMIT_BUCKETS, tuple(cumulative), self._sum)
 
 
-def observer_labels(observers: tuple[tuple[object, int, int], ...]) -> tuple[ObserverMetrics, ...]:
-    """``ObserverMetrics`` of ``(observer, failures, dropped)`` in subscription order, each
-    labelled by its type and its index among the observers of that type."""
-    seen: dict[str, int] = {}
-    found = []
-    for observer, failures, dropped in observers:
-        cls = type(observer)
-        name = f"{cls.__module__}.{cls.__qualname__}"
-        index = seen.get(name, 0)
-        seen[name] = index + 1
-        found.append(ObserverMetrics(f"{name}#{index}", failures, dropped))
-    return tuple(found)
+#: Held while labels are given: two snapshots at once must not give one label twice.
+_LABELS = threading.Lock()
+
+
+def observer_labels(
+    observers: tuple[tuple[ObserverFailures, object, int, int], ...],
+) -> tuple[ObserverMetrics, ...]:
+    """``ObserverMetrics`` of ``(reporter, observer, failures, dropped)`` in subscription order.
+
+    Each observer is labelled by its type and an index, given at its first snapshot (the lowest
+    free among the current observers of that type) and kept while it stays subscribed: a
+    counter's series belongs to one observer for its whole life, never passed to another when
+    one before it leaves; a label freed by an unsubscribe may be given to a later observer,
+    which starts from 0 (a counter reset, as monitoring expects).
+    """
+    with _LABELS:
+        taken: dict[str, set[int]] = {}
+        for reporter, _, _, _ in observers:
+            if reporter.label is not None:
+                taken.setdefault(reporter.label[0], set()).add(reporter.label[1])
+        for reporter, observer, _, _ in observers:
+            if reporter.label is None:
+                cls = type(observer)
+                name = f"{cls.__module__}.{cls.__qualname__}"
+                used = taken.setdefault(name, set())
+                index = next(i for i in itertools.count() if i not in used)
+                used.add(index)
+                reporter.label = (name, index)
+        labels = [f"{r.label[0]}#{r.label[1]}" for r, _, _, _ in observers if r.label is not None]
+    return tuple(
+        ObserverMetrics(label, failures, dropped)
+        for label, (_, _, failures, dropped) in zip(labels, observers, strict=True)
+    )

@@ -345,14 +345,17 @@ cdef class Publisher:
         raise ValueError(f"{observer!r} is not subscribed")
 
     def _observer_counts(self):
-        """``(observer, failures, dropped)`` of each current subscriber, in subscription order
-        (what ``DatabaseConnection.metrics`` reports per observer; read, never counted here)."""
-        found = []
-        for s in self._read_subs():
-            observer = s.ref()
-            if observer is not None and not s.dead:
-                found.append((observer, s.failures, s.dropped))
-        return tuple(found)
+        """See ``_publisher_py``."""
+        live = [(s.reporter, s.ref(), s.dropped) for s in self._read_subs() if not s.dead]
+        with self._failures.lock:
+            total = self._failures.count
+            counts = [reporter.count for reporter, _, _ in live]
+        found = [
+            (reporter, observer, count, dropped)
+            for (reporter, observer, dropped), count in zip(live, counts)
+            if observer is not None
+        ]
+        return total, tuple(found)
 
     # -- delivery ------------------------------------------------------------------------------
 

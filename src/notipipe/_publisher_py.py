@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from notipipe._failures import Failures, log_observer_error
+from notipipe._failures import Failures, ObserverFailures, log_observer_error
 from notipipe._fanout import FREE_THREADED, PerThread, install, make_entry_points
 from notipipe._protocols import AsyncObserver, ErrorHandler, Observer, Overflow
 from notipipe._subscriptions import Purge, Subscription, make_subscription
@@ -185,15 +185,20 @@ class Publisher[T]:
                 return s.dropped
         raise ValueError(f"{observer!r} is not subscribed")
 
-    def _observer_counts(self) -> tuple[tuple[object, int, int], ...]:
-        """``(observer, failures, dropped)`` of each current subscriber, in subscription order
-        (what ``DatabaseConnection.metrics`` reports per observer; read, never counted here)."""
-        found = []
-        for s in self._subs:
-            observer = s.ref()
-            if observer is not None and not s.dead:
-                found.append((observer, s.failures, s.dropped))
-        return tuple(found)
+    def _observer_counts(self) -> tuple[int, tuple[tuple[ObserverFailures, object, int, int], ...]]:
+        """The publisher's failures, and ``(reporter, observer, failures, dropped)`` of each current
+        subscriber in subscription order, the failure counts read at one instant (under their
+        lock): what ``DatabaseConnection.metrics`` reports; read, never counted here."""
+        live = [(s.reporter, s.ref(), s.dropped) for s in self._subs if not s.dead]
+        with self._failures.lock:
+            total = self._failures.count
+            counts = [reporter.count for reporter, _, _ in live]
+        found = [
+            (reporter, observer, count, dropped)
+            for (reporter, observer, dropped), count in zip(live, counts, strict=True)
+            if observer is not None
+        ]
+        return total, tuple(found)
 
     @property
     def failures(self) -> int:

@@ -36,6 +36,7 @@ durable ones ``name``, refusals ``reason``.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -203,23 +204,49 @@ def instrument(source: MetricsSource, meter_provider: MeterProvider | None = Non
     from notipipe._version import __version__
 
     meter = otel.get_meter("notipipe", __version__, meter_provider)
-    for family in samples(_EMPTY):
+    collection = _Collection(source)
+    for i, family in enumerate(samples(_EMPTY)):
         make = meter.create_observable_counter if family.kind == "counter" else meter.create_observable_gauge
-        observe = _callback(source, family.otel)
+        observe = _callback(collection, family.otel, first=i == 0)
         make(family.otel, callbacks=[observe], unit=family.unit, description=family.help)
 
 
-def _callback(source: MetricsSource, otel_name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+class _Collection:
+    """One snapshot for all the instruments of a collection: OpenTelemetry calls their callbacks
+    one by one, in the order the instruments were made, so the first one takes the snapshot and
+    the others read it. A collection's figures then agree with each other (committed never
+    above saved), and the database is asked for its durable names' lag once."""
+
+    def __init__(self, source: MetricsSource) -> None:
+        self._source = source
+        self._lock = threading.Lock()  # two readers may collect at once
+        self._families: dict[str, Family] | None = None
+
+    def take(self) -> None:
+        families = {family.otel: family for family in samples(self._source.metrics())}
+        with self._lock:
+            self._families = families
+
+    def family(self, otel_name: str) -> Family | None:
+        with self._lock:
+            families = self._families
+        if families is None:
+            self.take()
+            return self.family(otel_name)
+        return families.get(otel_name)
+
+
+def _callback(
+    collection: _Collection, otel_name: str, *, first: bool
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
     from opentelemetry.metrics import Observation
 
-    # Each instrument reads a snapshot of its own (OpenTelemetry calls them one by one); only
-    # the durable ones ask the database for its names' lag.
-    durable = otel_name.startswith("notipipe.durable.")
-
     def observe(_: CallbackOptions) -> Sequence[Observation]:
-        for family in samples(source.metrics(durable=durable)):
-            if family.otel == otel_name:
-                return [Observation(value, dict(labels)) for labels, value in family.samples]
-        return []
+        if first:
+            collection.take()
+        family = collection.family(otel_name)
+        if family is None:
+            return []
+        return [Observation(value, dict(labels)) for labels, value in family.samples]
 
     return observe

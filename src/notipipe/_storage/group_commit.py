@@ -110,11 +110,13 @@ class _Started:
 
     __slots__ = ("batch", "built", "rows", "taken")
 
-    def __init__(self, batch: list[object], rows: list[Row | None], built: dict[int, BaseException]) -> None:
+    def __init__(
+        self, batch: list[object], rows: list[Row | None], built: dict[int, BaseException], taken: float
+    ) -> None:
         self.batch = batch
         self.rows = rows
         self.built = built
-        self.taken = time.monotonic()  # the commit latency is timed from here
+        self.taken = taken  # when the writer took the batch: the commit latency is timed from then
 
 
 #: The largest id either backend stores (SQLite's row id, PostgreSQL's bigint).
@@ -288,7 +290,9 @@ class GroupCommitStore(ABC):
                 saved=self._enqueued,
                 committed=self._stored,
                 refused=self._refused_rows,
-                pending=self._enqueued - self._committed,
+                # Not ``pending`` (below): a committed batch stays there until its after_commit
+                # observers have heard of it, and would be counted twice.
+                pending=self._enqueued - self._stored - self._refused_rows,
                 batches=self._batches,
                 commit_seconds=self._commit_times.snapshot(),
             )
@@ -641,12 +645,13 @@ class GroupCommitStore(ABC):
 
     def _start(self, batch: list[object]) -> _Started:
         """The batch's rows; an overlapping backend starts sending them."""
+        taken = time.monotonic()
         rows, built = self._rows(batch)
         self._before_write()
         if self._overlap:
             with self._write_lock:
                 self._start_write(rows, dict(built))
-        return _Started(batch, rows, built)
+        return _Started(batch, rows, built, taken)
 
     def _commit(self, batch: list[object]) -> tuple[list[object], list[int]] | None:
         """Commit ``batch``: see ``_finish``."""

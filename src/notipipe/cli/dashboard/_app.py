@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from notipipe import MAX_ID, Publisher, StoredMessage
+from notipipe import MAX_ID, NotipipeError, Publisher, StoredMessage
 from notipipe.cli.dashboard._access import Access, HostGuard
 from notipipe.cli.dashboard._browser import BrowserFeed, Send
 from notipipe.cli.dashboard._feed import (
@@ -267,17 +267,20 @@ class Dashboard:
 
     def follower_lag(self) -> int | None:
         """How many alerts are stored after the last one the follower has read (None: no
-        follower, or it has not counted the stored alerts yet). Reads the database: call it off
-        the event loop."""
+        follower, it has not counted the stored alerts yet, or the database cannot be read now,
+        which the follower reports itself). Reads the database: call it off the event loop."""
         totals = self._totals
         upto = None if totals is None else totals.upto()
         if upto is None:
             return None
-        newest = self.db.last(1)
-        if not newest or newest[-1].id <= upto:
-            return 0
-        # Counted, not subtracted: ids need not be consecutive (NATS, deleted rows).
-        return self.db.count_between(upto, newest[-1].id)
+        try:
+            newest = self.db.last(1)
+            if not newest or newest[-1].id <= upto:
+                return 0
+            # Counted, not subtracted: ids need not be consecutive (NATS, deleted rows).
+            return self.db.count_between(upto, newest[-1].id)
+        except NotipipeError:
+            return None
 
     def status(self) -> dict[str, object]:
         """What ``/status`` answers: the browsers, how far behind each is, the bounds."""

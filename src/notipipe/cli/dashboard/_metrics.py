@@ -46,6 +46,9 @@ def metrics_endpoint(
     """The ``/metrics`` endpoint: ``source.metrics()`` (the served connection's) and the
     dashboard's stored totals, follower lag and browsers, as Prometheus text."""
     registry: list[CollectorRegistry] = []  # made at the first scrape, then kept
+    # One scrape at a time: a scrape may read the database (durable lag, the follower's lag),
+    # and scrapers that overlap must not pile those reads up on the threads browsers need.
+    one_at_a_time = asyncio.Lock()
 
     async def endpoint(_: Request) -> Response:
         try:
@@ -55,7 +58,8 @@ def metrics_endpoint(
             return PlainTextResponse(text, status_code=501)
         if not registry:
             registry.append(_registry(dashboard, source))
-        body = await asyncio.to_thread(generate_latest, registry[0])
+        async with one_at_a_time:
+            body = await asyncio.to_thread(generate_latest, registry[0])
         return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"cache-control": "no-store"})
 
     return endpoint
