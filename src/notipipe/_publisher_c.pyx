@@ -53,7 +53,7 @@ cdef extern from "Python.h":
 from notipipe._async import _IDLE_TURNS, _Batch, _message_of, finish_awaiting
 from notipipe._failures import Failures, log_observer_error
 from notipipe._fanout import FREE_THREADED, PerThread, install
-from notipipe._subscriptions import Purge, make_subscription
+from notipipe._subscriptions import Purge, make_subscription, observer_counts
 
 __all__ = ["Publisher", "log_observer_error"]
 
@@ -345,17 +345,8 @@ cdef class Publisher:
         raise ValueError(f"{observer!r} is not subscribed")
 
     def _observer_counts(self):
-        """See ``_publisher_py``."""
-        live = [(s.reporter, s.ref(), s.dropped) for s in self._read_subs() if not s.dead]
-        with self._failures.lock:
-            total = self._failures.count
-            counts = [reporter.count for reporter, _, _ in live]
-        found = [
-            (reporter, observer, count, dropped)
-            for (reporter, observer, dropped), count in zip(live, counts)
-            if observer is not None
-        ]
-        return total, tuple(found)
+        """See ``_subscriptions.observer_counts``."""
+        return observer_counts(self._read_subs(), self._failures)
 
     # -- delivery ------------------------------------------------------------------------------
 

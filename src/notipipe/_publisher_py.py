@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from notipipe._failures import Failures, ObserverFailures, log_observer_error
 from notipipe._fanout import FREE_THREADED, PerThread, install, make_entry_points
 from notipipe._protocols import AsyncObserver, ErrorHandler, Observer, Overflow
-from notipipe._subscriptions import Purge, Subscription, make_subscription
+from notipipe._subscriptions import Purge, Subscription, make_subscription, observer_counts
 
 __all__ = ["Publisher", "log_observer_error"]
 
@@ -186,19 +186,8 @@ class Publisher[T]:
         raise ValueError(f"{observer!r} is not subscribed")
 
     def _observer_counts(self) -> tuple[int, tuple[tuple[ObserverFailures, object, int, int], ...]]:
-        """The publisher's failures, and ``(reporter, observer, failures, dropped)`` of each current
-        subscriber in subscription order, the failure counts read at one instant (under their
-        lock): what ``DatabaseConnection.metrics`` reports; read, never counted here."""
-        live = [(s.reporter, s.ref(), s.dropped) for s in self._subs if not s.dead]
-        with self._failures.lock:
-            total = self._failures.count
-            counts = [reporter.count for reporter, _, _ in live]
-        found = [
-            (reporter, observer, count, dropped)
-            for (reporter, observer, dropped), count in zip(live, counts, strict=True)
-            if observer is not None
-        ]
-        return total, tuple(found)
+        """See ``_subscriptions.observer_counts``."""
+        return observer_counts(self._subs, self._failures)
 
     @property
     def failures(self) -> int:

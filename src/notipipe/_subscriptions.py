@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from notipipe._async import AsyncDelivery
@@ -98,11 +98,6 @@ class Subscription:
     @property
     def dropped(self) -> int:
         return 0 if self.delivery is None else self.delivery.dropped
-
-    @property
-    def failures(self) -> int:
-        """How many of this observer's ``update`` calls have raised."""
-        return self.reporter.count
 
 
 class _WeakCall:
@@ -200,3 +195,22 @@ def make_subscription(
         subscription.update = update
         subscription.update_many = update_many
     return subscription
+
+
+def observer_counts(
+    subs: Iterable[Subscription], failures: Failures
+) -> tuple[int, tuple[tuple[ObserverFailures, object, int, int], ...]]:
+    """A publisher's failures, and ``(reporter, observer, failures, dropped)`` of each of its
+    current subscribers (``subs``, in subscription order), the failure counts read at one
+    instant (under their lock): what ``DatabaseConnection.metrics`` reports, for both twins'
+    ``Publisher._observer_counts``; read, never counted here."""
+    live = [(s.reporter, s.ref(), s.dropped) for s in subs if not s.dead]
+    with failures.lock:
+        total = failures.count
+        counts = [reporter.count for reporter, _, _ in live]
+    found = [
+        (reporter, observer, count, dropped)
+        for (reporter, observer, dropped), count in zip(live, counts, strict=True)
+        if observer is not None
+    ]
+    return total, tuple(found)
