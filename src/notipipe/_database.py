@@ -287,24 +287,24 @@ class DatabaseCore:
                 self._refused("invalid", len(batch))
                 raise
         if self._config.options.deliver == "immediate":
-            try:
-                (self._store or self._open()).put_many(batch)
-            except StorageError as error:
-                self._refused(_reason(error), len(batch))
-                raise
+            self._put_many(batch)
             self.notify_many(batch)
             if durable:
                 self._open().flush()
             return len(batch)
         with waiting_on_writer():  # as in save()
-            try:
-                (self._store or self._open()).put_many(batch)
-            except StorageError as error:
-                self._refused(_reason(error), len(batch))
-                raise
+            self._put_many(batch)
             if durable:
                 self._open().flush()
         return len(batch)
+
+    def _put_many(self, batch: list[Message]) -> None:
+        """Queue a batch for the writer; one the store does not take is counted as refused."""
+        try:
+            (self._store or self._open()).put_many(batch)
+        except StorageError as error:
+            self._refused(_reason(error), len(batch))
+            raise
 
     def _refused(self, reason: str, n: int) -> None:
         with self._config_lock:

@@ -99,7 +99,7 @@ def samples(m: Metrics) -> list[Family]:
                "Alerts refused, by reason (invalid, closed, failing, database)",
                tuple(((("reason", r),), n) for r, n in m.refused)),
         Family("notipipe_queue_depth", "notipipe.queue.depth", "gauge", "{alert}",
-               "Alerts saved and not yet committed", _one(m.pending)),
+               "Alerts saved, neither committed nor refused", _one(m.pending)),
         Family("notipipe_batches_committed", "notipipe.batches.committed", "counter", "{batch}",
                "Transactions committed by the writer", _one(m.batches)),
         Family(f"{_HISTOGRAM}_bucket", "notipipe.commit.duration.bucket", "counter", "{batch}",
