@@ -207,6 +207,30 @@ def test_a_registered_kind_round_trips_through_every_read_path(impl: Impl, targe
     assert db.count_by_kind() == {"email": 1, "sms": 1, push.kind: 2, page.kind: 2}  # type: ignore[attr-defined]
 
 
+
+def test_a_kind_registered_after_a_batch_was_saved_is_saved_too(impl: Impl, tmp_path: Path) -> None:
+    # save_many checks a batch's classes against the storable ones it last saw, made again after
+    # a registration: a kind registered later is taken, a class never registered still refused.
+    push, _ = _kinds()
+    drop(impl.DatabaseConnection)
+    db = impl.DatabaseConnection(str(tmp_path / "later.db"))
+    try:
+        assert db.save_many([push("a"), impl.SMSMessage("+15550001000", "b")]) == 2
+        _, page = _kinds()
+        assert db.save_many([page("c"), page("d")]) == 2
+
+        @dataclass(frozen=True, slots=True)
+        class Unregistered(BaseMessage):
+            who: str = ""
+
+        with pytest.raises(TypeError, match="cannot store Unregistered"):
+            db.save_many([page("e"), Unregistered("f")])
+        db.flush()
+        assert [m.who for m in db.last(2)] == ["c", "d"]  # type: ignore[attr-defined]
+    finally:
+        drop(impl.DatabaseConnection)
+
+
 def test_a_kind_this_process_never_registered_reads_as_a_stored_alert(impl: Impl, target: Target) -> None:
     db = impl.DatabaseConnection(target.url)
     durable = Seen()

@@ -27,7 +27,7 @@ from notipipe._limits import ID_LIMIT, TIME_LIMIT, id_range_error
 from notipipe._metrics import REFUSAL_REASONS, DurableLag, Metrics, StoreCounters, observer_labels
 from notipipe._protocols import Message, Observer
 from notipipe._retention import Retention, interval_for
-from notipipe._select import EmailMessage, Publisher, SMSMessage, all_of_types
+from notipipe._select import EmailMessage, Publisher, SMSMessage, all_of_types, kind_rows
 from notipipe._singleton import ThreadSafeSingletonMeta
 from notipipe._storage.backend import check_durable_name
 from notipipe._storage.group_commit import GroupCommitStore, Row
@@ -57,7 +57,7 @@ _ROWS: frozenset[type] = frozenset(
 def _to_rows(batch: list[Any]) -> list[Row]:
     # Each message class builds its own row (in C for the compiled twin): the writer thread
     # spends its time in SQLite, not here. Only storable messages are queued (_check_storable).
-    return [m._row() for m in batch]
+    return kind_rows(batch)  # type: ignore[no-any-return]
 
 
 def _check_storable(message: object) -> None:
@@ -69,10 +69,20 @@ def _check_storable(message: object) -> None:
         )
 
 
+#: The registered kinds' classes last seen, and those with ``_ROWS``'s.
+_storable: tuple[frozenset[type], frozenset[type]] = (frozenset(), _ROWS)
+
+
 def _all_storable(batch: list[Message]) -> bool:
-    # Each class of the batch looked up once, not each message checked: a registered kind's batch
-    # is saved at the built-ins' cost.
-    return all(cls in _ROWS or _kinds.is_storable(cls) for cls in set(map(type, batch)))
+    # The batch's types checked in C against every storable class (made again only after a
+    # registration): a registered kind's batch is saved at the built-ins' cost.
+    global _storable  # a tuple replaced whole: a reader sees an old one or the new
+    registered, storable = _storable
+    now = _kinds.storable_classes()
+    if now is not registered:
+        storable = now | _ROWS
+        _storable = (now, storable)
+    return all_of_types(batch, storable)
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,6 +182,9 @@ class KindSpec:
 _PREPARED: dict[type, KindSpec] = {}
 _BY_CLASS: dict[type, KindSpec] = {}
 _BY_NAME: dict[str, KindSpec] = {}
+#: ``_BY_CLASS``'s classes, made again at each registration: a batch's types are checked against
+#: it in C (``all_of_types``), and a reader never sees it half made.
+_STORABLE: frozenset[type] = frozenset()
 _LOCK = threading.Lock()
 
 
@@ -193,6 +196,11 @@ def spec_of(name: str) -> KindSpec | None:
 def is_storable(cls: type) -> bool:
     """Whether instances of ``cls`` (a registered kind) can be saved."""
     return cls in _BY_CLASS
+
+
+def storable_classes() -> frozenset[type]:
+    """The registered kinds' classes (the same set until the next registration)."""
+    return _STORABLE
 
 
 def with_id(message: object, stored_id: int) -> object:
@@ -210,6 +218,7 @@ def prepare(name: str, cls: object, install: Installer, *, replace: bool = False
     and row, and make it the class the store reads ``name``'s rows as. ``TypeError``/``ValueError``
     naming the class and the field for a class that cannot be one; a name another class is
     stored under needs ``replace=True``."""
+    global _STORABLE  # replaced whole, under _LOCK
     if not isinstance(cls, type):
         raise TypeError(
             f"{cls!r} cannot be registered as a message kind: it is not a class "
@@ -235,6 +244,7 @@ def prepare(name: str, cls: object, install: Installer, *, replace: bool = False
                 "pass replace=True to read its rows as another class"
             )
         _BY_CLASS[cls] = spec
+        _STORABLE = frozenset(_BY_CLASS)
         _BY_NAME[name] = spec
         return spec
 

@@ -39,7 +39,7 @@ from notipipe._kinds import (
 )
 from notipipe._limits import ID_LIMIT, MAX_PRIORITY, MIN_PRIORITY
 
-__all__ = ["install"]
+__all__ = ["install", "rows"]
 
 
 def install(name: str, cls: type, fields: tuple[_Field, ...]) -> Callable[[Any, int], Any]:
@@ -179,6 +179,12 @@ def _encoded(f: _Field) -> str:
     if f.optional:
         return "{" + {str: "_n_enc", int: "_n_int", float: "_n_float", bool: "_n_bool"}[f.type] + f"({v})}}"
     return {str: f"{{_enc({v})}}", int: f"{{{v}}}", float: f"{{{v}!r}}", bool: f"{{_BOOL[{v}]}}"}[f.type]
+
+
+def rows(batch: list[Any]) -> list[Any]:
+    """The store's row of each message of ``batch``, in order: what its class's ``_row`` gives
+    (an error from one is raised as it is)."""
+    return [m._row() for m in batch]
 
 
 def _row_source(name: str, fields: tuple[_Field, ...]) -> str:

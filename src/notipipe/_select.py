@@ -19,6 +19,7 @@ __all__ = [
     "SMSMessage",
     "all_of_types",
     "install_kind",
+    "kind_rows",
 ]
 
 NO_EXTENSIONS: bool = (
@@ -28,6 +29,7 @@ NO_EXTENSIONS: bool = (
 if TYPE_CHECKING:
     from notipipe._batch_py import all_of_types
     from notipipe._kinds_py import install as install_kind
+    from notipipe._kinds_py import rows as kind_rows
     from notipipe._messages_py import EmailMessage, SMSMessage
     from notipipe._publisher_py import Publisher
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 elif NO_EXTENSIONS:
     from notipipe._batch_py import all_of_types
     from notipipe._kinds_py import install as install_kind
+    from notipipe._kinds_py import rows as kind_rows
     from notipipe._messages_py import EmailMessage, SMSMessage
     from notipipe._publisher_py import Publisher
 
@@ -43,11 +46,13 @@ else:
     try:
         from notipipe._batch_c import all_of_types
         from notipipe._kinds_c import install as install_kind
+        from notipipe._kinds_c import rows as kind_rows
         from notipipe._messages_c import EmailMessage, SMSMessage
         from notipipe._publisher_c import Publisher
     except ImportError:  # not built here (e.g. a source checkout): the twins behave the same
         from notipipe._batch_py import all_of_types
         from notipipe._kinds_py import install as install_kind
+        from notipipe._kinds_py import rows as kind_rows
         from notipipe._messages_py import EmailMessage, SMSMessage
         from notipipe._publisher_py import Publisher
 

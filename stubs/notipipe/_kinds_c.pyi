@@ -5,6 +5,7 @@ from typing import Any
 
 from notipipe._kinds import _Field
 
-__all__ = ["install"]
+__all__ = ["install", "rows"]
 
 def install(name: str, cls: type, fields: tuple[_Field, ...]) -> Callable[[Any, int], Any]: ...
+def rows(batch: list[Any]) -> list[Any]: ...

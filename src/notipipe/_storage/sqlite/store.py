@@ -250,7 +250,7 @@ class MessageStore(GroupCommitStore):
         whose row cannot be built is refused alone."""
         if all_of_types(batch, _READ_FROM_FIELDS):
             return batch, {}  # type: ignore[return-value]
-        if _READ_FROM_FIELDS.isdisjoint(set(map(type, batch))):
+        if _READ_FROM_FIELDS.isdisjoint(map(type, batch)):
             return super()._rows(batch)  # none is read from its fields: no places to keep
         others = [i for i, m in enumerate(batch) if type(m) is not EmailMessage and type(m) is not SMSMessage]
         rows, refused = super()._rows([batch[i] for i in others])
