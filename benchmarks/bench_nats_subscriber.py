@@ -302,7 +302,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--alerts", type=int, default=500_000, help="backlog drained (default 500,000)")
     parser.add_argument("--repeats", type=int, default=3, help="drains per figure, median kept (default 3)")
-    parser.add_argument("--writers", type=int, default=4, help="writer processes (default 4)")
+    parser.add_argument(
+        "--writers", type=int, default=4, help="writer processes of the lag run (default 4; 0: no lag run)"
+    )
     parser.add_argument(
         "--rate", type=float, default=25_000, help="alerts/s per writer (default 25,000; 0: unpaced)"
     )
@@ -311,6 +313,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
     parser.add_argument("--writer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.writers < 0 or args.alerts < 1 or args.repeats < 1 or args.each < 1:
+        parser.error("--writers must be 0 or more; --alerts, --repeats and --each 1 or more")
     if args.writer:
         writer(target(args.server), args.each, args.rate)
         return
@@ -322,7 +326,7 @@ def main() -> None:
         server_url = args.server or server.url
         create_stream(server_url)
         rates, rounds = drain_rates(server_url, args.alerts, args.repeats)
-        figures = lag_run(server_url, args.each, args.writers, args.rate)
+        figures = lag_run(server_url, args.each, args.writers, args.rate) if args.writers else {}
     finally:
         if server is not None:
             server.stop()
@@ -340,6 +344,8 @@ def main() -> None:
     shown = ", ".join(f"{r:.0%}" for r in rounds)
     median = statistics.median(rounds)
     print(f"notipipe / raw: decode_messages, update, round by round: {shown} (median {median:.0%})")
+    if not figures:
+        return
     print()
     print(f"| while {args.writers} writer processes save | value |")
     print("|---|---:|")
