@@ -1183,13 +1183,18 @@ class CancelsItself(Recorder):
     def __init__(self, expected: int, then_await: bool) -> None:
         super().__init__(expected)
         self.then_await = then_await
+        #: ``cancelling()`` of the drain's task as each other update starts: the request made
+        #: on message 1 is withdrawn once handled, so 0 each time (a timeout there works).
+        self.cancelling: list[int] = []
 
     async def update(self, message: Any, /) -> None:
-        if message != 1:
-            await super().update(message)
-            return
         task = asyncio.current_task()
         assert task is not None
+        if message != 1:
+            self.cancelling.append(task.cancelling())
+            await asyncio.sleep(0)  # a request still pending would come here
+            await super().update(message)
+            return
         task.cancel()
         if self.then_await:
             await asyncio.sleep(0)  # the CancelledError comes here
@@ -1226,6 +1231,7 @@ def test_an_observer_that_cancels_its_own_task_is_counted_and_the_queue_drains(
         assert observer.got == [0, 1, 2, 3, 4]
         assert errors == []
     assert dropped == 0
+    assert observer.cancelling == [0, 0, 0, 0]
     assert drains == []  # the drain found the queue empty and ended, not cancelled
 
 
