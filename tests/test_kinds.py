@@ -622,7 +622,8 @@ def test_the_rows_of_a_batch_are_each_class_s_own_row(impl: Impl, factory: Any) 
     batch = [push("a", "t", priority=4), impl.SMSMessage("+15550001000", "b"), push("c"), push("d")]
     made = rows(batch)
     assert made == [m._row() for m in batch]
-    assert json.loads(made[0][5])["fields"] == {**json.loads(made[2][5])["fields"], "device": "a", "title": "t"}
+    own = json.loads(made[0][5])["fields"]
+    assert (own["device"], own["title"]) == ("a", "t")
     if impl.name == "c":
         assert not gc.is_tracked(made[0])
 
