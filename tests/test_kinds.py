@@ -612,7 +612,6 @@ def test_a_class_changed_after_registration_is_called_as_it_says_now(impl: Impl,
     assert calls == ["init"]
 
 
-
 def test_the_rows_of_a_batch_are_each_class_s_own_row(impl: Impl, factory: Any) -> None:
     # The writer's rows of a batch (``rows``): a kind's row as its ``_row`` gives it, built-ins
     # and kinds mixed, in order; the compiled twin makes a kind's in C, untracked by the GC.

@@ -207,7 +207,6 @@ def test_a_registered_kind_round_trips_through_every_read_path(impl: Impl, targe
     assert db.count_by_kind() == {"email": 1, "sms": 1, push.kind: 2, page.kind: 2}  # type: ignore[attr-defined]
 
 
-
 def test_a_kind_registered_after_a_batch_was_saved_is_saved_too(impl: Impl, tmp_path: Path) -> None:
     # save_many checks a batch's classes against the storable ones it last saw, made again after
     # a registration: a kind registered later is taken, a class never registered still refused.
