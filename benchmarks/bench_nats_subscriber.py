@@ -313,13 +313,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
     parser.add_argument("--writer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.writers < 0 or args.alerts < 1 or args.repeats < 1 or args.each < 1:
-        parser.error("--writers must be 0 or more; --alerts, --repeats and --each 1 or more")
+    if args.writers < 0 or args.rate < 0 or args.alerts < 1 or args.repeats < 1 or args.each < 1:
+        parser.error("--writers and --rate must be 0 or more; --alerts, --repeats and --each 1 or more")
     if args.writer:
         writer(target(args.server), args.each, args.rate)
         return
     if args.quick:
-        args.alerts, args.repeats, args.writers, args.each = 3000, 1, 1, 3000
+        args.alerts, args.repeats, args.writers, args.each = 3000, 1, min(args.writers, 1), 3000
     before = load()
     server: Any = None if args.server else start_server()
     try:

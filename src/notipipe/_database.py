@@ -55,9 +55,10 @@ _ROWS: frozenset[type] = frozenset(
 
 
 def _to_rows(batch: list[Any]) -> list[Row]:
-    # Each message class builds its own row (in C for the compiled twin): the writer thread
-    # spends its time in SQLite, not here. Only storable messages are queued (_check_storable).
-    return kind_rows(batch)  # type: ignore[no-any-return]
+    # Each message's row as its class makes it (a registered kind's in one C loop on the compiled
+    # twin): the writer thread spends its time in the database, not here. Only storable messages
+    # are queued (save and save_many check them).
+    return kind_rows(batch)
 
 
 def _check_storable(message: object) -> None:
@@ -70,18 +71,18 @@ def _check_storable(message: object) -> None:
 
 
 #: The registered kinds' classes last seen, and those with ``_ROWS``'s.
-_storable: tuple[frozenset[type], frozenset[type]] = (frozenset(), _ROWS)
+_storable_cache: tuple[frozenset[type], frozenset[type]] = (frozenset(), _ROWS)
 
 
 def _all_storable(batch: list[Message]) -> bool:
     # The batch's types checked in C against every storable class (made again only after a
     # registration): a registered kind's batch is saved at the built-ins' cost.
-    global _storable  # a tuple replaced whole: a reader sees an old one or the new
-    registered, storable = _storable
+    global _storable_cache  # a tuple replaced whole: a reader sees an old one or the new
+    registered, storable = _storable_cache
     now = _kinds.storable_classes()
     if now is not registered:
         storable = now | _ROWS
-        _storable = (now, storable)
+        _storable_cache = (now, storable)
     return all_of_types(batch, storable)
 
 

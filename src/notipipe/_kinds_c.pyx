@@ -12,7 +12,9 @@ class's, for what the C path leaves to them), then gives the class:
   case (an unusual call, a value the pure twin converts or refuses, a default factory) is handed
   to ``type.__call__``, which runs the generated ``__init__``: the errors are the pure twin's
   own, by construction;
-* a compiled ``_row``: the same row, its JSON text written in C.
+* a compiled ``_row``: the same row, its JSON text written in C; ``rows(batch)``, the writer's
+  rows of a batch, makes an installed kind's in C without calling its ``_row`` (unless the class
+  changed since, as for the constructor).
 
 The table is built completely before ``tp_vectorcall`` is set and never changes afterwards (a
 class is installed once): free threads only read it. A class whose attributes change after
@@ -582,7 +584,9 @@ cdef object _row_of(_Kind k, object message):
     row = (k.name, <object>created_at, <object>priority, "", "", text)
     # Texts and numbers only, as CPython leaves such tuples untracked at their first collection:
     # the writer's rows, made a batch at a time, would otherwise fill every young generation.
-    _untrack(<PyObject*>row)
+    # (The two common fields are checked here too: a value set past the constructor may be any.)
+    if type(<object>created_at) is float and type(<object>priority) is int:
+        _untrack(<PyObject*>row)
     return row
 
 
@@ -607,7 +611,7 @@ cdef int _fields_text(_Kind k, PyObject* o, _Buffer* b) noexcept:
     return -2 if _append(b, "}}", 2) < 0 else 0
 
 
-def rows(list batch):
+def rows(batch):
     # A kind this twin installed has its row made here, not through its ``_row`` method (a call
     # per alert, which the writer would make by the million); a class changed since, or any
     # other message, is asked for its ``_row``.

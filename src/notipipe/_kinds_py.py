@@ -9,6 +9,8 @@ source text (with a ``linecache`` entry, so tracebacks show their lines), as att
 * ``_row``: the store's row ``(kind, created_at, priority, "", "", encoded)``, the kind's own
   fields encoded as the versioned JSON object ``{"v": 1, "fields": {...}}`` in the body column.
 
+``rows(batch)`` is the writer's rows of a batch: each message's ``_row()``.
+
 This module is the type truth and the behaviour's: the compiled twin installs these same
 functions, then calls the class through C where the call and its values are the common case.
 """

@@ -59,8 +59,9 @@ cdef extern from "Python.h":
 
 cdef extern from *:
     """
-    /* A slot's value, read as the slot's member descriptor reads it (atomically where threads
-       run at once), not counted: only compared with a known object. */
+    /* A slot's value, read atomically where threads run at once (relaxed, as the attribute it
+       stands for is read without a lock: a hint), not counted: only compared with a known
+       object. */
     #if PY_VERSION_HEX >= 0x030D0000
     #define notipipe_slot_peek(o, offset) \
         ((PyObject *)_Py_atomic_load_ptr_relaxed((PyObject **)((char *)(o) + (offset))))
@@ -149,20 +150,30 @@ cdef int _first_step(object coro, PyObject **yielded) except -1:
     return 1
 
 
-cdef Py_ssize_t _slot_offset(object cls, str name) except -2:
-    """Where instances of ``cls`` keep the slot ``name`` (a ``__slots__`` entry), or -1 if the
-    attribute is anything else (the drain then reads it as an attribute)."""
-    for base in cls.__mro__:
-        descriptor = base.__dict__.get(name)
-        if descriptor is not None:
-            break
-    else:
-        return -1
-    if type(descriptor) is not MemberDescriptorType:
-        return -1
-    cdef PyMemberDef* member = (<PyMemberDescrObject*>descriptor).d_member
-    return member.offset if member.type == Py_T_OBJECT_EX else -1
+cdef dict _offsets = {}  # (class, name): _slot_offset's answer, found once per class
 
+
+cdef Py_ssize_t _slot_offset(object cls, str name) except -2:
+    """Where instances of ``cls`` keep the slot ``name`` (a ``__slots__`` entry of ``cls`` or a
+    base, read as ``getattr`` would), or -1 if the attribute is anything else (the drain then
+    reads it as an attribute)."""
+    key = (cls, name)
+    found = _offsets.get(key)
+    if found is not None:
+        return <Py_ssize_t>found
+    cdef Py_ssize_t offset = -1
+    cdef PyMemberDef* member
+    if cls.__getattribute__ is object.__getattribute__:
+        for base in cls.__mro__:
+            if name in base.__dict__:
+                descriptor = base.__dict__[name]
+                if type(descriptor) is MemberDescriptorType and issubclass(cls, descriptor.__objclass__):
+                    member = (<PyMemberDescrObject*>descriptor).d_member
+                    if member.type == Py_T_OBJECT_EX:
+                        offset = member.offset
+                break
+    _offsets[key] = offset
+    return offset
 
 
 # The objects the two slots hold when there is nothing to attend to (the int 0 is the cached one).
