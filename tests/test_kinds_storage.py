@@ -225,7 +225,7 @@ def test_a_kind_registered_after_a_batch_was_saved_is_saved_too(impl: Impl, tmp_
         with pytest.raises(TypeError, match="cannot store Unregistered"):
             db.save_many([page("e"), Unregistered("f")])
         db.flush()
-        assert [m.who for m in db.last(2)] == ["c", "d"]  # type: ignore[attr-defined]
+        assert [m.who for m in db.last(2)] == ["c", "d"]
     finally:
         drop(impl.DatabaseConnection)
 
