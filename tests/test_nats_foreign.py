@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from notipipe._storage.nats.client import NatsClient, parse_target
+from notipipe._storage.nats.reader import stream_missing
 from tests._processes import wait_until
 from tests.conftest import Impl, drop
 
@@ -118,3 +119,30 @@ def test_a_message_that_is_no_chunk_is_logged_once_and_skipped_by_every_reader(
     subscriptions = _cli("subscriptions", "--db", nats_url)
     assert subscriptions.returncode == 0, subscriptions.stderr
     assert "audit" in subscriptions.stdout, subscriptions.stdout
+
+
+def _stream_missing(url: str) -> bool:
+    client = NatsClient(parse_target(url), "the test")
+    client.connect(make_stream=False)
+    try:
+        return stream_missing(client)
+    finally:
+        client.close()
+
+
+def test_a_reading_command_on_a_stream_that_does_not_exist_makes_none(nats_url: str) -> None:
+    # As for a file: a mistyped stream is named as no such database, and no empty stream is left
+    # under the mistyped name (it made one before).
+    assert _stream_missing(nats_url)
+    for command in ("stats", "tail"):
+        result = _cli(command, "--db", nats_url)
+        assert result.returncode == 1, result
+        said = result.stderr
+        assert re.search(rf"notipipe {command}: error: nats://.*: no such database", said), said
+        assert "Traceback" not in said
+    assert _stream_missing(nats_url)
+    _cli("run", "--alerts", "10", "--db", nats_url)  # made by a write
+    assert not _stream_missing(nats_url)
+    stats = _cli("stats", "--db", nats_url)
+    assert stats.returncode == 0, stats.stderr
+    assert "alerts: 10" in stats.stdout, stats.stdout

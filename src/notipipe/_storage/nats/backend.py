@@ -10,7 +10,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final, cast
 
-from notipipe._storage.nats.client import import_nats, is_nats_url, parse_target, redact
+from notipipe._errors import NotipipeError
+from notipipe._storage.nats.client import NatsClient, import_nats, is_nats_url, parse_target, redact
 from notipipe._storage.urls import lower_scheme
 
 if TYPE_CHECKING:
@@ -55,7 +56,25 @@ class NatsBackend:
         import_nats()
 
     def exists(self, target: str) -> bool:
-        return True  # a reader finds what the stream holds; a missing stream is made empty
+        # A reading command must not make an empty stream under a mistyped name, so the server is
+        # asked. A server that cannot be reached counts as holding it: the command then meets the
+        # outage as it would have (a server that answers and refuses us is reported now).
+        from notipipe._storage.nats.reader import stream_missing  # as open() imports the store: when used
+
+        client = NatsClient(parse_target(target), "notipipe")
+        try:
+            try:
+                client.connect(make_stream=False)
+            except NotipipeError:
+                raise
+            except Exception:  # noqa: BLE001 - not reachable now: an outage, not an answer
+                return True
+            try:
+                return not stream_missing(client)
+            except Exception:  # noqa: BLE001 - no answer: as above
+                return True
+        finally:
+            client.close()
 
     def open(
         self,

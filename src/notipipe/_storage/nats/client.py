@@ -307,10 +307,10 @@ class NatsClient:
                 self._thread.start()
             return self._loop
 
-    def connect(self, timeout: float = REQUEST_TIMEOUT) -> None:
+    def connect(self, timeout: float = REQUEST_TIMEOUT, *, make_stream: bool = True) -> None:
         """Connect once (idempotent). Raises nats-py's errors if the server cannot be reached,
         ``ServerTooOldError``/``StreamMismatchError``/``ConfigurationError`` if it answers and
-        cannot be used."""
+        cannot be used. ``make_stream=False``: the stream is neither made nor checked."""
         with self._connecting:
             if self._nc is not None:
                 return
@@ -321,7 +321,8 @@ class NatsClient:
                 check_version(self.server_version, self.target.address)
                 self.max_payload = int(nc.max_payload)
                 js = nc.jetstream(timeout=REQUEST_TIMEOUT)
-                self.call(lambda: self._ensure_stream(js), timeout + 1)
+                if make_stream:
+                    self.call(lambda: self._ensure_stream(js), timeout + 1)
             except BaseException:
                 self.call(nc.close, timeout)
                 raise

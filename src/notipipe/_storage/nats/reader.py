@@ -152,6 +152,18 @@ def stream_info(client: NatsClient) -> dict[str, Any] | None:
     return None if "error" in info else info
 
 
+#: JetStream's error code for "stream not found".
+STREAM_NOT_FOUND: Final = 10059
+
+
+def stream_missing(client: NatsClient) -> bool:
+    """Whether the server says the stream does not exist (an unanswered ask raises)."""
+    subject = f"$JS.API.STREAM.INFO.{client.target.stream}"
+    reply = client.call(lambda: client.nc.request(subject, b"", timeout=REQUEST_TIMEOUT))
+    info: dict[str, Any] = json.loads(reply.data or b"{}")
+    return bool((info.get("error") or {}).get("err_code") == STREAM_NOT_FOUND)
+
+
 def stream_created(client: NatsClient) -> str | None:
     """When the stream was created (a stream made again has a later time; None: not known now)."""
     info = stream_info(client)
