@@ -12,6 +12,7 @@ refuses the connection for good is an error at once.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from notipipe._errors import StorageError
+from tests._pg_rows import Seen
 from tests._pg_server import PgCluster
 from tests._pg_util import as_url, exactly_once, query, until
 from tests._processes import wait_forked, wait_until
@@ -106,6 +108,30 @@ def test_a_not_null_column_added_by_another_tool_keeps_the_alerts(
     assert len(_records(caplog, logging.WARNING, "cannot write to")) == 1
     assert len(_records(caplog, logging.WARNING, "writable again")) == 1
     assert _records(caplog, logging.ERROR, "") == []
+
+
+def test_an_identity_stepping_by_three_keeps_each_alert_at_its_reserved_id(
+    impl: Impl, pg_url: str, pg_dsn: str
+) -> None:
+    # An operator changes the identity's step: a batch's reserved ids no longer follow one
+    # another (the writer then reads them all, not the first alone), and the ids stored are the
+    # ones the sequence handed out, as after_commit observers are told.
+    seen = Seen()
+    db = impl.DatabaseConnection(pg_url, max_delay=0.001, deliver="after_commit")
+    db.subscribe(seen)
+    db.save(impl.SMSMessage(body="before"), durable=True)
+    query(pg_dsn, "ALTER TABLE notipipe_messages ALTER COLUMN id SET INCREMENT BY 3")
+    db.save_many([impl.SMSMessage(body=f"stepped {i}") for i in range(5)], durable=True)
+    db.save(impl.SMSMessage(body="after"), durable=True)
+    stored = [m.id for m in db.after(0)]
+    until(lambda: len(seen.messages) == 7, "the after_commit observer to get every alert")
+    db.close()
+    assert seen.ids() == stored
+    assert [b - a for a, b in itertools.pairwise(stored)] == [3] * 6
+    # The sequence goes on past them: nothing stored under an id it has still to hand out.
+    sequence = "pg_get_serial_sequence('notipipe_messages', 'id')::regclass"
+    assert query(pg_dsn, f"SELECT pg_sequence_last_value({sequence})") == [(stored[-1],)]
+    exactly_once(pg_dsn, ["before", *(f"stepped {i}" for i in range(5)), "after"])
 
 
 def test_a_unique_index_refusing_a_duplicate_costs_only_the_duplicate(

@@ -87,11 +87,13 @@ _PROBE_SQL: Final = (
 )
 #: A batch's transaction begun, its id (noted before COMMIT: see ``_committed_before``) and the
 #: batch's ids, from the table's identity sequence (named by the server, {seq} below: a literal,
-#: so that it is looked up once, not once per row); one array, sorted, read as text, which
-#: pure-Python psycopg parses in one piece rather than row by row. One message in the simple
-#: protocol (no parameters: {n} is the batch's length), so one round trip.
+#: so that it is looked up once, not once per row): the first one alone when they follow one
+#: another (no other session took one in between: the common case), else one array, sorted, read
+#: as text, which pure-Python psycopg parses in one piece rather than row by row. One message in
+#: the simple protocol (no parameters: {n} is the batch's length), so one round trip.
 _BEGIN_SQL: Final = (
-    "BEGIN; SELECT pg_current_xact_id()::text, array_agg(v ORDER BY v)::text FROM"
+    "BEGIN; SELECT pg_current_xact_id()::text, CASE WHEN max(v) - min(v) + 1 = count(*)"
+    " THEN min(v)::text ELSE array_agg(v ORDER BY v)::text END FROM"
     " (SELECT nextval({seq}::regclass) AS v FROM generate_series(1, {n})) AS reserved"
 )
 #: The data transaction's COMMIT, then the wake-up in a transaction of its own: one message.
@@ -118,6 +120,15 @@ def _is_refused_row(error: BaseException) -> bool:
     """The server (or psycopg) refused a value: data (class 22) or a constraint (class 23)."""
     psycopg = import_psycopg()
     return isinstance(error, (psycopg.DataError, psycopg.IntegrityError))
+
+
+def _reserved(text: str, n: int) -> list[int]:
+    """The ids ``_BEGIN_SQL`` reserved for ``n`` rows: from the first of ``n`` consecutive ones,
+    or from the array of them all (``{a,b,...}``)."""
+    if text.startswith("{"):
+        return list(map(int, text[1:-1].split(",")))
+    first = int(text)
+    return list(range(first, first + n))
 
 
 class _StillInProgressError(Exception):
@@ -362,7 +373,7 @@ class PgMessageStore(GroupCommitStore):
             assert got is not None
             xid = str(got[0])
             # One session's nextval calls increase: sorted, they follow the save order.
-            ids = attempt.ids = list(map(int, str(got[1])[1:-1].split(",")))
+            ids = attempt.ids = _reserved(str(got[1]), len(rows))
             pid = os.getpid()
             if one_by_one:
                 positions = [i for i, row in enumerate(rows) if row is not None and i not in refused]
