@@ -70,20 +70,10 @@ def _check_storable(message: object) -> None:
         )
 
 
-#: The registered kinds' classes last seen, and those with ``_ROWS``'s.
-_storable_cache: tuple[frozenset[type], frozenset[type]] = (frozenset(), _ROWS)
-
-
 def _all_storable(batch: list[Message]) -> bool:
-    # The batch's types checked in C against every storable class (made again only after a
-    # registration): a registered kind's batch is saved at the built-ins' cost.
-    global _storable_cache  # a tuple replaced whole: a reader sees an old one or the new
-    registered, storable = _storable_cache
-    now = _kinds.storable_classes()
-    if now is not registered:
-        storable = now | _ROWS
-        _storable_cache = (now, storable)
-    return all_of_types(batch, storable)
+    # The batch's types checked in C against every storable class (one small set made per
+    # batch): a registered kind's batch is saved at the built-ins' cost.
+    return all_of_types(batch, _ROWS | _kinds.storable_classes())
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import linecache
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -183,7 +183,7 @@ def _encoded(f: _Field) -> str:
     return {str: f"{{_enc({v})}}", int: f"{{{v}}}", float: f"{{{v}!r}}", bool: f"{{_BOOL[{v}]}}"}[f.type]
 
 
-def rows(batch: list[Any]) -> list[Any]:
+def rows(batch: Iterable[Any]) -> list[Any]:
     """The store's row of each message of ``batch``, in order: what its class's ``_row`` gives
     (an error from one is raised as it is)."""
     return [m._row() for m in batch]

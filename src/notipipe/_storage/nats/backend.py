@@ -63,16 +63,12 @@ class NatsBackend:
 
         client = NatsClient(parse_target(target), "notipipe")
         try:
-            try:
-                client.connect(make_stream=False)
-            except NotipipeError:
-                raise
-            except Exception:  # noqa: BLE001 - not reachable now: an outage, not an answer
-                return True
-            try:
-                return not stream_missing(client)
-            except Exception:  # noqa: BLE001 - no answer: as above
-                return True
+            client.connect(make_stream=False)
+            return not stream_missing(client)
+        except NotipipeError:
+            raise
+        except Exception:  # noqa: BLE001 - not reachable now, or no answer: an outage, not an answer
+            return True
         finally:
             client.close()
 

@@ -141,12 +141,19 @@ def chunks_from(
         seq = chunk.seq + 1
 
 
+def _stream_info_reply(client: NatsClient) -> dict[str, Any]:
+    """The server's answer to a stream info request: the info, or ``{"error": ...}`` (an
+    unanswered ask raises)."""
+    subject = f"$JS.API.STREAM.INFO.{client.target.stream}"
+    reply = client.call(lambda: client.nc.request(subject, b"", timeout=REQUEST_TIMEOUT))
+    info: dict[str, Any] = json.loads(reply.data or b"{}")
+    return info
+
+
 def stream_info(client: NatsClient) -> dict[str, Any] | None:
     """The stream's info as the server tells it (None: the stream is missing, or no answer)."""
-    subject = f"$JS.API.STREAM.INFO.{client.target.stream}"
     try:
-        reply = client.call(lambda: client.nc.request(subject, b"", timeout=REQUEST_TIMEOUT))
-        info: dict[str, Any] = json.loads(reply.data or b"{}")
+        info = _stream_info_reply(client)
     except Exception:  # noqa: BLE001 - an outage: the reads that follow say so
         return None
     return None if "error" in info else info
@@ -158,10 +165,7 @@ STREAM_NOT_FOUND: Final = 10059
 
 def stream_missing(client: NatsClient) -> bool:
     """Whether the server says the stream does not exist (an unanswered ask raises)."""
-    subject = f"$JS.API.STREAM.INFO.{client.target.stream}"
-    reply = client.call(lambda: client.nc.request(subject, b"", timeout=REQUEST_TIMEOUT))
-    info: dict[str, Any] = json.loads(reply.data or b"{}")
-    return bool((info.get("error") or {}).get("err_code") == STREAM_NOT_FOUND)
+    return bool((_stream_info_reply(client).get("error") or {}).get("err_code") == STREAM_NOT_FOUND)
 
 
 def stream_created(client: NatsClient) -> str | None:
