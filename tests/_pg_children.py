@@ -133,10 +133,14 @@ class _Timed:
 
 
 @program
-def timed_subscriber(url: str, name: str, out: str, delay: str, end: str = "close") -> None:
+def timed_subscriber(  # noqa: PLR0917 - a child's arguments are its command line's
+    url: str, name: str, out: str, delay: str, end: str = "close", page: str = "1000"
+) -> None:
     """Deliver ``name`` into ``out`` (``monotonic-time id`` per ``update`` call, written as the
-    call starts), each call taking ``delay`` seconds, until stdin closes; then ``close()`` the
-    connection (``end="close"``) or just return, leaving it to the atexit hook (``"exit"``)."""
+    call starts), each call taking ``delay`` seconds, in pages of ``page``, until stdin closes;
+    then ``close()`` the connection (``end="close"``) or just return, leaving it to the atexit
+    hook (``"exit"``)."""
+    notipipe._database.DURABLE_PAGE = int(page)
     db = DatabaseConnection(url)
     observer = _Timed(out, float(delay))
     db.subscribe(observer, durable_name=name)

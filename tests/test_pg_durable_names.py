@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from notipipe._storage.postgresql.schema import SCHEMA_SQL, SUBSCRIPTIONS
+from notipipe._storage.postgresql.schema import MESSAGES, SCHEMA_SQL, SUBSCRIPTIONS, WAKEUP_CHANNEL
 from notipipe._storage.postgresql.subscribers import list_subscriptions
 from tests._pg_rows import Seen, create_schema, write_batch
 from tests._pg_util import as_url, query
@@ -113,14 +113,35 @@ def _role(dsn: str) -> Iterator[str]:
         query(dsn, f"DROP ROLE {name}")
 
 
+def _write_many(dsn: str, n: int) -> list[int]:
+    """``n`` SMS committed in one statement, then the wake-up; the ids."""
+    rows = query(
+        dsn,
+        f"INSERT INTO {MESSAGES} (kind, created_at, priority, address, subject, body, origin_host, "
+        "origin_pid) SELECT 'sms', extract(epoch FROM now()), 3, '+15550100', '', 'm ' || i, 'test', 0 "
+        "FROM generate_series(1, %s) i RETURNING id",
+        (n,),
+    )
+    query(dsn, f"NOTIFY {WAKEUP_CHANNEL}")
+    return sorted(int(i) for (i,) in rows)
+
+
+@pytest.mark.parametrize(
+    "calls",
+    # (seconds a call sleeps, alerts, page size): a page lasts seconds either way
+    [("0.02", 200, 1000), ("0", 300_000, 300_000)],
+    ids=["slow-calls", "quick-calls"],
+)
 def test_a_holder_cut_off_mid_page_makes_no_update_call_once_the_standby_delivers(
-    impl: Impl, pg_dsn: str, tmp_path: Path
+    impl: Impl, pg_dsn: str, tmp_path: Path, calls: tuple[str, int, int]
 ) -> None:
     """The holder's session is ended (``pg_terminate_backend``) while its observer works through a
     page, and it cannot connect again for a while (its role locked out), so the standby takes the
-    name over. The old holder stops before its next ``update`` call: the only overlap is the call
-    in progress when its session ended, so no call of the old holder starts after the standby's
-    first."""
+    name over. The old holder stops within ``SESSION_CHECK`` of calls: the only overlap is the
+    call in progress when its session ended and 0.1 ms of calls, so no call of the old holder
+    starts after the standby's first. With quick calls (a page of a few seconds' worth of
+    backlog) the check runs between calls too, not only after slow ones."""
+    delay, alerts, page = calls
     create_schema(pg_dsn)
     out = tmp_path / "holder"
     with _role(pg_dsn) as holder_dsn:
@@ -132,7 +153,9 @@ def test_a_holder_cut_off_mid_page_makes_no_update_call_once_the_standby_deliver
             as_url(holder_dsn),
             "cut",
             str(out),
-            "0.02",
+            delay,
+            "close",
+            str(page),
             stdin=True,
         )
         db = impl.DatabaseConnection(as_url(pg_dsn))
@@ -142,7 +165,7 @@ def test_a_holder_cut_off_mid_page_makes_no_update_call_once_the_standby_deliver
             assert holder.stdout.readline() == "subscribed\n"
             backend = _holder_backend(pg_dsn, holder.pid)
             assert db.subscribe(standby, durable_name="cut")
-            ids = write_batch(pg_dsn, [f"m {i}" for i in range(200)])  # one page: 4 s for the holder
+            ids = _write_many(pg_dsn, alerts)  # one page: seconds for the holder
             assert wait_until(lambda: len(_calls(out)) >= 10, 30, interval=0.01)
             query(pg_dsn, f"ALTER ROLE {role} NOLOGIN")
             query(pg_dsn, "SELECT pg_terminate_backend(%s)", (backend,))

@@ -20,12 +20,13 @@ The promise, for a subscription named N:
   commits the cursor. Another ``subscribe`` with the name N waits as a standby and takes over
   (within ``poll`` seconds) when the holder's connection ends: the process died, unsubscribed,
   or its connection was cut. A holder whose session ends while its observer works through a
-  page makes no further ``update`` call once it can know: before the next call when the server
-  ended the session (``pg_terminate_backend``, a shutdown: the server says so before the lock
-  is free), and at the cursor's next commit, at most ``poll`` seconds of calls later, when the
-  connection was cut without a word (a failover, a network cut). So a standby's delivery
-  overlaps the old holder's by at most the ``update`` call in progress, or for a silent cut
-  by at most ``poll`` seconds of calls; those alerts are delivered twice, never skipped.
+  page makes no further ``update`` call once it can know: within ``SESSION_CHECK`` (0.1 ms) of
+  calls when the server ended the session (``pg_terminate_backend``, a shutdown: the server
+  says so before the lock is free), and at the cursor's next commit, at most ``poll`` seconds
+  of calls later, when the connection was cut without a word (a failover, a network cut). So a
+  standby's delivery overlaps the old holder's by at most the ``update`` call in progress and
+  0.1 ms of calls, or for a silent cut by at most ``poll`` seconds of calls; those alerts are
+  delivered twice, never skipped.
 * **Failures.** An ``update`` that raises goes to the database's ``error_handler`` (throttled as
   for every observer), and delivery goes on with the next alert: that alert counts as delivered.
   An ``Exception`` is reported as it is; a ``BaseException`` (``SystemExit``,
@@ -224,28 +225,35 @@ class DurableSubscription:
     ) -> Window:
         """Deliver a page read from ``before`` (``after``: past all of it) and commit the cursor;
         where it stands. Stops between alerts once ``stop`` is set, committing the cursor just
-        past the last alert delivered. Before each ``update`` the session is checked: the server
-        ending it (the lock goes with it) is seen at once, by what it sent; a session cut off
-        without a word is found by the cursor's commit every ``poll`` seconds of a page."""
+        past the last alert delivered. The session is checked before the first ``update`` and
+        then every ``SESSION_CHECK`` seconds of calls: the server ending it (the lock goes with
+        it) is seen by what it sent; a session cut off without a word is found by the cursor's
+        commit every ``poll`` seconds of a page."""
         messages = self._messages(rows)
-        # The session check before each alert makes no round trip: it reads only what the server
-        # has already sent. A session the server ends (``pg_terminate_backend``, a shutdown) gets
-        # its last message and the socket's end before its locks are free for another session,
-        # so once another holder can have the name, this sees it.
+        # The session check makes no round trip: it reads only what the server has already sent.
+        # A session the server ends (``pg_terminate_backend``, a shutdown) gets its last message
+        # and the socket's end before its locks are free for another session, so once another
+        # holder can have the name, the next check sees it. A check is a system call, which a
+        # backlog's quick calls would pay per alert: it runs before the page's first call and
+        # then before each call that starts ``SESSION_CHECK`` or more after the last check.
         pgconn = conn.pgconn
         consume_input = pgconn.consume_input
         update, failed, poll, monotonic = self._update, self._failed, self._poll, time.monotonic
         delivered = 0
         due = monotonic() + poll  # the cursor's next commit during a long page
+        check_at = 0.0
         for message in messages:
             if self._stopping:
                 break
-            consume_input()  # raises once the server has closed the connection
-            if pgconn.status != _CONNECTION_OK:
-                raise psycopg.OperationalError(_SESSION_ENDED)
-            if delivered and monotonic() >= due:
-                self._save(conn, key, _through(before, after, rows[delivered - 1]))
-                due = monotonic() + poll
+            if (now := monotonic()) >= check_at:
+                consume_input()  # raises once the server has closed the connection
+                if pgconn.status != _CONNECTION_OK:
+                    raise psycopg.OperationalError(_SESSION_ENDED)
+                if delivered and now >= due:
+                    self._save(conn, key, _through(before, after, rows[delivered - 1]))
+                    now = monotonic()
+                    due = now + poll
+                check_at = now + SESSION_CHECK
             if type(message) is _Unreadable:
                 failed(message.row, message.error)
             else:
@@ -359,6 +367,9 @@ class _NameLostError(Exception):
         return f"its row in {SUBSCRIPTIONS} was dropped while held"
 
 
+#: Seconds of ``update`` calls between two checks of the holder's session, at most (a call
+#: that starts later than this after the last check is preceded by one).
+SESSION_CHECK: Final = 0.0001
 #: What ``pgconn.status`` is while the session lives.
 _CONNECTION_OK: Final = int(psycopg.pq.ConnStatus.OK)
 _SESSION_ENDED: Final = "the session holding the name has ended"
