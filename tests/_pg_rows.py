@@ -57,6 +57,19 @@ def write_batch(dsn: str, bodies: list[str], *, notify: bool = True) -> list[int
     return ids
 
 
+def write_many(dsn: str, n: int) -> list[int]:
+    """``n`` SMS committed by one statement (bodies ``m 1`` to ``m n``), then the wake-up; the ids."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            f"INSERT INTO {MESSAGES} (kind, created_at, priority, address, subject, body, origin_host, "
+            "origin_pid) SELECT 'sms', extract(epoch FROM now()), 3, '+15550100', '', 'm ' || i, %s, %s "
+            "FROM generate_series(1, %s) i RETURNING id",
+            (socket.gethostname(), os.getpid(), n),
+        ).fetchall()
+        conn.execute(f"NOTIFY {WAKEUP_CHANNEL}")
+    return sorted(int(i) for (i,) in rows)
+
+
 class Seen:
     """What an observer or a follower was given, for a test to wait on from another thread."""
 

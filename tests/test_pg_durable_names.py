@@ -19,9 +19,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from notipipe._storage.postgresql.schema import MESSAGES, SCHEMA_SQL, SUBSCRIPTIONS, WAKEUP_CHANNEL
+from notipipe._storage.postgresql.schema import SCHEMA_SQL, SUBSCRIPTIONS
 from notipipe._storage.postgresql.subscribers import list_subscriptions
-from tests._pg_rows import Seen, create_schema, write_batch
+from tests._pg_rows import Seen, create_schema, write_batch, write_many
 from tests._pg_util import as_url, query
 from tests._processes import kill, spawn, wait_until
 from tests.conftest import Impl
@@ -113,19 +113,6 @@ def _role(dsn: str) -> Iterator[str]:
         query(dsn, f"DROP ROLE {name}")
 
 
-def _write_many(dsn: str, n: int) -> list[int]:
-    """``n`` SMS committed in one statement, then the wake-up; the ids."""
-    rows = query(
-        dsn,
-        f"INSERT INTO {MESSAGES} (kind, created_at, priority, address, subject, body, origin_host, "
-        "origin_pid) SELECT 'sms', extract(epoch FROM now()), 3, '+15550100', '', 'm ' || i, 'test', 0 "
-        "FROM generate_series(1, %s) i RETURNING id",
-        (n,),
-    )
-    query(dsn, f"NOTIFY {WAKEUP_CHANNEL}")
-    return sorted(int(i) for (i,) in rows)
-
-
 @pytest.mark.parametrize(
     "calls",
     # (seconds a call sleeps, alerts, page size): a page lasts seconds either way
@@ -165,7 +152,7 @@ def test_a_holder_cut_off_mid_page_makes_no_update_call_once_the_standby_deliver
             assert holder.stdout.readline() == "subscribed\n"
             backend = _holder_backend(pg_dsn, holder.pid)
             assert db.subscribe(standby, durable_name="cut")
-            ids = _write_many(pg_dsn, alerts)  # one page: seconds for the holder
+            ids = write_many(pg_dsn, alerts)  # one page: seconds for the holder
             assert wait_until(lambda: len(_calls(out)) >= 10, 30, interval=0.01)
             query(pg_dsn, f"ALTER ROLE {role} NOLOGIN")
             query(pg_dsn, "SELECT pg_terminate_backend(%s)", (backend,))

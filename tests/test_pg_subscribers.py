@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,11 @@ import psycopg
 import pytest
 
 from notipipe._errors import ConfigurationError
+from notipipe._storage.postgresql.read_ahead import READER_NAME
 from notipipe._storage.postgresql.schema import MESSAGES
 from notipipe._storage.postgresql.subscribers import list_subscriptions
 from tests._holders import holder_process, stop_holder
-from tests._pg_rows import Seen, create_schema, write_batch
+from tests._pg_rows import Seen, create_schema, write_batch, write_many
 from tests._pg_util import as_url, query
 from tests._processes import spawn, wait_until
 from tests.conftest import Impl
@@ -217,6 +219,94 @@ def test_unsubscribe_stops_delivery_and_frees_the_name_which_resumes_where_it_st
     assert again.ids() == second
 
 
+def _read_ahead_sessions(dsn: str) -> list[int]:
+    """The server processes of this process's read-ahead connections."""
+    rows = query(
+        dsn,
+        "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s",
+        (f"{READER_NAME} {os.getpid()}@%",),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def test_unsubscribe_leaves_no_reading_thread_nor_connection(impl: Impl, pg_dsn: str) -> None:
+    """The next page is read by a thread and a connection of the subscription's own: both are gone
+    the moment ``unsubscribe`` returns, whether the reader was waiting for a wake-up or for the
+    observer to take its page."""
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(as_url(pg_dsn))
+    for backlog in (0, 5_000):  # idle: waiting for a wake-up; busy: a page waiting to be taken
+        seen = _Gate(Seen(), at=1)
+        assert db.subscribe(seen, durable_name="reader")
+        ids = write_many(pg_dsn, max(backlog, 1))
+        assert seen.reached.wait(30)
+        assert wait_until(lambda: len(_read_ahead_sessions(pg_dsn)) == 1, 30)
+        if backlog:
+            assert wait_until(_a_reader_holds_a_page, 30), "the reader never read ahead"
+        seen.go.set()
+        assert db.unsubscribe(seen)
+        assert not [t for t in threading.enumerate() if t.name.startswith("notipipe-subscriber-")]
+        assert _read_ahead_sessions(pg_dsn) == []
+        assert seen.inner.ids() == ids[: len(seen.inner.ids())]
+    db.close()
+
+
+class _Gate:
+    """An observer that stops in its ``at``-th call until ``go`` is set (``reached`` says it is
+    there), passing each message on to ``inner``."""
+
+    def __init__(self, inner: Seen, at: int) -> None:
+        self.inner, self._at, self._calls = inner, at, 0
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def update(self, message: Any) -> None:
+        self.inner.update(message)
+        self._calls += 1
+        if self._calls == self._at:
+            self.reached.set()
+            self.go.wait(60)
+
+
+def _a_reader_holds_a_page() -> bool:
+    """True once a reading thread has read a page and waits for the delivery to take it."""
+    return any(t.name.endswith("-reader") and "_put" in _frames_of(t) for t in threading.enumerate())
+
+
+def _frames_of(thread: threading.Thread) -> str:
+    frame = sys._current_frames().get(thread.ident or 0)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return " ".join(names)
+
+
+def test_a_reading_connection_ended_mid_backlog_delivers_every_alert_once(impl: Impl, pg_dsn: str) -> None:
+    """An operator ends the read-ahead session (``pg_terminate_backend``) while a page waits for
+    the observer: the subscription reconnects and goes on from its committed cursor, every alert
+    of the backlog delivered exactly once, in order."""
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(as_url(pg_dsn))
+    seen = _Gate(Seen(), at=2_500)  # in the third page
+    assert db.subscribe(seen, durable_name="cut-reader")
+    try:
+        ids = write_many(pg_dsn, 10_000)
+        assert seen.reached.wait(60)
+        (reader,) = _read_ahead_sessions(pg_dsn)
+        assert query(pg_dsn, "SELECT pg_terminate_backend(%s, 10000)", (reader,)) == [(True,)]
+        seen.go.set()
+        delivered = seen.inner
+        assert wait_until(lambda: len(delivered.ids()) >= len(ids), 60, interval=0.05), (
+            "delivery stopped with the reading connection"
+        )
+        assert _caught_up(pg_dsn, "cut-reader")
+        assert seen.inner.ids() == ids
+    finally:
+        seen.go.set()
+        db.unsubscribe(seen)
+        db.close()
+
+
 def test_the_name_is_free_the_moment_unsubscribe_returns(impl: Impl, pg_dsn: str) -> None:
     # Another process taking the name over must find it free at once, every time: not once the
     # server has got round to ending the closed session.
@@ -291,7 +381,10 @@ def test_a_stored_row_that_is_no_valid_alert_is_reported_skipped_and_delivery_go
             bad = int(got[0])
         after = write_batch(pg_dsn, ["after"])
         assert seen.wait_for(before + after), "delivery ended at the bad row"
-        assert [t.name for t in _subscriber_threads()] == ["notipipe-subscriber-strict"]
+        assert sorted(t.name for t in _subscriber_threads()) == [
+            "notipipe-subscriber-strict",
+            "notipipe-subscriber-strict-reader",
+        ]
     finally:
         assert db.unsubscribe(seen)
     assert seen.ids() == before + after

@@ -47,7 +47,8 @@ The promise, for a subscription named N:
   held, with ``force``: the holder reconnects and takes the name as it then stands (made again
   from then on, or from the reset position), and logs it.
 
-Delivery runs on a thread of the subscription, with no lock of notipipe's held.
+Delivery runs on a thread of the subscription, with no lock of notipipe's held; the next page
+is read meanwhile by another (``read_ahead``), on a connection of its own.
 """
 
 from __future__ import annotations
@@ -64,16 +65,9 @@ from notipipe._errors import AlertsPrunedError, StorageError
 from notipipe._failures import DatabaseFailures, ObserverFailures
 from notipipe._protocols import ErrorHandler
 from notipipe._storage.backend import check_durable_name as check_name
-from notipipe._storage.postgresql.follow import (
-    Backoff,
-    Row,
-    Wakeup,
-    Window,
-    connect,
-    ensure_schema,
-    read_page,
-)
+from notipipe._storage.postgresql.follow import Backoff, Row, Window, connect, ensure_schema
 from notipipe._storage.postgresql.prune import report_pruned
+from notipipe._storage.postgresql.read_ahead import ReadAhead
 from notipipe._storage.postgresql.schema import MESSAGES, SUBSCRIPTIONS, ensure_lock_keys
 from notipipe._storage.urls import redact, scrub
 
@@ -172,23 +166,22 @@ class DurableSubscription:
                 backoff.reset()
                 if self._stop.wait(self._poll):
                     return
-            wakeup = Wakeup(self.dsn)
+            window = self._load(conn, key)
+            reader = ReadAhead(self.dsn, self.name, window, self._page, self._poll)
             try:
-                wakeup.listen()
-                window = self._load(conn, key)
                 backoff.reset()
                 while not self._stop.is_set():
                     self._report_pruned(conn, key)
-                    rows, after = read_page(conn, window, self._page)
-                    window = self._deliver(conn, key, rows, window, after) if rows else after
-                    if not rows:
-                        wakeup.wait(self._poll, self._stop)
+                    got = reader.get(self._stop, self._poll)  # the prune check's pace when idle
+                    if got is not None:
+                        rows, before, after = got
+                        self._deliver(conn, key, rows, before, after)
                 # Released here, not by closing: the server ends a closed session's backend (and
                 # its locks) some time after the client has gone, and unsubscribe() promises the
                 # name free once it returns.
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             finally:
-                wakeup.close()
+                reader.close()
 
     def _report_pruned(self, conn: psycopg.Connection[Row], key: int) -> None:
         """Tell the error handler, once, of alerts a prune deleted before delivery (at most
