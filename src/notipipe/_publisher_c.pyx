@@ -98,9 +98,14 @@ cdef class _AsyncUpdate:
     cdef object _is_closed
     cdef bint _base_loop
     cdef Py_ssize_t _size
+    cdef Py_ssize_t _ended_at
+    cdef Py_ssize_t _scheduled_at
 
     def __cinit__(self, delivery):
         self._delivery = delivery
+        # The two flags read per message go straight to their slots (see ``_drain``).
+        self._ended_at = _slot_offset(type(delivery), "_ended")
+        self._scheduled_at = _slot_offset(type(delivery), "_scheduled")
         self._queue = delivery._queue  # never replaced, not even after a fork
         self._append = self._queue.append
         self._loop = delivery._loop
@@ -116,14 +121,24 @@ cdef class _AsyncUpdate:
             return self._loop._closed
         return self._is_closed()
 
+    cdef inline bint _ended(self) except -1:
+        if self._ended_at >= 0:
+            return _slot_peek(self._delivery, self._ended_at) != <PyObject*>_FALSE
+        return self._delivery._ended
+
+    cdef inline bint _scheduled(self) except -1:
+        if self._scheduled_at >= 0:
+            return _slot_peek(self._delivery, self._scheduled_at) != <PyObject*>_FALSE
+        return self._delivery._scheduled
+
     def update(self, message, /):
-        if len(self._queue) >= self._size or self._delivery._ended:
+        if len(self._queue) >= self._size or self._ended():
             self._delivery._put(message)
             return
         self._append(message)
         # The plain read first: while a drain runs, a publisher does not touch the flag. The
         # flag is read afresh: a forked child replaces it.
-        if not self._delivery._scheduled and self._delivery._flag.acquire(False):
+        if not self._scheduled() and self._delivery._flag.acquire(False):
             self._delivery._scheduled = True
             self._delivery._wake(message)
         elif self._loop_closed():  # closed with a wake-up pending: that drain never runs
