@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -230,14 +231,15 @@ def _read_ahead_sessions(dsn: str) -> list[int]:
 
 
 def test_unsubscribe_leaves_no_reading_thread_nor_connection(impl: Impl, pg_dsn: str) -> None:
-    """The next page is read by a thread and a connection of the subscription's own: both are gone
-    the moment ``unsubscribe`` returns, whether the reader was waiting for a wake-up or for the
-    observer to take its page."""
+    """The next page is read by a thread and a connection of the subscription's own: the thread
+    is gone the moment ``unsubscribe`` returns, and its connection closed (its server process
+    ends soon after), whether the reader was waiting for a wake-up or for the observer to take
+    its page."""
     create_schema(pg_dsn)
     db = impl.DatabaseConnection(as_url(pg_dsn))
     for backlog in (0, 5_000):  # idle: waiting for a wake-up; busy: a page waiting to be taken
         seen = _Gate(Seen(), at=1)
-        assert db.subscribe(seen, durable_name="reader")
+        assert db.subscribe(seen, durable_name="ahead")
         ids = write_many(pg_dsn, max(backlog, 1))
         assert seen.reached.wait(30)
         assert wait_until(lambda: len(_read_ahead_sessions(pg_dsn)) == 1, 30)
@@ -246,7 +248,7 @@ def test_unsubscribe_leaves_no_reading_thread_nor_connection(impl: Impl, pg_dsn:
         seen.go.set()
         assert db.unsubscribe(seen)
         assert not [t for t in threading.enumerate() if t.name.startswith("notipipe-subscriber-")]
-        assert _read_ahead_sessions(pg_dsn) == []
+        assert wait_until(lambda: _read_ahead_sessions(pg_dsn) == [], 10)
         assert seen.inner.ids() == ids[: len(seen.inner.ids())]
     db.close()
 
@@ -269,16 +271,17 @@ class _Gate:
 
 def _a_reader_holds_a_page() -> bool:
     """True once a reading thread has read a page and waits for the delivery to take it."""
-    return any(t.name.endswith("-reader") and "_put" in _frames_of(t) for t in threading.enumerate())
+    return any(t.name.endswith("-read-ahead") and "_put" in _frames_of(t) for t in threading.enumerate())
 
 
-def _frames_of(thread: threading.Thread) -> str:
+def _frames_of(thread: threading.Thread) -> list[str]:
+    """The names of the functions ``thread`` is in, innermost first."""
     frame = sys._current_frames().get(thread.ident or 0)
     names = []
     while frame is not None:
         names.append(frame.f_code.co_name)
         frame = frame.f_back
-    return " ".join(names)
+    return names
 
 
 def test_a_reading_connection_ended_mid_backlog_delivers_every_alert_once(impl: Impl, pg_dsn: str) -> None:
@@ -292,6 +295,7 @@ def test_a_reading_connection_ended_mid_backlog_delivers_every_alert_once(impl: 
     try:
         ids = write_many(pg_dsn, 10_000)
         assert seen.reached.wait(60)
+        assert wait_until(lambda: len(_read_ahead_sessions(pg_dsn)) == 1, 30)
         (reader,) = _read_ahead_sessions(pg_dsn)
         assert query(pg_dsn, "SELECT pg_terminate_backend(%s, 10000)", (reader,)) == [(True,)]
         seen.go.set()
@@ -303,6 +307,47 @@ def test_a_reading_connection_ended_mid_backlog_delivers_every_alert_once(impl: 
         assert seen.inner.ids() == ids
     finally:
         seen.go.set()
+        db.unsubscribe(seen)
+        db.close()
+
+
+def _holder_sessions(dsn: str) -> set[int]:
+    """The server processes of this process's holding (or waiting) connections."""
+    rows = query(
+        dsn,
+        "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s",
+        (f"notipipe subscriber {os.getpid()}@%",),
+    )
+    return {int(r[0]) for r in rows}
+
+
+def test_a_lost_reading_connection_is_made_again_while_the_holder_keeps_its_session(
+    impl: Impl, pg_dsn: str
+) -> None:
+    """An operator ends the read-ahead session again and again (``pg_terminate_backend``, every
+    50 ms for 1.5 s): the reader makes its connection again each time, with backoff, and the
+    holder keeps its session and the name throughout; then delivery goes on."""
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(as_url(pg_dsn))
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="kept")
+    try:
+        assert wait_until(lambda: len(_read_ahead_sessions(pg_dsn)) == 1, 30)
+        assert wait_until(lambda: len(_holder_sessions(pg_dsn)) == 1, 30)
+        (holder,) = _holder_sessions(pg_dsn)
+        seen_holders: set[int] = set()
+        ended = 0
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            for reader in _read_ahead_sessions(pg_dsn):
+                ended += query(pg_dsn, "SELECT pg_terminate_backend(%s)", (reader,)) == [(True,)]
+            seen_holders |= _holder_sessions(pg_dsn)
+            time.sleep(0.05)  # the operator's pace
+        assert ended >= 3, "the premise: the reading connection was ended again and again"
+        assert seen_holders == {holder}, "the holder lost its session with the reading connection"
+        ids = write_batch(pg_dsn, ["after the cuts"])
+        assert seen.wait_for(ids, timeout=30)
+    finally:
         db.unsubscribe(seen)
         db.close()
 
@@ -383,7 +428,7 @@ def test_a_stored_row_that_is_no_valid_alert_is_reported_skipped_and_delivery_go
         assert seen.wait_for(before + after), "delivery ended at the bad row"
         assert sorted(t.name for t in _subscriber_threads()) == [
             "notipipe-subscriber-strict",
-            "notipipe-subscriber-strict-reader",
+            "notipipe-subscriber-strict-read-ahead",
         ]
     finally:
         assert db.unsubscribe(seen)

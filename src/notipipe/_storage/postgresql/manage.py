@@ -5,8 +5,8 @@
   it is made; a name another session holds is refused, naming the holder (``pid@host``).
 * **Forced.** The change is made whatever holds the name, and then the holder's session is ended
   (``pg_terminate_backend``). A reset gives the row a new ``lock_key``, and a delete removes the
-  row, so the old holder can commit no cursor over it: its next check of its session (before
-  each ``update``) or, should its session not be ended (no right to), its next cursor commit
+  row, so the old holder can commit no cursor over it: its next check of its session (every
+  0.1 ms of ``update`` calls) or, should its session not be ended (no right to), its next cursor commit
   fails; it reconnects as any subscriber that lost its connection, and then takes the name as
   it now stands: a reset name from the reset position, a deleted name made again, delivering
   what is committed from then on (it logs both). The ``update`` call in progress finishes.

@@ -7,8 +7,9 @@ its id again.
 
 Durable names: in the same transaction, each name's ``pruned`` count grows by the deleted alerts
 its cursor had not passed (counted against the committed cursor: alerts of the page a holder is
-delivering right then count, though it delivers them). The holder reports the count once to its
-error handler (``AlertsPrunedError``, see ``report_pruned``), and ``subscriptions()`` shows it.
+delivering right then, and of the page it has read ahead, count, though it delivers them). The
+holder reports the count once to its error handler (``AlertsPrunedError``, see
+``report_pruned``), and ``subscriptions()`` shows it.
 ``keep_undelivered`` deletes only alerts every durable name's cursor has passed: a name that
 stopped holds its alerts back until it resumes or is deleted.
 """

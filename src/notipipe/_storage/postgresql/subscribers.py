@@ -39,7 +39,9 @@ The promise, for a subscription named N:
 * **Stopping.** ``unsubscribe(observer)``, also from inside ``update``, stops delivery before the
   next alert (never at the end of the page), commits the cursor just past the last alert
   delivered, and releases the name; the cursor stays for the next ``subscribe``. Called from
-  another thread it waits only for the ``update`` call in progress, if any, and that commit.
+  another thread it waits only for the ``update`` call in progress, if any, and that commit
+  (and, should the reading thread be in a statement then, at most 0.1 s more: the statement is
+  then cancelled).
   ``close()`` (and so the atexit hook) does the same for every durable subscription of the
   connection.
 
@@ -106,6 +108,7 @@ class DurableSubscription:
         self._held_key: int | None = None
         self._pruned_checked = -float("inf")
         self._stopping = False  # set with _stop: read before each alert, cheaper than is_set()
+        self._reader: ReadAhead | None = None  # the holder's reader, told when stop() is called
         self._thread = threading.Thread(target=self._run, name=f"notipipe-subscriber-{name}", daemon=True)
 
     def start(self) -> None:
@@ -123,9 +126,13 @@ class DurableSubscription:
 
     def stop(self) -> None:
         """Stop delivering at the next alert and release the name; unless called from the delivery
-        thread, wait for it: for the ``update`` call in progress, if any, and the cursor's commit."""
+        thread, wait for it: for the ``update`` call in progress, if any, and the cursor's commit
+        (the reading thread winds down meanwhile: see ``ReadAhead.close``)."""
         self._stopping = True
         self._stop.set()
+        reader = self._reader
+        if reader is not None:  # winds down while the update in progress finishes
+            reader.stopping()
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join()
 
@@ -167,7 +174,9 @@ class DurableSubscription:
                 if self._stop.wait(self._poll):
                     return
             window = self._load(conn, key)
-            reader = ReadAhead(self.dsn, self.name, window, self._page, self._poll)
+            reader = self._reader = ReadAhead(self.dsn, self.name, window, self._page, self._poll)
+            if self._stop.is_set():  # stop() came before the reader was there to be told
+                reader.stopping()
             try:
                 backoff.reset()
                 while not self._stop.is_set():
@@ -181,6 +190,7 @@ class DurableSubscription:
                 # name free once it returns.
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             finally:
+                self._reader = None
                 reader.close()
 
     def _report_pruned(self, conn: psycopg.Connection[Row], key: int) -> None:
@@ -231,20 +241,21 @@ class DurableSubscription:
         # then before each call that starts ``SESSION_CHECK`` or more after the last check.
         pgconn = conn.pgconn
         consume_input = pgconn.consume_input
-        update, failed, poll, monotonic = self._update, self._failed, self._poll, time.monotonic
+        # perf_counter: monotonic() ticks every 15.6 ms on Windows before 3.13.
+        update, failed, poll, clock = self._update, self._failed, self._poll, time.perf_counter
         delivered = 0
-        due = monotonic() + poll  # the cursor's next commit during a long page
+        due = clock() + poll  # the cursor's next commit during a long page
         check_at = 0.0
         for message in messages:
             if self._stopping:
                 break
-            if (now := monotonic()) >= check_at:
+            if (now := clock()) >= check_at:
                 consume_input()  # raises once the server has closed the connection
                 if pgconn.status != _CONNECTION_OK:
                     raise psycopg.OperationalError(_SESSION_ENDED)
                 if delivered and now >= due:
                     self._save(conn, key, _through(before, after, rows[delivered - 1]))
-                    now = monotonic()
+                    now = clock()
                     due = now + poll
                 check_at = now + SESSION_CHECK
             if type(message) is _Unreadable:
