@@ -352,6 +352,45 @@ def test_a_lost_reading_connection_is_made_again_while_the_holder_keeps_its_sess
         db.close()
 
 
+def test_an_operator_s_table_lock_does_not_hold_unsubscribe_up(impl: Impl, pg_dsn: str) -> None:
+    """An operator holds ``notipipe_messages`` locked (``LOCK TABLE``, as a schema change does)
+    while the reader's page read waits for it: ``unsubscribe`` cancels that read and returns,
+    well before the lock is released."""
+    create_schema(pg_dsn)
+    db = impl.DatabaseConnection(as_url(pg_dsn))
+    seen = Seen()
+    assert db.subscribe(seen, durable_name="locked-out")
+    operator = psycopg.connect(pg_dsn)
+    operator.execute(f"LOCK TABLE {MESSAGES} IN ACCESS EXCLUSIVE MODE")
+    # Ends the operator's session (and its lock) later: a broken unsubscribe then returns.
+    end = (pg_dsn, "SELECT pg_terminate_backend(%s)", (operator.info.backend_pid,))
+    release = threading.Timer(10, query, end)
+    release.start()
+    try:
+        # The reader reads at least every poll seconds, and then waits for the lock.
+        assert wait_until(
+            lambda: (
+                query(
+                    pg_dsn,
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s "
+                    "AND wait_event_type = 'Lock'",
+                    (f"{READER_NAME} {os.getpid()}@%",),
+                )
+                == [(1,)]
+            ),
+            30,
+        ), "the premise: the reader waits for the operator's lock"
+        began = time.monotonic()
+        assert db.unsubscribe(seen)
+        took = time.monotonic() - began
+    finally:
+        release.cancel()
+        operator.close()  # rolls back: the lock goes (if the timer has not ended it already)
+    assert took < 5, f"unsubscribe waited {took:.1f} s for the operator's lock"
+    assert not [t for t in threading.enumerate() if t.name.startswith("notipipe-subscriber-")]
+    db.close()
+
+
 def test_the_name_is_free_the_moment_unsubscribe_returns(impl: Impl, pg_dsn: str) -> None:
     # Another process taking the name over must find it free at once, every time: not once the
     # server has got round to ending the closed session.
