@@ -25,7 +25,8 @@ def test_import_leaves_the_gil_disabled() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON_GIL", "NOTIPIPE_NO_EXTENSIONS")}
     code = (
         "import sys, notipipe\n"
-        "from notipipe import _batch_c, _chunk_c, _kinds_c, _messages_c, _publisher_c\n"  # explicitly
+        # each compiled module, explicitly
+        "from notipipe import _batch_c, _chunk_c, _copy_c, _kinds_c, _messages_c, _publisher_c\n"
         "print(notipipe.COMPILED, sys._is_gil_enabled())\n"
         # A registered kind is called, and its row made, through _kinds_c: still no GIL after.
         "from dataclasses import dataclass\n"

@@ -18,6 +18,7 @@ from tools.venvs import ROOT, VENVS, bin_path, python_in, setup_venv, test_group
 COMPILED_MODULES = (
     "notipipe._batch_c",
     "notipipe._chunk_c",
+    "notipipe._copy_c",
     "notipipe._kinds_c",
     "notipipe._messages_c",
     "notipipe._publisher_c",

@@ -1,59 +1,31 @@
-"""A batch of alerts as one ``COPY ... FROM STDIN (FORMAT BINARY)`` payload, built in one piece.
-
-psycopg's ``write_row`` formats each value through its dumpers: fast in psycopg's C build, but
-the pure-Python psycopg (the one free-threaded interpreters have) spends most of a batch there.
-The table's columns are fixed, so the payload is packed here directly, with one ``struct`` call
-and four encodes per row, and handed to the server in one write.
-
-Format (PostgreSQL docs, "Binary Format" of COPY): a signature, flags and extension length; per
-row the field count, then each field as a 4-byte length and its bytes (big-endian numbers,
-UTF-8 text); ``-1`` as the trailer.
-"""
+"""The COPY packer the PostgreSQL writer uses: the compiled twin (``_copy_c``) where the
+extensions are built and allowed, the pure one (``_copy_py``) otherwise, chosen as ``_select``
+chooses the message twins. Both write the same bytes (see ``_copy_py`` for the format)."""
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Sequence
-from typing import Any, Final
+from types import ModuleType
 
-__all__ = ["COPY_HEADER", "COPY_TRAILER", "pack_rows"]
+from notipipe import _copy_py
+from notipipe._select import NO_EXTENSIONS
 
-COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-COPY_TRAILER: Final = struct.pack(">h", -1)
-
-#: Field count 9, then id (length 8, int8).
-_HEAD: Final = struct.Struct(">hiq")
-#: created_at (length 8, float8), priority (length 4, int4), then the address's length.
-_MIDDLE: Final = struct.Struct(">idiii")
-_LENGTH: Final = struct.Struct(">i")
-#: kind: its length and bytes, for each kind there is.
-_KINDS: Final = {kind: _LENGTH.pack(len(kind)) + kind.encode() for kind in ("email", "sms")}
+__all__ = ["PACKER", "PACKER_COMPILED", "packer"]
 
 
-def pack_rows(ids: Sequence[int], rows: Sequence[tuple[Any, ...] | None], host: str, pid: int) -> bytes:
-    """The COPY data of rows of (kind, created_at, priority, address, subject, body) that are
-    not None, each with its id of ``ids`` (by position), all from ``host``/``pid``;
-    ``COPY_HEADER`` goes before the first, ``COPY_TRAILER`` after the last."""
-    host_bytes = host.encode()
-    tail = _LENGTH.pack(len(host_bytes)) + host_bytes + struct.pack(">ii", 4, pid)
-    head, middle, length = _HEAD.pack, _MIDDLE.pack, _LENGTH.pack
-    kinds = _KINDS
-    parts: list[bytes] = []
-    append = parts.append
-    for ident, row in zip(ids, rows, strict=True):
-        if row is None:
-            continue
-        kind, created_at, priority, address, subject, body = row
-        a = address.encode()
-        s = subject.encode()
-        b = body.encode()
-        append(head(9, 8, ident))
-        append(kinds.get(kind) or length(len(kind.encode())) + kind.encode())
-        append(middle(8, created_at, 4, priority, len(a)))
-        append(a)
-        append(length(len(s)))
-        append(s)
-        append(length(len(b)))
-        append(b)
-        append(tail)
-    return b"".join(parts)
+def packer(name: str | None = None) -> ModuleType:
+    """The packer twin ``name`` ("c" or "py"); by default the one this process selects."""
+    if name == "py" or (name is None and NO_EXTENSIONS):
+        return _copy_py
+    try:
+        from notipipe import _copy_c
+    except ImportError:
+        if name == "c":
+            raise
+        return _copy_py
+    return _copy_c
+
+
+#: The packer of this process.
+PACKER = packer()
+#: Whether it is the compiled one (which packs faster than psycopg's C build formats rows).
+PACKER_COMPILED = PACKER is not _copy_py

@@ -53,7 +53,7 @@ from notipipe._errors import ConfigurationError, StorageClosedError, StorageErro
 from notipipe._storage.group_commit import GroupCommitStore, Row
 from notipipe._storage.interface import DEFAULT_OPTIONS, StoreOptions
 from notipipe._storage.postgresql.connect import CONNECT_DEFAULTS, connect
-from notipipe._storage.postgresql.copy import COPY_HEADER, COPY_TRAILER, pack_rows
+from notipipe._storage.postgresql.copy import PACKER, PACKER_COMPILED
 from notipipe._storage.postgresql.schema import MESSAGE_COLUMNS, MESSAGES, WAKEUP_CHANNEL, ensure_schema
 
 if TYPE_CHECKING:
@@ -176,8 +176,10 @@ class PgMessageStore(GroupCommitStore):
         self._sequence = ""  # the identity sequence's name as a literal of the writer's server
         self._schema_ready = False  # ensure_schema has succeeded once
         self._host = socket.gethostname()
-        # psycopg's C build formats COPY rows fastest itself; its pure-Python build does not.
-        self._pack = self._psycopg.pq.__impl__ == "python"
+        # The compiled packer writes the rows' COPY data faster than psycopg's C build formats
+        # them (a call and a dumper per field for each row); psycopg's pure-Python build is
+        # slower than either packer.
+        self._pack = PACKER_COMPILED or self._psycopg.pq.__impl__ == "python"
         super().__init__(url, to_rows, options, on_commit=on_commit, max_pending=max_pending)
 
     # -- connections -----------------------------------------------------------------------------
@@ -412,13 +414,13 @@ class PgMessageStore(GroupCommitStore):
                     if row is not None:
                         write((ident, *row, host, pid))
                 return
-            # Pure-Python psycopg formats each value through its dumpers, in Python: packing the
-            # rows here (copy.py) skips that. In pieces, so that the server is busy while the rest
-            # is packed.
-            copy.write(COPY_HEADER)
+            # Packed here (see copy.py), in pieces, so that the server is busy while the rest is
+            # packed.
+            pack_rows = PACKER.pack_rows
+            copy.write(PACKER.COPY_HEADER)
             for i in range(0, len(rows), _PACK_ROWS):
                 copy.write(pack_rows(ids[i : i + _PACK_ROWS], rows[i : i + _PACK_ROWS], host, pid))
-            copy.write(COPY_TRAILER)
+            copy.write(PACKER.COPY_TRAILER)
 
     def _insert_one_by_one(
         self,
