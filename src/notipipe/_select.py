@@ -7,8 +7,10 @@ them.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "all_of_types",
     "install_kind",
     "kind_rows",
+    "twin",
 ]
 
 NO_EXTENSIONS: bool = (
@@ -59,3 +62,16 @@ else:
         COMPILED = False
     else:
         COMPILED = True
+
+
+def twin(pure: ModuleType, name: str | None = None) -> ModuleType:
+    """The twin ``name`` ("c" or "py") of the pure module ``pure`` (``notipipe._x_py``; its
+    compiled twin is ``notipipe._x_c``); by default the one this process selects, as above."""
+    if name == "py" or (name is None and NO_EXTENSIONS):
+        return pure
+    try:
+        return importlib.import_module(pure.__name__.removesuffix("_py") + "_c")
+    except ImportError:
+        if name == "c":
+            raise
+        return pure

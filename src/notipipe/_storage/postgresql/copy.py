@@ -1,28 +1,20 @@
 """The COPY packer the PostgreSQL writer uses: the compiled twin (``_copy_c``) where the
-extensions are built and allowed, the pure one (``_copy_py``) otherwise, chosen as ``_select``
-chooses the message twins. Both write the same bytes (see ``_copy_py`` for the format)."""
+extensions are built and allowed, the pure one (``_copy_py``) otherwise (``_select.twin``). Both
+write the same bytes (see ``_copy_py`` for the format)."""
 
 from __future__ import annotations
 
 from types import ModuleType
 
 from notipipe import _copy_py
-from notipipe._select import NO_EXTENSIONS
+from notipipe._select import twin
 
 __all__ = ["PACKER", "PACKER_COMPILED", "packer"]
 
 
 def packer(name: str | None = None) -> ModuleType:
     """The packer twin ``name`` ("c" or "py"); by default the one this process selects."""
-    if name == "py" or (name is None and NO_EXTENSIONS):
-        return _copy_py
-    try:
-        from notipipe import _copy_c
-    except ImportError:
-        if name == "c":
-            raise
-        return _copy_py
-    return _copy_c
+    return twin(_copy_py, name)
 
 
 #: The packer of this process.

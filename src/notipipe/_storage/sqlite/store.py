@@ -42,7 +42,7 @@ from typing import ClassVar, Final
 
 from notipipe import _sqlite_py
 from notipipe._errors import StorageClosedError, StorageError
-from notipipe._select import NO_EXTENSIONS, EmailMessage, SMSMessage, all_of_types
+from notipipe._select import EmailMessage, SMSMessage, all_of_types, twin
 from notipipe._sqlite_py import Inserter, insert_sql
 from notipipe._storage.group_commit import GroupCommitStore, Row, leak
 from notipipe._storage.sqlite.file import (
@@ -71,15 +71,7 @@ _CHECKPOINT_WAIT_MS: Final = 100
 def inserter_twin(name: str | None = None) -> ModuleType:
     """The row writer twin ``name`` ("c" or "py"); by default the one this process selects, as
     ``_select`` selects the message twins."""
-    if name == "py" or (name is None and NO_EXTENSIONS):
-        return _sqlite_py
-    try:
-        from notipipe import _sqlite_c  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        if name == "c":
-            raise
-        return _sqlite_py
-    return _sqlite_c  # type: ignore[no-any-return, unused-ignore]
+    return twin(_sqlite_py, name)
 
 
 #: The row writer of this process.
