@@ -56,7 +56,15 @@ class LoopThread:
         if self.loop.is_closed():
             return
         if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
+            # Stops the loop only on its thread: a loop the test stopped already may leave this
+            # callback queued, and run_until_complete below must not run it.
+            thread = self._thread
+
+            def stop_there() -> None:
+                if threading.current_thread() is thread:
+                    self.loop.stop()
+
+            self.loop.call_soon_threadsafe(stop_there)
             self._thread.join(PATIENCE)
         tasks = asyncio.all_tasks(self.loop)
         for task in tasks:
