@@ -9,8 +9,6 @@ types the writer builds (exact ``str`` texts, a ``float`` time, ``int`` numbers 
 columns) goes through the pure twin, alone, which packs it or raises as it does.
 """
 
-cimport cython
-
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint32_t, uint64_t

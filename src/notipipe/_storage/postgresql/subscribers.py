@@ -225,9 +225,9 @@ class DurableSubscription:
 
     def _deliver(
         self, conn: psycopg.Connection[Row], key: int, rows: list[Row], before: Window, after: Window
-    ) -> Window:
-        """Deliver a page read from ``before`` (``after``: past all of it) and commit the cursor;
-        where it stands. Stops between alerts once ``stop`` is set, committing the cursor just
+    ) -> None:
+        """Deliver a page read from ``before`` (``after``: past all of it) and commit the cursor
+        where it then stands. Stops between alerts once ``stop`` is set, committing the cursor just
         past the last alert delivered. The session is checked before the first ``update`` and
         then every ``SESSION_CHECK`` seconds of calls: the server ending it (the lock goes with
         it) is seen by what it sent; a session cut off without a word is found by the cursor's
@@ -271,10 +271,9 @@ class DurableSubscription:
                     failed(message, wrapped)
             delivered += 1
         if delivered == 0:
-            return before
+            return
         reached = after if delivered == len(rows) else _through(before, after, rows[delivered - 1])
         self._save(conn, key, reached)
-        return reached
 
     def _messages(self, rows: list[Row]) -> list[object]:
         """Each row's alert, or an ``_Unreadable`` for a row that holds none (another tool's).
