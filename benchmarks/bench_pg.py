@@ -135,11 +135,10 @@ def worker(mode: str, dsn: str, alerts: int, observers: int) -> None:
     """One writer process: build the alerts, say ready, wait for "go", write, say when."""
     messages = make_messages(alerts)
     rows = [m._row() for m in messages]
-    # Imported before the clock, as a running application has them: psycopg's import alone
-    # takes a good part of a 50,000-row run, and it weighed on every path alike.
+    # Imported before the clock, as a running application has it (notipipe imports it when its
+    # store opens, inside the clock): the import alone takes a good part of a 50,000-row run,
+    # and it weighed on every path alike.
     import psycopg  # noqa: F401
-
-    import notipipe._storage.postgresql.store  # noqa: F401
 
     print("ready", flush=True)
     sys.stdin.readline()
