@@ -49,6 +49,8 @@ type Row = tuple[str, float, int, str, str, str]
 
 #: The writer's backoff while the database is busy or failing: from the first to the last value.
 _BACKOFF_FIRST: Final = 0.005
+#: Batches the producers may queue before they block (by default: ``max_pending``).
+_QUEUED_BATCHES: Final = 4
 #: After a batch ran into the server's time limit, the writer keeps to the size that fit, and goes
 #: back to its batch_size once this long (seconds) passed without another, so that a limit lifted
 #: (or a timeout that was a lock wait, not the batch's size) costs no more than this.
@@ -132,8 +134,11 @@ class GroupCommitStore(ABC):
     that could not be stored), with no lock held: that is how observers are told only after
     storage.
 
-    Back-pressure: once ``max_pending`` messages (default four batches) wait for the writer, a
-    producer blocks until the writer catches up; that bounds memory and the storage delay.
+    Back-pressure: once ``max_pending`` messages wait for the writer, a producer blocks until the
+    writer catches up; that bounds memory and the storage delay. The default is four batches,
+    plus, on a backend that sends batches ahead (``_overlap``), the ``_window`` it may have in
+    flight: those count as pending too, and without room beyond them every commit would stall the
+    producers until the writer, idle meanwhile, had a whole batch again.
     """
 
     #: The longest pause between two attempts while the database is busy or failing.
@@ -157,7 +162,7 @@ class GroupCommitStore(ABC):
     ) -> None:
         batch_size = options.batch_size
         if max_pending is None:
-            max_pending = 4 * batch_size
+            max_pending = (_QUEUED_BATCHES + (self._window if self._overlap else 0)) * batch_size
         if type(max_pending) is not int or max_pending < batch_size:
             raise ValueError(f"max_pending must be an int >= batch_size ({batch_size}), got {max_pending!r}")
         self.max_pending = max_pending
