@@ -115,11 +115,11 @@ def test_a_chunk_sent_again_after_a_lost_ack_is_stored_once(nats_url: str) -> No
     assert ids == [row_id for row_id in ids if row_id >> 16 in (1, 2, 3)]  # the first sends' seqs
 
 
-def test_while_the_server_is_down_producers_block_once_four_batches_wait_beyond_those_in_flight(
+def test_while_the_server_is_down_producers_block_once_eight_batches_are_pending(
     nats_own_server: NatsServer,
 ) -> None:
-    # The writer may have _window batches sent ahead of their acknowledgements; four more may
-    # queue behind them. A producer blocks there, not earlier, and goes on once the server is back.
+    # Four batches may wait beyond the _window the writer may have sent ahead of their
+    # acknowledgements: a producer blocks there, not earlier, and goes on once the server is back.
     url = f"{nats_own_server.url}/HELD"
     store = NatsStore(url, _as_rows, StoreOptions(batch_size=10, max_delay=0))
     bound = (4 + NatsStore._window) * 10
@@ -131,7 +131,7 @@ def test_while_the_server_is_down_producers_block_once_four_batches_wait_beyond_
             store.put_many([("sms", 1.0, 1, "+1", "", f"{part}-{i}") for i in range(10)])
             queued.append(part)
 
-    producer = threading.Thread(target=produce)
+    producer = threading.Thread(target=produce, daemon=True)  # never keeps a failed run alive
     killed = False
     try:
         store.put_many([("sms", 1.0, 1, "+1", "", "before")])
@@ -144,12 +144,14 @@ def test_while_the_server_is_down_producers_block_once_four_batches_wait_beyond_
         assert producer.is_alive()
         assert (len(queued), store.pending) == (bound // 10, bound)
     finally:
-        if killed:
-            nats_own_server.start()  # back, so that the producer goes on and close() stores the rest
-        if producer.ident is not None:
-            producer.join(60)
-        store.flush(60)
-        store.close()
+        try:
+            if killed:
+                nats_own_server.start()  # back: the producer goes on, close() stores the rest
+            if producer.ident is not None:
+                producer.join(60)
+            store.flush(60)
+        finally:
+            store.close()
     assert not producer.is_alive()
     # Each stored once; a chunk sent again after the outage may follow chunks sent behind it.
     bodies = _bodies(url)

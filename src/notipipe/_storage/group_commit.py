@@ -49,7 +49,8 @@ type Row = tuple[str, float, int, str, str, str]
 
 #: The writer's backoff while the database is busy or failing: from the first to the last value.
 _BACKOFF_FIRST: Final = 0.005
-#: Batches the producers may queue before they block (by default: ``max_pending``).
+#: Batches that may wait for the writer before producers block (the default ``max_pending``),
+#: beyond those an overlapping writer has in flight (``_window`` more on such a backend).
 _QUEUED_BATCHES: Final = 4
 #: After a batch ran into the server's time limit, the writer keeps to the size that fit, and goes
 #: back to its batch_size once this long (seconds) passed without another, so that a limit lifted
