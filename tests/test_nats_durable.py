@@ -131,10 +131,12 @@ def test_a_subscriber_killed_between_update_and_ack_gets_that_chunk_again_whole(
         after = _wait_delivered(out, ids[120:])
         stop_holder(second)
     # Chunk 3 (ids[100:150]) was in hand: all of it again. Chunks 1 and 2 were acknowledged,
-    # but at least once: the acknowledgement of chunk 2, the dead holder's last, may not have
-    # left its process before the kill (the loop's thread writes it; on a busy free-threaded
-    # run it has not always), so the new holder may start one chunk earlier, whole.
-    assert after in (ids[100:], ids[50:]), "the chunk in flight was not redelivered whole, or more came again"
+    # but at least once: their acknowledgements, the dead holder's last, may not have left its
+    # process before the kill (the loop's thread writes them; on a busy free-threaded run it has
+    # not always, for either), so the new holder may start one or two chunks earlier, whole.
+    assert after in (ids[100:], ids[50:], ids), (
+        "the chunk in flight was not redelivered whole, or more came again"
+    )
 
 
 def test_a_new_holder_delivers_the_dead_holders_chunks_before_newer_ones(
