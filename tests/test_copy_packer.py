@@ -53,6 +53,21 @@ def test_the_twins_pack_the_same_bytes(rows: list[Any], first: int, host: str, p
     assert all(data == packed[0] for data in packed)
 
 
+@given(rows=st.lists(st.one_of(st.none(), _row), max_size=20), host=_text)
+def test_without_ids_the_twins_pack_the_same_bytes_the_id_field_left_out(rows: list[Any], host: str) -> None:
+    packed = _packed(None, rows, host)
+    assert all(data == packed[0] for data in packed)
+    with_ids = _packed([5] * len(rows), rows, host)[0]
+    # Each row loses its id: 12 bytes (the id's length and value), and its field count says 8.
+    assert len(packed[0]) == len(with_ids) - 12 * sum(row is not None for row in rows)
+
+
+def test_without_an_id_a_row_is_its_other_fields() -> None:
+    (data, *_) = _packed(None, [("sms", 1.5, 3, "+1555", "", "hi")], "h", 9)
+    (with_id, *_) = _packed([7], [("sms", 1.5, 3, "+1555", "", "hi")], "h", 9)
+    assert data == struct.pack(">h", 8) + with_id[len(struct.pack(">hiq", 9, 8, 7)) :]
+
+
 def test_a_row_is_its_fields_in_the_binary_copy_format() -> None:
     (data, *_) = _packed([7], [("sms", 1.5, 3, "+1555", "", "héllo")], "h", 9)
     body = "héllo".encode()

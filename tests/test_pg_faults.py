@@ -108,11 +108,12 @@ def test_the_server_killed_and_restarted_mid_stream(
 # -- (b) a commit in doubt -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("deliver", ["immediate", "after_commit"])  # the table's ids, or reserved
 @pytest.mark.parametrize("lost", ["after the server committed", "before the server committed"])
 def test_a_commit_in_doubt_is_resolved(
-    impl: Impl, pg_url: str, pg_dsn: str, lost: str, *, monkeypatch: pytest.MonkeyPatch
+    impl: Impl, pg_url: str, pg_dsn: str, lost: str, deliver: str, *, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = impl.DatabaseConnection(pg_url, batch_size=1000, max_delay=0.001)
+    db = impl.DatabaseConnection(pg_url, batch_size=1000, max_delay=0.001, deliver=deliver)
     db.save(impl.SMSMessage(body="first"), durable=True)
     store = db._store
     real_commit = store._send_commit

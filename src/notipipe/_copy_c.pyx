@@ -70,11 +70,14 @@ cdef inline int64_t _int(object value) noexcept:
     return PyLong_AsLongLongAndOverflow(value, &overflow)
 
 
-cdef Py_ssize_t _size(object ident, object row, Py_ssize_t host_n) except -2:
+cdef Py_ssize_t _size(object ident, bint with_id, object row, Py_ssize_t host_n) except -2:
     """The packed size of a row the writer builds (exact types, in range, encodable), else -1:
     the pure twin packs it, or raises what it raises for it."""
-    cdef Py_ssize_t n, size = _FIXED + host_n
-    if type(row) is not tuple or len(<tuple>row) != 6 or not _plain_int(ident, INT64_MIN, INT64_MAX):
+    # Without an id: one length (4) and the id (8) fewer.
+    cdef Py_ssize_t n, size = (_FIXED if with_id else _FIXED - 12) + host_n
+    if type(row) is not tuple or len(<tuple>row) != 6:
+        return -1
+    if with_id and not _plain_int(ident, INT64_MIN, INT64_MAX):
         return -1
     kind, created_at, priority, address, subject, body = <tuple>row
     if type(created_at) is not float or not _plain_int(priority, INT32_MIN, INT32_MAX):
@@ -93,9 +96,11 @@ cdef Py_ssize_t _size(object ident, object row, Py_ssize_t host_n) except -2:
 def pack_rows(ids, rows, host, pid):
     """The COPY data of rows of (kind, created_at, priority, address, subject, body) that are
     not None, each with its id of ``ids`` (by position), all from ``host``/``pid``;
-    ``COPY_HEADER`` goes before the first, ``COPY_TRAILER`` after the last."""
-    cdef tuple idents = tuple(ids)
+    ``COPY_HEADER`` goes before the first, ``COPY_TRAILER`` after the last. With ``ids`` None
+    the rows have no id field (a COPY without the id column: the table gives them theirs)."""
+    cdef bint with_ids = ids is not None
     cdef tuple items = tuple(rows)
+    cdef tuple idents = tuple(ids) if with_ids else (None,) * len(items)
     cdef Py_ssize_t count = len(items), i, n, size = 0, host_n = 0, measured
     cdef const char* host_utf8 = NULL
     if type(host) is str:
@@ -104,18 +109,19 @@ def pack_rows(ids, rows, host, pid):
         except UnicodeEncodeError:
             host_utf8 = NULL
     if len(idents) != count or host_utf8 == NULL or not _plain_int(pid, INT32_MIN, INT32_MAX):
-        return _copy_py.pack_rows(idents, items, host, pid)  # raises as the pure twin does, or packs
+        # Raises as the pure twin does, or packs.
+        return _copy_py.pack_rows(idents if with_ids else None, items, host, pid)
     cdef list sizes = [None] * count  # a plain row's size, or another row's bytes (pure-packed)
     for i in range(count):
         row = items[i]
         if row is None:
             continue
-        measured = _size(idents[i], row, host_n)
+        measured = _size(idents[i], with_ids, row, host_n)
         if measured >= 0:
             sizes[i] = measured
             size += measured
         else:
-            piece = _copy_py.pack_rows((idents[i],), (row,), host, pid)
+            piece = _copy_py.pack_rows((idents[i],) if with_ids else None, (row,), host, pid)
             sizes[i] = piece
             size += len(<bytes>piece)
     data = PyBytes_FromStringAndSize(NULL, size)
@@ -133,9 +139,12 @@ def pack_rows(ids, rows, host, pid):
             out += len(<bytes>piece)
             continue
         kind, created_at_obj, priority, address, subject, body = <tuple>row
-        out = _put_u16(out, 9)
-        out = _put_u32(out, 8)
-        out = _put_u64(out, <uint64_t>_int(idents[i]))
+        if with_ids:
+            out = _put_u16(out, 9)
+            out = _put_u32(out, 8)
+            out = _put_u64(out, <uint64_t>_int(idents[i]))
+        else:
+            out = _put_u16(out, 8)
         utf8 = PyUnicode_AsUTF8AndSize(kind, &n)
         out = _put_text(out, utf8, n)
         created_at = created_at_obj

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any, Final
 
 __all__ = ["COPY_HEADER", "COPY_TRAILER", "pack_rows"]
@@ -25,6 +26,8 @@ COPY_TRAILER: Final = struct.pack(">h", -1)
 
 #: Field count 9, then id (length 8, int8).
 _HEAD: Final = struct.Struct(">hiq")
+#: Field count 8: no id, the table gives it (its identity's default).
+_HEAD_NO_ID: Final = struct.pack(">h", 8)
 #: created_at (length 8, float8), priority (length 4, int4), then the address's length.
 _MIDDLE: Final = struct.Struct(">idiii")
 _LENGTH: Final = struct.Struct(">i")
@@ -32,24 +35,27 @@ _LENGTH: Final = struct.Struct(">i")
 _KINDS: Final = {kind: _LENGTH.pack(len(kind)) + kind.encode() for kind in ("email", "sms")}
 
 
-def pack_rows(ids: Sequence[int], rows: Sequence[tuple[Any, ...] | None], host: str, pid: int) -> bytes:
+def pack_rows(
+    ids: Sequence[int] | None, rows: Sequence[tuple[Any, ...] | None], host: str, pid: int
+) -> bytes:
     """The COPY data of rows of (kind, created_at, priority, address, subject, body) that are
     not None, each with its id of ``ids`` (by position), all from ``host``/``pid``;
-    ``COPY_HEADER`` goes before the first, ``COPY_TRAILER`` after the last."""
+    ``COPY_HEADER`` goes before the first, ``COPY_TRAILER`` after the last. With ``ids`` None
+    the rows have no id field (a COPY without the id column: the table gives them theirs)."""
     host_bytes = host.encode()
     tail = _LENGTH.pack(len(host_bytes)) + host_bytes + struct.pack(">ii", 4, pid)
     head, middle, length = _HEAD.pack, _MIDDLE.pack, _LENGTH.pack
     kinds = _KINDS
     parts: list[bytes] = []
     append = parts.append
-    for ident, row in zip(ids, rows, strict=True):
+    for ident, row in zip(repeat(None, len(rows)) if ids is None else ids, rows, strict=True):
         if row is None:
             continue
         kind, created_at, priority, address, subject, body = row
         a = address.encode()
         s = subject.encode()
         b = body.encode()
-        append(head(9, 8, ident))
+        append(_HEAD_NO_ID if ident is None else head(9, 8, ident))
         append(kinds.get(kind) or length(len(kind.encode())) + kind.encode())
         append(middle(8, created_at, 4, priority, len(a)))
         append(a)

@@ -8,4 +8,6 @@ __all__ = ["COPY_HEADER", "COPY_TRAILER", "pack_rows"]
 COPY_HEADER: Final[bytes]
 COPY_TRAILER: Final[bytes]
 
-def pack_rows(ids: Sequence[int], rows: Sequence[tuple[Any, ...] | None], host: str, pid: int) -> bytes: ...
+def pack_rows(
+    ids: Sequence[int] | None, rows: Sequence[tuple[Any, ...] | None], host: str, pid: int
+) -> bytes: ...

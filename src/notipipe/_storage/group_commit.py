@@ -519,7 +519,8 @@ class GroupCommitStore(ABC):
 
     @abstractmethod
     def _write(self, rows: list[Row | None], refused: dict[int, BaseException]) -> list[int]:
-        """Store ``rows`` in one transaction (``_write_lock`` held); return their ids.
+        """Store ``rows`` in one transaction (``_write_lock`` held); return their ids (read only
+        with ``on_commit``: without it a backend may return none).
 
         A None row was refused already; a row the database refuses is added to ``refused`` and
         gets id 0. Raise to have the whole batch retried.
@@ -750,6 +751,8 @@ class GroupCommitStore(ABC):
         A lone bad alert (its batch may hold only it) is refused while a probe goes in: that
         alert is dropped alone, as ever.
         """
+        if not refused:
+            return  # the common case, at once: no pass over the batch
         given = [i for i, row in enumerate(rows) if row is not None]
         if not given or any(i not in refused for i in given):
             return

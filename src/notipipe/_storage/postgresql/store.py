@@ -3,11 +3,13 @@
 The queue, the group commit, back-pressure and the reports are ``GroupCommitStore``'s, exactly as
 for SQLite. Here is what PostgreSQL changes:
 
-* Each batch is one transaction: its ids are reserved first (``nextval`` of the table's identity,
-  in save order, so an ``after_commit`` observer gets each message with its id), then the rows go
-  in with one ``COPY ... FROM STDIN (FORMAT BINARY)``, each with its origin (host and process).
-  Four round trips a batch: BEGIN with the reservation, the COPY's start and end, and COMMIT
-  with the wake-up (below); each is a wait during which the producers hold the GIL.
+* Each batch is one transaction: the rows go in with one ``COPY ... FROM STDIN (FORMAT
+  BINARY)``, each with its origin (host and process), and the table gives them their ids in save
+  order (its identity's default). With an ``after_commit`` observer, which gets each message with
+  its id, the ids are reserved first instead (``nextval`` of the identity, in save order) and
+  COPied with the rows. Four round trips a batch: BEGIN (with the reservation, if any), the
+  COPY's start and end, and COMMIT with the wake-up (below); each is a wait during which the
+  producers hold the GIL.
 * The server unreachable (down, restarting, the connection lost) is a *wait*, like a locked
   SQLite file: the writer keeps its batch and reconnects with capped backoff, producers block
   once the queue is full, ``flush(timeout)`` raises ``TimeoutError``, and a warning is logged
@@ -17,8 +19,8 @@ for SQLite. Here is what PostgreSQL changes:
   guessed: the writer notes the transaction id before COMMIT and, once reconnected, asks the
   server (``pg_xact_status``) whether it committed, and checks that a row of the batch is there
   with that transaction id and this process as its origin (after a crash the server may give a
-  lost transaction's id to another); only if it did not commit is the batch sent again, with
-  newly reserved ids. So every flushed alert is stored exactly once.
+  lost transaction's id to another); only if it did not commit is the batch sent again (with
+  new ids). So every flushed alert is stored exactly once.
 * A row the server refuses (text holding NUL, which PostgreSQL's text cannot) is dropped alone:
   the batch is written again row by row, each in a savepoint, and the refused rows are reported
   by the next ``flush``. If it refuses every row, and two alerts made to test it too (another tool
@@ -80,18 +82,23 @@ _COPY_TYPES: Final = ("int8", "text", "float8", "int4", "text", "text", "text", 
 _COPY_SQL: Final = f"COPY {MESSAGES} ({', '.join(MESSAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _PLACEHOLDERS: Final = ", ".join(["%s"] * len(MESSAGE_COLUMNS))
 _INSERT_SQL: Final = f"INSERT INTO {MESSAGES} ({', '.join(MESSAGE_COLUMNS)}) VALUES ({_PLACEHOLDERS})"
-#: A row with the id the table gives it (a probe, rolled back: see ``_probe``).
-_PROBE_SQL: Final = (
+#: The same three without the id column: the table gives each row its id (see ``_send``).
+_COPY_TYPES_NO_ID: Final = _COPY_TYPES[1:]
+_COPY_SQL_NO_ID: Final = f"COPY {MESSAGES} ({', '.join(MESSAGE_COLUMNS[1:])}) FROM STDIN (FORMAT BINARY)"
+#: Also a row with the id the table gives it, as a probe (rolled back: see ``_probe``).
+_INSERT_SQL_NO_ID: Final = (
     f"INSERT INTO {MESSAGES} ({', '.join(MESSAGE_COLUMNS[1:])})"
     f" VALUES ({', '.join(['%s'] * (len(MESSAGE_COLUMNS) - 1))})"
 )
-#: A batch's transaction begun, its id (noted before COMMIT: see ``_committed_before``) and the
-#: batch's ids, from the table's identity sequence (named by the server, {seq} below: a literal,
-#: so that it is looked up once, not once per row): the first one alone when they follow one
-#: another (no other session took one in between: the common case), else one array, sorted, read
-#: as text, which pure-Python psycopg parses in one piece rather than row by row. One message in
-#: the simple protocol (no parameters: {n} is the batch's length), so one round trip.
-_BEGIN_SQL: Final = (
+#: A batch's transaction begun, and its id (noted before COMMIT: see ``_committed_before``).
+_BEGIN_SQL: Final = "BEGIN; SELECT pg_current_xact_id()::text"
+#: The same, and the batch's ids reserved (for an ``after_commit`` observer: see ``_send``), from
+#: the table's identity sequence (named by the server, {seq} below: a literal, so that it is
+#: looked up once, not once per row): the first one alone when they follow one another (no
+#: other session took one in between: the common case), else one array, sorted, read as text,
+#: which pure-Python psycopg parses in one piece rather than row by row. One message in the
+#: simple protocol (no parameters: {n} is the batch's length), so one round trip.
+_BEGIN_RESERVING_SQL: Final = (
     "BEGIN; SELECT pg_current_xact_id()::text, CASE WHEN max(v) - min(v) + 1 = count(*)"
     " THEN min(v)::text ELSE array_agg(v ORDER BY v)::text END FROM"
     " (SELECT nextval({seq}::regclass) AS v FROM generate_series(1, {n})) AS reserved"
@@ -123,7 +130,7 @@ def _is_refused_row(error: BaseException) -> bool:
 
 
 def _reserved(text: str, n: int) -> list[int]:
-    """The ids ``_BEGIN_SQL`` reserved for ``n`` rows: from the first of ``n`` consecutive ones,
+    """The ids ``_BEGIN_RESERVING_SQL`` reserved for ``n`` rows: from the first of ``n`` consecutive ones,
     or from the array of them all (``{a,b,...}``)."""
     if text.startswith("{"):
         return list(map(int, text[1:-1].split(",")))
@@ -143,9 +150,9 @@ class _Attempt:
 
     def __init__(self, rows: list[Row | None]) -> None:
         self.rows = rows
-        self.ids: list[int] = []  # reserved by the last transaction that wrote the batch
+        self.ids: list[int] = []  # reserved by the last transaction that wrote the batch, if any
         self.xid: str | None = None  # that transaction, while its COMMIT's outcome is unknown
-        self.probe: tuple[int, str, int] | None = None  # one row it wrote: (id, host, pid)
+        self.probe: tuple[str, int] | None = None  # the origin of its rows, if it wrote any
         self.refused: dict[int, BaseException] = {}  # rows the server refused in that transaction
 
 
@@ -311,8 +318,8 @@ class PgMessageStore(GroupCommitStore):
                 ids = self._send(conn, attempt, one_by_one=True)
         refused.update(attempt.refused)
         self._attempt = None
-        if not refused and None not in rows:
-            return ids
+        if not ids or (not refused and None not in rows):
+            return ids  # none reserved: no one asks for them (see _send)
         return [0 if i in refused or row is None else ids[i] for i, row in enumerate(rows)]
 
     def _probe(self, row: Row) -> BaseException | None:
@@ -320,7 +327,7 @@ class PgMessageStore(GroupCommitStore):
         conn = self._live_conn()
         conn.execute("BEGIN")
         try:
-            conn.execute(_PROBE_SQL, (*row, self._host, os.getpid()))
+            conn.execute(_INSERT_SQL_NO_ID, (*row, self._host, os.getpid()))
         except self._psycopg.Error as error:
             if not _is_refused_row(error) or conn.broken:
                 self._drop_session(error)
@@ -347,13 +354,13 @@ class PgMessageStore(GroupCommitStore):
             )
         if status != "committed" or attempt.probe is None:
             return status == "committed"  # aborted, or unknown (NULL): not committed
-        # A crash can also give the lost transaction's id (and its rows' ids) to a later one:
-        # the batch committed only if a row it wrote is there, with its transaction and origin.
-        ident, host, pid = attempt.probe
+        # A crash can also give the lost transaction's id to a later one: the batch committed
+        # only if a row it wrote is there, with its transaction and origin (this process, which
+        # writes nothing else while it asks).
+        host, pid = attempt.probe
         found = conn.execute(
-            f"SELECT 1 FROM {MESSAGES} WHERE id = %s AND xid = %s::xid8 AND origin_host = %s"
-            " AND origin_pid = %s",
-            (ident, attempt.xid, host, pid),
+            f"SELECT 1 FROM {MESSAGES} WHERE xid = %s::xid8 AND origin_host = %s AND origin_pid = %s LIMIT 1",
+            (attempt.xid, host, pid),
         ).fetchone()
         return found is not None
 
@@ -364,52 +371,65 @@ class PgMessageStore(GroupCommitStore):
         *,
         one_by_one: bool,
     ) -> list[int]:
-        """One transaction: reserve the ids (once per batch), write the rows, commit."""
+        """One transaction: write the rows, commit. An ``after_commit`` observer is given each
+        message with its id, so the ids are then reserved first, with the transaction; else the
+        table gives each row its id as it goes in (the COPY leaves the column out), in the same
+        order: fewer round trips, and less work for the server."""
         rows, refused = attempt.rows, attempt.refused
         try:
-            # Reserved again by each attempt: a server that crashed may hand out the ids of a
-            # transaction it lost once more, to anyone.
-            cur = conn.execute(_BEGIN_SQL.format(seq=self._sequence, n=len(rows)))
+            ids: list[int] | None = None
+            if self._on_commit is None:
+                cur = conn.execute(_BEGIN_SQL)
+            else:
+                # Reserved again by each attempt: a server that crashed may hand out the ids of
+                # a transaction it lost once more, to anyone.
+                cur = conn.execute(_BEGIN_RESERVING_SQL.format(seq=self._sequence, n=len(rows)))
             cur.nextset()  # past BEGIN's result
             got = cur.fetchone()
             assert got is not None
             xid = str(got[0])
-            # One session's nextval calls increase: sorted, they follow the save order.
-            ids = attempt.ids = _reserved(str(got[1]), len(rows))
+            if self._on_commit is not None:
+                # One session's nextval calls increase: sorted, they follow the save order.
+                ids = _reserved(str(got[1]), len(rows))
+            attempt.ids = ids or []
             pid = os.getpid()
             if one_by_one:
                 positions = [i for i, row in enumerate(rows) if row is not None and i not in refused]
-                full = [(ids[i], *rows[i], self._host, pid) for i in positions]  # type: ignore[misc]
-                self._insert_one_by_one(conn, full, positions, refused)
-                first = next((i for i in positions if i not in refused), None)
+                self._insert_one_by_one(conn, ids, rows, positions, refused)
+                wrote = any(i not in refused for i in positions)
             else:
                 self._copy(conn, ids, rows, self._host, pid)  # refused is empty: see _write_batch
-                first = next((i for i, row in enumerate(rows) if row is not None), None)
+                wrote = any(row is not None for row in rows)
         except BaseException:
             self._rollback(conn)
             raise
-        attempt.probe = None if first is None else (ids[first], self._host, pid)
+        attempt.probe = (self._host, pid) if wrote else None
         attempt.xid = xid  # from here until COMMIT's answer arrives, the outcome is unknown
         self._send_commit(conn)
         attempt.xid = None
-        return ids
+        return attempt.ids
 
     def _copy(
         self,
         conn: psycopg.Connection[Any],
-        ids: list[int],
+        ids: list[int] | None,
         rows: Sequence[Row | None],
         host: str,
         pid: int,
     ) -> None:
         """COPY each row of (kind, created_at, priority, address, subject, body) that is not
-        None, with its id, host and pid."""
-        with conn.cursor() as cur, cur.copy(_COPY_SQL) as copy:
+        None, with its id (or, with ``ids`` None, the table's), host and pid."""
+        with conn.cursor() as cur, cur.copy(_COPY_SQL if ids is not None else _COPY_SQL_NO_ID) as copy:
             if not self._pack:
-                copy.set_types(list(_COPY_TYPES))
+                copy.set_types(list(_COPY_TYPES if ids is not None else _COPY_TYPES_NO_ID))
                 # Each row's tuple built once, straight from the batch: every tuple more is
                 # an allocation, and more garbage collections, on the writer's per-row path.
                 write = copy.write_row
+                if ids is None:
+                    for row in rows:
+                        if row is not None:
+                            write((*row, host, pid))
+                    return
                 for ident, row in zip(ids, rows, strict=True):
                     if row is not None:
                         write((ident, *row, host, pid))
@@ -419,20 +439,30 @@ class PgMessageStore(GroupCommitStore):
             pack_rows = PACKER.pack_rows
             copy.write(PACKER.COPY_HEADER)
             for i in range(0, len(rows), _PACK_ROWS):
-                copy.write(pack_rows(ids[i : i + _PACK_ROWS], rows[i : i + _PACK_ROWS], host, pid))
+                piece = None if ids is None else ids[i : i + _PACK_ROWS]
+                copy.write(pack_rows(piece, rows[i : i + _PACK_ROWS], host, pid))
             copy.write(PACKER.COPY_TRAILER)
 
     def _insert_one_by_one(
         self,
         conn: psycopg.Connection[Any],
-        rows: Sequence[tuple[object, ...]],
+        ids: list[int] | None,
+        rows: list[Row | None],
         positions: list[int],
         refused: dict[int, BaseException],
     ) -> None:
-        for position, row in zip(positions, rows, strict=True):
+        """INSERT the rows at ``positions``, each in a savepoint, with its id (or, with ``ids``
+        None, the table's): a row the server refuses is noted in ``refused``, the rest stay."""
+        host, pid = self._host, os.getpid()
+        for position in positions:
+            row = rows[position]
+            assert row is not None
             conn.execute("SAVEPOINT notipipe_row")
             try:
-                conn.execute(_INSERT_SQL, row)
+                if ids is None:
+                    conn.execute(_INSERT_SQL_NO_ID, (*row, host, pid))
+                else:
+                    conn.execute(_INSERT_SQL, (ids[position], *row, host, pid))
             except BaseException as error:
                 if not _is_refused_row(error) or conn.broken:
                     raise
@@ -518,7 +548,7 @@ def _too_many_clients(error: BaseException) -> bool:
 
 
 def _sequence_literal(conn: psycopg.Connection[Any]) -> str:
-    """The table's identity sequence, as an SQL literal for ``_BEGIN_SQL``."""
+    """The table's identity sequence, as an SQL literal for ``_BEGIN_RESERVING_SQL``."""
     from psycopg import sql
 
     row = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (MESSAGES,)).fetchone()
