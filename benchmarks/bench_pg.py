@@ -7,10 +7,10 @@ The ceiling is the same rows written straight through psycopg with ``COPY ... FR
 run on the same server, two ways a careful user could write it: psycopg's ``write_row`` per row,
 and the rows packed into the binary format with ``struct``, 1,000 rows a ``copy.write``. Each
 ratio is against the faster of the two, with as many processes. notipipe's figure includes the
-fan-out to K observers, reserving each batch's ids, the origin columns, the wake-up NOTIFY and
-the final flush; the raw paths' rows are built before the clock starts, notipipe builds its rows
-from the alerts. Then 1, 2 and 4 writer processes at once, each writing N alerts: their total
-against as many raw processes.
+fan-out to K observers, the origin columns, the wake-up NOTIFY and the final flush; the raw
+paths' rows are built before the clock starts, notipipe builds its rows from the alerts. Then
+1, 2 and 4 writer processes at once, each writing N alerts: their total against as many raw
+processes.
 
 Without ``--dsn`` a throwaway server is started (fsync on, as in production); with it, the
 given database is used and its ``notipipe_messages`` table is emptied before each run.

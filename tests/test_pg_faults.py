@@ -9,6 +9,7 @@ Every flushed alert must be stored exactly once.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 
 from notipipe._errors import StorageError
+from notipipe._storage.postgresql import store as store_module
 from tests._pg_server import PgCluster
 from tests._pg_util import exactly_once, query, until
 from tests._processes import kill, spawn
@@ -143,6 +145,35 @@ def test_a_commit_in_doubt_is_resolved(
     assert [m.id for m in db.after(0, 1000)] == [
         r[0] for r in query(pg_dsn, "SELECT id FROM notipipe_messages ORDER BY id")
     ]
+
+
+def _contents(message: Any) -> tuple[float, str]:
+    """What the writer's probe names of a row besides its transaction and origin."""
+    _kind, created_at, _priority, _address, _subject, body = message._row()
+    return created_at, body
+
+
+def test_a_commit_in_doubt_is_not_taken_for_another_writers_with_the_same_origin(
+    impl: Impl, pg_url: str, pg_dsn: str
+) -> None:
+    # After a crash the server may give the lost transaction's id to a later one, and that one
+    # may be another writer's with the same host and pid (a second store in this process, a
+    # container with the host's name): its rows must not pass for the batch's.
+    db = impl.DatabaseConnection(pg_url, max_delay=0.001)
+    mine = impl.SMSMessage(body="the batch in doubt", created_at=1000.0)
+    theirs = impl.SMSMessage(body="another writer's", created_at=2000.0)
+    db.save(theirs, durable=True)  # committed, by this process: its origin is this one's
+    ((xid,),) = query(pg_dsn, "SELECT xid::text FROM notipipe_messages")
+    store = db._store
+    attempt = store_module._Attempt([mine._row()])
+    attempt.xid = xid  # the in-doubt batch's transaction, as if the server had given it again
+    with store._write_lock:
+        conn = store._live_conn()
+        attempt.probe = (store._host, os.getpid(), *_contents(mine))
+        assert not store._committed_before(conn, attempt)
+        # The probe of the row that is there, with its contents, finds it: the check itself works.
+        attempt.probe = (store._host, os.getpid(), *_contents(theirs))
+        assert store._committed_before(conn, attempt)
 
 
 # -- (c) a writer process killed in the middle of its COPY --------------------------------------

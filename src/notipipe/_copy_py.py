@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from itertools import repeat
 from typing import Any, Final
 
 __all__ = ["COPY_HEADER", "COPY_TRAILER", "pack_rows"]
@@ -48,14 +47,15 @@ def pack_rows(
     kinds = _KINDS
     parts: list[bytes] = []
     append = parts.append
-    for ident, row in zip(repeat(None, len(rows)) if ids is None else ids, rows, strict=True):
+    pairs = ((None, row) for row in rows) if ids is None else zip(ids, rows, strict=True)
+    for ident, row in pairs:
         if row is None:
             continue
         kind, created_at, priority, address, subject, body = row
         a = address.encode()
         s = subject.encode()
         b = body.encode()
-        append(_HEAD_NO_ID if ident is None else head(9, 8, ident))
+        append(_HEAD_NO_ID if ids is None else head(9, 8, ident))
         append(kinds.get(kind) or length(len(kind.encode())) + kind.encode())
         append(middle(8, created_at, 4, priority, len(a)))
         append(a)

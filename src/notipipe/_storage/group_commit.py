@@ -666,8 +666,8 @@ class GroupCommitStore(ABC):
 
     def _finish(self, started: _Started, behind: Sequence[_Started]) -> tuple[list[object], list[int]] | None:
         """Commit the started batch, retrying while the database is busy or failing; return what was
-        committed and the stored ids: the whole batch, or the front of it that fits in the
-        server's time limit (the rest goes back to the front of the queue).
+        committed and the stored ids (see ``_write``): the whole batch, or the front of it that
+        fits in the server's time limit (the rest goes back to the front of the queue).
 
         Returns None only if the store was closed while the database kept failing (close()
         reports what was lost); the batch goes back to the front of the queue, ``behind`` (the

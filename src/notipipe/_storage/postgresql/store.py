@@ -152,7 +152,8 @@ class _Attempt:
         self.rows = rows
         self.ids: list[int] = []  # reserved by the last transaction that wrote the batch, if any
         self.xid: str | None = None  # that transaction, while its COMMIT's outcome is unknown
-        self.probe: tuple[str, int] | None = None  # the origin of its rows, if it wrote any
+        # One row it wrote, if any: (host, pid, created_at, body).
+        self.probe: tuple[str, int, Any, Any] | None = None
         self.refused: dict[int, BaseException] = {}  # rows the server refused in that transaction
 
 
@@ -355,12 +356,14 @@ class PgMessageStore(GroupCommitStore):
         if status != "committed" or attempt.probe is None:
             return status == "committed"  # aborted, or unknown (NULL): not committed
         # A crash can also give the lost transaction's id to a later one: the batch committed
-        # only if a row it wrote is there, with its transaction and origin (this process, which
-        # writes nothing else while it asks).
-        host, pid = attempt.probe
+        # only if a row it wrote is there, with its transaction, its origin and its contents
+        # (another writer may share the origin: a second store in this process, or a container
+        # with the host's name and the same pid).
+        host, pid, created_at, body = attempt.probe
         found = conn.execute(
-            f"SELECT 1 FROM {MESSAGES} WHERE xid = %s::xid8 AND origin_host = %s AND origin_pid = %s LIMIT 1",
-            (attempt.xid, host, pid),
+            f"SELECT 1 FROM {MESSAGES} WHERE xid = %s::xid8 AND origin_host = %s AND origin_pid = %s"
+            " AND created_at = %s AND body = %s LIMIT 1",
+            (attempt.xid, host, pid, created_at, body),
         ).fetchone()
         return found is not None
 
@@ -396,14 +399,15 @@ class PgMessageStore(GroupCommitStore):
             if one_by_one:
                 positions = [i for i, row in enumerate(rows) if row is not None and i not in refused]
                 self._insert_one_by_one(conn, ids, rows, positions, refused)
-                wrote = any(i not in refused for i in positions)
+                first = next((i for i in positions if i not in refused), None)
             else:
                 self._copy(conn, ids, rows, self._host, pid)  # refused is empty: see _write_batch
-                wrote = any(row is not None for row in rows)
+                first = next((i for i, row in enumerate(rows) if row is not None), None)
         except BaseException:
             self._rollback(conn)
             raise
-        attempt.probe = (self._host, pid) if wrote else None
+        probe = None if first is None else rows[first]
+        attempt.probe = None if probe is None else (self._host, pid, probe[1], probe[5])
         attempt.xid = xid  # from here until COMMIT's answer arrives, the outcome is unknown
         self._send_commit(conn)
         attempt.xid = None
