@@ -205,8 +205,13 @@ def follow_tail(*args: str, env: dict[str, str], sigint_ignored: bool = False) -
 
 def say(*parts: object) -> None:
     """One line to the test, flushed at once: the test waits for these lines to act at a chosen
-    moment (kill the child there, or compare what it was told with what is stored)."""
-    print(*parts, flush=True)
+    moment (kill the child there, or compare what it was told with what is stored).
+
+    Written in one piece: ``print(*parts)`` writes each part and separator on its own, and with
+    ``PYTHONUNBUFFERED`` each is a write of its own, so a child killed between them left half a
+    line ("committed" without its id)."""
+    sys.stdout.write(" ".join(map(str, parts)) + "\n")
+    sys.stdout.flush()
 
 
 class Programs:
