@@ -17,10 +17,10 @@ for SQLite. Here is what PostgreSQL changes:
   reason in a ``StorageError``) and retried.
 * A commit in doubt (the connection died while COMMIT was on its way) is resolved, never
   guessed: the writer notes the transaction id before COMMIT and, once reconnected, asks the
-  server (``pg_xact_status``) whether it committed, and checks that a row of the batch is there
-  with that transaction id and this process as its origin (after a crash the server may give a
-  lost transaction's id to another); only if it did not commit is the batch sent again (with
-  new ids). So every flushed alert is stored exactly once.
+  server (``pg_xact_status``) whether it committed, and checks that the first row the batch wrote
+  is there with that transaction id, this process as its origin and its contents (after a crash
+  the server may give a lost transaction's id to another); only if it did not commit is the
+  batch sent again (with new ids). So every flushed alert is stored exactly once.
 * A row the server refuses (text holding NUL, which PostgreSQL's text cannot) is dropped alone:
   the batch is written again row by row, each in a savepoint, and the refused rows are reported
   by the next ``flush``. If it refuses every row, and two alerts made to test it too (another tool
@@ -130,8 +130,8 @@ def _is_refused_row(error: BaseException) -> bool:
 
 
 def _reserved(text: str, n: int) -> list[int]:
-    """The ids ``_BEGIN_RESERVING_SQL`` reserved for ``n`` rows: from the first of ``n`` consecutive ones,
-    or from the array of them all (``{a,b,...}``)."""
+    """The ids ``_BEGIN_RESERVING_SQL`` reserved for ``n`` rows: from the first of ``n``
+    consecutive ones, or from the array of them all (``{a,b,...}``)."""
     if text.startswith("{"):
         return list(map(int, text[1:-1].split(",")))
     first = int(text)
@@ -377,7 +377,7 @@ class PgMessageStore(GroupCommitStore):
         """One transaction: write the rows, commit. An ``after_commit`` observer is given each
         message with its id, so the ids are then reserved first, with the transaction; else the
         table gives each row its id as it goes in (the COPY leaves the column out), in the same
-        order: fewer round trips, and less work for the server."""
+        order: as many round trips, less work for the server."""
         rows, refused = attempt.rows, attempt.refused
         try:
             ids: list[int] | None = None
