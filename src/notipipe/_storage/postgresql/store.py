@@ -379,26 +379,25 @@ class PgMessageStore(GroupCommitStore):
         table gives each row its id as it goes in (the COPY leaves the column out), in the same
         order: as many round trips, less work for the server."""
         rows, refused = attempt.rows, attempt.refused
+        reserving = self._on_commit is not None
         try:
-            ids: list[int] | None = None
-            if self._on_commit is None:
-                cur = conn.execute(_BEGIN_SQL)
-            else:
+            if reserving:
                 # Reserved again by each attempt: a server that crashed may hand out the ids of
                 # a transaction it lost once more, to anyone.
                 cur = conn.execute(_BEGIN_RESERVING_SQL.format(seq=self._sequence, n=len(rows)))
+            else:
+                cur = conn.execute(_BEGIN_SQL)
             cur.nextset()  # past BEGIN's result
             got = cur.fetchone()
             assert got is not None
             xid = str(got[0])
-            if self._on_commit is not None:
-                # One session's nextval calls increase: sorted, they follow the save order.
-                ids = _reserved(str(got[1]), len(rows))
+            # One session's nextval calls increase: sorted, they follow the save order.
+            ids = _reserved(str(got[1]), len(rows)) if reserving else None
             attempt.ids = ids or []
             pid = os.getpid()
             if one_by_one:
                 positions = [i for i, row in enumerate(rows) if row is not None and i not in refused]
-                self._insert_one_by_one(conn, ids, rows, positions, refused)
+                self._insert_one_by_one(conn, ids, rows, positions, refused, pid=pid)
                 first = next((i for i in positions if i not in refused), None)
             else:
                 self._copy(conn, ids, rows, self._host, pid)  # refused is empty: see _write_batch
@@ -454,10 +453,13 @@ class PgMessageStore(GroupCommitStore):
         rows: list[Row | None],
         positions: list[int],
         refused: dict[int, BaseException],
+        *,
+        pid: int,
     ) -> None:
         """INSERT the rows at ``positions``, each in a savepoint, with its id (or, with ``ids``
-        None, the table's): a row the server refuses is noted in ``refused``, the rest stay."""
-        host, pid = self._host, os.getpid()
+        None, the table's) and origin (``pid``, as the probe names it): a row the server refuses
+        is noted in ``refused``, the rest stay."""
+        host = self._host
         for position in positions:
             row = rows[position]
             assert row is not None
